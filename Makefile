@@ -1,0 +1,27 @@
+# Two commands do all the set-up: `make run` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch: the CPU build on machines without an NVIDIA GPU, the CUDA build with one.
+# Override for another CUDA version or platform, e.g.
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?=
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	./tools/install_torch.sh $(PY) "$(TORCH_VERSION)" "$(TORCH_INDEX)"
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) main.py
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info
