@@ -16,24 +16,178 @@ class CliError(Exception):
 
 # --- issue 2: files and tokens ---------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
-    raise NotImplementedError("inspect")
+    from .midi import MidiReadError, read_midi
+    from .score import TICKS_PER_BEAT
+
+    try:
+        score, report = read_midi(args.file)
+    except MidiReadError as e:
+        raise CliError(e) from None
+
+    def note_name(pitch: int) -> str:
+        return ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"][pitch % 12] + str(pitch // 12 - 1)
+
+    def where(tick: int) -> str:
+        bar = score.bar_at(tick)
+        beat = (tick - score.bar_starts(tick)[bar]) / TICKS_PER_BEAT
+        return f"bar {bar + 1}" + (f" beat {beat + 1:g}" if beat else "")
+
+    def listing(items: list[str], shown: int = 12) -> str:
+        more = f"; ... {len(items) - shown} more" if len(items) > shown else ""
+        return "; ".join(items[:shown]) + more
+
+    tracks = score.tracks()
+    print(f"file: {args.file}")
+    print(f"tracks: {len(tracks)}")
+    for t in tracks:
+        pitches = [n.pitch for n in t.notes]
+        kind = "drums     " if t.drum else f"program {t.program:<3}"
+        print(f"  {t.name:<26} {kind}  {len(t.notes):>6} notes  "
+              f"{note_name(min(pitches))}..{note_name(max(pitches))}")
+    end = score.end_tick
+    bars = score.bar_at(end - 1) + 1 if score.notes else 0
+    print(f"notes: {len(score.notes)}")
+    print(f"duration: {bars} bars, {score.seconds_at(end):.1f} s")
+    print("tempo: " + listing([f"{t.bpm:g} BPM at {where(t.tick)}" for t in score.tempos]))
+    print("meter: " + listing([f"{m.numerator}/{m.denominator} at {where(m.tick)}" for m in score.time_signatures]))
+    print("read report:" + ("".join(f"\n  {line}" for line in report.messages) or " read as is"))
+    return 0
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    raise NotImplementedError("tokens")
+    import json
+
+    from .midi import MidiReadError, read_midi
+    from .tokenizer import Tokenizer
+
+    try:
+        score, read_report = read_midi(args.file)
+    except MidiReadError as e:
+        raise CliError(str(e)) from e
+    except OSError as e:
+        raise CliError(f"cannot read {args.file}: {e.strerror or e}") from e
+    tok = Tokenizer()
+    ids, encode_report = tok.encode_with_report(score)
+    notes = len(score.notes)
+    per_note = round(len(ids) / notes, 4) if notes else None
+    if args.json:
+        print(json.dumps({"tokens": ids, "names": [tok.token_name(i) for i in ids], "notes": notes,
+                          "tokens_per_note": per_note, "tokenizer": tok.VERSION,
+                          "read_report": list(read_report.messages), "encode_report": encode_report}))
+        return 0
+    # One line per bar: the bar's tokens by name.
+    lines, line = [], []
+    for i in ids:
+        if i in (tok.bar_id, tok.eos_id) and line:
+            lines.append(" ".join(line))
+            line = []
+        line.append(tok.token_name(i))
+    lines.append(" ".join(line))
+    print("\n".join(lines))
+    print(f"# {len(ids)} tokens, {notes} notes, {per_note} tokens/note, tokenizer {tok.VERSION}")
+    for message in list(read_report.messages) + encode_report:
+        print(f"# {message}")
+    return 0
 
 
 def cmd_roundtrip(args: argparse.Namespace) -> int:
-    raise NotImplementedError("roundtrip")
+    from collections import Counter
+
+    from .midi import MidiReadError, read_midi, write_midi
+    from .tokenizer import Tokenizer
+
+    try:
+        score, read_report = read_midi(args.input)
+    except MidiReadError as e:
+        raise CliError(e) from None
+    tokenizer = Tokenizer()
+    ids, encode_report = tokenizer.encode_with_report(score)
+    decoded, stats = tokenizer.decode(ids)
+    try:
+        write_midi(decoded, args.output)
+    except OSError as e:
+        raise CliError(f"cannot write {args.output}: {e.strerror or e}") from None
+
+    def common(fields: str) -> int:
+        def keys(s):
+            return Counter(tuple(getattr(n, f) for f in fields.split()) for n in s.notes)
+        return sum((keys(score) & keys(decoded)).values())
+
+    identical, placed = common("start duration pitch velocity program drum"), common("start pitch program drum")
+    print(f"read: {len(score.notes)} notes; " + ("; ".join(read_report.messages) or "read as is"))
+    print(f"tokens: {len(ids)}" + "".join(f"\n  {line}" for line in encode_report))
+    print(f"decoded: {stats.notes} notes in {stats.bars} bars, {stats.invalid} invalid tokens")
+    print(f"notes: {len(score.notes)} in, {len(decoded.notes)} out: {identical} identical, "
+          f"{placed} with the same start, pitch and instrument")
+    for name, before, after in (("tempo map", score.tempos, decoded.tempos),
+                                ("meter", score.time_signatures, decoded.time_signatures)):
+        print(f"{name}: " + ("kept" if before == after else f"changed ({len(before)} changes in, {len(after)} out)"))
+    print(f"wrote {args.output}")
+    return 0
 
 
 # --- issue 5: training and evaluation --------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError("train")
+    import signal
+
+    from .train import TrainingError, config_from_args, run_training
+
+    stop = {"asked": False}
+
+    def ask_stop(signum, frame):  # Ctrl-C: finish the step, checkpoint, stop
+        stop["asked"] = True
+
+    def show(e) -> None:
+        if e.kind == "scan":
+            print(f"scan: {e.message}")
+            for s in (e.report or {}).get("skipped", []):
+                print(f"  skipped {s['path']}: {s['reason']}")
+        elif e.kind == "step" and e.loss is None:
+            print(e.message)
+        elif e.kind == "step":
+            done = e.step / max(1, e.total_steps)
+            bar = "#" * int(done * 30) + "-" * (30 - int(done * 30))
+            eta = f"{int(e.eta_s) // 60}m{int(e.eta_s) % 60:02d}s" if e.eta_s is not None else "?"
+            line = (f"[{bar}] {e.step}/{e.total_steps} loss {e.loss:.4f} "
+                    f"{e.tokens_per_s or 0:.0f} tok/s eta {eta}")
+            print(("\r" + line) if sys.stderr.isatty() else line, end="" if sys.stderr.isatty() else "\n",
+                  file=sys.stderr, flush=True)
+        elif e.kind == "eval":
+            print(f"\nstep {e.step}: validation loss {e.val_loss:.4f}, {e.bits_per_note:.3f} bits/note")
+        elif e.kind in ("done", "cancelled"):
+            print(f"\n{e.message}")
+            for name, path in e.paths.items():
+                print(f"  {name}: {path}")
+
+    previous = signal.signal(signal.SIGINT, ask_stop)
+    try:
+        run_training(config_from_args(args), show, lambda: stop["asked"])
+    except TrainingError as e:
+        raise CliError(str(e)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 130 if stop["asked"] else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    raise NotImplementedError("eval")
+    import json
+
+    from .train import TrainingError, evaluate_files
+
+    try:
+        result = evaluate_files(args.model, args.path, args.style)
+    except TrainingError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for f in result["files"]:
+        print(f"{f['path']}: {f['tokens']} tokens, {f['bits_per_token']:.4f} bits/token")
+    for s in result["skipped"]:
+        print(f"{s['path']}: skipped ({s['reason']})")
+    if result["bits_per_token"] is not None:
+        print(f"total: {result['bits_per_token']:.4f} bits/token, {result['bits_per_note']:.4f} bits/note")
+    return 0
 
 
 # --- issue 6: generation and live MIDI -------------------------------------------------------
@@ -82,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ctx", type=int, default=512)
     s.add_argument("--batch", type=int, default=8)
     s.add_argument("--resume", action="store_true")
+    s.add_argument("--layers", type=int, default=6, help="model depth when pretraining (no --base)")
+    s.add_argument("--width", type=int, default=384, help="model width when pretraining (no --base)")
+    s.add_argument("--lr", type=float)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--eval-every", type=int, default=100)
+    s.add_argument("--checkpoint-every", type=int, default=200)
+    s.add_argument("--augment", action="store_true", help="random transposition and small tempo changes")
+    s.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="bits per token and per note of a model on MIDI files")
@@ -136,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `rwkv-music tokens x.mid | head`: the reader went away, which is fine
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""Time the WKV-7 backends on the CPU: forward and forward+backward, float32, 2 threads.
+
+Run: .venv/bin/python bench/bench_wkv.py [--chunks 16 32 64] [--repeat 3]
+Prints one table row per (shape, backend).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.wkv import wkv7_chunked, wkv7_reference  # noqa: E402
+
+SHAPES = [(8, 512, 6, 64), (1, 1024, 6, 64)]
+
+
+def rwkv_inputs(B, T, H, N, dtype=torch.float32, seed=0):
+    """Inputs shaped like RWKV-7's: w in the model's log-decay range, a = -kk, b = kk * rate."""
+    g = torch.Generator().manual_seed(seed)
+    rand = functools.partial(torch.randn, B, T, H, N, dtype=dtype, generator=g)
+    kk = torch.nn.functional.normalize(rand(), dim=-1)
+    w = -0.6065 * torch.sigmoid(rand())
+    return rand(), w, rand(), rand(), -kk, kk * torch.sigmoid(rand())
+
+
+def best_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def measure(op, inputs, repeat):
+    B, T, H, N = inputs[0].shape
+    state = torch.randn(B, H, N, N) * 0.1
+
+    def forward():
+        with torch.no_grad():
+            op(*inputs, state)
+
+    leaves = [x.clone().requires_grad_() for x in (*inputs, state)]
+
+    def forward_backward():
+        y, s = op(*leaves)
+        (y.square().sum() + s.square().sum()).backward()
+
+    forward()  # warm-up
+    return best_time(forward, repeat), best_time(forward_backward, repeat)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    backends = [("reference", wkv7_reference)]
+    backends += [(f"chunked L={c}", functools.partial(wkv7_chunked, chunk=c)) for c in args.chunks]
+    print(f"torch {torch.__version__}, {args.threads} threads, float32, best of {args.repeat}")
+    print(f"{'B,T,H,N':<16}{'backend':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'tokens/s (f+b)':>16}")
+    for shape in SHAPES:
+        inputs = rwkv_inputs(*shape)
+        for name, op in backends:
+            fwd, fwd_bwd = measure(op, inputs, args.repeat)
+            tokens = shape[0] * shape[1]
+            print(f"{','.join(map(str, shape)):<16}{name:<16}{fwd * 1e3:>10.1f}{fwd_bwd * 1e3:>12.1f}"
+                  f"{tokens / fwd_bwd:>16.0f}")
+
+
+if __name__ == "__main__":
+    main()

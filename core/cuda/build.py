@@ -1,0 +1,164 @@
+"""Just-in-time build of the WKV-7 CUDA extension with ninja, for the GPU actually present.
+
+The sources are addressed by absolute paths (the build works from any working directory), the
+architecture comes from the device's compute capability, and the result is cached under
+~/.cache/rwkv-music/cuda/<key>, where the key hashes the sources, the architecture and the torch
+and CUDA versions. Any failure (no CUDA torch, no nvcc, no ninja, a compiler error) becomes one
+clear warning and `load_extension` returns None: callers then use the portable PyTorch path.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCE_NAMES = ("wkv7_bind.cpp", "wkv7.cu")
+CUDA_FLAGS = ("-O3", "--use_fast_math", "-Xptxas=-O3", "--extra-device-vectorization")
+CXX_FLAGS = ("-O3",)
+DISABLE_ENV = "RWKV_MUSIC_NO_CUDA_KERNEL"   # set to 1 to never build or use the kernel
+CACHE_ENV = "RWKV_MUSIC_CUDA_CACHE"        # overrides the cache folder
+
+_lock = threading.Lock()
+_loaded: dict[tuple[int, int], object] = {}
+_failed: dict[tuple[int, int], str] = {}
+
+
+def source_paths() -> list[str]:
+    """Absolute paths of the extension's sources."""
+    return [str(SOURCE_DIR / name) for name in SOURCE_NAMES]
+
+
+def arch_list(capability: tuple[int, int]) -> str:
+    """TORCH_CUDA_ARCH_LIST for one compute capability, e.g. (8, 9) -> "8.9"."""
+    major, minor = capability
+    return f"{int(major)}.{int(minor)}"
+
+
+def cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().resolve() / "rwkv-music" / "cuda"
+
+
+def build_key(capability: tuple[int, int]) -> str:
+    """Hash of everything that changes the binary: sources, flags, arch, torch and CUDA versions."""
+    digest = hashlib.sha256()
+    for path in source_paths():
+        digest.update(Path(path).read_bytes())
+    for part in (*CUDA_FLAGS, *CXX_FLAGS, arch_list(capability), torch.__version__,
+                 str(torch.version.cuda)):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything torch.utils.cpp_extension.load needs, computed without touching a GPU."""
+    name: str
+    sources: list[str]
+    build_directory: str
+    arch_list: str
+    extra_cflags: list[str] = field(default_factory=lambda: list(CXX_FLAGS))
+    extra_cuda_cflags: list[str] = field(default_factory=lambda: list(CUDA_FLAGS))
+
+    def load_kwargs(self) -> dict:
+        return dict(name=self.name, sources=self.sources, build_directory=self.build_directory,
+                    extra_cflags=self.extra_cflags, extra_cuda_cflags=self.extra_cuda_cflags,
+                    verbose=False)
+
+    def env(self) -> dict[str, str]:
+        return {"TORCH_CUDA_ARCH_LIST": self.arch_list}
+
+
+def build_plan(capability: tuple[int, int]) -> BuildPlan:
+    key = build_key(capability)
+    return BuildPlan(name=f"rwkv_music_wkv7_{key}", sources=source_paths(),
+                     build_directory=str(cache_root() / key), arch_list=arch_list(capability))
+
+
+def device_capability(device=None) -> tuple[int, int]:
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def toolchain_problem() -> str | None:
+    """Why the extension cannot be built here, or None when torch, CUDA, nvcc and ninja are there."""
+    from torch.utils import cpp_extension
+    if torch.version.cuda is None:
+        return "this torch build has no CUDA support"
+    if not torch.cuda.is_available():
+        return "no CUDA device is available"
+    if cpp_extension.CUDA_HOME is None:
+        return "the CUDA compiler (nvcc) was not found; install the CUDA toolkit or set CUDA_HOME"
+    if not cpp_extension.is_ninja_available():
+        return "ninja was not found; `pip install ninja`"
+    return None
+
+
+def compile_plan(plan: BuildPlan):
+    """Build (or reuse the cached build of) the extension; returns (module, None) or (None, why)."""
+    from torch.utils import cpp_extension
+    try:
+        Path(plan.build_directory).mkdir(parents=True, exist_ok=True)
+        with _environment(plan.env()):
+            return cpp_extension.load(**plan.load_kwargs()), None
+    except Exception as error:  # a compiler error, a missing tool, an ABI mismatch...
+        text = str(error).strip()
+        if len(text) > 2000:
+            text = "..." + text[-2000:]
+        return None, f"building it in {plan.build_directory} failed: {type(error).__name__}: {text}"
+
+
+def fallback_warning(why: str) -> str:
+    return (f"WKV-7 CUDA kernel unavailable ({why}); falling back to the PyTorch WKV path on the "
+            f"GPU, which is slower. Set {DISABLE_ENV}=1 to silence this.")
+
+
+def load_extension(device=None):
+    """The compiled extension for `device` (built on first use), or None with one warning."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None
+    problem = toolchain_problem()
+    capability = device_capability(device) if problem is None else (0, 0)
+    with _lock:
+        if capability in _loaded:
+            return _loaded[capability]
+        if capability in _failed:
+            return None
+        module = None
+        if problem is None:
+            module, problem = compile_plan(build_plan(capability))
+        if module is None:
+            _failed[capability] = problem
+            warnings.warn(fallback_warning(problem), RuntimeWarning, stacklevel=3)
+            return None
+        _loaded[capability] = module
+        return module
+
+
+def forget_builds() -> None:
+    """Drop the in-process memo of loaded and failed builds (tests use it)."""
+    with _lock:
+        _loaded.clear()
+        _failed.clear()

@@ -1,0 +1,379 @@
+"""Training data: scan a MIDI folder, cache its tokens, split by piece, cut windows, build batches.
+
+A window always starts where a listener could start: at the piece's beginning, or at a Bar token
+prefixed by the tokenizer's header for that bar (BOS, tempo and time signature in force there), so
+no window ever trains on music whose tempo and meter it cannot see.
+
+Inputs, targets and the loss mask of an example come out of ONE function (`build_example`) so that
+they have the same length by construction, whatever the length of the token list.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from bisect import bisect_right
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+MIDI_SUFFIXES = (".mid", ".midi")
+PAD_MULTIPLE = 16  # the WKV training kernels need T to be a multiple of 16
+# A piece's last window is moved back to earlier bars until it holds at least this fraction of the
+# context, so the tail of a piece is never learnt from a nearly empty context.
+MIN_CONTEXT_RATIO = 0.5
+PARALLEL_MIN_FILES = 8  # below this, worker processes cost more to start than they save
+
+
+# --- scanning ----------------------------------------------------------------------------------
+@dataclass
+class Piece:
+    path: str          # relative to the scanned folder, POSIX separators
+    digest: str        # content hash
+    tokens: np.ndarray  # int32 token ids, BOS ... EOS
+    notes: int
+
+
+@dataclass
+class ScanReport:
+    folder: str
+    tokenizer_version: str
+    used: list[dict] = field(default_factory=list)     # {path, notes, tokens, cached}
+    skipped: list[dict] = field(default_factory=list)  # {path, reason}
+    notes: int = 0
+    tokens: int = 0
+    from_cache: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (f"{len(self.used)} files used ({self.from_cache} from cache), {len(self.skipped)} skipped, "
+                f"{self.notes} notes, {self.tokens} tokens")
+
+
+def find_midi_files(folder: str | os.PathLike) -> list[Path]:
+    """Every .mid/.midi file under `folder` (any case), sorted for a stable order."""
+    root = Path(folder)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rwkv-music" / "tokens"
+
+
+def _tokenizer_key(tokenizer) -> str:
+    config = json.dumps(tokenizer.to_dict(), sort_keys=True, default=str).encode()
+    return f"v{tokenizer.VERSION}-{hashlib.sha1(config).hexdigest()[:10]}"
+
+
+def _tokenize_bytes(data: bytes, tokenizer_dict: dict) -> tuple[list[int] | None, int, str]:
+    """Worker: MIDI bytes -> (tokens, notes, "") or (None, 0, one-line reason). Never raises."""
+    try:
+        from core.midi import read_midi
+        from core.tokenizer import Tokenizer
+        score, _report = read_midi(data)
+        tokens = Tokenizer.from_dict(tokenizer_dict).encode(score)
+        if not score.notes:
+            return None, 0, "no notes"
+        return list(tokens), len(score.notes), ""
+    except Exception as e:  # a broken file must never stop a scan
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return None, 0, reason
+
+
+class _TokenCache:
+    """One small file per piece, keyed by content hash, in a folder per tokenizer version."""
+
+    def __init__(self, root: Path, tokenizer) -> None:
+        self.dir = Path(root) / _tokenizer_key(tokenizer)
+
+    def get(self, digest: str):
+        ok, err = self.dir / f"{digest}.npz", self.dir / f"{digest}.err"
+        try:
+            if ok.exists():
+                with np.load(ok, allow_pickle=False) as z:
+                    return z["tokens"].astype(np.int32), int(z["notes"]), ""
+            if err.exists():
+                return None, 0, err.read_text().strip() or "unreadable"
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is simply recomputed
+        return None
+
+    def put(self, digest: str, tokens, notes: int, reason: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if tokens is not None:
+            final = self.dir / f"{digest}.npz"
+            tmp = self.dir / f".{digest}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, tokens=np.asarray(tokens, dtype=np.int32), notes=np.int64(notes))
+        else:
+            final = self.dir / f"{digest}.err"
+            tmp = self.dir / f".{digest}.{os.getpid()}.tmp"
+            tmp.write_text(reason + "\n")
+        os.replace(tmp, final)
+
+
+def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike | None = None,
+                workers: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> tuple[list[Piece], ScanReport]:
+    """Tokenize every MIDI file under `folder`; files whose content and tokenizer are unchanged come from
+    the cache. Returns the usable pieces and a report naming each skipped file with its reason."""
+    root = Path(folder)
+    files = find_midi_files(root)
+    cache = _TokenCache(Path(cache_dir) if cache_dir else default_cache_dir(), tokenizer)
+    report = ScanReport(folder=str(root), tokenizer_version=str(tokenizer.VERSION))
+    rel = {f: (f.relative_to(root).as_posix() if root.is_dir() else f.name) for f in files}
+
+    results: dict[Path, tuple] = {}
+    todo: list[tuple[Path, str, bytes]] = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            results[f] = ("", None, 0, f"cannot read: {e.strerror or e}", False)
+            continue
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        hit = cache.get(digest)
+        if hit is not None:
+            results[f] = (digest, *hit, True)
+        else:
+            todo.append((f, digest, data))
+
+    done = len(results)
+    if progress:
+        progress(done, len(files))
+    tok_dict = tokenizer.to_dict()
+    n_workers = min(workers if workers is not None else (os.cpu_count() or 1), len(todo))
+    if n_workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+        # spawn: safe from any thread of a GUI and after torch has started its own threads
+        with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+            outs = pool.map(_tokenize_bytes, [d for _, _, d in todo], [tok_dict] * len(todo), chunksize=4)
+            for (f, digest, _), out in zip(todo, outs):
+                cache.put(digest, *out)
+                results[f] = (digest, *out, False)
+                done += 1
+                if progress:
+                    progress(done, len(files))
+    else:
+        for f, digest, data in todo:
+            out = _tokenize_bytes(data, tok_dict)
+            cache.put(digest, *out)
+            results[f] = (digest, *out, False)
+            done += 1
+            if progress:
+                progress(done, len(files))
+
+    pieces = []
+    for f in files:
+        digest, tokens, notes, reason, cached = results[f]
+        if tokens is None:
+            report.skipped.append({"path": rel[f], "reason": reason})
+            continue
+        tokens = np.asarray(tokens, dtype=np.int32)
+        pieces.append(Piece(rel[f], digest, tokens, notes))
+        report.used.append({"path": rel[f], "notes": notes, "tokens": int(len(tokens)), "cached": cached})
+        report.notes += notes
+        report.tokens += int(len(tokens))
+        report.from_cache += int(cached)
+    return pieces, report
+
+
+# --- split -------------------------------------------------------------------------------------
+def _unit_hash(text: str, seed: int) -> float:
+    h = hashlib.sha1(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0**64
+
+
+def split_pieces(pieces: Sequence[Piece], val_fraction: float = 0.1,
+                 seed: int = 0) -> tuple[list[Piece], list[Piece]]:
+    """Deterministic split by piece (hash of its relative path): the same file always lands on the same
+    side, whatever else is in the folder. With two or more pieces and val_fraction > 0 both sides get
+    at least one piece."""
+    if val_fraction <= 0 or len(pieces) < 2:
+        return list(pieces), []
+    keyed = sorted(pieces, key=lambda p: _unit_hash(p.path, seed))
+    val = [p for p in keyed if _unit_hash(p.path, seed) < val_fraction]
+    if not val:
+        val = keyed[:1]
+    if len(val) == len(keyed):
+        val = val[:-1]
+    val_paths = {p.path for p in val}
+    return [p for p in pieces if p.path not in val_paths], [p for p in pieces if p.path in val_paths]
+
+
+# --- windows -----------------------------------------------------------------------------------
+class Window(NamedTuple):
+    piece: int  # index into the piece list
+    start: int  # first token of the piece in this window (0 or a Bar token)
+    end: int    # one past the last token of the piece in this window
+
+
+def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
+    """(start, end, header) of the windows that tile one piece. A window's tokens are
+    header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
+    header for the Bar at `start` (BOS, tempo and meter in force, Bar) followed by what comes after
+    that Bar. Each window holds at most ctx_len + 1 tokens (ctx_len inputs and the last target).
+    Consecutive windows overlap by the bar that the previous one cut."""
+    ids = [int(t) for t in tokens]
+    n = len(ids)
+    if n == 0:
+        return []
+    budget = ctx_len + 1
+    # a Bar at i is replaced by its header: the window then continues at i + 1
+    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
+    bars = sorted(heads)
+    starts = {0: (0, [])}
+    for i, h in heads.items():
+        starts[i] = (i + 1, h)
+
+    def end_of(s: int) -> int:
+        first, head = starts[s]
+        return min(n, first + max(1, budget - len(head)))
+
+    windows, start = [], 0
+    while True:
+        end = end_of(start)
+        if end >= n:
+            # the tail: move it back to earlier bars while it still fits whole and is short of context
+            best = start
+            for b in reversed(bars[:bisect_right(bars, start - 1)]):
+                if n - starts[best][0] + len(starts[best][1]) >= MIN_CONTEXT_RATIO * budget or end_of(b) < n:
+                    break
+                best = b
+            windows.append((starts[best][0], n, starts[best][1]))
+            break
+        windows.append((starts[start][0], end, starts[start][1]))
+        # restart at the bar that this window cut (overlap), or at the first bar after it when a
+        # single bar is longer than the whole context
+        inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
+        if inside:
+            start = inside[-1]
+        else:
+            after = bars[bisect_right(bars, end - 1):]
+            if not after:
+                break
+            start = after[0]
+    return windows
+
+
+class Window(NamedTuple):
+    piece: int             # index into the piece list
+    start: int             # first token of the piece in this window
+    end: int               # one past the last token of the piece in this window
+    header: tuple = ()     # tokens restated before it (empty at the piece's start)
+
+
+def make_windows(pieces: Sequence[Piece], tokenizer, ctx_len: int) -> list[Window]:
+    out: list[Window] = []
+    for i, p in enumerate(pieces):
+        out.extend(Window(i, s, e, tuple(h)) for s, e, h in piece_windows(p.tokens, tokenizer, ctx_len))
+    return out
+
+
+def window_tokens(pieces: Sequence[Piece], w: Window) -> tuple[list[int], int]:
+    """The token list of a window and the length of its restated header."""
+    return list(w.header) + [int(t) for t in pieces[w.piece].tokens[w.start:w.end]], len(w.header)
+
+
+# --- augmentation ------------------------------------------------------------------------------
+# Playable MIDI pitch range per General MIDI family of 8 programs (piano, chromatic percussion,
+# organ, guitar, bass, strings, ensemble, brass, reed, pipe, synth lead, pad, fx, ethnic, percussive, sfx).
+_FAMILY_RANGE = ((21, 108), (48, 108), (24, 96), (40, 88), (23, 67), (28, 103), (28, 96), (34, 84),
+                 (34, 96), (48, 108), (24, 108), (24, 108), (24, 108), (36, 96), (36, 96), (24, 108))
+
+
+def augment_tokens(tokens: Sequence[int], tokenizer, rng, max_transpose: int = 5,
+                   tempo_jitter: float = 0.05) -> list[int]:
+    """The same window transposed by a random number of semitones (drums never; every pitched note
+    kept inside its instrument's range, or the range its notes already span) and with every tempo
+    scaled by one random factor in [1 - tempo_jitter, 1 + tempo_jitter]."""
+    kinds = tokenizer.kind_ids
+    bar, instrument_kind = tokenizer.bar_id, _kind_code(tokenizer, "instrument")
+    pitch_kind, tempo_kind = _kind_code(tokenizer, "pitch"), _kind_code(tokenizer, "tempo")
+    pitch0 = tokenizer.pitch_id(0)
+    out = [int(t) for t in tokens]
+    # which instrument each pitch token belongs to (the instrument is restated after every Bar)
+    owners: list[tuple[int, tuple[int, bool]]] = []
+    current = None
+    for i, t in enumerate(out):
+        k = kinds[t] if 0 <= t < len(kinds) else -1
+        if t == bar:
+            current = None
+        elif k == instrument_kind:
+            current = tokenizer.value(t)
+        elif k == pitch_kind and current is not None and not current[1]:
+            owners.append((i, current))
+    lo, hi = -max_transpose, max_transpose
+    for i, (program, _) in owners:
+        pitch = out[i] - pitch0
+        r_lo, r_hi = _FAMILY_RANGE[program // 8]
+        lo = max(lo, min(r_lo, pitch) - pitch)
+        hi = min(hi, max(r_hi, pitch) - pitch)
+    shift = rng.randint(lo, hi) if owners and lo <= hi else 0
+    factor = 1.0 + rng.uniform(-tempo_jitter, tempo_jitter) if tempo_jitter > 0 else 1.0
+    if shift:
+        for i, _ in owners:
+            out[i] += shift
+    if factor != 1.0:
+        for i, t in enumerate(out):
+            if 0 <= t < len(kinds) and kinds[t] == tempo_kind:
+                out[i] = tokenizer.tempo_id(tokenizer.value(t) * factor)
+    return out
+
+
+def _kind_code(tokenizer, name: str) -> int:
+    return int(tokenizer.kind_ids[tokenizer.ids_of_kind(name)[0]])
+
+
+# --- examples and batches ----------------------------------------------------------------------
+class Example(NamedTuple):
+    inputs: np.ndarray   # [T] int64
+    targets: np.ndarray  # [T] int64; targets[i] is the token after inputs[i]
+    mask: np.ndarray     # [T] float32; 1 where targets[i] is a real token that is scored
+
+
+def padded_length(n: int, multiple: int = PAD_MULTIPLE) -> int:
+    return max(multiple, math.ceil(n / multiple) * multiple)
+
+
+def build_example(tokens: Sequence[int], ctx_len: int, loss_from: int = 0, pad_id: int = 0,
+                  multiple: int = PAD_MULTIPLE) -> Example:
+    """Inputs, targets and loss mask of one token list, built together so that they always align.
+
+    At most ctx_len inputs are used (longer lists are cut at the end). `loss_from` is the index in
+    `tokens` of the first token that is scored as a target (0 or 1: every token; the header length:
+    the completion only). Padding never counts: an empty or one-token list gives an all-zero mask.
+    """
+    seq = np.asarray(tokens[: ctx_len + 1], dtype=np.int64)
+    n = max(len(seq) - 1, 0)  # number of (input, target) pairs
+    T = padded_length(n, multiple)
+    inputs = np.full(T, pad_id, dtype=np.int64)
+    targets = np.full(T, pad_id, dtype=np.int64)
+    mask = np.zeros(T, dtype=np.float32)
+    inputs[:n] = seq[:n]
+    targets[:n] = seq[1:n + 1]
+    mask[max(loss_from - 1, 0):n] = 1.0  # target i is token i+1
+    return Example(inputs, targets, mask)
+
+
+def collate(examples: Sequence[Example], pad_id: int = 0):
+    """Stack examples into [B, T] tensors, T the longest padded length. Returns (inputs, targets, mask)."""
+    import torch
+    T = max(len(e.inputs) for e in examples)
+    B = len(examples)
+    inputs = np.full((B, T), pad_id, dtype=np.int64)
+    targets = np.full((B, T), pad_id, dtype=np.int64)
+    mask = np.zeros((B, T), dtype=np.float32)
+    for i, e in enumerate(examples):
+        inputs[i, :len(e.inputs)] = e.inputs
+        targets[i, :len(e.targets)] = e.targets
+        mask[i, :len(e.mask)] = e.mask
+    return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(mask)

@@ -1,0 +1,342 @@
+"""Continuation: the prompt runs through the model in parallel form, then one recurrent step per token,
+each sampled under the tokenizer's grammar, and every note is handed out the moment it is complete.
+
+The continuation starts on a bar line of the prompt (the bar line at or after the requested tick), keeps
+the prompt's tempo and meter (tempo and meter tokens are masked) and its instruments (unless the caller
+names others), and stops after exactly N bars, N beats, or at EOS. K variations share one batched pass.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .model import RWKV7, State, load_checkpoint, load_state_file
+from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
+from .tokenizer import STEP_TICKS, StreamDecoder, Tokenizer
+
+DEFAULT_CTX = 1024
+TOKENS_PER_BAR_LIMIT = 400  # a runaway bar (a note flood) is cut here; the remaining bars stay empty
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0  # 0: always the most likely valid token
+    top_p: float = 0.95  # nucleus: the smallest set of tokens with this much probability
+    top_k: int = 0  # 0: no limit
+    seed: int | None = None  # None: a fresh random seed
+
+
+@dataclass(frozen=True)
+class StreamedNote:
+    variation: int
+    note: Note  # absolute ticks in the prompt's time base
+
+
+def parse_instruments(specs: Iterable[str | int]) -> list[tuple[int, bool]]:
+    """(program, drum) pairs from GM program numbers 0..127, GM names (or a unique part of one), "drums"."""
+    out: list[tuple[int, bool]] = []
+    for spec in specs:
+        text = str(spec).strip()
+        if text.lower() in ("drums", "drum", "percussion"):
+            out.append((0, True))
+            continue
+        if text.isdigit():
+            program = int(text)
+            if not 0 <= program <= 127:
+                raise ValueError(f"GM program {program} is outside 0..127")
+            out.append((program, False))
+            continue
+        exact = [i for i, name in enumerate(GM_PROGRAM_NAMES) if name.lower() == text.lower()]
+        partial = [i for i, name in enumerate(GM_PROGRAM_NAMES) if text.lower() in name.lower()]
+        matches = exact or partial
+        if len(matches) != 1:
+            hint = ", ".join(GM_PROGRAM_NAMES[i] for i in matches[:5])
+            raise ValueError(f"instrument {text!r} is {'ambiguous: ' + hint if matches else 'not a GM name'}")
+        out.append((matches[0], False))
+    return out
+
+
+def sample_tokens(logits: torch.Tensor, allowed: torch.Tensor, cfg: SamplingConfig,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One token per row of logits [B,V], only among `allowed` [B,V] (bool), after temperature, top-k, top-p."""
+    logits = logits.float().masked_fill(~allowed, float("-inf"))
+    if cfg.temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / cfg.temperature
+    if cfg.top_k and cfg.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > cfg.top_p  # the first always stays
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@dataclass
+class _Window:
+    """The prompt as the model sees it: at most ctx tokens, ending where the continuation starts."""
+    ids: list[int]
+    start_tick: int  # tick (prompt time base) of the window's first bar
+    continuation_tick: int  # the bar line where new notes begin
+
+
+class Generator:
+    """A model, its tokenizer and an optional style (a learned initial state), ready to continue Scores."""
+
+    def __init__(self, model: RWKV7, tokenizer: Tokenizer | None = None, *, style: torch.Tensor | None = None,
+                 ctx: int = DEFAULT_CTX):
+        self.model = model.eval()
+        self.tokenizer = tokenizer or Tokenizer()
+        if self.tokenizer.vocab_size > model.config.vocab_size:
+            raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the "
+                             f"tokenizer's ({self.tokenizer.vocab_size})")
+        self.style = style
+        self.ctx = ctx
+        self._prefill_cache: tuple | None = None  # (window ids, logits, state): regenerate without prefill
+        # Masks on top of the grammar: the prompt's tempo and meter stay; with a length, EOS never cuts it short.
+        self._keep_meter_and_tempo = np.ones(self.tokenizer.vocab_size, dtype=bool)
+        for kind in ("tempo", "timesig", "bos", "pad"):
+            ids = self.tokenizer.ids_of_kind(kind)
+            self._keep_meter_and_tempo[ids.start:ids.stop] = False
+        self._no_eos = self._keep_meter_and_tempo.copy()
+        self._no_eos[self.tokenizer.eos_id] = False
+
+    @classmethod
+    def load(cls, model_path: str, style_path: str | None = None, *, device: str = "cpu",
+             ctx: int = DEFAULT_CTX) -> "Generator":
+        model, meta = load_checkpoint(model_path, device=device)
+        tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
+        style = load_state_file(style_path, model)[0] if style_path else None
+        return cls(model, tokenizer, style=style, ctx=ctx)
+
+    # --- the prompt ------------------------------------------------------------------------------
+    def window(self, prompt: Score, at_tick: int | None = None) -> _Window:
+        """Tokens of the prompt up to `at_tick` (default: its end), opened on the next bar line, cut to the
+        last ctx tokens at a Bar with the tokenizer's header (tempo and meter in force there)."""
+        tok = self.tokenizer
+        at_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
+        part = prompt.slice(0, at_tick)
+        ids = tok.encode(part, eos=False, end_tick=at_tick)
+        g = tok.grammar()
+        bar_ticks: dict[int, int] = {}  # index of each Bar token -> tick of its bar
+        for i, t in enumerate(ids):
+            g.advance(t)
+            if t == tok.bar_id:
+                bar_ticks[i] = g.bar_start
+        while g.bar_start < at_tick or g.bars == 0:  # open the bar the continuation starts on
+            ids.append(tok.bar_id)
+            g.advance(tok.bar_id)
+            bar_ticks[len(ids) - 1] = g.bar_start
+        continuation_tick = g.bar_start
+        if len(ids) <= self.ctx:
+            return _Window(ids, 0, continuation_tick)
+        for index, header in tok.bar_headers(ids):
+            if len(header) + len(ids) - index - 1 <= self.ctx or index == len(ids) - 1:
+                return _Window(header + ids[index + 1:], bar_ticks[index], continuation_tick)
+        raise AssertionError("unreachable: the last Bar always fits")
+
+    # --- generation ------------------------------------------------------------------------------
+    def stream(self, prompt: Score, *, bars: int | None = None, beats: float | None = None,
+               at_tick: int | None = None, variations: int = 1, sampling: SamplingConfig | None = None,
+               instruments: Iterable[tuple[int, bool]] | None = None,
+               max_tokens: int | None = None) -> "ContinuationStream":
+        """An iterator of StreamedNote, each yielded as soon as its tokens are sampled (see ContinuationStream).
+
+        `instruments`: (program, drum) pairs the continuation may use; default: the prompt's instruments."""
+        return ContinuationStream(self, prompt, bars=bars, beats=beats, at_tick=at_tick, variations=variations,
+                                  sampling=sampling or SamplingConfig(), instruments=instruments,
+                                  max_tokens=max_tokens)
+
+    def generate(self, prompt: Score, **kwargs) -> list[Score]:
+        """One Score per variation: the prompt up to the continuation point, then the continuation."""
+        stream = self.stream(prompt, **kwargs)
+        notes: list[list[Note]] = [[] for _ in range(stream.variations)]
+        for item in stream:
+            notes[item.variation].append(item.note)
+        return [stream.score(v_notes) for v_notes in notes]
+
+    def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, State]:
+        key = tuple(ids)
+        if self._prefill_cache is not None and self._prefill_cache[0] == key:
+            return self._prefill_cache[1], self._prefill_cache[2]
+        device = self.model.emb.weight.device
+        state = self.model.init_state(1, wkv=self.style) if self.style is not None else None
+        logits, state = self.model.prefill(torch.tensor([ids], dtype=torch.long, device=device), state)
+        self._prefill_cache = (key, logits, state)  # step() never changes the state it is given
+        return logits, state
+
+
+@dataclass
+class _Variation:
+    decoder: StreamDecoder
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False
+    reason: str = ""  # why it stopped: "bars", "beats", "eos", "tokens", "closed"
+
+
+class ContinuationStream:
+    """Iterating yields StreamedNote in sampling order (per variation, note starts never go back).
+
+    Known before iterating: `start_tick` (the bar line the continuation starts on), `end_tick` (where the
+    N bars / beats end, None without a limit), `variations`. After: `tokens[v]` (sampled ids), `reasons[v]`,
+    `prefill_seconds`, `steps`, `step_seconds`. `close()` stops it (also when the consumer breaks off).
+    """
+
+    def __init__(self, gen: Generator, prompt: Score, *, bars, beats, at_tick, variations, sampling,
+                 instruments, max_tokens):
+        if variations < 1:
+            raise ValueError("variations must be at least 1")
+        if bars is not None and bars < 1 or beats is not None and beats <= 0:
+            raise ValueError("bars and beats must be positive")
+        self.gen = gen
+        self.prompt = prompt
+        self.variations = variations
+        self.sampling = sampling
+        self.requested_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
+        self.window = gen.window(prompt, self.requested_tick)
+        self.start_tick = self.window.continuation_tick
+        bar_ticks = prompt.time_signature_at(self.start_tick).bar_ticks
+        ends = []
+        if bars is not None:
+            ends.append(self.start_tick + bars * bar_ticks)
+        if beats is not None:
+            ends.append(self.start_tick + round(beats * TICKS_PER_BEAT))
+        self.end_tick = min(ends) if ends else None
+        self.bars = bars
+        if instruments is None:
+            instruments = {n.instrument for n in prompt.notes if n.start < self.requested_tick} or None
+        self.instruments = None if instruments is None else sorted(set(instruments))
+        limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
+        self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
+        self.prefill_seconds = 0.0
+        self.step_seconds = 0.0
+        self.steps = 0
+        self._iterator: Iterator[StreamedNote] | None = None
+        self._vars: list[_Variation] = []
+
+    @property
+    def tokens(self) -> list[list[int]]:
+        return [v.tokens for v in self._vars]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [v.reason for v in self._vars]
+
+    def __iter__(self) -> "ContinuationStream":
+        return self
+
+    def __next__(self) -> StreamedNote:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return next(self._iterator)
+
+    def close(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+        for v in self._vars:
+            if not v.done:
+                v.done, v.reason = True, "closed"
+
+    def score(self, notes: list[Note]) -> Score:
+        """The prompt up to the continuation point plus `notes`, with the prompt's tempo map and meter."""
+        base = self.prompt.slice(0, self.requested_tick)
+        return Score([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in base.notes]
+                     + [Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes],
+                     list(base.tempos), list(base.time_signatures))
+
+    # -- the sampling loop
+    def _new_decoder(self) -> StreamDecoder:
+        dec = self.gen.tokenizer.stream_decoder()
+        for t in self.window.ids:
+            dec.grammar.advance(t)  # the window is valid by construction: strict
+        if self.instruments is not None:
+            dec.grammar.restrict_instruments(self.instruments)
+        return dec
+
+    def _stop_reason(self, v: _Variation, t: int) -> str:
+        """Why token t ends variation v ("" if it does not): EOS, or the first token past the limit."""
+        tok, g = self.gen.tokenizer, v.decoder.grammar
+        if t == tok.eos_id:
+            return "eos"
+        if self.end_tick is None:
+            return ""
+        end_rel = self.end_tick - self.window.start_tick
+        kind = tok.kind(t)
+        if kind == "bar" and g.bar_start + g.bar_ticks >= end_rel:
+            return "bars" if self.bars is not None else "beats"
+        if kind == "pos" and g.bar_start + tok.value(t) * STEP_TICKS >= end_rel:
+            return "beats"
+        return ""
+
+    def _emit(self, v: int, note: Note) -> StreamedNote:
+        start = note.start + self.window.start_tick
+        duration = note.duration
+        if self.end_tick is not None:
+            duration = max(1, min(duration, self.end_tick - start))  # the continuation ends at its last bar line
+        return StreamedNote(v, Note(start, duration, note.pitch, note.velocity, note.program, note.drum))
+
+    def _run(self) -> Iterator[StreamedNote]:
+        gen, cfg = self.gen, self.sampling
+        self._vars = [_Variation(self._new_decoder()) for _ in range(self.variations)]
+        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        rng = torch.Generator().manual_seed(seed)
+        keep = gen._no_eos if self.end_tick is not None else gen._keep_meter_and_tempo
+        t0 = time.perf_counter()
+        logits, state = gen._prefill(self.window.ids)
+        self.prefill_seconds = time.perf_counter() - t0
+        if self.variations > 1:
+            state = state.repeat(self.variations)
+            logits = logits.expand(self.variations, -1)
+        alive = list(range(self.variations))  # the variation of each batch row
+        device = logits.device
+        V = gen.tokenizer.vocab_size
+        try:
+            while alive:
+                masks = np.stack([self._vars[v].decoder.grammar.allowed() & keep for v in alive])
+                allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
+                allowed[:, :V] = torch.from_numpy(masks)
+                toks = sample_tokens(logits, allowed.to(device), cfg, rng).tolist()
+                rows = []
+                for row, (v, t) in enumerate(zip(alive, toks)):
+                    var = self._vars[v]
+                    reason = self._stop_reason(var, t)
+                    if reason:
+                        var.done, var.reason = True, reason
+                        continue
+                    var.tokens.append(t)
+                    for note in var.decoder.feed(t):
+                        yield self._emit(v, note)
+                    if len(var.tokens) >= self.max_tokens:
+                        var.done, var.reason = True, "tokens"
+                        continue
+                    rows.append(row)
+                if not rows:
+                    break
+                if len(rows) < len(alive):
+                    state = state.select(rows)
+                alive = [alive[r] for r in rows]
+                t1 = time.perf_counter()
+                logits, state = gen.model.step(torch.tensor([toks[r] for r in rows], device=device), state)
+                self.step_seconds += time.perf_counter() - t1
+                self.steps += 1
+        finally:
+            for var in self._vars:
+                if not var.done:
+                    var.done, var.reason = True, "closed"
+
+
+def generate(model_path: str, prompt: Score, *, style_path: str | None = None, **kwargs) -> list[Score]:
+    """Convenience: load a checkpoint (and style) and continue `prompt` (see Generator.stream)."""
+    return Generator.load(model_path, style_path).generate(prompt, **kwargs)
+
+
+__all__ = ["Generator", "ContinuationStream", "SamplingConfig", "StreamedNote", "generate", "parse_instruments",
+           "sample_tokens"]

@@ -1,0 +1,144 @@
+"""The models the user can pick: the bundled base model, fine-tuned models and style files.
+
+Headless (no torch, no Qt): it only looks at files and small JSON descriptions, so listing is instant.
+Layout of the user data folder (`default_user_dir()`, or whatever the GUI passes in):
+
+    <user>/runs/<name>/run.json      written when a fine-tune starts: name, mode, base, created
+    <user>/runs/<name>/model.pth     the result of a full or LoRA fine-tune (core.train writes it)
+    <user>/runs/<name>/style.pth     the result of state tuning: a style file for its base model
+    <user>/models/*.pth              models copied in by hand
+    <user>/styles/*.pth              style files copied in by hand (base model: the one in use)
+
+The bundled base model is `<resources>/*.pth`; a JSON file of the same stem is its model card.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.pth"   # the names core.train writes
+STYLE_FILE = "style.pth"
+KINDS = ("base", "finetuned", "style")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str                   # base | finetuned | style
+    path: Path                  # the checkpoint, or the style file
+    base: Path | None = None    # for a style: the checkpoint it was learned on (None: the one in use)
+    info: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def label(self) -> str:
+        suffix = {"base": "base model", "finetuned": "fine-tuned", "style": "style"}[self.kind]
+        if self.info.get("finished") is False:
+            suffix += ", paused"
+        return f"{self.name} ({suffix})"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"], d["base"] = str(self.path), (str(self.base) if self.base else None)
+        return d
+
+
+def default_user_dir() -> Path:
+    """The per-user data folder, following each platform's convention."""
+    if sys.platform.startswith("win"):
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rwkv-music"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def list_models(resources_dir: str | os.PathLike | None, user_dir: str | os.PathLike | None) -> list[ModelEntry]:
+    """Every usable model: bundled first, then fine-tuned runs and style files (newest first), then
+    files copied in by hand. Unfinished runs (no result file yet) are left out."""
+    entries: list[ModelEntry] = []
+    if resources_dir and Path(resources_dir).is_dir():
+        for p in sorted(Path(resources_dir).glob("*.pth")):
+            entries.append(ModelEntry(p.stem, "base", p, info=_read_json(p.with_suffix(".json"))))
+    if not user_dir:
+        return entries
+    user = Path(user_dir)
+    runs = []
+    for run in (user / "runs").glob("*/") if (user / "runs").is_dir() else []:
+        info = _read_json(run / RUN_FILE)
+        name = info.get("name") or run.name
+        base = Path(info["base"]) if info.get("base") else None
+        if (run / STYLE_FILE).is_file():
+            runs.append(ModelEntry(name, "style", run / STYLE_FILE, base, info))
+        elif (run / MODEL_FILE).is_file():
+            runs.append(ModelEntry(name, "finetuned", run / MODEL_FILE, None, info))
+    runs.sort(key=lambda e: (-(e.info.get("created") or e.path.stat().st_mtime), e.name))
+    entries += runs
+    for sub, kind in (("models", "finetuned"), ("styles", "style")):
+        folder = user / sub
+        if folder.is_dir():
+            entries += [ModelEntry(p.stem, kind, p) for p in sorted(folder.glob("*.pth"))]
+    return entries
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
+    return slug[:60] or "model"
+
+
+def new_run(user_dir: str | os.PathLike, name: str, mode: str, base: str | os.PathLike | None,
+            data_folder: str | os.PathLike | None = None) -> Path:
+    """Create `<user>/runs/<unique name>/` with its run.json; training writes its results there."""
+    runs = Path(user_dir) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    slug, n = _slug(name), 1
+    folder = runs / slug
+    while folder.exists():
+        n += 1
+        folder = runs / f"{slug}-{n}"
+    folder.mkdir()
+    info = {"name": name if n == 1 else f"{name} {n}", "mode": mode, "base": str(base) if base else None,
+            "data": str(data_folder) if data_folder else None, "created": time.time(), "finished": False}
+    write_json_atomic(folder / RUN_FILE, info)
+    return folder
+
+
+def run_info(run_dir: str | os.PathLike) -> dict:
+    return _read_json(Path(run_dir) / RUN_FILE)
+
+
+def update_run(run_dir: str | os.PathLike, **changes) -> dict:
+    """Record progress in run.json (e.g. finished=True, step=..., val_loss=...)."""
+    path = Path(run_dir) / RUN_FILE
+    info = {**_read_json(path), **changes}
+    write_json_atomic(path, info)
+    return info
+
+
+def resumable_runs(user_dir: str | os.PathLike, resume_file: str = "resume.pt") -> list[Path]:
+    """Runs that stopped before the end (a resume checkpoint, not marked finished), newest first."""
+    runs = Path(user_dir) / "runs"
+    if not runs.is_dir():
+        return []
+    found = [r for r in runs.glob("*/") if (r / resume_file).is_file() and not run_info(r).get("finished")]
+    return sorted(found, key=lambda r: -r.stat().st_mtime)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)

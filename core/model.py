@@ -1,0 +1,601 @@
+"""The RWKV-7 ("x070") network: parallel forward for training, one-token step for live use,
+and checkpoint I/O in the RWKV-LM `.pth` layout.
+
+Parameter names are the checkpoint names (`blocks.0.att.receptance.weight`, ...), so
+`state_dict()` is the layout the RWKV tools read. The maths follows /work/shared/notes/rwkv7.md:
+time-mix with low-rank decay / in-context rate / value residual / gate, k_k normalisation, the
+r_k bonus, GroupNorm ln_x; channel-mix relu^2; optional DeepEmbed on the channel-mix.
+
+Two ways to run the same function:
+- `forward(idx, state)`: all T tokens at once (WKV through `core.wkv.wkv7`), differentiable,
+  including through the initial state (state tuning).
+- `step(tokens, state)`: one token for B independent streams, no autograd, fused weights.
+`prefill` runs the parallel form and hands its final state to `step`; both give the same logits.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+import re
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.wkv import wkv7
+
+# decay = exp(-DECAY_SCALE * sigmoid(z)). The `rwkv` package (the oracle) uses this rounded
+# value of exp(-0.5); using the same constant keeps logits identical, not merely close.
+DECAY_SCALE = 0.606531
+GROUP_NORM_EPS = 64e-5
+DEEP_EMBED_RANK = 32  # DeepEmbed's per-token matrix is 32 x 32 (s_emb rows are 1024 wide)
+
+# The one key we add to the RWKV-LM layout: our metadata as UTF-8 JSON in a uint8 tensor.
+# The `rwkv` package loads every key; this one has no "blocks." and no "*.weight" suffix it
+# transposes, so it just sits unused in its weight dict.
+META_KEY = "rwkv_music_meta"
+FORMAT_NAME = "rwkv-music/x070"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or state file that cannot be used (unsafe, truncated, or not x070)."""
+
+
+def _lora_dim(n_embd: int, factor: float, power: float) -> int:
+    """RWKV-LM's suggested low-rank size: factor * C^power rounded to a multiple of 32."""
+    return max(32, int(round(factor * n_embd ** power / 32)) * 32)
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int
+    n_embd: int
+    vocab_size: int
+    head_size: int = 64
+    dim_w: int = 0  # 0 = RWKV-LM's default for n_embd
+    dim_a: int = 0
+    dim_v: int = 0
+    dim_g: int = 0
+    deep_embed: bool = False
+
+    def __post_init__(self):
+        if self.n_embd % self.head_size:
+            raise ValueError(f"n_embd {self.n_embd} is not a multiple of head_size {self.head_size}")
+        c = self.n_embd
+        self.dim_w = self.dim_w or _lora_dim(c, 1.8, 0.5)
+        self.dim_a = self.dim_a or _lora_dim(c, 1.8, 0.5)
+        self.dim_v = self.dim_v or _lora_dim(c, 1.3, 0.5)
+        self.dim_g = self.dim_g or _lora_dim(c, 0.6, 0.8)
+
+    @property
+    def n_head(self) -> int:
+        return self.n_embd // self.head_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_state_dict(cls, sd: dict) -> "ModelConfig":
+        """Read the configuration from tensor shapes alone (never from key order)."""
+        try:
+            vocab, n_embd = sd["emb.weight"].shape
+            n_head, head_size = sd["blocks.0.att.r_k"].shape
+            layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
+            n_layer = max(layers) + 1
+            if layers != set(range(n_layer)):
+                raise CheckpointError(f"layers missing from the checkpoint: {sorted(set(range(n_layer)) - layers)}")
+            last = f"blocks.{n_layer - 1}.att."  # layer 0's v-LoRA is unused; read sizes past it
+            return cls(n_layer=n_layer, n_embd=n_embd, vocab_size=vocab, head_size=head_size,
+                       dim_w=sd[last + "w1"].shape[1], dim_a=sd[last + "a1"].shape[1],
+                       dim_v=sd[last + "v1"].shape[1], dim_g=sd[last + "g1"].shape[1],
+                       deep_embed="blocks.0.ffn.s_emb.weight" in sd)
+        except KeyError as e:
+            raise CheckpointError(f"not an RWKV-7 x070 checkpoint: missing {e.args[0]}") from None
+
+
+# --- recurrent state -------------------------------------------------------------------------
+class State:
+    """The recurrent state of B streams: per layer, the previous ln1 output (time-mix shift)
+    [B,C], the WKV matrix [B,H,N,N] (float32, S[value, key]), the previous ln2 output [B,C]."""
+
+    def __init__(self, att_x: list[torch.Tensor], wkv: list[torch.Tensor], ffn_x: list[torch.Tensor]):
+        self.att_x, self.wkv, self.ffn_x = list(att_x), list(wkv), list(ffn_x)
+
+    @property
+    def batch_size(self) -> int:
+        return self.att_x[0].shape[0]
+
+    @property
+    def n_layer(self) -> int:
+        return len(self.att_x)
+
+    def _map(self, fn) -> "State":
+        return State([fn(t) for t in self.att_x], [fn(t) for t in self.wkv], [fn(t) for t in self.ffn_x])
+
+    def clone(self) -> "State":
+        return self._map(torch.clone)
+
+    def detach(self) -> "State":
+        return self._map(torch.Tensor.detach)
+
+    def select(self, indices) -> "State":
+        """The streams at `indices` (a list, range or long tensor), in that order."""
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.att_x[0].device)
+        return self._map(lambda t: t.index_select(0, idx))
+
+    def repeat(self, k: int) -> "State":
+        """Each stream repeated k times in a row: stream i becomes streams i*k .. i*k+k-1."""
+        return self._map(lambda t: t.repeat_interleave(k, dim=0))
+
+    def to(self, device=None, dtype=None) -> "State":
+        """Move to a device; `dtype` applies to the shift vectors (WKV stays float32)."""
+        return State([t.to(device=device, dtype=dtype) for t in self.att_x], [t.to(device=device) for t in self.wkv],
+                     [t.to(device=device, dtype=dtype) for t in self.ffn_x])
+
+    def wkv_stack(self) -> torch.Tensor:
+        """The WKV matrices as one [L,B,H,N,N] tensor."""
+        return torch.stack(self.wkv)
+
+    @staticmethod
+    def cat(states: Sequence["State"]) -> "State":
+        """Streams of several states side by side (batch dimension)."""
+        n = states[0].n_layer
+        return State([torch.cat([s.att_x[i] for s in states]) for i in range(n)],
+                     [torch.cat([s.wkv[i] for s in states]) for i in range(n)],
+                     [torch.cat([s.ffn_x[i] for s in states]) for i in range(n)])
+
+
+# --- the network -----------------------------------------------------------------------------
+def _token_shift(x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    """x [B,T,C] -> the previous token's vector at each position (prev, or zeros, first)."""
+    if prev is None:
+        return F.pad(x, (0, 0, 1, -1))
+    return torch.cat([prev.unsqueeze(1).to(x.dtype), x[:, :-1]], dim=1)
+
+
+class TimeMix(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int):
+        super().__init__()
+        self.layer_id = layer_id
+        self.n_head, self.head_size = cfg.n_head, cfg.head_size
+        c = cfg.n_embd
+
+        def vec():
+            return nn.Parameter(torch.zeros(1, 1, c))
+
+        self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g = (vec() for _ in range(6))
+        self.w0, self.a0, self.v0 = vec(), vec(), vec()
+        self.w1, self.w2 = nn.Parameter(torch.zeros(c, cfg.dim_w)), nn.Parameter(torch.zeros(cfg.dim_w, c))
+        self.a1, self.a2 = nn.Parameter(torch.zeros(c, cfg.dim_a)), nn.Parameter(torch.zeros(cfg.dim_a, c))
+        # layer 0 keeps v0/v1/v2 (unused) because released RWKV-7 files have them
+        self.v1, self.v2 = nn.Parameter(torch.zeros(c, cfg.dim_v)), nn.Parameter(torch.zeros(cfg.dim_v, c))
+        self.g1, self.g2 = nn.Parameter(torch.zeros(c, cfg.dim_g)), nn.Parameter(torch.zeros(cfg.dim_g, c))
+        self.k_k, self.k_a = vec(), vec()
+        self.r_k = nn.Parameter(torch.zeros(cfg.n_head, cfg.head_size))
+        self.receptance = nn.Linear(c, c, bias=False)
+        self.key = nn.Linear(c, c, bias=False)
+        self.value = nn.Linear(c, c, bias=False)
+        self.output = nn.Linear(c, c, bias=False)
+        self.ln_x = nn.GroupNorm(cfg.n_head, c, eps=GROUP_NORM_EPS)
+
+    def forward(self, x, v_first, prev_x, wkv_state):
+        """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state)."""
+        B, T, C = x.shape
+        H, N = self.n_head, self.head_size
+        d = _token_shift(x, prev_x) - x
+        xr, xw, xk = x + d * self.x_r, x + d * self.x_w, x + d * self.x_k
+        xv, xa, xg = x + d * self.x_v, x + d * self.x_a, x + d * self.x_g
+
+        r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
+        z = self.w0 + torch.tanh(xw @ self.w1) @ self.w2
+        log_decay = -DECAY_SCALE * torch.sigmoid(z.to(torch.promote_types(z.dtype, torch.float32)))  # >= fp32
+        if self.layer_id == 0:
+            v_first = v
+        else:
+            v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
+        a = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)
+        g = torch.sigmoid(xg @ self.g1) @ self.g2
+
+        kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, p=2.0, eps=1e-12)
+        k = k * (1 + (a - 1) * self.k_a)
+        heads = (B, T, H, N)
+        y, wkv_state = wkv7(r.view(heads), log_decay.view(heads), k.view(heads), v.view(heads),
+                            -kk, kk * a.view(heads), state=wkv_state)
+        y = self.ln_x(y.reshape(B * T, C)).view(heads)
+        bonus = ((r * k).view(heads) * self.r_k).sum(dim=-1, keepdim=True)
+        y = (y + bonus * v.view(heads)).view(B, T, C)
+        return self.output(y * g), v_first, x[:, -1], wkv_state
+
+
+class ChannelMix(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int):
+        super().__init__()
+        c = cfg.n_embd
+        self.x_k = nn.Parameter(torch.zeros(1, 1, c))
+        self.key = nn.Linear(c, 4 * c, bias=False)
+        self.value = nn.Linear(4 * c, c, bias=False)
+        self.deep_embed = cfg.deep_embed
+        if cfg.deep_embed:
+            r = DEEP_EMBED_RANK
+            self.s_emb = nn.Embedding(cfg.vocab_size, r * r)
+            self.s_emb_x = nn.Linear(c, r * r, bias=False)
+            self.s1 = nn.Parameter(torch.zeros(c, r))
+            self.s2 = nn.Parameter(torch.zeros(r, 4 * c))
+            self.s0 = nn.Parameter(torch.zeros(4 * c))
+
+    def forward(self, x, prev_x, idx=None, x0=None):
+        """x [B,T,C] (ln2 output) -> (out, last x). DeepEmbed needs the tokens and ln0(emb)."""
+        k = x + (_token_shift(x, prev_x) - x) * self.x_k
+        h = torch.relu(self.key(k)) ** 2
+        if self.deep_embed:
+            r = DEEP_EMBED_RANK
+            m = (self.s_emb(idx) + self.s_emb_x(x0)).unflatten(-1, (r, r))  # [B,T,32,32]
+            ss = ((x @ self.s1).unsqueeze(-2) @ m).squeeze(-2)
+            h = h * (ss @ self.s2 + self.s0)
+        return self.value(h), x[:, -1]
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int):
+        super().__init__()
+        c = cfg.n_embd
+        if layer_id == 0:
+            self.ln0 = nn.LayerNorm(c)
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.att = TimeMix(cfg, layer_id)
+        self.ffn = ChannelMix(cfg, layer_id)
+
+
+class RWKV7(nn.Module):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
+        super().__init__()
+        self.config = cfg
+        self.emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.ln_out = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self._step_cache: _StepWeights | None = None
+        self._step_cache_key = None
+        if init:  # skipped when a checkpoint will overwrite every weight anyway
+            self.init_weights()
+
+    # -- initialisation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """RWKV-LM's from-scratch recipe for x070 (see the notes)."""
+        cfg = self.config
+        C, V, L, N = cfg.n_embd, cfg.vocab_size, cfg.n_layer, cfg.head_size
+        ramp = torch.arange(C, dtype=torch.float32) / C  # i / C
+        linear = torch.arange(C, dtype=torch.float32) / (C - 1) - 0.5
+        z = (torch.arange(C) % N - (N - 1) / 2) / ((N - 1) / 2)
+        zigzag = (z * z.abs()).float()
+
+        def ortho(w: torch.Tensor, scale: float) -> None:
+            gain = math.sqrt(w.shape[0] / w.shape[1]) if w.shape[0] > w.shape[1] else 1.0
+            nn.init.orthogonal_(w, gain=gain * scale)
+
+        self.emb.weight.uniform_(-1e-4, 1e-4)
+        nn.init.orthogonal_(self.head.weight, gain=0.5 * math.sqrt(V / C) if V > C else 0.5)
+        for m in self.modules():
+            if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+        for i, block in enumerate(self.blocks):
+            att, ffn = block.att, block.ffn
+            r01 = i / (L - 1) if L > 1 else 0.0
+            r10 = 1.0 - i / L
+            for mu, p in ((att.x_r, 0.2), (att.x_w, 0.9), (att.x_k, 0.7), (att.x_v, 0.7), (att.x_a, 0.9), (att.x_g, 0.2)):
+                mu.copy_((1.0 - ramp ** (p * r10)).view(1, 1, C))
+            ffn.x_k.copy_((1.0 - ramp ** (r10 ** 4)).view(1, 1, C))
+            www = -6 + 6 * (torch.arange(C, dtype=torch.float32) / (C - 1)) ** (1 + r01 ** 0.3)
+            att.w0.copy_((www + 0.5 + zigzag * 2.5).view(1, 1, C))
+            att.a0.copy_((-0.19 + zigzag * 0.3 + linear * 0.4).view(1, 1, C))
+            att.v0.copy_((0.73 - linear * 0.4).view(1, 1, C))
+            att.k_k.copy_((0.71 - linear * 0.1).view(1, 1, C))
+            att.k_a.fill_(1.02)
+            att.r_k.fill_(-0.04)
+            for down, up in ((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2), (att.g1, att.g2)):
+                down.zero_()
+                ortho(up, 0.1)
+            att.ln_x.weight.fill_(((i + 1) / L) ** 0.7)
+            ortho(att.receptance.weight, 1.0)
+            ortho(att.key.weight, 0.1)
+            ortho(att.value.weight, 1.0)
+            att.output.weight.zero_()
+            ortho(ffn.key.weight, 1.0)
+            ffn.value.weight.zero_()
+            if cfg.deep_embed:  # starts as the identity gate (s2 = 0, s0 = 1)
+                ffn.s_emb.weight.uniform_(-1e-4, 1e-4)
+                ffn.s_emb_x.weight.zero_()
+                ortho(ffn.s1, 0.1)
+                ffn.s2.zero_()
+                ffn.s0.fill_(1.0)
+
+    # -- parallel form -------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor, state: State | None = None, return_state: bool = False):
+        """idx [B,T] long -> logits [B,T,V] (and the State after the last token if asked).
+
+        `state` is the state before the first token; its WKV tensors may require grad (state
+        tuning). Sequences in a batch never interact, so right-padding one leaves the others'
+        logits unchanged (and its own logits up to its last real token)."""
+        x, new_state = self._hidden(idx, state)
+        logits = self.head(self.ln_out(x))
+        return (logits, new_state) if return_state else logits
+
+    def _hidden(self, idx: torch.Tensor, state: State | None):
+        x = self.blocks[0].ln0(self.emb(idx))
+        x0 = x if self.config.deep_embed else None
+        v_first = None
+        att_x, wkv, ffn_x = [], [], []
+        for i, block in enumerate(self.blocks):
+            s_att = state.att_x[i] if state is not None else None
+            s_wkv = state.wkv[i] if state is not None else None
+            s_ffn = state.ffn_x[i] if state is not None else None
+            out, v_first, last_att, last_wkv = block.att(block.ln1(x), v_first, s_att, s_wkv)
+            x = x + out
+            out, last_ffn = block.ffn(block.ln2(x), s_ffn, idx, x0)
+            x = x + out
+            att_x.append(last_att)
+            wkv.append(last_wkv)
+            ffn_x.append(last_ffn)
+        return x, State(att_x, wkv, ffn_x)
+
+    @torch.inference_mode()
+    def prefill(self, idx: torch.Tensor, state: State | None = None, full_output: bool = False):
+        """Run a prompt [B,T] in parallel form -> (logits of the last token [B,V], or of every
+        token [B,T,V] with full_output, State to continue with `step`)."""
+        x, new_state = self._hidden(idx, state)
+        if not full_output:
+            x = x[:, -1]
+        return self.head(self.ln_out(x)), new_state
+
+    # -- recurrent form ------------------------------------------------------------------------
+    def init_state(self, batch_size: int = 1, wkv: torch.Tensor | None = None) -> State:
+        """The zero state for `batch_size` streams; `wkv` [L,H,N,N] (a learned style) seeds
+        every stream's WKV matrices (kept differentiable if it requires grad)."""
+        cfg = self.config
+        p = self.emb.weight
+        B, C, H, N = batch_size, cfg.n_embd, cfg.n_head, cfg.head_size
+        zeros = [torch.zeros(B, C, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
+        wkv_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32  # as core.wkv keeps it
+        if wkv is None:
+            mats = [torch.zeros(B, H, N, N, dtype=wkv_dtype, device=p.device) for _ in range(cfg.n_layer)]
+        else:
+            if tuple(wkv.shape) != (cfg.n_layer, H, N, N):
+                raise ValueError(f"WKV state shape {tuple(wkv.shape)} does not fit this model {(cfg.n_layer, H, N, N)}")
+            mats = [wkv[i].to(device=p.device, dtype=wkv_dtype).unsqueeze(0).expand(B, H, N, N)
+                    for i in range(cfg.n_layer)]
+        return State(zeros, mats, [z.clone() for z in zeros])
+
+    def _step_weights(self) -> "_StepWeights":
+        # Rebuilt whenever any parameter changed in place (optimizer step, load) or moved.
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._step_cache is None or self._step_cache_key != key:
+            self._step_cache = _StepWeights(self)
+            self._step_cache_key = key
+        return self._step_cache
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One token for each of B streams: tokens [B] long -> (logits [B,V], new State).
+        The given state is left unchanged (branch from it freely)."""
+        return self._step_weights().step(tokens, state)
+
+
+class _StepWeights:
+    """Weights rearranged for the one-token step: the six token-shift mixes in one tensor,
+    r/k/v as one batched matmul, the w/a/v low-rank paths as two batched matmuls with a
+    single sigmoid, transposed matrices so every product is x @ W, ln0 folded into emb."""
+
+    def __init__(self, model: RWKV7):
+        with torch.inference_mode():
+            self._build(model)
+
+    def _build(self, model: RWKV7):
+        cfg = model.config
+        self.C, self.H, self.N = cfg.n_embd, cfg.n_head, cfg.head_size
+        self.deep_embed = cfg.deep_embed
+        b0 = model.blocks[0]
+        emb = F.layer_norm(model.emb.weight, (self.C,), b0.ln0.weight, b0.ln0.bias)
+        self.emb = emb.contiguous()
+        self.ln_out = (model.ln_out.weight.detach(), model.ln_out.bias.detach())
+        self.head_t = model.head.weight.t().contiguous()
+        self.layers = []
+        for block in model.blocks:
+            att, ffn = block.att, block.ffn
+            d_lora = max(att.w1.shape[1], att.a1.shape[1], att.v1.shape[1])
+            down = torch.zeros(3, self.C, d_lora)
+            up = torch.zeros(3, d_lora, self.C)
+            for j, (p1, p2) in enumerate(((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2))):
+                down[j, :, : p1.shape[1]] = p1
+                up[j, : p2.shape[0]] = p2
+            lw = {
+                "ln1": (block.ln1.weight.detach(), block.ln1.bias.detach()),
+                "ln2": (block.ln2.weight.detach(), block.ln2.bias.detach()),
+                # order: r, k, v | w, a, v (for the value-residual gate) | g
+                "mix": torch.stack([m.view(-1) for m in (att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_v,
+                                                          att.x_g)]).unsqueeze(1),
+                "rkv": torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
+                "down": down.to(att.w1), "up": up.to(att.w1),
+                "bias": torch.stack([att.w0.view(-1), att.a0.view(-1), att.v0.view(-1)]).unsqueeze(1),
+                "g1": att.g1.detach(), "g2": att.g2.detach(),
+                "k_k": att.k_k.detach().view(1, self.H, self.N), "k_a": att.k_a.detach().view(-1),
+                "one_minus_k_a": 1 - att.k_a.detach().view(-1),
+                "r_k": att.r_k.detach(),
+                "ln_x": (att.ln_x.weight.detach(), att.ln_x.bias.detach()),
+                "out": att.output.weight.t().contiguous(),
+                "ffn_mix": ffn.x_k.detach().view(-1),
+                "ffn_key": ffn.key.weight.t().contiguous(),
+                "ffn_value": ffn.value.weight.t().contiguous(),
+            }
+            if cfg.deep_embed:
+                lw["s_emb"] = (ffn.s_emb.weight + emb @ ffn.s_emb_x.weight.t()).contiguous()
+                lw["s1"], lw["s2"], lw["s0"] = ffn.s1.detach(), ffn.s2.detach(), ffn.s0.detach()
+            self.layers.append(lw)
+
+    def step(self, tokens: torch.Tensor, state: State):
+        C, H, N = self.C, self.H, self.N
+        B = tokens.shape[0]
+        BH = B * H
+        x = self.emb[tokens]
+        v_first = None
+        att_x, wkvs, ffn_x = [], [], []
+        for i, lw in enumerate(self.layers):
+            # time-mix
+            xa = F.layer_norm(x, (C,), *lw["ln1"])
+            mixed = torch.addcmul(xa, state.att_x[i] - xa, lw["mix"])  # [7,B,C]
+            r, k, v = torch.bmm(mixed[0:3], lw["rkv"]).unbind(0)
+            low = torch.bmm(mixed[3:6], lw["down"])
+            low[0].tanh_()
+            sig = torch.baddbmm(lw["bias"], low, lw["up"]).sigmoid_()  # w, a, value gate
+            decay = torch.exp(sig[0] * -DECAY_SCALE)
+            a = sig[1]
+            if i == 0:
+                v_first = v
+            else:
+                v = torch.lerp(v, v_first, sig[2])
+            g = torch.sigmoid(mixed[6] @ lw["g1"]) @ lw["g2"]
+            kk = k.view(B, H, N) * lw["k_k"]
+            kk = kk / torch.linalg.vector_norm(kk, dim=-1, keepdim=True).clamp_min_(1e-12)
+            k = k * torch.addcmul(lw["one_minus_k_a"], a, lw["k_a"])
+            # S' = S diag(decay) - (S kk)(kk*a)^T + v k^T ;  y = S' r
+            S = state.wkv[i].reshape(BH, N, N)
+            s_kk = torch.bmm(S, kk.view(BH, N, 1))
+            S = S * decay.view(BH, 1, N)
+            S.baddbmm_(s_kk, (kk * a.view(B, H, N)).view(BH, 1, N), alpha=-1.0)
+            S.baddbmm_(v.view(BH, N, 1), k.view(BH, 1, N))
+            y = torch.bmm(S, r.view(BH, N, 1)).view(B, C)
+            y = F.group_norm(y, H, *lw["ln_x"], eps=GROUP_NORM_EPS).view(B, H, N)
+            bonus = (r.view(B, H, N) * k.view(B, H, N) * lw["r_k"]).sum(dim=-1, keepdim=True)
+            y = torch.addcmul(y, bonus, v.view(B, H, N)).view(B, C)
+            x = torch.addmm(x, y * g, lw["out"])
+            att_x.append(xa)
+            wkvs.append(S.view(B, H, N, N))
+            # channel-mix
+            xf = F.layer_norm(x, (C,), *lw["ln2"])
+            h = torch.relu(torch.addcmul(xf, state.ffn_x[i] - xf, lw["ffn_mix"]) @ lw["ffn_key"]).square_()
+            if self.deep_embed:
+                m = lw["s_emb"][tokens].view(B, DEEP_EMBED_RANK, DEEP_EMBED_RANK)
+                ss = torch.bmm((xf @ lw["s1"]).unsqueeze(1), m).squeeze(1)
+                h = h * torch.addmm(lw["s0"], ss, lw["s2"])
+            x = torch.addmm(x, h, lw["ffn_value"])
+            ffn_x.append(xf)
+        logits = F.layer_norm(x, (C,), *self.ln_out) @ self.head_t
+        return logits, State(att_x, wkvs, ffn_x)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+def _json_tensor(obj: dict) -> torch.Tensor:
+    return torch.frombuffer(bytearray(json.dumps(obj).encode("utf-8")), dtype=torch.uint8).clone()
+
+
+def _tensor_json(t: torch.Tensor) -> dict:
+    return json.loads(bytes(t.to(torch.uint8).tolist()).decode("utf-8"))
+
+
+def _atomic_torch_save(obj, path: str) -> None:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _safe_load(path: str, device) -> dict:
+    """torch.load with weights_only=True; a file holding anything but tensors and plain
+    containers is refused as a CheckpointError."""
+    try:
+        obj = torch.load(os.fspath(path), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused, it holds more than tensors ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (a {type(obj).__name__}, not a dict of tensors)")
+    return obj
+
+
+def save_checkpoint(model: RWKV7, path: str, meta: dict | None = None, dtype: torch.dtype | None = None) -> None:
+    """Write the RWKV-LM `.pth` layout plus our metadata (JSON in a uint8 tensor under
+    META_KEY, next to the model config). The `rwkv` package loads the file unchanged.
+    `meta` must be JSON-serialisable (e.g. {"tokenizer": Tokenizer().to_dict(), "training": ...})."""
+    sd = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
+          for k, v in model.state_dict().items()}
+    full_meta = {"format": FORMAT_NAME, "config": model.config.to_dict(), **(meta or {})}
+    sd[META_KEY] = _json_tensor(full_meta)
+    _atomic_torch_save(sd, path)
+
+
+def load_checkpoint(path: str, device="cpu", dtype: torch.dtype = torch.float32) -> tuple[RWKV7, dict]:
+    """Load a checkpoint (ours or a plain RWKV-LM x070 file) -> (model in eval mode, meta).
+    The config comes from tensor shapes; meta is {} for files without our metadata."""
+    sd = _safe_load(path, "cpu")
+    meta = _tensor_json(sd.pop(META_KEY)) if META_KEY in sd else {}
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not a checkpoint (non-tensor entries)")
+    cfg = ModelConfig.from_state_dict(sd)
+    model = RWKV7(cfg, init=False)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: layout mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.to(device=device, dtype=dtype).eval(), meta
+
+
+def model_fingerprint(model: RWKV7) -> str:
+    """A short hash of the config and every weight: the identity a style file is tied to."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_state_file(path: str, wkv: torch.Tensor, model: RWKV7, meta: dict | None = None) -> None:
+    """Write a style: the learned initial WKV state [L,H,N,N] of `model` plus meta, including
+    the base model's identity (config and fingerprint)."""
+    cfg = model.config
+    if tuple(wkv.shape) != (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size):
+        raise ValueError(f"WKV state shape {tuple(wkv.shape)} does not fit the model")
+    full_meta = {"format": FORMAT_NAME + "/state", "base_config": cfg.to_dict(),
+                 "base_fingerprint": model_fingerprint(model), **(meta or {})}
+    _atomic_torch_save({"wkv": wkv.detach().to(torch.float32).contiguous().cpu(), META_KEY: _json_tensor(full_meta)},
+                       path)
+
+
+def load_state_file(path: str, model: RWKV7 | None = None) -> tuple[torch.Tensor, dict]:
+    """Read a style -> (wkv [L,H,N,N] float32, meta). With `model`, refuse a style learned on
+    another base model (different shapes or weights)."""
+    obj = _safe_load(path, "cpu")
+    if "wkv" not in obj or META_KEY not in obj:
+        raise CheckpointError(f"{path}: not a style file")
+    wkv, meta = obj["wkv"].to(torch.float32), _tensor_json(obj[META_KEY])
+    if model is not None:
+        cfg = model.config
+        if tuple(wkv.shape) != (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size):
+            raise CheckpointError(f"{path}: the style's shape {tuple(wkv.shape)} does not fit this model")
+        if meta.get("base_fingerprint") not in (None, model_fingerprint(model)):
+            raise CheckpointError(f"{path}: the style was learned on another base model")
+    return wkv, meta

@@ -1,0 +1,741 @@
+"""Score <-> tokens: the vocabulary, the encoder, the grammar of valid next tokens and the decoders.
+
+A piece is written bar by bar on a grid of GRID steps per quarter note:
+
+    BOS Tempo                                   the tempo in force at the start
+    Bar [TimeSig] ( Pos [Tempo] note* )*        one line per bar; TimeSig in the first bar and on a change
+    ...
+    EOS
+
+    note := [Program_p | Drums] [Vel_v] Pitch_n Dur_d
+
+`Pos` is the onset within the bar (strictly increasing inside a bar); a `Tempo` right after a `Pos` is a
+tempo change there (`Pos Tempo` alone is a change without a note). The instrument is written only when it
+differs from the previous note's; the velocity only when it differs from the one in force, which is that of
+the instrument's previous note in the bar, or else the previous note's (so parts keep their own dynamics
+while the notes of one onset switch between them).
+Both are forgotten at every `Bar`, so every bar is self-contained: a window that starts at any `Bar` only
+needs `header_at()` (BOS, tempo, Bar, meter).
+
+The grammar (`GrammarState`) is the one definition of a valid sequence: the encoder writes only valid
+sequences, sampling is masked by it, and the decoders keep exactly the tokens it accepts (the rest are
+skipped and counted), so decoding never raises.
+"""
+from __future__ import annotations
+
+import bisect
+import operator
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
+
+GRID = 24  # steps per quarter note: 32nd notes (3 steps) and triplets down to 16th triplets (4 steps)
+STEP_TICKS = TICKS_PER_BEAT // GRID
+assert STEP_TICKS * GRID == TICKS_PER_BEAT
+
+MAX_BAR_QUARTERS = 12
+MAX_BAR_STEPS = MAX_BAR_QUARTERS * GRID
+METER_DENOMINATORS = (1, 2, 4, 8, 16)
+METERS = tuple((n, d) for d in METER_DENOMINATORS for n in range(1, MAX_BAR_QUARTERS * d // 4 + 1))
+TEMPO_MIN, TEMPO_MAX = 20, 300
+VELOCITY_LEVELS = 32  # bins of 4: level v holds velocities 4v+1..4v+4 and decodes to 4v+4 (127 at the top)
+# Durations: every grid step up to 4 beats, then in quarter notes up to 16 beats, then in 4 beats up to 64.
+DURATION_STEPS = (tuple(range(1, 4 * GRID + 1))
+                  + tuple(range(5 * GRID, 16 * GRID + 1, GRID))
+                  + tuple(range(20 * GRID, 64 * GRID + 1, 4 * GRID)))
+
+# Token kinds.
+PAD, BOS, EOS, BAR, TIMESIG, POS, TEMPO, INSTRUMENT, VELOCITY, PITCH, DURATION = range(11)
+KIND_NAMES = ("pad", "bos", "eos", "bar", "timesig", "pos", "tempo", "instrument", "velocity", "pitch",
+              "duration")
+NOTE_KINDS = frozenset((INSTRUMENT, VELOCITY, PITCH, DURATION))
+
+# Grammar states: what was read last.
+(_S_START, _S_BOS, _S_HEAD_TEMPO, _S_BAR, _S_TIMESIG, _S_POS, _S_POS_TEMPO, _S_INSTRUMENT, _S_VELOCITY,
+ _S_PITCH, _S_DURATION, _S_END) = range(12)
+_POS_STATES = frozenset((_S_BAR, _S_TIMESIG, _S_POS_TEMPO, _S_DURATION))  # a new onset may follow
+
+
+def meter_steps(meter: tuple[int, int]) -> int:
+    """Grid steps in one bar of `meter` (numerator, denominator)."""
+    n, d = meter
+    return n * 4 * GRID // d
+
+
+def velocity_level(velocity: int) -> int:
+    return (min(max(int(velocity), 1), 127) - 1) // 4
+
+
+def level_velocity(level: int) -> int:
+    return min(4 * level + 4, 127)
+
+
+def _meter_for_steps(steps: int) -> tuple[int, int]:
+    """The simplest supported meter whose bar lasts `steps` grid steps (rounded to a 16th)."""
+    sixteenths = min(max(round(steps / (GRID // 4)), 1), MAX_BAR_QUARTERS * 4)
+    for d in (4, 8, 16):
+        if sixteenths * d % 16 == 0:
+            return sixteenths * d // 16, d
+    raise AssertionError("unreachable: d=16 always divides")
+
+
+def supported_meter(numerator: int, denominator: int) -> tuple[int, int]:
+    """`(numerator, denominator)` itself if the vocabulary has it, else the nearest one by bar length."""
+    if (numerator, denominator) in _METER_INDEX:
+        return numerator, denominator
+    if denominator in METER_DENOMINATORS and numerator > 0:  # too long a bar: the longest of its kind
+        return min(numerator, MAX_BAR_QUARTERS * denominator // 4), denominator
+    steps = numerator * 4 * GRID / denominator if numerator > 0 and denominator > 0 else 4 * GRID
+    return _meter_for_steps(round(steps))
+
+
+_METER_INDEX = {m: i for i, m in enumerate(METERS)}
+
+
+class _Vocabulary:
+    """Token names, kinds and values, laid out in blocks of one kind each."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.kinds: list[int] = []
+        self.values: list = []
+        self.offset: dict[int, int] = {}
+        self._add(PAD, ["PAD"], [None])
+        self._add(BOS, ["BOS"], [None])
+        self._add(EOS, ["EOS"], [None])
+        self._add(BAR, ["Bar"], [None])
+        self._add(TIMESIG, [f"TimeSig_{n}/{d}" for n, d in METERS], list(METERS))
+        self._add(POS, [f"Pos_{p}" for p in range(MAX_BAR_STEPS)], list(range(MAX_BAR_STEPS)))
+        tempos = list(range(TEMPO_MIN, TEMPO_MAX + 1))
+        self._add(TEMPO, [f"Tempo_{b}" for b in tempos], tempos)
+        self._add(INSTRUMENT, [f"Program_{p}" for p in range(128)] + ["Drums"],
+                  [(p, False) for p in range(128)] + [(0, True)])
+        self._add(VELOCITY, [f"Vel_{v}" for v in range(VELOCITY_LEVELS)], list(range(VELOCITY_LEVELS)))
+        self._add(PITCH, [f"Pitch_{p}" for p in range(128)], list(range(128)))
+        self._add(DURATION, [f"Dur_{s}" for s in DURATION_STEPS], list(DURATION_STEPS))
+        self.size = len(self.names)
+        self.kind_array = np.array(self.kinds, dtype=np.int8)
+
+    def _add(self, kind: int, names: list[str], values: list) -> None:
+        self.offset[kind] = len(self.names)
+        self.names += names
+        self.kinds += [kind] * len(names)
+        self.values += values
+
+
+_VOCAB = _Vocabulary()
+_KINDS = _VOCAB.kinds
+_VALUES = _VOCAB.values
+_OFF = _VOCAB.offset
+_DRUMS_ID = _OFF[INSTRUMENT] + 128
+
+
+@dataclass
+class DecodeStats:
+    invalid: int = 0  # ids the grammar did not accept at their place (skipped)
+    incomplete: int = 0  # a note cut off by the end of the sequence (1 or 0)
+    notes: int = 0
+    bars: int = 0
+    finished: bool = False  # EOS was read
+
+
+class Tokenizer:
+    """The versioned vocabulary with its encoder, decoders and grammar. Stateless and cheap to share."""
+
+    VERSION = "rwkvmusic-tok-1"
+    GRID = GRID
+
+    def __init__(self) -> None:
+        self.vocab_size = _VOCAB.size
+        self.pad_id, self.bos_id, self.eos_id, self.bar_id = (_OFF[k] for k in (PAD, BOS, EOS, BAR))
+
+    # --- vocabulary --------------------------------------------------------------------------
+    def token_name(self, i: int) -> str:
+        return _VOCAB.names[i] if 0 <= i < self.vocab_size else f"<invalid {i}>"
+
+    def token_id(self, name: str) -> int:
+        return _NAME_INDEX[name]
+
+    def kind(self, i: int) -> str:
+        """One of KIND_NAMES, or "invalid" for an id outside the vocabulary."""
+        return KIND_NAMES[_KINDS[i]] if 0 <= i < self.vocab_size else "invalid"
+
+    def value(self, i: int):
+        """The token's value: meter (n, d), position step, BPM, (program, drum), level, pitch, duration steps."""
+        return _VALUES[i]
+
+    def is_note_token(self, i: int) -> bool:
+        return 0 <= i < self.vocab_size and _KINDS[i] in NOTE_KINDS
+
+    @property
+    def kind_ids(self) -> np.ndarray:
+        """Kind code (PAD..DURATION) of every id, e.g. to weight or mask a loss by kind."""
+        return _VOCAB.kind_array
+
+    def timesig_id(self, numerator: int, denominator: int) -> int:
+        return _OFF[TIMESIG] + _METER_INDEX[(numerator, denominator)]
+
+    def pos_id(self, step: int) -> int:
+        if not 0 <= step < MAX_BAR_STEPS:
+            raise ValueError(f"position {step} outside 0..{MAX_BAR_STEPS - 1}")
+        return _OFF[POS] + step
+
+    def tempo_id(self, bpm: float) -> int:
+        return _OFF[TEMPO] + min(max(round(bpm), TEMPO_MIN), TEMPO_MAX) - TEMPO_MIN
+
+    def instrument_id(self, program: int, drum: bool = False) -> int:
+        return _DRUMS_ID if drum else _OFF[INSTRUMENT] + program
+
+    def velocity_id(self, velocity: int) -> int:
+        return _OFF[VELOCITY] + velocity_level(velocity)
+
+    def pitch_id(self, pitch: int) -> int:
+        return _OFF[PITCH] + pitch
+
+    def duration_id(self, steps: int) -> int:
+        """The duration token nearest to `steps` grid steps (clamped to the longest)."""
+        return _OFF[DURATION] + _nearest_duration_index(steps)
+
+    def ids_of_kind(self, kind: str) -> range:
+        k = KIND_NAMES.index(kind)
+        start = _OFF[k]
+        return range(start, _OFF[k + 1] if k + 1 in _OFF else self.vocab_size)
+
+    # --- versioning ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-able description a checkpoint stores, to refuse a mismatching tokenizer later."""
+        return {"version": self.VERSION, "grid": GRID, "vocab_size": self.vocab_size,
+                "tokens": list(_VOCAB.names)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tokenizer":
+        version = d.get("version") if isinstance(d, dict) else None
+        if version != cls.VERSION:
+            raise ValueError(f"the model was made with tokenizer {version!r}, this program has {cls.VERSION!r}: "
+                             f"they are not compatible")
+        tok = cls()
+        if d.get("vocab_size") != tok.vocab_size or ("tokens" in d and list(d["tokens"]) != _VOCAB.names):
+            raise ValueError(f"tokenizer {version!r}: the stored vocabulary differs from this program's "
+                             f"({d.get('vocab_size')} vs {tok.vocab_size} tokens)")
+        return tok
+
+    # --- encoding ------------------------------------------------------------------------------
+    def encode(self, score: Score, *, eos: bool = True, end_tick: int | None = None) -> list[int]:
+        return self.encode_with_report(score, eos=eos, end_tick=end_tick)[0]
+
+    def encode_with_report(self, score: Score, *, eos: bool = True,
+                           end_tick: int | None = None) -> tuple[list[int], list[str]]:
+        """Tokens of `score` (BOS ... EOS) and one line per kind of change the grid or vocabulary forced.
+
+        `end_tick`: write bars at least up to this tick (e.g. a prompt that ends in silence); `eos=False`
+        leaves the sequence open for a continuation.
+        """
+        return _Encoder(self).run(score, eos, end_tick)
+
+    # --- decoding ------------------------------------------------------------------------------
+    def decode(self, ids: Iterable) -> tuple[Score, DecodeStats]:
+        """Score of the tokens the grammar accepts; never raises. Tick 0 is the first Bar."""
+        dec = StreamDecoder(self)
+        for t in ids:
+            dec.feed(t)
+        return dec.score(), dec.stats()
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self)
+
+    def grammar(self, prefix: Iterable[int] = (), instruments=None) -> "GrammarState":
+        """A fresh grammar, advanced through `prefix` (raises ValueError on an invalid one), then limited to
+        `instruments` (an iterable of (program, drum)) for what comes next."""
+        g = GrammarState(self)
+        for t in prefix:
+            g.advance(t)
+        if instruments is not None:
+            g.restrict_instruments(instruments)
+        return g
+
+    # --- windows ---------------------------------------------------------------------------------
+    def bar_indices(self, ids: Iterable[int]) -> list[int]:
+        return [i for i, t in enumerate(ids) if t == self.bar_id]
+
+    def header_at(self, ids: list[int], index: int) -> list[int]:
+        """Tokens that replace ids[:index + 1] so that header + ids[index + 1:] starts cleanly at that Bar:
+        BOS, the tempo and meter in force there, Bar (the meter only where the bar does not state one)."""
+        if not 0 <= index < len(ids) or ids[index] != self.bar_id:
+            raise ValueError(f"ids[{index}] is not a Bar token")
+        g = GrammarState(self)
+        for t in ids[:index]:
+            g.feed_lenient(t)
+        return self._header(g, ids, index)
+
+    def bar_headers(self, ids: list[int]) -> list[tuple[int, list[int]]]:
+        """(index, header_at(ids, index)) for every Bar, in one pass."""
+        g = GrammarState(self)
+        out = []
+        for i, t in enumerate(ids):
+            if t == self.bar_id:
+                out.append((i, self._header(g, ids, i)))
+            g.feed_lenient(t)
+        return out
+
+    def _header(self, g: "GrammarState", ids: list[int], index: int) -> list[int]:
+        header = [self.bos_id]
+        if g.tempo is not None:
+            header.append(self.tempo_id(g.tempo))
+        header.append(self.bar_id)
+        states_meter = index + 1 < len(ids) and 0 <= ids[index + 1] < self.vocab_size \
+            and _KINDS[ids[index + 1]] == TIMESIG
+        if g.meter is not None and not states_meter:
+            header.append(self.timesig_id(*g.meter))
+        return header
+
+    def _mask(self, key: tuple, g: "GrammarState") -> np.ndarray:
+        """Allowed ids for a grammar state class, without the position tokens (added per state)."""
+        mask = _MASK_CACHE.get(key)
+        if mask is None:
+            mask = np.zeros(self.vocab_size, dtype=bool)
+            for t in range(self.vocab_size):
+                if _KINDS[t] != POS:
+                    mask[t] = g.accepts(t)
+            mask.flags.writeable = False
+            _MASK_CACHE[key] = mask
+        return mask
+
+
+_NAME_INDEX = {name: i for i, name in enumerate(_VOCAB.names)}
+_MASK_CACHE: dict[tuple, np.ndarray] = {}  # the vocabulary is fixed, so every Tokenizer shares the masks
+
+
+def _nearest_duration_index(steps: int) -> int:
+    i = bisect.bisect_left(DURATION_STEPS, steps)
+    if i == len(DURATION_STEPS):
+        return i - 1
+    if i > 0 and steps - DURATION_STEPS[i - 1] <= DURATION_STEPS[i] - steps:
+        return i - 1
+    return i
+
+
+def _to_step(tick: float) -> int:
+    """Nearest grid step (halves round up)."""
+    return int((tick + STEP_TICKS // 2) // STEP_TICKS)
+
+
+class _Encoder:
+    """One encoding run: quantise to the grid, lay out bars, write tokens, count what changed."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        self.tok = tok
+        self.counts: dict[str, int] = {}
+        self.details: dict[str, str] = {}
+
+    def note_issue(self, key: str, detail: str = "") -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if detail and key not in self.details:
+            self.details[key] = detail
+
+    def report(self) -> list[str]:
+        out = []
+        for key, n in self.counts.items():
+            detail = self.details.get(key)
+            out.append(f"{n} {key}" + (f" (first: {detail})" if detail else ""))
+        return out
+
+    def run(self, score: Score, eos: bool, end_tick: int | None) -> tuple[list[int], list[str]]:
+        tempos = self.tempo_steps(score)
+        meters = self.meter_steps(score)
+        notes = self.note_steps(score)
+        last = max([0] + [n[0] for n in notes] + [s for s, _ in tempos] + [s for s, _ in meters])
+        if end_tick is not None and end_tick > 0:
+            last = max(last, _to_step(end_tick) - 1)
+        bars = self.lay_out_bars(meters, last)
+        return self.write(bars, tempos, notes, eos), self.report()
+
+    def tempo_steps(self, score: Score) -> list[tuple[int, int]]:
+        by_step: dict[int, int] = {}
+        for t in score.tempos:
+            bpm = min(max(round(t.bpm), TEMPO_MIN), TEMPO_MAX)
+            if bpm != t.bpm:
+                self.note_issue("tempi changed to a whole BPM in 20..300", f"{t.bpm} -> {bpm}")
+            if t.tick % STEP_TICKS:
+                self.note_issue("tempo changes moved to the grid", f"tick {t.tick}")
+            by_step[max(_to_step(t.tick), 0)] = bpm
+        out: list[tuple[int, int]] = []
+        for step in sorted(by_step):
+            if not out or by_step[step] != out[-1][1]:
+                out.append((step, by_step[step]))
+        if not out or out[0][0] != 0:  # Score guarantees a tempo at 0; be safe for hand-made ones
+            out.insert(0, (0, out[0][1] if out else 120))
+        return out
+
+    def meter_steps(self, score: Score) -> list[tuple[int, tuple[int, int]]]:
+        by_step: dict[int, tuple[int, int]] = {}
+        for ts in score.time_signatures:
+            meter = supported_meter(ts.numerator, ts.denominator)
+            if meter != (ts.numerator, ts.denominator):
+                self.note_issue("unsupported meters replaced", f"{ts.numerator}/{ts.denominator} -> "
+                                                               f"{meter[0]}/{meter[1]} at tick {ts.tick}")
+            if ts.tick % STEP_TICKS:
+                self.note_issue("meter changes moved to the grid", f"tick {ts.tick}")
+            by_step[max(_to_step(ts.tick), 0)] = meter
+        out: list[tuple[int, tuple[int, int]]] = []
+        for step in sorted(by_step):
+            if not out or by_step[step] != out[-1][1]:
+                out.append((step, by_step[step]))
+        if not out or out[0][0] != 0:
+            out.insert(0, (0, out[0][1] if out else (4, 4)))
+        return out
+
+    def note_steps(self, score: Score) -> list[tuple[int, int, int, int, tuple[int, bool]]]:
+        """(onset step, duration token index, pitch, velocity level, instrument) of every note."""
+        out = []
+        off_grid = 0
+        for n in score.notes:
+            start = n.start
+            if start < 0:
+                self.note_issue("notes before tick 0 moved to 0", f"tick {start}")
+                start = 0
+            onset = _to_step(start)
+            steps = max(_to_step(start + n.duration) - onset, 1)
+            if start % STEP_TICKS or n.duration % STEP_TICKS:
+                off_grid += 1
+            d = _nearest_duration_index(steps)
+            if DURATION_STEPS[d] != steps:
+                key = "notes longer than 64 beats shortened" if steps > DURATION_STEPS[-1] \
+                    else "long notes rounded to a coarser duration"
+                self.note_issue(key, f"{steps} steps -> {DURATION_STEPS[d]}")
+            pitch = n.pitch
+            if not 0 <= pitch <= 127:
+                self.note_issue("pitches outside 0..127 clamped", str(pitch))
+                pitch = min(max(pitch, 0), 127)
+            instrument = (0, True) if n.drum else (min(max(n.program, 0), 127), False)
+            out.append((onset, d, pitch, velocity_level(n.velocity), instrument))
+        if off_grid:
+            self.counts[f"notes moved to the 1/{GRID}-beat grid"] = off_grid
+        return out
+
+    def lay_out_bars(self, meters, last_step: int) -> list[tuple[int, int, tuple[int, int]]]:
+        """(start step, length, meter) of bars tiling 0..last_step. A meter change inside a bar cuts that
+        bar short; the cut bar gets the meter of its actual length."""
+        bars = []
+        start, m = 0, 0
+        while True:
+            while m + 1 < len(meters) and meters[m + 1][0] <= start:
+                m += 1
+            meter = meters[m][1]
+            length = meter_steps(meter)
+            if m + 1 < len(meters) and meters[m + 1][0] < start + length:
+                short = meters[m + 1][0] - start
+                meter = _meter_for_steps(short)
+                length = meter_steps(meter)
+                self.note_issue("bars cut short by a meter change written with their own meter",
+                                f"{short} steps at step {start} -> {meter[0]}/{meter[1]}")
+            bars.append((start, length, meter))
+            start += length
+            if start > last_step:
+                return bars
+
+    def write(self, bars, tempos, notes, eos: bool) -> list[int]:
+        tok = self.tok
+        pos0, pitch0, dur0, vel0 = _OFF[POS], _OFF[PITCH], _OFF[DURATION], _OFF[VELOCITY]
+        tempo_at = {s: bpm for s, bpm in tempos[1:]}
+        at_onset: dict[int, list] = {}
+        for n in notes:
+            at_onset.setdefault(n[0], []).append(n)
+        onsets = sorted(set(at_onset) | set(tempo_at))
+        ids = [tok.bos_id, tok.tempo_id(tempos[0][1])]
+        j = 0
+        prev_meter = None
+        for start, length, meter in bars:
+            ids.append(tok.bar_id)
+            if meter != prev_meter:
+                ids.append(tok.timesig_id(*meter))
+                prev_meter = meter
+            instrument = velocity = None
+            velocities: dict[tuple[int, bool], int] = {}  # level of each instrument's last note in the bar
+            while j < len(onsets) and onsets[j] < start + length:
+                step = onsets[j]
+                j += 1
+                ids.append(pos0 + step - start)
+                if step in tempo_at:
+                    ids.append(tok.tempo_id(tempo_at[step]))
+                for group in _instrument_groups(at_onset.get(step, ()), instrument):
+                    for _, d, pitch, level, inst in group:
+                        if inst != instrument:
+                            ids.append(tok.instrument_id(*inst))
+                            instrument = inst
+                        if velocities.get(inst, velocity) != level:
+                            ids.append(vel0 + level)
+                        velocities[inst] = velocity = level
+                        ids.append(pitch0 + pitch)
+                        ids.append(dur0 + d)
+        if eos:
+            ids.append(tok.eos_id)
+        return ids
+
+
+def _instrument_groups(notes, current):
+    """Notes of one onset grouped by instrument, pitch ascending; the instrument already in use first, so
+    a switch is written only where needed."""
+    groups: dict[tuple[int, bool], list] = {}
+    for n in notes:
+        groups.setdefault(n[4], []).append(n)
+    order = sorted(groups, key=lambda inst: (inst != current, inst[1], inst[0]))
+    return [sorted(groups[inst], key=lambda n: (n[2], n[1], n[3])) for inst in order]
+
+
+class GrammarState:
+    """Where a token sequence stands in the grammar, and which tokens may come next.
+
+    `allowed()` is a bool mask over the vocabulary (cached per state class; only the position range is
+    filled per call); `advance()` moves on and raises ValueError on a token the grammar does not allow.
+    """
+
+    __slots__ = ("tok", "state", "meter", "bar_steps", "bar_start", "pos", "instrument", "velocity", "pitch",
+                 "duration", "tempo", "bars", "_restriction", "_velocities")
+
+    def __init__(self, tokenizer: Tokenizer | None = None, instruments=None) -> None:
+        self.tok = tokenizer if tokenizer is not None else _default_tokenizer()
+        self.state = _S_START
+        self.meter: tuple[int, int] | None = None
+        self.bar_steps = 0
+        self.bar_start = 0  # tick of the current bar
+        self.pos = -1  # step of the current onset in the bar, -1 before the first
+        self.instrument: tuple[int, bool] | None = None
+        self.velocity: int | None = None  # level in force for the current instrument
+        self._velocities: dict[tuple[int, bool], int] = {}  # level of each instrument in this bar
+        self.pitch: int | None = None
+        self.duration = 0  # steps of the last note
+        self.tempo: int | None = None
+        self.bars = 0
+        self._restriction: frozenset | None = None
+        if instruments is not None:
+            self.restrict_instruments(instruments)
+
+    # --- queries -------------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """Tick of the current onset (the bar's start before its first onset)."""
+        return self.bar_start + max(self.pos, 0) * STEP_TICKS
+
+    @property
+    def finished(self) -> bool:
+        return self.state == _S_END
+
+    @property
+    def bar_ticks(self) -> int:
+        """Length of the current bar in ticks (0 before the first meter)."""
+        return self.bar_steps * STEP_TICKS
+
+    @property
+    def instruments(self) -> frozenset | None:
+        return self._restriction
+
+    def restrict_instruments(self, instruments) -> None:
+        """From now on, new notes only on these (program, drum) instruments; None lifts the limit."""
+        if instruments is None:
+            self._restriction = None
+            return
+        allowed = frozenset((0, True) if drum else (int(program), False) for program, drum in instruments)
+        if not allowed or any(not 0 <= p <= 127 for p, _ in allowed):
+            raise ValueError(f"instruments must be a non-empty set of (program 0..127, drum): {instruments!r}")
+        self._restriction = allowed
+
+    def _instrument_ok(self) -> bool:
+        return self.instrument is not None and (self._restriction is None or self.instrument in self._restriction)
+
+    def accepts(self, t) -> bool:
+        """Whether token id `t` may come next."""
+        if not (isinstance(t, (int, np.integer)) and 0 <= t < _VOCAB.size):
+            return False
+        k = _KINDS[t]
+        s = self.state
+        if s == _S_DURATION or s == _S_POS_TEMPO or s == _S_POS:
+            if k == PITCH:
+                return self._instrument_ok() and self.velocity is not None
+            if k == INSTRUMENT:
+                return self._restriction is None or _VALUES[t] in self._restriction
+            if k == VELOCITY:
+                return self._instrument_ok()
+            if s == _S_POS:
+                return k == TEMPO
+            if k == POS:
+                return self.pos < _VALUES[t] < self.bar_steps
+            return k == BAR or k == EOS
+        if s == _S_PITCH:
+            return k == DURATION
+        if s == _S_INSTRUMENT:
+            return k == VELOCITY or (k == PITCH and self.velocity is not None)
+        if s == _S_VELOCITY:
+            return k == PITCH
+        if s == _S_BAR and self.meter is None:
+            return k == TIMESIG
+        if s == _S_BAR or s == _S_TIMESIG:
+            if k == POS:
+                return _VALUES[t] < self.bar_steps
+            return k == BAR or k == EOS or (k == TIMESIG and s == _S_BAR)
+        if s == _S_START:
+            return k == BOS
+        if s == _S_BOS:
+            return k == TEMPO or k == BAR
+        if s == _S_HEAD_TEMPO:
+            return k == BAR
+        return False  # _S_END
+
+    def allowed(self) -> np.ndarray:
+        """Bool mask [vocab_size] of the valid next tokens. May be a shared read-only array: copy to modify."""
+        s = self.state
+        key = (s, self.meter is None, self._instrument_ok(), self.velocity is not None, self._restriction)
+        mask = self.tok._mask(key, self)
+        if s in _POS_STATES and self.meter is not None:
+            mask = mask.copy()
+            mask[_OFF[POS] + self.pos + 1:_OFF[POS] + self.bar_steps] = True
+        return mask
+
+    # --- moving on -------------------------------------------------------------------------------
+    def advance(self, t) -> None:
+        try:
+            t = operator.index(t)  # numpy and 0-d tensor ids too
+        except TypeError:
+            raise ValueError(f"{t!r} is not a token id") from None
+        if not self.accepts(t):
+            raise ValueError(f"token {self.tok.token_name(t)} is not allowed here "
+                             f"(state {self.state}, bar {self.bars}, position {self.pos})")
+        self._apply(t)
+
+    def advance_many(self, ids: Iterable[int]) -> None:
+        for t in ids:
+            self.advance(t)
+
+    def feed_lenient(self, t) -> bool:
+        """Advance if `t` is allowed; otherwise leave the state as it is. Returns whether it was taken."""
+        if self.accepts(t):
+            self._apply(int(t))
+            return True
+        return False
+
+    def _apply(self, t: int) -> None:
+        k = _KINDS[t]
+        v = _VALUES[t]
+        if k == PITCH:
+            self.pitch = v
+            self._velocities[self.instrument] = self.velocity  # also when inherited from another instrument
+            self.state = _S_PITCH
+        elif k == DURATION:
+            self.duration = v
+            self.state = _S_DURATION
+        elif k == POS:
+            self.pos = v
+            self.state = _S_POS
+        elif k == INSTRUMENT:
+            self.instrument = v
+            self.velocity = self._velocities.get(v, self.velocity)
+            self.state = _S_INSTRUMENT
+        elif k == VELOCITY:
+            self.velocity = self._velocities[self.instrument] = v
+            self.state = _S_VELOCITY
+        elif k == BAR:
+            if self.bars:
+                self.bar_start += self.bar_steps * STEP_TICKS
+            self.bars += 1
+            self.pos = -1
+            self.instrument = self.velocity = None  # every bar states them again: bars are self-contained
+            self._velocities = {}
+            self.state = _S_BAR
+        elif k == TEMPO:
+            self.tempo = v
+            self.state = _S_HEAD_TEMPO if self.state == _S_BOS else _S_POS_TEMPO
+        elif k == TIMESIG:
+            self.meter = v
+            self.bar_steps = meter_steps(v)
+            self.state = _S_TIMESIG
+        elif k == BOS:
+            self.state = _S_BOS
+        elif k == EOS:
+            self.state = _S_END
+
+    def copy(self) -> "GrammarState":
+        g = GrammarState.__new__(GrammarState)
+        for name in GrammarState.__slots__:
+            setattr(g, name, getattr(self, name))
+        g._velocities = dict(self._velocities)
+        return g
+
+
+class StreamDecoder:
+    """Incremental decoding: `feed` one id at a time, get each note as soon as its duration arrives.
+
+    Ids the grammar does not accept are skipped and counted in `invalid`; PAD is skipped silently.
+    Tempo and meter changes accumulate in `tempos` and `time_signatures` (absolute ticks).
+    """
+
+    def __init__(self, tokenizer: Tokenizer | None = None) -> None:
+        self.grammar = GrammarState(tokenizer)
+        self.notes: list[Note] = []
+        self.tempos: list[TempoChange] = []
+        self.time_signatures: list[TimeSignature] = []
+        self.invalid = 0
+
+    @property
+    def bars(self) -> int:
+        return self.grammar.bars
+
+    @property
+    def position(self) -> int:
+        return self.grammar.position
+
+    @property
+    def finished(self) -> bool:
+        return self.grammar.finished
+
+    def feed(self, token_id) -> list[Note]:
+        try:
+            t = operator.index(token_id)
+        except TypeError:
+            self.invalid += 1
+            return []
+        g = self.grammar
+        if not g.accepts(t):
+            if t != _OFF[PAD]:
+                self.invalid += 1
+            return []
+        g._apply(t)
+        k = _KINDS[t]
+        if k == DURATION:
+            program, drum = g.instrument
+            note = Note(g.position, g.duration * STEP_TICKS, g.pitch, level_velocity(g.velocity), program, drum)
+            self.notes.append(note)
+            return [note]
+        if k == TEMPO:
+            self.tempos.append(TempoChange(g.position if g.bars else 0, float(g.tempo)))
+        elif k == TIMESIG:
+            self.time_signatures.append(TimeSignature(g.bar_start, *g.meter))
+        return []
+
+    def feed_many(self, ids: Iterable) -> list[Note]:
+        out: list[Note] = []
+        for t in ids:
+            out += self.feed(t)
+        return out
+
+    def score(self) -> Score:
+        """Everything decoded so far (fresh Note objects: the Score may be edited freely)."""
+        notes = [Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in self.notes]
+        return Score(notes, list(self.tempos) or [TempoChange(0, 120.0)],
+                     list(self.time_signatures) or [TimeSignature(0, 4, 4)])
+
+    def stats(self) -> DecodeStats:
+        g = self.grammar
+        incomplete = 1 if g.state in (_S_PITCH, _S_VELOCITY, _S_INSTRUMENT) else 0
+        return DecodeStats(self.invalid, incomplete, len(self.notes), g.bars, g.finished)
+
+
+_DEFAULT: Tokenizer | None = None
+
+
+def _default_tokenizer() -> Tokenizer:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Tokenizer()
+    return _DEFAULT

@@ -1,0 +1,776 @@
+"""Pretraining and fine-tuning (full, LoRA, state tuning) with progress events, checkpoints and resume.
+
+`run_training(config, emit, should_stop)` is the loop itself, in this process. `start_job(config)` runs
+it in a spawned child process (so a GUI or a live MIDI stream in the parent keeps its timing) and hands
+back a `TrainingJob` whose events arrive over a queue. Under `torchrun` the same loop runs data-parallel
+(`python -m core.train`): each rank takes a fixed slice of every global batch and gradients are summed,
+so N processes compute what one process computes on the whole batch.
+
+Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (state),
+train_log.jsonl (one event per line), scan_report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import queue as queue_mod
+import random
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import data as D
+
+RESUME_FILE = "resume.pt"
+MODEL_FILE = "model.pth"
+STYLE_FILE = "style.pth"
+LOG_FILE = "train_log.jsonl"
+SCAN_FILE = "scan_report.json"
+RESUME_FORMAT = "rwkv-music-resume/1"
+MODES = ("full", "lora", "state")
+DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2}
+LN2 = math.log(2.0)
+
+
+class TrainingError(Exception):
+    """A failure to tell the user as one line (bad input, nothing to train on, out of memory...)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    base: str | None = None            # checkpoint to fine-tune; None: pretrain from scratch
+    mode: str = "full"                 # full | lora | state
+    steps: int | None = None           # total optimizer steps; or
+    epochs: float | None = None        # passes over the training windows (default 1 when neither)
+    ctx_len: int = 512
+    batch_size: int = 8
+    lr: float | None = None            # default depends on the mode, see DEFAULT_LR
+    min_lr_ratio: float = 0.1          # cosine decays to lr * this
+    warmup_steps: int | None = None    # default: 5% of the steps, at most 100
+    weight_decay: float = 0.01         # on 2-D weights only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    n_layer: int = 6                   # model size when pretraining from scratch
+    n_embd: int = 384
+    val_fraction: float = 0.1
+    eval_every: int = 100
+    max_eval_batches: int = 50
+    checkpoint_every: int = 200
+    log_every: int | None = None       # default: every step on CPU, every 10 on CUDA
+    completion_only: bool = False      # no loss on the header restated at a window's start
+    augment: bool = False              # random transposition and small tempo changes
+    max_transpose: int = 5
+    tempo_jitter: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    stop_at_step: int | None = None    # pause (checkpoint and stop) here without changing the schedule
+    max_bad_steps: int = 20            # non-finite losses tolerated (each skipped) before giving up
+    workers: int | None = None         # tokenizer worker processes
+    cache_dir: str | None = None       # default: <out>/token_cache
+    threads: int | None = None         # torch CPU threads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # scan | step | eval | checkpoint | done | error | cancelled
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    bits_per_note: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    lr: float | None = None
+    message: str = ""
+    paths: dict = field(default_factory=dict)
+    report: dict | None = None  # the scan report, on "scan"
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in ("done", "error", "cancelled")
+
+
+# --- model plumbing ----------------------------------------------------------------------------
+def _model_api():
+    from core import model as M
+    return M
+
+
+def _build_model(config: TrainConfig, tokenizer):
+    """(model, meta of the base or {}): the base checkpoint, or a fresh model of the given size."""
+    M = _model_api()
+    if config.base:
+        try:
+            model, meta = M.load_checkpoint(config.base)
+        except FileNotFoundError:
+            raise TrainingError(f"base model not found: {config.base}") from None
+        except M.CheckpointError as e:
+            raise TrainingError(str(e)) from None
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise TrainingError(f"base model vocabulary ({model.config.vocab_size}) does not match the "
+                                f"tokenizer ({tokenizer.vocab_size})")
+        meta = {k: v for k, v in (meta or {}).items() if k not in ("format", "config")}
+        return model.train(), meta
+    if config.mode == "state":
+        raise TrainingError("state tuning needs a base model (--base)")
+    cfg = M.ModelConfig(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=tokenizer.vocab_size)
+    return M.RWKV7(cfg), {}
+
+
+class StateTuner(nn.Module):
+    """A frozen model plus a learnable initial WKV state per layer (the 'style')."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        for p in model.parameters():
+            p.requires_grad_(False)
+        cfg = model.config
+        self.wkv = nn.Parameter(torch.zeros(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx, state=self.model.init_state(idx.shape[0], wkv=self.wkv))
+
+
+class Plain(nn.Module):
+    """The model as it is (full fine-tune, LoRA, pretraining): one wrapper type for DDP and checkpoints."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+
+def _wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
+    # layer 0's value-residual weights exist in the file layout but are never used: keep them out of
+    # the optimizer (and out of DDP's gradient bookkeeping)
+    for name in ("v0", "v1", "v2"):
+        getattr(model.blocks[0].att, name).requires_grad_(False)
+    if config.mode == "state":
+        return StateTuner(model)
+    if config.mode == "lora":
+        from core.lora import apply_lora
+        apply_lora(model, config.lora_rank, config.lora_alpha)
+    return Plain(model)
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() == 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
+    """Linear warm-up to `peak`, then cosine down to peak * min_ratio at `total`. `step` counts from 0."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Path:
+    """Write the usable result (model.pth or style.pth) atomically; returns its path."""
+    M = _model_api()
+    # both writers are atomic (temp file + os.replace)
+    if config.mode == "state":
+        path = out / STYLE_FILE
+        M.save_state_file(str(path), module.wkv.detach().cpu(), module.model, meta)
+    else:
+        model = module.model
+        if config.mode == "lora":
+            from core.lora import merge_lora
+            model = merge_lora(copy.deepcopy(model))
+        path = out / MODEL_FILE
+        M.save_checkpoint(model, str(path), meta)
+    return path
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def note_token_table(tokenizer) -> np.ndarray:
+    """Bool per token id: True for the one token every note has exactly once (its pitch)."""
+    is_note = np.zeros(tokenizer.vocab_size, dtype=bool)
+    is_note[list(tokenizer.ids_of_kind("pitch"))] = True
+    return is_note
+
+
+# --- distributed -------------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env() -> bool:
+    """Join the process group torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    return True
+
+
+# --- the loop ----------------------------------------------------------------------------------
+class _Batches:
+    """Deterministic order of training windows: a fresh permutation per epoch from (seed, epoch). A batch
+    is a position (epoch, index); rank r of w takes the elements r, r+w, ... of each global batch."""
+
+    def __init__(self, n_windows: int, batch: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n_windows, batch, seed
+        self.per_epoch = max(1, n_windows // batch)
+        self._perm_epoch, self._perm = -1, None
+
+    def indices(self, epoch: int, index: int) -> list[int]:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+        return [self._perm[(index * self.batch + j) % self.n] for j in range(self.batch)]
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, emit: Callable[[TrainEvent], None],
+                 should_stop: Callable[[], bool]) -> None:
+        self.config, self._emit_raw, self.should_stop = config, emit, should_stop
+        self.rank, self.world = _dist_info()
+        self.out = Path(config.out)
+        if self.config.mode not in MODES:
+            raise TrainingError(f"unknown mode {config.mode!r}; one of {', '.join(MODES)}")
+        if config.batch_size % self.world:
+            raise TrainingError(f"batch {config.batch_size} does not divide over {self.world} processes")
+        if config.ctx_len < 16:
+            raise TrainingError("context length must be at least 16 tokens")
+
+    def emit(self, event: TrainEvent) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / LOG_FILE, "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 3), **event.to_dict()}) + "\n")
+        self._emit_raw(event)
+
+    # set-up
+    def _device(self) -> torch.device:
+        want = self.config.device
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise TrainingError("CUDA was asked for but no CUDA GPU is available")
+            if self.world > 1:
+                return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device(want)
+
+    def _scan(self, tokenizer):
+        import torch.distributed as dist
+        cfg = self.config
+        cache = cfg.cache_dir or str(self.out / "token_cache")
+        if self.world > 1 and self.rank != 0:
+            dist.barrier()  # rank 0 fills the cache first
+        pieces, report = D.scan_folder(cfg.data, tokenizer, cache_dir=cache, workers=cfg.workers)
+        if self.world > 1 and self.rank == 0:
+            dist.barrier()
+        return pieces, report
+
+    def run(self) -> dict:
+        cfg = self.config
+        if not Path(cfg.data).exists():
+            raise TrainingError(f"no such folder: {cfg.data}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = self.device = self._device()
+
+        resume = None
+        resume_path = self.out / RESUME_FILE
+        if cfg.resume:
+            if not resume_path.exists():
+                raise TrainingError(f"nothing to resume: {resume_path} does not exist")
+            resume = torch.load(resume_path, map_location="cpu", weights_only=True)
+            if resume.get("format") != RESUME_FORMAT:
+                raise TrainingError(f"{resume_path} is not a resume checkpoint of this version")
+            saved = TrainConfig.from_dict(resume["config"])
+            for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank"):
+                if getattr(saved, key) != getattr(cfg, key):
+                    raise TrainingError(f"cannot resume with a different {key} "
+                                        f"({getattr(saved, key)!r} there, {getattr(cfg, key)!r} now)")
+
+        from core.tokenizer import Tokenizer
+        tokenizer = Tokenizer.from_dict(resume["tokenizer"]) if resume else Tokenizer()
+        self.tokenizer = tokenizer
+        pieces, report = self._scan(tokenizer)
+        if self.rank == 0:
+            (self.out / SCAN_FILE).write_text(json.dumps(report.to_dict(), indent=1))
+        self.emit(TrainEvent("scan", message=report.summary(), report=report.to_dict(),
+                             paths={"scan_report": str(self.out / SCAN_FILE)}))
+        if not pieces:
+            raise TrainingError(f"no usable MIDI file in {cfg.data} ({len(report.skipped)} skipped)")
+        train_pieces, val_pieces = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
+        self.train_pieces, self.val_pieces = train_pieces, val_pieces
+        self.train_windows = D.make_windows(train_pieces, tokenizer, cfg.ctx_len)
+        self.val_windows = D.make_windows(val_pieces, tokenizer, cfg.ctx_len)
+        self.is_note = note_token_table(tokenizer)
+
+        model, base_meta = _build_model(cfg, tokenizer)
+        module = _wrap(model, cfg).to(device)
+        self.module = module
+        if resume:
+            module.load_state_dict(resume["module"])
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            self.forward_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+        else:
+            self.forward_module = module
+
+        batches = _Batches(len(self.train_windows), cfg.batch_size, cfg.seed)
+        if cfg.steps is not None:
+            total = int(cfg.steps)
+        else:
+            total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * batches.per_epoch))
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, total // 20)
+        peak = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
+        opt = torch.optim.AdamW(_param_groups(module, cfg.weight_decay), lr=peak,
+                                betas=(cfg.beta1, cfg.beta2), fused=True)
+        step, epoch, index, bad_steps = 0, 0, 0, 0
+        if resume:
+            opt.load_state_dict(resume["optimizer"])
+            step, epoch, index = resume["step"], resume["epoch"], resume["index"]
+            bad_steps = resume["bad_steps"]
+            torch.set_rng_state(resume["rng"]["torch"])
+            random.setstate(_to_tuple(resume["rng"]["python"]))
+            if torch.cuda.is_available() and resume["rng"].get("cuda"):
+                torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        else:
+            torch.manual_seed(cfg.seed)
+            random.seed(cfg.seed)
+
+        meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
+                "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
+        self.meta = meta
+        log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
+        stop_at = min(total, cfg.stop_at_step) if cfg.stop_at_step is not None else total
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                    else torch.autocast("cpu", enabled=False))
+        found_inf = torch.zeros((), device=device)
+        bad_acc = torch.zeros((), device=device)
+        loss_acc = torch.zeros((), device=device)
+        steps_acc, tokens_acc = 0, 0
+        t_start, step_start = time.monotonic(), step
+        t_log = t_start
+        last_val: dict = {}
+        self.emit(TrainEvent("step", step=step, total_steps=total, message=(
+            f"{len(train_pieces)} train / {len(val_pieces)} validation pieces, {len(self.train_windows)} "
+            f"windows of {cfg.ctx_len} tokens, {total} steps of batch {cfg.batch_size}")))
+
+        def save(final: bool) -> dict:
+            ckpt = {
+                "format": RESUME_FORMAT, "config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
+                "step": step, "epoch": epoch, "index": index, "bad_steps": bad_steps, "total_steps": total,
+                "module": module.state_dict(), "optimizer": opt.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "meta": meta,
+            }
+            paths = {}
+            if self.rank == 0:
+                _atomic_torch_save(ckpt, resume_path)
+                result = _export(module, cfg, self.out, {**meta, "step": step, **last_val})
+                paths = {"resume": str(resume_path), "result": str(result)}
+                self.emit(TrainEvent("checkpoint", step=step, total_steps=total, paths=paths,
+                                     message=f"checkpoint at step {step}"))
+            return paths
+
+        try:
+            while step < stop_at:
+                if self.should_stop():
+                    paths = save(final=True)
+                    self.emit(TrainEvent("cancelled", step=step, total_steps=total, paths=paths,
+                                         message=f"stopped at step {step}; resume with --resume"))
+                    return paths
+                ids = batches.indices(epoch, index)
+                examples = [self._example(i, epoch, index * cfg.batch_size + j) for j, i in enumerate(ids)]
+                global_count = max(1.0, float(sum(e.mask.sum() for e in examples)))
+                local = examples[self.rank::self.world]
+                inputs, targets, mask = (t.to(device, non_blocking=True) for t in D.collate(local, tokenizer.pad_id))
+                lr = lr_at(step, total, warmup, peak, cfg.min_lr_ratio)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+
+                with autocast:
+                    logits = self.forward_module(inputs)
+                nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+                loss_sum = (nll * mask.flatten()).sum()
+                # summed over ranks (DDP averages, hence * world): the loss of the whole global batch
+                (loss_sum * (self.world / global_count)).backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                found_inf.copy_((~torch.isfinite(gnorm)).float())
+                opt.found_inf = found_inf  # fused AdamW skips the whole update when it is 1
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                bad_acc += found_inf
+                loss_acc += torch.where(found_inf > 0, torch.zeros_like(loss_sum), loss_sum.detach() / global_count)
+
+                step += 1
+                index += 1
+                if index >= batches.per_epoch:
+                    epoch, index = epoch + 1, 0
+                steps_acc += 1
+                tokens_acc += int(global_count)
+
+                if step % log_every == 0 or step == stop_at:
+                    loss_total = self._all_sum(loss_acc)
+                    bad_now = int(bad_acc.item())
+                    ok_steps = steps_acc - bad_now
+                    bad_steps += bad_now
+                    now = time.monotonic()
+                    tps = tokens_acc / max(now - t_log, 1e-9)
+                    eta = (now - t_start) / max(1, step - step_start) * (total - step)
+                    self.emit(TrainEvent("step", step=step, total_steps=total,
+                                         loss=(loss_total / ok_steps) if ok_steps else float("nan"),
+                                         tokens_per_s=tps, eta_s=eta, lr=lr,
+                                         message=f"{bad_now} non-finite steps skipped" if bad_now else ""))
+                    loss_acc.zero_()
+                    bad_acc.zero_()
+                    steps_acc, tokens_acc, t_log = 0, 0, now
+                    if bad_steps > cfg.max_bad_steps:
+                        save(final=True)
+                        raise TrainingError(f"training diverged: {bad_steps} steps had a non-finite loss; "
+                                            f"try a lower learning rate (now {peak:g})")
+                if self.val_windows and (step % cfg.eval_every == 0 or step == total):
+                    last_val = self.evaluate()
+                    self.emit(TrainEvent("eval", step=step, total_steps=total, **last_val))
+                if step % cfg.checkpoint_every == 0 and step < stop_at:
+                    save(final=False)
+        except torch.OutOfMemoryError:
+            smaller = max(1, cfg.batch_size // 2)
+            raise TrainingError(f"out of GPU memory with batch {cfg.batch_size} x {cfg.ctx_len} tokens; "
+                                f"try --batch {smaller}" + (" or a shorter --ctx" if smaller == cfg.batch_size else "")
+                                ) from None
+
+        paths = save(final=True)
+        paths["log"] = str(self.out / LOG_FILE)
+        paths["scan_report"] = str(self.out / SCAN_FILE)
+        done = TrainEvent("done" if step >= total else "cancelled", step=step, total_steps=total,
+                          paths=paths, **last_val,
+                          message=(f"finished: {paths.get('result', '')}" if step >= total
+                                   else f"paused at step {step}; resume with --resume"))
+        self.emit(done)
+        return paths
+
+    def _all_sum(self, t: torch.Tensor) -> float:
+        if self.world > 1:
+            import torch.distributed as dist
+            t = t.clone()
+            dist.all_reduce(t)
+        return float(t.item())
+
+    def _example(self, window_index: int, epoch: int, position: int) -> D.Example:
+        cfg, tok = self.config, self.tokenizer
+        w = self.train_windows[window_index]
+        tokens, head = D.window_tokens(self.train_pieces, w)
+        if cfg.augment:
+            rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
+            tokens = D.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
+        return D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Validation loss (nats per token) and bits per note over the validation windows of this rank."""
+        cfg, tok = self.config, self.tokenizer
+        module = self.module
+        was_training = module.training
+        module.eval()
+        windows = self.val_windows[: cfg.max_eval_batches * cfg.batch_size]
+        windows = windows[self.rank::self.world]
+        totals = torch.zeros(3, dtype=torch.float64)  # nll nats, tokens, notes
+        for i in range(0, len(windows), cfg.batch_size):
+            exs = []
+            for w in windows[i:i + cfg.batch_size]:
+                tokens, head = D.window_tokens(self.val_pieces, w)
+                exs.append(D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id))
+            inputs, targets, mask = D.collate(exs, tok.pad_id)
+            notes = float((self.is_note[targets.numpy()] * mask.numpy()).sum())
+            with (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                  else torch.autocast("cpu", enabled=False)):
+                logits = module(inputs.to(self.device))
+            nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(self.device).flatten(), reduction="none")
+            totals += torch.tensor([float((nll.cpu() * mask.flatten()).sum()), float(mask.sum()), notes],
+                                   dtype=torch.float64)
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.all_reduce(totals)
+        module.train(was_training)
+        nll, n_tok, n_notes = totals.tolist()
+        return {"val_loss": nll / max(n_tok, 1.0), "bits_per_note": nll / LN2 / max(n_notes, 1.0)}
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def run_training(config: TrainConfig, emit: Callable[[TrainEvent], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train in this process. Events go to `emit`; `should_stop()` is asked before every step (a True
+    ends the run with a checkpoint). Returns the result paths. Raises TrainingError for user errors."""
+    trainer = _Trainer(config, emit or (lambda e: None), should_stop or (lambda: False))
+    return trainer.run()
+
+
+# --- evaluation of whole files --------------------------------------------------------------------
+EVAL_CHUNK = 1024  # tokens per parallel forward; the state carries across chunks
+
+
+@torch.no_grad()
+def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
+    """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
+    style's WKV state)."""
+    device = next(model.parameters()).device
+    seq = torch.tensor(ids, dtype=torch.long, device=device)
+    state = model.init_state(1, wkv=wkv)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for begin in range(0, len(ids) - 1, EVAL_CHUNK):
+        chunk = seq[begin:min(begin + EVAL_CHUNK, len(ids) - 1)]
+        targets = seq[begin + 1:begin + 1 + len(chunk)]
+        logits, state = model(chunk[None], state=state, return_state=True)
+        total += F.cross_entropy(logits[0].float(), targets, reduction="sum").double()
+    return float(total) / LN2
+
+
+def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None) -> dict:
+    """Bits per token and per note of a model (and optional style) on MIDI files or folders, each file
+    tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
+    M = _model_api()
+    from core.midi import MidiReadError, read_midi
+    from core.tokenizer import Tokenizer
+    try:
+        model, meta = M.load_checkpoint(model_path)
+        wkv = M.load_state_file(style_path, model)[0] if style_path else None
+    except FileNotFoundError as e:
+        raise TrainingError(f"no such file: {e.filename or model_path}") from None
+    except M.CheckpointError as e:
+        raise TrainingError(str(e)) from None
+    try:
+        tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    is_note = note_token_table(tokenizer)
+    files, skipped = [], []
+    for path in paths:
+        if not os.path.exists(path):
+            raise TrainingError(f"no such file or folder: {path}")
+        for f in D.find_midi_files(path):
+            try:
+                ids = tokenizer.encode(read_midi(str(f))[0])
+            except (MidiReadError, OSError) as e:
+                skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
+                continue
+            bits = sequence_nll_bits(model, ids, wkv)
+            notes = int(is_note[np.asarray(ids)].sum())
+            files.append({"path": str(f), "tokens": len(ids), "notes": notes, "nll_bits": bits,
+                          "bits_per_token": bits / max(1, len(ids) - 1)})
+    predicted = sum(max(0, f["tokens"] - 1) for f in files)
+    bits = sum(f["nll_bits"] for f in files)
+    notes = sum(f["notes"] for f in files)
+    return {"model": model_path, "style": style_path, "files": files, "skipped": skipped,
+            "bits_per_token": bits / predicted if predicted else None,
+            "bits_per_note": bits / notes if notes else None}
+
+
+# --- the job: the loop in a child process ------------------------------------------------------
+def _child_main(config_dict: dict, events, cancel, parent_pid: int) -> None:
+    def parent_gone() -> bool:
+        return os.getppid() != parent_pid
+
+    def emit(event: TrainEvent) -> None:
+        events.put(event)
+
+    try:
+        run_training(TrainConfig.from_dict(config_dict), emit, lambda: cancel.is_set() or parent_gone())
+    except TrainingError as e:
+        events.put(TrainEvent("error", message=str(e)))
+    except Exception as e:  # anything else still reaches the parent as one line
+        events.put(TrainEvent("error", message=f"{type(e).__name__}: {e}"))
+    finally:
+        events.close()
+        events.join_thread()
+
+
+class TrainingJob:
+    """A training run in a spawned child process. Read progress with `events()` (blocking iterator) or
+    `poll_events()` (what has arrived, without waiting); `cancel()` asks for a clean stop."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        self.config = config
+        self._events = ctx.Queue()
+        self._cancel = ctx.Event()
+        self._proc = ctx.Process(target=_child_main, name="rwkv-music-train",
+                                 args=(config.to_dict(), self._events, self._cancel, os.getpid()), daemon=True)
+        self._proc.start()
+        self.final: TrainEvent | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.final is None
+
+    def _take(self, timeout: float | None) -> TrainEvent | None:
+        if self.final is not None:
+            return None
+        try:
+            event = self._events.get(timeout=timeout) if timeout != 0 else self._events.get_nowait()
+        except queue_mod.Empty:
+            if not self._proc.is_alive():
+                try:  # the last events may still be in the pipe
+                    event = self._events.get(timeout=0.5)
+                except queue_mod.Empty:
+                    event = TrainEvent("error", message=f"training process ended unexpectedly "
+                                                        f"(exit code {self._proc.exitcode})")
+            else:
+                return None
+        if event.terminal:
+            self.final = event
+            self._proc.join(timeout=30)
+        return event
+
+    def poll_events(self) -> list[TrainEvent]:
+        out = []
+        while (event := self._take(0)) is not None:
+            out.append(event)
+        return out
+
+    def events(self) -> Iterator[TrainEvent]:
+        while self.final is None:
+            event = self._take(0.5)
+            if event is not None:
+                yield event
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> TrainEvent | None:
+        """Consume events until the run ends (or `timeout` seconds pass); returns the final event."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.final is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._take(0.5 if left is None else min(0.5, left))
+        return self.final
+
+
+def start_job(config: TrainConfig) -> TrainingJob:
+    return TrainingJob(config)
+
+
+# --- command line (torchrun entry) -------------------------------------------------------------
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--base")
+    p.add_argument("--mode", choices=list(MODES), default="full")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int)
+    g.add_argument("--epochs", type=float)
+    p.add_argument("--ctx", type=int, default=512)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--width", type=int, default=384)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--augment", action="store_true")
+    p.add_argument("--completion-only", action="store_true")
+    p.add_argument("--device", default="auto")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a parsed `train` command line (missing options keep their defaults)."""
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    cfg = TrainConfig(data=args.folder, out=args.out, base=get("base"), mode=get("mode", "full"),
+                      steps=get("steps"), epochs=get("epochs"), ctx_len=get("ctx", 512),
+                      batch_size=get("batch", 8), resume=bool(get("resume", False)), lr=get("lr"),
+                      warmup_steps=get("warmup"), augment=bool(get("augment", False)),
+                      completion_only=bool(get("completion_only", False)), device=get("device", "auto") or "auto")
+    for arg, attr in (("layers", "n_layer"), ("width", "n_embd"), ("seed", "seed"), ("eval_every", "eval_every"),
+                      ("checkpoint_every", "checkpoint_every"), ("val_fraction", "val_fraction"),
+                      ("stop_at", "stop_at_step"), ("threads", "threads"), ("log_every", "log_every")):
+        if get(arg) is not None:
+            setattr(cfg, attr, get(arg))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.train", description="train (data-parallel under torchrun)")
+    add_train_arguments(p)
+    p.add_argument("--stop-at", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--log-every", type=int)
+    args = p.parse_args(argv)
+    init_distributed_from_env()
+    rank, _ = _dist_info()
+
+    def emit(e: TrainEvent) -> None:
+        if rank == 0 and e.kind != "scan":
+            print(json.dumps(e.to_dict()), flush=True)
+
+    try:
+        run_training(config_from_args(args), emit)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

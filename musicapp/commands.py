@@ -1,0 +1,99 @@
+"""Undo commands: every edit of the document goes through one of these."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtGui import QUndoCommand
+
+from core.score import Note
+from musicapp.document import NoteDocument, Preview
+
+
+class AddNotes(QUndoCommand):
+    def __init__(self, doc: NoteDocument, notes: list[Note], text: str = "Add notes") -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.ids = doc.allocate_ids(len(notes))
+        self.notes = {i: replace(n) for i, n in zip(self.ids, notes)}
+
+    def redo(self) -> None:
+        self.doc.insert(self.notes)
+
+    def undo(self) -> None:
+        self.doc.remove(self.ids)
+
+
+class RemoveNotes(QUndoCommand):
+    def __init__(self, doc: NoteDocument, ids, text: str = "Delete notes") -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.notes = {i: replace(doc.note(i)) for i in ids}
+
+    def redo(self) -> None:
+        self.doc.remove(list(self.notes))
+
+    def undo(self) -> None:
+        self.doc.insert(self.notes)
+
+
+class ChangeNotes(QUndoCommand):
+    """Replace notes by new values (move, resize, transpose, velocity)."""
+
+    def __init__(self, doc: NoteDocument, new_by_id: dict[int, Note], text: str = "Edit notes") -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.old = {i: replace(doc.note(i)) for i in new_by_id}
+        self.new = {i: replace(n) for i, n in new_by_id.items()}
+
+    def redo(self) -> None:
+        self.doc.update(self.new)
+
+    def undo(self) -> None:
+        self.doc.update(self.old)
+
+
+class SetPreview(QUndoCommand):
+    """Show, switch, or discard the pending continuation.
+
+    `already_applied` is for a stream that has filled the preview live: the first redo is then a no-op.
+    """
+
+    def __init__(self, doc: NoteDocument, old: Preview, new: Preview, text: str,
+                 already_applied: bool = False) -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.old, self.new = old.copy(), new.copy()
+        self._skip_first_redo = already_applied
+
+    def redo(self) -> None:
+        if self._skip_first_redo:
+            self._skip_first_redo = False
+            return
+        self.doc.set_preview(self.new)
+
+    def undo(self) -> None:
+        self.doc.set_preview(self.old)
+
+
+def accept_preview(doc: NoteDocument) -> None:
+    """Make the shown variation part of the piece, as one undo step."""
+    if doc.preview.is_empty():
+        return
+    stack = doc.undo_stack
+    stack.beginMacro("Accept continuation")
+    stack.push(AddNotes(doc, doc.preview.notes, "Accept continuation"))
+    stack.push(SetPreview(doc, doc.preview, Preview(), "Clear continuation"))
+    stack.endMacro()
+
+
+def reject_preview(doc: NoteDocument) -> None:
+    if not doc.preview.is_empty():
+        doc.undo_stack.push(SetPreview(doc, doc.preview, Preview(), "Reject continuation"))
+
+
+def pick_variation(doc: NoteDocument, index: int) -> None:
+    if index == doc.preview.current or index not in doc.preview.variations:
+        return
+    new = doc.preview.copy()
+    new.current = index
+    doc.undo_stack.push(SetPreview(doc, doc.preview, new, f"Pick variation {index + 1}"))

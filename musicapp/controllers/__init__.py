@@ -1,0 +1,1 @@
+"""Glue between panels, the document, the transport and background workers (no music or ML logic)."""

@@ -1,0 +1,170 @@
+"""Loading the chosen model and streaming continuations into the roll and out of the MIDI port."""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from core.library import ModelEntry
+from musicapp import commands, editing
+from musicapp.document import NoteDocument, Preview
+from musicapp.panels.continue_panel import ContinuePanel
+from musicapp.workers import GenerationWorker, ModelLoader, start_thread, stop_thread
+
+
+class GenerationController(QObject):
+    modelLoaded = Signal(str)      # device description
+    busyChanged = Signal(bool)     # a continuation is streaming
+    message = Signal(str, str)     # text, level
+
+    def __init__(self, doc: NoteDocument, roll, transport, panel: ContinuePanel, parent=None) -> None:
+        super().__init__(parent)
+        self.doc, self.roll, self.transport, self.panel = doc, roll, transport, panel
+        self.generator = None
+        self.entry: ModelEntry | None = None
+        self.device = ""
+        self._loader = self._loader_thread = None
+        self._worker = self._worker_thread = None
+        self._old_loaders: list = []  # loaders replaced while busy: kept alive until their thread ends
+        self.play_while_generating = True
+        panel.continueRequested.connect(self.start)
+        panel.stopRequested.connect(self.stop)
+        panel.acceptRequested.connect(self.accept)
+        panel.rejectRequested.connect(self.reject)
+        panel.variationPicked.connect(self.pick)
+        doc.previewChanged.connect(self._refresh_panel)
+        doc.documentReset.connect(self._on_document_reset)
+
+    @property
+    def generating(self) -> bool:
+        return self._worker is not None
+
+    # --- model --------------------------------------------------------------------------------
+    def load(self, entry: ModelEntry, checkpoint: str) -> None:
+        """Load `checkpoint` (with `entry`'s style file when it is one) in the background."""
+        self.generator = None
+        if self._loader is not None:  # a torch.load cannot be interrupted: let it end, ignore its result
+            self._loader.cancel.set()
+            self._old_loaders.append((self._loader, self._loader_thread))
+        style = str(entry.path) if entry.kind == "style" else None
+        self.entry = entry
+        self.panel.status.setText(f"Loading {entry.name}…")
+        self._refresh_panel()
+        loader = ModelLoader(checkpoint, style)
+        loader.entry = entry
+        # bound methods of this GUI-thread object: Qt queues them to the GUI thread
+        loader.loaded.connect(self._on_loaded)
+        loader.failed.connect(self._on_load_failed)
+        loader.finished.connect(self._on_loader_finished)
+        self._loader, self._loader_thread = loader, start_thread(loader, "model-loader")
+
+    def _on_loader_finished(self) -> None:
+        loader = self.sender()
+        for pair in [p for p in self._old_loaders if p[0] is loader]:
+            pair[1].wait()
+            self._old_loaders.remove(pair)
+        if self._loader is loader:
+            self._loader_thread.wait()
+            self._loader = self._loader_thread = None
+
+    def _on_loaded(self, generator, device: str) -> None:
+        if self.sender() is not self._loader:
+            return
+        self.generator, self.device = generator, device
+        self.panel.status.setText(f"{self.entry.label} ready on {device}.")
+        self._refresh_panel()
+        self.modelLoaded.emit(device)
+
+    def _on_load_failed(self, msg: str) -> None:
+        if self.sender() is not self._loader:
+            return
+        entry = self.entry
+        self.panel.status.setText(f"Could not load {entry.name}.")
+        self.message.emit(f"Could not load the model {entry.name}: {msg}", "error")
+        self._refresh_panel()
+
+    # --- continuing ---------------------------------------------------------------------------
+    def start_tick(self) -> int:
+        end = self.roll.selection_end() if self.panel.from_selection.isChecked() else None
+        tick = end if end is not None else self.roll.playhead_tick
+        return editing.snap_tick(self.doc, tick, self.roll.scene.snap)
+
+    def start(self) -> None:
+        if self.generator is None or self.generating:
+            if self.generator is None:
+                self.message.emit("The model is not loaded yet.", "warning")
+            return
+        start = self.start_tick()
+        if not self.doc.preview.is_empty():  # regenerate: the old continuation stays one undo away
+            self.doc.undo_stack.push(commands.SetPreview(self.doc, self.doc.preview, Preview(), "Regenerate"))
+        prompt = self.doc.to_score()
+        params = self.panel.params()
+        self.doc.begin_stream(start)
+        feed = self.transport.play_stream(self.doc.meta, start) if self.play_while_generating else None
+        worker = GenerationWorker(self.generator, prompt, start, params, feed, heard_variation=0)
+        worker.noteReady.connect(self.doc.stream_note)
+        worker.done.connect(self._on_done)
+        worker.failed.connect(self._on_generation_failed)
+        worker.finished.connect(self._on_finished)
+        self._worker, self._worker_thread = worker, start_thread(worker, "generation")
+        self.panel.status.setText("Generating…")
+        self.panel.set_variations(0, 0)
+        self._refresh_panel()
+        self.busyChanged.emit(True)
+
+    def _on_generation_failed(self, msg: str) -> None:
+        self.message.emit(f"Generation failed: {msg}", "error")
+        self.transport.stop()
+
+    def _on_done(self, count: int, seconds: float) -> None:
+        preview = self.doc.preview
+        n_var = max(self.panel.params()["variations"], len(preview.variations))
+        self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}). "
+                                  "Accept, reject, regenerate or pick another variation.")
+
+    def _on_finished(self) -> None:
+        thread = self._worker_thread
+        self._worker = self._worker_thread = None
+        if thread is not None:
+            thread.wait()
+        if not self.doc.preview.is_empty():
+            self.doc.undo_stack.push(commands.SetPreview(self.doc, Preview(), self.doc.preview, "Continue",
+                                                         already_applied=True))
+        self._refresh_panel()
+        self.busyChanged.emit(False)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel.set()
+        self.transport.stop()
+
+    # --- result -------------------------------------------------------------------------------
+    def accept(self) -> None:
+        commands.accept_preview(self.doc)
+
+    def reject(self) -> None:
+        commands.reject_preview(self.doc)
+        self.transport.stop()
+
+    def pick(self, index: int) -> None:
+        commands.pick_variation(self.doc, index)
+        preview = self.doc.preview
+        if preview.notes:  # let the user hear the variation they picked
+            self.transport.play(self.doc.to_score(include_preview=True), preview.start_tick)
+
+    def _refresh_panel(self) -> None:
+        preview = self.doc.preview
+        if not self.generating:
+            n = len(preview.variations)
+            if self.panel.variation_box.count() != n or (n and self.panel.variation_box.currentIndex() != preview.current):
+                self.panel.set_variations(n, preview.current)
+        self.panel.set_state(model_ready=self.generator is not None, generating=self.generating,
+                             has_preview=not preview.is_empty())
+
+    def _on_document_reset(self) -> None:
+        self.stop()
+        self.panel.set_piece_instruments(sorted({n.instrument for n in self.doc.notes()}))
+
+    def shutdown(self) -> None:
+        stop_thread(self._worker, self._worker_thread)
+        stop_thread(self._loader, self._loader_thread, timeout_ms=60000)
+        for loader, thread in self._old_loaders:
+            stop_thread(loader, thread, timeout_ms=60000)

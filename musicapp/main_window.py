@@ -1,0 +1,511 @@
+"""The main window: the piano roll in the middle, transport and edit tools on top, panels on the right.
+
+It wires widgets to the document and to core; it holds no music or ML logic itself.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget,
+                               QToolBar, QVBoxLayout, QWidget, QDockWidget)
+
+from core import library
+from core.live import list_ports, supports_virtual_ports
+from core.midi import MidiReadError, read_midi, write_midi
+from core.score import Note, Score
+from musicapp import editing
+from musicapp.controllers.generation import GenerationController
+from musicapp.controllers.training import TrainingController
+from musicapp.document import NoteDocument
+from musicapp.messages import MessageBar
+from musicapp.panels.continue_panel import ContinuePanel
+from musicapp.panels.finetune_panel import FinetunePanel
+from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
+from musicapp.pianoroll import PianoRoll
+from musicapp.pianoroll.grid import bars_between
+from musicapp.pianoroll.view import Tool
+from musicapp.settings import AppPaths, Preferences
+from musicapp.transport import Transport
+
+MIDI_FILTER = "MIDI files (*.mid *.midi)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, paths: AppPaths | None = None, preferences: Preferences | None = None,
+                 confirm_discard: bool = True) -> None:
+        super().__init__()
+        self.paths = paths or AppPaths.default()
+        self.prefs = preferences or Preferences()
+        self.confirm_discard = confirm_discard
+        self.doc = NoteDocument(self)
+        self.clipboard: list[Note] = []
+
+        self.roll = PianoRoll(self.doc)
+        self.messages = MessageBar()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.messages)
+        layout.addWidget(self.roll, 1)
+        self.setCentralWidget(central)
+
+        self.panels = QTabWidget()
+        self.panels.setDocumentMode(True)
+        self.panel_dock = QDockWidget("Assistant", self)
+        self.panel_dock.setObjectName("assistant")
+        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        self.panel_dock.setWidget(self.panels)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
+
+        self.transport = Transport(self)
+        self.continue_panel = ContinuePanel()
+        self.finetune_panel = FinetunePanel()
+        self.midi_panel = MidiPanel(self.prefs)
+        self.panels.addTab(self.continue_panel, "Continue")
+        self.panels.addTab(self.finetune_panel, "Fine-tune")
+        self.panels.addTab(self.midi_panel, "MIDI")
+        self.models: list[library.ModelEntry] = []
+        self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
+        self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
+
+        self.device_label = QLabel("model: loading…")
+        self.position_label = QLabel()
+        self.statusBar().addPermanentWidget(self.position_label)
+        self.statusBar().addPermanentWidget(self.device_label)
+
+        self._build_actions()
+        self._build_toolbars()
+        self._connect()
+        self.doc.undo_stack.cleanChanged.connect(self._update_title)
+        self.doc.documentReset.connect(self._update_title)
+        self.setAcceptDrops(True)
+        self.resize(1360, 820)
+        self._update_title()
+        self._update_tempo_label()
+        QTimer.singleShot(0, lambda: (self.roll.view.center_on_pitch(60), self.roll.view.setFocus()))
+
+    # --- actions --------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, menu=None, checkable=False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, (list, tuple)):
+                action.setShortcuts([QKeySequence(s) for s in shortcut])
+            else:
+                action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work whichever child has focus
+        if menu is not None:
+            menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.act_new = self._action("&New", self.new_document, QKeySequence.New, file_menu)
+        self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open, file_menu)
+        self.act_save = self._action("&Save", self.save, QKeySequence.Save, file_menu)
+        self.act_save_as = self._action("Save &As…", self.save_as_dialog, QKeySequence.SaveAs, file_menu)
+        self.act_export = self._action("&Export with continuation…", self.export_dialog, "Ctrl+E", file_menu)
+        file_menu.addSeparator()
+        self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
+
+        edit_menu = bar.addMenu("&Edit")
+        stack = self.doc.undo_stack
+        # own actions (not createUndoAction): undo must wait while a continuation streams in
+        self.act_undo = self._action("&Undo", self.undo, QKeySequence.Undo, edit_menu)
+        self.act_redo = self._action("&Redo", self.redo, [QKeySequence("Ctrl+Y"), QKeySequence("Ctrl+Shift+Z")],
+                                     edit_menu)
+        stack.canUndoChanged.connect(lambda ok: self.act_undo.setEnabled(ok and not self.generation.generating))
+        stack.canRedoChanged.connect(lambda ok: self.act_redo.setEnabled(ok and not self.generation.generating))
+        stack.undoTextChanged.connect(lambda t: self.act_undo.setToolTip(f"Undo {t}"))
+        stack.redoTextChanged.connect(lambda t: self.act_redo.setToolTip(f"Redo {t}"))
+        self.act_undo.setEnabled(False)
+        self.act_redo.setEnabled(False)
+        edit_menu.addSeparator()
+        self._action("Cu&t", self.cut, QKeySequence.Cut, edit_menu)
+        self._action("&Copy", self.copy, QKeySequence.Copy, edit_menu)
+        self._action("&Paste at playhead", self.paste, QKeySequence.Paste, edit_menu)
+        self._action("&Duplicate", self.duplicate, "Ctrl+D", edit_menu)
+        self._action("De&lete", self.delete, [QKeySequence.Delete, QKeySequence("Backspace")], edit_menu)
+        self._action("Select &all", self.roll.select_all, QKeySequence.SelectAll, edit_menu)
+        self._action("Select &none", lambda: self.roll.scene.set_selection(()), "Escape", edit_menu)
+        edit_menu.addSeparator()
+        self._action("Transpose up", lambda: self._transpose(1), "Ctrl+Up", edit_menu)
+        self._action("Transpose down", lambda: self._transpose(-1), "Ctrl+Down", edit_menu)
+        self._action("Octave up", lambda: self._transpose(12), "Ctrl+Shift+Up", edit_menu)
+        self._action("Octave down", lambda: self._transpose(-12), "Ctrl+Shift+Down", edit_menu)
+        self._action("&Quantize to grid", self.quantize, "Q", edit_menu)
+
+        view_menu = bar.addMenu("&View")
+        self._action("Zoom in", lambda: self.roll.view.set_zoom(self.roll.view.px_per_tick * 1.25),
+                     QKeySequence.ZoomIn, view_menu)
+        self._action("Zoom out", lambda: self.roll.view.set_zoom(self.roll.view.px_per_tick / 1.25),
+                     QKeySequence.ZoomOut, view_menu)
+        self._action("Zoom to fit", self.roll.zoom_to_fit, "Ctrl+0", view_menu)
+        view_menu.addAction(self.panel_dock.toggleViewAction())
+        self.view_menu = view_menu
+
+    def _build_toolbars(self) -> None:
+        self.transport_bar = QToolBar("Transport")
+        self.transport_bar.setObjectName("transport")
+        self.addToolBar(self.transport_bar)
+        bar = self.transport_bar
+        self.act_home = self._action("⏮", lambda: self.seek(0), "Home")
+        self.act_home.setToolTip("Back to the start (Home)")
+        self.act_play = self._action("▶ Play", self.toggle_play, "Space", checkable=True)
+        self.act_play.setToolTip("Play / stop (Space)")
+        self.act_loop = self._action("⟲ Loop", self._on_loop_toggled, "L", checkable=True)
+        self.act_loop.setToolTip("Loop the region set by dragging in the ruler (L)")
+        for a in (self.act_home, self.act_play, self.act_loop):
+            bar.addAction(a)
+        self.tempo_label = QLabel()
+        self.tempo_label.setMinimumWidth(120)
+        bar.addWidget(self.tempo_label)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Model "))
+        self.model_box = QComboBox()
+        self.model_box.setMinimumWidth(230)
+        self.model_box.setToolTip("Bundled base model, your fine-tuned models and style files")
+        self.model_box.activated.connect(self._on_model_chosen)
+        bar.addWidget(self.model_box)
+        self.act_continue = self._action("✦ Continue", self.generation.start, "Ctrl+Return")
+        self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
+        bar.addAction(self.act_continue)
+        edit_bar = QToolBar("Edit")
+        edit_bar.setObjectName("edit")
+        self.addToolBar(edit_bar)
+        tools = QActionGroup(self)
+        self.act_draw = self._action("Draw", lambda: self.roll.set_tool(Tool.DRAW), "D", checkable=True)
+        self.act_select = self._action("Select", lambda: self.roll.set_tool(Tool.SELECT), "S", checkable=True)
+        for a in (self.act_draw, self.act_select):
+            tools.addAction(a)
+            edit_bar.addAction(a)
+        self.act_draw.setChecked(True)
+        self.act_draw.setToolTip("Draw (D): click to add a note, drag to set its length; "
+                                 "Shift/Ctrl-drag to box-select")
+        self.act_select.setToolTip("Select (S): drag to box-select; Ctrl-drag a note to duplicate it")
+        edit_bar.addSeparator()
+        edit_bar.addWidget(QLabel(" Snap "))
+        self.snap_box = QComboBox()
+        for label, ticks in editing.SNAP_CHOICES:
+            self.snap_box.addItem(label, ticks)
+        self.snap_box.setCurrentIndex(self.prefs.get("edit/snap_index", 2, int))
+        self.snap_box.currentIndexChanged.connect(self._on_snap)
+        self._on_snap(self.snap_box.currentIndex())
+        edit_bar.addWidget(self.snap_box)
+        edit_bar.addAction(self.act_undo)
+        edit_bar.addAction(self.act_redo)
+        self.edit_bar = edit_bar
+
+    def _connect(self) -> None:
+        roll, t = self.roll, self.transport
+        roll.seekRequested.connect(self.seek)
+        roll.loopChanged.connect(lambda a, b: self._set_loop(a, b, True))
+        roll.view.auditionRequested.connect(t.audition)
+        roll.keyboard.keyPressed.connect(lambda p: t.audition(p, 100))
+        t.positionChanged.connect(self._on_position)
+        t.playingChanged.connect(self._on_playing)
+        t.error.connect(lambda msg: self.show_message(msg, "warning"))
+        t.portChanged.connect(lambda name: self.statusBar().showMessage(f"MIDI output: {name or 'none'}", 4000))
+        g = self.generation
+        g.message.connect(self.show_message)
+        g.modelLoaded.connect(lambda device: self.device_label.setText(f"{g.entry.name} · {device}"))
+        g.busyChanged.connect(self._on_generating)
+        tr = self.training
+        tr.message.connect(self.show_message)
+        tr.modelsChanged.connect(self.refresh_models)
+        self.midi_panel.outputChosen.connect(self._open_output)
+        self.midi_panel.refreshRequested.connect(self.refresh_ports)
+        self.midi_panel.jamToggled.connect(self._on_jam)
+        self.doc.documentReset.connect(self._update_tempo_label)
+
+    # --- messages, background start-up ----------------------------------------------------------
+    def show_message(self, text: str, level: str = "error") -> None:
+        self.messages.show_message(text, level)
+        self.statusBar().showMessage(text, 8000)
+
+    def start_background_loading(self) -> None:
+        """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
+        self.refresh_ports()
+        self.refresh_models()
+
+    def refresh_ports(self) -> None:
+        listing = list_ports()
+        self.midi_panel.set_ports(listing.outputs, listing.inputs, supports_virtual_ports(), listing.reason)
+        self._open_output(self.midi_panel.chosen_output())
+
+    def _open_output(self, choice: str | None) -> None:
+        self.transport.open_output(None if choice in (None, VIRTUAL) else choice)
+
+    def refresh_models(self) -> None:
+        current = self.current_model()
+        self.models = library.list_models(self.paths.resources, self.paths.user_data)
+        self.model_box.clear()
+        for m in self.models:
+            self.model_box.addItem(m.label, str(m.path))
+        if not self.models:
+            self.model_box.addItem("(no model found)", None)
+            self.continue_panel.status.setText(
+                f"No model yet: put a base model (.pth) in {self.paths.resources} or fine-tune one.")
+            self.device_label.setText("no model")
+            return
+        wanted = str(current.path) if current else self.prefs.get("model/path", "")
+        index = max(0, self.model_box.findData(wanted))
+        self.model_box.setCurrentIndex(index)
+        if current is None or str(current.path) != self.model_box.itemData(index):
+            self._on_model_chosen(index)
+
+    def current_model(self) -> library.ModelEntry | None:
+        index = self.model_box.currentIndex()
+        return self.models[index] if 0 <= index < len(self.models) else None
+
+    def base_checkpoint(self) -> str | None:
+        """The checkpoint under the chosen model: itself, or the model a style file belongs to."""
+        entry = self.current_model()
+        if entry is None:
+            return None
+        if entry.kind != "style":
+            return str(entry.path)
+        if entry.base and entry.base.exists():
+            return str(entry.base)
+        bases = [m for m in self.models if m.kind == "base"]
+        return str(bases[0].path) if bases else None
+
+    def _on_model_chosen(self, index: int) -> None:
+        entry = self.current_model()
+        if entry is None:
+            return
+        checkpoint = self.base_checkpoint()
+        if checkpoint is None:
+            self.show_message(f"The style {entry.name} needs its base model, which is missing.", "error")
+            return
+        self.prefs.set("model/path", str(entry.path))
+        self.device_label.setText(f"loading {entry.name}…")
+        self.generation.load(entry, checkpoint)
+
+    # --- transport ------------------------------------------------------------------------------
+    def toggle_play(self) -> None:
+        if self.transport.playing:
+            self.transport.stop()
+        else:
+            self.transport.play(self.doc.to_score(include_preview=True), int(self.roll.playhead_tick))
+
+    def seek(self, tick: int) -> None:
+        was_playing = self.transport.playing
+        self.transport.stop()
+        self.roll.set_playhead(tick)
+        self._on_position(tick)
+        if was_playing:
+            self.toggle_play()
+
+    def _set_loop(self, start: int, end: int, enabled: bool) -> None:
+        self.roll.set_loop(start, end, enabled)
+        self.act_loop.setChecked(enabled)
+        self.transport.loop = (start, end) if enabled and end > start else None
+
+    def _on_loop_toggled(self, checked: bool) -> None:
+        start, end = self.roll.loop
+        if checked and end <= start:  # no region yet: loop the bar(s) under the playhead
+            bar = next(iter(bars_between(self.doc.meta, self.roll.playhead_tick, self.roll.playhead_tick)))
+            start, end = bar.tick, bar.tick + 4 * bar.signature.bar_ticks
+        self._set_loop(start, end, checked)
+
+    def _on_position(self, tick: float) -> None:
+        self.roll.set_playhead(tick)
+        if self.transport.playing:
+            self.roll.follow_playhead(tick)
+        bar = next(iter(bars_between(self.doc.meta, tick, tick)), None)
+        if bar is not None:
+            beat = int((tick - bar.tick) // bar.beat_ticks) + 1
+            seconds = self.doc.meta.seconds_at(tick)
+            self.position_label.setText(f"bar {bar.index + 1}.{beat}   {int(seconds // 60)}:{seconds % 60:04.1f}")
+
+    def _on_playing(self, playing: bool) -> None:
+        self.act_play.setChecked(playing)
+        self.act_play.setText("■ Stop" if playing else "▶ Play")
+
+    def _on_generating(self, busy: bool) -> None:
+        self.act_continue.setEnabled(not busy)
+        for a in (self.act_undo, self.act_redo):
+            a.setEnabled(not busy and (self.doc.undo_stack.canUndo() if a is self.act_undo
+                                       else self.doc.undo_stack.canRedo()))
+
+    def _update_tempo_label(self) -> None:
+        meta = self.doc.meta
+        ts = meta.time_signatures[0]
+        changes = len(meta.tempos) - 1
+        self.tempo_label.setText(f"  {meta.tempos[0].bpm:g} BPM{'*' if changes else ''}  {ts.numerator}/{ts.denominator}")
+        self.tempo_label.setToolTip(f"{changes} tempo change(s) in the piece" if changes else "")
+
+    def _on_jam(self, on: bool) -> None:
+        from musicapp.controllers import jam
+        jam.toggle(self, on)
+
+    def _on_snap(self, index: int) -> None:
+        self.roll.set_snap(self.snap_box.itemData(index))
+        self.prefs.set("edit/snap_index", index)
+
+    # --- editing --------------------------------------------------------------------------
+    def undo(self) -> None:
+        if not self.generation.generating:
+            self.doc.undo_stack.undo()
+
+    def redo(self) -> None:
+        if not self.generation.generating:
+            self.doc.undo_stack.redo()
+
+    def _transpose(self, semitones: int) -> None:
+        editing.transpose(self.doc, self.roll.selected_ids(), semitones)
+
+    def delete(self) -> None:
+        editing.delete(self.doc, self.roll.selected_ids())
+
+    def copy(self) -> None:
+        self.clipboard = [replace(n) for n in self.doc.notes(self.roll.selected_ids())]
+        if self.clipboard:
+            self.statusBar().showMessage(f"Copied {len(self.clipboard)} notes", 2000)
+
+    def cut(self) -> None:
+        self.copy()
+        editing.delete(self.doc, self.roll.selected_ids())
+
+    def paste(self) -> None:
+        at = editing.snap_tick(self.doc, self.roll.playhead_tick, self.roll.scene.snap)
+        self.roll.scene.set_selection(editing.paste(self.doc, self.clipboard, at))
+
+    def duplicate(self) -> None:
+        self.roll.scene.set_selection(editing.duplicate(self.doc, self.roll.selected_ids()))
+
+    def quantize(self) -> None:
+        ids = self.roll.selected_ids() or self.doc.ids()
+        editing.quantize(self.doc, ids, self.roll.scene.snap)
+
+    # --- files ----------------------------------------------------------------------------
+    def _update_title(self, *_) -> None:
+        name = Path(self.doc.path).name if self.doc.path else "Untitled"
+        dirty = "" if self.doc.undo_stack.isClean() else " •"
+        self.setWindowTitle(f"{name}{dirty} — RWKV-Music")
+
+    def _maybe_discard(self) -> bool:
+        """True when it is fine to replace the document (saved, or the user said so)."""
+        if self.doc.undo_stack.isClean() or not self.confirm_discard:
+            return True
+        answer = QMessageBox.question(self, "Unsaved changes", "Save changes to the current piece first?",
+                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        if answer == QMessageBox.Save:
+            return self.save()
+        return answer == QMessageBox.Discard
+
+    def new_document(self) -> None:
+        if self._maybe_discard():
+            self.doc.load_score(Score())
+            self.roll.view.center_on_pitch(60)
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open MIDI file", self.prefs.get("files/last_dir", ""),
+                                              MIDI_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str) -> bool:
+        if not self._maybe_discard():
+            return False
+        try:
+            score, report = read_midi(path)
+        except MidiReadError as e:
+            self.messages.show_message(f"Could not open {Path(path).name}: {e}", "error")
+            return False
+        except OSError as e:
+            self.messages.show_message(f"Could not open {Path(path).name}: {e.strerror or e}", "error")
+            return False
+        self.doc.load_score(score, path)
+        self.prefs.set("files/last_dir", str(Path(path).parent))
+        self.roll.zoom_to_fit()
+        n_tracks = len(score.tracks())
+        summary = f"Opened {Path(path).name}: {len(score.notes)} notes, {n_tracks} instrument(s)"
+        if report.altered:
+            self.messages.show_message(f"{summary}. Some content was changed or dropped (hover for details).",
+                                       "warning", str(report))
+        else:
+            self.messages.hide()
+        self.statusBar().showMessage(summary, 5000)
+        return True
+
+    def save(self) -> bool:
+        if not self.doc.path or not self.doc.path.lower().endswith((".mid", ".midi")):
+            return self.save_as_dialog()
+        return self.save_to(self.doc.path)
+
+    def save_as_dialog(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save MIDI file", self.doc.path or self.prefs.get(
+            "files/last_dir", ""), MIDI_FILTER)
+        return bool(path) and self.save_to(path)
+
+    def save_to(self, path: str) -> bool:
+        if not path.lower().endswith((".mid", ".midi")):
+            path += ".mid"
+        if not self._write(self.doc.to_score(), path):
+            return False
+        self.doc.path = path
+        self.doc.undo_stack.setClean()
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export MIDI (piece and shown continuation)",
+                                              self.prefs.get("files/last_dir", ""), MIDI_FILTER)
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path: str) -> bool:
+        ok = self._write(self.doc.to_score(include_preview=True), path)
+        if ok:
+            self.statusBar().showMessage(f"Exported {path}", 4000)
+        return ok
+
+    def _write(self, score, path: str) -> bool:
+        try:
+            write_midi(score, path)
+            return True
+        except (OSError, ValueError) as e:
+            self.messages.show_message(f"Could not save {path}: {getattr(e, 'strerror', None) or e}", "error")
+            return False
+
+    # --- drag and drop of .mid files --------------------------------------------------------
+    @staticmethod
+    def _midi_paths(mime) -> list[str]:
+        return [u.toLocalFile() for u in mime.urls()
+                if u.isLocalFile() and u.toLocalFile().lower().endswith((".mid", ".midi"))]
+
+    def dragEnterEvent(self, event) -> None:
+        if self._midi_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = self._midi_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_file(paths[0])
+
+    # --- shutdown ---------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        if not self._maybe_discard():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop every thread and every sound before the window goes: cancel, quit, wait."""
+        from musicapp.controllers import jam
+        jam.toggle(self, False)
+        self.generation.shutdown()
+        self.training.shutdown()
+        self.transport.shutdown()
+        self.prefs.qs.sync()

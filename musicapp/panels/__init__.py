@@ -1,0 +1,1 @@
+"""Side panels of the main window: continue, fine-tune, MIDI setup."""

@@ -1,0 +1,217 @@
+"""The Fine-tune panel: a folder, its scan report, mode and length, start/cancel/resume, progress,
+ETA, tokens/s and a live loss curve. It shows state and collects settings; the main window runs jobs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QProgressBar, QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+                               QWidget)
+
+MODES = [("Style (state tuning: a small style file)", "state"),
+         ("LoRA (low-rank adapter, merged into a model)", "lora"),
+         ("Full fine-tune (every weight)", "full")]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class LossPlot(QWidget):
+    """Training and validation loss against the step; pyqtgraph is imported on first use."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.plot = None
+        self.train_points: list[tuple[int, float]] = []
+        self.val_points: list[tuple[int, float]] = []
+        self.setMinimumHeight(170)
+
+    def _ensure_plot(self) -> None:
+        if self.plot is not None:
+            return
+        import pyqtgraph as pg
+        pg.setConfigOptions(antialias=True, background="#23252a", foreground="#c8cbd2")
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss (nats/token)")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.addLegend(offset=(-10, 10))
+        self.train_curve = self.plot.plot([], [], pen=pg.mkPen("#5fb3ff", width=2), name="training")
+        self.val_curve = self.plot.plot([], [], pen=pg.mkPen("#ffa640", width=2), symbol="o", symbolSize=6,
+                                        symbolBrush="#ffa640", name="validation")
+        self.layout_.addWidget(self.plot)
+
+    def clear(self) -> None:
+        self.train_points, self.val_points = [], []
+        if self.plot is not None:
+            self.train_curve.setData([], [])
+            self.val_curve.setData([], [])
+
+    def add(self, step: int, loss: float | None, val_loss: float | None) -> None:
+        self._ensure_plot()
+        if loss is not None:
+            self.train_points.append((step, loss))
+            self.train_curve.setData(*zip(*self.train_points))
+        if val_loss is not None:
+            self.val_points.append((step, val_loss))
+            self.val_curve.setData(*zip(*self.val_points))
+
+
+class FinetunePanel(QWidget):
+    folderChosen = Signal(str)
+    startRequested = Signal()
+    cancelRequested = Signal()
+    resumeRequested = Signal(str)  # run folder
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("A folder of your MIDI files")
+        self.folder.returnPressed.connect(lambda: self.folderChosen.emit(self.folder.text()))
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+
+        self.report_summary = QLabel("No folder chosen.")
+        self.report_summary.setWordWrap(True)
+        self.report = QTreeWidget()
+        self.report.setHeaderLabels(["File", "Notes / reason"])
+        self.report.setRootIsDecorated(True)
+        self.report.setMaximumHeight(150)
+        self.report.setColumnWidth(0, 170)
+
+        self.mode = QComboBox()
+        for label, mode in MODES:
+            self.mode.addItem(label, mode)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(300)
+        self.steps.setSuffix(" steps")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("name of the new model")
+        form = QFormLayout()
+        form.addRow("Mode", self.mode)
+        form.addRow("Length", self.steps)
+        form.addRow("Name", self.name)
+
+        self.start_button = QPushButton("Start fine-tuning")
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_box = QComboBox()
+        self.resume_button = QPushButton("Resume")
+        self.start_button.clicked.connect(self.startRequested)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.resume_button.clicked.connect(self._on_resume)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        resume_row = QHBoxLayout()
+        resume_row.addWidget(self.resume_box, 1)
+        resume_row.addWidget(self.resume_button)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m steps")
+        self.stats = QLabel("")
+        self.stats.setWordWrap(True)
+        self.curve = LossPlot()
+
+        data_box = QGroupBox("Your music")
+        data_layout = QVBoxLayout(data_box)
+        data_layout.addLayout(folder_row)
+        data_layout.addWidget(self.report_summary)
+        data_layout.addWidget(self.report)
+        train_box = QGroupBox("Training")
+        train_layout = QVBoxLayout(train_box)
+        train_layout.addLayout(form)
+        train_layout.addLayout(buttons)
+        train_layout.addLayout(resume_row)
+        train_layout.addWidget(self.progress)
+        train_layout.addWidget(self.stats)
+        train_layout.addWidget(self.curve, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(data_box)
+        layout.addWidget(train_box, 1)
+        self.set_running(False)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of MIDI files", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+            self.folderChosen.emit(folder)
+
+    def _on_resume(self) -> None:
+        run = self.resume_box.currentData()
+        if run:
+            self.resumeRequested.emit(run)
+
+    # --- what the window shows here ------------------------------------------------------------
+    def settings(self) -> dict:
+        folder = self.folder.text().strip()
+        return {"folder": folder, "mode": self.mode.currentData(), "steps": self.steps.value(),
+                "name": self.name.text().strip() or (Path(folder).name if folder else "my model")}
+
+    def show_scanning(self, done: int, total: int) -> None:
+        self.report_summary.setText(f"Reading files… {done} / {total}")
+
+    def show_report(self, report) -> None:
+        self.report.clear()
+        used = QTreeWidgetItem([f"Used ({len(report.used)})", ""])
+        skipped = QTreeWidgetItem([f"Skipped ({len(report.skipped)})", ""])
+        for u in report.used:
+            QTreeWidgetItem(used, [u["path"], f"{u['notes']} notes"])
+        for s in report.skipped:
+            item = QTreeWidgetItem(skipped, [s["path"], s["reason"]])
+            item.setToolTip(1, s["reason"])
+        self.report.addTopLevelItems([used, skipped])
+        skipped.setExpanded(True)
+        self.report_summary.setText(report.summary())
+        if not self.name.text().strip() and self.folder.text().strip():
+            self.name.setText(Path(self.folder.text().strip()).name)
+
+    def set_resumable(self, runs: list[tuple[str, str]]) -> None:
+        """(label, run folder) of runs that can be resumed."""
+        self.resume_box.clear()
+        for label, path in runs:
+            self.resume_box.addItem(label, path)
+        self._update_buttons()
+
+    def set_running(self, running: bool) -> None:
+        self.running = running
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = getattr(self, "running", False)
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.resume_box.setEnabled(not running and self.resume_box.count() > 0)
+        self.resume_button.setEnabled(not running and self.resume_box.count() > 0)
+
+    def show_progress(self, event) -> None:
+        if event.total_steps:
+            self.progress.setRange(0, event.total_steps)
+            self.progress.setValue(event.step)
+        parts = [f"step {event.step} / {event.total_steps}"] if event.total_steps else []
+        if event.tokens_per_s:
+            parts.append(f"{event.tokens_per_s:,.0f} tokens/s")
+        if event.eta_s is not None:
+            parts.append(f"ETA {format_duration(event.eta_s)}")
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.3f}")
+        if event.val_loss is not None:
+            parts.append(f"validation {event.val_loss:.3f}")
+        if parts:
+            self.stats.setText(" · ".join(parts))
+        if event.loss is not None or event.val_loss is not None:
+            self.curve.add(event.step, event.loss, event.val_loss)

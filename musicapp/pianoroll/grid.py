@@ -1,0 +1,86 @@
+"""Geometry shared by the roll's parts: scene coordinates, bars and beats, key names, colours."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtGui import QColor
+
+from core.score import Score, TICKS_PER_BEAT, TimeSignature
+
+# Scene coordinates: x is the tick, y is the key row (row 0 = pitch 127), one unit high.
+ROWS = 128
+NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+BLACK_KEYS = {1, 3, 6, 8, 10}
+
+
+def row_of(pitch: int) -> int:
+    return ROWS - 1 - pitch
+
+
+def pitch_at_row(y: float) -> int:
+    return max(0, min(127, ROWS - 1 - int(y // 1)))
+
+
+def is_black(pitch: int) -> bool:
+    return pitch % 12 in BLACK_KEYS
+
+
+def note_name(pitch: int) -> str:
+    """C4 = MIDI 60 (the scientific pitch convention)."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+@dataclass(frozen=True)
+class Bar:
+    index: int  # zero-based
+    tick: int
+    signature: TimeSignature
+
+    @property
+    def beat_ticks(self) -> int:
+        return TICKS_PER_BEAT * 4 // self.signature.denominator
+
+
+def bars_between(meta: Score, start: float, end: float):
+    """Bars that overlap [start, end], following every meter change, without walking from tick 0."""
+    sigs = meta.time_signatures
+    index = 0
+    for i, ts in enumerate(sigs):
+        if ts.tick > end:
+            return
+        seg_end = sigs[i + 1].tick if i + 1 < len(sigs) else None
+        bar_ticks = ts.bar_ticks
+        # a meter change inside a bar cuts that bar short, as Score.bar_starts does
+        seg_bars = None if seg_end is None else -(-(seg_end - ts.tick) // bar_ticks)
+        if seg_end is None or seg_end > start:
+            k = max(0, int((start - ts.tick) // bar_ticks))
+            while seg_bars is None or k < seg_bars:
+                tick = ts.tick + k * bar_ticks
+                if tick > end:
+                    return
+                yield Bar(index + k, tick, ts)
+                k += 1
+        index += seg_bars or 0
+
+
+# --- colours (dark theme, as most DAWs) ---------------------------------------------------------
+BACKGROUND_WHITE_ROW = QColor("#2e3036")
+BACKGROUND_BLACK_ROW = QColor("#26282d")
+ROW_LINE = QColor("#22242a")
+OCTAVE_LINE = QColor("#45484f")
+BAR_LINE = QColor("#6a6e78")
+BEAT_LINE = QColor("#3d4048")
+SUB_LINE = QColor("#33363c")
+PLAYHEAD = QColor("#ff5c5c")
+LOOP_FILL = QColor(90, 160, 255, 40)
+PREVIEW_FILL = QColor("#ffa640")
+PREVIEW_EDGE = QColor("#fff0d0")
+SELECTED_EDGE = QColor("#ffffff")
+NOTE_EDGE = QColor("#15171b")
+
+
+def instrument_colour(program: int, drum: bool) -> QColor:
+    """A stable, distinct hue per instrument so that tracks read apart."""
+    if drum:
+        return QColor("#a9b0bd")
+    return QColor.fromHsv((200 + program * 47) % 360, 150, 225)

@@ -1,0 +1,44 @@
+"""Where the app keeps things, and the preferences remembered between runs (QSettings)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ORGANIZATION = "RWKV-Music"
+APPLICATION = "RWKV-Music"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    resources: Path   # the bundled base model and demo files
+    user_data: Path   # fine-tuned models, style files, training runs
+
+    @classmethod
+    def default(cls) -> "AppPaths":
+        base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+        return cls(REPO_ROOT / "resources", Path(base) / "rwkv-music")
+
+
+class Preferences:
+    """Typed access to the few settings the app remembers."""
+
+    def __init__(self, settings: QSettings | None = None) -> None:
+        self.qs = settings or QSettings(ORGANIZATION, APPLICATION)
+
+    def get(self, key: str, default=None, kind=str):
+        value = self.qs.value(key, default)
+        if value is None:
+            return default
+        try:
+            if kind is bool:
+                return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            return kind(value)
+        except (TypeError, ValueError):
+            return default
+
+    def set(self, key: str, value) -> None:
+        self.qs.setValue(key, value)
+        self.qs.sync()

@@ -1,0 +1,216 @@
+"""Playback through the chosen MIDI output: play/stop/loop of the piece, streaming of a continuation
+as it is generated, and auditioning single keys. Timing lives in core.live (a scheduler on its own
+thread); this object only decides what to play and reports the position to the GUI at 30 Hz.
+"""
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, replace
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from core import live
+from core.score import Note, Score
+
+LOOKAHEAD_S = 0.08       # first note this far after pressing play: nothing starts late
+LOOP_PREPARE_S = 0.4     # schedule the next loop pass this long before the wrap
+AUDITION_S = 0.35
+
+
+class SilentPort:
+    """Stands in for a MIDI output that could not be opened, so the playhead still runs."""
+    name = "(no output)"
+
+    def send(self, message) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class NoteFeed:
+    """A queue of notes that a core.live.Player pulls from while a generator pushes into it."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self._stopped = False
+
+    def put(self, note: Note) -> None:
+        if not self._stopped:
+            self._queue.put(note)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._queue.put(None)
+
+    def __iter__(self):
+        while not self._stopped:
+            note = self._queue.get()
+            if note is None:
+                return
+            yield note
+
+
+@dataclass
+class _Pass:
+    """One scheduled stretch of playback: its timeline and where (in ticks and seconds) it ends."""
+    player: live.Player
+    start_tick: float
+    end_tick: float | None
+    end_time: float | None
+
+
+class Transport(QObject):
+    positionChanged = Signal(float)
+    playingChanged = Signal(bool)
+    portChanged = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.port = SilentPort()
+        self.port_name = ""
+        self.scheduler: live.Scheduler | None = None
+        self.channels = live.ChannelMap()
+        self.loop: tuple[int, int] | None = None
+        self.playing = False
+        self._tempo_map = Score()
+        self._notes: list[Note] = []
+        self._current: _Pass | None = None
+        self._next: _Pass | None = None
+        self._feed: NoteFeed | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(33)
+        self._timer.timeout.connect(self._tick)
+
+    # --- ports ------------------------------------------------------------------------------
+    def open_output(self, name: str | None) -> bool:
+        """Open `name`, or the app's virtual port when None. On failure play silently and say why."""
+        self.stop()
+        self._close_port()
+        try:
+            self.port = live.open_output(name, virtual=None if name is None else False)
+            self.port_name = getattr(self.port, "name", name or live.APP_PORT_NAME)
+            ok = True
+        except (live.PortError, OSError, ImportError) as e:
+            self.port, self.port_name, ok = SilentPort(), "", False
+            self.error.emit(f"No MIDI output ({e}). Playback is silent; choose another output in the MIDI panel.")
+        self.scheduler = live.Scheduler(self.port, on_error=lambda e: self.error.emit(f"MIDI output failed: {e}"))
+        self.scheduler.start()
+        self.channels = live.ChannelMap()
+        self.portChanged.emit(self.port_name)
+        return ok
+
+    def _ensure_scheduler(self) -> live.Scheduler:
+        if self.scheduler is None:
+            self.scheduler = live.Scheduler(self.port).start()
+        return self.scheduler
+
+    def _close_port(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
+        try:
+            self.port.close()
+        except Exception:  # a port that is already gone cannot be closed twice; nothing is lost
+            pass
+        self.port = SilentPort()
+
+    # --- playback ---------------------------------------------------------------------------
+    def play(self, score: Score, start_tick: int) -> None:
+        self.stop()
+        self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
+        self._notes = sorted(score.notes, key=lambda n: n.start)
+        if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
+            start_tick = self.loop[0]
+        end = self.loop[1] if self.loop else None
+        self._current = self._schedule(start_tick, end, time.perf_counter() + LOOKAHEAD_S)
+        self._set_playing(True)
+
+    def _schedule(self, start: float, end: float | None, at: float) -> _Pass:
+        notes = [n for n in self._notes if n.start >= start and (end is None or n.start < end)]
+        if end is not None:  # a note crossing the loop end is cut there, so the pass ends clean
+            notes = [replace(n, duration=min(n.duration, int(end) - n.start)) for n in notes]
+        timeline = live.Timeline(self._tempo_map, start, at)
+        player = live.Player(self._ensure_scheduler(), self.channels)
+        player.play(notes, self._tempo_map, start_tick=int(start), timeline=timeline)
+        last = end if end is not None else max((n.end for n in notes), default=start)
+        return _Pass(player, start, last, timeline.time_at(last))
+
+    def play_stream(self, tempo_map: Score, start_tick: int) -> NoteFeed:
+        """Play notes as a generator produces them; push them with feed.put(), end with feed.finish()."""
+        self.stop()
+        self._tempo_map = Score([], list(tempo_map.tempos), list(tempo_map.time_signatures))
+        feed = self._feed = NoteFeed()
+        player = live.Player(self._ensure_scheduler(), self.channels)
+        player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)
+        self._current = _Pass(player, start_tick, None, None)
+        self._set_playing(True)
+        return feed
+
+    def stop(self) -> None:
+        """Stop everything and release every sounding note."""
+        if self._feed is not None:
+            self._feed.stop()
+            self._feed = None
+        for p in (self._current, self._next):
+            if p is not None:
+                p.player.stop()
+        self._current = self._next = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self._set_playing(False)
+
+    def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
+        """Let the user hear one key (keyboard click, drawing a note)."""
+        scheduler = self._ensure_scheduler()
+        channel, new = self.channels.channel(Note(0, 1, pitch, velocity, program, drum))
+        now = time.perf_counter()
+        if new:
+            import mido
+            scheduler.send_at(now, mido.Message("program_change", channel=channel, program=program))
+        scheduler.note(channel, pitch, velocity, now, now + AUDITION_S)
+
+    def position(self) -> float | None:
+        p = self._current
+        if p is None or p.player.timeline is None:
+            return None
+        return max(p.start_tick, p.player.timeline.tick_at(time.perf_counter()))
+
+    def _set_playing(self, playing: bool) -> None:
+        if playing != self.playing:
+            self.playing = playing
+            (self._timer.start if playing else self._timer.stop)()
+            self.playingChanged.emit(playing)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        p = self._current
+        if p is None:
+            return self._set_playing(False)
+        if self.loop and p.end_time is not None:
+            if self._next is None and now >= p.end_time - LOOP_PREPARE_S:
+                self._next = self._schedule(self.loop[0], self.loop[1], p.end_time)
+            if now >= p.end_time and self._next is not None:
+                self._current, self._next = self._next, None
+                p = self._current
+        elif p.end_time is not None and now > p.end_time + 0.05:
+            self.positionChanged.emit(float(p.end_tick))
+            return self.stop()
+        elif p.end_time is None and not p.player.feeding and self.scheduler is not None and self.scheduler.idle():
+            pos = self.position()
+            self.stop()  # the stream has ended and its last note has sounded
+            if pos is not None:
+                self.positionChanged.emit(pos)
+            return
+        pos = self.position()
+        if pos is not None:
+            self.positionChanged.emit(pos)
+
+    def shutdown(self) -> None:
+        self.stop()
+        self._close_port()

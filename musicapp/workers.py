@@ -1,0 +1,154 @@
+"""Background work for the GUI: each job is a worker object living in its own QThread.
+
+Rules (see the notes on Qt threading): results and progress travel to the GUI thread by signals;
+cancelling is a threading.Event set from the GUI thread (a queued slot would arrive after the job);
+owners stop every thread before they die with `stop_thread` (cancel, quit, wait). Heavy imports
+(torch, core.model, core.train, core.generate) happen inside `run`, on the worker's thread, so the
+window opens fast and never waits on them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+
+class Worker(QObject):
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel = threading.Event()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self.work()
+        except Exception as e:  # every failure reaches the user as a message, never a crash
+            traceback.print_exc()
+            self.failed.emit(f"{type(e).__name__}: {e}" if not str(e) else str(e))
+        finally:
+            self.finished.emit()
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+
+def start_thread(worker: Worker, name: str) -> QThread:
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    thread.start()
+    return thread
+
+
+def stop_thread(worker: Worker | None, thread: QThread | None, timeout_ms: int = 15000) -> bool:
+    """Cancel, quit and wait: True when the thread has ended."""
+    if worker is not None:
+        worker.cancel.set()
+    if thread is None:
+        return True
+    thread.quit()
+    return thread.wait(timeout_ms)
+
+
+# --- model loading ------------------------------------------------------------------------------
+def describe_device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.get_device_name(0)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+class ModelLoader(Worker):
+    """Imports torch, loads a checkpoint (and a style file) and hands back a ready generator."""
+    loaded = Signal(object, str)  # generator, device description
+
+    def __init__(self, checkpoint: str, style: str | None = None) -> None:
+        super().__init__()
+        self.checkpoint, self.style = checkpoint, style
+
+    def work(self) -> None:
+        from musicapp import engine
+        generator = engine.load_generator(self.checkpoint, self.style)
+        if not self.cancel.is_set():
+            self.loaded.emit(generator, describe_device())
+
+
+# --- generation ---------------------------------------------------------------------------------
+class GenerationWorker(Worker):
+    """Streams a continuation: every note goes to the roll (signal) and, for the variation being heard,
+    straight into the playback feed from this thread (no hop through the GUI thread)."""
+    noteReady = Signal(int, object)   # variation, Note
+    done = Signal(int, float)         # notes generated, seconds
+
+    def __init__(self, generator, prompt, start_tick: int, params: dict, feed=None, heard_variation: int = 0):
+        super().__init__()
+        self.generator, self.prompt, self.start_tick, self.params = generator, prompt, start_tick, params
+        self.feed, self.heard_variation = feed, heard_variation
+
+    def work(self) -> None:
+        from musicapp import engine
+        t0, count = time.perf_counter(), 0
+        try:
+            for variation, note in engine.stream(self.generator, self.prompt, self.start_tick, self.params,
+                                                 self.cancel):
+                if self.cancel.is_set():
+                    break
+                if self.feed is not None and variation == self.heard_variation:
+                    self.feed.put(note)
+                self.noteReady.emit(variation, note)
+                count += 1
+        finally:
+            if self.feed is not None:
+                self.feed.finish()
+        self.done.emit(count, time.perf_counter() - t0)
+
+
+# --- folder scan --------------------------------------------------------------------------------
+class ScanWorker(Worker):
+    """Reads a training folder and reports which files are used and which are skipped, and why."""
+    scanned = Signal(object)    # core.data.ScanReport
+    progress = Signal(int, int)
+
+    def __init__(self, folder: str, cache_dir: str | None) -> None:
+        super().__init__()
+        self.folder, self.cache_dir = folder, cache_dir
+
+    def work(self) -> None:
+        from core import data
+        from core.tokenizer import Tokenizer
+        _, report = data.scan_folder(self.folder, Tokenizer(), cache_dir=self.cache_dir, workers=1,
+                                     progress=lambda done, total: self.progress.emit(done, total))
+        self.scanned.emit(report)
+
+
+# --- training -----------------------------------------------------------------------------------
+class TrainWorker(Worker):
+    """Owns a core.train job (the compute runs in a child process) and relays its events."""
+    event = Signal(object)  # core.train.TrainEvent
+
+    POLL_S = 0.1
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        self.config = config
+
+    def work(self) -> None:
+        from core import train
+        job = train.start_job(train.TrainConfig.from_dict(self.config))
+        cancelled = False
+        while job.running:
+            for event in job.poll_events():
+                self.event.emit(event)
+            if self.cancel.is_set() and not cancelled:
+                job.cancel()  # the child checkpoints and stops before its next step
+                cancelled = True
+            self.cancel.wait(self.POLL_S) if not cancelled else time.sleep(self.POLL_S)
+        for event in job.poll_events():
+            self.event.emit(event)

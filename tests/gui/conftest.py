@@ -1,0 +1,45 @@
+"""GUI test set-up: offscreen Qt, a private settings file and data folder per test, and a window
+that is always shut down properly (threads stopped, notes released)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from musicapp.settings import AppPaths, Preferences  # noqa: E402
+
+
+@pytest.fixture
+def app_paths(tmp_path):
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    return AppPaths(resources, tmp_path / "user")
+
+
+@pytest.fixture
+def prefs(tmp_path):
+    return Preferences(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+
+
+@pytest.fixture
+def make_window(qtbot, app_paths, prefs):
+    """make_window(start=False): a shown MainWindow; start=True also runs the background start-up."""
+    from musicapp.main_window import MainWindow
+    windows = []
+
+    def make(start: bool = False, paths: AppPaths | None = None):
+        w = MainWindow(paths or app_paths, prefs, confirm_discard=False)
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitExposed(w)
+        if start:
+            w.start_background_loading()
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        w.close()  # closeEvent: cancel, quit and wait every thread

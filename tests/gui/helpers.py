@@ -1,0 +1,25 @@
+"""Small helpers shared by the GUI tests: real MIDI files written with core.midi."""
+from __future__ import annotations
+
+import random
+
+from core.midi import write_midi
+from core.score import Note, Score, TempoChange, TimeSignature
+
+
+def demo_score(bars: int = 8, seed: int = 1, bpm: float = 100.0) -> Score:
+    """A melody in eighths over a bass in whole notes, in 4/4."""
+    rng = random.Random(seed)
+    notes = []
+    for bar in range(bars):
+        for k in range(8):
+            notes.append(Note(bar * 1920 + k * 240, 220, 60 + rng.choice([0, 2, 4, 5, 7, 9, 11, 12]),
+                              rng.randint(50, 110)))
+        notes.append(Note(bar * 1920, 1800, 48 + rng.choice([0, 5, 7]), 70, program=32))
+    return Score(notes, [TempoChange(0, bpm)], [TimeSignature(0, 4, 4)])
+
+
+def write_demo(path, **kw) -> Score:
+    score = demo_score(**kw)
+    write_midi(score, path)
+    return score

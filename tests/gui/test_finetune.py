@@ -1,0 +1,103 @@
+"""Fine-tuning from the window: a real core.train job in a child process on a small real corpus,
+its scan report, progress, loss curve, the result in the model picker; cancel and resume; the GUI
+event loop never stalls meanwhile."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core import library
+from tests.gui.models import GapMeter, make_tiny_checkpoint
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+TINY_TRAINING = {"ctx_len": 64, "batch_size": 2, "eval_every": 2, "max_eval_batches": 1, "threads": 1,
+                 "workers": 1, "checkpoint_every": 1000}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "my music"
+    folder.mkdir()
+    for f in sorted((CORPUS / "bach").glob("*.mid"))[:3]:
+        shutil.copy(f, folder / f.name)
+    (folder / "not really.mid").write_bytes(b"this is not a MIDI file")
+    return folder
+
+
+@pytest.fixture
+def trained_window(make_window, app_paths):
+    make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")
+    w = make_window(start=True)
+    w.training.extra_config = dict(TINY_TRAINING)
+    return w
+
+
+def test_scan_report_lists_used_and_skipped(trained_window, corpus, qtbot):
+    w = trained_window
+    w.finetune_panel.folder.setText(str(corpus))
+    with qtbot.waitSignal(w.finetune_panel.report.model().rowsInserted, timeout=60000):
+        w.training.scan(str(corpus))
+    qtbot.waitUntil(lambda: "skipped" in w.finetune_panel.report_summary.text(), timeout=30000)
+    assert "3 files used" in w.finetune_panel.report_summary.text()
+    skipped = w.finetune_panel.report.topLevelItem(1)
+    assert skipped.childCount() == 1 and skipped.child(0).text(0) == "not really.mid"
+    assert skipped.child(0).text(1)  # with its reason
+
+
+@pytest.mark.slow
+def test_finetune_finishes_and_registers_its_model(trained_window, corpus, qtbot, app_paths):
+    w = trained_window
+    assert w.current_model().name == "tiny-base"
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    panel.mode.setCurrentIndex(panel.mode.findData("full"))
+    panel.steps.setValue(4)
+    panel.name.setText("Bach chorales")
+    gaps = GapMeter()
+    gaps.start()
+    with qtbot.waitSignal(w.training.finished, timeout=180000) as result:
+        panel.start_button.click()
+        assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
+    gaps.stop()
+    assert result.args[0] == "done", w.messages.text
+    assert panel.progress.value() == panel.progress.maximum() == 4
+    assert panel.curve.train_points and panel.curve.val_points
+    labels = [w.model_box.itemText(i) for i in range(w.model_box.count())]
+    assert "Bach chorales (fine-tuned)" in labels
+    entry = next(m for m in w.models if m.name == "Bach chorales")
+    assert entry.path.is_file() and entry.info["finished"] is True
+    assert "model picker" in w.messages.text
+    assert gaps.max_gap < 0.05, f"event loop stalled {gaps.max_gap * 1000:.0f} ms while fine-tuning"
+
+
+@pytest.mark.slow
+def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
+    w = trained_window
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    panel.mode.setCurrentIndex(panel.mode.findData("state"))
+    panel.steps.setValue(100_000)
+    panel.name.setText("long run")
+    steps_seen = []
+    w.training._on_event_hook = None
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
+                    and w.training.last_event.step >= 1, timeout=120000)
+    with qtbot.waitSignal(w.training.finished, timeout=60000) as result:
+        panel.cancel_button.click()
+    assert result.args[0] == "cancelled"
+    qtbot.waitUntil(lambda: not w.training.running, timeout=10000)
+    stopped_at = w.training.last_event.step
+    runs = library.resumable_runs(app_paths.user_data)
+    assert [r.name for r in runs] == ["long-run"]
+    assert panel.resume_box.count() == 1 and panel.resume_button.isEnabled()
+
+    panel.resume_button.click()
+    qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
+                    and w.training.last_event.step > stopped_at, timeout=120000)
+    steps_seen.append(w.training.last_event.step)
+    with qtbot.waitSignal(w.training.finished, timeout=60000):
+        panel.cancel_button.click()
+    assert steps_seen[0] > stopped_at

@@ -1,0 +1,204 @@
+"""Scheduler, player, capture and clock logic, without a MIDI system (a recording port object)."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import mido
+import pytest
+
+from core.live import (ChannelMap, ClockFollower, MidiCapture, Player, PortListing, Scheduler, Timeline,
+                       list_ports, sleep_until)
+from core.score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange
+
+
+class RecordingPort:
+    """Stands in for a mido output: keeps (perf_counter, message) for each send."""
+
+    def __init__(self):
+        self.messages: list[tuple[float, mido.Message]] = []
+        self.lock = threading.Lock()
+
+    def send(self, msg):
+        with self.lock:
+            self.messages.append((time.perf_counter(), msg))
+
+    def types(self):
+        return [m.type for _, m in self.messages]
+
+
+def assert_nothing_hangs(messages):
+    """Every note-on is matched by a later note-off, and the stream ends with CC64=0 then CC123."""
+    held = {}
+    for _, m in messages:
+        key = (m.channel, m.note) if m.type in ("note_on", "note_off") else None
+        if m.type == "note_on" and m.velocity > 0:
+            held[key] = held.get(key, 0) + 1
+        elif key is not None:
+            held.pop(key, None)
+    assert not held, f"hanging notes: {held}"
+
+
+def test_scheduler_sends_in_deadline_order_on_time():
+    port = RecordingPort()
+    with Scheduler(port) as sched:
+        t0 = time.perf_counter() + 0.05
+        order = [5, 1, 4, 0, 3, 2]
+        for i in order:  # scheduled out of order
+            sched.send_at(t0 + i * 0.01, mido.Message("control_change", control=20, value=i))
+        assert sched.wait_idle(2)
+    timed = [(t, m) for t, m in port.messages if m.control == 20]  # close() then adds the release CCs
+    assert [m.value for _, m in timed] == sorted(order)
+    for (t, m) in timed:
+        assert 0 <= t - (t0 + m.value * 0.01) < 0.002  # sleep then spin: well under a millisecond here
+    assert max(sched.lateness) < 0.002
+
+
+def test_stop_releases_held_notes_then_pedal_and_all_notes_off():
+    port = RecordingPort()
+    with Scheduler(port) as sched:
+        t0 = time.perf_counter() + 0.02
+        sched.note(0, 60, 90, t0, t0 + 10)
+        sched.note(0, 64, 90, t0, t0 + 10)
+        sched.note(DRUM_CHANNEL, 36, 100, t0, t0 + 10)
+        sched.note(0, 67, 90, t0 + 5, t0 + 10)  # never starts
+        time.sleep(0.06)
+        assert sched.sounding == 3
+        sched.stop()
+        assert sched.pending == 0 and sched.sounding == 0
+    msgs = [m for _, m in port.messages]
+    assert sum(m.type == "note_on" for m in msgs) == 3
+    assert_nothing_hangs(port.messages)
+    tail = msgs[-4:]  # the release ends with pedal-up and All Notes Off on both used channels
+    assert {(m.channel, m.control, m.value) for m in tail} == {(0, 64, 0), (0, 123, 0), (9, 64, 0), (9, 123, 0)}
+    last_off = max(i for i, m in enumerate(msgs) if m.type == "note_off")
+    assert all(m.type == "control_change" for m in msgs[last_off + 1:])
+
+
+def test_retriggered_key_is_held_by_the_newer_note():
+    port = RecordingPort()
+    with Scheduler(port) as sched:
+        t0 = time.perf_counter() + 0.02
+        sched.note(0, 60, 80, t0, t0 + 0.10)
+        sched.note(0, 60, 81, t0 + 0.05, t0 + 0.15)  # overlaps the first on the same key
+        time.sleep(0.12)
+        assert sched.sounding == 1  # the first note's note-off did not cut the second
+        assert sched.wait_idle(1)
+    events = [(m.type, m.velocity) for _, m in port.messages if m.type != "control_change"]
+    assert events == [("note_on", 80), ("note_off", 0), ("note_on", 81), ("note_off", 0)]
+
+
+def test_timeline_follows_tempo_changes():
+    score = Score([], [TempoChange(0, 120), TempoChange(4 * TICKS_PER_BEAT, 60)])
+    tl = Timeline(score, origin_tick=2 * TICKS_PER_BEAT, origin_time=100.0)
+    assert tl.time_at(2 * TICKS_PER_BEAT) == pytest.approx(100.0)
+    assert tl.time_at(4 * TICKS_PER_BEAT) == pytest.approx(101.0)  # two beats at 120
+    assert tl.time_at(5 * TICKS_PER_BEAT) == pytest.approx(102.0)  # one beat at 60
+    assert tl.tick_at(101.5) == pytest.approx(4.5 * TICKS_PER_BEAT)
+
+
+def test_player_plays_a_stream_with_program_changes_and_channels():
+    port = RecordingPort()
+    score = Score([], [TempoChange(0, 240)])  # a beat is 0.25 s
+    half = TICKS_PER_BEAT // 2
+    notes = [Note(960 + i * half, half, 60 + i, 70 + i, program=40) for i in range(4)]
+    notes.append(Note(960, half, 38, 100, drum=True))
+
+    def stream():  # a generator that yields like the model does: one note at a time
+        for n in sorted(notes, key=lambda n: n.start):
+            time.sleep(0.005)
+            yield n
+
+    with Scheduler(port) as sched:
+        player = Player(sched).play(stream(), score, start_tick=960, lookahead=0.03)
+        assert player.wait(5)
+    msgs = [m for _, m in port.messages]
+    assert msgs[0].type == "program_change" and msgs[0].program == 40 and msgs[0].channel == 0
+    ons = [(t, m) for t, m in port.messages if m.type == "note_on"]
+    assert [m.note for _, m in ons if m.channel == 0] == [60, 61, 62, 63]
+    assert [m.velocity for _, m in ons if m.channel == 0] == [70, 71, 72, 73]
+    assert [m.note for _, m in ons if m.channel == DRUM_CHANNEL] == [38]
+    piano = [t for t, m in ons if m.channel == 0]
+    for a, b in zip(piano, piano[1:]):
+        assert b - a == pytest.approx(0.125, abs=0.002)  # half a beat at 240 BPM
+    assert player.underruns == 0
+    assert_nothing_hangs(port.messages)
+
+
+def test_player_stop_mid_stream_leaves_nothing_hanging():
+    port = RecordingPort()
+    score = Score([], [TempoChange(0, 120)])
+    notes = [Note(i * 240, 4 * TICKS_PER_BEAT, 48 + i, 90) for i in range(20)]
+    with Scheduler(port) as sched:
+        player = Player(sched).play(iter(notes), score, lookahead=0.01)
+        time.sleep(0.4)
+        player.stop()
+        assert sched.idle()
+    assert sum(m.type == "note_on" for _, m in port.messages) >= 2
+    assert_nothing_hangs(port.messages)
+    assert port.messages[-1][1].control == 123
+
+
+def test_channel_map_keeps_drums_on_channel_ten():
+    cm = ChannelMap()
+    assert cm.channel(Note(0, 1, 60, program=0)) == (0, True)
+    assert cm.channel(Note(0, 1, 36, drum=True)) == (DRUM_CHANNEL, False)
+    assert cm.channel(Note(0, 1, 60, program=33)) == (1, True)
+    assert cm.channel(Note(5, 1, 62, program=0)) == (0, False)
+    channels = {cm.channel(Note(0, 1, 60, program=p))[0] for p in range(40, 60)}
+    assert DRUM_CHANNEL not in channels
+
+
+def test_capture_pairs_notes_and_converts_to_ticks():
+    cap = MidiCapture()
+    t0 = 50.0
+    cap(mido.Message("note_on", note=60, velocity=90), t0)
+    cap(mido.Message("note_on", note=64, velocity=70), t0 + 0.25)
+    cap(mido.Message("note_on", note=60, velocity=0), t0 + 0.5)  # velocity 0 is a note-off
+    cap(mido.Message("note_off", note=64), t0 + 0.75)
+    cap(mido.Message("note_on", channel=9, note=36, velocity=100), t0 + 1.0)
+    cap(mido.Message("note_on", note=67, velocity=60), t0 + 1.5)  # still held
+    assert cap.held == 2
+    cap(mido.Message("note_off", channel=9, note=36), t0 + 1.1)
+    score = cap.to_score(bpm=120, until=t0 + 2.0)
+    got = [(n.start, n.duration, n.pitch, n.velocity, n.drum) for n in score.notes]
+    assert got == [(0, 480, 60, 90, False), (240, 480, 64, 70, False), (960, 96, 36, 100, True),
+                   (1440, 480, 67, 60, False)]
+    assert score.tempos[0].bpm == 120
+
+
+def test_clock_follower_fits_tempo_through_jitter():
+    rng = random.Random(1)
+    follower = ClockFollower()
+    period = 60 / (120 * 24)
+    follower(mido.Message("start"), 0.0)
+    for i in range(96):
+        follower(mido.Message("clock"), 1.0 + i * period + rng.uniform(0, 64 / 48000))  # one JACK period of jitter
+    assert follower.bpm == pytest.approx(120, abs=0.5)
+    assert follower.beat_at(1.0 + 95 * period) == pytest.approx(95 / 24, abs=0.05)
+    follower(mido.Message("stop"), 5.0)
+    assert not follower.running
+    follower(mido.Message("songpos", pos=16), 5.1)  # sixteenths: bar 2 in 4/4
+    follower(mido.Message("continue"), 5.2)
+    follower(mido.Message("clock"), 5.3)
+    assert follower.beat_at(5.3) == pytest.approx(4.0)
+
+
+def test_list_ports_never_raises():
+    listing = list_ports()
+    assert isinstance(listing, PortListing)
+    assert listing.inputs or listing.outputs or listing.reason  # either ports or a reason why not
+    bogus = list_ports("mido.backends.no_such_backend")
+    assert bogus.inputs == [] and bogus.outputs == [] and "backend" in bogus.reason
+
+
+def test_sleep_until_is_interruptible_and_precise():
+    deadline = time.perf_counter() + 0.02
+    assert sleep_until(deadline)
+    assert 0 <= time.perf_counter() - deadline < 0.001
+    stop = threading.Event()
+    threading.Timer(0.01, stop.set).start()
+    t = time.perf_counter()
+    assert not sleep_until(t + 5, stop)
+    assert time.perf_counter() - t < 1

@@ -1,0 +1,131 @@
+"""Live output through a REAL JACK MIDI loopback (a private jackd on the dummy driver, see conftest)."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import mido
+import pytest
+
+from core.live import ClockFollower, ClockSender, Player, Scheduler, midi_backend, open_output
+from core.score import TICKS_PER_BEAT, Note, Score, TempoChange
+
+pytestmark = pytest.mark.jack
+
+
+class Receiver:
+    """A JACK MIDI input that timestamps each message on arrival."""
+
+    def __init__(self, backend, on_message=None):
+        self.client = f"rx{uuid.uuid4().hex[:6]}"
+        self.messages: list[tuple[float, mido.Message]] = []
+        self.on_message = on_message
+        self._lock = threading.Lock()
+        self.port = backend.open_input("in", client_name=self.client, callback=self._callback)
+        self.name = f"{self.client}:in"
+
+    def _callback(self, msg):
+        t = time.perf_counter()
+        with self._lock:
+            self.messages.append((t, msg))
+        if self.on_message is not None:
+            self.on_message(msg, t)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.messages)
+
+    def close(self):
+        self.port.close()
+
+
+@pytest.fixture
+def loopback(jack_server):
+    backend = midi_backend("jack")
+    rx = Receiver(backend)
+    out = open_output(rx.name, backend=backend)
+    time.sleep(0.05)  # the connection is made in JACK's process cycle
+    yield backend, out, rx
+    out.close()
+    rx.close()
+
+
+def hanging(messages):
+    held = {}
+    for _, m in messages:
+        if m.type == "note_on" and m.velocity > 0:
+            held[(m.channel, m.note)] = held.get((m.channel, m.note), 0) + 1
+        elif m.type in ("note_on", "note_off"):
+            held.pop((m.channel, m.note), None)
+    return held
+
+
+def test_streamed_notes_arrive_in_order_within_one_period(loopback, jack_server):
+    _, out, rx = loopback
+    tempo = Score([], [TempoChange(0, 240)])
+    sixteenth = TICKS_PER_BEAT // 4
+    notes = [Note(i * sixteenth, sixteenth // 2, 48 + (i * 7) % 36, 30 + (i * 11) % 90) for i in range(24)]
+
+    def stream():
+        for n in notes:
+            time.sleep(0.002)  # a generator producing tokens faster than real time
+            yield n
+
+    with Scheduler(out) as sched:
+        player = Player(sched).play(stream(), tempo, lookahead=0.05)
+        assert player.wait(10)
+        time.sleep(0.05)
+    got = [(t, m) for t, m in rx.snapshot() if m.type == "note_on"]
+    assert [(m.note, m.velocity) for _, m in got] == [(n.pitch, n.velocity) for n in notes]
+    tolerance = jack_server.period_seconds + 0.002
+    errors = [t - player.timeline.time_at(n.start) for (t, _), n in zip(got, notes)]
+    late = [round(e * 1000, 2) for e in errors if not -0.0005 <= e <= tolerance]
+    sent = [t for t, m in sched.sent if m.type == "note_on"]
+    sched_ms = [round((s - player.timeline.time_at(n.start)) * 1000, 2) for s, n in zip(sent, notes)]
+    assert not late, f"ms off schedule: {late} of {[round(e * 1000, 2) for e in errors]}; sent at {sched_ms}"
+    assert not hanging(rx.snapshot())
+
+
+def test_stop_during_held_notes_releases_everything(loopback):
+    _, out, rx = loopback
+    tempo = Score([], [TempoChange(0, 120)])
+    chord = [Note(0, 8 * TICKS_PER_BEAT, p, 80) for p in (48, 55, 60, 64, 67)]
+    later = [Note(4 * TICKS_PER_BEAT, TICKS_PER_BEAT, 72, 80)]
+    drums = [Note(0, 8 * TICKS_PER_BEAT, 36, 110, drum=True)]
+    with Scheduler(out) as sched:
+        player = Player(sched).play(chord + drums + later, tempo, lookahead=0.02)
+        time.sleep(0.3)
+        assert sched.sounding == 6
+        player.stop()
+        time.sleep(0.05)
+    msgs = rx.snapshot()
+    assert sum(m.type == "note_on" for _, m in msgs) == 6  # the later note never started
+    assert not hanging(msgs)
+    last_off = max(i for i, (_, m) in enumerate(msgs) if m.type == "note_off")
+    tail = [(m.channel, m.control, m.value) for _, m in msgs[last_off + 1:]]
+    assert set(tail) == {(0, 64, 0), (0, 123, 0), (9, 64, 0), (9, 123, 0)}
+    for ch in (0, 9):  # pedal up before All Notes Off on each channel
+        assert tail.index((ch, 64, 0)) < tail.index((ch, 123, 0))
+
+
+def test_clock_follower_tracks_a_jack_clock(jack_server):
+    backend = midi_backend("jack")
+    follower = ClockFollower()
+    rx = Receiver(backend, on_message=follower)
+    out = open_output(rx.name, backend=backend)
+    time.sleep(0.05)
+    sender = ClockSender(out, bpm=120).start()
+    try:
+        time.sleep(1.4)  # 48 ticks at 120 BPM take one second
+        assert follower.running
+        assert follower.bpm == pytest.approx(120, abs=0.5)
+        beat = follower.beat_at()
+        sent_beats = len(sender.sent_times) / 24
+        assert beat == pytest.approx(sent_beats, abs=0.1)
+    finally:
+        sender.stop()
+        time.sleep(0.05)
+        out.close()
+        rx.close()
+    assert not follower.running
