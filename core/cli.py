@@ -137,7 +137,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     def ask_stop(signum, frame):  # Ctrl-C: finish the step, checkpoint, stop
         stop["asked"] = True
 
+    tty = sys.stderr.isatty()
+
     def show(e) -> None:
+        if tty and e.kind in ("eval", "done", "cancelled"):
+            print(file=sys.stderr)  # end the progress bar's line
         if e.kind == "scan":
             print(f"scan: {e.message}")
             for s in (e.report or {}).get("skipped", []):
@@ -150,22 +154,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             eta = f"{int(e.eta_s) // 60}m{int(e.eta_s) % 60:02d}s" if e.eta_s is not None else "?"
             line = (f"[{bar}] {e.step}/{e.total_steps} loss {e.loss:.4f} "
                     f"{e.tokens_per_s or 0:.0f} tok/s eta {eta}")
-            print(("\r" + line) if sys.stderr.isatty() else line, end="" if sys.stderr.isatty() else "\n",
-                  file=sys.stderr, flush=True)
+            print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
         elif e.kind == "eval":
-            print(f"\nstep {e.step}: validation loss {e.val_loss:.4f}, {e.bits_per_note:.3f} bits/note")
+            print(f"step {e.step}: validation loss {e.val_loss:.4f} nats/token, {e.bits_per_note:.3f} bits/note")
         elif e.kind in ("done", "cancelled"):
-            print(f"\n{e.message}")
+            print(e.message)
             for name, path in e.paths.items():
                 print(f"  {name}: {path}")
 
-    previous = signal.signal(signal.SIGINT, ask_stop)
+    import threading
+    in_main = threading.current_thread() is threading.main_thread()  # signals only work there
+    previous = signal.signal(signal.SIGINT, ask_stop) if in_main else None
     try:
         run_training(config_from_args(args), show, lambda: stop["asked"])
     except TrainingError as e:
         raise CliError(str(e)) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     return 130 if stop["asked"] else 0
 
 

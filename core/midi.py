@@ -167,10 +167,15 @@ class _FileReader:
             n_tracks += 1
             self._read_track(data, body, min(end, len(data)), n_tracks, file_ends_early=end > len(data))
             pos = end
+        if 0 < len(data) - pos < 8:
+            if n_tracks < announced:
+                raise MidiReadError(f"truncated file: the header of track {n_tracks + 1} is cut off")
+            self.report.add(f"ignored {len(data) - pos} bytes of trailing data", altered=False)
         if n_tracks == 0:
             raise MidiReadError("no track in the MIDI file")
         if n_tracks != announced:
-            self.report.add(f"the header announces {announced} tracks, the file has {n_tracks}", altered=False)
+            self.report.add(f"the header announces {announced} tracks, the file has {n_tracks}",
+                            altered=n_tracks < announced)
         return self._build_score(), self.report
 
     @staticmethod
@@ -396,10 +401,12 @@ class _FileReader:
                 if down and down_at is None:
                     down_at = tick
                 elif not down and down_at is not None:
-                    downs.append(down_at), ups.append(tick)
+                    downs.append(down_at)
+                    ups.append(tick)
                     down_at = None
-            if down_at is not None:
-                downs.append(down_at), ups.append(max(piece_end, down_at))
+            if down_at is not None:  # never lifted: held to the end of the piece
+                downs.append(down_at)
+                ups.append(max(piece_end, down_at))
             intervals[channel] = (downs, ups)
         strikes: dict[tuple[int, int], list[int]] = defaultdict(list)
         for n in self.notes:
@@ -453,7 +460,7 @@ class _FileReader:
 def _read_vlq(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """A variable-length quantity (at most 4 bytes) at `pos`; returns (value, position after it)."""
     value = 0
-    for i in range(4):
+    for _ in range(4):
         if pos >= end:
             raise _Truncated
         byte = data[pos]
@@ -491,21 +498,22 @@ def score_to_midifile(score: Score) -> mido.MidiFile:
                  for t in score.tempos]
     conductor += [(ts.tick, 0, mido.MetaMessage("time_signature", numerator=ts.numerator,
                                                 denominator=ts.denominator))
-                  for ts in score.time_signatures]
+                  for ts in score.time_signatures]  # metas are few: built with mido's checks
     mf.tracks.append(_to_track(conductor, "Conductor"))
 
     tracks = score.tracks()
     channels = _assign_channels(tracks)
     layered = [_layers(track.notes) for track in tracks]
-    events: list[list[list[tuple[int, int, mido.Message]]]] = [[[] for _ in layers] for layers in layered]
+    # Channel events as (tick, order, type, fields); values are clamped here, so mido may skip its checks.
+    events: list[list[list[tuple]]] = [[[] for _ in layers] for layers in layered]
     for i, layers in enumerate(layered):
         ch = channels[i]
         for layer, notes in enumerate(layers):
             for n in notes:
                 pitch, velocity = min(max(n.pitch, 0), 127), min(max(n.velocity, 1), 127)
                 events[i][layer] += [
-                    (n.start, _NOTE_ON, mido.Message("note_on", channel=ch, note=pitch, velocity=velocity)),
-                    (n.start + max(n.duration, 1), _NOTE_OFF, mido.Message("note_off", channel=ch, note=pitch))]
+                    (n.start, _NOTE_ON, "note_on", {"channel": ch, "note": pitch, "velocity": velocity}),
+                    (n.start + max(n.duration, 1), _NOTE_OFF, "note_off", {"channel": ch, "note": pitch})]
     # Program changes: walk each channel's note starts in time order, switching program where it differs.
     starts_by_channel: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for i, track in enumerate(tracks):
@@ -517,7 +525,8 @@ def score_to_midifile(score: Score) -> mido.MidiFile:
             if tracks[i].program != current:
                 at = tick if current is not None else 0  # a channel's first program is set at the start
                 current = tracks[i].program
-                events[i][0].append((at, _PROGRAM, mido.Message("program_change", channel=ch, program=current)))
+                events[i][0].append((at, _PROGRAM, "program_change",
+                                     {"channel": ch, "program": min(max(current, 0), 127)}))
     for track, layers in zip(tracks, events):
         for layer, layer_events in enumerate(layers):
             mf.tracks.append(_to_track(layer_events, track.name if layer == 0 else f"{track.name} {layer + 1}"))
@@ -533,7 +542,8 @@ def _layers(notes: list[Note]) -> list[list[Note]]:
         layer = next((i for i, e in enumerate(ends) if e.get(n.pitch, -1) <= n.start), None)
         if layer is None:
             layer = len(layers)
-            layers.append([]), ends.append({})
+            layers.append([])
+            ends.append({})
         layers[layer].append(n)
         ends[layer][n.pitch] = n.start + max(n.duration, 1)
     return layers
@@ -556,12 +566,16 @@ def _assign_channels(tracks) -> list[int]:
     return channels
 
 
-def _to_track(events: list[tuple[int, int, object]], name: str) -> mido.MidiTrack:
+def _to_track(events: list[tuple], name: str) -> mido.MidiTrack:
+    """A track from (tick, order, meta message) or (tick, order, type, clamped fields) events."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name=name))
     now = 0
-    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
-        track.append(msg.copy(time=tick - now))
+    for tick, _, *what in sorted(events, key=lambda e: (e[0], e[1])):
+        if len(what) == 1:
+            track.append(what[0].copy(time=tick - now))
+        else:
+            track.append(mido.Message(what[0], skip_checks=True, time=tick - now, **what[1]))
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=0))
     return track

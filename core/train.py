@@ -20,7 +20,6 @@ import os
 import queue as queue_mod
 import random
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -221,9 +220,19 @@ def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Pa
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
+    """Write to a temp file in the same folder, flush it to disk, then rename over `path`: a reader
+    (or a run killed mid-write) only ever sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _data_fingerprint(pieces) -> str:
+    import hashlib
+    return hashlib.sha1("\n".join(f"{p.path}:{p.digest}" for p in pieces).encode()).hexdigest()[:16]
 
 
 def note_token_table(tokenizer) -> np.ndarray:
@@ -352,6 +361,8 @@ class _Trainer:
         self.val_windows = D.make_windows(val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
 
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
+        random.seed(cfg.seed)
         model, base_meta = _build_model(cfg, tokenizer)
         module = _wrap(model, cfg).to(device)
         self.module = module
@@ -367,6 +378,8 @@ class _Trainer:
         batches = _Batches(len(self.train_windows), cfg.batch_size, cfg.seed)
         if cfg.steps is not None:
             total = int(cfg.steps)
+        elif resume and cfg.epochs is None:
+            total = int(resume["total_steps"])  # a bare --resume keeps the run's length and schedule
         else:
             total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * batches.per_epoch))
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, total // 20)
@@ -374,7 +387,11 @@ class _Trainer:
         opt = torch.optim.AdamW(_param_groups(module, cfg.weight_decay), lr=peak,
                                 betas=(cfg.beta1, cfg.beta2), fused=True)
         step, epoch, index, bad_steps = 0, 0, 0, 0
+        fingerprint = _data_fingerprint(train_pieces)
+        notice = ""
         if resume:
+            if resume.get("data") != fingerprint:
+                notice = "the folder changed since the checkpoint: the rest of the run sees a different data order. "
             opt.load_state_dict(resume["optimizer"])
             step, epoch, index = resume["step"], resume["epoch"], resume["index"]
             bad_steps = resume["bad_steps"]
@@ -382,9 +399,6 @@ class _Trainer:
             random.setstate(_to_tuple(resume["rng"]["python"]))
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        else:
-            torch.manual_seed(cfg.seed)
-            random.seed(cfg.seed)
 
         meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
                 "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
@@ -400,18 +414,18 @@ class _Trainer:
         t_start, step_start = time.monotonic(), step
         t_log = t_start
         last_val: dict = {}
-        self.emit(TrainEvent("step", step=step, total_steps=total, message=(
+        self.emit(TrainEvent("step", step=step, total_steps=total, message=notice + (
             f"{len(train_pieces)} train / {len(val_pieces)} validation pieces, {len(self.train_windows)} "
             f"windows of {cfg.ctx_len} tokens, {total} steps of batch {cfg.batch_size}")))
 
-        def save(final: bool) -> dict:
+        def save() -> dict:
             ckpt = {
                 "format": RESUME_FORMAT, "config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
                 "step": step, "epoch": epoch, "index": index, "bad_steps": bad_steps, "total_steps": total,
                 "module": module.state_dict(), "optimizer": opt.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                "meta": meta,
+                "meta": meta, "data": fingerprint,
             }
             paths = {}
             if self.rank == 0:
@@ -425,7 +439,7 @@ class _Trainer:
         try:
             while step < stop_at:
                 if self.should_stop():
-                    paths = save(final=True)
+                    paths = save()
                     self.emit(TrainEvent("cancelled", step=step, total_steps=total, paths=paths,
                                          message=f"stopped at step {step}; resume with --resume"))
                     return paths
@@ -475,21 +489,21 @@ class _Trainer:
                     bad_acc.zero_()
                     steps_acc, tokens_acc, t_log = 0, 0, now
                     if bad_steps > cfg.max_bad_steps:
-                        save(final=True)
+                        save()
                         raise TrainingError(f"training diverged: {bad_steps} steps had a non-finite loss; "
                                             f"try a lower learning rate (now {peak:g})")
                 if self.val_windows and (step % cfg.eval_every == 0 or step == total):
                     last_val = self.evaluate()
                     self.emit(TrainEvent("eval", step=step, total_steps=total, **last_val))
                 if step % cfg.checkpoint_every == 0 and step < stop_at:
-                    save(final=False)
+                    save()
         except torch.OutOfMemoryError:
             smaller = max(1, cfg.batch_size // 2)
             raise TrainingError(f"out of GPU memory with batch {cfg.batch_size} x {cfg.ctx_len} tokens; "
                                 f"try --batch {smaller}" + (" or a shorter --ctx" if smaller == cfg.batch_size else "")
                                 ) from None
 
-        paths = save(final=True)
+        paths = save()
         paths["log"] = str(self.out / LOG_FILE)
         paths["scan_report"] = str(self.out / SCAN_FILE)
         done = TrainEvent("done" if step >= total else "cancelled", step=step, total_steps=total,
@@ -578,14 +592,17 @@ def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) ->
     return float(total) / LN2
 
 
-def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None) -> dict:
+def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,
+                   device: str = "auto") -> dict:
     """Bits per token and per note of a model (and optional style) on MIDI files or folders, each file
     tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
     M = _model_api()
     from core.midi import MidiReadError, read_midi
     from core.tokenizer import Tokenizer
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model, meta = M.load_checkpoint(model_path)
+        model, meta = M.load_checkpoint(model_path, device=device)
         wkv = M.load_state_file(style_path, model)[0] if style_path else None
     except FileNotFoundError as e:
         raise TrainingError(f"no such file: {e.filename or model_path}") from None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -89,20 +89,22 @@ def _unit_lower_inverse(M: torch.Tensor) -> torch.Tensor:
     return inv
 
 
-def wkv7_chunked(r, w, k, v, a, b, state=None, chunk: int = CHUNK):
-    """WKV-7 in chunked form (see the module docstring); same contract as `wkv7_reference`."""
-    B, T, H, N = r.shape
-    out_dtype, dt = r.dtype, _state_dtype(r)
-    S = torch.zeros(B, H, N, N, dtype=dt, device=r.device) if state is None else state.to(dt)
-    if T == 0:
-        return r.new_zeros(B, 0, H, N), S if state is None else S.clone()
-    L = chunk
-    n_chunks = -(-T // L)
-    T_pad = n_chunks * L
-    # Padding tokens have w = 0 (decay 1) and zero r, k, v, a, b: they leave the state untouched.
-    r, w, k, v, a, b = (_to_chunks(x, T_pad, L, dt) for x in (r, w, k, v, a, b))
+class _ChunkLocals(NamedTuple):
+    """What each chunk contributes independently of the state it starts from ([BH, C, ...])."""
+    p: torch.Tensor           # U = p S0^T + q   [L, N]
+    q: torch.Tensor           # [L, N]
+    kv: torch.Tensor          # V^T K_bar, [N, N]
+    b_bar: torch.Tensor       # b_s e^{c_L - c_s}, [L, N]
+    decay_end: torch.Tensor   # e^{c_L}, [N]
+    r_dec: torch.Tensor       # r_t e^{c_t}, [L, N]
+    m_rb: torch.Tensor        # [L, L]
+    y_local: torch.Tensor     # M_rk V, [L, N]
 
-    c = torch.cumsum(w, dim=-2)                       # c_t, [BH, C, L, N]
+
+def _chunk_locals(r, w, k, v, a, b) -> _ChunkLocals:
+    """The state-independent part of every chunk at once; inputs [BH, C, L, N]."""
+    L = r.shape[-2]
+    c = torch.cumsum(w, dim=-2)                       # c_t
     c_prev = c - w                                    # c_{t-1}
     mid = c[..., L // 2 - 1: L // 2, :]               # reference point for the split exponentials
     c_end = c[..., -1:, :]                            # c_L
@@ -115,36 +117,111 @@ def wkv7_chunked(r, w, k, v, a, b, state=None, chunk: int = CHUNK):
     a_dec, r_dec = a_in * exp_mid, r_in * exp_mid     # what S0 sees: a_t e^{c_{t-1}}, r_t e^{c_t}
     end_scale = torch.exp(c_end - mid)
     b_bar, k_bar = b_out * end_scale, k_out * end_scale   # b_s e^{c_L - c_s}, k_s e^{c_L - c_s}
-    decay_end = torch.exp(c_end).squeeze(-2)          # [BH, C, N]
 
     strict = torch.ones(L, L, dtype=torch.bool, device=r.device).tril(-1)
     incl = torch.ones(L, L, dtype=torch.bool, device=r.device).tril()
-    zero = torch.zeros((), dtype=dt, device=r.device)
-    ab_in = torch.cat([b_out, k_out], dim=-2).transpose(-1, -2)        # [BH, C, N, 2L]
-    m_a = torch.where(strict.repeat(1, 2), a_in @ ab_in, zero)         # [M_ab | M_ak]
-    m_r = torch.where(incl.repeat(1, 2), r_in @ ab_in, zero)           # [M_rb | M_rk]
-    m_ab, m_ak = m_a[..., :L], m_a[..., L:]
+    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    bk_out = torch.cat([b_out, k_out], dim=-2).transpose(-1, -2)       # [N, 2L]
+    m_a = torch.where(strict.repeat(1, 2), a_in @ bk_out, zero)        # [M_ab | M_ak]
+    m_r = torch.where(incl.repeat(1, 2), r_in @ bk_out, zero)          # [M_rb | M_rk]
 
-    inv = _unit_lower_inverse(m_ab)
-    p = inv @ a_dec                                   # U = p S0^T + q
-    q = inv @ (m_ak @ v)
-    kv = v.transpose(-1, -2) @ k_bar                  # V^T K_bar, [BH, C, N, N]
+    inv = _unit_lower_inverse(m_a[..., :L])
+    return _ChunkLocals(
+        p=inv @ a_dec,
+        q=inv @ (m_a[..., L:] @ v),
+        kv=v.transpose(-1, -2) @ k_bar,
+        b_bar=b_bar,
+        decay_end=torch.exp(c_end).squeeze(-2),
+        r_dec=r_dec,
+        m_rb=m_r[..., :L],
+        y_local=m_r[..., L:] @ v,
+    )
 
-    # The only sequential part: hand the state from chunk to chunk.
-    # unbind (not indexing in the loop): its backward is one stack, not one zero-filled full-size
-    # gradient per chunk.
-    S = S.reshape(B * H, N, N)
-    starts, us = [], []
-    for p_i, q_i, decay_i, kv_i, b_i in zip(p.unbind(1), q.unbind(1), decay_end.unbind(1),
-                                            kv.unbind(1), b_bar.unbind(1)):
+
+def _carry_state(S, loc: _ChunkLocals):
+    """The only sequential part: hand the state [BH, N, N] from chunk to chunk.
+    Returns the state at each chunk's start [BH, C, N, N] and the final state."""
+    starts = []
+    for p_i, q_i, kv_i, b_i, decay_i in zip(loc.p.unbind(1), loc.q.unbind(1), loc.kv.unbind(1),
+                                            loc.b_bar.unbind(1), loc.decay_end.unbind(1)):
         starts.append(S)
         u = torch.baddbmm(q_i, p_i, S.transpose(-1, -2))
-        us.append(u)
         S = torch.baddbmm(S * decay_i[:, None, :] + kv_i, u.transpose(-1, -2), b_i)
-    S0 = torch.stack(starts, dim=1)                   # state at each chunk's start, [BH, C, N, N]
-    U = torch.stack(us, dim=1)
+    return torch.stack(starts, dim=1), S
 
-    y = r_dec @ S0.transpose(-1, -2) + m_r @ torch.cat([U, v], dim=-2)
+
+class _ChunkedWKV7(torch.autograd.Function):
+    """Chunked WKV-7 on [BH, C, L, N] inputs with a hand-written backward for the state hand-over.
+
+    Only the inputs and the chunk-start states are kept for backward (autograd through every
+    intermediate kept about 6x the inputs); backward recomputes the state-independent part under
+    autograd and walks the chunks in reverse for the rest.
+    """
+
+    @staticmethod
+    def forward(ctx, r, w, k, v, a, b, state):
+        loc = _chunk_locals(r, w, k, v, a, b)
+        starts, final = _carry_state(state, loc)
+        u = loc.p @ starts.transpose(-1, -2) + loc.q
+        y = loc.r_dec @ starts.transpose(-1, -2) + loc.m_rb @ u + loc.y_local
+        ctx.save_for_backward(r, w, k, v, a, b, starts)
+        return y, final
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, d_final):
+        *inputs, starts = ctx.saved_tensors
+        inputs = [x.detach().requires_grad_() for x in inputs]
+        with torch.enable_grad():
+            loc = _chunk_locals(*inputs)
+        p, q, b_bar, decay_end, r_dec, m_rb = (
+            t.detach() for t in (loc.p, loc.q, loc.b_bar, loc.decay_end, loc.r_dec, loc.m_rb))
+        starts_t = starts.transpose(-1, -2)
+        u = p @ starts_t + q
+
+        # Reverse walk. g is the gradient reaching the state after chunk i; inside chunk i
+        #   u = p S^T + q,  S' = S diag(d) + kv + u^T b_bar,  y = r_dec S^T + m_rb u + y_local.
+        du_from_y = m_rb.transpose(-1, -2) @ dy                   # [BH, C, L, N]
+        ds_from_y = dy.transpose(-1, -2) @ r_dec                  # [BH, C, N, N]
+        g = d_final
+        g_after, du = [], []
+        for i in reversed(range(starts.shape[1])):
+            g_after.append(g)
+            du_i = torch.baddbmm(du_from_y[:, i], b_bar[:, i], g.transpose(-1, -2))
+            du.append(du_i)
+            g = torch.baddbmm(g * decay_end[:, i, None, :] + ds_from_y[:, i],
+                              du_i.transpose(-1, -2), p[:, i])
+        g_after = torch.stack(g_after[::-1], dim=1)
+        du = torch.stack(du[::-1], dim=1)
+
+        grads_of_locals = _ChunkLocals(
+            p=du @ starts,
+            q=du,
+            kv=g_after,
+            b_bar=u @ g_after,
+            decay_end=(g_after * starts).sum(dim=-2),
+            r_dec=dy @ starts,
+            m_rb=dy @ u.transpose(-1, -2),
+            y_local=dy,
+        )
+        wanted = [x for x, need in zip(inputs, ctx.needs_input_grad) if need]
+        found = iter(torch.autograd.grad(loc, wanted, grads_of_locals) if wanted else ())
+        grads = [next(found) if need else None for need in ctx.needs_input_grad[:6]]
+        return (*grads, g if ctx.needs_input_grad[6] else None)
+
+
+def wkv7_chunked(r, w, k, v, a, b, state=None, chunk: int = CHUNK):
+    """WKV-7 in chunked form (see the module docstring); same contract as `wkv7_reference`."""
+    B, T, H, N = r.shape
+    out_dtype, dt = r.dtype, _state_dtype(r)
+    S = torch.zeros(B, H, N, N, dtype=dt, device=r.device) if state is None else state.to(dt)
+    if T == 0:
+        return r.new_zeros(B, 0, H, N), S if state is None else S.clone()
+    n_chunks = -(-T // chunk)
+    T_pad = n_chunks * chunk
+    # Padding tokens have w = 0 (decay 1) and zero r, k, v, a, b: they leave the state untouched.
+    chunked = (_to_chunks(x, T_pad, chunk, dt) for x in (r, w, k, v, a, b))
+    y, S = _ChunkedWKV7.apply(*chunked, S.reshape(B * H, N, N))
     y = y.view(B, H, T_pad, N)[:, :, :T].permute(0, 2, 1, 3).to(out_dtype)
     return y, S.view(B, H, N, N)
 

@@ -21,3 +21,26 @@ def jack_server():
         pytest.skip(f"jackd did not start: {e}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A small real RWKV-7 (2 layers, 128 wide, random weights, fixed seed) saved with the tokenizer.
+
+    The training init zeroes the output projections (the WKV state would then change nothing): these get
+    small random values, so the recurrent state and a style really shape what the model says."""
+    import torch
+
+    from core.model import ModelConfig, RWKV7, save_checkpoint
+    from core.tokenizer import Tokenizer
+
+    tok = Tokenizer()
+    torch.manual_seed(1234)
+    model = RWKV7(ModelConfig(n_layer=2, n_embd=128, vocab_size=tok.vocab_size))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("att.output.weight", "ffn.value.weight")):
+                p.normal_(0.0, 0.05)
+    path = tmp_path_factory.mktemp("tiny-model") / "tiny.pth"
+    save_checkpoint(model, str(path), {"tokenizer": tok.to_dict()})
+    return str(path)

@@ -129,3 +129,82 @@ def test_clock_follower_tracks_a_jack_clock(jack_server):
         out.close()
         rx.close()
     assert not follower.running
+
+
+def test_model_stream_plays_live_through_jack(loopback, jack_server, tiny_checkpoint):
+    """The live path end to end: the real model's note stream, scheduled as it is generated."""
+    from core.generate import Generator, SamplingConfig
+
+    _, out, rx = loopback
+    gen = Generator.load(tiny_checkpoint)
+    prompt = Score([Note(i * 240, 240, 60 + i % 5, 90) for i in range(8)], [TempoChange(0, 200)])
+    stream = gen.stream(prompt, beats=4, sampling=SamplingConfig(seed=11))
+    played = []
+
+    def notes():
+        for item in stream:
+            played.append(item.note)
+            yield item.note
+
+    with Scheduler(out) as sched:
+        player = Player(sched).play(notes(), prompt, start_tick=stream.start_tick, lookahead=0.1)
+        assert player.wait(20)
+        time.sleep(0.05)
+    got = [(t, m) for t, m in rx.snapshot() if m.type == "note_on"]
+    assert played and len(got) == len(played)
+    expected = sorted((player.timeline.time_at(n.start), n.pitch, n.velocity) for n in played)
+    tolerance = jack_server.period_seconds + 0.002
+    for (t, m), (when, pitch, velocity) in zip(got, expected):
+        assert -0.0005 <= t - when <= tolerance or player.underruns
+    assert sorted((m.note, m.velocity) for _, m in got) == sorted((p, v) for _, p, v in expected)
+    assert not hanging(rx.snapshot())
+
+
+def test_jam_answers_a_phrase_and_falls_silent_when_the_player_returns(jack_server, tiny_checkpoint):
+    from core.generate import Generator, SamplingConfig
+    from core.live import JamConfig, JamSession, open_input
+
+    backend = midi_backend("jack")
+    rx = Receiver(backend)
+    out = open_output(rx.name, backend=backend)
+    gen = Generator.load(tiny_checkpoint)
+    config = JamConfig(bars=2, pause_beats=1, bpm=240, sampling=SamplingConfig(seed=4))
+    sched = Scheduler(out).start()
+    jam = JamSession(gen, sched, config).start()
+    client = f"jam{uuid.uuid4().hex[:6]}"
+    jam_in = backend.open_input("in", client_name=client, callback=jam.on_message)
+    player = open_output(f"{client}:in", backend=backend)
+    time.sleep(0.05)
+    try:
+        for pitch in (60, 64, 67, 72):  # a phrase of eighth notes at 240 BPM
+            player.send(mido.Message("note_on", note=pitch, velocity=100))
+            time.sleep(0.1)
+            player.send(mido.Message("note_off", note=pitch))
+            time.sleep(0.025)
+        phrase_end = time.perf_counter()
+        deadline = phrase_end + 10
+        while not any(m.type == "note_on" for _, m in rx.snapshot()) and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        answer = [(t, m) for t, m in rx.snapshot() if m.type == "note_on"]
+        assert answer, "the jam did not answer"
+        assert jam.answers == 1 and jam.state == "answering"
+        assert answer[0][0] - phrase_end >= 0.25 - 0.01  # not before the one-beat pause
+        assert jam.answer_started[0] - phrase_end < 0.25 + 0.05  # the pause was noticed promptly
+        assert {m.note for _, m in rx.snapshot() if m.type == "note_on"} <= set(range(128))
+        time.sleep(0.1)
+        player.send(mido.Message("note_on", note=62, velocity=90))  # the player is back
+        back = time.perf_counter()
+        time.sleep(0.3)
+        msgs = rx.snapshot()
+        after = [(t, m) for t, m in msgs if t > back + 0.02]
+        assert not [m for _, m in after if m.type == "note_on"], "kept playing over the player"
+        assert not hanging(msgs)
+        assert msgs[-1][1].type == "control_change" and msgs[-1][1].control == 123
+        assert jam.state == "listening" and sched.idle()
+        player.send(mido.Message("note_off", note=62))
+    finally:
+        jam.close()
+        sched.close()
+        for port in (player, jam_in, out):
+            port.close()
+        rx.close()

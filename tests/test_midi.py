@@ -8,7 +8,7 @@ import pathlib
 import mido
 import pytest
 
-from core.midi import MIN_NOTE_TICKS, read_midi, score_to_midifile, write_midi
+from core.midi import read_midi, score_to_midifile, write_midi
 from core.score import DRUM_CHANNEL, Note, Score, TempoChange, TimeSignature
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -22,8 +22,8 @@ def _sample_score() -> Score:
         Note(0, 120, 36, 100, 0, True), Note(480, 120, 42, 80, 0, True), Note(960, 120, 38, 90, 0, True),
         Note(3840, 480, 0, 50, 0), Note(3840, 480, 127, 50, 0),
         # same pitch overlapping in one instrument: nested, chained and unison
-        Note(5760, 1440, 72, 80, 73), Note(6240, 480, 72, 60, 73), Note(6720, 960, 72, 70, 73),
-        Note(7680, 480, 74, 80, 73), Note(7680, 480, 74, 80, 73),
+        Note(5760, 1440, 72, 80, 68), Note(6240, 480, 72, 60, 68), Note(6720, 960, 72, 70, 68),
+        Note(7680, 480, 74, 80, 68), Note(7680, 480, 74, 80, 68),
     ]
     tempos = [TempoChange(0, 97.3), TempoChange(1920, 140.0), TempoChange(4200, 60.5)]
     meters = [TimeSignature(0, 3, 4), TimeSignature(1440, 6, 8), TimeSignature(4320, 5, 4)]
@@ -92,12 +92,11 @@ def test_write_is_atomic_and_replaces(tmp_path):
 
 
 def test_values_are_clamped_to_midi_ranges():
-    score = Score([Note(0, 0, 60, 0), Note(0, 480, 64, 200)])
+    score = Score([Note(0, 0, 60, 0), Note(0, 480, 64, 200), Note(960, 480, 130, 80)])
     buf = io.BytesIO()
     score_to_midifile(score).save(file=buf)
     back, _ = read_midi(buf.getvalue())
-    assert [(n.pitch, n.velocity) for n in back.notes] == [(60, 1), (64, 127)]
-    assert back.notes[0].duration == MIN_NOTE_TICKS
+    assert [(n.pitch, n.velocity, n.duration) for n in back.notes] == [(60, 1, 1), (64, 127, 480), (127, 80, 480)]
 
 
 # --- the real corpus subset built by tools/make_corpus.py from music21 -----------------------------------

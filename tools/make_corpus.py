@@ -50,7 +50,8 @@ def collection_pieces(collection: str) -> list[tuple[pathlib.Path, int | None]]:
     paths = sorted(pathlib.Path(p) for p in corpus.getComposer(collection.split("/")[0]))
     pieces: list[tuple[pathlib.Path, int | None]] = []
     for path in paths:
-        if path.suffix.lower() not in NOTATION_SUFFIXES or not _relative(path).startswith(collection):
+        under = (_relative(path) + "/").startswith(collection.rstrip("/") + "/")
+        if path.suffix.lower() not in NOTATION_SUFFIXES or not under:
             continue
         numbers = _abc_tune_numbers(path) if path.suffix.lower() == ".abc" else []
         pieces += [(path, n) for n in numbers] if len(numbers) > 1 else [(path, None)]
@@ -63,8 +64,12 @@ def _abc_tune_numbers(path: pathlib.Path) -> list[int]:
 
 
 def _relative(path: pathlib.Path) -> str:
-    parts = path.parts
-    return "/".join(parts[parts.index("corpus") + 1:]) if "corpus" in parts else path.name
+    """The path inside music21's corpus folder, e.g. "bach/bwv66.6.mxl"."""
+    from music21 import corpus
+    try:
+        return path.relative_to(pathlib.Path(corpus.__file__).parent).as_posix()
+    except ValueError:
+        return path.name
 
 
 def piece_name(path: pathlib.Path, number: int | None) -> str:
@@ -115,7 +120,8 @@ def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
             raise ValueError("no notes")
     except Exception as e:  # music21's parsers and writer raise anything; core.midi raises MidiReadError
         target.unlink(missing_ok=True)
-        return {"source": piece, "reason": f"{type(e).__name__}: {e}"[:300]}
+        reason = re.sub(r"id\(\)=\d+|0x[0-9a-f]+", "...", f"{type(e).__name__}: {e}")  # reproducible text
+        return {"source": piece, "reason": reason[:300]}
     meta = m21_score.metadata
     return {
         "file": file_name, "source": piece, "collection": collection,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ CXX_FLAGS = ("-O3",)
 DISABLE_ENV = "RWKV_MUSIC_NO_CUDA_KERNEL"   # set to 1 to never build or use the kernel
 CACHE_ENV = "RWKV_MUSIC_CUDA_CACHE"        # overrides the cache folder
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loaded: dict[tuple[int, int], object] = {}
 _failed: dict[tuple[int, int], str] = {}
@@ -121,8 +124,12 @@ def compile_plan(plan: BuildPlan):
     from torch.utils import cpp_extension
     try:
         Path(plan.build_directory).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         with _environment(plan.env()):
-            return cpp_extension.load(**plan.load_kwargs()), None
+            module = cpp_extension.load(**plan.load_kwargs())
+        log.info("WKV-7 CUDA kernel for compute capability %s ready in %.1f s (%s)",
+                 plan.arch_list, time.monotonic() - started, plan.build_directory)
+        return module, None
     except Exception as error:  # a compiler error, a missing tool, an ABI mismatch...
         text = str(error).strip()
         if len(text) > 2000:

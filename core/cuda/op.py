@@ -60,10 +60,10 @@ def _unsupported(reason: str) -> None:
 def wkv7_cuda(r, w, k, v, a, b, state=None):
     """WKV-7 through the CUDA kernel: (y in r's dtype, final float32 state), or None when the
     kernel cannot take these tensors (float64, a head size other than 64, a failed build)."""
-    if r.dtype == torch.float64:
-        return None  # float64 is a testing precision: the reference handles it
+    if not r.is_cuda or r.dtype == torch.float64:
+        return None  # float64 is a testing precision: the PyTorch paths handle it
     if r.dim() != 4 or r.shape[-1] != HEAD_SIZE:
-        _unsupported(f"head size {tuple(r.shape)[-1:]} (the kernel is built for {HEAD_SIZE})")
+        _unsupported(f"shape {tuple(r.shape)} (the kernel is built for [B,T,H,{HEAD_SIZE}])")
         return None
     if load_extension(r.device) is None:
         return None

@@ -1,0 +1,66 @@
+"""A training run killed with SIGKILL after a checkpoint resumes exactly where the checkpoint left it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.model import load_checkpoint
+from core.train import TrainConfig, run_training
+from tests.test_data import make_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS, EVERY = 16, 4
+
+
+def _config(folder: Path, out: Path, **kw) -> TrainConfig:
+    return TrainConfig(data=str(folder), out=str(out), n_layer=1, n_embd=64, ctx_len=32, batch_size=2,
+                       steps=STEPS, checkpoint_every=EVERY, seed=3, **kw)
+
+
+def _step_losses(events) -> dict[int, float]:
+    return {e.step: e.loss for e in events if e.kind == "step" and e.loss is not None}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    folder = make_folder(tmp_path, 3)
+    killed_out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "core.cli", "train", str(folder), "--out", str(killed_out), "--layers", "1",
+           "--width", "64", "--ctx", "32", "--batch", "2", "--steps", str(STEPS), "--checkpoint-every", str(EVERY),
+           "--seed", "3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    resume_file = killed_out / "resume.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not resume_file.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    saved = torch.load(resume_file, weights_only=True)  # never half-written: atomic replace
+    at = saved["step"]
+    assert at % EVERY == 0 and 0 < at < STEPS, at
+
+    resumed_events, reference_events = [], []
+    resumed = run_training(_config(folder, killed_out, resume=True), resumed_events.append)
+    run_training(_config(folder, tmp_path / "reference"), reference_events.append)
+
+    resumed_losses, reference_losses = _step_losses(resumed_events), _step_losses(reference_events)
+    assert sorted(resumed_losses) == list(range(at + 1, STEPS + 1))
+    for step, loss in resumed_losses.items():
+        assert loss == pytest.approx(reference_losses[step], rel=1e-5, abs=1e-6), step
+    a, _ = load_checkpoint(resumed["result"])
+    b, _ = load_checkpoint(str(tmp_path / "reference" / "model.pth"))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
