@@ -37,7 +37,21 @@ def best_time(fn, repeat):
     return min(times)
 
 
+def saved_for_backward_mib(op, leaves):
+    """Memory autograd keeps between forward and backward (distinct storages)."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        op(*leaves)
+    return sum(storages.values()) / 2**20
+
+
 def measure(op, inputs, repeat):
+    """(forward s, forward+backward s, MiB saved for backward)."""
     B, T, H, N = inputs[0].shape
     state = torch.randn(B, H, N, N) * 0.1
 
@@ -52,7 +66,7 @@ def measure(op, inputs, repeat):
         (y.square().sum() + s.square().sum()).backward()
 
     forward()  # warm-up
-    return best_time(forward, repeat), best_time(forward_backward, repeat)
+    return best_time(forward, repeat), best_time(forward_backward, repeat), saved_for_backward_mib(op, leaves)
 
 
 def main():
@@ -66,14 +80,15 @@ def main():
     backends = [("reference", wkv7_reference)]
     backends += [(f"chunked L={c}", functools.partial(wkv7_chunked, chunk=c)) for c in args.chunks]
     print(f"torch {torch.__version__}, {args.threads} threads, float32, best of {args.repeat}")
-    print(f"{'B,T,H,N':<16}{'backend':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'tokens/s (f+b)':>16}")
+    print(f"{'B,T,H,N':<16}{'backend':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'tokens/s (f+b)':>16}"
+          f"{'saved MiB':>11}")
     for shape in SHAPES:
         inputs = rwkv_inputs(*shape)
         for name, op in backends:
-            fwd, fwd_bwd = measure(op, inputs, args.repeat)
+            fwd, fwd_bwd, saved = measure(op, inputs, args.repeat)
             tokens = shape[0] * shape[1]
             print(f"{','.join(map(str, shape)):<16}{name:<16}{fwd * 1e3:>10.1f}{fwd_bwd * 1e3:>12.1f}"
-                  f"{tokens / fwd_bwd:>16.0f}")
+                  f"{tokens / fwd_bwd:>16.0f}{saved:>11.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -198,19 +198,115 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --- issue 6: generation and live MIDI -------------------------------------------------------
 def cmd_ports(args: argparse.Namespace) -> int:
-    raise NotImplementedError("ports")
+    from .live import list_ports
+
+    listing = list_ports()  # never raises: no MIDI system gives empty lists and a reason
+    for title, names in (("inputs", listing.inputs), ("outputs", listing.outputs)):
+        print(f"{title}:" + ("".join(f"\n  {name}" for name in names) or " none"))
+    if listing.reason:
+        print(f"note: {listing.reason}")
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("generate")
+    import os
+
+    from .generate import Generator, SamplingConfig, parse_instruments
+    from .midi import MidiReadError, read_midi, write_midi
+
+    try:
+        prompt, _ = read_midi(args.prompt)
+        instruments = parse_instruments(args.instruments) if args.instruments else None
+        gen = Generator.load(args.model, args.style)
+    except (MidiReadError, OSError, ValueError, KeyError) as e:
+        raise CliError(e) from None
+    if args.bars < 1 or args.variations < 1:
+        raise CliError("--bars and --variations must be at least 1")
+    sampling = SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
+    stream = gen.stream(prompt, bars=args.bars, variations=args.variations, sampling=sampling,
+                        instruments=instruments)
+    notes = [[] for _ in range(args.variations)]
+    for item in stream:
+        notes[item.variation].append(item.note)
+    root, ext = os.path.splitext(args.output)
+    for v, v_notes in enumerate(notes):
+        path = args.output if args.variations == 1 else f"{root}-{v + 1}{ext or '.mid'}"
+        try:
+            write_midi(stream.score(v_notes), path)
+        except OSError as e:
+            raise CliError(f"cannot write {path}: {e}") from None
+        print(f"{path}: {len(v_notes)} notes in {args.bars} bars from bar {prompt.bar_at(stream.start_tick) + 1}")
+    per_token = stream.step_seconds / max(stream.steps, 1) * 1000
+    print(f"prompt {len(stream.window.ids)} tokens in {stream.prefill_seconds * 1000:.0f} ms; "
+          f"{stream.steps} steps at {per_token:.1f} ms")
+    return 0
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    raise NotImplementedError("live")
+    import time
+
+    from .generate import Generator
+    from .live import Player, PortError, Scheduler, open_output
+    from .midi import MidiReadError, read_midi
+
+    try:
+        prompt, _ = read_midi(args.prompt)
+        gen = Generator.load(args.model, args.style)
+        port = open_output(None if args.virtual else args.out_port, virtual=bool(args.virtual))
+    except (MidiReadError, OSError, ValueError, KeyError, PortError) as e:
+        raise CliError(e) from None
+    print(f"playing on {port.name}", flush=True)
+    pressed = time.perf_counter()
+    stream = gen.stream(prompt, bars=args.bars)
+    scheduler = Scheduler(port).start()
+    player = Player(scheduler).play((item.note for item in stream), prompt, start_tick=stream.start_tick)
+    try:
+        while not player.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        raise
+    finally:
+        player.stop()  # every sounding note released, then pedal up and All Notes Off
+        scheduler.close()
+        port.close()
+    if player.error is not None:
+        raise CliError(f"generation failed: {player.error}")
+    if player.first_note_time is not None:
+        print(f"first note {1000 * (player.first_note_time - pressed):.0f} ms after start; "
+              f"{len(scheduler.lateness)} messages, {player.underruns} underruns")
+    return 0
 
 
 def cmd_jam(args: argparse.Namespace) -> int:
-    raise NotImplementedError("jam")
+    import threading
+
+    from .generate import Generator
+    from .live import ClockFollower, JamConfig, JamSession, PortError, Scheduler, open_input, open_output
+
+    try:
+        gen = Generator.load(args.model, args.style)
+        out = open_output(args.out_port)
+    except (OSError, ValueError, KeyError, PortError) as e:
+        raise CliError(e) from None
+    scheduler = Scheduler(out).start()
+    jam = JamSession(gen, scheduler, JamConfig(), clock=ClockFollower(),
+                     on_state=lambda state: print(state, flush=True))
+    try:
+        inp = open_input(args.in_port, jam.on_message)
+    except PortError as e:
+        scheduler.close()
+        out.close()
+        raise CliError(e) from None
+    print(f"listening on {inp.name}, answering on {out.name} (Ctrl+C to stop)", flush=True)
+    jam.start()
+    try:
+        threading.Event().wait()
+    finally:
+        inp.close()
+        jam.close()
+        scheduler.close()  # releases every sounding note
+        out.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -216,6 +216,211 @@ class Window(NamedTuple):
     end: int    # one past the last token of the piece in this window
 
 
+def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list[int]] | None:
+    """Open a window at the onset (Pos token) `pos_index` inside a bar too long for one window:
+    (first piece token, header). The header states everything in force there: BOS, tempo, Bar,
+    meter, the Pos itself (and its tempo change), then the instrument and velocity that the notes
+    after it take for granted. None if the piece does not allow it."""
+    g = tokenizer.grammar()
+    for t in ids[:pos_index]:
+        g.feed_lenient(t)
+    if g.meter is None:
+        return None
+    kind = tokenizer.kind
+    head = [tokenizer.bos_id] + ([tokenizer.tempo_id(g.tempo)] if g.tempo is not None else [])
+    head += [tokenizer.bar_id, tokenizer.timesig_id(*g.meter), ids[pos_index]]
+    i, n = pos_index + 1, len(ids)
+    if i < n and kind(ids[i]) == "tempo":
+        head.append(ids[i])
+        i += 1
+    velocity = tokenizer.ids_of_kind("velocity")[g.velocity] if g.velocity is not None else None
+    if i < n and kind(ids[i]) == "instrument":
+        head.append(ids[i])
+        i += 1
+        if i < n and kind(ids[i]) == "pitch":
+            if velocity is None:
+                return None
+            head.append(velocity)
+    elif i < n and kind(ids[i]) in ("velocity", "pitch"):
+        if g.instrument is None:
+            return None
+        head.append(tokenizer.instrument_id(*g.instrument))
+        if kind(ids[i]) == "pitch":
+            if velocity is None:
+                return None
+            head.append(velocity)
+    return i, head
+
+
+def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
+    """(start, end, header) of the windows that tile one piece. A window's tokens are
+    header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
+    header for a Bar (BOS, tempo and meter in force, Bar) followed by what comes after that Bar.
+    A bar too long for one window is continued from an onset inside it, with a header that also
+    states the instrument and velocity in force there. Each window holds at most ctx_len + 1 tokens
+    (ctx_len inputs and the last target); consecutive windows overlap by the bar (or onset) that the
+    previous one cut."""
+    ids = [int(t) for t in tokens]
+    n = len(ids)
+    if n == 0:
+        return []
+    budget = ctx_len + 1
+    # a Bar at i is replaced by its header: the window then continues at i + 1
+    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
+    bars = sorted(heads)
+    starts = {0: (0, [])}  # window start key (a Bar or Pos index) -> (first piece token, header)
+    for i, h in heads.items():
+        starts[i] = (i + 1, h)
+
+    def end_of(s: int) -> int:
+        first, head = starts[s]
+        return min(n, first + max(1, budget - len(head)))
+
+    windows, start = [], 0
+    while True:
+        end = end_of(start)
+        if end >= n:
+            # the tail: move it back to earlier bars while it still fits whole and is short of context
+            best = start
+            for b in reversed(bars[:bisect_right(bars, start - 1)]):
+                if n - starts[best][0] + len(starts[best][1]) >= MIN_CONTEXT_RATIO * budget or end_of(b) < n:
+                    break
+                best = b
+            windows.append((starts[best][0], n, starts[best][1]))
+            break
+        windows.append((starts[start][0], end, starts[start][1]))
+        # restart at the bar that this window cut (the overlap)
+        inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
+        if inside:
+            start = inside[-1]
+            continue
+        # one bar longer than the context: go on from the last onset this window reached
+        first = starts[start][0]
+        onsets = [q for q in range(end - 1, first, -1) if tokenizer.kind(ids[q]) == "pos"]
+        mid = _mid_bar_start(tokenizer, ids, onsets[0]) if onsets else None
+        if mid is not None:
+            starts[onsets[0]] = mid
+            if end_of(onsets[0]) > end:  # it reaches further than this window did
+                start = onsets[0]
+                continue
+        after = bars[bisect_right(bars, end - 1):]  # a single onset longer than the context: skip it
+        if not after:
+            break
+        start = after[0]
+    return windows
+
+
+class Window(NamedTuple):
+    piece: int  # index into the piece list
+    start: int  # first token of the piece in this window (0 or a Bar token)
+    end: int    # one past the last token of the piece in this window
+
+
+def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list[int]] | None:
+    """Open a window at the onset (Pos token) `pos_index` inside a bar too long for one window:
+    (first piece token, header). The header states everything in force there: BOS, tempo, Bar,
+    meter, the Pos itself (and its tempo change), then the instrument and velocity that the notes
+    after it take for granted. None if the piece does not allow it."""
+    g = tokenizer.grammar()
+    for t in ids[:pos_index]:
+        g.feed_lenient(t)
+    if g.meter is None:
+        return None
+    kind = tokenizer.kind
+    head = [tokenizer.bos_id] + ([tokenizer.tempo_id(g.tempo)] if g.tempo is not None else [])
+    head += [tokenizer.bar_id, tokenizer.timesig_id(*g.meter), ids[pos_index]]
+    i, n = pos_index + 1, len(ids)
+    if i < n and kind(ids[i]) == "tempo":
+        head.append(ids[i])
+        i += 1
+    velocity = tokenizer.ids_of_kind("velocity")[g.velocity] if g.velocity is not None else None
+    if i < n and kind(ids[i]) == "instrument":
+        head.append(ids[i])
+        i += 1
+        if i < n and kind(ids[i]) == "pitch":
+            if velocity is None:
+                return None
+            head.append(velocity)
+    elif i < n and kind(ids[i]) in ("velocity", "pitch"):
+        if g.instrument is None:
+            return None
+        head.append(tokenizer.instrument_id(*g.instrument))
+        if kind(ids[i]) == "pitch":
+            if velocity is None:
+                return None
+            head.append(velocity)
+    return i, head
+
+
+def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
+    """(start, end, header) of the windows that tile one piece. A window's tokens are
+    header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
+    header for a Bar (BOS, tempo and meter in force, Bar) followed by what comes after that Bar.
+    A bar too long for one window is continued from an onset inside it, with a header that also
+    states the instrument and velocity in force there. Each window holds at most ctx_len + 1 tokens
+    (ctx_len inputs and the last target); consecutive windows overlap by the bar (or onset) that the
+    previous one cut."""
+    ids = [int(t) for t in tokens]
+    n = len(ids)
+    if n == 0:
+        return []
+    budget = ctx_len + 1
+    # a Bar at i is replaced by its header: the window then continues at i + 1
+    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
+    bars = sorted(heads)
+    starts = {0: (0, [])}  # window start key (a Bar or Pos index) -> (first piece token, header)
+    for i, h in heads.items():
+        starts[i] = (i + 1, h)
+
+    def end_of(s: int) -> int:
+        first, head = starts[s]
+        return min(n, first + max(1, budget - len(head)))
+
+    windows, start = [], 0
+    while True:
+        end = end_of(start)
+        if end >= n:
+            # the tail: move it back to earlier bars while it still fits whole and is short of context
+            best = start
+            for b in reversed(bars[:bisect_right(bars, start - 1)]):
+                if n - starts[best][0] + len(starts[best][1]) >= MIN_CONTEXT_RATIO * budget or end_of(b) < n:
+                    break
+                best = b
+            windows.append((starts[best][0], n, starts[best][1]))
+            break
+        windows.append((starts[start][0], end, starts[start][1]))
+        # restart at the bar that this window cut (the overlap)
+        inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
+        if inside:
+            start = inside[-1]
+            continue
+        # one bar longer than the context: go on from the last onset this window reached
+        first = starts[start][0]
+        onsets = [q for q in range(end - 1, first, -1) if tokenizer.kind(ids[q]) == "pos"]
+        mid = _mid_bar_start(tokenizer, ids, onsets[0]) if onsets else None
+        if mid is not None:
+            starts[onsets[0]] = mid
+            if end_of(onsets[0]) > end:  # it reaches further than this window did
+                start = onsets[0]
+                continue
+        after = bars[bisect_right(bars, end - 1):]  # a single onset longer than the context: skip it
+        if not after:
+            break
+        start = after[0]
+    return windows
+
+
+def end_of_mid(mid: tuple[int, list[int]], budget: int, n: int) -> int:
+    first, head = mid
+    return min(n, first + max(1, budget - len(head)))
+
+
+class Window(NamedTuple):
+    piece: int  # index into the piece list
+    start: int  # first token of the piece in this window (0 or a Bar token)
+    end: int    # one past the last token of the piece in this window
+
+
 def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
     """(start, end, header) of the windows that tile one piece. A window's tokens are
     header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's

@@ -18,9 +18,10 @@ import torch
 
 from .model import RWKV7, State, load_checkpoint, load_state_file
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
-from .tokenizer import STEP_TICKS, StreamDecoder, Tokenizer
+from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
 
 DEFAULT_CTX = 1024
+PREFILL_CACHE_SIZE = 4
 TOKENS_PER_BAR_LIMIT = 400  # a runaway bar (a note flood) is cut here; the remaining bars stay empty
 
 
@@ -103,6 +104,7 @@ class _Window:
     ids: list[int]
     start_tick: int  # tick (prompt time base) of the window's first bar
     continuation_tick: int  # the bar line where new notes begin
+    grammar: GrammarState  # after the last id: where sampling goes on
 
 
 class Generator:
@@ -118,7 +120,7 @@ class Generator:
                              f"tokenizer's ({self.tokenizer.vocab_size})")
         self.style = style
         self.ctx = ctx
-        self._prefill_cache: tuple | None = None  # (window ids, logits, state): regenerate without prefill
+        self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
         # Masks on top of the grammar: the prompt's tempo and meter stay; with a length, EOS never cuts it short.
         self._keep_meter_and_tempo = np.ones(self.tokenizer.vocab_size, dtype=bool)
         for kind in ("tempo", "timesig", "bos", "pad"):
@@ -138,28 +140,50 @@ class Generator:
     # --- the prompt ------------------------------------------------------------------------------
     def window(self, prompt: Score, at_tick: int | None = None) -> _Window:
         """Tokens of the prompt up to `at_tick` (default: its end), opened on the next bar line, cut to the
-        last ctx tokens at a Bar with the tokenizer's header (tempo and meter in force there)."""
-        tok = self.tokenizer
+        last ctx tokens at a Bar with the tokenizer's header (tempo and meter in force there).
+
+        Only the tail of a long prompt is encoded (the last 8, 16, 32... bars until ctx is filled), and
+        where several cuts fit, the one that extends a window already prefilled is taken."""
         at_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
-        part = prompt.slice(0, at_tick)
-        ids = tok.encode(part, eos=False, end_tick=at_tick)
+        bar_lines = prompt.bar_starts(at_tick)
+        n_bars = 8
+        while True:
+            first = bar_lines[-n_bars] if n_bars < len(bar_lines) else 0
+            ids, grammar, bar_ticks = self._encode_tail(prompt, first, at_tick)
+            if len(ids) > self.ctx or first == 0:
+                break
+            n_bars *= 2
+        continuation_tick = first + grammar.bar_start
+        if len(ids) <= self.ctx and first == 0:
+            return _Window(ids, 0, continuation_tick, grammar)
+        fitting = [(index, header) for index, header in self.tokenizer.bar_headers(ids)
+                   if len(header) + len(ids) - index - 1 <= self.ctx or index == len(ids) - 1]
+        index, header = fitting[0]  # the longest window that fits
+        for i, h in fitting:
+            candidate = tuple(h + ids[i + 1:i + 1 + self.ctx])
+            if any(candidate[:len(key)] == key for key, _, _ in self._prefill_cache):
+                index, header = i, h  # its prefix is prefilled already: only the new tokens will run
+                break
+        window_ids = header + ids[index + 1:]
+        grammar = self.tokenizer.grammar(window_ids)
+        return _Window(window_ids, first + bar_ticks[index], continuation_tick, grammar)
+
+    def _encode_tail(self, prompt: Score, first: int, at_tick: int):
+        """Tokens of the prompt from bar line `first` to `at_tick`, the bar at or after `at_tick` opened;
+        the grammar after them; the tick (from `first`) of each Bar token's bar, by token index."""
+        tok = self.tokenizer
+        ids = tok.encode(prompt.slice(first, at_tick), eos=False, end_tick=at_tick - first)
         g = tok.grammar()
-        bar_ticks: dict[int, int] = {}  # index of each Bar token -> tick of its bar
+        bar_ticks: dict[int, int] = {}
         for i, t in enumerate(ids):
             g.advance(t)
             if t == tok.bar_id:
                 bar_ticks[i] = g.bar_start
-        while g.bar_start < at_tick or g.bars == 0:  # open the bar the continuation starts on
+        while g.bar_start < at_tick - first or g.bars == 0:  # open the bar the continuation starts on
             ids.append(tok.bar_id)
             g.advance(tok.bar_id)
             bar_ticks[len(ids) - 1] = g.bar_start
-        continuation_tick = g.bar_start
-        if len(ids) <= self.ctx:
-            return _Window(ids, 0, continuation_tick)
-        for index, header in tok.bar_headers(ids):
-            if len(header) + len(ids) - index - 1 <= self.ctx or index == len(ids) - 1:
-                return _Window(header + ids[index + 1:], bar_ticks[index], continuation_tick)
-        raise AssertionError("unreachable: the last Bar always fits")
+        return ids, g, bar_ticks
 
     # --- generation ------------------------------------------------------------------------------
     def stream(self, prompt: Score, *, bars: int | None = None, beats: float | None = None,
@@ -181,15 +205,29 @@ class Generator:
             notes[item.variation].append(item.note)
         return [stream.score(v_notes) for v_notes in notes]
 
+    def warm(self, prompt: Score, at_tick: int | None = None) -> None:
+        """Prefill the prompt now (e.g. in a worker while the user edits) so that a later Continue from it,
+        or from it plus a few more bars, only runs the tokens that are new."""
+        self._prefill(self.window(prompt, at_tick).ids)
+
     def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, State]:
+        """Logits after the last id and the state to step from. Reuses the longest cached window that is a
+        prefix of `ids` (Regenerate, or Continue after accepting a continuation) and runs only the rest."""
         key = tuple(ids)
-        if self._prefill_cache is not None and self._prefill_cache[0] == key:
-            return self._prefill_cache[1], self._prefill_cache[2]
+        best = max((entry for entry in self._prefill_cache if key[:len(entry[0])] == entry[0]),
+                   key=lambda entry: len(entry[0]), default=None)
+        if best is not None and len(best[0]) == len(key):
+            return best[1], best[2]
         device = self.model.emb.weight.device
-        state = self.model.init_state(1, wkv=self.style) if self.style is not None else None
+        if best is not None:
+            state, rest = best[2], ids[len(best[0]):]
+        else:
+            state = self.model.init_state(1, wkv=self.style) if self.style is not None else None
+            rest = ids
         with torch_threads(self.threads):
-            logits, state = self.model.prefill(torch.tensor([ids], dtype=torch.long, device=device), state)
-        self._prefill_cache = (key, logits, state)  # step() never changes the state it is given
+            logits, state = self.model.prefill(torch.tensor([rest], dtype=torch.long, device=device), state)
+        # step() never changes the state it is given, so cached states stay valid.
+        self._prefill_cache = [(key, logits, state)] + self._prefill_cache[:PREFILL_CACHE_SIZE - 1]
         return logits, state
 
 
@@ -274,8 +312,7 @@ class ContinuationStream:
     # -- the sampling loop
     def _new_decoder(self) -> StreamDecoder:
         dec = self.gen.tokenizer.stream_decoder()
-        for t in self.window.ids:
-            dec.grammar.advance(t)  # the window is valid by construction: strict
+        dec.grammar = self.window.grammar.copy()  # the decoder goes on from the end of the window
         if self.instruments is not None:
             dec.grammar.restrict_instruments(self.instruments)
         return dec

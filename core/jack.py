@@ -1,4 +1,5 @@
-"""A private JACK server on the dummy driver: a real MIDI loopback without a sound card.
+"""A private JACK server on the dummy driver: a real MIDI loopback without a sound card, and a
+recorder in a child process standing in for a DAW on the other end.
 
 The test suite and the live benchmark start one under a unique server name, point every JACK
 client of this process at it (JACK_DEFAULT_SERVER) and kill it by its PID at the end.
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 import uuid
 
@@ -97,3 +101,88 @@ class JackServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class MidiRecorder:
+    """A JACK MIDI input in a child process, as a DAW would be: it records (arrival time, message) without
+    sharing our GIL, so what it sees is what the port delivered. Times are time.perf_counter() values
+    (CLOCK_MONOTONIC: comparable across processes)."""
+
+    def __init__(self, client: str | None = None):
+        self.client = client or f"rec{uuid.uuid4().hex[:8]}"
+        self.port_name = f"{self.client}:in"
+        self.process: subprocess.Popen | None = None
+        self._messages: list = []
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> "MidiRecorder":
+        self.process = subprocess.Popen([sys.executable, "-m", "core.jack", "record", self.client],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, args=(ready,), daemon=True)
+        self._reader.start()
+        if not ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("the MIDI recorder did not start")
+        return self
+
+    def _read(self, ready: threading.Event) -> None:
+        import mido
+
+        for line in self.process.stdout:
+            if line.startswith("ready"):
+                ready.set()
+                continue
+            stamp, data = line.split(" ", 1)
+            with self._lock:
+                self._messages.append((float(stamp), mido.Message.from_hex(data.strip())))
+
+    def messages(self) -> list:
+        with self._lock:
+            return list(self._messages)
+
+    def wait_for(self, predicate, timeout: float = 5.0) -> list:
+        """The messages once `predicate(messages)` holds (or at the timeout): they arrive through a pipe."""
+        end = time.monotonic() + timeout
+        while True:
+            msgs = self.messages()
+            if predicate(msgs) or time.monotonic() > end:
+                return msgs
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self) -> "MidiRecorder":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _record(client: str) -> None:
+    """Child process of MidiRecorder: print "<perf_counter> <hex bytes>" per message until terminated."""
+    import mido
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # before rtmidi's threads exist
+
+    def on_message(msg):
+        print(f"{time.perf_counter()!r} {msg.hex()}", flush=True)
+
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
+    port = backend.open_input("in", client_name=client, callback=on_message)
+    print("ready", flush=True)
+    try:
+        signal.sigwait([signal.SIGTERM, signal.SIGINT])
+    finally:
+        port.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "record":
+        _record(sys.argv[2])

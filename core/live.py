@@ -214,6 +214,9 @@ class Scheduler:
 
     # -- lifecycle
     def start(self) -> "Scheduler":
+        # Threads of this process hand the GIL over every 1 ms at most (not 5): our MIDI callbacks and this
+        # thread then wait at most that long for it while the generator computes.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         with self._cond:
             if self._running:
                 return self

@@ -11,7 +11,8 @@ Backends:
 - `wkv7_reference`: the plain sequential recurrence (ground truth for tests).
 - `wkv7_chunked`: the fast path for the CPU (and any device without a registered kernel). It splits T
   into chunks of CHUNK tokens; everything inside a chunk is batched matmuls over all chunks at once, and
-  only a short loop of small matmuls carries the state from chunk to chunk. Autograd runs through it.
+  only a short loop of small matmuls carries the state from chunk to chunk. Its backward is written
+  out (the reverse walk over chunks) and keeps only the inputs and the chunk-start states.
 - Device kernels (e.g. the CUDA one in core/cuda/) plug in with `register_backend("cuda", fn)`.
 
 Chunk maths (per batch and head, one chunk of L tokens, positions t = 1..L, start state S0).
@@ -21,6 +22,7 @@ u_t = S_{t-1} a_t. Unrolling the recurrence inside the chunk:
 so, with rows indexed by position (U = [u_t], V = [v_t], ...):
     u_t = S0 (a_t e^{c_{t-1}}) + sum_{s<t} (a_t e^{c_{t-1}-c_s} . b_s) u_s + (a_t e^{c_{t-1}-c_s} . k_s) v_s
     => (I - M_ab) U = A_dec S0^T + M_ak V,   solved once per chunk (M_ab is strictly lower triangular)
+    with p = (I - M_ab)^-1 A_dec and q = (I - M_ab)^-1 M_ak V, U = p S0^T + q, and then
     Y   = R_dec S0^T + M_rb U + M_rk V       (M_rb, M_rk lower triangular, diagonal included)
     S_L = S0 diag(e^{c_L}) + U^T B_bar + V^T K_bar,   B_bar_s = b_s e^{c_L - c_s}, same for K_bar.
 The pairwise factor e^{c_{t-1}-c_s} is split as e^{c_{t-1}-m} * e^{m-c_s} with m the cumulative decay at
@@ -140,14 +142,16 @@ def _chunk_locals(r, w, k, v, a, b) -> _ChunkLocals:
 
 def _carry_state(S, loc: _ChunkLocals):
     """The only sequential part: hand the state [BH, N, N] from chunk to chunk.
-    Returns the state at each chunk's start [BH, C, N, N] and the final state."""
-    starts = []
+    Returns the state at each chunk's start [BH, C, N, N], U = [S_{t-1} a_t] [BH, C, L, N] and the
+    final state."""
+    starts, us = [], []
     for p_i, q_i, kv_i, b_i, decay_i in zip(loc.p.unbind(1), loc.q.unbind(1), loc.kv.unbind(1),
                                             loc.b_bar.unbind(1), loc.decay_end.unbind(1)):
         starts.append(S)
         u = torch.baddbmm(q_i, p_i, S.transpose(-1, -2))
+        us.append(u)
         S = torch.baddbmm(S * decay_i[:, None, :] + kv_i, u.transpose(-1, -2), b_i)
-    return torch.stack(starts, dim=1), S
+    return torch.stack(starts, dim=1), torch.stack(us, dim=1), S
 
 
 class _ChunkedWKV7(torch.autograd.Function):
@@ -161,8 +165,7 @@ class _ChunkedWKV7(torch.autograd.Function):
     @staticmethod
     def forward(ctx, r, w, k, v, a, b, state):
         loc = _chunk_locals(r, w, k, v, a, b)
-        starts, final = _carry_state(state, loc)
-        u = loc.p @ starts.transpose(-1, -2) + loc.q
+        starts, u, final = _carry_state(state, loc)
         y = loc.r_dec @ starts.transpose(-1, -2) + loc.m_rb @ u + loc.y_local
         ctx.save_for_backward(r, w, k, v, a, b, starts)
         return y, final
@@ -176,8 +179,7 @@ class _ChunkedWKV7(torch.autograd.Function):
             loc = _chunk_locals(*inputs)
         p, q, b_bar, decay_end, r_dec, m_rb = (
             t.detach() for t in (loc.p, loc.q, loc.b_bar, loc.decay_end, loc.r_dec, loc.m_rb))
-        starts_t = starts.transpose(-1, -2)
-        u = p @ starts_t + q
+        u = p @ starts.transpose(-1, -2) + q               # recomputed: cheaper than keeping it
 
         # Reverse walk. g is the gradient reaching the state after chunk i; inside chunk i
         #   u = p S^T + q,  S' = S diag(d) + kv + u^T b_bar,  y = r_dec S^T + m_rb u + y_local.

@@ -3,25 +3,19 @@
 Kept to plain calls so the GUI holds no sampling or model logic of its own."""
 from __future__ import annotations
 
-import threading
-
 
 def load_generator(checkpoint: str, style: str | None = None):
-    from core import generate
-    return generate.Generator.load(checkpoint, style=style)
+    import torch
+
+    from core.generate import Generator
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Generator.load(checkpoint, style, device=device)
 
 
-def stream(generator, prompt, start_tick: int, params: dict, cancel: threading.Event):
-    """(variation, Note) pairs of a continuation of `prompt` from `start_tick`, until done or cancelled."""
-    it = generator.stream(prompt, start_tick, bars=params["bars"], temperature=params["temperature"],
-                          top_p=params["top_p"], seed=params.get("seed"), variations=params["variations"],
-                          instruments=params.get("instruments"))
-    try:
-        for item in it:
-            if cancel.is_set():
-                return
-            yield item
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+def open_stream(generator, prompt, start_tick: int, params: dict):
+    """A core.generate ContinuationStream of (variation, note); its `start_tick` is the bar line where
+    the continuation really begins (at or after `start_tick`)."""
+    from core.generate import SamplingConfig
+    sampling = SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"))
+    return generator.stream(prompt, bars=params["bars"], at_tick=start_tick, variations=params["variations"],
+                            sampling=sampling, instruments=params.get("instruments"))

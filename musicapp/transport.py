@@ -141,11 +141,12 @@ class Transport(QObject):
         last = end if end is not None else max((n.end for n in notes), default=start)
         return _Pass(player, start, last, timeline.time_at(last))
 
-    def play_stream(self, tempo_map: Score, start_tick: int) -> NoteFeed:
-        """Play notes as a generator produces them; push them with feed.put(), end with feed.finish()."""
+    def play_stream(self, tempo_map: Score, start_tick: int, feed: NoteFeed) -> NoteFeed:
+        """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()).
+        `start_tick` is anchored just after the first note arrives, so nothing plays late."""
         self.stop()
         self._tempo_map = Score([], list(tempo_map.tempos), list(tempo_map.time_signatures))
-        feed = self._feed = NoteFeed()
+        self._feed = feed
         player = live.Player(self._ensure_scheduler(), self.channels)
         player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)
         self._current = _Pass(player, start_tick, None, None)

@@ -83,7 +83,8 @@ class ModelLoader(Worker):
 # --- generation ---------------------------------------------------------------------------------
 class GenerationWorker(Worker):
     """Streams a continuation: every note goes to the roll (signal) and, for the variation being heard,
-    straight into the playback feed from this thread (no hop through the GUI thread)."""
+    straight into `feed` from this thread (no hop through the GUI thread) for playback."""
+    opened = Signal(int)              # the tick where the continuation really starts (a bar line)
     noteReady = Signal(int, object)   # variation, Note
     done = Signal(int, float)         # notes generated, seconds
 
@@ -95,16 +96,20 @@ class GenerationWorker(Worker):
     def work(self) -> None:
         from musicapp import engine
         t0, count = time.perf_counter(), 0
+        stream = None
         try:
-            for variation, note in engine.stream(self.generator, self.prompt, self.start_tick, self.params,
-                                                 self.cancel):
+            stream = engine.open_stream(self.generator, self.prompt, self.start_tick, self.params)
+            self.opened.emit(stream.start_tick)
+            for item in stream:
                 if self.cancel.is_set():
                     break
-                if self.feed is not None and variation == self.heard_variation:
-                    self.feed.put(note)
-                self.noteReady.emit(variation, note)
+                if self.feed is not None and item.variation == self.heard_variation:
+                    self.feed.put(item.note)
+                self.noteReady.emit(item.variation, item.note)
                 count += 1
         finally:
+            if stream is not None:
+                stream.close()
             if self.feed is not None:
                 self.feed.finish()
         self.done.emit(count, time.perf_counter() - t0)

@@ -172,3 +172,38 @@ def test_parse_instruments():
         parse_instruments(["bass"])  # ambiguous
     with pytest.raises(ValueError):
         parse_instruments(["200"])
+
+
+def test_cli_generate_writes_one_file_per_variation(tiny_checkpoint, prompt, tmp_path, capsys):
+    from core.cli import main
+    from core.midi import read_midi, write_midi
+
+    src = tmp_path / "prompt.mid"
+    write_midi(prompt, src)
+    out = tmp_path / "out.mid"
+    rc = main(["generate", "--model", tiny_checkpoint, "--prompt", str(src), "--bars", "1", "--variations", "2",
+               "--seed", "3", "--instruments", "drums", "Violin", "-o", str(out)])
+    assert rc == 0
+    for v in (1, 2):
+        score, _ = read_midi(tmp_path / f"out-{v}.mid")
+        new = [n for n in score.notes if n.start >= 4 * BAR_3_4]
+        assert new and all(n.start < 5 * BAR_3_4 for n in new)
+        assert {n.instrument for n in new} <= {(0, True), (40, False)}
+        assert [(t.numerator, t.denominator) for t in score.time_signatures] == [(3, 4)]
+        assert round(score.tempos[0].bpm) == 100
+    assert "out-2.mid" in capsys.readouterr().out
+    assert main(["generate", "--model", str(tmp_path / "missing.pth"), "--prompt", str(src), "-o", str(out)]) == 2
+
+
+def test_prefill_reuses_a_cached_prefix(tiny_checkpoint, prompt):
+    cold = Generator.load(tiny_checkpoint)
+    warm = Generator.load(tiny_checkpoint)
+    shorter = Score([n for n in prompt.notes if n.start < 3 * BAR_3_4], list(prompt.tempos),
+                    list(prompt.time_signatures))
+    warm.warm(shorter)
+    full_ids = warm.window(prompt).ids
+    assert full_ids[:len(warm.window(shorter).ids)] == warm.window(shorter).ids  # a prefix: only a bar is new
+    warm_logits, warm_state = warm._prefill(full_ids)
+    cold_logits, cold_state = cold._prefill(full_ids)
+    assert torch.allclose(warm_logits, cold_logits, atol=1e-4)
+    assert torch.allclose(warm_state.wkv[-1], cold_state.wkv[-1], atol=1e-4)

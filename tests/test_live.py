@@ -202,3 +202,11 @@ def test_sleep_until_is_interruptible_and_precise():
     t = time.perf_counter()
     assert not sleep_until(t + 5, stop)
     assert time.perf_counter() - t < 1
+
+
+def test_cli_ports_lists_or_explains(capsys):
+    from core.cli import main
+
+    assert main(["ports"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs:" in out and "outputs:" in out

@@ -99,7 +99,9 @@ def test_values_are_clamped_to_midi_ranges():
     assert [(n.pitch, n.velocity, n.duration) for n in back.notes] == [(60, 1, 1), (64, 127, 480), (127, 80, 480)]
 
 
-# --- the real corpus subset built by tools/make_corpus.py from music21 -----------------------------------
+# --- the real corpus subset, built from music21's corpus by
+# tools/make_corpus.py --out tests/data/corpus --collections bach essenFolksong ryansMammoth oneills1850 \
+#     palestrina haydn/opus74no1 mozart/k155 monteverdi --limit 4
 def _manifest() -> dict:
     return json.loads((CORPUS / "manifest.json").read_text())
 

@@ -25,8 +25,8 @@ def base_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     folder = make_folder(root, 5)
     out = root / "scratch"
-    code = cli.main(["train", str(folder), "--out", str(out), *TINY, "--steps", "20", "--lr", "4e-3",
-                     "--eval-every", "10", "--checkpoint-every", "10"])
+    code = cli.main(["train", str(folder), "--out", str(out), *TINY, "--steps", "16", "--lr", "5e-3",
+                     "--eval-every", "8", "--checkpoint-every", "8"])
     assert code == 0
     return folder, out
 
@@ -47,17 +47,17 @@ def test_scratch_training_learns_and_reports_broken_files(base_run, capsys):
     folder, out = base_run
     log = _log(out)
     losses = [e["loss"] for e in log if e["kind"] == "step" and "loss" in e]
-    assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 16 and all(math.isfinite(x) for x in losses)
     assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 1.0  # from ~ln(V) towards the data
     evals = [e for e in log if e["kind"] == "eval"]
-    assert [e["step"] for e in evals] == [10, 20] and evals[1]["val_loss"] < math.log(Tokenizer().vocab_size)
+    assert [e["step"] for e in evals] == [8, 16] and evals[1]["val_loss"] < math.log(Tokenizer().vocab_size)
     assert log[0]["kind"] == "scan" and log[-1]["kind"] == "done"
     report = json.loads((out / "scan_report.json").read_text())
     assert len(report["used"]) == 5
     assert {s["path"] for s in report["skipped"]} == {"nested/deeper/noise.mid", "cut.midi"}
     model, meta = load_checkpoint(str(out / "model.pth"))
     assert model.config.n_layer == 1 and meta["tokenizer"]["version"] == Tokenizer.VERSION
-    assert {e["step"] for e in log if e["kind"] == "checkpoint"} == {10, 20}
+    assert {e["step"] for e in log if e["kind"] == "checkpoint"} == {8, 16}
 
 
 def test_eval_matches_the_recurrent_step(base_run, capsys):
@@ -87,9 +87,9 @@ def test_lora_and_state_modes_export_files_that_eval_loads(base_run, tmp_path, c
     base_model, _ = load_checkpoint(base)
     lora_out, state_out = tmp_path / "lora", tmp_path / "state"
     assert cli.main(["train", str(folder), "--out", str(lora_out), "--base", base, "--mode", "lora",
-                     "--ctx", "32", "--batch", "4", "--steps", "4", "--lr", "1e-2"]) == 0
+                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "1e-2"]) == 0
     assert cli.main(["train", str(folder), "--out", str(state_out), "--base", base, "--mode", "state",
-                     "--ctx", "32", "--batch", "4", "--steps", "4", "--lr", "5e-2"]) == 0
+                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "5e-2"]) == 0
     capsys.readouterr()
 
     merged, meta = load_checkpoint(str(lora_out / "model.pth"))

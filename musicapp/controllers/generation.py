@@ -7,6 +7,7 @@ from core.library import ModelEntry
 from musicapp import commands, editing
 from musicapp.document import NoteDocument, Preview
 from musicapp.panels.continue_panel import ContinuePanel
+from musicapp.transport import NoteFeed
 from musicapp.workers import GenerationWorker, ModelLoader, start_thread, stop_thread
 
 
@@ -98,8 +99,10 @@ class GenerationController(QObject):
         prompt = self.doc.to_score()
         params = self.panel.params()
         self.doc.begin_stream(start)
-        feed = self.transport.play_stream(self.doc.meta, start) if self.play_while_generating else None
+        self.transport.stop()
+        feed = NoteFeed() if self.play_while_generating else None
         worker = GenerationWorker(self.generator, prompt, start, params, feed, heard_variation=0)
+        worker.opened.connect(self._on_opened)
         worker.noteReady.connect(self.doc.stream_note)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_generation_failed)
@@ -109,6 +112,13 @@ class GenerationController(QObject):
         self.panel.set_variations(0, 0)
         self._refresh_panel()
         self.busyChanged.emit(True)
+
+    def _on_opened(self, start_tick: int) -> None:
+        """The stream knows where it starts (the bar line at or after the request): play from there."""
+        self.doc.preview.start_tick = start_tick
+        worker = self.sender()
+        if worker is self._worker and worker.feed is not None:
+            self.transport.play_stream(self.doc.meta, start_tick, worker.feed)
 
     def _on_generation_failed(self, msg: str) -> None:
         self.message.emit(f"Generation failed: {msg}", "error")

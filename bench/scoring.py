@@ -1,0 +1,141 @@
+"""Bits per note of any model on whole pieces, every token scored exactly once, in context windows that
+every model (RWKV, Transformer, n-gram) sees identically.
+
+How a piece of n tokens (Tokenizer.encode: BOS ... EOS) is scored with a context of ctx tokens:
+
+1. The first window is ids[0 : ctx + 1]: the piece from its start; every token but the BOS is scored.
+2. While tokens are left, let s be the first unscored index. The next window starts at a Bar b < s and is
+   header_at(ids, b) + ids[b + 1 : ...] filled up to ctx + 1 tokens; only tokens from s on are scored.
+   b is the earliest Bar from which that window still scores ctx // 4 new tokens (or reaches the end of
+   the piece), so the first scored token sees about 3/4 of a context of its own piece; if no Bar is that
+   close, the last Bar before s. The model always reads a grammatical sequence (BOS, tempo, Bar, meter
+   in force, then the bars' own tokens).
+3. Only where a single bar is longer than the context (no Bar before s leaves room to score anything),
+   the window is that bar's header followed by the ctx // 2 tokens before s: it is marked `cut` and
+   counted in the report.
+
+Bits per note = the sum over test pieces of -log2 p(token | window prefix) for every scored token,
+divided by the number of notes (Pitch tokens: each note has exactly one) in those pieces.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class ScoringWindow:
+    tokens: list[int]  # what the model reads, from its BOS
+    score_from: int    # tokens[i] for i >= score_from are scored (predicted from tokens[:i])
+    piece: int = 0
+    cut: bool = False  # no bar gave room: the window starts inside a bar (see the module doc)
+
+    @property
+    def scored(self) -> int:
+        return len(self.tokens) - self.score_from
+
+
+def scoring_windows(ids: Sequence[int], tokenizer, ctx_len: int, piece: int = 0) -> list[ScoringWindow]:
+    """The windows that score every token of one piece once (the rule is in the module doc)."""
+    ids = [int(t) for t in ids]
+    n, budget = len(ids), ctx_len + 1
+    if n < 2:
+        return []
+    windows = [ScoringWindow(ids[:budget], 1, piece)]
+    scored_to = len(windows[0].tokens)
+    headers = dict(tokenizer.bar_headers(ids)) if scored_to < n else {}
+    bars = sorted(b for b in headers if b > 0)
+
+    def end_from(b: int) -> int:
+        return min(n, b + 1 + budget - len(headers[b]))
+
+    while scored_to < n:
+        before = [b for b in bars if b < scored_to]
+        enough = [b for b in before if end_from(b) >= min(n, scored_to + ctx_len // 4)]
+        b = enough[0] if enough else (before[-1] if before else None)
+        if b is not None and end_from(b) > scored_to:
+            header, end = headers[b], end_from(b)
+            windows.append(ScoringWindow(header + ids[b + 1:end], len(header) + scored_to - (b + 1), piece))
+        else:
+            header = headers[b] if b is not None else [ids[0]]
+            start = scored_to - ctx_len // 2
+            end = min(n, start + budget - len(header))
+            windows.append(ScoringWindow(header + ids[start:end], len(header) + ctx_len // 2, piece, cut=True))
+        scored_to = end
+    return windows
+
+
+@dataclass
+class PieceSet:
+    """Token sequences of a set of pieces with their windows for one context length."""
+    names: list[str]
+    ids: list[list[int]]
+    notes: list[int]
+    windows: list[ScoringWindow]
+
+    @classmethod
+    def build(cls, names: Sequence[str], ids: Sequence[Sequence[int]], tokenizer, ctx_len: int) -> "PieceSet":
+        pitch = tokenizer.ids_of_kind("pitch")
+        seqs = [[int(t) for t in s] for s in ids]
+        notes = [sum(1 for t in s if t in pitch) for s in seqs]
+        windows = [w for i, s in enumerate(seqs) for w in scoring_windows(s, tokenizer, ctx_len, i)]
+        return cls(list(names), seqs, notes, windows)
+
+    @property
+    def total_notes(self) -> int:
+        return sum(self.notes)
+
+    @property
+    def scored_tokens(self) -> int:
+        return sum(w.scored for w in self.windows)
+
+    @property
+    def cut_windows(self) -> int:
+        return sum(w.cut for w in self.windows)
+
+    def summary(self, window_bits: np.ndarray) -> dict:
+        """Bits per note and per token from the bits of each window."""
+        total = float(np.sum(window_bits))
+        return {"bits_per_note": total / max(self.total_notes, 1),
+                "bits_per_token": total / max(self.scored_tokens, 1),
+                "pieces": len(self.ids), "notes": self.total_notes, "tokens": self.scored_tokens,
+                "windows": len(self.windows), "cut_windows": self.cut_windows}
+
+
+@torch.no_grad()
+def torch_window_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], windows: Sequence[ScoringWindow],
+                      pad_id: int, batch_size: int = 8, device: str | torch.device = "cpu") -> np.ndarray:
+    """Bits of the scored tokens of each window under a causal model: logits_fn(idx [B,T]) -> [B,T,V].
+    Windows of similar length are batched together and right-padded (a causal model's logits up to a
+    sequence's last real token do not depend on the padding)."""
+    out = np.zeros(len(windows))
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i].tokens))
+    for k in range(0, len(order), batch_size):
+        group = order[k:k + batch_size]
+        T = max(len(windows[i].tokens) for i in group) - 1
+        inputs = torch.full((len(group), T), pad_id, dtype=torch.long)
+        targets = torch.full((len(group), T), pad_id, dtype=torch.long)
+        mask = torch.zeros(len(group), T)
+        for row, i in enumerate(group):
+            w = windows[i]
+            seq = torch.tensor(w.tokens, dtype=torch.long)
+            inputs[row, :len(seq) - 1] = seq[:-1]
+            targets[row, :len(seq) - 1] = seq[1:]
+            mask[row, w.score_from - 1:len(seq) - 1] = 1.0  # target j predicts tokens[j + 1]
+        logits = logits_fn(inputs.to(device)).float()
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="none")
+        bits = (nll.view(len(group), T).cpu() * mask).sum(dim=1) / LN2
+        out[group] = bits.double().numpy()
+    return out
+
+
+def ngram_window_bits(model, windows: Sequence[ScoringWindow]) -> np.ndarray:
+    """Bits of the scored tokens of each window under a KneserNeyNGram (its context: the window's tokens)."""
+    return np.array([float(model.token_bits(w.tokens, w.score_from).sum()) for w in windows])

@@ -1,0 +1,171 @@
+"""A causal Transformer baseline (pre-LayerNorm, learned positions, GELU MLP) and its training loop.
+
+The loop mirrors core.train's for a fair comparison: the same training windows (core.data.make_windows:
+pieces cut at bars with the tokenizer's header), the same examples and loss mask (build_example, collate),
+the loss summed over a batch's scored tokens divided by their count, AdamW with weight decay on 2-D
+weights only, gradient clipping, and core.train.lr_at's warm-up + cosine schedule.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import data as D
+from core.train import lr_at
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    n_layer: int
+    n_embd: int
+    ctx_len: int  # longest input; the position table is padded up to the training pad multiple
+    head_size: int = 64
+    mlp_ratio: int = 4
+
+    @property
+    def n_head(self) -> int:
+        return max(1, self.n_embd // self.head_size)
+
+    @property
+    def positions(self) -> int:
+        return D.padded_length(self.ctx_len)
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        c = cfg.n_embd
+        self.n_head = cfg.n_head
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+        self.fc = nn.Linear(c, cfg.mlp_ratio * c)
+        self.out = nn.Linear(cfg.mlp_ratio * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class CausalTransformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.positions, cfg.n_embd)
+        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """GPT-2's recipe: N(0, 0.02), residual output projections scaled down by sqrt(2 * layers)."""
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith(("proj.weight", "out.weight")) \
+                    else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        if T > self.config.positions:
+            raise ValueError(f"{T} tokens exceed the {self.config.positions} learned positions")
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_config(target_params: int, vocab_size: int, n_embd: int, ctx_len: int,
+                   max_layers: int = 48) -> TransformerConfig:
+    """The Transformer of width n_embd whose parameter count is nearest to target_params."""
+    def count(layers: int) -> int:
+        c, m = n_embd, 4
+        per_layer = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (m * c * c + m * c) + (m * c * c + c)
+        return 2 * vocab_size * c + D.padded_length(ctx_len) * c + 2 * c + layers * per_layer
+    layers = min(range(1, max_layers + 1), key=lambda n: abs(count(n) - target_params))
+    return TransformerConfig(vocab_size, layers, n_embd, ctx_len)
+
+
+@dataclass
+class Schedule:
+    """What the RWKV base model's training used (its resume.pt config, else the eval command's flags)."""
+    steps: int
+    batch_size: int
+    ctx_len: int
+    lr: float = 1e-3
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else min(100, self.steps // 20)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, schedule: Schedule,
+                    device: str | torch.device = "cpu",
+                    log: Callable[[int, float], None] | None = None) -> dict:
+    """Train `model` (idx [B,T] -> logits) on the pieces' windows for schedule.steps steps.
+    Returns {"steps", "tokens" (scored tokens seen), "seconds", "last_loss"}."""
+    s = schedule
+    windows = D.make_windows(pieces, tokenizer, s.ctx_len)
+    if not windows:
+        raise ValueError("no training windows")
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(s.beta1, s.beta2))
+    model.train().to(device)
+    gen = torch.Generator().manual_seed(s.seed)
+    order: list[int] = []
+    tokens_seen, last_loss, t0 = 0, float("nan"), time.perf_counter()
+    for step in range(s.steps):
+        if len(order) < s.batch_size:  # a fresh permutation per epoch
+            order += torch.randperm(len(windows), generator=gen).tolist()
+        batch, order = order[:s.batch_size], order[s.batch_size:]
+        examples = []
+        for i in batch:
+            tokens, _head = D.window_tokens(pieces, windows[i])
+            examples.append(D.build_example(tokens, s.ctx_len, 0, tokenizer.pad_id))
+        inputs, targets, mask = (t.to(device) for t in D.collate(examples, tokenizer.pad_id))
+        count = mask.sum().clamp_min(1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, s.steps, s.warmup, s.lr, s.min_lr_ratio)
+        logits = model(inputs)
+        nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        loss = (nll * mask.flatten()).sum() / count
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens_seen += int(count.item())
+        last_loss = float(loss.item())
+        if log:
+            log(step + 1, last_loss)
+    model.eval()
+    return {"steps": s.steps, "tokens": tokens_seen, "seconds": time.perf_counter() - t0, "last_loss": last_loss}
