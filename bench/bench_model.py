@@ -8,13 +8,10 @@ run it when the machine is otherwise idle.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,25 +20,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.model import ModelConfig, RWKV7, save_checkpoint  # noqa: E402
 
-# The `rwkv` package reads RWKV_V7_ON at import time, so it runs in its own process.
-RWKV_PACKAGE_STEP = textwrap.dedent("""
-    import json, os, statistics, sys, time
-    os.environ["RWKV_V7_ON"] = "1"
-    import torch
-    torch.set_num_threads(int(sys.argv[2]))
-    from rwkv.model import RWKV
-    model = RWKV(model=sys.argv[1], strategy="cpu fp32")
-    state = None
-    for t in range(30):                       # warm-up (TorchScript profiling runs)
-        _, state = model.forward([t % 7], state)
-    times = []
-    for r in range(int(sys.argv[3])):
-        t0 = time.perf_counter()
-        for t in range(50):
-            _, state = model.forward([t % 7], state)
-        times.append((time.perf_counter() - t0) / 50)
-    print(json.dumps({"step_ms": 1e3 * statistics.median(times)}))
-""")
+# The `rwkv` package reads RWKV_V7_ON when it is imported; this script is its own process, so
+# setting it here affects nothing else. Ours and theirs then run in alternating rounds, so that
+# a machine whose load changes during the run treats both alike.
+os.environ["RWKV_V7_ON"] = "1"
+os.environ.pop("RWKV_DE_VERSION", None)
+os.environ.pop("RWKV_CUDA_ON", None)
 
 
 def median_time(fn, repeats: int, inner: int = 1) -> float:
@@ -64,39 +48,52 @@ def make_model(n_layer: int, n_embd: int, vocab: int) -> RWKV7:
     return model.eval()
 
 
-def step_ms(model: RWKV7, batch: int, repeats: int) -> float:
-    state = model.init_state(batch)
-    tokens = torch.arange(batch) % 7
-    holder = [state]
+def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> tuple[float, float, float | None]:
+    """Median ms per one-token step: ours with 1 stream, ours with 4 streams, the `rwkv`
+    package (1 stream, its forward with one token) on the checkpoint at `path`."""
+    try:
+        from rwkv.model import RWKV
+        theirs = RWKV(model=str(path)[: -len(".pth")], strategy="cpu fp32")
+    except ImportError:
+        theirs = None
+    ours1 = [model.init_state(1)]
+    ours4 = [model.init_state(4)]
+    their_state = [None]
+    one, four = torch.tensor([3]), torch.arange(4) % 7
 
-    def one():
-        _, holder[0] = model.step(tokens, holder[0])
+    def step_ours1():
+        _, ours1[0] = model.step(one, ours1[0])
 
-    for _ in range(30):
-        one()
-    return 1e3 * median_time(one, repeats, inner=50)
+    def step_ours4():
+        _, ours4[0] = model.step(four, ours4[0])
 
+    def step_theirs():
+        _, their_state[0] = theirs.forward([3], their_state[0])
 
-def rwkv_package_step_ms(path: Path, threads: int, repeats: int) -> float | None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RWKV_")}
-    proc = subprocess.run([sys.executable, "-c", RWKV_PACKAGE_STEP, str(path)[: -len(".pth")], str(threads),
-                           str(repeats)], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        print(proc.stderr[-2000:], file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])["step_ms"]
+    runs = {"ours1": step_ours1, "ours4": step_ours4}
+    if theirs is not None:
+        runs["theirs"] = step_theirs
+    times = {name: [] for name in runs}
+    for fn in runs.values():  # warm-up (and TorchScript's profiling runs for theirs)
+        for _ in range(30):
+            fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            times[name].append(median_time(fn, 1, inner=40))
+    med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return med["ours1"], med["ours4"], med.get("theirs")
 
 
 def bandwidth_floor_ms(model: RWKV7, repeats: int) -> tuple[float, float]:
-    """A matrix-vector product over as many bytes as one token's step reads (every weight but
+    """A vector-matrix product over as many bytes as one token's step reads (every weight but
     the embedding table, of which it reads one row): the time no float32 step can beat."""
     n = sum(p.numel() for name, p in model.named_parameters() if name != "emb.weight")
-    cols = model.config.n_embd
-    matrix = torch.randn(n // cols, cols)
-    x = torch.randn(cols)
+    rows = model.config.n_embd
+    matrix = torch.randn(rows, n // rows)  # wide and row-major: this BLAS's fastest layout here
+    x = torch.randn(1, rows)
     for _ in range(5):
-        matrix @ x
-    return 1e3 * median_time(lambda: matrix @ x, repeats, inner=10), matrix.numel() * 4 / 1e6
+        x @ matrix
+    return 1e3 * median_time(lambda: x @ matrix, repeats, inner=10), matrix.numel() * 4 / 1e6
 
 
 def prefill_ms(model: RWKV7, length: int, repeats: int) -> float:
@@ -126,7 +123,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", nargs="+", default=["L6-D384", "L4-D256"])
     ap.add_argument("--vocab", type=int, default=1100)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--no-train", action="store_true", help="skip the (slow) training measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -134,7 +131,9 @@ def main() -> None:
     header = (f"{'model':>8} {'params':>7} {'MB':>5} | {'step ms':>7} {'tok/s':>6} {'B=4 tok/s':>9} | "
               f"{'rwkv pkg ms':>11} {'speed-up':>8} | {'floor ms':>8} | {'prefill 1024 ms':>15} | "
               f"{'train tok/s (B8 T512)':>21}")
-    print(f"torch {torch.__version__}, {args.threads} threads, float32, vocab {args.vocab}")
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {args.threads} threads, float32, vocab {args.vocab}, "
+          f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,9 +143,7 @@ def main() -> None:
             path = Path(tmp) / f"{size}.pth"
             save_checkpoint(model, path, {})
             params = sum(p.numel() for p in model.parameters())
-            ours = step_ms(model, 1, args.repeats)
-            ours4 = step_ms(model, 4, args.repeats)
-            theirs = rwkv_package_step_ms(path, args.threads, args.repeats)
+            ours, ours4, theirs = step_latencies_ms(model, path, args.repeats)
             floor, mb = bandwidth_floor_ms(model, args.repeats)
             prefill = prefill_ms(model, 1024, max(3, args.repeats // 2))
             train = float("nan") if args.no_train else train_tokens_per_s(model, 8, 512, 2)

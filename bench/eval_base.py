@@ -1,7 +1,14 @@
 """Evaluation of the base model: one command that prints the tables (and saves them with --json).
 
-    .venv/bin/python bench/eval_base.py --model resources/base.pth --corpus data/corpus --heldout oneills1850 \
-        [--sections 1 3 4] [--deepembed] [--json docs/eval_base.json] [--render 3]
+The whole procedure, from a corpus built by tools/make_corpus.py:
+
+    # 1. the pretraining folder: the training split without the held-out collection (links, no copies)
+    .venv/bin/python bench/eval_base.py --corpus data/corpus --heldout oneills1850 --link-train data/pretrain
+    # 2. pretrain with the project's own command (its resume.pt beside model.pth gives this script the schedule)
+    .venv/bin/python -m core.cli train data/pretrain --out runs/base ...   (or: rwkv-music train ...)
+    # 3. every table; sections can also run alone (--sections 1 3 ...)
+    .venv/bin/python bench/eval_base.py --model runs/base/model.pth --corpus data/corpus --heldout oneills1850 \
+        --deepembed --render 3 --json docs/eval_base.json
 
 The corpus folder holds the MIDI files and tools/make_corpus.py's manifest.json, whose `split` of each file
 (train / validation / test) is used as is. The held-out collection (--heldout) is left out of sections 1-3
@@ -11,10 +18,10 @@ and is what section 4 fine-tunes on. Sections:
    models (interpolated modified Kneser-Ney, bench/ngram.py, counted on whole training pieces) and a causal
    Transformer of about the same parameter count, trained with the RWKV run's schedule (ctx, batch, steps,
    AdamW and learning-rate schedule from the resume.pt beside --model when there is one, else from the
-   flags) for the same token budget (--budget-tokens changes it for both rows' comparison; the table says
-   whether the budgets match). Scoring rule: bench/scoring.py (every token scored once, windows of ctx
-   tokens that start at bars with the tokenizer's header). An extra row scores the RWKV model on whole
-   pieces through its recurrent state (no windows).
+   flags) for the same number of steps (--budget-tokens sets another budget in training tokens, e.g. to
+   save time; the printout then says that the budgets differ). Scoring rule: bench/scoring.py (every
+   token scored once, windows of ctx tokens that start at bars with the tokenizer's header). An extra row
+   scores the RWKV model on whole pieces through its recurrent state (no windows).
 2. DeepEmbed off / on: two models of the same size trained from the same seed for the same steps with
    core.train.run_training, compared on the validation split.
 3. Continuations: for N test pieces the first k bars are the prompt, core.generate continues m bars, and
@@ -53,7 +60,7 @@ from bench.transformer import (CausalTransformer, Schedule, matched_config, para
 from core import data as D  # noqa: E402
 from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import RESUME_FILE, TrainConfig, run_training, sequence_nll_bits  # noqa: E402
+from core.train import DEFAULT_LR, RESUME_FILE, TrainConfig, run_training, sequence_nll_bits  # noqa: E402
 
 SECTIONS = (1, 2, 3, 4)
 
@@ -73,17 +80,29 @@ class Corpus:
         return cls(root, json.loads(manifest.read_text())["pieces"])
 
     def files(self, splits: tuple[str, ...], *, only: str | None = None, without: str | None = None) -> list[str]:
-        return [e["file"] for e in self.entries if e["split"] in splits
-                and (only is None or e["collection"] == only) and (without is None or e["collection"] != without)
-                and (self.root / e["file"]).is_file()]
+        """Files of the splits, taken in turn from each collection (so the first N of them span the corpus)."""
+        by_collection: dict[str, list[str]] = {}
+        for e in self.entries:
+            if e["split"] in splits and (only is None or e["collection"] == only) \
+                    and (without is None or e["collection"] != without) and (self.root / e["file"]).is_file():
+                by_collection.setdefault(e["collection"], []).append(e["file"])
+        groups = [by_collection[c] for c in sorted(by_collection)]
+        return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
+
+    def collection_of(self, file: str) -> str:
+        return next((e["collection"] for e in self.entries if e["file"] == file), "?")
 
     def collections(self) -> set[str]:
         return {e["collection"] for e in self.entries}
 
 
 def link_folder(corpus: Corpus, files: list[str], dest: Path) -> Path:
-    """A folder of symbolic links to `files` (relative paths kept), for the training loop to scan."""
+    """A folder of symbolic links to `files` (relative paths kept), for the training loop to scan. An existing
+    folder is replaced only if it holds nothing but links (one this command made), never real files."""
     if dest.exists():
+        real = [f for f in dest.rglob("*") if not f.is_symlink() and not f.is_dir()]
+        if real or not dest.is_dir():
+            raise SystemExit(f"{dest} exists and holds real files: choose another folder")
         shutil.rmtree(dest)
     for rel in files:
         target = dest / rel
@@ -151,14 +170,15 @@ def model_schedule(model_path: str, meta: dict, args) -> tuple[Schedule, str]:
         cfg = TrainConfig.from_dict(ckpt["config"])
         steps = int(ckpt.get("total_steps") or ckpt.get("step") or 1)
         return Schedule(steps=steps, batch_size=cfg.batch_size, ctx_len=cfg.ctx_len,
-                        lr=cfg.lr if cfg.lr is not None else 1e-3, warmup_steps=cfg.warmup_steps,
+                        lr=cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch"], warmup_steps=cfg.warmup_steps,
                         min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
                         beta2=cfg.beta2, grad_clip=cfg.grad_clip, seed=cfg.seed), str(resume)
     training = meta.get("training", {})
     ctx = args.ctx or int(training.get("ctx_len", 512))
-    steps = args.steps or int(meta.get("step", 0)) or 1000
-    return Schedule(steps=steps, batch_size=args.batch, ctx_len=ctx, lr=args.lr, seed=args.seed), \
-        "checkpoint meta + flags"
+    steps = args.steps or int(training.get("total_steps", 0) or meta.get("step", 0)) or 1000
+    batch = args.batch or int(training.get("batch_size", 8))
+    lr = args.lr or float(training.get("lr") or DEFAULT_LR["scratch"])
+    return Schedule(steps=steps, batch_size=batch, ctx_len=ctx, lr=lr, seed=args.seed), "checkpoint meta + flags"
 
 
 def training_overlap(meta: dict, test: list[D.Piece]) -> int | None:
@@ -193,6 +213,7 @@ def section_bits(run: Run) -> dict:
     if not test:
         raise SystemExit("no test pieces outside the held-out collection")
     tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, schedule.ctx_len)
+    labels = [run.corpus.collection_of(p.path) for p in test]
     overlap = training_overlap(meta, test)
     if overlap:
         log(f"WARNING: {overlap} of the {len(test)} test pieces are in the model's training folder "
@@ -205,7 +226,8 @@ def section_bits(run: Run) -> dict:
     t0 = time.perf_counter()
     bits = torch_window_bits(rwkv_logits_fn(model), tests.windows, tok.pad_id, args.eval_batch, run.device)
     rows.append({"model": f"RWKV-7 {model.config.n_layer}x{model.config.n_embd}", "params": rwkv_params,
-                 "train_tokens": rwkv_budget, **tests.summary(bits), "eval_s": time.perf_counter() - t0})
+                 "train_tokens": rwkv_budget, **tests.summary(bits), "eval_s": time.perf_counter() - t0,
+                 "by_collection": tests.by_group(bits, labels)})
     t0 = time.perf_counter()
     whole = sum(sequence_nll_bits(model, ids) for ids in tests.ids)
     rows.append({"model": "RWKV-7, whole pieces (recurrent)", "params": rwkv_params, "train_tokens": rwkv_budget,
@@ -220,7 +242,7 @@ def section_bits(run: Run) -> dict:
         bits = ngram_window_bits(ngram, tests.windows)
         rows.append({"model": f"{order}-gram, modified Kneser-Ney", "params": sum(len(o.grams) for o in ngram.orders),
                      "train_tokens": ngram.trained_tokens, "train_s": fit_s, **tests.summary(bits),
-                     "eval_s": time.perf_counter() - t0 - fit_s})
+                     "eval_s": time.perf_counter() - t0 - fit_s, "by_collection": tests.by_group(bits, labels)})
 
     budget_note = ""
     if not args.skip_transformer:
@@ -241,17 +263,24 @@ def section_bits(run: Run) -> dict:
         bits = torch_window_bits(tf, tests.windows, tok.pad_id, args.eval_batch, run.device)
         rows.append({"model": f"Transformer {cfg.n_layer}x{cfg.n_embd} (pre-LN)", "params": parameter_count(tf),
                      "train_tokens": stats["tokens"], "train_s": stats["seconds"], **tests.summary(bits),
-                     "eval_s": time.perf_counter() - t0})
+                     "eval_s": time.perf_counter() - t0, "by_collection": tests.by_group(bits, labels)})
 
+    collections = sorted(set(labels))
+    by_collection = [{"model": r["model"], **{c: v for c, v in r.pop("by_collection", {}).items()}} for r in rows
+                     if "by_collection" in r]
     print_table(f"1. Test-set bits per note ({len(test)} test pieces, {tests.total_notes} notes, "
                 f"ctx {schedule.ctx_len}, {tests.cut_windows} cut windows)",
                 rows, [("model", "model", "s"), ("params", "params", ",d"), ("train tokens", "train_tokens", ",.0f"),
                        ("bits/note", "bits_per_note", ".3f"), ("bits/token", "bits_per_token", ".4f"),
                        ("train s", "train_s", ".0f"), ("eval s", "eval_s", ".1f")])
     print(f"schedule from {schedule_source}: {schedule.steps} steps, batch {schedule.batch_size}, "
-          f"ctx {schedule.ctx_len}, lr {schedule.lr:g}" + (f"; Transformer: {budget_note}" if budget_note else ""))
-    return {"rows": rows, "schedule": schedule.to_dict(), "schedule_source": schedule_source,
-            "test_pieces_in_training_folder": overlap, "transformer_budget": budget_note}
+          f"ctx {schedule.ctx_len}, lr {schedule.lr:g}" + (f"; Transformer: {budget_note}" if budget_note else "")
+          + "; n-gram params = stored n-gram types")
+    print_table("Bits per note by collection", by_collection,
+                [("model", "model", "s")] + [(c, c, ".3f") for c in collections])
+    return {"rows": rows, "by_collection": by_collection, "schedule": schedule.to_dict(),
+            "schedule_source": schedule_source, "test_pieces_in_training_folder": overlap,
+            "transformer_budget": budget_note}
 
 
 # --- section 2 ---------------------------------------------------------------------------------------
@@ -275,7 +304,8 @@ def section_deepembed(run: Run) -> dict:
         base_path = out / "init.pth"
         save_checkpoint(base, str(base_path), {"tokenizer": tok.to_dict()})
         cfg = TrainConfig(data=str(run.folder("train")), out=str(out / "run"), base=str(base_path), mode="full",
-                          steps=args.de_steps, ctx_len=args.de_ctx, batch_size=args.de_batch, lr=args.lr,
+                          steps=args.de_steps, ctx_len=args.de_ctx, batch_size=args.de_batch,
+                          lr=args.lr or DEFAULT_LR["scratch"],
                           val_fraction=0.0, checkpoint_every=10 ** 9, seed=args.seed, device=run.device,
                           cache_dir=str(run.cache), threads=args.threads, workers=args.workers)
         log(f"section 2: training {name} ({args.de_layers}x{args.de_width}, {args.de_steps} steps)")
@@ -306,7 +336,7 @@ def section_continuations(run: Run) -> dict:
 
     args, tok = run.args, run.tokenizer
     model, _ = load_model(args.model, run.device)
-    gen = Generator(model, tok, ctx=args.gen_ctx, threads=args.threads)
+    gen = Generator(model, tok, ctx=args.gen_ctx, threads=args.threads or 1)  # one-token steps: 1 is fastest
     k, m = args.prompt_bars, args.gen_bars
     files = run.corpus.files(("test",), without=args.heldout)
     rows, reference, checks, pictures = [], [], {"decoded": 0, "invalid_tokens": 0, "midi_round_trips": 0}, []
@@ -396,6 +426,9 @@ def section_finetune(run: Run) -> dict:
     if not test:
         raise SystemExit(f"the held-out collection {held!r} has no test or validation pieces")
     base, meta = load_model(args.model, run.device)
+    seen = training_overlap(meta, ft_train + test)
+    if seen:
+        log(f"WARNING: {seen} pieces of {held!r} are in the model's training folder: it was not held out")
     ctx = args.ft_ctx or model_schedule(args.model, meta, args)[0].ctx_len
     tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, ctx)
     before = tests.summary(torch_window_bits(rwkv_logits_fn(base), tests.windows, tok.pad_id, args.eval_batch,
@@ -439,7 +472,7 @@ def section_finetune(run: Run) -> dict:
     if state is not None:
         goal = bool(state["reduction"] >= 0.20 and state["wall_s"] <= 600)
         print(f"goal (state tuning: >= 20% fewer bits per note within 10 minutes): {'met' if goal else 'NOT met'}")
-    return {"rows": rows, "test_split": test_split, "goal_met": goal}
+    return {"rows": rows, "test_split": test_split, "goal_met": goal, "heldout_pieces_in_training_folder": seen}
 
 
 # --- output ------------------------------------------------------------------------------------------
@@ -486,6 +519,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", help="save every table (and per-prompt details) here")
     p.add_argument("--render", type=int, nargs="?", const=3, default=0,
                    help="save this many piano-roll PNGs of section 3 to docs/ (default 3)")
+    p.add_argument("--link-train", metavar="DIR",
+                   help="only make DIR: links to the training split without the held-out collection (the folder "
+                        "to pretrain the base model on), then exit")
     p.add_argument("--work", help="folder for links, caches and training runs (default: a temporary one)")
     p.add_argument("--cache", help="token cache (default: the training loop's user cache)")
     p.add_argument("--device", default="auto")
@@ -499,9 +535,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--budget-tokens", type=float, help="Transformer training tokens (default: the RWKV run's)")
     g.add_argument("--skip-transformer", action="store_true")
     g.add_argument("--ctx", type=int, help="without a resume.pt: the RWKV run's context (default: meta or 512)")
-    g.add_argument("--batch", type=int, default=8, help="without a resume.pt: the RWKV run's batch")
+    g.add_argument("--batch", type=int, help="without a resume.pt: the RWKV run's batch (default: meta or 8)")
     g.add_argument("--steps", type=int, help="without a resume.pt: the RWKV run's steps (default: meta's step)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of from-scratch runs")
+    g.add_argument("--lr", type=float, help="peak learning rate of from-scratch runs (default: core.train's)")
     g = p.add_argument_group("section 2")
     g.add_argument("--de-layers", type=int, default=4)
     g.add_argument("--de-width", type=int, default=256)
@@ -524,13 +560,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.sections is None:
         args.sections = [1, 3, 4] + ([2] if args.deepembed else [])
-    if any(s in (1, 3, 4) for s in args.sections) and not args.model:
+    if any(s in (1, 3, 4) for s in args.sections) and not args.model and not args.link_train:
         p.error("--model is required for sections 1, 3 and 4")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.link_train:
+        corpus = Corpus.load(args.corpus)
+        files = corpus.files(("train",), without=args.heldout)
+        link_folder(corpus, files, Path(args.link_train))
+        print(f"{args.link_train}: {len(files)} training pieces (without {args.heldout})")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     temp = None

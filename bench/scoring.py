@@ -6,10 +6,10 @@ How a piece of n tokens (Tokenizer.encode: BOS ... EOS) is scored with a context
 1. The first window is ids[0 : ctx + 1]: the piece from its start; every token but the BOS is scored.
 2. While tokens are left, let s be the first unscored index. The next window starts at a Bar b < s and is
    header_at(ids, b) + ids[b + 1 : ...] filled up to ctx + 1 tokens; only tokens from s on are scored.
-   b is the earliest Bar from which that window still scores ctx // 4 new tokens (or reaches the end of
-   the piece), so the first scored token sees about 3/4 of a context of its own piece; if no Bar is that
-   close, the last Bar before s. The model always reads a grammatical sequence (BOS, tempo, Bar, meter
-   in force, then the bars' own tokens).
+   b is the earliest Bar from which that window still scores ctx // 2 new tokens (or reaches the end of
+   the piece), so the first scored token sees about half a context of its own piece, and every token is
+   read about twice in all; if no Bar is that close, the last Bar before s. The model always reads a
+   grammatical sequence (BOS, tempo, Bar, meter in force, then the bars' own tokens).
 3. Only where a single bar is longer than the context (no Bar before s leaves room to score anything),
    the window is that bar's header followed by the ctx // 2 tokens before s: it is marked `cut` and
    counted in the report.
@@ -58,7 +58,7 @@ def scoring_windows(ids: Sequence[int], tokenizer, ctx_len: int, piece: int = 0)
 
     while scored_to < n:
         before = [b for b in bars if b < scored_to]
-        enough = [b for b in before if end_from(b) >= min(n, scored_to + ctx_len // 4)]
+        enough = [b for b in before if end_from(b) >= min(n, scored_to + ctx_len // 2)]
         b = enough[0] if enough else (before[-1] if before else None)
         if b is not None and end_from(b) > scored_to:
             header, end = headers[b], end_from(b)
@@ -99,6 +99,16 @@ class PieceSet:
     @property
     def cut_windows(self) -> int:
         return sum(w.cut for w in self.windows)
+
+    def by_group(self, window_bits: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+        """Bits per note of each group of pieces (labels[i]: the group of piece i)."""
+        bits: dict[str, float] = {}
+        notes: dict[str, int] = {}
+        for w, b in zip(self.windows, window_bits):
+            bits[labels[w.piece]] = bits.get(labels[w.piece], 0.0) + float(b)
+        for label, n in zip(labels, self.notes):
+            notes[label] = notes.get(label, 0) + n
+        return {label: bits.get(label, 0.0) / max(notes[label], 1) for label in sorted(notes)}
 
     def summary(self, window_bits: np.ndarray) -> dict:
         """Bits per note and per token from the bits of each window."""

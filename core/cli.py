@@ -246,35 +246,35 @@ def cmd_live(args: argparse.Namespace) -> int:
     import time
 
     from .generate import Generator
-    from .live import Player, PortError, Scheduler, open_output
+    from .live import Player, PortError, SchedulerProcess
     from .midi import MidiReadError, read_midi
 
     try:
         prompt, _ = read_midi(args.prompt)
         gen = Generator.load(args.model, args.style)
-        port = open_output(None if args.virtual else args.out_port, virtual=bool(args.virtual))
+        # The output and its scheduler live in a child process: the generator here cannot delay a note.
+        scheduler = SchedulerProcess(None if args.virtual else args.out_port, virtual=bool(args.virtual)).start()
     except (MidiReadError, OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
-    print(f"playing on {port.name}", flush=True)
+    print(f"playing on {scheduler.port_name}", flush=True)
     pressed = time.perf_counter()
     stream = gen.stream(prompt, bars=args.bars)
-    scheduler = Scheduler(port).start()
     player = Player(scheduler).play((item.note for item in stream), prompt, start_tick=stream.start_tick)
     try:
         while not player.wait(0.1):
             pass
+        late_ms = 1000 * max(scheduler.lateness, default=0.0)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         raise
     finally:
         player.stop()  # every sounding note released, then pedal up and All Notes Off
         scheduler.close()
-        port.close()
     if player.error is not None:
         raise CliError(f"generation failed: {player.error}")
     if player.first_note_time is not None:
         print(f"first note {1000 * (player.first_note_time - pressed):.0f} ms after start; "
-              f"{len(scheduler.lateness)} messages, {player.underruns} underruns")
+              f"{len(player.scheduled)} notes, sent at most {late_ms:.2f} ms late, {player.underruns} underruns")
     return 0
 
 
@@ -282,23 +282,21 @@ def cmd_jam(args: argparse.Namespace) -> int:
     import threading
 
     from .generate import Generator
-    from .live import ClockFollower, JamConfig, JamSession, PortError, Scheduler, open_input, open_output
+    from .live import ClockFollower, JamConfig, JamSession, PortError, SchedulerProcess, open_input
 
     try:
         gen = Generator.load(args.model, args.style)
-        out = open_output(args.out_port)
+        scheduler = SchedulerProcess(args.out_port).start()  # answers are timed away from the generator
     except (OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
-    scheduler = Scheduler(out).start()
     jam = JamSession(gen, scheduler, JamConfig(), clock=ClockFollower(),
                      on_state=lambda state: print(state, flush=True))
     try:
         inp = open_input(args.in_port, jam.on_message)
     except PortError as e:
         scheduler.close()
-        out.close()
         raise CliError(e) from None
-    print(f"listening on {inp.name}, answering on {out.name} (Ctrl+C to stop)", flush=True)
+    print(f"listening on {inp.name}, answering on {scheduler.port_name} (Ctrl+C to stop)", flush=True)
     jam.start()
     try:
         threading.Event().wait()
@@ -306,7 +304,6 @@ def cmd_jam(args: argparse.Namespace) -> int:
         inp.close()
         jam.close()
         scheduler.close()  # releases every sounding note
-        out.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

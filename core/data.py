@@ -1,8 +1,10 @@
 """Training data: scan a MIDI folder, cache its tokens, split by piece, cut windows, build batches.
 
 A window always starts where a listener could start: at the piece's beginning, or at a Bar token
-prefixed by the tokenizer's header for that bar (BOS, tempo and time signature in force there), so
-no window ever trains on music whose tempo and meter it cannot see.
+prefixed by the tokenizer's header for that bar (BOS, tempo and time signature in force there), or,
+inside a bar too long for one window, at an onset with the instrument and velocity restated too. No
+window ever trains on music whose tempo and meter it cannot see, and every window is a valid
+sequence for the tokenizer's grammar.
 
 Inputs, targets and the loss mask of an example come out of ONE function (`build_example`) so that
 they have the same length by construction, whatever the length of the token list.
@@ -12,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from bisect import bisect_right
 import os
+from bisect import bisect_right
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -134,8 +137,12 @@ def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLi
 
     results: dict[Path, tuple] = {}
     todo: list[tuple[Path, str, bytes]] = []
+    from core.midi import MAX_FILE_BYTES
     for f in files:
         try:
+            if f.stat().st_size > MAX_FILE_BYTES:  # not read into memory at all
+                results[f] = ("", None, 0, f"too large for a MIDI file ({f.stat().st_size} bytes)", False)
+                continue
             data = f.read_bytes()
         except OSError as e:
             results[f] = ("", None, 0, f"cannot read: {e.strerror or e}", False)
@@ -150,26 +157,29 @@ def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLi
     done = len(results)
     if progress:
         progress(done, len(files))
+
+    def record(f: Path, digest: str, out: tuple) -> None:
+        nonlocal done
+        cache.put(digest, *out)
+        results[f] = (digest, *out, False)
+        done += 1
+        if progress:
+            progress(done, len(files))
+
     tok_dict = tokenizer.to_dict()
     n_workers = min(workers if workers is not None else (os.cpu_count() or 1), len(todo))
     if n_workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
         # spawn: safe from any thread of a GUI and after torch has started its own threads
-        with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
-            outs = pool.map(_tokenize_bytes, [d for _, _, d in todo], [tok_dict] * len(todo), chunksize=4)
-            for (f, digest, _), out in zip(todo, outs):
-                cache.put(digest, *out)
-                results[f] = (digest, *out, False)
-                done += 1
-                if progress:
-                    progress(done, len(files))
-    else:
-        for f, digest, data in todo:
-            out = _tokenize_bytes(data, tok_dict)
-            cache.put(digest, *out)
-            results[f] = (digest, *out, False)
-            done += 1
-            if progress:
-                progress(done, len(files))
+        try:
+            with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+                outs = pool.map(_tokenize_bytes, [d for _, _, d in todo], [tok_dict] * len(todo), chunksize=4)
+                for (f, digest, _), out in zip(todo, outs):
+                    record(f, digest, out)
+        except BrokenProcessPool:
+            pass  # a worker died (not an exception: those are caught): finish in this process
+    for f, digest, data in todo:
+        if f not in results:
+            record(f, digest, _tokenize_bytes(data, tok_dict))
 
     pieces = []
     for f in files:
@@ -210,12 +220,6 @@ def split_pieces(pieces: Sequence[Piece], val_fraction: float = 0.1,
 
 
 # --- windows -----------------------------------------------------------------------------------
-class Window(NamedTuple):
-    piece: int  # index into the piece list
-    start: int  # first token of the piece in this window (0 or a Bar token)
-    end: int    # one past the last token of the piece in this window
-
-
 def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list[int]] | None:
     """Open a window at the onset (Pos token) `pos_index` inside a bar too long for one window:
     (first piece token, header). The header states everything in force there: BOS, tempo, Bar,
@@ -291,10 +295,10 @@ def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[
         windows.append((starts[start][0], end, starts[start][1]))
         # restart at the bar that this window cut (the overlap)
         inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
-        if inside:
+        if inside and end_of(inside[-1]) > end:
             start = inside[-1]
             continue
-        # one bar longer than the context: go on from the last onset this window reached
+        # a bar too long for the context: go on from the last onset this window reached
         first = starts[start][0]
         onsets = [q for q in range(end - 1, first, -1) if tokenizer.kind(ids[q]) == "pos"]
         mid = _mid_bar_start(tokenizer, ids, onsets[0]) if onsets else None
@@ -307,165 +311,6 @@ def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[
         if not after:
             break
         start = after[0]
-    return windows
-
-
-class Window(NamedTuple):
-    piece: int  # index into the piece list
-    start: int  # first token of the piece in this window (0 or a Bar token)
-    end: int    # one past the last token of the piece in this window
-
-
-def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list[int]] | None:
-    """Open a window at the onset (Pos token) `pos_index` inside a bar too long for one window:
-    (first piece token, header). The header states everything in force there: BOS, tempo, Bar,
-    meter, the Pos itself (and its tempo change), then the instrument and velocity that the notes
-    after it take for granted. None if the piece does not allow it."""
-    g = tokenizer.grammar()
-    for t in ids[:pos_index]:
-        g.feed_lenient(t)
-    if g.meter is None:
-        return None
-    kind = tokenizer.kind
-    head = [tokenizer.bos_id] + ([tokenizer.tempo_id(g.tempo)] if g.tempo is not None else [])
-    head += [tokenizer.bar_id, tokenizer.timesig_id(*g.meter), ids[pos_index]]
-    i, n = pos_index + 1, len(ids)
-    if i < n and kind(ids[i]) == "tempo":
-        head.append(ids[i])
-        i += 1
-    velocity = tokenizer.ids_of_kind("velocity")[g.velocity] if g.velocity is not None else None
-    if i < n and kind(ids[i]) == "instrument":
-        head.append(ids[i])
-        i += 1
-        if i < n and kind(ids[i]) == "pitch":
-            if velocity is None:
-                return None
-            head.append(velocity)
-    elif i < n and kind(ids[i]) in ("velocity", "pitch"):
-        if g.instrument is None:
-            return None
-        head.append(tokenizer.instrument_id(*g.instrument))
-        if kind(ids[i]) == "pitch":
-            if velocity is None:
-                return None
-            head.append(velocity)
-    return i, head
-
-
-def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
-    """(start, end, header) of the windows that tile one piece. A window's tokens are
-    header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
-    header for a Bar (BOS, tempo and meter in force, Bar) followed by what comes after that Bar.
-    A bar too long for one window is continued from an onset inside it, with a header that also
-    states the instrument and velocity in force there. Each window holds at most ctx_len + 1 tokens
-    (ctx_len inputs and the last target); consecutive windows overlap by the bar (or onset) that the
-    previous one cut."""
-    ids = [int(t) for t in tokens]
-    n = len(ids)
-    if n == 0:
-        return []
-    budget = ctx_len + 1
-    # a Bar at i is replaced by its header: the window then continues at i + 1
-    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
-    bars = sorted(heads)
-    starts = {0: (0, [])}  # window start key (a Bar or Pos index) -> (first piece token, header)
-    for i, h in heads.items():
-        starts[i] = (i + 1, h)
-
-    def end_of(s: int) -> int:
-        first, head = starts[s]
-        return min(n, first + max(1, budget - len(head)))
-
-    windows, start = [], 0
-    while True:
-        end = end_of(start)
-        if end >= n:
-            # the tail: move it back to earlier bars while it still fits whole and is short of context
-            best = start
-            for b in reversed(bars[:bisect_right(bars, start - 1)]):
-                if n - starts[best][0] + len(starts[best][1]) >= MIN_CONTEXT_RATIO * budget or end_of(b) < n:
-                    break
-                best = b
-            windows.append((starts[best][0], n, starts[best][1]))
-            break
-        windows.append((starts[start][0], end, starts[start][1]))
-        # restart at the bar that this window cut (the overlap)
-        inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
-        if inside:
-            start = inside[-1]
-            continue
-        # one bar longer than the context: go on from the last onset this window reached
-        first = starts[start][0]
-        onsets = [q for q in range(end - 1, first, -1) if tokenizer.kind(ids[q]) == "pos"]
-        mid = _mid_bar_start(tokenizer, ids, onsets[0]) if onsets else None
-        if mid is not None:
-            starts[onsets[0]] = mid
-            if end_of(onsets[0]) > end:  # it reaches further than this window did
-                start = onsets[0]
-                continue
-        after = bars[bisect_right(bars, end - 1):]  # a single onset longer than the context: skip it
-        if not after:
-            break
-        start = after[0]
-    return windows
-
-
-def end_of_mid(mid: tuple[int, list[int]], budget: int, n: int) -> int:
-    first, head = mid
-    return min(n, first + max(1, budget - len(head)))
-
-
-class Window(NamedTuple):
-    piece: int  # index into the piece list
-    start: int  # first token of the piece in this window (0 or a Bar token)
-    end: int    # one past the last token of the piece in this window
-
-
-def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
-    """(start, end, header) of the windows that tile one piece. A window's tokens are
-    header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
-    header for the Bar at `start` (BOS, tempo and meter in force, Bar) followed by what comes after
-    that Bar. Each window holds at most ctx_len + 1 tokens (ctx_len inputs and the last target).
-    Consecutive windows overlap by the bar that the previous one cut."""
-    ids = [int(t) for t in tokens]
-    n = len(ids)
-    if n == 0:
-        return []
-    budget = ctx_len + 1
-    # a Bar at i is replaced by its header: the window then continues at i + 1
-    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
-    bars = sorted(heads)
-    starts = {0: (0, [])}
-    for i, h in heads.items():
-        starts[i] = (i + 1, h)
-
-    def end_of(s: int) -> int:
-        first, head = starts[s]
-        return min(n, first + max(1, budget - len(head)))
-
-    windows, start = [], 0
-    while True:
-        end = end_of(start)
-        if end >= n:
-            # the tail: move it back to earlier bars while it still fits whole and is short of context
-            best = start
-            for b in reversed(bars[:bisect_right(bars, start - 1)]):
-                if n - starts[best][0] + len(starts[best][1]) >= MIN_CONTEXT_RATIO * budget or end_of(b) < n:
-                    break
-                best = b
-            windows.append((starts[best][0], n, starts[best][1]))
-            break
-        windows.append((starts[start][0], end, starts[start][1]))
-        # restart at the bar that this window cut (overlap), or at the first bar after it when a
-        # single bar is longer than the whole context
-        inside = bars[bisect_right(bars, start):bisect_right(bars, end - 1)]
-        if inside:
-            start = inside[-1]
-        else:
-            after = bars[bisect_right(bars, end - 1):]
-            if not after:
-                break
-            start = after[0]
     return windows
 
 

@@ -139,8 +139,8 @@ class Generator:
 
     # --- the prompt ------------------------------------------------------------------------------
     def window(self, prompt: Score, at_tick: int | None = None) -> _Window:
-        """Tokens of the prompt up to `at_tick` (default: its end), opened on the next bar line, cut to the
-        last ctx tokens at a Bar with the tokenizer's header (tempo and meter in force there).
+        """Tokens of the prompt up to `at_tick` (default: its end), opened on the next bar line, cut at a Bar
+        to at most ctx tokens (3/4 ctx when cut afresh) with the tokenizer's header (tempo and meter in force).
 
         Only the tail of a long prompt is encoded (the last 8, 16, 32... bars until ctx is filled), and
         where several cuts fit, the one that extends a window already prefilled is taken."""
@@ -158,7 +158,10 @@ class Generator:
             return _Window(ids, 0, continuation_tick, grammar)
         fitting = [(index, header) for index, header in self.tokenizer.bar_headers(ids)
                    if len(header) + len(ids) - index - 1 <= self.ctx or index == len(ids) - 1]
-        index, header = fitting[0]  # the longest window that fits
+        # A fresh cut leaves a quarter of ctx free, so the next bars the user adds keep the same cut and
+        # the prefilled state stays usable; a cut that extends a prefilled window wins while it fits.
+        fresh_limit = self.ctx - self.ctx // 4
+        index, header = next(((i, h) for i, h in fitting if len(h) + len(ids) - i - 1 <= fresh_limit), fitting[-1])
         for i, h in fitting:
             candidate = tuple(h + ids[i + 1:i + 1 + self.ctx])
             if any(candidate[:len(key)] == key for key, _, _ in self._prefill_cache):
@@ -343,11 +346,11 @@ class ContinuationStream:
         gen, cfg = self.gen, self.sampling
         self._vars = [_Variation(self._new_decoder()) for _ in range(self.variations)]
         seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-        rng = torch.Generator().manual_seed(seed)
         keep = gen._no_eos if self.end_tick is not None else gen._keep_meter_and_tempo
         t0 = time.perf_counter()
         logits, state = gen._prefill(self.window.ids)
         self.prefill_seconds = time.perf_counter() - t0
+        rng = torch.Generator(device=logits.device).manual_seed(seed)  # multinomial samples where the logits are
         if self.variations > 1:
             state = state.repeat(self.variations)
             logits = logits.expand(self.variations, -1)

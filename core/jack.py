@@ -166,21 +166,35 @@ class MidiRecorder:
 
 
 def _record(client: str) -> None:
-    """Child process of MidiRecorder: print "<perf_counter> <hex bytes>" per message until terminated."""
-    import mido
+    """Child process of MidiRecorder: print "<perf_counter> <hex bytes>" per message until terminated.
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # before rtmidi's threads exist
+    The callback runs in JACK's process cycle: it only stamps and appends (a slow one would make the
+    cycle overrun and lose events); the main thread writes the lines out."""
+    import collections
 
-    def on_message(msg):
-        print(f"{time.perf_counter()!r} {msg.hex()}", flush=True)
+    import rtmidi
 
-    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
-    port = backend.open_input("in", client_name=client, callback=on_message)
+    received: collections.deque = collections.deque()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    port = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client)
+    port.ignore_types(sysex=False, timing=False, active_sense=True)
+    port.set_callback(lambda event, _: received.append((time.perf_counter(), bytes(event[0]))))
+    port.open_virtual_port("in")
     print("ready", flush=True)
     try:
-        signal.sigwait([signal.SIGTERM, signal.SIGINT])
+        while not stop.is_set():
+            stop.wait(0.005)
+            lines = []
+            while received:
+                stamp, data = received.popleft()
+                lines.append(f"{stamp!r} {' '.join(f'{b:02X}' for b in data)}\n")
+            if lines:
+                sys.stdout.write("".join(lines))
+                sys.stdout.flush()
     finally:
-        port.close()
+        port.close_port()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 Time in here is `time.perf_counter()` seconds; music is Score ticks, mapped to seconds through the
 Score's tempo map by a Timeline. Everything that sends runs on the Scheduler's thread, which tracks
 every sounding note so that stop, seek, error and exit always release them (a note never hangs).
+SchedulerProcess runs that thread in a child process, out of reach of this process's GIL (the
+generator, the GUI); a Player feeds either from a stream of notes.
 """
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import os
@@ -223,10 +226,12 @@ class Scheduler:
             self._running = True
         self._thread = threading.Thread(target=self._run, name="midi-scheduler", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # an interpreter exit without close() still releases every note
         return self
 
     def close(self) -> None:
         """Release everything and end the thread (the port stays open: its owner closes it)."""
+        atexit.unregister(self.close)
         with self._cond:
             self._running = False
             self._heap.clear()
@@ -356,6 +361,137 @@ class Scheduler:
         self._used_channels.clear()
 
 
+class SchedulerProcess:
+    """The Scheduler in a child process that owns the MIDI output, so nothing this process does (the
+    generator's Python, the GUI, a garbage collection) can hold up a note: they share no GIL. If this
+    process dies, the child sees its pipe close and releases every sounding note before it exits.
+
+    Same methods as Scheduler; deadlines are this process's time.perf_counter() values, which the child
+    shares (a system-wide monotonic clock). stop() is asynchronous: the child releases on receipt.
+    """
+
+    def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_end = ctx.Pipe()
+        self._process = ctx.Process(target=_scheduler_process_main, args=(child_end, port_name, virtual, backend),
+                                    name="midi-scheduler", daemon=True)
+        self._child_end = child_end
+        self._lock = threading.Lock()  # one request and its reply at a time
+        self.port_name = ""
+
+    def start(self, timeout: float = 30.0) -> "SchedulerProcess":
+        self._process.start()
+        self._child_end.close()
+        if not self._conn.poll(timeout):
+            self._process.kill()
+            raise PortError("the MIDI scheduler process did not start")
+        try:
+            kind, detail = self._conn.recv()
+        except EOFError:
+            kind, detail = "error", f"the MIDI scheduler process ended (exit code {self._process.exitcode})"
+        if kind == "error":
+            self._process.join(5)
+            raise PortError(detail)
+        self.port_name = detail
+        return self
+
+    def _post(self, *command) -> None:
+        with self._lock:
+            self._conn.send(command)
+
+    def _ask(self, *command):
+        with self._lock:
+            self._conn.send(command)
+            return self._conn.recv()
+
+    def send_at(self, deadline: float, message: mido.Message) -> None:
+        self._post("at", deadline, bytes(message.bytes()))
+
+    def note(self, channel: int, pitch: int, velocity: int, on_time: float, off_time: float) -> None:
+        self._post("note", channel, pitch, velocity, on_time, off_time)
+
+    def stop(self) -> None:
+        self._post("stop")
+
+    @property
+    def pending(self) -> int:
+        return self._ask("status")[0]
+
+    @property
+    def sounding(self) -> int:
+        return self._ask("status")[1]
+
+    @property
+    def lateness(self) -> list[float]:
+        return self._ask("lateness")
+
+    def idle(self) -> bool:
+        pending, sounding = self._ask("status")
+        return pending == 0 and sounding == 0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.perf_counter() + timeout
+        while not self.idle():
+            if end is not None and time.perf_counter() > end:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        """Release everything, close the port and end the child."""
+        if self._process.is_alive():
+            try:
+                self._post("close")
+            except (OSError, EOFError):
+                pass
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+        self._conn.close()
+
+    def __enter__(self) -> "SchedulerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _scheduler_process_main(conn, port_name, virtual, backend) -> None:
+    """The child of SchedulerProcess: open the port, then obey the pipe until "close" or until it breaks."""
+    raise_thread_priority(4)  # this thread takes the GIL too: unpreempted, it never makes the scheduler wait
+    try:
+        port = open_output(port_name, virtual=virtual, backend=backend)
+    except Exception as e:
+        conn.send(("error", str(e)))
+        return
+    scheduler = Scheduler(port).start()
+    conn.send(("ready", getattr(port, "name", port_name or APP_PORT_NAME)))
+    try:
+        while True:
+            try:
+                command = conn.recv()
+            except (EOFError, OSError):
+                break  # the parent is gone: release everything below
+            op = command[0]
+            if op == "note":
+                scheduler.note(*command[1:])
+            elif op == "at":
+                scheduler.send_at(command[1], mido.Message.from_bytes(command[2]))
+            elif op == "stop":
+                scheduler.stop()
+            elif op == "status":
+                conn.send((scheduler.pending, scheduler.sounding))
+            elif op == "lateness":
+                conn.send(list(scheduler.lateness))
+            elif op == "close":
+                break
+    finally:
+        scheduler.close()
+        port.close()
+
+
 # --- playing notes -----------------------------------------------------------------------------
 class Player:
     """Feeds notes (a list or a live generator stream) to a Scheduler from a thread of its own.
@@ -365,14 +501,16 @@ class Player:
     real time) slips the timeline forward instead of breaking the rhythm.
     """
 
-    def __init__(self, scheduler: Scheduler, channels: ChannelMap | None = None):
+    def __init__(self, scheduler: "Scheduler | SchedulerProcess", channels: ChannelMap | None = None):
         self.scheduler = scheduler
         self.channels = channels or ChannelMap()
         self.timeline: Timeline | None = None
         self.first_note_time: float | None = None  # when the first note-on was scheduled to sound
+        self.scheduled: list[tuple[float, Note]] = []  # (note-on time, note) of every note fed so far
         self.underruns = 0
         self.cancel = threading.Event()
         self.error: Exception | None = None
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def play(self, notes: Iterable[Note], tempo_map: Score, *, start_tick: int = 0,
@@ -387,29 +525,34 @@ class Player:
     def _feed(self, notes, tempo_map, start_tick, lookahead) -> None:
         try:
             for note in notes:
-                if self.cancel.is_set():
-                    break
-                now = time.perf_counter()
-                if self.timeline is None:
-                    self.timeline = Timeline(tempo_map, start_tick, now + lookahead)
-                on = self.timeline.time_at(note.start)
-                if on < now:  # late: move the whole timeline so the rhythm holds
-                    self.underruns += 1
-                    self.timeline.shift(now + lookahead - on)
-                    on = self.timeline.time_at(note.start)
-                off = self.timeline.time_at(note.end)
-                ch, new = self.channels.channel(note)
-                if new:
-                    self.scheduler.send_at(on, mido.Message("program_change", channel=ch, program=note.program))
-                self.scheduler.note(ch, note.pitch, note.velocity, on, off)
-                if self.first_note_time is None:
-                    self.first_note_time = on
+                with self._lock:  # stop() cannot slip in between this check and the scheduling
+                    if self.cancel.is_set():
+                        break
+                    self._schedule(note, tempo_map, start_tick, lookahead)
         except Exception as e:
             self.error = e
             self.scheduler.stop()
         finally:
             if isinstance(notes, Iterator) and hasattr(notes, "close"):
                 notes.close()  # a generator stream: stop generating
+
+    def _schedule(self, note: Note, tempo_map: Score, start_tick: int, lookahead: float) -> None:
+        now = time.perf_counter()
+        if self.timeline is None:
+            self.timeline = Timeline(tempo_map, start_tick, now + lookahead)
+        on = self.timeline.time_at(note.start)
+        if on < now:  # late: move the whole timeline so the rhythm holds
+            self.underruns += 1
+            self.timeline.shift(now + lookahead - on)
+            on = self.timeline.time_at(note.start)
+        off = self.timeline.time_at(note.end)
+        ch, new = self.channels.channel(note)
+        if new:
+            self.scheduler.send_at(on, mido.Message("program_change", channel=ch, program=note.program))
+        self.scheduler.note(ch, note.pitch, note.velocity, on, off)
+        self.scheduled.append((on, note))
+        if self.first_note_time is None:
+            self.first_note_time = on
 
     @property
     def feeding(self) -> bool:
@@ -425,12 +568,11 @@ class Player:
         return self.scheduler.wait_idle(None if end is None else max(0.0, end - time.perf_counter()))
 
     def stop(self) -> None:
-        """Stop feeding and release every sounding note now."""
-        self.cancel.set()
+        """Stop feeding and release every sounding note of the scheduler now. Returns at once: a feeder
+        busy in the generator ends on its own and schedules nothing more."""
+        with self._lock:
+            self.cancel.set()
         self.scheduler.stop()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        self.scheduler.stop()  # whatever the feeder scheduled while it was stopping
 
 
 # --- input capture -----------------------------------------------------------------------------
@@ -635,13 +777,15 @@ class JamSession:
     Feed every input message to `on_message` (it can be the input port's callback).
     """
 
-    def __init__(self, generator, scheduler: Scheduler, config: JamConfig | None = None,
-                 clock: ClockFollower | None = None, on_state: Callable[[str], None] | None = None):
+    def __init__(self, generator, scheduler: "Scheduler | SchedulerProcess", config: JamConfig | None = None,
+                 clock: ClockFollower | None = None, on_state: Callable[[str], None] | None = None,
+                 on_note: Callable[[Note], None] | None = None):
         self.generator = generator
         self.scheduler = scheduler
         self.config = config or JamConfig()
         self.clock = clock
-        self.on_state = on_state
+        self.on_state = on_state  # "listening" / "answering", called from the jam's threads
+        self.on_note = on_note  # each answer note (ticks of the phrase's time base) as it is generated
         self.capture = MidiCapture()
         self.channels = ChannelMap()
         self.state = "listening"
@@ -666,6 +810,8 @@ class JamSession:
         self._interrupt()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    stop = close
 
     def __enter__(self) -> "JamSession":
         return self.start()
@@ -751,9 +897,15 @@ class JamSession:
         stream = self.generator.stream(phrase, bars=cfg.bars, at_tick=max(earliest, phrase.end_tick),
                                        sampling=cfg.sampling or SamplingConfig())
         self.last_stream = stream
-        notes = (item.note for item in stream if item.variation == 0)
+
+        def notes():
+            for item in stream:
+                if self.on_note is not None:
+                    self.on_note(item.note)
+                yield item.note
+
         self._player = Player(self.scheduler, self.channels).play(
-            notes, phrase, timeline=Timeline(phrase, 0, origin))
+            notes(), phrase, timeline=Timeline(phrase, 0, origin))
         self.answers += 1
         self.answer_started.append(now)
         self._set_state("answering")

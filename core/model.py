@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
@@ -108,7 +109,10 @@ class ModelConfig:
 # --- recurrent state -------------------------------------------------------------------------
 class State:
     """The recurrent state of B streams: per layer, the previous ln1 output (time-mix shift)
-    [B,C], the WKV matrix [B,H,N,N] (float32, S[value, key]), the previous ln2 output [B,C]."""
+    [B,C], the WKV matrix [B,H,N,N] (float32, S[value, key]), the previous ln2 output [B,C].
+
+    States made by `step`/`prefill` are inference tensors: fine for more steps, but to start a
+    differentiable `forward` from one, `clone()` it outside inference mode first."""
 
     def __init__(self, att_x: list[torch.Tensor], wkv: list[torch.Tensor], ffn_x: list[torch.Tensor]):
         self.att_x, self.wkv, self.ffn_x = list(att_x), list(wkv), list(ffn_x)
@@ -194,9 +198,9 @@ class TimeMix(nn.Module):
         """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state)."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
-        d = _token_shift(x, prev_x) - x
-        xr, xw, xk = x + d * self.x_r, x + d * self.x_w, x + d * self.x_k
-        xv, xa, xg = x + d * self.x_v, x + d * self.x_a, x + d * self.x_g
+        prev = _token_shift(x, prev_x)
+        xr, xw, xk = torch.lerp(x, prev, self.x_r), torch.lerp(x, prev, self.x_w), torch.lerp(x, prev, self.x_k)
+        xv, xa, xg = torch.lerp(x, prev, self.x_v), torch.lerp(x, prev, self.x_a), torch.lerp(x, prev, self.x_g)
 
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
         z = self.w0 + torch.tanh(xw @ self.w1) @ self.w2
@@ -237,8 +241,7 @@ class ChannelMix(nn.Module):
 
     def forward(self, x, prev_x, idx=None, x0=None):
         """x [B,T,C] (ln2 output) -> (out, last x). DeepEmbed needs the tokens and ln0(emb)."""
-        k = x + (_token_shift(x, prev_x) - x) * self.x_k
-        h = torch.relu(self.key(k)) ** 2
+        h = torch.relu(self.key(torch.lerp(x, _token_shift(x, prev_x), self.x_k))).square()
         if self.deep_embed:
             r = DEEP_EMBED_RANK
             m = (self.s_emb(idx) + self.s_emb_x(x0)).unflatten(-1, (r, r))  # [B,T,32,32]
@@ -267,7 +270,6 @@ class RWKV7(nn.Module):
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self._step_cache: _StepWeights | None = None
-        self._step_cache_key = None
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
 
@@ -329,7 +331,8 @@ class RWKV7(nn.Module):
 
         `state` is the state before the first token; its WKV tensors may require grad (state
         tuning). Sequences in a batch never interact, so right-padding one leaves the others'
-        logits unchanged (and its own logits up to its last real token)."""
+        logits unchanged (and its own logits up to its last real token); the returned state is
+        the one after the last column, padding included."""
         x, new_state = self._hidden(idx, state)
         logits = self.head(self.ln_out(x))
         return (logits, new_state) if return_state else logits
@@ -380,12 +383,12 @@ class RWKV7(nn.Module):
         return State(zeros, mats, [z.clone() for z in zeros])
 
     def _step_weights(self) -> "_StepWeights":
-        # Rebuilt whenever any parameter changed in place (optimizer step, load) or moved.
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if self._step_cache is None or self._step_cache_key != key:
-            self._step_cache = _StepWeights(self)
-            self._step_cache_key = key
-        return self._step_cache
+        # Rebuilt whenever a parameter changed in place (optimizer step, load_state_dict: both
+        # bump its version counter) or the model moved to another device or dtype.
+        cache = self._step_cache
+        if cache is None or cache.params_changed(self):
+            cache = self._step_cache = _StepWeights(self)
+        return cache
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -394,16 +397,72 @@ class RWKV7(nn.Module):
         return self._step_weights().step(tokens, state)
 
 
+# (in, out, batch, dtype) -> the fastest form of x @ W^T measured on this machine
+_PRODUCT_FORM: dict[tuple, int] = {}
+
+
+class _Product:
+    """x [B,in] -> x @ W^T for a weight W [out,in], in whichever of three equal forms the BLAS
+    runs fastest at this batch size: for one or a few rows MKL's kernels differ up to 4x between
+    them depending on the shape. Measured once per (shape, batch size), on the real weights."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.w = weight.detach().contiguous()  # [out, in]
+        self.wt = self.w.t().contiguous()  # [in, out]
+        self._form: dict[int, int] = {}  # batch size -> form
+
+    def _run(self, form: int, x: torch.Tensor) -> torch.Tensor:
+        if form == 0:
+            return x @ self.wt
+        if form == 1:
+            return x @ self.w.t()
+        y = (self.w @ x.t()).t()
+        return y if x.shape[0] == 1 else y.contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        form = self._form.get(x.shape[0])
+        if form is None:
+            form = self._form[x.shape[0]] = self._choose_form(x)
+        return self._run(form, x)
+
+    def _choose_form(self, x: torch.Tensor) -> int:
+        if x.device.type != "cpu":
+            return 1  # GPU BLAS has no such cliffs, and host timers cannot see its work
+        key = (self.w.shape[1], self.w.shape[0], x.shape[0], x.dtype)
+        if key not in _PRODUCT_FORM:
+            _PRODUCT_FORM[key] = self._fastest_form(x)
+        return _PRODUCT_FORM[key]
+
+    def _fastest_form(self, x: torch.Tensor) -> int:
+        best = {}
+        for _ in range(3):  # interleaved rounds, best of each: robust to a busy machine
+            for form in range(3):
+                t0 = time.perf_counter()
+                for _ in range(4):
+                    self._run(form, x)
+                best[form] = min(best.get(form, math.inf), time.perf_counter() - t0)
+        return min(best, key=best.get)
+
+
 class _StepWeights:
-    """Weights rearranged for the one-token step: the six token-shift mixes in one tensor,
-    r/k/v as one batched matmul, the w/a/v low-rank paths as two batched matmuls with a
-    single sigmoid, transposed matrices so every product is x @ W, ln0 folded into emb."""
+    """Weights rearranged for the one-token step (few, large torch ops: at one token per call
+    the cost is per-op overhead plus streaming the weights once): the token-shift mixes as one
+    [7,1,C] lerp weight, the four low-rank paths (w, a, v, g) as two batched matmuls,
+    big matrices as _Product (fastest layout), ln0 folded into the embedding table."""
 
     def __init__(self, model: RWKV7):
         with torch.inference_mode():
             self._build(model)
 
+    def params_changed(self, model: RWKV7) -> bool:
+        w = model.emb.weight
+        return ((w.data_ptr(), w.dtype) != self._where
+                or any(p._version != v for p, v in zip(self._params, self._versions)))
+
     def _build(self, model: RWKV7):
+        self._params = list(model.parameters())
+        self._versions = [p._version for p in self._params]
+        self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
         cfg = model.config
         self.C, self.H, self.N = cfg.n_embd, cfg.n_head, cfg.head_size
         self.deep_embed = cfg.deep_embed
@@ -411,34 +470,36 @@ class _StepWeights:
         emb = F.layer_norm(model.emb.weight, (self.C,), b0.ln0.weight, b0.ln0.bias)
         self.emb = emb.contiguous()
         self.ln_out = (model.ln_out.weight.detach(), model.ln_out.bias.detach())
-        self.head_t = model.head.weight.t().contiguous()
+        self.head = _Product(model.head.weight)
         self.layers = []
         for block in model.blocks:
             att, ffn = block.att, block.ffn
-            d_lora = max(att.w1.shape[1], att.a1.shape[1], att.v1.shape[1])
-            down = torch.zeros(3, self.C, d_lora)
-            up = torch.zeros(3, d_lora, self.C)
-            for j, (p1, p2) in enumerate(((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2))):
+            # the four low-rank paths (w, a, v gate, g), zero-padded to one rank: one bmm each way
+            pairs = ((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2), (att.g1, att.g2))
+            rank = max(p1.shape[1] for p1, _ in pairs)
+            down = torch.zeros(4, self.C, rank, dtype=att.w1.dtype, device=att.w1.device)
+            up = torch.zeros(4, rank, self.C, dtype=att.w1.dtype, device=att.w1.device)
+            for j, (p1, p2) in enumerate(pairs):
                 down[j, :, : p1.shape[1]] = p1
                 up[j, : p2.shape[0]] = p2
+            zero = torch.zeros_like(att.w0.view(-1))
             lw = {
                 "ln1": (block.ln1.weight.detach(), block.ln1.bias.detach()),
                 "ln2": (block.ln2.weight.detach(), block.ln2.bias.detach()),
                 # order: r, k, v | w, a, v (for the value-residual gate) | g
                 "mix": torch.stack([m.view(-1) for m in (att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_v,
                                                           att.x_g)]).unsqueeze(1),
-                "rkv": torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
-                "down": down.to(att.w1), "up": up.to(att.w1),
-                "bias": torch.stack([att.w0.view(-1), att.a0.view(-1), att.v0.view(-1)]).unsqueeze(1),
-                "g1": att.g1.detach(), "g2": att.g2.detach(),
+                "r": _Product(att.receptance.weight), "k": _Product(att.key.weight), "v": _Product(att.value.weight),
+                "down": down, "up": up,
+                "bias": torch.stack([att.w0.view(-1), att.a0.view(-1), att.v0.view(-1), zero]).unsqueeze(1),
                 "k_k": att.k_k.detach().view(1, self.H, self.N), "k_a": att.k_a.detach().view(-1),
                 "one_minus_k_a": 1 - att.k_a.detach().view(-1),
                 "r_k": att.r_k.detach(),
                 "ln_x": (att.ln_x.weight.detach(), att.ln_x.bias.detach()),
-                "out": att.output.weight.t().contiguous(),
+                "out": _Product(att.output.weight),
                 "ffn_mix": ffn.x_k.detach().view(-1),
-                "ffn_key": ffn.key.weight.t().contiguous(),
-                "ffn_value": ffn.value.weight.t().contiguous(),
+                "ffn_key": _Product(ffn.key.weight),
+                "ffn_value": _Product(ffn.value.weight),
             }
             if cfg.deep_embed:
                 lw["s_emb"] = (ffn.s_emb.weight + emb @ ffn.s_emb_x.weight.t()).contiguous()
@@ -455,44 +516,48 @@ class _StepWeights:
         for i, lw in enumerate(self.layers):
             # time-mix
             xa = F.layer_norm(x, (C,), *lw["ln1"])
-            mixed = torch.addcmul(xa, state.att_x[i] - xa, lw["mix"])  # [7,B,C]
-            r, k, v = torch.bmm(mixed[0:3], lw["rkv"]).unbind(0)
-            low = torch.bmm(mixed[3:6], lw["down"])
+            mixed = torch.lerp(xa, state.att_x[i], lw["mix"])  # [7,B,C]: x + (prev - x) * mu
+            r, k, v = lw["r"](mixed[0]), lw["k"](mixed[1]), lw["v"](mixed[2])
+            low = torch.bmm(mixed[3:7], lw["down"])
             low[0].tanh_()
-            sig = torch.baddbmm(lw["bias"], low, lw["up"]).sigmoid_()  # w, a, value gate
-            decay = torch.exp(sig[0] * -DECAY_SCALE)
+            low[3].sigmoid_()
+            lora = torch.baddbmm(lw["bias"], low, lw["up"])
+            sig = lora[:3].sigmoid_()  # decay, in-context rate, value gate
+            g = lora[3]
             a = sig[1]
             if i == 0:
                 v_first = v
             else:
                 v = torch.lerp(v, v_first, sig[2])
-            g = torch.sigmoid(mixed[6] @ lw["g1"]) @ lw["g2"]
             kk = k.view(B, H, N) * lw["k_k"]
             kk = kk / torch.linalg.vector_norm(kk, dim=-1, keepdim=True).clamp_min_(1e-12)
             k = k * torch.addcmul(lw["one_minus_k_a"], a, lw["k_a"])
-            # S' = S diag(decay) - (S kk)(kk*a)^T + v k^T ;  y = S' r
+            # S' = S diag(decay) - (S kk)(kk*a)^T + v k^T ;  y = S' r   (in the state's dtype;
+            # the .to() calls cost nothing when the model is float32 too)
             S = state.wkv[i].reshape(BH, N, N)
-            s_kk = torch.bmm(S, kk.view(BH, N, 1))
+            sd = S.dtype
+            decay = torch.exp(sig[0].to(sd) * -DECAY_SCALE)
+            s_kk = torch.bmm(S, kk.view(BH, N, 1).to(sd))
             S = S * decay.view(BH, 1, N)
-            S.baddbmm_(s_kk, (kk * a.view(B, H, N)).view(BH, 1, N), alpha=-1.0)
-            S.baddbmm_(v.view(BH, N, 1), k.view(BH, 1, N))
-            y = torch.bmm(S, r.view(BH, N, 1)).view(B, C)
+            S.baddbmm_(s_kk, (kk * a.view(B, H, N)).view(BH, 1, N).to(sd), alpha=-1.0)
+            S.baddbmm_(v.view(BH, N, 1).to(sd), k.view(BH, 1, N).to(sd))
+            y = torch.bmm(S, r.view(BH, N, 1).to(sd)).view(B, C).to(x.dtype)
             y = F.group_norm(y, H, *lw["ln_x"], eps=GROUP_NORM_EPS).view(B, H, N)
-            bonus = (r.view(B, H, N) * k.view(B, H, N) * lw["r_k"]).sum(dim=-1, keepdim=True)
+            bonus = torch.linalg.vecdot(r.view(B, H, N), k.view(B, H, N) * lw["r_k"]).unsqueeze(-1)
             y = torch.addcmul(y, bonus, v.view(B, H, N)).view(B, C)
-            x = torch.addmm(x, y * g, lw["out"])
+            x = x + lw["out"](y * g)
             att_x.append(xa)
             wkvs.append(S.view(B, H, N, N))
             # channel-mix
             xf = F.layer_norm(x, (C,), *lw["ln2"])
-            h = torch.relu(torch.addcmul(xf, state.ffn_x[i] - xf, lw["ffn_mix"]) @ lw["ffn_key"]).square_()
+            h = torch.relu_(lw["ffn_key"](torch.lerp(xf, state.ffn_x[i], lw["ffn_mix"]))).square_()
             if self.deep_embed:
                 m = lw["s_emb"][tokens].view(B, DEEP_EMBED_RANK, DEEP_EMBED_RANK)
                 ss = torch.bmm((xf @ lw["s1"]).unsqueeze(1), m).squeeze(1)
                 h = h * torch.addmm(lw["s0"], ss, lw["s2"])
-            x = torch.addmm(x, h, lw["ffn_value"])
+            x = x + lw["ffn_value"](h)
             ffn_x.append(xf)
-        logits = F.layer_norm(x, (C,), *self.ln_out) @ self.head_t
+        logits = self.head(F.layer_norm(x, (C,), *self.ln_out))
         return logits, State(att_x, wkvs, ffn_x)
 
 

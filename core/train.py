@@ -97,6 +97,9 @@ class TrainConfig:
 
 @dataclass
 class TrainEvent:
+    """One progress report. Losses are mean nats per scored token (loss: the training batches since
+    the last step event; val_loss: the validation windows); bits_per_note is the validation total in
+    bits over the notes (pitch tokens) scored. paths: resume/result (and log, scan_report at the end)."""
     kind: str  # scan | step | eval | checkpoint | done | error | cancelled
     step: int = 0
     total_steps: int = 0
@@ -186,10 +189,9 @@ def _wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
 
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() == 2 else no_decay).append(p)
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.dim() == 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
@@ -323,31 +325,58 @@ class _Trainer:
         return pieces, report
 
     def run(self) -> dict:
+        self._prepare()
+        cfg, device = self.config, self.device
+        total, stop_at = self.total, self.stop_at
+        log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
+        self._acc_loss = torch.zeros((), device=device)
+        self._acc_bad = torch.zeros((), device=device)
+        self._acc_steps = self._acc_tokens = 0
+        self._t_start = self._t_log = time.monotonic()
+        self._step_start = self.step
+        self.emit(TrainEvent("step", step=self.step, total_steps=total, message=self.notice + (
+            f"{len(self.train_pieces)} train / {len(self.val_pieces)} validation pieces, "
+            f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {total} steps of batch {cfg.batch_size}")))
+        try:
+            while self.step < stop_at:
+                if self.should_stop():
+                    paths = self._checkpoint()
+                    self.emit(TrainEvent("cancelled", step=self.step, total_steps=total, paths=paths,
+                                         message=f"stopped at step {self.step}; resume with --resume"))
+                    return paths
+                self._train_step()
+                if self.step % log_every == 0 or self.step == stop_at:
+                    self._log_progress()
+                if self.val_windows and (self.step % cfg.eval_every == 0 or self.step == total):
+                    self.last_val = self.evaluate()
+                    self.emit(TrainEvent("eval", step=self.step, total_steps=total, **self.last_val))
+                if self.step % cfg.checkpoint_every == 0 and self.step < stop_at:
+                    self._checkpoint()
+        except torch.OutOfMemoryError:
+            smaller = max(1, cfg.batch_size // 2)
+            raise TrainingError(f"out of GPU memory with batch {cfg.batch_size} x {cfg.ctx_len} tokens; try "
+                                + (f"--batch {smaller}" if smaller < cfg.batch_size else "a shorter --ctx")) from None
+
+        paths = {**self._checkpoint(), "log": str(self.out / LOG_FILE), "scan_report": str(self.out / SCAN_FILE)}
+        finished = self.step >= total
+        self.emit(TrainEvent("done" if finished else "cancelled", step=self.step, total_steps=total, paths=paths,
+                             **self.last_val, message=(f"finished: {paths.get('result', '')}" if finished
+                                                       else f"paused at step {self.step}; resume with --resume")))
+        return paths
+
+    def _prepare(self) -> None:
+        """Data, model, optimizer and position: fresh, or exactly as the resume checkpoint left them."""
         cfg = self.config
         if not Path(cfg.data).exists():
             raise TrainingError(f"no such folder: {cfg.data}")
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        device = self.device = self._device()
-
-        resume = None
-        resume_path = self.out / RESUME_FILE
-        if cfg.resume:
-            if not resume_path.exists():
-                raise TrainingError(f"nothing to resume: {resume_path} does not exist")
-            resume = torch.load(resume_path, map_location="cpu", weights_only=True)
-            if resume.get("format") != RESUME_FORMAT:
-                raise TrainingError(f"{resume_path} is not a resume checkpoint of this version")
-            saved = TrainConfig.from_dict(resume["config"])
-            for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank"):
-                if getattr(saved, key) != getattr(cfg, key):
-                    raise TrainingError(f"cannot resume with a different {key} "
-                                        f"({getattr(saved, key)!r} there, {getattr(cfg, key)!r} now)")
+        self.device = self._device()
+        resume = self._read_resume() if cfg.resume else None
 
         from core.tokenizer import Tokenizer
-        tokenizer = Tokenizer.from_dict(resume["tokenizer"]) if resume else Tokenizer()
-        self.tokenizer = tokenizer
+        tokenizer = self.tokenizer = Tokenizer.from_dict(resume["tokenizer"]) if resume else Tokenizer()
         pieces, report = self._scan(tokenizer)
         if self.rank == 0:
             (self.out / SCAN_FILE).write_text(json.dumps(report.to_dict(), indent=1))
@@ -355,163 +384,149 @@ class _Trainer:
                              paths={"scan_report": str(self.out / SCAN_FILE)}))
         if not pieces:
             raise TrainingError(f"no usable MIDI file in {cfg.data} ({len(report.skipped)} skipped)")
-        train_pieces, val_pieces = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
-        self.train_pieces, self.val_pieces = train_pieces, val_pieces
-        self.train_windows = D.make_windows(train_pieces, tokenizer, cfg.ctx_len)
-        self.val_windows = D.make_windows(val_pieces, tokenizer, cfg.ctx_len)
+        self.train_pieces, self.val_pieces = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
+        self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
+        self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
+        self.fingerprint = _data_fingerprint(self.train_pieces)
 
         torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
         random.seed(cfg.seed)
         model, base_meta = _build_model(cfg, tokenizer)
-        module = _wrap(model, cfg).to(device)
-        self.module = module
+        self.module = _wrap(model, cfg).to(self.device)
         if resume:
-            module.load_state_dict(resume["module"])
-        trainable = [p for p in module.parameters() if p.requires_grad]
+            self.module.load_state_dict(resume["module"])
+        self.trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.forward_module = self.module
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            self.forward_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
-        else:
-            self.forward_module = module
+            self.forward_module = DDP(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-        batches = _Batches(len(self.train_windows), cfg.batch_size, cfg.seed)
+        self.batches = _Batches(len(self.train_windows), cfg.batch_size, cfg.seed)
         if cfg.steps is not None:
-            total = int(cfg.steps)
+            self.total = int(cfg.steps)
         elif resume and cfg.epochs is None:
-            total = int(resume["total_steps"])  # a bare --resume keeps the run's length and schedule
+            self.total = int(resume["total_steps"])  # a bare --resume keeps the run's length and schedule
         else:
-            total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * batches.per_epoch))
-        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, total // 20)
-        peak = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
-        opt = torch.optim.AdamW(_param_groups(module, cfg.weight_decay), lr=peak,
-                                betas=(cfg.beta1, cfg.beta2), fused=True)
-        step, epoch, index, bad_steps = 0, 0, 0, 0
-        fingerprint = _data_fingerprint(train_pieces)
-        notice = ""
+            self.total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * self.batches.per_epoch))
+        self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
+        self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
+        self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
+        self.opt = torch.optim.AdamW(_param_groups(self.module, cfg.weight_decay), lr=self.peak_lr,
+                                     betas=(cfg.beta1, cfg.beta2), fused=True)
+        self.found_inf = torch.zeros((), device=self.device)
+        self.step = self.epoch = self.index = self.bad_steps = 0
+        self.notice = ""
         if resume:
-            if resume.get("data") != fingerprint:
-                notice = "the folder changed since the checkpoint: the rest of the run sees a different data order. "
-            opt.load_state_dict(resume["optimizer"])
-            step, epoch, index = resume["step"], resume["epoch"], resume["index"]
-            bad_steps = resume["bad_steps"]
+            if resume.get("data") != self.fingerprint:
+                self.notice = "the folder changed since the checkpoint: the rest of the run sees another data order. "
+            self.opt.load_state_dict(resume["optimizer"])
+            self.step, self.epoch, self.index = resume["step"], resume["epoch"], resume["index"]
+            self.bad_steps = resume["bad_steps"]
             torch.set_rng_state(resume["rng"]["torch"])
             random.setstate(_to_tuple(resume["rng"]["python"]))
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        self.meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
+                     "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
+        self.last_val: dict = {}
 
-        meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
-                "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
-        self.meta = meta
-        log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
-        stop_at = min(total, cfg.stop_at_step) if cfg.stop_at_step is not None else total
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                    else torch.autocast("cpu", enabled=False))
-        found_inf = torch.zeros((), device=device)
-        bad_acc = torch.zeros((), device=device)
-        loss_acc = torch.zeros((), device=device)
-        steps_acc, tokens_acc = 0, 0
-        t_start, step_start = time.monotonic(), step
-        t_log = t_start
-        last_val: dict = {}
-        self.emit(TrainEvent("step", step=step, total_steps=total, message=notice + (
-            f"{len(train_pieces)} train / {len(val_pieces)} validation pieces, {len(self.train_windows)} "
-            f"windows of {cfg.ctx_len} tokens, {total} steps of batch {cfg.batch_size}")))
+    def _read_resume(self) -> dict:
+        cfg, path = self.config, self.out / RESUME_FILE
+        if not path.exists():
+            raise TrainingError(f"nothing to resume: {path} does not exist")
+        resume = torch.load(path, map_location="cpu", weights_only=True)
+        if resume.get("format") != RESUME_FORMAT:
+            raise TrainingError(f"{path} is not a resume checkpoint of this version")
+        saved = TrainConfig.from_dict(resume["config"])
+        for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank"):
+            if getattr(saved, key) != getattr(cfg, key):
+                raise TrainingError(f"cannot resume with a different {key} "
+                                    f"({getattr(saved, key)!r} there, {getattr(cfg, key)!r} now)")
+        return resume
 
-        def save() -> dict:
-            ckpt = {
-                "format": RESUME_FORMAT, "config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
-                "step": step, "epoch": epoch, "index": index, "bad_steps": bad_steps, "total_steps": total,
-                "module": module.state_dict(), "optimizer": opt.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                "meta": meta, "data": fingerprint,
-            }
-            paths = {}
-            if self.rank == 0:
-                _atomic_torch_save(ckpt, resume_path)
-                result = _export(module, cfg, self.out, {**meta, "step": step, **last_val})
-                paths = {"resume": str(resume_path), "result": str(result)}
-                self.emit(TrainEvent("checkpoint", step=step, total_steps=total, paths=paths,
-                                     message=f"checkpoint at step {step}"))
-            return paths
+    def _train_step(self) -> None:
+        """One optimizer step on the next global batch; no host synchronisation on a GPU."""
+        cfg = self.config
+        ids = self.batches.indices(self.epoch, self.index)
+        examples = [self._example(i, self.epoch, self.index * cfg.batch_size + j) for j, i in enumerate(ids)]
+        global_count = max(1.0, float(sum(e.mask.sum() for e in examples)))
+        local = examples[self.rank::self.world]
+        inputs, targets, mask = (t.to(self.device, non_blocking=True)
+                                 for t in D.collate(local, self.tokenizer.pad_id))
+        self.lr = lr_at(self.step, self.total, self.warmup, self.peak_lr, cfg.min_lr_ratio)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr
 
-        try:
-            while step < stop_at:
-                if self.should_stop():
-                    paths = save()
-                    self.emit(TrainEvent("cancelled", step=step, total_steps=total, paths=paths,
-                                         message=f"stopped at step {step}; resume with --resume"))
-                    return paths
-                ids = batches.indices(epoch, index)
-                examples = [self._example(i, epoch, index * cfg.batch_size + j) for j, i in enumerate(ids)]
-                global_count = max(1.0, float(sum(e.mask.sum() for e in examples)))
-                local = examples[self.rank::self.world]
-                inputs, targets, mask = (t.to(device, non_blocking=True) for t in D.collate(local, tokenizer.pad_id))
-                lr = lr_at(step, total, warmup, peak, cfg.min_lr_ratio)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+        with self._autocast():
+            logits = self.forward_module(inputs)
+        nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        loss_sum = (nll * mask.flatten()).sum()
+        # the mean over the whole global batch: DDP averages gradients over ranks, hence * world
+        (loss_sum * (self.world / global_count)).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
+        self.found_inf.copy_((~torch.isfinite(grad_norm)).float())
+        self.opt.found_inf = self.found_inf  # fused AdamW skips the whole update when it is 1
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self._acc_bad += self.found_inf
+        self._acc_loss += torch.where(self.found_inf > 0, torch.zeros_like(loss_sum), loss_sum.detach() / global_count)
+        self._acc_steps += 1
+        self._acc_tokens += int(global_count)
 
-                with autocast:
-                    logits = self.forward_module(inputs)
-                nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-                loss_sum = (nll * mask.flatten()).sum()
-                # summed over ranks (DDP averages, hence * world): the loss of the whole global batch
-                (loss_sum * (self.world / global_count)).backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                found_inf.copy_((~torch.isfinite(gnorm)).float())
-                opt.found_inf = found_inf  # fused AdamW skips the whole update when it is 1
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                bad_acc += found_inf
-                loss_acc += torch.where(found_inf > 0, torch.zeros_like(loss_sum), loss_sum.detach() / global_count)
+        self.step += 1
+        self.index += 1
+        if self.index >= self.batches.per_epoch:
+            self.epoch, self.index = self.epoch + 1, 0
 
-                step += 1
-                index += 1
-                if index >= batches.per_epoch:
-                    epoch, index = epoch + 1, 0
-                steps_acc += 1
-                tokens_acc += int(global_count)
+    def _log_progress(self) -> None:
+        """A "step" event with the mean loss since the last one (the one host sync); stop when too many
+        steps were skipped for a non-finite loss."""
+        loss_total = self._all_sum(self._acc_loss)
+        bad_now = int(self._acc_bad.item())
+        ok_steps = self._acc_steps - bad_now
+        self.bad_steps += bad_now
+        now = time.monotonic()
+        self.emit(TrainEvent(
+            "step", step=self.step, total_steps=self.total, lr=self.lr,
+            loss=(loss_total / ok_steps) if ok_steps else float("nan"),
+            tokens_per_s=self._acc_tokens / max(now - self._t_log, 1e-9),
+            eta_s=(now - self._t_start) / max(1, self.step - self._step_start) * (self.total - self.step),
+            message=f"{bad_now} non-finite steps skipped" if bad_now else ""))
+        self._acc_loss.zero_()
+        self._acc_bad.zero_()
+        self._acc_steps, self._acc_tokens, self._t_log = 0, 0, now
+        if self.bad_steps > self.config.max_bad_steps:
+            self._checkpoint()
+            raise TrainingError(f"training diverged: {self.bad_steps} steps had a non-finite loss; "
+                                f"try a lower learning rate (now {self.peak_lr:g})")
 
-                if step % log_every == 0 or step == stop_at:
-                    loss_total = self._all_sum(loss_acc)
-                    bad_now = int(bad_acc.item())
-                    ok_steps = steps_acc - bad_now
-                    bad_steps += bad_now
-                    now = time.monotonic()
-                    tps = tokens_acc / max(now - t_log, 1e-9)
-                    eta = (now - t_start) / max(1, step - step_start) * (total - step)
-                    self.emit(TrainEvent("step", step=step, total_steps=total,
-                                         loss=(loss_total / ok_steps) if ok_steps else float("nan"),
-                                         tokens_per_s=tps, eta_s=eta, lr=lr,
-                                         message=f"{bad_now} non-finite steps skipped" if bad_now else ""))
-                    loss_acc.zero_()
-                    bad_acc.zero_()
-                    steps_acc, tokens_acc, t_log = 0, 0, now
-                    if bad_steps > cfg.max_bad_steps:
-                        save()
-                        raise TrainingError(f"training diverged: {bad_steps} steps had a non-finite loss; "
-                                            f"try a lower learning rate (now {peak:g})")
-                if self.val_windows and (step % cfg.eval_every == 0 or step == total):
-                    last_val = self.evaluate()
-                    self.emit(TrainEvent("eval", step=step, total_steps=total, **last_val))
-                if step % cfg.checkpoint_every == 0 and step < stop_at:
-                    save()
-        except torch.OutOfMemoryError:
-            smaller = max(1, cfg.batch_size // 2)
-            raise TrainingError(f"out of GPU memory with batch {cfg.batch_size} x {cfg.ctx_len} tokens; "
-                                f"try --batch {smaller}" + (" or a shorter --ctx" if smaller == cfg.batch_size else "")
-                                ) from None
-
-        paths = save()
-        paths["log"] = str(self.out / LOG_FILE)
-        paths["scan_report"] = str(self.out / SCAN_FILE)
-        done = TrainEvent("done" if step >= total else "cancelled", step=step, total_steps=total,
-                          paths=paths, **last_val,
-                          message=(f"finished: {paths.get('result', '')}" if step >= total
-                                   else f"paused at step {step}; resume with --resume"))
-        self.emit(done)
+    def _checkpoint(self) -> dict:
+        """resume.pt (everything an exact resume needs, loadable with weights_only=True) and the result
+        file, both written atomically by rank 0. Returns their paths."""
+        if self.rank != 0:
+            return {}
+        cfg = self.config
+        ckpt = {
+            "format": RESUME_FORMAT, "config": cfg.to_dict(), "tokenizer": self.tokenizer.to_dict(),
+            "step": self.step, "epoch": self.epoch, "index": self.index, "bad_steps": self.bad_steps,
+            "total_steps": self.total, "data": self.fingerprint, "meta": self.meta,
+            "module": self.module.state_dict(), "optimizer": self.opt.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+        resume_path = self.out / RESUME_FILE
+        _atomic_torch_save(ckpt, resume_path)
+        result = _export(self.module, cfg, self.out, {**self.meta, "step": self.step, **self.last_val})
+        paths = {"resume": str(resume_path), "result": str(result)}
+        self.emit(TrainEvent("checkpoint", step=self.step, total_steps=self.total, paths=paths,
+                             message=f"checkpoint at step {self.step}"))
         return paths
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)  # bf16 needs no GradScaler
+        return torch.autocast("cpu", enabled=False)
 
     def _all_sum(self, t: torch.Tensor) -> float:
         if self.world > 1:
@@ -546,8 +561,7 @@ class _Trainer:
                 exs.append(D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id))
             inputs, targets, mask = D.collate(exs, tok.pad_id)
             notes = float((self.is_note[targets.numpy()] * mask.numpy()).sum())
-            with (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                  else torch.autocast("cpu", enabled=False)):
+            with self._autocast():
                 logits = module(inputs.to(self.device))
             nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(self.device).flatten(), reduction="none")
             totals += torch.tensor([float((nll.cpu() * mask.flatten()).sum()), float(mask.sum()), notes],

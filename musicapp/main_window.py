@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget,
-                               QToolBar, QVBoxLayout, QWidget, QDockWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStyle,
+                               QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
 from core.live import list_ports, supports_virtual_ports
@@ -18,8 +18,10 @@ from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
 from musicapp import editing
 from musicapp.controllers.generation import GenerationController
+from musicapp.controllers.jam import JamController
 from musicapp.controllers.training import TrainingController
 from musicapp.document import NoteDocument
+from musicapp.dragout import DragOutButton
 from musicapp.messages import MessageBar
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.panels.finetune_panel import FinetunePanel
@@ -71,6 +73,7 @@ class MainWindow(QMainWindow):
         self.models: list[library.ModelEntry] = []
         self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
         self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
+        self.jam = JamController(self.doc, self.roll, self.transport, self.midi_panel, self)
 
         self.device_label = QLabel("model: loading…")
         self.position_label = QLabel()
@@ -84,6 +87,7 @@ class MainWindow(QMainWindow):
         self.doc.documentReset.connect(self._update_title)
         self.setAcceptDrops(True)
         self.resize(1360, 820)
+        self.resizeDocks([self.panel_dock], [400], Qt.Horizontal)  # the roll gets the room
         self._update_title()
         self._update_tempo_label()
         QTimer.singleShot(0, lambda: (self.roll.view.center_on_pitch(60), self.roll.view.setFocus()))
@@ -155,12 +159,16 @@ class MainWindow(QMainWindow):
         self.transport_bar.setObjectName("transport")
         self.addToolBar(self.transport_bar)
         bar = self.transport_bar
-        self.act_home = self._action("⏮", lambda: self.seek(0), "Home")
+        style = self.style()
+        self.act_home = self._action("Start", lambda: self.seek(0), "Home")
+        self.act_home.setIcon(style.standardIcon(QStyle.SP_MediaSkipBackward))
         self.act_home.setToolTip("Back to the start (Home)")
-        self.act_play = self._action("▶ Play", self.toggle_play, "Space", checkable=True)
+        self.act_play = self._action("Play", self.toggle_play, "Space", checkable=True)
+        self.act_play.setIcon(style.standardIcon(QStyle.SP_MediaPlay))
         self.act_play.setToolTip("Play / stop (Space)")
-        self.act_loop = self._action("⟲ Loop", self._on_loop_toggled, "L", checkable=True)
+        self.act_loop = self._action("Loop", self._on_loop_toggled, "L", checkable=True)
         self.act_loop.setToolTip("Loop the region set by dragging in the ruler (L)")
+        bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         for a in (self.act_home, self.act_play, self.act_loop):
             bar.addAction(a)
         self.tempo_label = QLabel()
@@ -173,7 +181,7 @@ class MainWindow(QMainWindow):
         self.model_box.setToolTip("Bundled base model, your fine-tuned models and style files")
         self.model_box.activated.connect(self._on_model_chosen)
         bar.addWidget(self.model_box)
-        self.act_continue = self._action("✦ Continue", self.generation.start, "Ctrl+Return")
+        self.act_continue = self._action("✦ Continue", lambda: self.generation.start(), "Ctrl+Return")
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
         edit_bar = QToolBar("Edit")
@@ -200,6 +208,9 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(self.snap_box)
         edit_bar.addAction(self.act_undo)
         edit_bar.addAction(self.act_redo)
+        edit_bar.addSeparator()
+        self.drag_out = DragOutButton(self.doc)
+        edit_bar.addWidget(self.drag_out)
         self.edit_bar = edit_bar
 
     def _connect(self) -> None:
@@ -219,9 +230,12 @@ class MainWindow(QMainWindow):
         tr = self.training
         tr.message.connect(self.show_message)
         tr.modelsChanged.connect(self.refresh_models)
+        self.jam.message.connect(self.show_message)
         self.midi_panel.outputChosen.connect(self._open_output)
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
         self.midi_panel.jamToggled.connect(self._on_jam)
+        self.midi_panel.clockChosen.connect(self._on_clock_mode)
+        self._on_clock_mode(self.midi_panel.clock_mode())
         self.doc.documentReset.connect(self._update_tempo_label)
 
     # --- messages, background start-up ----------------------------------------------------------
@@ -233,6 +247,8 @@ class MainWindow(QMainWindow):
         """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
         self.refresh_ports()
         self.refresh_models()
+        # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
+        self.finetune_panel.curve.ensure_plot()
 
     def refresh_ports(self) -> None:
         listing = list_ports()
@@ -327,7 +343,8 @@ class MainWindow(QMainWindow):
 
     def _on_playing(self, playing: bool) -> None:
         self.act_play.setChecked(playing)
-        self.act_play.setText("■ Stop" if playing else "▶ Play")
+        self.act_play.setText("Stop" if playing else "Play")
+        self.act_play.setIcon(self.style().standardIcon(QStyle.SP_MediaStop if playing else QStyle.SP_MediaPlay))
 
     def _on_generating(self, busy: bool) -> None:
         self.act_continue.setEnabled(not busy)
@@ -342,9 +359,17 @@ class MainWindow(QMainWindow):
         self.tempo_label.setText(f"  {meta.tempos[0].bpm:g} BPM{'*' if changes else ''}  {ts.numerator}/{ts.denominator}")
         self.tempo_label.setToolTip(f"{changes} tempo change(s) in the piece" if changes else "")
 
+    def _on_clock_mode(self, mode: str) -> None:
+        self.transport.send_clock = mode == "send"
+        if self.jam.active:  # the jam reads the clock setting when it starts
+            self.jam.stop()
+            self.midi_panel.jam.setChecked(False)
+
     def _on_jam(self, on: bool) -> None:
-        from musicapp.controllers import jam
-        jam.toggle(self, on)
+        if on and not self.jam.start(self.generation.generator, self.midi_panel.clock_mode()):
+            self.midi_panel.jam.setChecked(False)
+        elif not on:
+            self.jam.stop()
 
     def _on_snap(self, index: int) -> None:
         self.roll.set_snap(self.snap_box.itemData(index))
@@ -503,8 +528,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every thread and every sound before the window goes: cancel, quit, wait."""
-        from musicapp.controllers import jam
-        jam.toggle(self, False)
+        self.jam.stop()
         self.generation.shutdown()
         self.training.shutdown()
         self.transport.shutdown()

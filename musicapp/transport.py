@@ -77,6 +77,8 @@ class Transport(QObject):
         self.scheduler: live.Scheduler | None = None
         self.channels = live.ChannelMap()
         self.loop: tuple[int, int] | None = None
+        self.send_clock = False  # MIDI clock (24 per beat, start/stop) to the output while playing
+        self._clock: live.ClockSender | None = None
         self.playing = False
         self._tempo_map = Score()
         self._notes: list[Note] = []
@@ -128,7 +130,10 @@ class Transport(QObject):
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
-        self._current = self._schedule(start_tick, end, time.perf_counter() + LOOKAHEAD_S)
+        at = time.perf_counter() + LOOKAHEAD_S
+        self._current = self._schedule(start_tick, end, at)
+        if self.send_clock and not isinstance(self.port, SilentPort):
+            self._clock = live.ClockSender(self.port, bpm=self._tempo_map.tempo_at(start_tick)).start(at=at)
         self._set_playing(True)
 
     def _schedule(self, start: float, end: float | None, at: float) -> _Pass:
@@ -162,6 +167,9 @@ class Transport(QObject):
             if p is not None:
                 p.player.stop()
         self._current = self._next = None
+        if self._clock is not None:
+            self._clock.stop()
+            self._clock = None
         if self.scheduler is not None:
             self.scheduler.stop()
         self._set_playing(False)

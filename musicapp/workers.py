@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 
 class Worker(QObject):
@@ -42,7 +42,8 @@ def start_thread(worker: Worker, name: str) -> QThread:
     thread.setObjectName(name)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit)
+    # direct: quit() is thread-safe, and a queued quit would wait for a GUI thread that may be waiting on us
+    worker.finished.connect(thread.quit, Qt.DirectConnection)
     thread.start()
     return thread
 

@@ -27,6 +27,15 @@ from core.train import sequence_nll_bits
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Small models gain nothing from threads, and spinning threads crawl on a busy shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def tok():
     return Tokenizer()

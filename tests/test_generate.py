@@ -8,7 +8,6 @@ import torch
 from core.generate import Generator, SamplingConfig, parse_instruments, sample_tokens
 from core.model import save_state_file
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
-from core.tokenizer import Tokenizer
 
 BAR_3_4 = 3 * TICKS_PER_BEAT
 
@@ -119,7 +118,7 @@ def test_long_prompt_keeps_the_last_ctx_tokens_from_a_bar_with_header(tiny_check
     small = Generator.load(tiny_checkpoint, ctx=96)
     window = small.window(long)
     tok = small.tokenizer
-    assert len(window.ids) <= 96
+    assert len(window.ids) <= 96 - 96 // 4
     assert [tok.kind(t) for t in window.ids[:4]] == ["bos", "tempo", "bar", "timesig"]
     assert tok.value(window.ids[1]) == 100 and tok.value(window.ids[3]) == (3, 4)
     assert window.start_tick % BAR_3_4 == 0 and window.start_tick > 0
@@ -207,3 +206,31 @@ def test_prefill_reuses_a_cached_prefix(tiny_checkpoint, prompt):
     cold_logits, cold_state = cold._prefill(full_ids)
     assert torch.allclose(warm_logits, cold_logits, atol=1e-4)
     assert torch.allclose(warm_state.wkv[-1], cold_state.wkv[-1], atol=1e-4)
+
+
+def long_score(bars: int) -> Score:
+    return Score([Note(i * 120, 120, 50 + (i * 7) % 30, 80) for i in range(bars * 12)], [TempoChange(0, 100)],
+                 [TimeSignature(0, 3, 4)])
+
+
+def test_tail_encoding_gives_the_same_window_as_cutting_the_full_encoding(tiny_checkpoint):
+    long = long_score(40)
+    small = Generator.load(tiny_checkpoint, ctx=200)
+    tok = small.tokenizer
+    full = tok.encode(long, eos=False, end_tick=long.end_tick) + [tok.bar_id]
+    index, header = next((i, h) for i, h in tok.bar_headers(full) if len(h) + len(full) - i - 1 <= 150)
+    window = small.window(long)
+    assert window.ids == header + full[index + 1:]
+    assert window.start_tick == (tok.bar_indices(full).index(index)) * BAR_3_4
+
+
+def test_a_long_prompt_keeps_its_cut_when_that_reuses_a_prefilled_window(tiny_checkpoint):
+    long = long_score(40)
+    small = Generator.load(tiny_checkpoint, ctx=200)
+    small.warm(long, at_tick=39 * BAR_3_4)  # prefilled while the last bar was being written
+    warmed = small._prefill_cache[0][0]
+    window = small.window(long)
+    assert tuple(window.ids[:len(warmed)]) == warmed
+    fresh = Generator.load(tiny_checkpoint, ctx=200).window(long)
+    assert fresh.start_tick > window.start_tick  # without the cache the cut moves forward
+    assert len(window.ids) <= 200

@@ -237,3 +237,25 @@ def test_style_file_round_trip_and_base_model_check(tmp_path):
     assert torch.equal(state.wkv[1][2], wkv[1])
     with pytest.raises(CheckpointError, match="another base model"):
         load_state_file(path, perturbed_model(seed=19))
+
+
+def test_from_scratch_initialisation_follows_the_rwkv_lm_recipe():
+    torch.manual_seed(22)
+    L = 4
+    model = RWKV7(ModelConfig(n_layer=L, n_embd=128, vocab_size=300))
+    assert model.emb.weight.abs().max() <= 1e-4
+    head = model.head.weight  # [V, C] orthogonal columns, gain 0.5 * sqrt(V / C)
+    close(head.t() @ head, torch.eye(128) * 0.25 * 300 / 128, 1e-4)
+    for i, blk in enumerate(model.blocks):
+        att, ffn = blk.att, blk.ffn
+        for zeroed in (att.output.weight, ffn.value.weight, att.w1, att.a1, att.v1, att.g1):
+            assert not zeroed.any()
+        w2 = att.w2  # [Dw, C]: orthonormal rows scaled by 0.1
+        close(w2 @ w2.t(), torch.eye(w2.shape[0]) * 0.01, 1e-4)
+        close(att.ln_x.weight, torch.full((128,), ((i + 1) / L) ** 0.7))
+        decay = torch.exp(-0.606531 * torch.sigmoid(att.w0))
+        assert 0.545 < decay.min() and decay.max() < 1.0 and decay.max() - decay.min() > 0.3
+        assert (att.k_a == 1.02).all() and (att.r_k == -0.04).all()
+        for mu in (att.x_r, att.x_w, att.x_k, att.x_v, att.x_a, att.x_g, ffn.x_k):
+            assert 0.0 <= mu.min() and mu.max() <= 1.0
+            assert mu[0, 0, 0] == 1.0  # channel 0 takes the previous token entirely

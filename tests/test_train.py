@@ -87,9 +87,9 @@ def test_lora_and_state_modes_export_files_that_eval_loads(base_run, tmp_path, c
     base_model, _ = load_checkpoint(base)
     lora_out, state_out = tmp_path / "lora", tmp_path / "state"
     assert cli.main(["train", str(folder), "--out", str(lora_out), "--base", base, "--mode", "lora",
-                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "1e-2"]) == 0
+                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "1e-2", "--augment"]) == 0
     assert cli.main(["train", str(folder), "--out", str(state_out), "--base", base, "--mode", "state",
-                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "5e-2"]) == 0
+                     "--ctx", "32", "--batch", "2", "--steps", "3", "--lr", "5e-2", "--completion-only"]) == 0
     capsys.readouterr()
 
     merged, meta = load_checkpoint(str(lora_out / "model.pth"))

@@ -26,7 +26,10 @@ class GenerationController(QObject):
         self._worker = self._worker_thread = None
         self._old_loaders: list = []  # loaders replaced while busy: kept alive until their thread ends
         self.play_while_generating = True
+        self._last_request: int | None = None
+        self._replaced = Preview()
         panel.continueRequested.connect(self.start)
+        panel.regenerateRequested.connect(self.regenerate)
         panel.stopRequested.connect(self.stop)
         panel.acceptRequested.connect(self.accept)
         panel.rejectRequested.connect(self.reject)
@@ -88,14 +91,18 @@ class GenerationController(QObject):
         tick = end if end is not None else self.roll.playhead_tick
         return editing.snap_tick(self.doc, tick, self.roll.scene.snap)
 
-    def start(self) -> None:
+    def regenerate(self) -> None:
+        """Again from where the shown continuation was asked for (the playhead may have moved on)."""
+        self.start(self._last_request)
+
+    def start(self, at_tick: int | None = None) -> None:
         if self.generator is None or self.generating:
             if self.generator is None:
                 self.message.emit("The model is not loaded yet.", "warning")
             return
-        start = self.start_tick()
-        if not self.doc.preview.is_empty():  # regenerate: the old continuation stays one undo away
-            self.doc.undo_stack.push(commands.SetPreview(self.doc, self.doc.preview, Preview(), "Regenerate"))
+        start = self.start_tick() if at_tick is None else at_tick
+        self._last_request = start
+        self._replaced = self.doc.preview.copy()  # a regenerate's undo brings this back
         prompt = self.doc.to_score()
         params = self.panel.params()
         self.doc.begin_stream(start)
@@ -135,8 +142,10 @@ class GenerationController(QObject):
         self._worker = self._worker_thread = None
         if thread is not None:
             thread.wait()
-        if not self.doc.preview.is_empty():
-            self.doc.undo_stack.push(commands.SetPreview(self.doc, Preview(), self.doc.preview, "Continue",
+        replaced, self._replaced = self._replaced, Preview()
+        if not self.doc.preview.is_empty() or not replaced.is_empty():
+            text = "Regenerate" if not replaced.is_empty() else "Continue"
+            self.doc.undo_stack.push(commands.SetPreview(self.doc, replaced, self.doc.preview, text,
                                                          already_applied=True))
         self._refresh_panel()
         self.busyChanged.emit(False)

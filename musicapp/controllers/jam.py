@@ -1,22 +1,89 @@
-"""The Jam toggle: listen on the MIDI input and answer the player when they pause (core.live does the
-listening and timing; answers appear in the roll as a continuation)."""
+"""The Jam toggle: core.live's JamSession listens on the chosen MIDI input and answers on the output when
+the player pauses; each answer appears in the roll as a continuation at the playhead's bar."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, Signal
+
 from core import live
+from musicapp import editing
+from musicapp.document import NoteDocument
 
 
-def toggle(window, on: bool) -> None:
-    session = getattr(window, "_jam_session", None)
-    if not on:
+class JamController(QObject):
+    stateChanged = Signal(str)      # listening | answering | off
+    answerNote = Signal(object)     # Note, in the jam phrase's ticks
+    message = Signal(str, str)
+
+    def __init__(self, doc: NoteDocument, roll, transport, panel, parent=None) -> None:
+        super().__init__(parent)
+        self.doc, self.roll, self.transport, self.panel = doc, roll, transport, panel
+        self.session: live.JamSession | None = None
+        self.port = None
+        self._anchor = 0         # roll tick where the current answer is shown
+        self._answer_start = None
+        # both arrive from core.live's threads; as signals of this GUI-thread object they are queued to it
+        self.stateChanged.connect(self._on_state)
+        self.answerNote.connect(self._on_note)
+
+    @property
+    def active(self) -> bool:
+        return self.session is not None
+
+    def start(self, generator, clock_mode: str) -> bool:
+        if self.session is not None:
+            return True
+        if generator is None:
+            self.message.emit("Jam needs a model: wait until it has loaded.", "warning")
+            return False
+        input_name = self.panel.chosen_input()
+        if not input_name:
+            self.message.emit("Jam listens on a MIDI input: choose one in the MIDI panel.", "warning")
+            return False
+        config = live.JamConfig(bars=self.panel.jam_bars.value(),
+                                pause_beats=self.panel.jam_pause.value() * self.doc.meta.tempos[0].bpm / 60.0,
+                                bpm=self.doc.meta.tempos[0].bpm,
+                                meter=(self.doc.meta.time_signatures[0].numerator,
+                                       self.doc.meta.time_signatures[0].denominator))
+        clock = live.ClockFollower() if clock_mode == "follow" else None
+        scheduler = self.transport._ensure_scheduler()
+        session = live.JamSession(generator, scheduler, config, clock=clock,
+                                  on_state=self.stateChanged.emit, on_note=self.answerNote.emit)
+        try:
+            self.port = live.open_input(input_name, session.on_message)
+        except live.PortError as e:
+            self.message.emit(f"Jam cannot listen: {e}", "error")
+            return False
+        self.session = session.start()
+        self.stateChanged.emit("listening")
+        return True
+
+    def stop(self) -> None:
+        session, self.session = self.session, None
+        if self.port is not None:
+            try:
+                self.port.close()
+            except Exception:  # a port that vanished is closed already
+                pass
+            self.port = None
         if session is not None:
-            session.stop()
-            window._jam_session = None
-        return
-    if session is not None:
-        return
-    if not hasattr(live, "JamSession"):
-        window.show_message("Jam mode is not available in this build of core.live.", "warning")
-        window.midi_panel.jam.setChecked(False)
-        return
-    window.show_message("Jam mode is not wired yet.", "warning")
-    window.midi_panel.jam.setChecked(False)
+            session.close()
+        self.stateChanged.emit("off")
+
+    def _on_state(self, state: str) -> None:
+        if state == "answering":
+            self._answer_start = None
+            self._anchor = editing.snap_tick(self.doc, self.roll.playhead_tick, 1920, "floor")
+        self.panel.jam.setText({"listening": "Jam: listening…", "answering": "Jam: answering…"}
+                               .get(state, "Jam: answer when I pause"))
+
+    def _on_note(self, note) -> None:
+        if self.session is None:
+            return
+        stream = self.session.last_stream
+        if self._answer_start is None:
+            self._answer_start = stream.start_tick if stream is not None else note.start
+            self.doc.begin_stream(self._anchor)
+        shifted = replace(note, start=self._anchor + note.start - self._answer_start)
+        self.doc.stream_note(0, shifted)

@@ -13,6 +13,7 @@ from core.score import GM_PROGRAM_NAMES
 
 class ContinuePanel(QWidget):
     continueRequested = Signal()
+    regenerateRequested = Signal()
     stopRequested = Signal()
     acceptRequested = Signal()
     rejectRequested = Signal()
@@ -86,7 +87,7 @@ class ContinuePanel(QWidget):
         self.regenerate_button = QPushButton("Regenerate")
         self.variation_box = QComboBox()
         self.continue_button.clicked.connect(self.continueRequested)
-        self.regenerate_button.clicked.connect(self.continueRequested)
+        self.regenerate_button.clicked.connect(self.regenerateRequested)
         self.stop_button.clicked.connect(self.stopRequested)
         self.accept_button.clicked.connect(self.acceptRequested)
         self.reject_button.clicked.connect(self.rejectRequested)
@@ -134,8 +135,12 @@ class ContinuePanel(QWidget):
     def _on_add_instrument(self, index: int) -> None:
         inst = self.add_instrument.itemData(index)
         self.add_instrument.setCurrentIndex(0)
-        if inst is None:
-            return
+        if inst is not None:
+            self.allow_instrument(*inst)
+
+    def allow_instrument(self, program: int, drum: bool = False) -> None:
+        """Tick an instrument (adding it to the list if the piece does not use it yet)."""
+        inst = (0, True) if drum else (program, False)
         for i in range(self.instruments.count()):
             item = self.instruments.item(i)
             if item.data(Qt.UserRole) == inst:

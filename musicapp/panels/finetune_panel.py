@@ -35,7 +35,7 @@ class LossPlot(QWidget):
         self.val_points: list[tuple[int, float]] = []
         self.setMinimumHeight(170)
 
-    def _ensure_plot(self) -> None:
+    def ensure_plot(self) -> None:
         if self.plot is not None:
             return
         import pyqtgraph as pg
@@ -57,7 +57,7 @@ class LossPlot(QWidget):
             self.val_curve.setData([], [])
 
     def add(self, step: int, loss: float | None, val_loss: float | None) -> None:
-        self._ensure_plot()
+        self.ensure_plot()
         if loss is not None:
             self.train_points.append((step, loss))
             self.train_curve.setData(*zip(*self.train_points))

@@ -70,8 +70,8 @@ class Ruler(QWidget):
                 p.drawLine(int(x), h - 12, int(x), h)
                 label = str(b.index + 1)
                 sig = (b.signature.numerator, b.signature.denominator)
-                if sig != previous_sig and (b.index == 0 or b.tick == b.signature.tick):
-                    label += f"  {sig[0]}/{sig[1]}"
+                if sig != previous_sig and (b.index == 0 or b.tick == b.signature.tick) and bar_px >= 64:
+                    label += f"  {sig[0]}/{sig[1]}"  # the meter where it starts or changes, room allowing
                 p.drawText(QPointF(x + 3, h - 8), label)
             previous_sig = (b.signature.numerator, b.signature.denominator)
         px = self.view.x_of_tick(self.playhead)

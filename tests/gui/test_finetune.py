@@ -27,10 +27,12 @@ def corpus(tmp_path):
 
 
 @pytest.fixture
-def trained_window(make_window, app_paths):
+def trained_window(make_window, app_paths, qtbot):
     make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")
     w = make_window(start=True)
     w.training.extra_config = dict(TINY_TRAINING)
+    # importing torch (on the loader's thread) holds the GIL for a while, once, at start-up: wait for it
+    qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
     return w
 
 

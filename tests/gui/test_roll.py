@@ -183,3 +183,13 @@ def test_ten_thousand_notes_stay_fast(make_window):
     assert len(w.roll.scene.items_by_id) == 10_000
     # generous bounds for a loaded 2-core CI machine; measured ~0.3 s / 0.05 s / 0.2 s when idle
     assert load_s < 3.0 and paint_s < 1.5 and edit_s < 3.0, (load_s, paint_s, edit_s)
+
+
+def test_drag_out_writes_the_piece_with_its_continuation(make_window, tmp_path):
+    from musicapp.document import Preview
+    w = make_window()
+    w.doc.load_score(demo_score(bars=1))
+    w.doc.set_preview(Preview({0: [Note(1920, 480, 72)]}, 0, 1920))
+    path = w.drag_out.export_file()
+    score, _ = read_midi(path)
+    assert len(score.notes) == len(w.doc) + 1 and max(n.start for n in score.notes) == 1920

@@ -1,0 +1,125 @@
+"""Play / stop / loop from the window through a REAL MIDI output (a private JACK server, a recorder in
+another process as the DAW): the notes arrive, and stop releases every sounding note."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.jack import MidiRecorder
+from core.live import JACK_BACKEND
+from tests.gui.helpers import demo_score
+
+pytestmark = pytest.mark.jack
+
+
+@pytest.fixture
+def jack_window(jack_server, monkeypatch, make_window, prefs):
+    monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
+    with MidiRecorder() as rx:
+        prefs.set("midi/output", rx.port_name)
+        w = make_window(start=True)
+        time.sleep(0.1)  # JACK makes the connection in its next process cycle
+        yield w, rx
+
+
+def sounding_after(messages) -> set:
+    held = set()
+    for _, m in messages:
+        if m.type == "note_on" and m.velocity > 0:
+            held.add((m.channel, m.note))
+        elif m.type in ("note_off", "note_on"):
+            held.discard((m.channel, m.note))
+    return held
+
+
+def test_play_then_stop_releases_every_note(jack_window, qtbot):
+    w, rx = jack_window
+    assert w.transport.port_name and "no output" not in w.transport.port_name
+    score = demo_score(bars=8, bpm=240)
+    w.doc.load_score(score)
+    w.toggle_play()
+    assert w.transport.playing
+    rx.wait_for(lambda ms: sum(m.type == "note_on" for _, m in ms) >= 12, timeout=10)
+    qtbot.waitUntil(lambda: w.roll.playhead_tick > 0, timeout=3000)  # the playhead follows
+    w.toggle_play()  # stop in the middle of sounding notes
+    assert not w.transport.playing
+    time.sleep(0.2)
+    messages = rx.messages()
+    ons = [m for _, m in messages if m.type == "note_on" and m.velocity > 0]
+    expected = sorted(score.notes, key=lambda n: (n.start, n.pitch))
+    assert [m.note for m in ons[:4]] == [n.pitch for n in expected[:4]] or \
+        sorted(m.note for m in ons[:4]) == sorted(n.pitch for n in expected[:4])
+    assert sounding_after(messages) == set()
+    assert messages[-1][1].type == "control_change" and messages[-1][1].control == 123
+
+
+def test_loop_wraps_and_keyboard_click_is_heard(jack_window, qtbot):
+    w, rx = jack_window
+    w.doc.load_score(demo_score(bars=2, bpm=300))
+    w._set_loop(0, 1920, True)  # one bar of 4/4 at 300 BPM: 0.8 s
+    w.toggle_play()
+    qtbot.wait(2200)
+    w.toggle_play()
+    time.sleep(0.2)
+    messages = rx.messages()
+    first_bar = {n.pitch for n in demo_score(bars=2, bpm=300).notes if n.start < 1920}
+    ons = [m.note for _, m in messages if m.type == "note_on" and m.velocity > 0]
+    # the first bar's 9 notes at least twice, and nothing from the second bar
+    assert len(ons) >= 18 and set(ons) <= first_bar
+    assert sounding_after(messages) == set()
+
+    before = len(rx.messages())
+    w.roll.keyboard.keyPressed.emit(64)
+    rx.wait_for(lambda ms: any(m.type == "note_on" and m.note == 64 for _, m in ms[before:]), timeout=5)
+
+
+def test_jam_answers_appear_in_the_roll_and_play(jam_window, qtbot):
+    w, rx, player = jam_window
+    w.midi_panel.jam_pause.setValue(0.4)
+    w.midi_panel.jam_bars.setValue(1)
+    w.midi_panel.jam.setChecked(True)
+    assert w.jam.active, w.messages.text
+    import mido
+    for pitch in (60, 64, 67, 72):  # a short phrase, then a pause
+        player.send(mido.Message("note_on", note=pitch, velocity=90))
+        time.sleep(0.12)
+        player.send(mido.Message("note_off", note=pitch, velocity=0))
+    qtbot.waitUntil(lambda: len(w.doc.preview.notes) >= 1, timeout=60000)
+    assert len(w.doc) == 0  # answers are shown as a continuation, not written into the piece
+    rx.wait_for(lambda ms: any(m.type == "note_on" and m.velocity > 0 for _, m in ms), timeout=20)
+    w.midi_panel.jam.setChecked(False)
+    assert not w.jam.active
+
+
+@pytest.fixture
+def jam_window(jack_server, monkeypatch, make_window, prefs, app_paths, qtbot):
+    from core.live import midi_backend
+    from tests.gui.models import make_tiny_checkpoint
+    make_tiny_checkpoint(app_paths.resources / "tiny.pth")
+    monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
+    backend = midi_backend("jack")
+    player = backend.open_output("out", client_name="player")
+    with MidiRecorder() as rx:
+        prefs.set("midi/output", rx.port_name)
+        prefs.set("midi/input", "player:out")
+        w = make_window(start=True)
+        qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
+        time.sleep(0.1)
+        yield w, rx, player
+        w.jam.stop()
+    player.close()
+
+
+def test_send_midi_clock_while_playing(jack_window, qtbot):
+    w, rx = jack_window
+    w.midi_panel.clock.setCurrentIndex(w.midi_panel.clock.findData("send"))
+    w.midi_panel._on_clock(w.midi_panel.clock.currentIndex())
+    w.doc.load_score(demo_score(bars=2, bpm=120))
+    w.toggle_play()
+    qtbot.wait(600)
+    w.toggle_play()
+    rx.wait_for(lambda ms: any(m.type == "stop" for _, m in ms), timeout=5)
+    types = [m.type for _, m in rx.messages()]
+    assert types.count("start") == 1 and types.count("clock") >= 10  # 24 per beat at 120 BPM: ~28 in 0.6 s
+    assert w.prefs.get("midi/clock") == "send"  # remembered for the next run

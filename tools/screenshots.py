@@ -1,0 +1,125 @@
+"""Save screenshots of the app's main states to docs/: empty, a piece loaded, a continuation streaming,
+fine-tuning with its loss curve. Runs offscreen with real components (a real model, a real training job).
+
+    .venv/bin/python tools/screenshots.py [--out docs] [--model resources/xxx.pth]
+
+Without --model it uses the first bundled model in resources/, else a small untrained RWKV-7 made here
+(its music is noise, but the states look as they do with a real model).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "docs"))
+    p.add_argument("--model")
+    p.add_argument("--piece", default=str(ROOT / "tests/data/corpus/bach/bwv10.7.mid"))
+    args = p.parse_args(argv)
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv[:1])
+    from musicapp.main_window import MainWindow
+    from musicapp.settings import AppPaths, Preferences
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="rwkv-music-shots-"))
+    resources = tmp / "resources"
+    resources.mkdir()
+    bundled = sorted((ROOT / "resources").glob("*.pth"))
+    model = Path(args.model) if args.model else (bundled[0] if bundled else None)
+    if model is not None:
+        shutil.copy(model, resources / model.name)
+    else:
+        from tests.gui.models import make_tiny_checkpoint
+        make_tiny_checkpoint(resources / "demo-base.pth", n_layer=2, n_embd=128)
+
+    def pump(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.005)
+
+    def wait_for(cond, timeout: float) -> None:
+        end = time.perf_counter() + timeout
+        while not cond() and time.perf_counter() < end:
+            pump(0.05)
+
+    def shot(name: str) -> None:
+        pump(0.2)
+        path = out / name
+        w.grab().save(str(path))
+        print(f"saved {path}")
+
+    w = MainWindow(AppPaths(resources, tmp / "user"), Preferences(QSettings(str(tmp / "s.ini"), QSettings.IniFormat)),
+                   confirm_discard=False)
+    w.resize(1440, 860)
+    w.show()
+    pump(0.3)
+    shot("empty.png")
+
+    w.start_background_loading()
+    w.messages.hide()  # no MIDI system on a headless machine: that notice is not what these pictures show
+    wait_for(lambda: w.generation.generator is not None, 120)
+    w.open_file(args.piece)
+    w.roll.view.center_on_pitch(62)
+    shot("piece.png")
+
+    # a continuation, grabbed while it streams
+    end = w.doc.end_tick
+    w.roll.zoom_to_fit()
+    w.seek(end)
+    w.continue_panel.bars.setValue(4)
+    w.continue_panel.variations.setValue(2)
+    w.continue_panel.temperature.setValue(0.8)
+    w.continue_panel.seed.setValue(3)
+    w.roll.view.set_zoom(px_per_tick=w.roll.view.viewport().width() / (end + 5 * 1920))
+    w.generation.start()
+    wait_for(lambda: len(w.doc.preview.notes) >= 25 or not w.generation.generating, 60)
+    w.messages.hide()
+    shot("continuation.png")
+    w.generation.stop()
+    wait_for(lambda: not w.generation.generating, 30)
+
+    # fine-tuning, grabbed once the curve has some points
+    corpus = tmp / "my music"
+    corpus.mkdir()
+    for f in sorted((ROOT / "tests/data/corpus").rglob("*.mid"))[:12]:
+        shutil.copy(f, corpus / f"{f.parent.name}-{f.name}")
+    w.panels.setCurrentWidget(w.finetune_panel)
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    w.training.scan(str(corpus))
+    wait_for(lambda: "used" in panel.report_summary.text(), 60)
+    panel.mode.setCurrentIndex(panel.mode.findData("lora"))
+    panel.steps.setValue(400)
+    panel.name.setText("My folk tunes")
+    w.training.extra_config = {"ctx_len": 128, "batch_size": 4, "eval_every": 10, "max_eval_batches": 2,
+                               "threads": 1, "workers": 1}
+    w.training.start()
+    wait_for(lambda: len(panel.curve.train_points) >= 30 and len(panel.curve.val_points) >= 3, 240)
+    w.messages.hide()
+    shot("finetune.png")
+    w.training.cancel()
+    wait_for(lambda: not w.training.running, 120)
+    w.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
