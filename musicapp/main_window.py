@@ -221,12 +221,14 @@ class MainWindow(QMainWindow):
         roll.keyboard.keyPressed.connect(lambda p: t.audition(p, 100))
         t.positionChanged.connect(self._on_position)
         t.playingChanged.connect(self._on_playing)
-        t.error.connect(lambda msg: self.show_message(msg, "warning"))
+        t.error.connect(self._on_transport_error)  # may come from the scheduler's thread: a bound slot is queued
         t.portChanged.connect(lambda name: self.statusBar().showMessage(f"MIDI output: {name or 'none'}", 4000))
         g = self.generation
         g.message.connect(self.show_message)
         g.modelLoaded.connect(lambda device: self.device_label.setText(f"{g.entry.name} · {device}"))
         g.busyChanged.connect(self._on_generating)
+        g.canContinueChanged.connect(self.act_continue.setEnabled)
+        self.act_continue.setEnabled(False)
         tr = self.training
         tr.message.connect(self.show_message)
         tr.modelsChanged.connect(self.refresh_models)
@@ -239,6 +241,9 @@ class MainWindow(QMainWindow):
         self.doc.documentReset.connect(self._update_tempo_label)
 
     # --- messages, background start-up ----------------------------------------------------------
+    def _on_transport_error(self, text: str) -> None:
+        self.show_message(text, "warning")
+
     def show_message(self, text: str, level: str = "error") -> None:
         self.messages.show_message(text, level)
         self.statusBar().showMessage(text, 8000)
@@ -347,7 +352,6 @@ class MainWindow(QMainWindow):
         self.act_play.setIcon(self.style().standardIcon(QStyle.SP_MediaStop if playing else QStyle.SP_MediaPlay))
 
     def _on_generating(self, busy: bool) -> None:
-        self.act_continue.setEnabled(not busy)
         for a in (self.act_undo, self.act_redo):
             a.setEnabled(not busy and (self.doc.undo_stack.canUndo() if a is self.act_undo
                                        else self.doc.undo_stack.canRedo()))

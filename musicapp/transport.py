@@ -8,6 +8,7 @@ import queue
 import time
 from dataclasses import dataclass, replace
 
+import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import live
@@ -107,7 +108,7 @@ class Transport(QObject):
         self.portChanged.emit(self.port_name)
         return ok
 
-    def _ensure_scheduler(self) -> live.Scheduler:
+    def ensure_scheduler(self) -> live.Scheduler:
         if self.scheduler is None:
             self.scheduler = live.Scheduler(self.port).start()
         return self.scheduler
@@ -141,7 +142,7 @@ class Transport(QObject):
         if end is not None:  # a note crossing the loop end is cut there, so the pass ends clean
             notes = [replace(n, duration=min(n.duration, int(end) - n.start)) for n in notes]
         timeline = live.Timeline(self._tempo_map, start, at)
-        player = live.Player(self._ensure_scheduler(), self.channels)
+        player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(notes, self._tempo_map, start_tick=int(start), timeline=timeline)
         last = end if end is not None else max((n.end for n in notes), default=start)
         return _Pass(player, start, last, timeline.time_at(last))
@@ -152,7 +153,7 @@ class Transport(QObject):
         self.stop()
         self._tempo_map = Score([], list(tempo_map.tempos), list(tempo_map.time_signatures))
         self._feed = feed
-        player = live.Player(self._ensure_scheduler(), self.channels)
+        player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)
         self._current = _Pass(player, start_tick, None, None)
         self._set_playing(True)
@@ -176,11 +177,10 @@ class Transport(QObject):
 
     def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
         """Let the user hear one key (keyboard click, drawing a note)."""
-        scheduler = self._ensure_scheduler()
+        scheduler = self.ensure_scheduler()
         channel, new = self.channels.channel(Note(0, 1, pitch, velocity, program, drum))
         now = time.perf_counter()
         if new:
-            import mido
             scheduler.send_at(now, mido.Message("program_change", channel=channel, program=program))
         scheduler.note(channel, pitch, velocity, now, now + AUDITION_S)
 

@@ -14,6 +14,7 @@ from musicapp.workers import GenerationWorker, ModelLoader, start_thread, stop_t
 class GenerationController(QObject):
     modelLoaded = Signal(str)      # device description
     busyChanged = Signal(bool)     # a continuation is streaming
+    canContinueChanged = Signal(bool)
     message = Signal(str, str)     # text, level
 
     def __init__(self, doc: NoteDocument, roll, transport, panel: ContinuePanel, parent=None) -> None:
@@ -177,6 +178,7 @@ class GenerationController(QObject):
                 self.panel.set_variations(n, preview.current)
         self.panel.set_state(model_ready=self.generator is not None, generating=self.generating,
                              has_preview=not preview.is_empty())
+        self.canContinueChanged.emit(self.generator is not None and not self.generating)
 
     def _on_document_reset(self) -> None:
         self.stop()

@@ -47,7 +47,7 @@ class JamController(QObject):
                                 meter=(self.doc.meta.time_signatures[0].numerator,
                                        self.doc.meta.time_signatures[0].denominator))
         clock = live.ClockFollower() if clock_mode == "follow" else None
-        scheduler = self.transport._ensure_scheduler()
+        scheduler = self.transport.ensure_scheduler()
         session = live.JamSession(generator, scheduler, config, clock=clock,
                                   on_state=self.stateChanged.emit, on_note=self.answerNote.emit)
         try:

@@ -73,7 +73,7 @@ class ContinuePanel(QWidget):
         form.addRow("Seed", self.seed)
         settings = QGroupBox("Continue")
         settings.setLayout(form)
-        inst_box = QGroupBox("Allowed instruments")
+        inst_box = QGroupBox("Allowed instruments (none ticked: the piece's own)")
         inst_layout = QVBoxLayout(inst_box)
         inst_layout.addWidget(self.instruments)
         inst_layout.addWidget(self.add_instrument)

@@ -103,3 +103,19 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
     with qtbot.waitSignal(w.training.finished, timeout=60000):
         panel.cancel_button.click()
     assert steps_seen[0] > stopped_at
+
+
+@pytest.mark.slow
+def test_closing_the_window_mid_training_stops_the_job_resumably(trained_window, corpus, qtbot, app_paths):
+    w = trained_window
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    panel.steps.setValue(100_000)
+    panel.name.setText("interrupted")
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
+                    and w.training.last_event.step >= 1, timeout=120000)
+    thread = w.training._train_thread
+    w.close()  # cancel, quit, wait: the child checkpoints and exits
+    assert not thread.isRunning()
+    assert [r.name for r in library.resumable_runs(app_paths.user_data)] == ["interrupted"]

@@ -193,3 +193,26 @@ def test_drag_out_writes_the_piece_with_its_continuation(make_window, tmp_path):
     path = w.drag_out.export_file()
     score, _ = read_midi(path)
     assert len(score.notes) == len(w.doc) + 1 and max(n.start for n in score.notes) == 1920
+
+
+def test_ctrl_wheel_zooms_time_and_alt_wheel_zooms_keys(make_window):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+    w = make_window()
+    view = w.roll.view
+    prepare_view(w)
+    pos = QPointF(200, 150)
+    anchor_tick = view.tick_at_x(200)
+
+    def wheel(delta, modifiers):
+        event = QWheelEvent(pos, view.viewport().mapToGlobal(pos), QPoint(), QPoint(0, delta), Qt.NoButton,
+                            modifiers, Qt.NoScrollPhase, False)
+        QApplication.sendEvent(view.viewport(), event)
+
+    before = (view.px_per_tick, view.px_per_row)
+    wheel(120, Qt.ControlModifier)
+    assert view.px_per_tick > before[0] and view.px_per_row == before[1]
+    assert abs(view.tick_at_x(200) - anchor_tick) < 2 / view.px_per_tick  # zooms about the pointer
+    wheel(-240, Qt.AltModifier)
+    assert view.px_per_row < before[1]

@@ -123,3 +123,19 @@ def test_send_midi_clock_while_playing(jack_window, qtbot):
     types = [m.type for _, m in rx.messages()]
     assert types.count("start") == 1 and types.count("clock") >= 10  # 24 per beat at 120 BPM: ~28 in 0.6 s
     assert w.prefs.get("midi/clock") == "send"  # remembered for the next run
+
+
+def test_continuation_plays_on_the_output_as_it_streams(jam_window, qtbot):
+    w, rx, _ = jam_window
+    w.doc.load_score(demo_score(bars=2, bpm=240))
+    w.continue_panel.bars.setValue(1)
+    w.continue_panel.variations.setValue(2)
+    w.continue_panel.seed.setValue(5)
+    w.seek(2 * 1920)
+    with qtbot.waitSignal(w.generation.busyChanged, timeout=120000, check_params_cb=lambda b: not b):
+        w.continue_panel.continue_button.click()
+    heard = w.doc.preview.variations[0]
+    qtbot.waitUntil(lambda: not w.transport.playing, timeout=20000)
+    ons = [m.note for _, m in rx.messages() if m.type == "note_on" and m.velocity > 0]
+    assert sorted(ons) == sorted(n.pitch for n in heard)  # variation 1 is shown on request, not played
+    assert sounding_after(rx.messages()) == set()
