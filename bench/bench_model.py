@@ -2,8 +2,10 @@
 same checkpoint, the memory-bandwidth floor, prompt prefill, and training throughput.
 
 Run: .venv/bin/python bench/bench_model.py [--threads 2] [--sizes L6-D384 L4-D256] [--vocab 1100]
-Prints one table row per model size. Timings are medians of several repeats; on a shared machine
-run it when the machine is otherwise idle.
+Prints one table row per model size. Timings are medians of several repeats (ours and the
+package's in alternating rounds). On a shared machine run it when the machine is otherwise idle:
+with more runnable threads than cores, two intra-op threads make every small op wait on the
+other thread and all figures (ours and the package's alike) grow several-fold.
 """
 from __future__ import annotations
 

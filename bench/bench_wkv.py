@@ -1,7 +1,7 @@
 """Time the WKV-7 backends on the CPU: forward and forward+backward, float32, 2 threads.
 
-Run: .venv/bin/python bench/bench_wkv.py [--chunks 16 32 64] [--repeat 3]
-Prints one table row per (shape, backend).
+Run: .venv/bin/python bench/bench_wkv.py [--chunks 16 32] [--repeat 5] [--threads 2] [--cpu-time]
+Prints one table row per (shape, backend), with the memory autograd keeps for backward.
 """
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ def rwkv_inputs(B, T, H, N, dtype=torch.float32, seed=0):
     return rand(), w, rand(), rand(), -kk, kk * torch.sigmoid(rand())
 
 
-def best_time(fn, repeat):
+def best_time(fn, repeat, clock):
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -50,7 +50,7 @@ def saved_for_backward_mib(op, leaves):
     return sum(storages.values()) / 2**20
 
 
-def measure(op, inputs, repeat):
+def measure(op, inputs, repeat, clock):
     """(forward s, forward+backward s, MiB saved for backward)."""
     B, T, H, N = inputs[0].shape
     state = torch.randn(B, H, N, N) * 0.1
@@ -66,28 +66,34 @@ def measure(op, inputs, repeat):
         (y.square().sum() + s.square().sum()).backward()
 
     forward()  # warm-up
-    return best_time(forward, repeat), best_time(forward_backward, repeat), saved_for_backward_mib(op, leaves)
+    return (best_time(forward, repeat, clock), best_time(forward_backward, repeat, clock),
+            saved_for_backward_mib(op, leaves))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="process CPU time instead of wall time: steadier on a shared machine, "
+                             "comparable to wall time with --threads 1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     # The reference is one to two orders slower: one run of it is precise enough.
     backends = [("reference", wkv7_reference, 1)]
     backends += [(f"chunked L={c}", functools.partial(wkv7_chunked, chunk=c), args.repeat)
                  for c in args.chunks]
-    print(f"torch {torch.__version__}, {args.threads} threads, float32, chunked: best of {args.repeat}")
+    print(f"torch {torch.__version__}, {args.threads} threads, float32, "
+          f"{'CPU' if args.cpu_time else 'wall'} time, chunked: best of {args.repeat}")
     print(f"{'B,T,H,N':<16}{'backend':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'tokens/s (f+b)':>16}"
           f"{'saved MiB':>11}")
     for shape in SHAPES:
         inputs = rwkv_inputs(*shape)
         for name, op, repeat in backends:
-            fwd, fwd_bwd, saved = measure(op, inputs, repeat)
+            fwd, fwd_bwd, saved = measure(op, inputs, repeat, clock)
             tokens = shape[0] * shape[1]
             print(f"{','.join(map(str, shape)):<16}{name:<16}{fwd * 1e3:>10.1f}{fwd_bwd * 1e3:>12.1f}"
                   f"{tokens / fwd_bwd:>16.0f}{saved:>11.0f}", flush=True)

@@ -15,7 +15,6 @@ Two ways to run the same function:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -614,6 +613,9 @@ def save_checkpoint(model: RWKV7, path: str, meta: dict | None = None, dtype: to
     _atomic_torch_save(sd, path)
 
 
+_UNUSED_KEYS = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
+
+
 def load_checkpoint(path: str, device="cpu", dtype: torch.dtype = torch.float32) -> tuple[RWKV7, dict]:
     """Load a checkpoint (ours or a plain RWKV-LM x070 file) -> (model in eval mode, meta).
     The config comes from tensor shapes; meta is {} for files without our metadata."""
@@ -622,10 +624,15 @@ def load_checkpoint(path: str, device="cpu", dtype: torch.dtype = torch.float32)
     if not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: not a checkpoint (non-tensor entries)")
     cfg = ModelConfig.from_state_dict(sd)
-    model = RWKV7(cfg, init=False)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
+    with torch.device("meta"):  # shapes only: the file's tensors become the parameters
+        model = RWKV7(cfg, init=False)
+    missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
+    if set(missing) - _UNUSED_KEYS or unexpected:
         raise CheckpointError(f"{path}: layout mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key in missing:  # layer 0's unused value-residual weights, dropped by some exporters
+        module_name, name = key.rsplit(".", 1)
+        old = model.get_parameter(key)
+        setattr(model.get_submodule(module_name), name, nn.Parameter(torch.zeros(old.shape)))
     return model.to(device=device, dtype=dtype).eval(), meta
 
 

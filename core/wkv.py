@@ -101,7 +101,7 @@ def _unit_lower_inverse(M: torch.Tensor) -> torch.Tensor:
 class _ChunkLocals(NamedTuple):
     """What each chunk contributes independently of the state it starts from ([C, BH, ...]).
     Several are kept transposed ("_t"): the products with the N x N state then run as
-    [N, N] @ [N, L], which batched BLAS does markedly faster than [L, N] @ [N, N]."""
+    [N, N] @ [N, L], which batched BLAS does faster than [L, N] @ [N, N]."""
     p_t: torch.Tensor         # U^T = S0 p_t + q_t   [N, L]
     q_t: torch.Tensor         # [N, L]
     kv: torch.Tensor          # V^T K_bar, [N, N]
@@ -167,9 +167,9 @@ def _carry_state(state, loc: _ChunkLocals):
     return states, u_t
 
 
-def _bmm(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def _bmm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x @ y over [C, BH, ...] with the two batch dimensions folded into one (no copies)."""
-    result = torch.bmm(x.flatten(0, 1), y.flatten(0, 1), out=None if out is None else out.flatten(0, 1))
+    result = torch.bmm(x.flatten(0, 1), y.flatten(0, 1))
     return result.view(*x.shape[:2], *result.shape[1:])
 
 

@@ -259,3 +259,15 @@ def test_from_scratch_initialisation_follows_the_rwkv_lm_recipe():
         for mu in (att.x_r, att.x_w, att.x_k, att.x_v, att.x_a, att.x_g, ffn.x_k):
             assert 0.0 <= mu.min() and mu.max() <= 1.0
             assert mu[0, 0, 0] == 1.0  # channel 0 takes the previous token entirely
+
+
+def test_a_file_without_layer_0_value_residual_weights_still_loads(tmp_path):
+    model = perturbed_model(seed=23)
+    unused = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
+    sd = {k: v for k, v in model.state_dict().items() if k not in unused}
+    torch.save(sd, tmp_path / "trimmed.pth")
+    loaded, _ = load_checkpoint(tmp_path / "trimmed.pth")
+    assert not loaded.blocks[0].att.v1.any()
+    idx = torch.randint(0, V, (1, 9), generator=torch.Generator().manual_seed(24))
+    with torch.no_grad():
+        assert torch.equal(loaded(idx), model(idx))  # layer 0 never reads them

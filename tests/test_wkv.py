@@ -13,6 +13,16 @@ from core.wkv import wkv7, wkv7_chunked, wkv7_reference
 NAMES = ("r", "w", "k", "v", "a", "b", "state")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests run many small ops, which slow down badly when worker threads wait on each
+    other on a busy machine; one thread keeps them fast everywhere."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def rwkv_inputs(B, T, H, N, dtype=torch.float64, seed=0, w_range=(-0.6066, 0.0)):
     """Inputs the way RWKV-7 makes them: w the log-decay in the model's range, a = -kk, b = kk * rate."""
     g = torch.Generator().manual_seed(seed)

@@ -100,7 +100,7 @@ def _write_midi(m21_score, path: pathlib.Path) -> None:
 def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
     """Convert one piece to MIDI and check that core.midi reads it back with notes.
     Returns its manifest entry, or {"source", "reason"} when it failed."""
-    collection, source, number, out_dir, max_bytes = task
+    collection, source, number, out_dir, max_bytes, reuse = task
     collection = collection.split("/")[0]
     from music21 import converter
 
@@ -109,6 +109,12 @@ def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
     piece = piece_name(path, number)
     file_name = _file_name(path, number)
     target = pathlib.Path(out_dir) / file_name
+    if reuse and target.exists():  # a piece an interrupted build already wrote: keep it, skip music21
+        try:
+            score, _ = read_midi(target)
+            return _entry(file_name, piece, collection, None, path.stem, score)
+        except Exception:
+            target.unlink(missing_ok=True)
     try:
         m21_score = converter.parse(source, number=number) if number is not None else converter.parse(source)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,20 +129,25 @@ def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
         reason = re.sub(r"id\(\)=\d+|0x[0-9a-f]+", "...", f"{type(e).__name__}: {e}")  # reproducible text
         return {"source": piece, "reason": reason[:300]}
     meta = m21_score.metadata
+    return _entry(file_name, piece, collection, meta.composer if meta else None,
+                  (meta.title if meta and meta.title else None) or path.stem, score)
+
+
+def _entry(file_name: str, piece: str, collection: str, composer: str | None, title: str, score) -> dict:
     return {
         "file": file_name, "source": piece, "collection": collection,
-        "composer": COMPOSERS.get(collection) or (meta.composer if meta and meta.composer else "unknown"),
-        "title": (meta.title if meta and meta.title else None) or path.stem,
+        "composer": COMPOSERS.get(collection) or composer or "unknown", "title": title,
         "split": split_of(piece), "notes": len(score.notes), "bars": len(score.bar_starts()),
     }
 
 
 def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, workers: int,
-          max_bytes: int) -> dict:
+          max_bytes: int, reuse: bool = False) -> dict:
     import music21
     out_dir.mkdir(parents=True, exist_ok=True)
     pieces: list[dict] = []
     skipped: list[dict] = []
+    written: set[str] = set()
     with multiprocessing.Pool(workers) as pool:
         for collection in collections:
             try:
@@ -149,17 +160,21 @@ def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, work
                 continue
             started, taken = time.monotonic(), 0
             # A few extra candidates stand in for pieces that fail; stop once `limit` pieces are written.
-            tasks = [(collection, str(p), n, str(out_dir), max_bytes) for p, n in candidates]
+            tasks = [(collection, str(p), n, str(out_dir), max_bytes, reuse) for p, n in candidates]
             for i in range(0, len(tasks), max(workers * 2, 1)):
                 if limit and taken >= limit:
                     break
                 for record in pool.map(convert_piece, tasks[i:i + max(workers * 2, 1)]):
-                    if "file" not in record:
+                    if "file" in record and record["file"] in written:
+                        # another edition of a piece already taken (bwv366.krn and bwv366.mxl): keep one
+                        skipped.append({"source": record["source"], "reason": f"same piece as {record['file']}"})
+                    elif "file" not in record:
                         skipped.append(record)
                     elif limit and taken >= limit:
                         (out_dir / record["file"]).unlink(missing_ok=True)
                     else:
                         pieces.append(record)
+                        written.add(record["file"])
                         taken += 1
             print(f"{collection}: {taken} pieces in {time.monotonic() - started:.0f} s", file=sys.stderr)
     manifest = {
@@ -180,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collections", nargs="+", default=DEFAULT_COLLECTIONS)
     p.add_argument("--limit", type=int, help="at most this many pieces per collection")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--reuse", action="store_true", help="keep pieces already in --out (resume an interrupted build)")
     p.add_argument("--max-bytes", type=int, default=4 * 1024 * 1024, help="skip pieces whose MIDI file is larger")
     args = p.parse_args(argv)
     try:
@@ -187,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: music21 is not installed (pip install -e '.[corpus]')", file=sys.stderr)
         return 2
-    manifest = build(args.out, args.collections, args.limit, args.workers, args.max_bytes)
+    manifest = build(args.out, args.collections, args.limit, args.workers, args.max_bytes, args.reuse)
     print(f"{len(manifest['pieces'])} pieces written to {args.out} {manifest['splits']}, "
           f"{len(manifest['skipped'])} skipped")
     for s in manifest["skipped"]:
