@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from core.jack import JackServer, jackd_available
+
+
+# One thread: CI machines have 2 shared cores, and an oversubscribed torch thread pool made tests
+# 10-20x slower there (measured), while no test depends on parallel speed.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
