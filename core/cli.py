@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .train_options import add_train_arguments
+
 
 class CliError(Exception):
     """A failure to report to the user as one line."""
@@ -325,24 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_roundtrip)
 
     s = sub.add_parser("train", help="fine-tune (or pretrain) on a folder of MIDI files")
-    s.add_argument("folder")
-    s.add_argument("--out", required=True)
-    s.add_argument("--base")
-    s.add_argument("--mode", choices=["full", "lora", "state"], default="full")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int)
-    g.add_argument("--epochs", type=float)
-    s.add_argument("--ctx", type=int, default=512)
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--resume", action="store_true")
-    s.add_argument("--layers", type=int, default=6, help="model depth when pretraining (no --base)")
-    s.add_argument("--width", type=int, default=384, help="model width when pretraining (no --base)")
-    s.add_argument("--lr", type=float)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--eval-every", type=int, default=100)
-    s.add_argument("--checkpoint-every", type=int, default=200)
-    s.add_argument("--augment", action="store_true", help="random transposition and small tempo changes")
-    s.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
+    add_train_arguments(s)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="bits per token and per note of a model on MIDI files")

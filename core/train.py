@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import data as D
+from core.train_options import add_train_arguments
 
 RESUME_FILE = "resume.pt"
 MODEL_FILE = "model.pth"
@@ -737,30 +738,6 @@ def start_job(config: TrainConfig) -> TrainingJob:
 
 
 # --- command line (torchrun entry) -------------------------------------------------------------
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder")
-    p.add_argument("--out", required=True)
-    p.add_argument("--base")
-    p.add_argument("--mode", choices=list(MODES), default="full")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int)
-    g.add_argument("--epochs", type=float)
-    p.add_argument("--ctx", type=int, default=512)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--width", type=int, default=384)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--augment", action="store_true")
-    p.add_argument("--completion-only", action="store_true")
-    p.add_argument("--device", default="auto")
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of a parsed `train` command line (missing options keep their defaults)."""
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
@@ -780,9 +757,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.train", description="train (data-parallel under torchrun)")
     add_train_arguments(p)
-    p.add_argument("--stop-at", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--log-every", type=int)
     args = p.parse_args(argv)
     init_distributed_from_env()
     rank, _ = _dist_info()

@@ -1,0 +1,32 @@
+"""The options of a training run, shared by `rwkv-music train` and `python -m core.train` (torchrun).
+Kept apart from core/train.py so that building the CLI parser does not import torch."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--base")
+    p.add_argument("--mode", choices=["full", "lora", "state"], default="full")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int)
+    g.add_argument("--epochs", type=float)
+    p.add_argument("--ctx", type=int, default=512)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--layers", type=int, default=6, help="model depth when pretraining (no --base)")
+    p.add_argument("--width", type=int, default=384, help="model width when pretraining (no --base)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--augment", action="store_true", help="random transposition and small tempo changes")
+    p.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step, keeping the schedule")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--log-every", type=int)
