@@ -680,7 +680,9 @@ class TrainingJob:
         self._events = ctx.Queue()
         self._cancel = ctx.Event()
         self._proc = ctx.Process(target=_child_main, name="rwkv-music-train",
-                                 args=(config.to_dict(), self._events, self._cancel, os.getpid()), daemon=True)
+                                 args=(config.to_dict(), self._events, self._cancel, os.getpid()))
+        # Not a daemon: the child tokenizes with worker processes of its own, which daemons may not have.
+        # It stops by itself when this process goes away (see _child_main).
         self._proc.start()
         self.final: TrainEvent | None = None
 

@@ -180,3 +180,13 @@ def test_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(TrainingError, match="nothing to resume"):
         run_training(TrainConfig(data=str(tmp_path / "empty"), out=str(tmp_path / "o2"), resume=True))
     assert cli.main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == 2
+
+
+def test_job_scans_a_real_folder_with_worker_processes(tmp_path):
+    """The job's child process may start the tokenizer's worker pool (a daemonic child could not)."""
+    from core.data import PARALLEL_MIN_FILES
+    folder = make_folder(tmp_path, PARALLEL_MIN_FILES + 2)
+    job = start_job(TrainConfig(data=str(folder), out=str(tmp_path / "out"), n_layer=1, n_embd=64, steps=1,
+                                ctx_len=32, batch_size=2, workers=2, eval_every=10_000))
+    kinds = [e.kind for e in job.events()]
+    assert kinds[0] == "scan" and job.final.kind == "done", kinds
