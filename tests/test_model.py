@@ -12,13 +12,6 @@ from core.model import (META_KEY, CheckpointError, ModelConfig, RWKV7, State, lo
 V = 97
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def perturbed_model(seed=0, deep_embed=False, n_layer=2, n_embd=128) -> RWKV7:

@@ -24,13 +24,6 @@ def copy_batch(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Te
     return inputs, targets
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def copy_loss(model, inputs, targets):
