@@ -4,7 +4,6 @@ delimiter. And the gradient really flows through the WKV operator's inputs."""
 import math
 import time
 
-import pytest
 import torch
 import torch.nn.functional as F
 
