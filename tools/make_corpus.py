@@ -141,6 +141,10 @@ def _entry(file_name: str, piece: str, collection: str, composer: str | None, ti
     }
 
 
+def _digest(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, workers: int,
           max_bytes: int, reuse: bool = False) -> dict:
     import music21
@@ -148,6 +152,7 @@ def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, work
     pieces: list[dict] = []
     skipped: list[dict] = []
     written: set[str] = set()
+    contents: dict[str, str] = {}  # sha256 of a written file -> its name
     with multiprocessing.Pool(workers) as pool:
         for collection in collections:
             try:
@@ -165,9 +170,15 @@ def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, work
                 if limit and taken >= limit:
                     break
                 for record in pool.map(convert_piece, tasks[i:i + max(workers * 2, 1)]):
+                    digest = _digest(out_dir / record["file"]) if "file" in record else None
                     if "file" in record and record["file"] in written:
                         # another edition of a piece already taken (bwv366.krn and bwv366.mxl): keep one
                         skipped.append({"source": record["source"], "reason": f"same piece as {record['file']}"})
+                    elif "file" in record and digest in contents:
+                        # the same music under another name (corpora repeat tunes and mass movements): a copy
+                        # in the test split would also be in training, so keep the first only
+                        (out_dir / record["file"]).unlink(missing_ok=True)
+                        skipped.append({"source": record["source"], "reason": f"same file as {contents[digest]}"})
                     elif "file" not in record:
                         skipped.append(record)
                     elif limit and taken >= limit:
@@ -175,6 +186,7 @@ def build(out_dir: pathlib.Path, collections: list[str], limit: int | None, work
                     else:
                         pieces.append(record)
                         written.add(record["file"])
+                        contents[digest] = record["file"]
                         taken += 1
             print(f"{collection}: {taken} pieces in {time.monotonic() - started:.0f} s", file=sys.stderr)
     manifest = {
