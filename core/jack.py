@@ -155,7 +155,11 @@ class MidiRecorder:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=5)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # closing its JACK client can hang on a loaded machine
+                self.process.kill()
+                self.process.wait()
         self.process = None
 
     def __enter__(self) -> "MidiRecorder":
