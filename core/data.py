@@ -25,6 +25,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from .atomic import atomic_write
+
 MIDI_SUFFIXES = (".mid", ".midi")
 PAD_MULTIPLE = 16  # the WKV training kernels need T to be a multiple of 16
 # A piece's last window is moved back to earlier bars until it holds at least this fraction of the
@@ -114,14 +116,11 @@ class _TokenCache:
     def put(self, digest: str, tokens, notes: int, reason: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if tokens is not None:
-            final = self.dir / f"{digest}.npz"
-            tmp = self.dir / f".{digest}.{os.getpid()}.tmp.npz"
-            np.savez(tmp, tokens=np.asarray(tokens, dtype=np.int32), notes=np.int64(notes))
+            with atomic_write(self.dir / f"{digest}.npz") as f:
+                np.savez(f, tokens=np.asarray(tokens, dtype=np.int32), notes=np.int64(notes))
         else:
-            final = self.dir / f"{digest}.err"
-            tmp = self.dir / f".{digest}.{os.getpid()}.tmp"
-            tmp.write_text(reason + "\n")
-        os.replace(tmp, final)
+            with atomic_write(self.dir / f"{digest}.err", "w") as f:
+                f.write(reason + "\n")
 
 
 def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike | None = None,

@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_write
+
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pth"   # the names core.train writes
 STYLE_FILE = "style.pth"
@@ -139,6 +141,5 @@ def resumable_runs(user_dir: str | os.PathLike, resume_file: str = "resume.pt") 
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2))

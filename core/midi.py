@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import bisect
 import os
-import secrets
 import struct
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 import mido
 
+from .atomic import atomic_write
 from .score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real score; larger files are almost surely not music
@@ -478,16 +478,9 @@ _NOTE_OFF, _PROGRAM, _NOTE_ON = 0, 1, 2  # order of events that share a tick wit
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:
     """Write a type 1 file atomically (a temporary file beside it, then a rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            score_to_midifile(score).save(file=fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    midi_file = score_to_midifile(score)
+    with atomic_write(path) as fh:
+        midi_file.save(file=fh)
 
 
 def score_to_midifile(score: Score) -> mido.MidiFile:

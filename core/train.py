@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import data as D
+from core.atomic import atomic_write
 from core.train_options import add_train_arguments
 
 RESUME_FILE = "resume.pt"
@@ -221,16 +222,6 @@ def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Pa
         M.save_checkpoint(model, str(path), meta)
     return path
 
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temp file in the same folder, flush it to disk, then rename over `path`: a reader
-    (or a run killed mid-write) only ever sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _data_fingerprint(pieces) -> str:
@@ -517,7 +508,8 @@ class _Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         resume_path = self.out / RESUME_FILE
-        _atomic_torch_save(ckpt, resume_path)
+        with atomic_write(resume_path) as f:
+            torch.save(ckpt, f)
         result = _export(self.module, cfg, self.out, {**self.meta, "step": self.step, **self.last_val})
         paths = {"resume": str(resume_path), "result": str(result)}
         self.emit(TrainEvent("checkpoint", step=self.step, total_steps=self.total, paths=paths,
