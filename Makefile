@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?=
 
-.PHONY: run test bench clean
+.PHONY: run test native clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
-run: $(STAMP)
+# the fused CPU step (C++, built with ninja; a no-op when the cached build is current)
+native: $(STAMP)
+	$(PY) -m core.step_cpu
+
+run: native
 	$(PY) main.py
 
-test: $(STAMP)
+test: native
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 clean:

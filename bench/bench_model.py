@@ -1,5 +1,6 @@
-"""Time the RWKV-7 model on the CPU (float32): one-token step against the `rwkv` package on the
-same checkpoint, the memory-bandwidth floor, prompt prefill, and training throughput.
+"""Time the RWKV-7 model on the CPU (float32): one-token step (our fused C++ step, and our torch-op
+step) against the `rwkv` package on the same checkpoint, the memory-bandwidth floor, prompt
+prefill, and training throughput.
 
 Run: .venv/bin/python bench/bench_model.py [--threads 2] [--sizes L6-D384 L4-D256] [--vocab 1100]
 Prints one table row per model size. Timings are medians of several repeats (ours and the
@@ -50,9 +51,10 @@ def make_model(n_layer: int, n_embd: int, vocab: int) -> RWKV7:
     return model.eval()
 
 
-def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> tuple[float, float, float | None]:
-    """Median ms per one-token step: ours with 1 stream, ours with 4 streams, the `rwkv`
-    package (1 stream, its forward with one token) on the checkpoint at `path`."""
+def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> dict[str, float]:
+    """Median ms per one-token step: ours (the fused C++ step) with 1 and 4 streams, our torch-op
+    step with 1 stream, the `rwkv` package (1 stream, its forward with one token) on the
+    checkpoint at `path`."""
     try:
         from rwkv.model import RWKV
         theirs = RWKV(model=str(path)[: -len(".pth")], strategy="cpu fp32")
@@ -60,6 +62,7 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> tuple[float, flo
         theirs = None
     ours1 = [model.init_state(1)]
     ours4 = [model.init_state(4)]
+    torch_op = [model.init_state(1)]
     their_state = [None]
     one, four = torch.tensor([3]), torch.arange(4) % 7
 
@@ -69,10 +72,15 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> tuple[float, flo
     def step_ours4():
         _, ours4[0] = model.step(four, ours4[0])
 
+    def step_torch_op():
+        model.fused_step = False
+        _, torch_op[0] = model.step(one, torch_op[0])
+        model.fused_step = True
+
     def step_theirs():
         _, their_state[0] = theirs.forward([3], their_state[0])
 
-    runs = {"ours1": step_ours1, "ours4": step_ours4}
+    runs = {"ours1": step_ours1, "ours4": step_ours4, "torch_op": step_torch_op}
     if theirs is not None:
         runs["theirs"] = step_theirs
     times = {name: [] for name in runs}
@@ -82,8 +90,7 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> tuple[float, flo
     for _ in range(rounds):
         for name, fn in runs.items():
             times[name].append(median_time(fn, 1, inner=40))
-    med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-    return med["ours1"], med["ours4"], med.get("theirs")
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def bandwidth_floor_ms(model: RWKV7, repeats: int) -> tuple[float, float]:
@@ -131,7 +138,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     header = (f"{'model':>8} {'params':>7} {'MB':>5} | {'step ms':>7} {'tok/s':>6} {'B=4 tok/s':>9} | "
-              f"{'rwkv pkg ms':>11} {'speed-up':>8} | {'floor ms':>8} | {'prefill 1024 ms':>15} | "
+              f"{'torch-op ms':>11} | {'rwkv pkg ms':>11} {'speed-up':>8} | {'floor ms':>8} | {'prefill 1024 ms':>15} | "
               f"{'train tok/s (B8 T512)':>21}")
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {args.threads} threads, float32, vocab {args.vocab}, "
@@ -145,14 +152,15 @@ def main() -> None:
             path = Path(tmp) / f"{size}.pth"
             save_checkpoint(model, path, {})
             params = sum(p.numel() for p in model.parameters())
-            ours, ours4, theirs = step_latencies_ms(model, path, args.repeats)
+            steps = step_latencies_ms(model, path, args.repeats)
+            ours, ours4, theirs = steps["ours1"], steps["ours4"], steps.get("theirs")
             floor, mb = bandwidth_floor_ms(model, args.repeats)
             prefill = prefill_ms(model, 1024, max(3, args.repeats // 2))
             train = float("nan") if args.no_train else train_tokens_per_s(model, 8, 512, 2)
             speedup = f"{theirs / ours:7.2f}x" if theirs else "     n/a"
             theirs_s = f"{theirs:11.2f}" if theirs else f"{'n/a':>11}"
             print(f"{size:>8} {params / 1e6:6.1f}M {mb:5.0f} | {ours:7.2f} {1e3 / ours:6.0f} {4e3 / ours4:9.0f} | "
-                  f"{theirs_s} {speedup} | {floor:8.2f} | {prefill:15.1f} | {train:21.0f}", flush=True)
+                  f"{steps['torch_op']:11.2f} | {theirs_s} {speedup} | {floor:8.2f} | {prefill:15.1f} | {train:21.0f}", flush=True)
 
 
 if __name__ == "__main__":

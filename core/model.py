@@ -9,7 +9,8 @@ r_k bonus, GroupNorm ln_x; channel-mix relu^2; optional DeepEmbed on the channel
 Two ways to run the same function:
 - `forward(idx, state)`: all T tokens at once (WKV through `core.wkv.wkv7`), differentiable,
   including through the initial state (state tuning).
-- `step(tokens, state)`: one token for B independent streams, no autograd, fused weights.
+- `step(tokens, state)`: one token for B independent streams, no autograd: the fused C++ step
+  (core/step_cpu.py) for float32 on the CPU, else torch ops over rearranged weights.
 `prefill` runs the parallel form and hands its final state to `step`; both give the same logits.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core import step_cpu
 from core.atomic import atomic_write
 from core.wkv import wkv7
 
@@ -268,7 +270,8 @@ class RWKV7(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self._step_cache: _StepWeights | None = None
+        self.fused_step = True  # use core.step_cpu where it applies (False: the torch-op step)
+        self._step_cache: tuple[_WeightsWatch, object] | None = None
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
 
@@ -381,19 +384,43 @@ class RWKV7(nn.Module):
                     for i in range(cfg.n_layer)]
         return State(zeros, mats, [z.clone() for z in zeros])
 
-    def _step_weights(self) -> "_StepWeights":
-        # Rebuilt whenever a parameter changed in place (optimizer step, load_state_dict: both
-        # bump its version counter) or the model moved to another device or dtype.
+    def _stepper(self):
+        """The one-token step for the current weights: step_cpu.FusedStep where it applies and
+        builds, else _StepWeights. Rebuilt whenever a parameter changed in place (optimizer step,
+        load_state_dict: both bump its version counter) or the model moved to another device or dtype."""
+        fused = self.fused_step and step_cpu.supports(self)
         cache = self._step_cache
-        if cache is None or cache.params_changed(self):
-            cache = self._step_cache = _StepWeights(self)
-        return cache
+        if cache is None or cache[0].changed(self) or isinstance(cache[1], step_cpu.FusedStep) != fused:
+            ext = step_cpu.load_extension() if fused else None
+            stepper = (step_cpu.FusedStep(self, ext, DECAY_SCALE, GROUP_NORM_EPS) if ext is not None
+                       else _StepWeights(self))
+            cache = self._step_cache = (_WeightsWatch(self), stepper)
+        return cache[1]
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One token for each of B streams: tokens [B] long -> (logits [B,V], new State).
         The given state is left unchanged (branch from it freely)."""
-        return self._step_weights().step(tokens, state)
+        stepper = self._stepper()
+        if isinstance(stepper, step_cpu.FusedStep):
+            logits, att_x, wkv, ffn_x = stepper.step(tokens, state.att_x, state.wkv, state.ffn_x)
+            return logits, State(att_x, wkv, ffn_x)
+        return stepper.step(tokens, state)
+
+
+class _WeightsWatch:
+    """Notices that the model's weights changed since it was made: a parameter's version counter
+    moved (in-place update) or the weights moved to another device or dtype."""
+
+    def __init__(self, model: RWKV7):
+        self._params = list(model.parameters())
+        self._versions = [p._version for p in self._params]
+        self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
+
+    def changed(self, model: RWKV7) -> bool:
+        w = model.emb.weight
+        return ((w.data_ptr(), w.dtype) != self._where
+                or any(p._version != v for p, v in zip(self._params, self._versions)))
 
 
 # (in, out, batch, dtype) -> the fastest form of x @ W^T measured on this machine
@@ -453,15 +480,7 @@ class _StepWeights:
         with torch.inference_mode():
             self._build(model)
 
-    def params_changed(self, model: RWKV7) -> bool:
-        w = model.emb.weight
-        return ((w.data_ptr(), w.dtype) != self._where
-                or any(p._version != v for p, v in zip(self._params, self._versions)))
-
     def _build(self, model: RWKV7):
-        self._params = list(model.parameters())
-        self._versions = [p._version for p in self._params]
-        self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
         cfg = model.config
         self.C, self.H, self.N = cfg.n_embd, cfg.n_head, cfg.head_size
         self.deep_embed = cfg.deep_embed

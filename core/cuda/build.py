@@ -8,17 +8,13 @@ clear warning and `load_extension` returns None: callers then use the portable P
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import logging
 import os
-import threading
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from core import jit_build
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCE_NAMES = ("wkv7_bind.cpp", "wkv7.cu")
@@ -26,11 +22,6 @@ CUDA_FLAGS = ("-O3", "--use_fast_math", "-Xptxas=-O3", "--extra-device-vectoriza
 CXX_FLAGS = ("-O3",)
 DISABLE_ENV = "RWKV_MUSIC_NO_CUDA_KERNEL"   # set to 1 to never build or use the kernel
 CACHE_ENV = "RWKV_MUSIC_CUDA_CACHE"        # overrides the cache folder
-
-log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_loaded: dict[tuple[int, int], object] = {}
-_failed: dict[tuple[int, int], str] = {}
 
 
 def source_paths() -> list[str]:
@@ -45,21 +36,13 @@ def arch_list(capability: tuple[int, int]) -> str:
 
 
 def cache_root() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser().resolve() / "rwkv-music" / "cuda"
+    return jit_build.cache_root("cuda", CACHE_ENV)
 
 
 def build_key(capability: tuple[int, int]) -> str:
     """Hash of everything that changes the binary: sources, flags, arch, torch and CUDA versions."""
-    digest = hashlib.sha256()
-    for path in source_paths():
-        digest.update(Path(path).read_bytes())
-    for part in (*CUDA_FLAGS, *CXX_FLAGS, arch_list(capability), torch.__version__,
-                 str(torch.version.cuda)):
-        digest.update(part.encode())
-    return digest.hexdigest()[:16]
+    return jit_build.build_key(source_paths(), (*CUDA_FLAGS, *CXX_FLAGS, arch_list(capability),
+                                                torch.__version__, str(torch.version.cuda)))
 
 
 @dataclass(frozen=True)
@@ -91,20 +74,6 @@ def device_capability(device=None) -> tuple[int, int]:
     return tuple(torch.cuda.get_device_capability(device))
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
-
-
 def toolchain_problem() -> str | None:
     """Why the extension cannot be built here, or None when torch, CUDA, nvcc and ninja are there."""
     from torch.utils import cpp_extension
@@ -114,27 +83,13 @@ def toolchain_problem() -> str | None:
         return "no CUDA device is available"
     if cpp_extension.CUDA_HOME is None:
         return "the CUDA compiler (nvcc) was not found; install the CUDA toolkit or set CUDA_HOME"
-    if not cpp_extension.is_ninja_available():
-        return "ninja was not found; `pip install ninja`"
     return None
 
 
 def compile_plan(plan: BuildPlan):
     """Build (or reuse the cached build of) the extension; returns (module, None) or (None, why)."""
-    from torch.utils import cpp_extension
-    try:
-        Path(plan.build_directory).mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        with _environment(plan.env()):
-            module = cpp_extension.load(**plan.load_kwargs())
-        log.info("WKV-7 CUDA kernel for compute capability %s ready in %.1f s (%s)",
-                 plan.arch_list, time.monotonic() - started, plan.build_directory)
-        return module, None
-    except Exception as error:  # a compiler error, a missing tool, an ABI mismatch...
-        text = str(error).strip()
-        if len(text) > 2000:
-            text = "..." + text[-2000:]
-        return None, f"building it in {plan.build_directory} failed: {type(error).__name__}: {text}"
+    return jit_build.compile_extension(plan.load_kwargs(), plan.env(),
+                                       f"WKV-7 CUDA kernel for compute capability {plan.arch_list}")
 
 
 def fallback_warning(why: str) -> str:
@@ -142,30 +97,20 @@ def fallback_warning(why: str) -> str:
             f"GPU, which is slower. Set {DISABLE_ENV}=1 to silence this.")
 
 
+_builds = jit_build.ExtensionCache(fallback_warning)
+
+
 def load_extension(device=None):
     """The compiled extension for `device` (built on first use), or None with one warning."""
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return None
     problem = toolchain_problem()
-    capability = device_capability(device) if problem is None else (0, 0)
-    with _lock:
-        if capability in _loaded:
-            return _loaded[capability]
-        if capability in _failed:
-            return None
-        module = None
-        if problem is None:
-            module, problem = compile_plan(build_plan(capability))
-        if module is None:
-            _failed[capability] = problem
-            warnings.warn(fallback_warning(problem), RuntimeWarning, stacklevel=3)
-            return None
-        _loaded[capability] = module
-        return module
+    if problem is not None:
+        return _builds.get((0, 0), lambda: (None, problem))
+    capability = device_capability(device)
+    return _builds.get(capability, lambda: compile_plan(build_plan(capability)))
 
 
 def forget_builds() -> None:
     """Drop the in-process memo of loaded and failed builds (tests use it)."""
-    with _lock:
-        _loaded.clear()
-        _failed.clear()
+    _builds.forget()

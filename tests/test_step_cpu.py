@@ -1,0 +1,108 @@
+"""The fused C++ one-token step (core/step_cpu.cpp) against the torch-op step, on the bundled
+model and on odd shapes, and its fallback when the compiler is broken."""
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import jit_build, step_cpu
+from core.model import ModelConfig, RWKV7, _StepWeights, load_checkpoint
+
+BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
+
+
+def run_both(model, tokens, state):
+    """Step through tokens [B,T] with the fused step and with the torch-op step from `state`;
+    returns the logits [B,T,V] and final states of each."""
+    results = []
+    for fused in (True, False):
+        model.fused_step = fused
+        s, outs = state, []
+        for t in range(tokens.shape[1]):
+            logits, s = model.step(tokens[:, t], s)
+            outs.append(logits)
+        assert isinstance(model._stepper(), step_cpu.FusedStep if fused else _StepWeights)
+        results.append((torch.stack(outs, 1), s))
+    model.fused_step = True
+    return results
+
+
+def assert_close(a, b, tol=1e-5):
+    scale = max(1.0, b.abs().max().item())
+    assert (a - b).abs().max().item() <= tol * scale
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_step_matches_the_torch_op_step_on_the_bundled_model(batch):
+    model, _ = load_checkpoint(str(BUNDLED))
+    g = torch.Generator().manual_seed(batch)
+    prompt = torch.randint(0, model.config.vocab_size, (batch, 64), generator=g)
+    _, state = model.prefill(prompt)  # a state with real content, prefill's non-contiguous views
+    tokens = torch.randint(0, model.config.vocab_size, (batch, 200), generator=g)
+    (fused, f_state), (ref, r_state) = run_both(model, tokens, state)
+    assert_close(fused, ref)
+    for a, b in zip(f_state.att_x + f_state.wkv + f_state.ffn_x, r_state.att_x + r_state.wkv + r_state.ffn_x):
+        assert_close(a, b)
+    # and it is the model: the same logits as one parallel pass over prompt + tokens
+    with torch.no_grad():
+        full = model(torch.cat([prompt, tokens], 1))
+    assert_close(fused, full[:, 64:])
+
+
+def test_fused_step_handles_odd_sizes_and_a_style_state():
+    # head size 32, low-rank sizes that are not multiples of the vector width, 3 heads
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, n_embd=96, vocab_size=53, head_size=32, dim_w=13, dim_a=7, dim_v=5, dim_g=19)
+    model = RWKV7(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.eval()
+    style = torch.randn(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
+    state = model.init_state(2, wkv=style)  # expanded (stride-0) views of one style
+    tokens = torch.randint(0, cfg.vocab_size, (2, 30), generator=torch.Generator().manual_seed(1))
+    (fused, _), (ref, _) = run_both(model, tokens, state)
+    assert_close(fused, ref)
+    assert torch.equal(state.wkv[0][0], style[0])  # the input state is left alone
+
+
+def test_fused_step_rejects_bad_tokens_with_a_clear_error():
+    model, _ = load_checkpoint(str(BUNDLED))
+    with pytest.raises(RuntimeError, match="out of range"):
+        model.step(torch.tensor([model.config.vocab_size]), model.init_state(1))
+
+
+def test_a_broken_compiler_falls_back_to_the_torch_op_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv(jit_build.CACHE_ENV, str(tmp_path))  # no cached build to reuse
+    step_cpu._builds.forget()
+    try:
+        model, _ = load_checkpoint(str(BUNDLED))
+        with pytest.warns(RuntimeWarning, match="(?s)fused CPU step unavailable.*failed.*torch-op step"):
+            logits, _ = model.step(torch.tensor([3]), model.init_state(1))
+        assert isinstance(model._stepper(), _StepWeights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once
+            model2, _ = load_checkpoint(str(BUNDLED))
+            again, _ = model2.step(torch.tensor([3]), model2.init_state(1))
+        assert torch.equal(logits, again)
+    finally:
+        step_cpu._builds.forget()
+
+
+def test_build_is_cached_by_content_outside_the_working_directory(tmp_path, monkeypatch):
+    kwargs = step_cpu.load_kwargs()
+    monkeypatch.chdir(tmp_path)
+    assert step_cpu.load_kwargs() == kwargs
+    assert Path(kwargs["sources"][0]).is_absolute() and Path(kwargs["build_directory"]).is_absolute()
+    assert kwargs["name"].isidentifier()
+
+
+def test_deep_embed_and_float64_models_keep_the_torch_op_step():
+    model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=20, deep_embed=True)).eval()
+    assert not step_cpu.supports(model)
+    model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=20)).eval().double()
+    assert not step_cpu.supports(model)
+    model.step(torch.tensor([1]), model.init_state(1))
+    assert isinstance(model._stepper(), _StepWeights)
