@@ -30,7 +30,9 @@ and is what section 4 fine-tunes on. Sections:
    write_midi + read_midi round-trip it.
 4. Fine-tuning on the held-out collection: bits per note on its test pieces before and after each mode
    (state, LoRA, full), each trained on its training pieces for --ft-seconds of wall-clock time on this
-   machine (or --ft-steps), through core.train.run_training.
+   machine (or --ft-steps), through core.train.run_training. For the state (style) mode a second table
+   shows where it helps: bits per token by position from each test piece's start, base vs style, scored
+   whole-piece through the recurrent state.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ import torch  # noqa: E402
 
 from bench import music_metrics as MM  # noqa: E402
 from bench.ngram import KneserNeyNGram  # noqa: E402
-from bench.scoring import PieceSet, ngram_window_bits, torch_window_bits  # noqa: E402
+from bench.scoring import LN2, PieceSet, ngram_window_bits, torch_window_bits  # noqa: E402
 from bench.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
                                train_causal_lm)
 from core import data as D  # noqa: E402
@@ -434,6 +436,7 @@ def section_finetune(run: Run) -> dict:
     before = tests.summary(torch_window_bits(rwkv_logits_fn(base), tests.windows, tok.pad_id, args.eval_batch,
                                              run.device))
     rows = [{"mode": "base model", **before}]
+    state_result = None  # the style file, once the state mode has run
     for mode in args.ft_modes:
         out = run.work / f"ft_{mode}"
         shutil.rmtree(out, ignore_errors=True)
@@ -455,7 +458,8 @@ def section_finetune(run: Run) -> dict:
         log(f"section 4: {mode} fine-tuning, {steps} steps, at most {args.ft_seconds:g} s")
         paths, done, wall, cpu = _train_timed(config(steps, out / "run"), None if args.ft_steps else args.ft_seconds)
         if mode == "state":
-            wkv = load_state_file(paths["result"], base)[0].to(run.device)
+            state_result = paths["result"]
+            wkv = load_state_file(state_result, base)[0].to(run.device)
             bits = torch_window_bits(rwkv_logits_fn(base, wkv), tests.windows, tok.pad_id, args.eval_batch, run.device)
         else:
             tuned, _ = load_model(paths["result"], run.device)
@@ -468,11 +472,46 @@ def section_finetune(run: Run) -> dict:
                 [("mode", "mode", "s"), ("bits/note", "bits_per_note", ".3f"), ("change", "reduction", "+.1%"),
                  ("steps", "steps", "d"), ("wall s", "wall_s", ".0f"), ("CPU s", "cpu_s", ".0f")])
     state = next((r for r in rows if r["mode"] == "state"), None)
-    goal = None
+    goal, profile = None, None
     if state is not None:
         goal = bool(state["reduction"] >= 0.20 and state["wall_s"] <= 600)
         print(f"goal (state tuning: >= 20% fewer bits per note within 10 minutes): {'met' if goal else 'NOT met'}")
-    return {"rows": rows, "test_split": test_split, "goal_met": goal, "heldout_pieces_in_training_folder": seen}
+        profile = position_profile(base, load_state_file(state_result, base)[0].to(run.device), tests.ids)
+        print_table("4b. Where the style state helps: bits per token by position from the piece's start "
+                    "(whole pieces through the recurrent state)", profile,
+                    [("positions", "positions", "s"), ("tokens", "tokens", "d"), ("base", "base", ".3f"),
+                     ("style", "style", ".3f"), ("change", "reduction", "+.1%")])
+    return {"rows": rows, "test_split": test_split, "goal_met": goal, "heldout_pieces_in_training_folder": seen,
+            "style_by_position": profile}
+
+
+POSITION_EDGES = (0, 16, 64, 256, 1024)
+
+
+@torch.no_grad()
+def position_profile(model: RWKV7, wkv: torch.Tensor, pieces: list[list[int]]) -> list[dict]:
+    """Bits per token of `model` from the zero state and from the style state `wkv`, by token position
+    from each piece's start (buckets POSITION_EDGES, the last one open)."""
+    device = model.emb.weight.device
+    edges = [*POSITION_EDGES, 10 ** 9]
+    sums = {"base": np.zeros(len(edges) - 1), "style": np.zeros(len(edges) - 1)}
+    counts = np.zeros(len(edges) - 1, dtype=np.int64)
+    for ids in pieces:
+        idx = torch.tensor(ids, device=device)[None]
+        for name, start in (("base", None), ("style", wkv)):
+            logits = model(idx[:, :-1], state=model.init_state(1, wkv=start))
+            bits = (torch.nn.functional.cross_entropy(logits[0].float(), idx[0, 1:], reduction="none") / LN2).cpu()
+            for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+                sums[name][b] += float(bits[lo:hi].sum())
+                if name == "base":
+                    counts[b] += bits[lo:hi].numel()
+    rows = []
+    for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        if counts[b]:
+            label = f"{lo}-{hi - 1}" if hi < 10 ** 9 else f"{lo}-"
+            rows.append({"positions": label, "tokens": int(counts[b]), "base": sums["base"][b] / counts[b],
+                         "style": sums["style"][b] / counts[b], "reduction": 1 - sums["style"][b] / sums["base"][b]})
+    return rows
 
 
 # --- output ------------------------------------------------------------------------------------------

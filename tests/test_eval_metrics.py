@@ -307,3 +307,21 @@ def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path):
     ft = {r["mode"]: r for r in result["finetune"]["rows"]}
     assert set(ft) == {"base model", "state", "full"} and ft["full"]["steps"] == 5
     assert ft["full"]["bits_per_note"] < ft["base model"]["bits_per_note"]  # it trained on that collection
+
+
+def test_style_position_profile_counts_every_token_once_and_sees_the_style(piece_ids):
+    from bench.eval_base import position_profile
+    torch.manual_seed(0)
+    model = RWKV7(ModelConfig(n_layer=2, n_embd=64, vocab_size=Tokenizer().vocab_size)).eval()
+    with torch.no_grad():  # from-scratch output weights are zero: the state would change nothing
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    cfg = model.config
+    pieces = [list(p) for p in piece_ids[:3]]
+    zero = torch.zeros(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
+    rows = position_profile(model, zero, pieces)
+    assert sum(r["tokens"] for r in rows) == sum(len(p) - 1 for p in pieces)
+    assert all(abs(r["base"] - r["style"]) < 1e-9 and abs(r["reduction"]) < 1e-9 for r in rows)
+    noisy = torch.randn_like(zero) * 3.0
+    changed = position_profile(model, noisy, pieces)
+    assert abs(changed[0]["style"] - changed[0]["base"]) > 1e-3  # a state that differs moves the first tokens
