@@ -135,6 +135,7 @@ class Generator:
         model, meta = load_checkpoint(model_path, device=device)
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
         style = load_state_file(style_path, model)[0] if style_path else None
+        model.prepare_step()  # the first continuation should not wait for the step's set-up
         return cls(model, tokenizer, style=style, ctx=ctx, threads=threads)
 
     # --- the prompt ------------------------------------------------------------------------------

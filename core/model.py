@@ -271,7 +271,7 @@ class RWKV7(nn.Module):
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.fused_step = True  # use core.step_cpu where it applies (False: the torch-op step)
-        self._step_cache: tuple[_WeightsWatch, object] | None = None
+        self._step_cache: tuple[_WeightsWatch, bool, object] | None = None  # (watch, fused wanted, stepper)
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
 
@@ -387,15 +387,21 @@ class RWKV7(nn.Module):
     def _stepper(self):
         """The one-token step for the current weights: step_cpu.FusedStep where it applies and
         builds, else _StepWeights. Rebuilt whenever a parameter changed in place (optimizer step,
-        load_state_dict: both bump its version counter) or the model moved to another device or dtype."""
+        load_state_dict: both bump its version counter), the model moved to another device or
+        dtype, or `fused_step` was switched."""
         fused = self.fused_step and step_cpu.supports(self)
         cache = self._step_cache
-        if cache is None or cache[0].changed(self) or isinstance(cache[1], step_cpu.FusedStep) != fused:
+        if cache is None or cache[0].changed(self) or cache[1] != fused:
             ext = step_cpu.load_extension() if fused else None
             stepper = (step_cpu.FusedStep(self, ext, DECAY_SCALE, GROUP_NORM_EPS) if ext is not None
                        else _StepWeights(self))
-            cache = self._step_cache = (_WeightsWatch(self), stepper)
-        return cache[1]
+            cache = self._step_cache = (_WeightsWatch(self), fused, stepper)
+        return cache[2]
+
+    def prepare_step(self) -> None:
+        """Load the step's extension and arrange the weights now, so that the first `step` of a
+        live session does not pay for it."""
+        self._stepper()
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
