@@ -30,13 +30,15 @@ GLOBAL_PARTS = ("emb", "ln_out_w", "ln_out_b", "head")
 
 
 def compiler_flags() -> list[str]:
-    if sys.platform == "win32":
-        return ["/O2", "/openmp"]
     # OpenMP: without it at::parallel_for runs on one thread (its OpenMP path is inline in the
-    # headers); the library then shares torch's libgomp.so.1 and thread count. AVX2 + FMA where
-    # this CPU has them (the build is for this machine and the key includes the flags); the vector
-    # code falls back to SSE2 pairs elsewhere.
-    flags = ["-O3", "-fopenmp"]
+    # headers); on Linux the library then shares torch's libgomp.so.1 and thread count. Windows
+    # (MSVC's own OpenMP runtime would be a second thread pool) and macOS (Apple's clang has no
+    # OpenMP) build without it and step on one thread. AVX2 + FMA where this CPU has them (the
+    # build is for this machine and the key includes the flags); the vector code falls back to
+    # SSE2 pairs elsewhere.
+    if sys.platform == "win32":
+        return ["/O2"]
+    flags = ["-O3"] if sys.platform == "darwin" else ["-O3", "-fopenmp"]
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
     return flags
