@@ -1,4 +1,5 @@
-// The one-token RWKV-7 step on the CPU in one call (float32, B streams at once).
+// The one-token RWKV-7 step on the CPU in one call (float32, B streams at once), and the WKV-7
+// recurrence forward-only over a sequence (prefill).
 //
 // At one token per call the torch-op version spends most of its time on per-op overhead
 // (about 45 small ops a layer); here every layer is a handful of loops over the weights, each
@@ -271,8 +272,51 @@ std::vector<at::Tensor> step(const at::Tensor& tokens, const at::Tensor& weights
     return {logits, att_out, wkv_out, ffn_out};
 }
 
+// The WKV-7 recurrence over a whole sequence, forward only (prefill and scoring, no autograd):
+// per token, S = S diag(exp(w)) + (S a) b^T + v k^T and y = S r, as core/wkv.py's reference.
+// r, w, k, v, a, b: [B,T,H,N] float32 (w the log decay); state: [B,H,N,N] or an empty tensor
+// for zeros. Returns y [B,T,H,N] and the final state. Heads run in parallel.
+std::vector<at::Tensor> wkv_forward(const at::Tensor& r_in, const at::Tensor& w_in, const at::Tensor& k_in,
+                                    const at::Tensor& v_in, const at::Tensor& a_in, const at::Tensor& b_in,
+                                    const at::Tensor& state) {
+    TORCH_CHECK(r_in.dim() == 4, "r must be [B,T,H,N]");
+    const int64_t B = r_in.size(0), T = r_in.size(1), H = r_in.size(2), N = r_in.size(3);
+    const at::Tensor r = as_float_input(r_in, "r"), w = as_float_input(w_in, "w"), k = as_float_input(k_in, "k");
+    const at::Tensor v = as_float_input(v_in, "v"), a = as_float_input(a_in, "a"), b = as_float_input(b_in, "b");
+    for (const at::Tensor* x : {&w, &k, &v, &a, &b})
+        TORCH_CHECK(x->sizes() == r.sizes(), "r, w, k, v, a, b must share one shape [B,T,H,N]");
+    at::Tensor S_all = state.numel() ? as_float_input(state, "state").clone() : at::zeros({B, H, N, N}, r.options());
+    TORCH_CHECK(S_all.numel() == B * H * N * N, "the state must be [B,H,N,N]");
+    at::Tensor y = at::empty({B, T, H, N}, r.options());
+    const float *rp = r.data_ptr<float>(), *wp = w.data_ptr<float>(), *kp = k.data_ptr<float>();
+    const float *vp = v.data_ptr<float>(), *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    float* sp = S_all.data_ptr<float>();
+    at::parallel_for(0, B * H, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<float> decay(N);
+        for (int64_t bh = lo; bh < hi; ++bh) {
+            const int64_t bi = bh / H, h = bh % H;
+            float* S = sp + bh * N * N;
+            for (int64_t t = 0; t < T; ++t) {
+                const int64_t at_ = ((bi * T + t) * H + h) * N;
+                const float *rt = rp + at_, *kt = kp + at_, *vt = vp + at_, *aa = ap + at_, *bb = bp + at_;
+                for (int64_t j = 0; j < N; ++j) decay[j] = std::exp(wp[at_ + j]);
+                for (int64_t i = 0; i < N; ++i) {
+                    float* Si = S + i * N;
+                    const float sa = dot(Si, aa, N), vi = vt[i];
+                    for (int64_t j = 0; j < N; ++j) Si[j] = Si[j] * decay[j] + sa * bb[j] + vi * kt[j];
+                    yp[at_ + i] = dot(Si, rt, N);
+                }
+            }
+        }
+    });
+    return {y, S_all};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("step", &step, "one-token RWKV-7 step for B streams (float32, CPU)",
+          py::call_guard<py::gil_scoped_release>());
+    m.def("wkv_forward", &wkv_forward, "WKV-7 over a sequence, forward only (float32, CPU)",
           py::call_guard<py::gil_scoped_release>());
     m.attr("N_PARTS") = static_cast<int>(N_PARTS);
     m.attr("N_GLOBAL") = static_cast<int>(N_GLOBAL);

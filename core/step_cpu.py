@@ -1,4 +1,5 @@
-"""The fused one-token step on the CPU: step_cpu.cpp, built just in time, fed one packed weight buffer.
+"""CPU inference kernels in C++ (step_cpu.cpp, built just in time): the fused one-token step, fed one
+packed weight buffer, and the forward-only WKV-7 recurrence that core/wkv.py uses for prefill.
 
 The torch-op step costs about 45 small ops a layer, each with its own dispatch overhead: at one
 token per call that overhead, not the arithmetic, sets the latency. The C++ step does a layer in

@@ -14,6 +14,8 @@ Backends:
   only a short loop of small matmuls carries the state from chunk to chunk. Its backward is written
   out (the reverse walk over chunks) and keeps only the inputs and the chunk-start states.
 - Device kernels (e.g. the CUDA one in core/cuda/) plug in with `register_backend("cuda", fn)`.
+- Without autograd (prefill, scoring) on the CPU in float32: the sequential loop in C++ of
+  core/step_cpu.cpp, heads in parallel; it reads each input once and needs no chunk algebra.
 
 Chunk maths (per batch and head, one chunk of L tokens, positions t = 1..L, start state S0).
 Let c_t = w_1 + ... + w_t (c_0 = 0) be the log of the decay accumulated inside the chunk and
@@ -36,6 +38,8 @@ import math
 from typing import Callable, NamedTuple
 
 import torch
+
+from core import step_cpu
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +272,11 @@ def wkv7(r, w, k, v, a, b, state=None):
     process (with a warning) and the chunked path, which runs on any device, takes over.
     """
     device_type = r.device.type
+    if device_type == "cpu" and _forward_only(r, w, k, v, a, b, state):
+        ext = step_cpu.load_extension()
+        if ext is not None:
+            y, s_end = ext.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0))
+            return y, s_end
     kernel = _BACKENDS.get(device_type)
     if kernel is not None and device_type not in _FAILED:
         try:
@@ -276,6 +285,13 @@ def wkv7(r, w, k, v, a, b, state=None):
             _FAILED.add(device_type)
             log.warning("WKV-7 %s kernel failed (%s); using the chunked path", device_type, exc)
     return wkv7_chunked(r, w, k, v, a, b, state)
+
+
+def _forward_only(*tensors) -> bool:
+    """float32 tensors (None allowed) that autograd does not track."""
+    present = [t for t in tensors if t is not None]
+    return (all(t.dtype == torch.float32 for t in present)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in present)))
 
 
 def _cuda_kernel(r, w, k, v, a, b, state=None):

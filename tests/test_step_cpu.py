@@ -106,3 +106,37 @@ def test_deep_embed_and_float64_models_keep_the_torch_op_step():
     assert not step_cpu.supports(model)
     model.step(torch.tensor([1]), model.init_state(1))
     assert isinstance(model._stepper(), _StepWeights)
+
+
+def rwkv_like(B, T, H, N, seed):
+    g = torch.Generator().manual_seed(seed)
+    r, k, v = (torch.randn(B, T, H, N, generator=g) for _ in range(3))
+    w = -torch.exp(torch.randn(B, T, H, N, generator=g) * 0.5 - 1)  # log decay, as the model makes it
+    kk = torch.nn.functional.normalize(torch.randn(B, T, H, N, generator=g), dim=-1)
+    rate = torch.rand(B, T, H, N, generator=g)
+    return r, w, k, v, -kk, kk * rate, torch.randn(B, H, N, N, generator=g)
+
+
+@pytest.mark.parametrize("B, T, H, N, with_state", [(2, 37, 3, 64, True), (1, 5, 1, 16, False), (3, 130, 2, 64, True)])
+def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
+    from core.wkv import wkv7, wkv7_reference
+    r, w, k, v, a, b, s0 = rwkv_like(B, T, H, N, seed=T)
+    start = s0 if with_state else None
+    with torch.no_grad():
+        y, s_end = wkv7(r, w, k, v, a, b, start)
+    y_ref, s_ref = wkv7_reference(*(x.double() for x in (r, w, k, v, a, b)),
+                                  start.double() if with_state else None)
+    assert y.dtype == torch.float32 and s_end.dtype == torch.float32
+    assert_close(y.double(), y_ref)
+    assert_close(s_end.double(), s_ref)
+    if with_state:
+        assert torch.equal(start, s0)  # the caller's state is not modified
+
+
+def test_training_keeps_the_differentiable_wkv_path():
+    from core.wkv import wkv7
+    r, w, k, v, a, b, s0 = rwkv_like(1, 20, 1, 64, seed=3)
+    s0.requires_grad_(True)
+    y, _ = wkv7(r, w, k, v, a, b, s0)
+    y.sum().backward()
+    assert s0.grad is not None and s0.grad.abs().sum() > 0
