@@ -13,6 +13,9 @@ def run(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
+    from musicapp.main_thread_gc import MainThreadGC
+    collector = MainThreadGC(app)  # Qt objects must never be freed by a worker thread's gc run
+    app.aboutToQuit.connect(collector.stop)
     from musicapp.main_window import MainWindow
     window = MainWindow()
     window.show()

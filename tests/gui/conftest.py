@@ -24,6 +24,16 @@ def prefs(tmp_path):
     return Preferences(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
 
 
+@pytest.fixture(autouse=True)
+def main_thread_gc(qapp):
+    """As the app does: the cycle collector runs on the GUI thread only (musicapp/main_thread_gc.py)."""
+    from musicapp.main_thread_gc import MainThreadGC
+    collector = MainThreadGC()
+    yield collector
+    collector.stop()
+    collector.collect()
+
+
 @pytest.fixture
 def make_window(qtbot, app_paths, prefs):
     """make_window(start=False): a shown MainWindow; start=True also runs the background start-up."""
