@@ -47,7 +47,7 @@ def loopback(jack_server):
     backend = midi_backend("jack")
     with MidiRecorder() as rx:
         out = open_output(rx.port_name, backend=backend)
-        time.sleep(0.05)  # the connection is made in JACK's process cycle
+        rx.wait_connected(out)
         yield backend, out, rx
         out.close()
 
