@@ -81,25 +81,6 @@ class JackServer:
             time.sleep(0.05)
         raise RuntimeError(f"jackd did not come up within {timeout:.0f} s")
 
-    def clear(self) -> None:
-        with self._lock:
-            self._messages.clear()
-
-    def wait_connected(self, out, timeout: float = 10.0) -> None:
-        """Send probes through the output `out` until one arrives (JACK makes a new connection in a
-        later process cycle, later still on a busy machine), then forget what was recorded."""
-        import mido
-
-        probe = mido.Message("control_change", control=119, value=0)  # an undefined controller
-        end = time.monotonic() + timeout
-        while not self.messages():
-            if time.monotonic() > end:
-                raise RuntimeError(f"nothing reached {self.port_name} within {timeout:g} s")
-            out.send(probe)
-            self.wait_for(bool, 0.05)
-        time.sleep(0.05)  # probes still on their way
-        self.clear()
-
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -275,8 +275,7 @@ def wkv7(r, w, k, v, a, b, state=None):
     if device_type == "cpu" and _forward_only(r, w, k, v, a, b, state):
         ext = step_cpu.load_extension()
         if ext is not None:
-            y, s_end = ext.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0))
-            return y, s_end
+            return tuple(ext.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0)))
     kernel = _BACKENDS.get(device_type)
     if kernel is not None and device_type not in _FAILED:
         try:
