@@ -138,4 +138,5 @@ def test_continuation_plays_on_the_output_as_it_streams(jam_window, qtbot):
     qtbot.waitUntil(lambda: not w.transport.playing, timeout=20000)
     ons = [m.note for _, m in rx.messages() if m.type == "note_on" and m.velocity > 0]
     assert sorted(ons) == sorted(n.pitch for n in heard)  # variation 1 is shown on request, not played
-    assert sounding_after(rx.messages()) == set()
+    # the last note-offs may still be in the recorder's pipe when playback ends
+    assert sounding_after(rx.wait_for(lambda msgs: not sounding_after(msgs))) == set()
