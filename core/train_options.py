@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder")
     p.add_argument("--out", required=True)
@@ -28,5 +38,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
     p.add_argument("--device", default="auto")
     p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step, keeping the schedule")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=_positive_int,
+                   help="torch CPU threads (runs that must agree bit for bit need the same count)")
     p.add_argument("--log-every", type=int)
