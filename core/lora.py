@@ -58,6 +58,20 @@ def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.modules() if isinstance(m, LoRADelta) for p in (m.A, m.B)]
 
 
+@torch.no_grad()
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The plain state_dict of `model` with every adapter folded into its weight; `model` is left as it
+    is and keeps training. (Not merge_lora on a deepcopy: the copy shares the injected Parametrized*
+    class, and removing the parametrization deletes the weight property from that class, so the model
+    being trained loses its weights.)"""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items() if ".parametrizations." not in k}
+    for module_name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for attr in module.parametrizations.keys():
+                sd[f"{module_name}.{attr}" if module_name else attr] = getattr(module, attr).detach().clone()
+    return sd
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its weight, in place; the model goes back to plain parameters."""
     for module in list(model.modules()):

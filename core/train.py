@@ -12,7 +12,6 @@ train_log.jsonl (one event per line), scan_report.json.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import math
@@ -216,8 +215,11 @@ def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Pa
     else:
         model = module.model
         if config.mode == "lora":
-            from core.lora import merge_lora
-            model = merge_lora(copy.deepcopy(model))
+            from core.lora import merged_state_dict
+            with torch.device("meta"):  # shapes only: the merged tensors become the parameters
+                plain = M.RWKV7(model.config, init=False)
+            plain.load_state_dict(merged_state_dict(model), assign=True)
+            model = plain
         path = out / MODEL_FILE
         M.save_checkpoint(model, str(path), meta)
     return path
