@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core import arrange
 from core.score import Note, TICKS_PER_BEAT
 from musicapp.commands import AddNotes, ChangeNotes, RemoveNotes
 from musicapp.document import NoteDocument
@@ -16,20 +17,8 @@ SNAP_CHOICES = [
 
 
 def snap_tick(doc: NoteDocument, tick: float, grid: int, mode: str = "round") -> int:
-    """Snap to the grid counted from the start of the bar `tick` lies in (so meter changes stay aligned)."""
-    tick = max(0.0, tick)
-    if grid <= 0:
-        return int(round(tick))
-    bar_start = _bar_start(doc, int(tick))
-    steps = (tick - bar_start) / grid
-    steps = int(steps // 1) if mode == "floor" else int(round(steps))
-    return bar_start + steps * grid
-
-
-def _bar_start(doc: NoteDocument, tick: int) -> int:
-    meta = doc.meta
-    ts = meta.time_signature_at(tick)
-    return ts.tick + ((tick - ts.tick) // ts.bar_ticks) * ts.bar_ticks
+    """Snap to the grid counted from the start of the bar `tick` lies in (core.arrange holds the rule)."""
+    return arrange.snap_tick(doc.meta, tick, grid, mode)
 
 
 def clamp_pitch(p: int) -> int:
