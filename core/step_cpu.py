@@ -47,9 +47,8 @@ def compiler_flags() -> list[str]:
 
 def load_kwargs() -> dict:
     flags = compiler_flags()
-    key = jit_build.build_key([SOURCE], (*flags, torch.__version__, sys.platform))
-    return dict(name=f"rwkv_music_step_cpu_{key}", sources=[SOURCE],
-                build_directory=str(jit_build.cache_root("cpu-step") / key), extra_cflags=flags, verbose=False)
+    name, directory = jit_build.build_location("cpu-step", "rwkv_music_step_cpu", [SOURCE], flags)
+    return dict(name=name, sources=[SOURCE], build_directory=directory, extra_cflags=flags, verbose=False)
 
 
 def fallback_warning(why: str) -> str:

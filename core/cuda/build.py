@@ -2,9 +2,10 @@
 
 The sources are addressed by absolute paths (the build works from any working directory), the
 architecture comes from the device's compute capability, and the result is cached under
-~/.cache/rwkv-music/cuda/<key>, where the key hashes the sources, the architecture and the torch
-and CUDA versions. Any failure (no CUDA torch, no nvcc, no ninja, a compiler error) becomes one
-clear warning and `load_extension` returns None: callers then use the portable PyTorch path.
+~/.cache/rwkv-music/cuda/<key>, where the key hashes the sources (paths and bytes), the
+architecture, the Python ABI and the torch and CUDA versions (core/jit_build.py). Any failure
+(no CUDA torch, no nvcc, no ninja, a compiler error) becomes one clear warning and
+`load_extension` returns None: callers then use the portable PyTorch path.
 """
 from __future__ import annotations
 
@@ -39,10 +40,12 @@ def cache_root() -> Path:
     return jit_build.cache_root("cuda", CACHE_ENV)
 
 
-def build_key(capability: tuple[int, int]) -> str:
-    """Hash of everything that changes the binary: sources, flags, arch, torch and CUDA versions."""
-    return jit_build.build_key(source_paths(), (*CUDA_FLAGS, *CXX_FLAGS, arch_list(capability),
-                                                torch.__version__, str(torch.version.cuda)))
+def build_parts(capability: tuple[int, int]) -> tuple[str, ...]:
+    """What changes the binary besides the sources and jit_build.environment_parts(): flags, arch,
+    the CUDA version and compiler."""
+    from torch.utils import cpp_extension
+    return (*CUDA_FLAGS, *CXX_FLAGS, arch_list(capability), str(torch.version.cuda),
+            str(cpp_extension.CUDA_HOME))
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,10 @@ class BuildPlan:
 
 
 def build_plan(capability: tuple[int, int]) -> BuildPlan:
-    key = build_key(capability)
-    return BuildPlan(name=f"rwkv_music_wkv7_{key}", sources=source_paths(),
-                     build_directory=str(cache_root() / key), arch_list=arch_list(capability))
+    name, directory = jit_build.build_location("cuda", "rwkv_music_wkv7", source_paths(),
+                                               build_parts(capability), CACHE_ENV)
+    return BuildPlan(name=name, sources=source_paths(), build_directory=directory,
+                     arch_list=arch_list(capability))
 
 
 def device_capability(device=None) -> tuple[int, int]:
