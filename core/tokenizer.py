@@ -2,7 +2,7 @@
 
 A piece is written bar by bar on a grid of GRID steps per quarter note:
 
-    BOS Tempo                                   the tempo in force at the start
+    BOS [Flat] Tempo                            Flat: every note has one velocity (a score, not a performance)
     Bar [TimeSig] ( Pos [Tempo] note* )*        one line per bar; TimeSig in the first bar and on a change
     ...
     EOS
@@ -15,7 +15,18 @@ differs from the previous note's; the velocity only when it differs from the one
 the instrument's previous note in the bar, or else the previous note's (so parts keep their own dynamics
 while the notes of one onset switch between them).
 Both are forgotten at every `Bar`, so every bar is self-contained: a window that starts at any `Bar` only
-needs `header_at()` (BOS, tempo, Bar, meter).
+needs `header_at()` (BOS, Flat, tempo, Bar, meter). At one onset an instrument's pitches strictly rise, so the
+same note is never written twice, and at most MAX_ONSET_NOTES of them start together.
+
+Version 2 adds infilling, laid out so that a recurrent model reads the context once and then writes the
+missing part (fill-in-the-middle):
+
+    bars:  <before> Gap_k  Tempo Bar TimeSig <after>  Fill Tempo Bar TimeSig <k bars>  EOS
+    part:  <bars, without one instrument>  Part Program_p  Fill Tempo Bar TimeSig <the same bars, p only>  EOS
+
+`Gap_k` stands for k missing bars (the meter then in force sets their length); the part after it and the
+middle restate tempo and meter. The middle has exactly k bars (the bars of the context for a part) and
+only instrument p in a part. Version 1 (`rwkvmusic-tok-1`, the first 1075 ids) has none of these tokens.
 
 The grammar (`GrammarState`) is the one definition of a valid sequence: the encoder writes only valid
 sequences, sampling is masked by it, and the decoders keep exactly the tokens it accepts (the rest are
@@ -47,16 +58,33 @@ DURATION_STEPS = (tuple(range(1, 4 * GRID + 1))
                   + tuple(range(5 * GRID, 16 * GRID + 1, GRID))
                   + tuple(range(20 * GRID, 64 * GRID + 1, 4 * GRID)))
 
-# Token kinds.
-PAD, BOS, EOS, BAR, TIMESIG, POS, TEMPO, INSTRUMENT, VELOCITY, PITCH, DURATION = range(11)
+MAX_GAP_BARS = 16  # the longest bar range one infill regenerates
+MAX_ONSET_NOTES = 12  # notes one instrument may start at one onset (POP909's fullest chords have 10)
+
+# Token kinds (version 2 appends FLAT..FILL after version 1's blocks, so version 1 ids are unchanged).
+PAD, BOS, EOS, BAR, TIMESIG, POS, TEMPO, INSTRUMENT, VELOCITY, PITCH, DURATION, FLAT, GAP, PART, FILL = range(15)
 KIND_NAMES = ("pad", "bos", "eos", "bar", "timesig", "pos", "tempo", "instrument", "velocity", "pitch",
-              "duration")
+              "duration", "flat", "gap", "part", "fill")
 NOTE_KINDS = frozenset((INSTRUMENT, VELOCITY, PITCH, DURATION))
 
 # Grammar states: what was read last.
 (_S_START, _S_BOS, _S_HEAD_TEMPO, _S_BAR, _S_TIMESIG, _S_POS, _S_POS_TEMPO, _S_INSTRUMENT, _S_VELOCITY,
- _S_PITCH, _S_DURATION, _S_END) = range(12)
+ _S_PITCH, _S_DURATION, _S_END, _S_FLAT, _S_GAP, _S_PART, _S_PART_INSTRUMENT, _S_FILL) = range(17)
 _POS_STATES = frozenset((_S_BAR, _S_TIMESIG, _S_POS_TEMPO, _S_DURATION))  # a new onset may follow
+_HEAD_STATES = frozenset((_S_BOS, _S_FLAT, _S_GAP, _S_FILL))  # a Tempo here opens a (restated) header
+# Segments of a sequence: the music (or an infill's context before the gap), the context after a Gap, the middle.
+_SEG_MAIN, _SEG_AFTER, _SEG_MIDDLE = range(3)
+
+# Playable MIDI pitches per General MIDI family of 8 programs (piano, chromatic percussion, organ, guitar,
+# bass, strings, ensemble, brass, reed, pipe, synth lead, pad, fx, ethnic, percussive, sfx).
+_FAMILY_RANGE = ((21, 108), (48, 108), (24, 96), (40, 88), (23, 67), (28, 103), (28, 96), (34, 84),
+                 (34, 96), (48, 108), (24, 108), (24, 108), (24, 108), (36, 96), (36, 96), (24, 108))
+_DRUM_RANGE = (27, 87)  # General MIDI percussion keys (with the common extensions)
+
+
+def playable_range(program: int, drum: bool = False) -> tuple[int, int]:
+    """Lowest and highest MIDI pitch an instrument plays (General MIDI ranges by family)."""
+    return _DRUM_RANGE if drum else _FAMILY_RANGE[min(max(int(program), 0), 127) // 8]
 
 
 def meter_steps(meter: tuple[int, int]) -> int:
@@ -116,6 +144,11 @@ class _Vocabulary:
         self._add(VELOCITY, [f"Vel_{v}" for v in range(VELOCITY_LEVELS)], list(range(VELOCITY_LEVELS)))
         self._add(PITCH, [f"Pitch_{p}" for p in range(128)], list(range(128)))
         self._add(DURATION, [f"Dur_{s}" for s in DURATION_STEPS], list(DURATION_STEPS))
+        self.v1_size = len(self.names)
+        self._add(FLAT, ["Flat"], [None])
+        self._add(GAP, [f"Gap_{k}" for k in range(1, MAX_GAP_BARS + 1)], list(range(1, MAX_GAP_BARS + 1)))
+        self._add(PART, ["Part"], [None])
+        self._add(FILL, ["Fill"], [None])
         self.size = len(self.names)
         self.kind_array = np.array(self.kinds, dtype=np.int8)
 
@@ -142,15 +175,29 @@ class DecodeStats:
     finished: bool = False  # EOS was read
 
 
+VERSIONS = ("rwkvmusic-tok-1", "rwkvmusic-tok-2")
+LATEST = VERSIONS[-1]
+
+
 class Tokenizer:
-    """The versioned vocabulary with its encoder, decoders and grammar. Stateless and cheap to share."""
+    """The versioned vocabulary with its encoder, decoders and grammar. Stateless and cheap to share.
 
-    VERSION = "rwkvmusic-tok-1"
+    `Tokenizer()` is the latest version; `Tokenizer("rwkvmusic-tok-1")` (or a checkpoint's `from_dict`)
+    gives version 1: the same ids without the Flat and infill tokens, for the models made with it."""
+
     GRID = GRID
+    VERSION = LATEST  # of this instance: set in __init__
 
-    def __init__(self) -> None:
-        self.vocab_size = _VOCAB.size
+    def __init__(self, version: str = LATEST) -> None:
+        if version not in VERSIONS:
+            raise ValueError(f"unknown tokenizer version {version!r}: this program knows {', '.join(VERSIONS)}")
+        self.VERSION = version
+        self.vocab_size = _VOCAB.v1_size if version == VERSIONS[0] else _VOCAB.size
         self.pad_id, self.bos_id, self.eos_id, self.bar_id = (_OFF[k] for k in (PAD, BOS, EOS, BAR))
+        self.infill = self.vocab_size > _VOCAB.v1_size
+        self.flat_id = _OFF[FLAT] if self.infill else None
+        self.part_id = _OFF[PART] if self.infill else None
+        self.fill_id = _OFF[FILL] if self.infill else None
 
     # --- vocabulary --------------------------------------------------------------------------
     def token_name(self, i: int) -> str:
@@ -172,8 +219,15 @@ class Tokenizer:
 
     @property
     def kind_ids(self) -> np.ndarray:
-        """Kind code (PAD..DURATION) of every id, e.g. to weight or mask a loss by kind."""
-        return _VOCAB.kind_array
+        """Kind code (PAD..FILL) of every id, e.g. to weight or mask a loss by kind."""
+        return _VOCAB.kind_array[:self.vocab_size]
+
+    def gap_id(self, bars: int) -> int:
+        if not self.infill:
+            raise ValueError(f"tokenizer {self.VERSION} has no infill tokens")
+        if not 1 <= bars <= MAX_GAP_BARS:
+            raise ValueError(f"a gap of {bars} bars: infill covers 1..{MAX_GAP_BARS} bars")
+        return _OFF[GAP] + bars - 1
 
     def timesig_id(self, numerator: int, denominator: int) -> int:
         return _OFF[TIMESIG] + _METER_INDEX[(numerator, denominator)]
@@ -201,23 +255,24 @@ class Tokenizer:
 
     def ids_of_kind(self, kind: str) -> range:
         k = KIND_NAMES.index(kind)
-        start = _OFF[k]
-        return range(start, _OFF[k + 1] if k + 1 in _OFF else self.vocab_size)
+        start = min(_OFF[k], self.vocab_size)
+        return range(start, min(_OFF[k + 1] if k + 1 in _OFF else _VOCAB.size, self.vocab_size))
 
     # --- versioning ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """JSON-able description a checkpoint stores, to refuse a mismatching tokenizer later."""
         return {"version": self.VERSION, "grid": GRID, "vocab_size": self.vocab_size,
-                "tokens": list(_VOCAB.names)}
+                "tokens": list(_VOCAB.names[:self.vocab_size])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tokenizer":
         version = d.get("version") if isinstance(d, dict) else None
-        if version != cls.VERSION:
-            raise ValueError(f"the model was made with tokenizer {version!r}, this program has {cls.VERSION!r}: "
-                             f"they are not compatible")
-        tok = cls()
-        if d.get("vocab_size") != tok.vocab_size or ("tokens" in d and list(d["tokens"]) != _VOCAB.names):
+        if version not in VERSIONS:
+            raise ValueError(f"the model was made with tokenizer {version!r}, this program knows "
+                             f"{', '.join(VERSIONS)}: they are not compatible")
+        tok = cls(version)
+        if d.get("vocab_size") != tok.vocab_size or ("tokens" in d
+                                                      and list(d["tokens"]) != _VOCAB.names[:tok.vocab_size]):
             raise ValueError(f"tokenizer {version!r}: the stored vocabulary differs from this program's "
                              f"({d.get('vocab_size')} vs {tok.vocab_size} tokens)")
         return tok
@@ -246,14 +301,16 @@ class Tokenizer:
     def stream_decoder(self) -> "StreamDecoder":
         return StreamDecoder(self)
 
-    def grammar(self, prefix: Iterable[int] = (), instruments=None) -> "GrammarState":
+    def grammar(self, prefix: Iterable[int] = (), instruments=None, playable: bool = False) -> "GrammarState":
         """A fresh grammar, advanced through `prefix` (raises ValueError on an invalid one), then limited to
-        `instruments` (an iterable of (program, drum)) for what comes next."""
+        `instruments` (an iterable of (program, drum)) and, with `playable`, to each instrument's playable
+        pitches for what comes next."""
         g = GrammarState(self)
         for t in prefix:
             g.advance(t)
         if instruments is not None:
             g.restrict_instruments(instruments)
+        g.playable = playable
         return g
 
     # --- windows ---------------------------------------------------------------------------------
@@ -282,6 +339,8 @@ class Tokenizer:
 
     def _header(self, g: "GrammarState", ids: list[int], index: int) -> list[int]:
         header = [self.bos_id]
+        if g.flat:
+            header.append(self.flat_id)
         if g.tempo is not None:
             header.append(self.tempo_id(g.tempo))
         header.append(self.bar_id)
@@ -292,12 +351,13 @@ class Tokenizer:
         return header
 
     def _mask(self, key: tuple, g: "GrammarState") -> np.ndarray:
-        """Allowed ids for a grammar state class, without the position tokens (added per state)."""
+        """Allowed ids for a grammar state class, without the position and pitch tokens (added per state)."""
+        key = (self.vocab_size,) + key
         mask = _MASK_CACHE.get(key)
         if mask is None:
             mask = np.zeros(self.vocab_size, dtype=bool)
             for t in range(self.vocab_size):
-                if _KINDS[t] != POS:
+                if _KINDS[t] != POS and _KINDS[t] != PITCH:
                     mask[t] = g.accepts(t)
             mask.flags.writeable = False
             _MASK_CACHE[key] = mask
@@ -345,7 +405,7 @@ class _Encoder:
     def run(self, score: Score, eos: bool, end_tick: int | None) -> tuple[list[int], list[str]]:
         tempos = self.tempo_steps(score)
         meters = self.meter_steps(score)
-        notes = self.note_steps(score)
+        notes = self.unique_notes(self.note_steps(score))
         last = max([0] + [n[0] for n in notes] + [s for s, _ in tempos] + [s for s, _ in meters])
         if end_tick is not None and end_tick > 0:
             last = max(last, _to_step(end_tick) - 1)
@@ -415,6 +475,36 @@ class _Encoder:
             self.counts[f"notes moved to the 1/{GRID}-beat grid"] = off_grid
         return out
 
+    def unique_notes(self, notes: list) -> list:
+        """One note per (onset, instrument, pitch), the longest; at most MAX_ONSET_NOTES per instrument and
+        onset (the lowest and highest kept first, then inward), which is what the grammar accepts."""
+        by_key: dict[tuple, tuple] = {}
+        for n in notes:
+            key = (n[0], n[4], n[2])
+            kept = by_key.get(key)
+            if kept is None or (n[1], n[3]) > (kept[1], kept[3]):
+                if kept is not None:
+                    self.note_issue("notes sounding twice at one onset merged (the longest kept)",
+                                    f"pitch {n[2]} at step {n[0]}")
+                by_key[key] = n
+            else:
+                self.note_issue("notes sounding twice at one onset merged (the longest kept)",
+                                f"pitch {n[2]} at step {n[0]}")
+        chords: dict[tuple, list] = {}
+        for n in by_key.values():
+            chords.setdefault((n[0], n[4]), []).append(n)
+        out = []
+        for chord in chords.values():
+            if len(chord) > MAX_ONSET_NOTES:
+                chord.sort(key=operator.itemgetter(2))
+                keep = sorted(range(len(chord)), key=lambda i: min(i, len(chord) - 1 - i))[:MAX_ONSET_NOTES]
+                self.note_issue(f"chords over {MAX_ONSET_NOTES} notes of one instrument thinned",
+                                f"{len(chord)} notes at step {chord[0][0]}")
+                chord = [chord[i] for i in sorted(keep)]
+            out += chord
+        out.sort(key=lambda n: (n[0], n[4], n[2]))
+        return out
+
     def lay_out_bars(self, meters, last_step: int) -> list[tuple[int, int, tuple[int, int]]]:
         """(start step, length, meter) of bars tiling 0..last_step. A meter change inside a bar cuts that
         bar short; the cut bar gets the meter of its actual length."""
@@ -444,7 +534,10 @@ class _Encoder:
         for n in notes:
             at_onset.setdefault(n[0], []).append(n)
         onsets = sorted(set(at_onset) | set(tempo_at))
-        ids = [tok.bos_id, tok.tempo_id(tempos[0][1])]
+        ids = [tok.bos_id]
+        if tok.infill and notes and len({n[3] for n in notes}) == 1:
+            ids.append(tok.flat_id)
+        ids.append(tok.tempo_id(tempos[0][1]))
         j = 0
         prev_meter = None
         for start, length, meter in bars:
@@ -488,12 +581,14 @@ def _instrument_groups(notes, current):
 class GrammarState:
     """Where a token sequence stands in the grammar, and which tokens may come next.
 
-    `allowed()` is a bool mask over the vocabulary (cached per state class; only the position range is
-    filled per call); `advance()` moves on and raises ValueError on a token the grammar does not allow.
+    `allowed()` is a bool mask over the vocabulary (cached per state class; only the position and pitch
+    ranges are filled per call); `advance()` moves on and raises ValueError on a token the grammar does not
+    allow.
     """
 
     __slots__ = ("tok", "state", "meter", "bar_steps", "bar_start", "pos", "instrument", "velocity", "pitch",
-                 "duration", "tempo", "bars", "_restriction", "_velocities")
+                 "duration", "tempo", "bars", "flat", "playable", "segment", "fill_bars", "fill_left",
+                 "gap_tick", "next_start", "_restriction", "_velocities", "_onset")
 
     def __init__(self, tokenizer: Tokenizer | None = None, instruments=None) -> None:
         self.tok = tokenizer if tokenizer is not None else _default_tokenizer()
@@ -505,10 +600,18 @@ class GrammarState:
         self.instrument: tuple[int, bool] | None = None
         self.velocity: int | None = None  # level in force for the current instrument
         self._velocities: dict[tuple[int, bool], int] = {}  # level of each instrument in this bar
+        self._onset: dict[tuple[int, bool], tuple[int, int]] = {}  # instrument -> (highest pitch, notes) here
         self.pitch: int | None = None
         self.duration = 0  # steps of the last note
         self.tempo: int | None = None
         self.bars = 0
+        self.flat = False  # the piece declared one velocity throughout
+        self.playable = False  # limit pitches to each instrument's playable range (for sampling)
+        self.segment = _SEG_MAIN
+        self.fill_bars = 0  # bars the middle of an infill must have
+        self.fill_left: int | None = None  # Bar tokens still to come in the middle
+        self.gap_tick = 0  # where the middle goes
+        self.next_start: int | None = None  # tick of the next Bar when it does not simply follow the last
         self._restriction: frozenset | None = None
         if instruments is not None:
             self.restrict_instruments(instruments)
@@ -529,6 +632,11 @@ class GrammarState:
         return self.bar_steps * STEP_TICKS
 
     @property
+    def in_middle(self) -> bool:
+        """Whether the tokens now written are the middle of an infill."""
+        return self.segment == _SEG_MIDDLE
+
+    @property
     def instruments(self) -> frozenset | None:
         return self._restriction
 
@@ -545,52 +653,110 @@ class GrammarState:
     def _instrument_ok(self) -> bool:
         return self.instrument is not None and (self._restriction is None or self.instrument in self._restriction)
 
+    def _pitch_range(self, instrument=None) -> tuple[int, int]:
+        """Pitches an instrument (the current one by default) may start now (empty when lo > hi): rising
+        within an onset, at most MAX_ONSET_NOTES, and inside the playable range when asked."""
+        instrument = instrument or self.instrument
+        lo, hi = playable_range(*instrument) if self.playable else (0, 127)
+        done = self._onset.get(instrument)
+        if done is not None:
+            if done[1] >= MAX_ONSET_NOTES:
+                return 1, 0
+            lo = max(lo, done[0] + 1)
+        return lo, hi
+
+    def _pitch_ok(self, pitch: int) -> bool:
+        lo, hi = self._pitch_range()
+        return lo <= pitch <= hi
+
+    def _bar_may_end(self, k: int) -> bool:
+        """Whether a token of kind `k` that ends a bar may come (where Bar or EOS could)."""
+        seg = self.segment
+        if k == BAR:
+            return seg != _SEG_MIDDLE or self.fill_left > 0
+        if k == EOS:
+            return seg == _SEG_MAIN or (seg == _SEG_MIDDLE and self.fill_left == 0)
+        if k == GAP or k == PART:
+            return seg == _SEG_MAIN
+        if k == FILL:
+            return seg == _SEG_AFTER
+        return False
+
     def accepts(self, t) -> bool:
         """Whether token id `t` may come next."""
-        if not (isinstance(t, (int, np.integer)) and 0 <= t < _VOCAB.size):
+        if not (isinstance(t, (int, np.integer)) and 0 <= t < self.tok.vocab_size):
             return False
         k = _KINDS[t]
         s = self.state
         if s == _S_DURATION or s == _S_POS_TEMPO or s == _S_POS:
             if k == PITCH:
-                return self._instrument_ok() and self.velocity is not None
+                return self._instrument_ok() and self.velocity is not None and self._pitch_ok(_VALUES[t])
             if k == INSTRUMENT:
-                return self._restriction is None or _VALUES[t] in self._restriction
+                lo, hi = self._pitch_range(_VALUES[t])
+                return (self._restriction is None or _VALUES[t] in self._restriction) and lo <= hi
             if k == VELOCITY:
-                return self._instrument_ok()
+                return self._instrument_ok() and self._pitch_range()[0] <= self._pitch_range()[1]
             if s == _S_POS:
                 return k == TEMPO
             if k == POS:
                 return self.pos < _VALUES[t] < self.bar_steps
-            return k == BAR or k == EOS
+            return self._bar_may_end(k)
         if s == _S_PITCH:
             return k == DURATION
         if s == _S_INSTRUMENT:
-            return k == VELOCITY or (k == PITCH and self.velocity is not None)
+            return k == VELOCITY or (k == PITCH and self.velocity is not None and self._pitch_ok(_VALUES[t]))
         if s == _S_VELOCITY:
-            return k == PITCH
+            return k == PITCH and self._pitch_ok(_VALUES[t])
         if s == _S_BAR and self.meter is None:
             return k == TIMESIG
         if s == _S_BAR or s == _S_TIMESIG:
             if k == POS:
                 return _VALUES[t] < self.bar_steps
-            return k == BAR or k == EOS or (k == TIMESIG and s == _S_BAR)
+            if k == TIMESIG:
+                return s == _S_BAR
+            return self._bar_may_end(k)
         if s == _S_START:
             return k == BOS
         if s == _S_BOS:
+            return k == TEMPO or k == BAR or k == FLAT
+        if s == _S_FLAT:
             return k == TEMPO or k == BAR
-        if s == _S_HEAD_TEMPO:
-            return k == BAR
+        if s == _S_HEAD_TEMPO:  # a gap may open the piece: regenerate its first bars
+            return k == BAR or (k == GAP and self.segment == _SEG_MAIN and self.bars == 0)
+        if s == _S_GAP:
+            return k == TEMPO or k == FILL
+        if s == _S_PART:
+            return k == INSTRUMENT
+        if s == _S_PART_INSTRUMENT:
+            return k == FILL
+        if s == _S_FILL:
+            return k == TEMPO
         return False  # _S_END
 
     def allowed(self) -> np.ndarray:
         """Bool mask [vocab_size] of the valid next tokens. May be a shared read-only array: copy to modify."""
         s = self.state
-        key = (s, self.meter is None, self._instrument_ok(), self.velocity is not None, self._restriction)
+        inst_ok = self._instrument_ok()
+        key = (s, self.meter is None, inst_ok, self.velocity is not None, self._restriction, self.segment,
+               self.fill_left == 0, self.bars == 0)
         mask = self.tok._mask(key, self)
-        if s in _POS_STATES and self.meter is not None:
+        pos_range = s in _POS_STATES and self.meter is not None
+        pitches = inst_ok and self.velocity is not None and (
+            s in (_S_POS, _S_POS_TEMPO, _S_DURATION, _S_INSTRUMENT, _S_VELOCITY))
+        # instruments that can start no more notes at this onset (a chord full, or its top pitch reached)
+        full = [inst for inst in self._onset if self._pitch_range(inst)[0] > self._pitch_range(inst)[1]]
+        if pos_range or pitches or full:
             mask = mask.copy()
+        for inst in full:
+            mask[_DRUMS_ID if inst[1] else _OFF[INSTRUMENT] + inst[0]] = False
+            if inst == self.instrument:
+                mask[_OFF[VELOCITY]:_OFF[VELOCITY] + VELOCITY_LEVELS] = False
+        if pos_range:
             mask[_OFF[POS] + self.pos + 1:_OFF[POS] + self.bar_steps] = True
+        if pitches:
+            lo, hi = self._pitch_range()
+            if lo <= hi:
+                mask[_OFF[PITCH] + lo:_OFF[PITCH] + hi + 1] = True
         return mask
 
     # --- moving on -------------------------------------------------------------------------------
@@ -615,20 +781,36 @@ class GrammarState:
             return True
         return False
 
+    def _new_segment(self, state: int) -> None:
+        """A Gap or Fill: tempo and meter are restated next, and nothing of the last bar carries over."""
+        self.meter = None
+        self.pos = -1
+        self.instrument = self.velocity = None
+        self._velocities = {}
+        self._onset = {}
+        self.state = state
+
     def _apply(self, t: int) -> None:
         k = _KINDS[t]
         v = _VALUES[t]
         if k == PITCH:
             self.pitch = v
             self._velocities[self.instrument] = self.velocity  # also when inherited from another instrument
+            done = self._onset.get(self.instrument)
+            self._onset[self.instrument] = (v, done[1] + 1 if done else 1)
             self.state = _S_PITCH
         elif k == DURATION:
             self.duration = v
             self.state = _S_DURATION
         elif k == POS:
             self.pos = v
+            self._onset = {}
             self.state = _S_POS
         elif k == INSTRUMENT:
+            if self.state == _S_PART:  # the part an infill writes: the middle has only this instrument
+                self._restriction = frozenset((v,))
+                self.state = _S_PART_INSTRUMENT
+                return
             self.instrument = v
             self.velocity = self._velocities.get(v, self.velocity)
             self.state = _S_INSTRUMENT
@@ -636,16 +818,21 @@ class GrammarState:
             self.velocity = self._velocities[self.instrument] = v
             self.state = _S_VELOCITY
         elif k == BAR:
-            if self.bars:
+            if self.next_start is not None:
+                self.bar_start, self.next_start = self.next_start, None
+            elif self.bars:
                 self.bar_start += self.bar_steps * STEP_TICKS
             self.bars += 1
+            if self.fill_left is not None:
+                self.fill_left -= 1
             self.pos = -1
             self.instrument = self.velocity = None  # every bar states them again: bars are self-contained
             self._velocities = {}
+            self._onset = {}
             self.state = _S_BAR
         elif k == TEMPO:
             self.tempo = v
-            self.state = _S_HEAD_TEMPO if self.state == _S_BOS else _S_POS_TEMPO
+            self.state = _S_HEAD_TEMPO if self.state in _HEAD_STATES else _S_POS_TEMPO
         elif k == TIMESIG:
             self.meter = v
             self.bar_steps = meter_steps(v)
@@ -654,12 +841,32 @@ class GrammarState:
             self.state = _S_BOS
         elif k == EOS:
             self.state = _S_END
+        elif k == FLAT:
+            self.flat = True
+            self.state = _S_FLAT
+        elif k == GAP:
+            # the missing bars take the meter in force; the context after them starts past them
+            self.gap_tick = self.bar_start + self.bar_steps * STEP_TICKS if self.bars else 0
+            self.fill_bars = v
+            self.next_start = self.gap_tick + v * self.bar_steps * STEP_TICKS
+            self.segment = _SEG_AFTER
+            self._new_segment(_S_GAP)
+        elif k == PART:
+            self.gap_tick = 0  # the middle covers the context's bars, from the first
+            self.fill_bars = self.bars
+            self.state = _S_PART
+        elif k == FILL:
+            self.segment = _SEG_MIDDLE
+            self.fill_left = self.fill_bars
+            self.next_start = self.gap_tick
+            self._new_segment(_S_FILL)
 
     def copy(self) -> "GrammarState":
         g = GrammarState.__new__(GrammarState)
         for name in GrammarState.__slots__:
             setattr(g, name, getattr(self, name))
         g._velocities = dict(self._velocities)
+        g._onset = dict(self._onset)
         return g
 
 
@@ -708,7 +915,12 @@ class StreamDecoder:
             self.notes.append(note)
             return [note]
         if k == TEMPO:
-            self.tempos.append(TempoChange(g.position if g.bars else 0, float(g.tempo)))
+            if g.state == _S_HEAD_TEMPO:  # stated before a bar: it holds from that bar's start
+                tick = g.next_start if g.next_start is not None else (
+                    g.bar_start + g.bar_ticks if g.bars else 0)
+            else:
+                tick = g.position
+            self.tempos.append(TempoChange(tick, float(g.tempo)))
         elif k == TIMESIG:
             self.time_signatures.append(TimeSignature(g.bar_start, *g.meter))
         return []
@@ -722,13 +934,27 @@ class StreamDecoder:
     def score(self) -> Score:
         """Everything decoded so far (fresh Note objects: the Score may be edited freely)."""
         notes = [Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in self.notes]
-        return Score(notes, list(self.tempos) or [TempoChange(0, 120.0)],
-                     list(self.time_signatures) or [TimeSignature(0, 4, 4)])
+        notes.sort(key=lambda n: n.start)  # an infill's middle comes after the context that follows it
+        return Score(notes, _changes(self.tempos, "bpm") or [TempoChange(0, 120.0)],
+                     _changes(self.time_signatures, "numerator", "denominator") or [TimeSignature(0, 4, 4)])
 
     def stats(self) -> DecodeStats:
         g = self.grammar
         incomplete = 1 if g.state in (_S_PITCH, _S_VELOCITY, _S_INSTRUMENT) else 0
         return DecodeStats(self.invalid, incomplete, len(self.notes), g.bars, g.finished)
+
+
+def _changes(events: list, *fields: str) -> list:
+    """Tempo or meter events by tick, the last one stated at a tick winning, without restatements."""
+    by_tick = {}
+    for e in events:
+        by_tick[e.tick] = e
+    out = []
+    for tick in sorted(by_tick):
+        e = by_tick[tick]
+        if not out or any(getattr(e, f) != getattr(out[-1], f) for f in fields):
+            out.append(e)
+    return out
 
 
 _DEFAULT: Tokenizer | None = None

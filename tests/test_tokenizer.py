@@ -3,6 +3,7 @@ streaming, versioning, tokens per note, and the `rwkv-music tokens` command."""
 from __future__ import annotations
 
 import json
+import re
 import random
 from collections import Counter
 from pathlib import Path
@@ -61,6 +62,17 @@ def quantised(n: Note) -> tuple:
     return (snap(n.start), duration, n.pitch, n.program, n.drum, level_velocity(velocity_level(n.velocity)))
 
 
+def tokenized_notes(notes) -> Counter:
+    """What the tokenizer keeps of a list of notes: each quantised, and one note (the longest, then the
+    loudest) where an instrument sounds the same pitch twice at one onset."""
+    kept: dict[tuple, tuple] = {}
+    for q in map(quantised, notes):
+        key = (q[0], q[2], q[3], q[4])
+        if key not in kept or (q[1], q[5]) > (kept[key][1], kept[key][5]):
+            kept[key] = q
+    return Counter(kept.values())
+
+
 # --- round trips ------------------------------------------------------------------------------
 def test_real_pieces_round_trip_exactly(tok, corpus):
     exact = 0
@@ -70,12 +82,12 @@ def test_real_pieces_round_trip_exactly(tok, corpus):
         decoded, stats = tok.decode(ids)
         assert stats.invalid == 0 and stats.incomplete == 0 and stats.finished, name
         got = Counter((*note_key(n), n.velocity) for n in decoded.notes)
-        assert got == Counter(map(quantised, score.notes)), name
+        assert got == tokenized_notes(score.notes), name
         if all(quantised(n)[:2] == (n.start, n.duration) for n in score.notes):
             exact += 1  # on the grid and representable: every onset and duration kept exactly
-            assert Counter(map(note_key, decoded.notes)) == Counter(map(note_key, score.notes)), name
+            assert Counter(map(note_key, decoded.notes)) == Counter(q[:5] for q in tokenized_notes(score.notes))
         else:
-            assert any("grid" in line or "duration" in line for line in report), name
+            assert any("grid" in line or "duration" in line or "merged" in line for line in report), name
         assert [(t.tick, round(t.bpm)) for t in decoded.tempos] == [(t.tick, round(t.bpm)) for t in score.tempos]
         if not any("meter" in line for line in report):
             assert decoded.time_signatures == score.time_signatures, name
@@ -98,7 +110,7 @@ def test_tempo_meter_and_instruments_round_trip_exactly(tok, corpus):
     score = Score(notes, tempos, metres)
     decoded, stats = tok.decode(tok.encode(score))
     assert stats.invalid == 0
-    assert Counter((*note_key(n), n.velocity) for n in decoded.notes) == Counter(map(quantised, score.notes))
+    assert Counter((*note_key(n), n.velocity) for n in decoded.notes) == tokenized_notes(score.notes)
     assert decoded.time_signatures == score.time_signatures
     assert decoded.tempos == score.tempos
     assert decoded.bar_starts() == score.bar_starts(decoded.end_tick)
@@ -135,10 +147,15 @@ def test_performed_timing_lands_within_half_a_step(tok, corpus):
     ids, report = tok.encode_with_report(performed)
     assert any("grid" in line for line in report)
     decoded, stats = tok.decode(ids)
-    assert stats.invalid == 0 and len(decoded.notes) == len(performed.notes)
-    original = sorted((n.pitch, n.program, n.start) for n in performed.notes)
+    kept = tokenized_notes(performed.notes)  # notes jittered onto one onset with their double merge
+    assert stats.invalid == 0 and len(decoded.notes) == sum(kept.values()) > 0.97 * len(performed.notes)
     got = sorted((n.pitch, n.program, n.start) for n in decoded.notes)
-    assert all(a[:2] == b[:2] and abs(a[2] - b[2]) <= STEP_TICKS // 2 for a, b in zip(original, got))
+    assert got == sorted((q[2], q[3], q[0]) for q in kept.elements())
+    originals = {}
+    for n in performed.notes:
+        originals.setdefault((n.pitch, n.program), []).append(n.start)
+    assert all(any(abs(t - start) <= STEP_TICKS // 2 for t in originals[(pitch, program)])
+               for pitch, program, start in got)
     assert tok.encode(decoded) == ids  # quantising is idempotent
 
 
@@ -290,7 +307,7 @@ def test_cli_tokens_json_and_listing(tok, corpus_paths, capsys):
     assert out["tokens_per_note"] == pytest.approx(len(out["tokens"]) / len(score.notes), abs=1e-3)
     assert cli_main(["tokens", str(path)]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].startswith("BOS Tempo_") and listing[1].startswith("Bar TimeSig_")
+    assert re.match(r"BOS (Flat )?Tempo_", listing[0]) and listing[1].startswith("Bar TimeSig_")
 
 
 def test_cli_tokens_unreadable_file(tmp_path, capsys):

@@ -17,18 +17,21 @@ def tok() -> Tokenizer:
 
 
 def sample_masked(tok: Tokenizer, rng: np.random.Generator, n_tokens: int, grammar: GrammarState | None = None,
-                  kind_bias: bool = True) -> tuple[list[int], GrammarState]:
+                  kind_bias: bool = True, infill: bool = False) -> tuple[list[int], GrammarState]:
     """Uniform over the allowed tokens; with kind_bias, first a uniform choice among the allowed kinds (so
     bars, meters, tempi and notes are all reached often, not drowned by the hundreds of Pos and Tempo ids),
-    where EOS is mostly left out so that pieces grow long."""
+    where EOS is mostly left out so that pieces grow long. Without `infill`, a plain piece (no Gap or Part)."""
     g = grammar or tok.grammar()
     kinds = tok.kind_ids
     eos_kind = kinds[tok.eos_id]
+    plain = np.ones(tok.vocab_size, dtype=bool)
+    if not infill:
+        plain[list(tok.ids_of_kind("gap")) + list(tok.ids_of_kind("part"))] = False
     ids = []
     for _ in range(n_tokens):
         if g.finished:
             break
-        allowed = np.flatnonzero(g.allowed())
+        allowed = np.flatnonzero(g.allowed() & plain)
         assert allowed.size, "the grammar reached a dead end"
         if kind_bias:
             choices = np.unique(kinds[allowed])
@@ -117,6 +120,6 @@ def test_masks_agree_with_accepts_on_random_walks(tok):
 
 def test_version_mismatch_raises(tok):
     d = tok.to_dict()
-    for bad in ({**d, "version": "rwkvmusic-tok-2"}, {"vocab_size": d["vocab_size"]}, {}):
+    for bad in ({**d, "version": "rwkvmusic-tok-99"}, {"vocab_size": d["vocab_size"]}, {}):
         with pytest.raises(ValueError):
             Tokenizer.from_dict(bad)
