@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from .atomic import atomic_write
+from .tokenizer import playable_range
 
 MIDI_SUFFIXES = (".mid", ".midi")
 PAD_MULTIPLE = 16  # the WKV training kernels need T to be a multiple of 16
@@ -332,11 +333,104 @@ def window_tokens(pieces: Sequence[Piece], w: Window) -> tuple[list[int], int]:
     return list(w.header) + [int(t) for t in pieces[w.piece].tokens[w.start:w.end]], len(w.header)
 
 
+# --- infill examples ---------------------------------------------------------------------------
+MAX_PART_BARS = 16  # the longest bar range a part infill example covers
+
+
+def _bars(tokenizer, ids: list[int]) -> tuple[list[int], dict[int, list[int]], int]:
+    """Bar token indices, the header of each, and where the music ends: after its last complete note or
+    onset (a window may cut a note in two), before EOS."""
+    heads = dict(tokenizer.bar_headers(ids))
+    g, end = tokenizer.grammar(), 0
+    for i, t in enumerate(ids):
+        if g.feed_lenient(t) and g.at_boundary:
+            end = i + 1
+    return [b for b in sorted(heads) if b < end], heads, end
+
+
+def _restated(tokenizer, header: list[int]) -> list[int]:
+    """A bar header without BOS and Flat: Tempo Bar [TimeSig], as the grammar wants after Gap and Fill."""
+    return [t for t in header if t != tokenizer.bos_id and t != tokenizer.flat_id]
+
+
+def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: int = 8) -> list[int] | None:
+    """A fill-in-the-middle example cut from one valid sequence (a window): bars before, Gap_k, the bars
+    after (restated), Fill, the k missing bars, EOS. At most `budget` tokens (the bars furthest from the
+    gap are left out first); None when the sequence has no bar to take out."""
+    ids = [int(t) for t in ids]
+    bars, heads, end = _bars(tokenizer, ids)
+    if len(bars) < 2 or not tokenizer.infill:
+        return None
+    bar_end = bars[1:] + [end]
+    k = rng.randint(1, min(max_gap, len(bars) - 1))
+    a = rng.randint(0, len(bars) - k)
+    while k > 1 and bar_end[a + k - 1] - bars[a] > budget // 2:  # the middle gets at most half the budget
+        k -= 1
+    middle = [tokenizer.fill_id] + _restated(tokenizer, heads[bars[a]]) + ids[bars[a] + 1:bar_end[a + k - 1]]
+    middle.append(tokenizer.eos_id)
+    first, last = 0, len(bars)  # bars of the context: [first, a) before, [a + k, last) after
+    while True:
+        before = (ids[:bars[a]] if first == 0 else heads[bars[first]] + ids[bars[first] + 1:bars[a]])
+        after = [tokenizer.gap_id(k)]
+        if a + k < last:
+            after += _restated(tokenizer, heads[bars[a + k]]) + ids[bars[a + k] + 1:bar_end[last - 1]]
+        seq = before + after + middle
+        if len(seq) <= budget or (first >= a and last <= a + k):
+            return seq if len(seq) <= budget else None
+        # drop the context bar furthest from the gap
+        if last > a + k and (first >= a or last - (a + k) >= a - first):
+            last -= 1
+        else:
+            first += 1
+
+
+def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
+                       max_bars: int = MAX_PART_BARS) -> list[int] | None:
+    """A part-infill example cut from one valid sequence: bars of every instrument but one, Part, that
+    instrument, Fill, the same bars with only its notes, EOS. None without two instruments in the bars."""
+    ids = [int(t) for t in ids]
+    bars, heads, end = _bars(tokenizer, ids)
+    if not bars or not tokenizer.infill:
+        return None
+    bar_end = bars[1:] + [end]
+    n = rng.randint(1, min(max_bars, len(bars)))
+    s = rng.randint(0, len(bars) - n)
+    while n > 1 and bar_end[s + n - 1] - bars[s] > budget // 2:
+        n -= 1
+    span = heads[bars[s]] + ids[bars[s] + 1:bar_end[s + n - 1]]
+    dec = tokenizer.stream_decoder()
+    dec.feed_many(span)
+    score = dec.score()
+    instruments = sorted({note.instrument for note in score.notes})
+    if len(instruments) < 2:
+        return None
+    part = instruments[rng.randrange(len(instruments))]
+    end_tick = dec.grammar.bar_start + dec.grammar.bar_ticks
+    from core.score import Score
+    context = tokenizer.encode(Score([x for x in score.notes if x.instrument != part], score.tempos,
+                                     score.time_signatures), eos=False, end_tick=end_tick)
+    middle = tokenizer.encode(Score([x for x in score.notes if x.instrument == part], score.tempos,
+                                    score.time_signatures), eos=True, end_tick=end_tick)
+    if context.count(tokenizer.bar_id) != middle.count(tokenizer.bar_id):
+        return None  # (not expected: both laid out over the same bars)
+    seq = context + [tokenizer.part_id, tokenizer.instrument_id(*part), tokenizer.fill_id]
+    seq += _restated(tokenizer, middle[1:])
+    return seq if len(seq) <= budget else None
+
+
+def infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, part_share: float = 0.5) -> list[int] | None:
+    """A part infill (with probability `part_share`, where the bars hold two instruments) or else a bar
+    infill example from one valid sequence; None when neither can be made."""
+    seq = part_infill_tokens(ids, tokenizer, rng, budget) if rng.random() < part_share else None
+    return seq if seq is not None else bar_infill_tokens(ids, tokenizer, rng, budget)
+
+
+def without_flat(ids: Sequence[int], tokenizer) -> list[int]:
+    """The sequence without its Flat token (to measure what the dynamics flag is worth)."""
+    return [int(t) for t in ids if t != tokenizer.flat_id]
+
+
 # --- augmentation ------------------------------------------------------------------------------
-# Playable MIDI pitch range per General MIDI family of 8 programs (piano, chromatic percussion,
-# organ, guitar, bass, strings, ensemble, brass, reed, pipe, synth lead, pad, fx, ethnic, percussive, sfx).
-_FAMILY_RANGE = ((21, 108), (48, 108), (24, 96), (40, 88), (23, 67), (28, 103), (28, 96), (34, 84),
-                 (34, 96), (48, 108), (24, 108), (24, 108), (24, 108), (36, 96), (36, 96), (24, 108))
 
 
 def augment_tokens(tokens: Sequence[int], tokenizer, rng, max_transpose: int = 5,
@@ -363,7 +457,7 @@ def augment_tokens(tokens: Sequence[int], tokenizer, rng, max_transpose: int = 5
     lo, hi = -max_transpose, max_transpose
     for i, (program, _) in owners:
         pitch = out[i] - pitch0
-        r_lo, r_hi = _FAMILY_RANGE[program // 8]
+        r_lo, r_hi = playable_range(program)
         lo = max(lo, min(r_lo, pitch) - pitch)
         hi = min(hi, max(r_hi, pitch) - pitch)
     shift = rng.randint(lo, hi) if owners and lo <= hi else 0

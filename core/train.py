@@ -78,6 +78,9 @@ class TrainConfig:
     augment: bool = False              # random transposition and small tempo changes
     max_transpose: int = 5
     tempo_jitter: float = 0.05
+    infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)
+    part_share: float = 0.5            # of those, part infills where the bars hold two instruments
+    dynamics_flag: bool = True         # keep the Flat token of one-velocity pieces (False: an ablation)
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -86,6 +89,7 @@ class TrainConfig:
     workers: int | None = None         # tokenizer worker processes
     cache_dir: str | None = None       # default: <out>/token_cache
     threads: int | None = None         # torch CPU threads
+    time_budget_s: float | None = None # wall-clock seconds of training: sets the number of steps (schedule)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -195,6 +199,9 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
             (decay if p.dim() == 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+BUDGET_PROBE_STEPS = 3  # steps timed before a time budget sets the run's length
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -321,30 +328,31 @@ class _Trainer:
     def run(self) -> dict:
         self._prepare()
         cfg, device = self.config, self.device
-        total, stop_at = self.total, self.stop_at
         log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
         self._acc_loss = torch.zeros((), device=device)
         self._acc_bad = torch.zeros((), device=device)
         self._acc_steps = self._acc_tokens = 0
         self._t_start = self._t_log = time.monotonic()
         self._step_start = self.step
-        self.emit(TrainEvent("step", step=self.step, total_steps=total, message=self.notice + (
+        self.emit(TrainEvent("step", step=self.step, total_steps=self.total, message=self.notice + (
             f"{len(self.train_pieces)} train / {len(self.val_pieces)} validation pieces, "
-            f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {total} steps of batch {cfg.batch_size}")))
+            f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {self.total} steps of batch {cfg.batch_size}")))
         try:
-            while self.step < stop_at:
+            while self.step < self.stop_at:
                 if self.should_stop():
                     paths = self._checkpoint()
-                    self.emit(TrainEvent("cancelled", step=self.step, total_steps=total, paths=paths,
+                    self.emit(TrainEvent("cancelled", step=self.step, total_steps=self.total, paths=paths,
                                          message=f"stopped at step {self.step}; resume with --resume"))
                     return paths
                 self._train_step()
-                if self.step % log_every == 0 or self.step == stop_at:
+                if cfg.time_budget_s and self.step - self._step_start == BUDGET_PROBE_STEPS and not cfg.resume:
+                    self._fit_schedule_to_budget(cfg.time_budget_s)
+                if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
-                if self.val_windows and (self.step % cfg.eval_every == 0 or self.step == total):
+                if self.val_windows and (self.step % cfg.eval_every == 0 or self.step == self.total):
                     self.last_val = self.evaluate()
-                    self.emit(TrainEvent("eval", step=self.step, total_steps=total, **self.last_val))
-                if self.step % cfg.checkpoint_every == 0 and self.step < stop_at:
+                    self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
+                if self.step % cfg.checkpoint_every == 0 and self.step < self.stop_at:
                     self._checkpoint()
         except torch.OutOfMemoryError:
             smaller = max(1, cfg.batch_size // 2)
@@ -352,8 +360,8 @@ class _Trainer:
                                 + (f"--batch {smaller}" if smaller < cfg.batch_size else "a shorter --ctx")) from None
 
         paths = {**self._checkpoint(), "log": str(self.out / LOG_FILE), "scan_report": str(self.out / SCAN_FILE)}
-        finished = self.step >= total
-        self.emit(TrainEvent("done" if finished else "cancelled", step=self.step, total_steps=total, paths=paths,
+        finished = self.step >= self.total
+        self.emit(TrainEvent("done" if finished else "cancelled", step=self.step, total_steps=self.total, paths=paths,
                              **self.last_val, message=(f"finished: {paths.get('result', '')}" if finished
                                                        else f"paused at step {self.step}; resume with --resume")))
         return paths
@@ -403,6 +411,8 @@ class _Trainer:
             self.total = int(resume["total_steps"])  # a bare --resume keeps the run's length and schedule
         else:
             self.total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * self.batches.per_epoch))
+            if cfg.time_budget_s and cfg.epochs is None:
+                self.total = 10**9  # set from the first steps' time (_fit_schedule_to_budget)
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
         self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
@@ -438,6 +448,25 @@ class _Trainer:
                 raise TrainingError(f"cannot resume with a different {key} "
                                     f"({getattr(saved, key)!r} there, {getattr(cfg, key)!r} now)")
         return resume
+
+    def _fit_schedule_to_budget(self, budget_s: float) -> None:
+        """Set the run's length from the time the first steps took, so that the whole schedule (warm-up,
+        cosine decay) fits the wall-clock budget; the validation passes are counted in."""
+        elapsed = time.monotonic() - self._t_start
+        per_step = elapsed / BUDGET_PROBE_STEPS
+        if self.val_windows:
+            per_step *= 1 + min(self.config.max_eval_batches * self.config.batch_size, len(self.val_windows)) / (
+                3 * self.config.batch_size * max(self.config.eval_every, 1))  # a forward is ~1/3 of a step
+        steps = max(self.step + 1, self.step + int((budget_s - elapsed) / per_step))
+        if self.config.steps is not None:
+            steps = min(steps, int(self.config.steps))
+        self.total = self.stop_at = steps
+        if self.config.stop_at_step is not None:
+            self.stop_at = min(self.total, self.config.stop_at_step)
+        if self.config.warmup_steps is None:
+            self.warmup = min(100, self.total // 20)
+        self.emit(TrainEvent("step", step=self.step, total_steps=self.total,
+                             message=f"{per_step:.2f} s per step: {self.total} steps fit the time budget"))
 
     def _train_step(self) -> None:
         """One optimizer step on the next global batch; no host synchronisation on a GPU."""
@@ -537,6 +566,15 @@ class _Trainer:
         if cfg.augment:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
             tokens = D.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
+        if not cfg.dynamics_flag and tok.flat_id is not None:
+            head -= tokens[:head].count(tok.flat_id)
+            tokens = D.without_flat(tokens, tok)
+        if cfg.infill_share > 0:
+            rng = random.Random(f"infill:{cfg.seed}:{epoch}:{position}")
+            if rng.random() < cfg.infill_share:
+                seq = D.infill_tokens(tokens, tok, rng, cfg.ctx_len + 1, cfg.part_share)
+                if seq is not None:
+                    tokens, head = seq, 0  # every token of an infill example is learnt
         return D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id)
 
     @torch.no_grad()
@@ -741,10 +779,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                       steps=get("steps"), epochs=get("epochs"), ctx_len=get("ctx", 512),
                       batch_size=get("batch", 8), resume=bool(get("resume", False)), lr=get("lr"),
                       warmup_steps=get("warmup"), augment=bool(get("augment", False)),
-                      completion_only=bool(get("completion_only", False)), device=get("device", "auto") or "auto")
+                      completion_only=bool(get("completion_only", False)), device=get("device", "auto") or "auto",
+                      dynamics_flag=not get("no_dynamics_flag", False))
     for arg, attr in (("layers", "n_layer"), ("width", "n_embd"), ("seed", "seed"), ("eval_every", "eval_every"),
                       ("checkpoint_every", "checkpoint_every"), ("val_fraction", "val_fraction"),
-                      ("stop_at", "stop_at_step"), ("threads", "threads"), ("log_every", "log_every")):
+                      ("stop_at", "stop_at_step"), ("threads", "threads"), ("log_every", "log_every"),
+                      ("infill_share", "infill_share"), ("part_share", "part_share"),
+                      ("time_budget", "time_budget_s"), ("cache_dir", "cache_dir")):
         if get(arg) is not None:
             setattr(cfg, attr, get(arg))
     return cfg

@@ -15,6 +15,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    """Seconds of "90", "90s", "10m" or "1.5h"."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a time like 90s, 10m or 1.5h, got {text!r}")
+    return value
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder")
     p.add_argument("--out", required=True)
@@ -41,3 +54,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int,
                    help="torch CPU threads (runs that must agree bit for bit need the same count)")
     p.add_argument("--log-every", type=int)
+    p.add_argument("--time-budget", type=_duration, metavar="TIME",
+                   help="train for this long (e.g. 90s, 10m, 1.5h): the number of steps and the schedule are set "
+                        "from the first steps' speed (with --steps: at most that many)")
+    p.add_argument("--cache-dir", help="token cache folder (default: <out>/token_cache)")
+    p.add_argument("--infill-share", type=float,
+                   help="fraction of training windows made into infill examples (default 0)")
+    p.add_argument("--part-share", type=float, help="of the infill examples, the part infills (default 0.5)")
+    p.add_argument("--no-dynamics-flag", action="store_true",
+                   help="leave out the Flat token of one-velocity pieces (to measure what it is worth)")
