@@ -632,6 +632,11 @@ class GrammarState:
         return self.bar_steps * STEP_TICKS
 
     @property
+    def at_boundary(self) -> bool:
+        """Whether the music read so far is complete: no note or onset is left half-written."""
+        return self.state in _POS_STATES
+
+    @property
     def in_middle(self) -> bool:
         """Whether the tokens now written are the middle of an infill."""
         return self.segment == _SEG_MIDDLE
