@@ -200,9 +200,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --- issue 6: generation and live MIDI -------------------------------------------------------
 def cmd_ports(args: argparse.Namespace) -> int:
-    from .live import list_ports
+    from .live import default_midi_api, list_ports, midi_api_label
 
-    listing = list_ports()  # never raises: no MIDI system gives empty lists and a reason
+    api = args.midi_api or default_midi_api()
+    print(f"MIDI system: {midi_api_label(api) if api else 'default'}")
+    listing = list_ports(api)  # never raises: no MIDI system gives empty lists and a reason
     for title, names in (("inputs", listing.inputs), ("outputs", listing.outputs)):
         print(f"{title}:" + ("".join(f"\n  {name}" for name in names) or " none"))
     if listing.reason:
@@ -255,7 +257,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         prompt, _ = read_midi(args.prompt)
         gen = Generator.load(args.model, args.style)
         # The output and its scheduler live in a child process: the generator here cannot delay a note.
-        scheduler = SchedulerProcess(None if args.virtual else args.out_port, virtual=bool(args.virtual)).start()
+        scheduler = SchedulerProcess(None if args.virtual else args.out_port, virtual=bool(args.virtual),
+                                     backend=args.midi_api).start()
     except (MidiReadError, OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
     print(f"playing on {scheduler.port_name}", flush=True)
@@ -288,13 +291,14 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
     try:
         gen = Generator.load(args.model, args.style)
-        scheduler = SchedulerProcess(args.out_port).start()  # answers are timed away from the generator
+        # answers are timed away from the generator
+        scheduler = SchedulerProcess(args.out_port, backend=args.midi_api).start()
     except (OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
     jam = JamSession(gen, scheduler, JamConfig(), clock=ClockFollower(),
                      on_state=lambda state: print(state, flush=True))
     try:
-        inp = open_input(args.in_port, jam.on_message)
+        inp = open_input(args.in_port, jam.on_message, backend=args.midi_api)
     except PortError as e:
         scheduler.close()
         raise CliError(e) from None
@@ -306,6 +310,15 @@ def cmd_jam(args: argparse.Namespace) -> int:
         inp.close()
         jam.close()
         scheduler.close()  # releases every sounding note
+
+
+MIDI_API_CHOICES = ("alsa", "jack", "coremidi", "winmm")  # core.live.MIDI_APIS (not imported here: mido)
+
+
+def _add_midi_api(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--midi-api", choices=MIDI_API_CHOICES,
+                        help="MIDI system: alsa or jack (Linux), coremidi (macOS), winmm (Windows); "
+                             "default: the one MIDO_BACKEND names, else the platform's own")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("ports", help="list MIDI inputs and outputs")
+    _add_midi_api(s)
     s.set_defaults(func=cmd_ports)
 
     s = sub.add_parser("generate", help="continue a MIDI file")
@@ -362,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--out-port")
     g.add_argument("--virtual", action="store_true")
+    _add_midi_api(s)
     s.set_defaults(func=cmd_live)
 
     s = sub.add_parser("jam", help="answer a player on a MIDI input when they pause")
@@ -369,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style")
     s.add_argument("--in-port", required=True)
     s.add_argument("--out-port", required=True)
+    _add_midi_api(s)
     s.set_defaults(func=cmd_jam)
     return p
 

@@ -12,6 +12,7 @@ import atexit
 import heapq
 import itertools
 import os
+import re
 import sys
 import threading
 import time
@@ -33,11 +34,62 @@ class PortError(RuntimeError):
     """A MIDI port could not be listed or opened; the message says why."""
 
 
+# the MIDI systems rtmidi can talk to: our short name -> (rtmidi API name, what the user reads)
+MIDI_APIS = {
+    "alsa": ("LINUX_ALSA", "ALSA"),
+    "jack": ("UNIX_JACK", "JACK"),
+    "coremidi": ("MACOSX_CORE", "CoreMIDI"),
+    "winmm": ("WINDOWS_MM", "Windows MIDI (WinMM)"),
+}
+_RTMIDI = "mido.backends.rtmidi"
+_OWN_PORT = re.compile(rf"^{re.escape(APP_PORT_NAME)}(-\d+)?(:|$)")  # JACK renames a second client X-01
+
+
+def midi_apis() -> list[str]:
+    """The MIDI systems this machine's rtmidi has compiled in, by short name, in rtmidi's order (the
+    platform's own system first: CoreMIDI, ALSA, then JACK, WinMM); [] without rtmidi."""
+    try:
+        compiled = mido.Backend(_RTMIDI, load=True).module.get_api_names()
+    except (ImportError, OSError, AttributeError):
+        return []
+    by_api = {api: key for key, (api, _) in MIDI_APIS.items()}
+    return [by_api[api] for api in compiled if api in by_api]
+
+
+def midi_api_label(key: str) -> str:
+    return MIDI_APIS[key][1] if key in MIDI_APIS else key
+
+
+def default_midi_api() -> str | None:
+    """The system used when none is chosen: the one MIDO_BACKEND names, else rtmidi's first (ALSA on Linux)."""
+    env = os.environ.get("MIDO_BACKEND", "")
+    if env:
+        module, _, api = env.partition("/")
+        return next((k for k, (a, _) in MIDI_APIS.items() if module == _RTMIDI and a == api), None)
+    apis = midi_apis()
+    return apis[0] if apis else None
+
+
 def midi_backend(name: str | None = None) -> mido.Backend:
-    """The mido backend to use: "jack", a full mido backend string, or None for MIDO_BACKEND / default."""
-    if name == "jack":
-        name = JACK_BACKEND
-    return mido.Backend(name or os.environ.get("MIDO_BACKEND") or "mido.backends.rtmidi", load=True)
+    """The mido backend to use: a MIDI system by short name ("alsa", "jack", "coremidi", "winmm"), a full
+    mido backend string, or None for MIDO_BACKEND / the default. Raises PortError for a system this
+    machine does not have (rtmidi would otherwise fail later with a less helpful message)."""
+    if name in MIDI_APIS:
+        if name not in midi_apis():
+            have = ", ".join(midi_apis()) or "none"
+            raise PortError(f"the MIDI system {midi_api_label(name)} is not available here (available: {have})")
+        name = f"{_RTMIDI}/{MIDI_APIS[name][0]}"
+    return mido.Backend(name or os.environ.get("MIDO_BACKEND") or _RTMIDI, load=True)
+
+
+def _api_of(backend: mido.Backend) -> str | None:
+    api = getattr(backend, "api", None)
+    return next((k for k, (a, _) in MIDI_APIS.items() if a == api), None) if api else default_midi_api()
+
+
+def is_own_port(name: str) -> bool:
+    """A port of this app's own MIDI client: offering it back to the app would make a feedback loop."""
+    return bool(_OWN_PORT.match(name))
 
 
 @dataclass
@@ -48,23 +100,29 @@ class PortListing:
 
 
 def list_ports(backend: mido.Backend | str | None = None) -> PortListing:
-    """Inputs and outputs; never raises (rtmidi raises SystemError where no MIDI system exists)."""
+    """Inputs and outputs, without the app's own ports; never raises (rtmidi raises SystemError where no
+    MIDI system exists, e.g. JACK with no server running)."""
     listing, reasons = PortListing(), []
     try:
         be = backend if isinstance(backend, mido.Backend) else midi_backend(backend)
+    except PortError as e:
+        return PortListing(reason=str(e))
     except (ImportError, OSError, ValueError) as e:
         return PortListing(reason=f"no MIDI backend: {e}")
     for attr, getter in (("inputs", be.get_input_names), ("outputs", be.get_output_names)):
         try:
-            setattr(listing, attr, list(getter()))
-        except (OSError, RuntimeError) as e:  # rtmidi.SystemError is an OSError
-            reasons.append(f"{attr}: {e}")
+            setattr(listing, attr, [n for n in getter() if not is_own_port(n)])
+        except (OSError, RuntimeError, ValueError) as e:  # rtmidi.SystemError is an OSError
+            reasons.append(str(e))
     listing.reason = "; ".join(dict.fromkeys(reasons))
     return listing
 
 
-def supports_virtual_ports() -> bool:
-    return not sys.platform.startswith("win")  # WinMM has none: use loopMIDI or a hardware port
+def supports_virtual_ports(api: str | None = None) -> bool:
+    """WinMM has none (use loopMIDI or a hardware port); ALSA, JACK and CoreMIDI do."""
+    if api is None:
+        api = default_midi_api()
+    return api != "winmm" if api is not None else not sys.platform.startswith("win")
 
 
 def open_output(name: str | None = None, *, virtual: bool | None = None,
@@ -75,7 +133,7 @@ def open_output(name: str | None = None, *, virtual: bool | None = None,
     try:
         if name is not None and not virtual:
             return be.open_output(name)
-        if virtual is not False and supports_virtual_ports():
+        if virtual is not False and supports_virtual_ports(_api_of(be)):
             try:
                 return be.open_output(name or APP_PORT_NAME, client_name=APP_PORT_NAME)
             except OSError:

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMai
                                QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
-from core.live import list_ports, supports_virtual_ports
+from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
 from musicapp import editing
@@ -233,7 +233,8 @@ class MainWindow(QMainWindow):
         tr.message.connect(self.show_message)
         tr.modelsChanged.connect(self.refresh_models)
         self.jam.message.connect(self.show_message)
-        self.midi_panel.outputChosen.connect(self._open_output)
+        self.midi_panel.systemChosen.connect(self._on_midi_system)
+        self.midi_panel.outputChosen.connect(lambda choice: self._open_output(choice, reopen=True))
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
         self.midi_panel.jamToggled.connect(self._on_jam)
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
@@ -250,18 +251,29 @@ class MainWindow(QMainWindow):
 
     def start_background_loading(self) -> None:
         """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
+        self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], default_midi_api())
         self.refresh_ports()
         self.refresh_models()
         # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
         self.finetune_panel.curve.ensure_plot()
 
     def refresh_ports(self) -> None:
-        listing = list_ports()
-        self.midi_panel.set_ports(listing.outputs, listing.inputs, supports_virtual_ports(), listing.reason)
+        """Refill the port lists. The open output stays as it is unless the choice changed (a DAW's
+        connection to the virtual port survives a refresh)."""
+        api = self.midi_panel.chosen_system()
+        listing = list_ports(api)  # the app's own ports left out: choosing them would loop
+        self.midi_panel.set_ports(listing.outputs, listing.inputs, supports_virtual_ports(api), listing.reason)
         self._open_output(self.midi_panel.chosen_output())
 
-    def _open_output(self, choice: str | None) -> None:
-        self.transport.open_output(None if choice in (None, VIRTUAL) else choice)
+    def _open_output(self, choice: str | None, reopen: bool = False) -> None:
+        self.transport.open_output(None if choice in (None, VIRTUAL) else choice, self.midi_panel.chosen_system(),
+                                   reopen=reopen)
+
+    def _on_midi_system(self, api: str) -> None:
+        if self.jam.active:  # its input belongs to the other system
+            self.jam.stop()
+            self.midi_panel.jam.setChecked(False)
+        self.refresh_ports()  # new lists, and the output opened on the new system
 
     def refresh_models(self) -> None:
         current = self.current_model()

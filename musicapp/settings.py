@@ -42,3 +42,12 @@ class Preferences:
     def set(self, key: str, value) -> None:
         self.qs.setValue(key, value)
         self.qs.sync()
+
+    @property
+    def midi_api(self) -> str | None:
+        """The MIDI system the user chose (a core.live.MIDI_APIS key), or None: the default."""
+        return self.get("midi/api", "") or None
+
+    @midi_api.setter
+    def midi_api(self, value: str | None) -> None:
+        self.set("midi/api", value or "")

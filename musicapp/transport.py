@@ -75,6 +75,8 @@ class Transport(QObject):
         super().__init__(parent)
         self.port = SilentPort()
         self.port_name = ""
+        self.target: tuple[str | None, str | None] | None = None  # (port or None: virtual, MIDI system)
+        self._silence_said = False
         self.scheduler: live.Scheduler | None = None
         self.channels = live.ChannelMap()
         self.loop: tuple[int, int] | None = None
@@ -91,12 +93,18 @@ class Transport(QObject):
         self._timer.timeout.connect(self._tick)
 
     # --- ports ------------------------------------------------------------------------------
-    def open_output(self, name: str | None) -> bool:
-        """Open `name`, or the app's virtual port when None. On failure play silently and say why."""
+    def open_output(self, name: str | None, api: str | None = None, reopen: bool = False) -> bool:
+        """Open `name`, or the app's virtual port when None, on the MIDI system `api` (None: the default).
+        On failure play silently and say why. A port asked for again stays as it is; `reopen` re-opens a
+        named one (it reconnects a device plugged back in), never the virtual port: re-creating that
+        would drop every connection a DAW has made to it."""
+        if (name, api) == self.target and not isinstance(self.port, SilentPort) and (name is None or not reopen):
+            return True
         self.stop()
         self._close_port()
+        self.target, self._silence_said = (name, api), False
         try:
-            self.port = live.open_output(name, virtual=None if name is None else False)
+            self.port = live.open_output(name, virtual=None if name is None else False, backend=api)
             self.port_name = getattr(self.port, "name", name or live.APP_PORT_NAME)
             ok = True
         except (live.PortError, OSError, ImportError) as e:
@@ -123,9 +131,17 @@ class Transport(QObject):
             pass
         self.port = SilentPort()
 
+    def _say_if_silent(self) -> None:
+        """Once per port choice: playing with no output open is silent, and the user should know how to fix it."""
+        if isinstance(self.port, SilentPort) and not self._silence_said:
+            self._silence_said = True
+            self.error.emit("Playback is silent: no MIDI output is open. Choose an output in the MIDI tab "
+                            "(Ports > Output), or the app's virtual port and connect your DAW or synth to it.")
+
     # --- playback ---------------------------------------------------------------------------
     def play(self, score: Score, start_tick: int) -> None:
         self.stop()
+        self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
         self._notes = sorted(score.notes, key=lambda n: n.start)
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
@@ -151,6 +167,7 @@ class Transport(QObject):
         """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()).
         `start_tick` is anchored just after the first note arrives, so nothing plays late."""
         self.stop()
+        self._say_if_silent()
         self._tempo_map = Score([], list(tempo_map.tempos), list(tempo_map.time_signatures))
         self._feed = feed
         player = live.Player(self.ensure_scheduler(), self.channels)
@@ -177,6 +194,7 @@ class Transport(QObject):
 
     def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
         """Let the user hear one key (keyboard click, drawing a note)."""
+        self._say_if_silent()
         scheduler = self.ensure_scheduler()
         channel, new = self.channels.channel(Note(0, 1, pitch, velocity, program, drum))
         now = time.perf_counter()

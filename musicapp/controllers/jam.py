@@ -51,7 +51,7 @@ class JamController(QObject):
         session = live.JamSession(generator, scheduler, config, clock=clock,
                                   on_state=self.stateChanged.emit, on_note=self.answerNote.emit)
         try:
-            self.port = live.open_input(input_name, session.on_message)
+            self.port = live.open_input(input_name, session.on_message, backend=self.panel.chosen_system())
         except live.PortError as e:
             self.message.emit(f"Jam cannot listen: {e}", "error")
             return False

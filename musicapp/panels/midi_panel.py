@@ -1,4 +1,5 @@
-"""The MIDI panel: output and input ports, clock, and the Jam toggle. Choices persist (QSettings)."""
+"""The MIDI panel: MIDI system, output and input ports, clock, and the Jam toggle. Choices persist
+(QSettings)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
@@ -12,6 +13,7 @@ CLOCK_MODES = [("Internal (the piece's tempo)", "internal"), ("Send MIDI clock t
 
 
 class MidiPanel(QWidget):
+    systemChosen = Signal(str)   # a MIDI system (core.live.MIDI_APIS key)
     outputChosen = Signal(str)   # VIRTUAL or a port name
     inputChosen = Signal(str)    # NO_INPUT or a port name
     clockChosen = Signal(str)
@@ -21,6 +23,9 @@ class MidiPanel(QWidget):
     def __init__(self, prefs, parent=None) -> None:
         super().__init__(parent)
         self.prefs = prefs
+        self.system = QComboBox()
+        self.system.setToolTip("Which MIDI system the ports below belong to. On Linux pick JACK when a JACK "
+                               "server runs (a DAW on JACK sees the app's port there), else ALSA.")
         self.output = QComboBox()
         self.input = QComboBox()
         self.clock = QComboBox()
@@ -46,6 +51,7 @@ class MidiPanel(QWidget):
 
         ports = QGroupBox("Ports")
         form = QFormLayout(ports)
+        form.addRow("MIDI system", self.system)
         form.addRow("Output", self.output)
         form.addRow("Input", self.input)
         form.addRow("Clock", self.clock)
@@ -63,12 +69,25 @@ class MidiPanel(QWidget):
 
         saved_clock = self.prefs.get("midi/clock", "internal")
         self.clock.setCurrentIndex(max(0, self.clock.findData(saved_clock)))
+        self.system.activated.connect(self._on_system)
         self.output.activated.connect(self._on_output)
         self.input.activated.connect(self._on_input)
         self.clock.activated.connect(self._on_clock)
         self.jam.toggled.connect(self.jamToggled)
         self.jam_pause.valueChanged.connect(lambda v: self.prefs.set("jam/pause_s", v))
         self.jam_bars.valueChanged.connect(lambda v: self.prefs.set("jam/bars", v))
+
+    def set_systems(self, systems: list[tuple[str, str]], default: str | None) -> None:
+        """Offer the MIDI systems ((key, label) pairs); select the remembered one, else `default`."""
+        self.system.clear()
+        for key, label in systems:
+            self.system.addItem(label, key)
+        index = self.system.findData(self.prefs.midi_api)
+        self.system.setCurrentIndex(index if index >= 0 else max(0, self.system.findData(default)))
+        self.system.setEnabled(self.system.count() > 1)
+
+    def chosen_system(self) -> str | None:
+        return self.system.currentData()
 
     def set_ports(self, outputs: list[str], inputs: list[str], virtual_ok: bool, reason: str = "") -> None:
         """Fill the lists and select the remembered choices (or the virtual port / no input)."""
@@ -95,6 +114,10 @@ class MidiPanel(QWidget):
 
     def clock_mode(self) -> str:
         return self.clock.currentData()
+
+    def _on_system(self, index: int) -> None:
+        self.prefs.midi_api = self.system.itemData(index)
+        self.systemChosen.emit(self.system.itemData(index))
 
     def _on_output(self, index: int) -> None:
         self.prefs.set("midi/output", self.output.itemData(index))
