@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from core.paths import resources_dir
+
 ORGANIZATION = "RWKV-Music"
 APPLICATION = "RWKV-Music"
 
@@ -19,7 +20,7 @@ class AppPaths:
     @classmethod
     def default(cls) -> "AppPaths":
         base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
-        return cls(REPO_ROOT / "resources", Path(base) / "rwkv-music")
+        return cls(resources_dir(), Path(base) / "rwkv-music")
 
 
 class Preferences:
