@@ -13,10 +13,12 @@ torch then waits on it forever. So every load here first takes an OS lock on a f
 in the folder (flock / msvcrt, released by the OS when a process dies). Whoever holds it is the
 only one of ours inside torch's step, so a `lock` found then is stale: it is removed, the folder
 is emptied and the build redone, with one warning. A live builder is waited for, up to a limit.
+Where the file system cannot lock, torch's `lock` is waited for up to that limit, then removed.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -87,7 +89,8 @@ def build_location(family: str, prefix: str, sources: Iterable[str], parts: Iter
 
 
 def _try_os_lock(fd: int) -> bool:
-    """Take an exclusive lock on `fd` without waiting; False when another process holds it."""
+    """Take an exclusive lock on `fd` without waiting; False when another process holds it.
+    OSError where the file system cannot lock (some network file systems)."""
     try:
         if sys.platform == "win32":
             import msvcrt
@@ -97,8 +100,10 @@ def _try_os_lock(fd: int) -> bool:
             import fcntl
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    except OSError:
-        return False
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+            return False
+        raise
 
 
 def _os_unlock(fd: int) -> None:
@@ -120,15 +125,25 @@ def wait_limit_s() -> float:
 
 @contextlib.contextmanager
 def build_folder_lock(directory: str | os.PathLike, what: str = "extension", wait_s: float | None = None):
-    """Hold the OS lock of a build folder (created if needed). Raises TimeoutError after `wait_s`
-    (default: $RWKV_MUSIC_BUILD_WAIT_S, else 30 min) while another live process holds it."""
+    """Hold the OS lock of a build folder (created if needed); yields True, or False where the
+    file system cannot lock (then nobody can tell a stale torch lock from a live one). Raises
+    TimeoutError after `wait_s` (default: $RWKV_MUSIC_BUILD_WAIT_S, else 30 min) while another
+    live process holds it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     limit = wait_limit_s() if wait_s is None else wait_s
     fd = os.open(directory / OS_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         started, told = time.monotonic(), False
-        while not _try_os_lock(fd):
+        while True:
+            try:
+                if _try_os_lock(fd):
+                    break
+            except OSError as error:
+                log.warning("cannot lock %s (%s); building without stale-lock detection",
+                            directory, error)
+                yield False
+                return
             waited = time.monotonic() - started
             if waited >= limit:
                 raise TimeoutError(f"another process has been building the {what} in {directory} "
@@ -138,7 +153,7 @@ def build_folder_lock(directory: str | os.PathLike, what: str = "extension", wai
                 told = True
             time.sleep(0.1)
         try:
-            yield
+            yield True
         finally:
             _os_unlock(fd)
     finally:
@@ -188,7 +203,11 @@ def compile_extension(load_kwargs: dict, env: dict[str, str] | None = None, what
         return None, "ninja was not found; `pip install ninja`"
     try:
         started = time.monotonic()
-        with build_folder_lock(directory, what), environment(env or {}):
+        with build_folder_lock(directory, what) as locked, environment(env or {}):
+            if not locked:  # torch's lock may be live: give it the time a build may take
+                torch_lock, deadline = Path(directory) / TORCH_LOCK_NAME, time.monotonic() + wait_limit_s()
+                while torch_lock.exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
             clear_stale_torch_lock(directory, what)
             module = cpp_extension.load(**load_kwargs)
         log.info("%s ready in %.1f s (%s)", what, time.monotonic() - started, directory)

@@ -198,3 +198,26 @@ def test_step_and_kernel_build_folders_separate_what_makes_builds_differ(tmp_pat
     with monkeypatch.context() as m:
         m.setattr(step_cpu, "compiler_flags", lambda: ["-O2"])
         assert locations()[0][1] != here[0][1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl")
+def test_where_the_file_system_cannot_lock_a_left_lock_is_waited_for_a_bounded_time(tmp_path, monkeypatch):
+    """Some network file systems refuse flock (ENOLCK): a torch `lock` then cannot be told stale
+    from live, so it is waited for up to the limit and then removed, never forever."""
+    import errno
+    import fcntl
+
+    def refuse(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    kwargs = tiny_kwargs(tmp_path)
+    folder = Path(kwargs["build_directory"])
+    folder.mkdir(parents=True)
+    (folder / jit_build.TORCH_LOCK_NAME).write_text("")
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    monkeypatch.setenv(jit_build.WAIT_ENV, "1")
+    started = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="stale lock"):
+        path, why = jit_build.compile_extension(kwargs, what="test library")
+    assert path is not None, why
+    assert 0.9 < time.monotonic() - started < 60
