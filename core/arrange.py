@@ -63,6 +63,13 @@ def continuation_request(notes: Iterable[Note], at_tick: float) -> int:
     return at
 
 
+def continuation_bars(meta: Score, request: int, bars: int) -> tuple[int, int]:
+    """The bars [start, end) a continuation of `bars` bars asked for at `request` fills: it opens on the
+    bar line at or after the request and counts bars of the meter in force there (as core.generate)."""
+    start = bar_line_at_or_after(meta, request)
+    return start, start + bars * meta.time_signature_at(start).bar_ticks
+
+
 # --- placing a continuation -----------------------------------------------------------------------
 @dataclass
 class Placement:

@@ -26,6 +26,7 @@ from .atomic import atomic_write
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pth"   # the names core.train writes
 STYLE_FILE = "style.pth"
+LOG_FILE = "train_log.jsonl"
 KINDS = ("base", "finetuned", "style")
 
 
@@ -138,6 +139,30 @@ def resumable_runs(user_dir: str | os.PathLike, resume_file: str = "resume.pt") 
         return []
     found = [r for r in runs.glob("*/") if (r / resume_file).is_file() and not run_info(r).get("finished")]
     return sorted(found, key=lambda r: -r.stat().st_mtime)
+
+
+def loss_history(run_dir: str | os.PathLike) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, training loss) and (step, validation loss) from a run's log, so a resumed run's curve
+    goes on from where it stopped. A resumed run logs again from its checkpoint: later lines win."""
+    train: list[tuple[int, float]] = []
+    val: list[tuple[int, float]] = []
+    try:
+        lines = (Path(run_dir) / LOG_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return train, val
+    for line in lines:
+        try:
+            event = json.loads(line)
+            step = int(event["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill: skip it
+        for points, key in ((train, "loss"), (val, "val_loss")):
+            value = event.get(key)
+            if isinstance(value, (int, float)):
+                while points and points[-1][0] >= step:
+                    points.pop()
+                points.append((step, float(value)))
+    return train, val
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

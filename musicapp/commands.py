@@ -5,8 +5,8 @@ from dataclasses import replace
 
 from PySide6.QtGui import QUndoCommand
 
-from core.score import Note
-from musicapp.document import NoteDocument, Preview
+from core.score import Note, TempoChange, TimeSignature
+from musicapp.document import PREVIEW_COMMAND_ID, NoteDocument, Preview
 
 
 class AddNotes(QUndoCommand):
@@ -74,13 +74,41 @@ class SetPreview(QUndoCommand):
     def undo(self) -> None:
         self.doc.set_preview(self.old)
 
+    def id(self) -> int:  # lets the document tell a preview-only step from an edit of the piece
+        return PREVIEW_COMMAND_ID
+
+
+class SetMeta(QUndoCommand):
+    """Replace the tempo map and meter (inserting bars moves the changes after them)."""
+
+    def __init__(self, doc: NoteDocument, tempos: list[TempoChange], time_signatures: list[TimeSignature],
+                 text: str = "Tempo and meter") -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.old = (list(doc.meta.tempos), list(doc.meta.time_signatures))
+        self.new = (list(tempos), list(time_signatures))
+
+    def redo(self) -> None:
+        self.doc.replace_meta(*self.new)
+
+    def undo(self) -> None:
+        self.doc.replace_meta(*self.old)
+
 
 def accept_preview(doc: NoteDocument) -> None:
-    """Make the shown variation part of the piece, as one undo step."""
+    """Make the shown variation part of the piece, placed as `doc.placement` says (insert: the notes
+    after its start move later by its bars; replace: the notes in its bars go), as one undo step."""
     if doc.preview.is_empty():
         return
+    plan = doc.placement_plan()
     stack = doc.undo_stack
     stack.beginMacro("Accept continuation")
+    if plan.removed:
+        stack.push(RemoveNotes(doc, plan.removed, "Replace notes"))
+    if plan.moved:
+        stack.push(ChangeNotes(doc, plan.moved, "Make room"))
+    if plan.meta_changed:
+        stack.push(SetMeta(doc, plan.tempos, plan.time_signatures))
     stack.push(AddNotes(doc, doc.preview.notes, "Accept continuation"))
     stack.push(SetPreview(doc, doc.preview, Preview(), "Clear continuation"))
     stack.endMacro()

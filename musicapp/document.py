@@ -10,7 +10,10 @@ from dataclasses import dataclass, field, replace
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+from core import arrange
 from core.score import Note, Score, TempoChange, TimeSignature
+
+PREVIEW_COMMAND_ID = 1001  # QUndoCommand.id() of commands that only show, switch or drop the preview
 
 
 @dataclass
@@ -19,10 +22,11 @@ class Preview:
     variations: dict[int, list[Note]] = field(default_factory=dict)
     current: int = 0
     start_tick: int = 0
+    end_tick: int | None = None  # end of the bars it fills (None: the bar line after its last note)
 
     def copy(self) -> "Preview":
         return Preview({k: [replace(n) for n in v] for k, v in self.variations.items()},
-                       self.current, self.start_tick)
+                       self.current, self.start_tick, self.end_tick)
 
     @property
     def notes(self) -> list[Note]:
@@ -37,6 +41,8 @@ class NoteDocument(QObject):
     notesRemoved = Signal(list)     # ids
     notesChanged = Signal(list)     # ids
     documentReset = Signal()        # everything replaced (open, new)
+    metaChanged = Signal()          # tempo map or meter changed by an edit
+    modifiedChanged = Signal(bool)  # the piece differs from the file (a preview alone does not count)
     previewChanged = Signal()       # preview replaced or variation switched
     previewNoteAdded = Signal(int, object)  # (variation, Note) while a continuation streams
 
@@ -46,8 +52,12 @@ class NoteDocument(QObject):
         self._next_id = 1
         self.meta = Score()  # tempo map and meter only; its notes list stays empty
         self.preview = Preview()
+        self.placement = arrange.INSERT  # what accepting the preview does to the notes after its start
         self.path: str | None = None
         self.undo_stack = QUndoStack(self)
+        self._modified = False
+        self.undo_stack.indexChanged.connect(self._check_modified)
+        self.undo_stack.cleanChanged.connect(self._check_modified)
 
     # --- reading --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -72,10 +82,50 @@ class NoteDocument(QObject):
         return max((n.end for n in self._notes.values()), default=0)
 
     def to_score(self, include_preview: bool = False) -> Score:
-        notes = [replace(n) for n in self._notes.values()]
-        if include_preview:
-            notes += [replace(n) for n in self.preview.notes]
-        return Score(notes, list(self.meta.tempos), list(self.meta.time_signatures))
+        """The piece; with `include_preview`, as it will be once the shown continuation is accepted."""
+        score = Score([replace(n) for n in self._notes.values()], list(self.meta.tempos),
+                      list(self.meta.time_signatures))
+        if include_preview and self.preview.notes:
+            start, end = self.preview_region()
+            score = arrange.placed_score(score, self.preview.notes, start, end, self.placement)
+        return score
+
+    def preview_region(self) -> tuple[int, int]:
+        """The bars [start, end) the pending continuation fills."""
+        p = self.preview
+        if p.end_tick is not None:
+            return p.start_tick, max(p.start_tick, p.end_tick)
+        last = max((n.start for v in p.variations.values() for n in v), default=p.start_tick - 1)
+        return p.start_tick, max(p.start_tick, arrange.bar_line_at_or_after(self.meta, last + 1))
+
+    def placement_plan(self) -> arrange.Placement:
+        """What accepting the pending continuation would do to the piece's notes (keys: note ids)."""
+        if self.preview.is_empty():
+            return arrange.Placement(tempos=list(self.meta.tempos), time_signatures=list(self.meta.time_signatures))
+        start, end = self.preview_region()
+        return arrange.place_continuation(self._notes, self.meta, start, end, self.placement)
+
+    def set_placement(self, mode: str) -> None:
+        """Insert or replace on accept: a setting, not an edit (no undo step); the roll shows its effect."""
+        if mode not in arrange.PLACEMENTS:
+            raise ValueError(f"unknown placement {mode!r}")
+        if mode != self.placement:
+            self.placement = mode
+            self.previewChanged.emit()
+
+    # --- modified: the notes or the tempo/meter differ from the file; showing a preview does not count ---
+    def is_modified(self) -> bool:
+        stack = self.undo_stack
+        clean, index = stack.cleanIndex(), stack.index()
+        if clean < 0:
+            return True
+        return any(not _only_preview(stack.command(i)) for i in range(min(clean, index), max(clean, index)))
+
+    def _check_modified(self, *_) -> None:
+        modified = self.is_modified()
+        if modified != self._modified:
+            self._modified = modified
+            self.modifiedChanged.emit(modified)
 
     # --- whole-document changes (not undoable: opening a file starts a new history) ----------
     def load_score(self, score: Score, path: str | None = None) -> None:
@@ -89,6 +139,7 @@ class NoteDocument(QObject):
         self.path = path
         self.undo_stack.clear()
         self.documentReset.emit()
+        self._check_modified()
 
     def set_meter_and_tempo(self, tempos: list[TempoChange], time_signatures: list[TimeSignature]) -> None:
         self.meta = Score([], list(tempos), list(time_signatures))
@@ -117,6 +168,16 @@ class NoteDocument(QObject):
             self._notes[i] = replace(n)
         self.notesChanged.emit(list(notes_by_id))
 
+    def replace_meta(self, tempos: list[TempoChange], time_signatures: list[TimeSignature]) -> None:
+        """Tempo map and meter changed by an edit (undo commands only); the notes stay."""
+        self.meta = Score([], list(tempos), list(time_signatures))
+        self.metaChanged.emit()
+
+    def set_preview_region(self, start_tick: int, end_tick: int | None) -> None:
+        """Where the streaming continuation really goes (known once the stream opens)."""
+        self.preview.start_tick, self.preview.end_tick = start_tick, end_tick
+        self.previewChanged.emit()
+
     def set_preview(self, preview: Preview) -> None:
         self.preview = preview.copy()
         self.previewChanged.emit()
@@ -129,3 +190,12 @@ class NoteDocument(QObject):
     def stream_note(self, variation: int, note: Note) -> None:
         self.preview.variations.setdefault(variation, []).append(replace(note))
         self.previewNoteAdded.emit(variation, note)
+
+
+def _only_preview(command) -> bool:
+    """True for an undo step (or macro) that only shows, switches or drops the continuation."""
+    if command is None:
+        return False
+    if command.childCount():
+        return all(_only_preview(command.child(i)) for i in range(command.childCount()))
+    return command.id() == PREVIEW_COMMAND_ID

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStyle,
-                               QTabWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
+                               QScrollArea, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
 from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
@@ -28,11 +28,23 @@ from musicapp.panels.finetune_panel import FinetunePanel
 from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.grid import bars_between
-from musicapp.pianoroll.view import Tool
+from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
+
+
+def _scrolling(panel: QWidget) -> QScrollArea:
+    """A panel that scrolls instead of making the window taller than a laptop screen."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    # as wide as the panel needs, with room for the vertical scroll bar: only the height gives way
+    area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -64,12 +76,12 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
 
         self.transport = Transport(self)
-        self.continue_panel = ContinuePanel()
-        self.finetune_panel = FinetunePanel()
+        self.continue_panel = ContinuePanel(self.prefs)
+        self.finetune_panel = FinetunePanel(self.prefs)
         self.midi_panel = MidiPanel(self.prefs)
-        self.panels.addTab(self.continue_panel, "Continue")
-        self.panels.addTab(self.finetune_panel, "Fine-tune")
-        self.panels.addTab(self.midi_panel, "MIDI")
+        for panel, title in ((self.continue_panel, "Continue"), (self.finetune_panel, "Fine-tune"),
+                             (self.midi_panel, "MIDI")):
+            self.panels.addTab(_scrolling(panel), title)
         self.models: list[library.ModelEntry] = []
         self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
         self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
@@ -83,7 +95,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_toolbars()
         self._connect()
-        self.doc.undo_stack.cleanChanged.connect(self._update_title)
+        self.doc.modifiedChanged.connect(self._update_title)
         self.doc.documentReset.connect(self._update_title)
         self.setAcceptDrops(True)
         self.resize(1360, 820)
@@ -211,11 +223,15 @@ class MainWindow(QMainWindow):
         edit_bar.addSeparator()
         self.drag_out = DragOutButton(self.doc)
         edit_bar.addWidget(self.drag_out)
+        edit_bar.addSeparator()
+        edit_bar.addWidget(QLabel(" Keys "))
+        edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
 
     def _connect(self) -> None:
         roll, t = self.roll, self.transport
         roll.seekRequested.connect(self.seek)
+        roll.midiDropped.connect(self.open_file)
         roll.loopChanged.connect(lambda a, b: self._set_loop(a, b, True))
         roll.view.auditionRequested.connect(t.audition)
         roll.keyboard.keyPressed.connect(lambda p: t.audition(p, 100))
@@ -225,6 +241,7 @@ class MainWindow(QMainWindow):
         t.portChanged.connect(lambda name: self.statusBar().showMessage(f"MIDI output: {name or 'none'}", 4000))
         g = self.generation
         g.message.connect(self.show_message)
+        self.continue_panel.rejectRequested.connect(self.statusBar().clearMessage)
         g.modelLoaded.connect(lambda device: self.device_label.setText(f"{g.entry.name} · {device}"))
         g.busyChanged.connect(self._on_generating)
         g.canContinueChanged.connect(self.act_continue.setEnabled)
@@ -281,6 +298,7 @@ class MainWindow(QMainWindow):
         self.model_box.clear()
         for m in self.models:
             self.model_box.addItem(m.label, str(m.path))
+        self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], None)
         if not self.models:
             self.model_box.addItem("(no model found)", None)
             self.continue_panel.status.setText(
@@ -292,6 +310,7 @@ class MainWindow(QMainWindow):
         self.model_box.setCurrentIndex(index)
         if current is None or str(current.path) != self.model_box.itemData(index):
             self._on_model_chosen(index)
+        self.finetune_panel.select_base(self.base_checkpoint())
 
     def current_model(self) -> library.ModelEntry | None:
         index = self.model_box.currentIndex()
@@ -318,6 +337,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"The style {entry.name} needs its base model, which is missing.", "error")
             return
         self.prefs.set("model/path", str(entry.path))
+        self.finetune_panel.select_base(checkpoint)  # a fine-tune starts from the model in use unless told
         self.device_label.setText(f"loading {entry.name}…")
         self.generation.load(entry, checkpoint)
 
@@ -429,12 +449,12 @@ class MainWindow(QMainWindow):
     # --- files ----------------------------------------------------------------------------
     def _update_title(self, *_) -> None:
         name = Path(self.doc.path).name if self.doc.path else "Untitled"
-        dirty = "" if self.doc.undo_stack.isClean() else " •"
+        dirty = " •" if self.doc.is_modified() else ""
         self.setWindowTitle(f"{name}{dirty} — RWKV-Music")
 
     def _maybe_discard(self) -> bool:
         """True when it is fine to replace the document (saved, or the user said so)."""
-        if self.doc.undo_stack.isClean() or not self.confirm_discard:
+        if not self.doc.is_modified() or not self.confirm_discard:
             return True
         answer = QMessageBox.question(self, "Unsaved changes", "Save changes to the current piece first?",
                                       QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
@@ -446,6 +466,8 @@ class MainWindow(QMainWindow):
         if self._maybe_discard():
             self.doc.load_score(Score())
             self.roll.view.center_on_pitch(60)
+            self.messages.hide()  # what they said was about the previous piece
+            self.statusBar().clearMessage()
 
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open MIDI file", self.prefs.get("files/last_dir", ""),
@@ -519,17 +541,12 @@ class MainWindow(QMainWindow):
             return False
 
     # --- drag and drop of .mid files --------------------------------------------------------
-    @staticmethod
-    def _midi_paths(mime) -> list[str]:
-        return [u.toLocalFile() for u in mime.urls()
-                if u.isLocalFile() and u.toLocalFile().lower().endswith((".mid", ".midi"))]
-
     def dragEnterEvent(self, event) -> None:
-        if self._midi_paths(event.mimeData()):
+        if midi_paths(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        paths = self._midi_paths(event.mimeData())
+        paths = midi_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
             self.open_file(paths[0])

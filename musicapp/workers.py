@@ -85,7 +85,7 @@ class ModelLoader(Worker):
 class GenerationWorker(Worker):
     """Streams a continuation: every note goes to the roll (signal) and, for the variation being heard,
     straight into `feed` from this thread (no hop through the GUI thread) for playback."""
-    opened = Signal(int)              # the tick where the continuation really starts (a bar line)
+    opened = Signal(int, int)         # the bars it fills: start (a bar line) and end (-1: no limit)
     noteReady = Signal(int, object)   # variation, Note
     done = Signal(int, float)         # notes generated, seconds
 
@@ -100,7 +100,7 @@ class GenerationWorker(Worker):
         stream = None
         try:
             stream = engine.open_stream(self.generator, self.prompt, self.start_tick, self.params)
-            self.opened.emit(stream.start_tick)
+            self.opened.emit(stream.start_tick, -1 if stream.end_tick is None else stream.end_tick)
             for item in stream:
                 if self.cancel.is_set():
                     break

@@ -1,8 +1,9 @@
 """Loading the chosen model and streaming continuations into the roll and out of the MIDI port."""
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
+from core import arrange
 from core.library import ModelEntry
 from musicapp import commands, editing
 from musicapp.document import NoteDocument, Preview
@@ -29,6 +30,19 @@ class GenerationController(QObject):
         self.play_while_generating = True
         self._last_request: int | None = None
         self._replaced = Preview()
+        self._ready_text = "Loading the model…"
+        doc.set_placement(panel.placement_mode())
+        panel.placementChosen.connect(doc.set_placement)
+        # the panel says where the next continuation goes; recomputed at most every 100 ms
+        self._placement_timer = QTimer(self)
+        self._placement_timer.setSingleShot(True)
+        self._placement_timer.setInterval(100)
+        self._placement_timer.timeout.connect(self.update_placement_note)
+        for signal in (doc.notesAdded, doc.notesRemoved, doc.notesChanged, doc.documentReset, doc.metaChanged,
+                       doc.previewChanged, roll.playheadMoved, roll.scene.selectionIdsChanged,
+                       panel.bars.valueChanged, panel.from_selection.toggled, panel.placementChosen,
+                       transport.playingChanged):
+            signal.connect(self._schedule_placement_note)
         panel.continueRequested.connect(self.start)
         panel.regenerateRequested.connect(self.regenerate)
         panel.stopRequested.connect(self.stop)
@@ -74,7 +88,8 @@ class GenerationController(QObject):
         if self.sender() is not self._loader:
             return
         self.generator, self.device = generator, device
-        self.panel.status.setText(f"{self.entry.label} ready on {device}.")
+        self._ready_text = f"{self.entry.label} ready on {device}."
+        self.panel.status.setText(self._ready_text)
         self._refresh_panel()
         self.modelLoaded.emit(device)
 
@@ -88,9 +103,49 @@ class GenerationController(QObject):
 
     # --- continuing ---------------------------------------------------------------------------
     def start_tick(self) -> int:
+        """Where to continue: the end of the selection, or after the last note before the playhead
+        (core.arrange.continuation_request: after the whole piece when nothing is before the playhead)."""
         end = self.roll.selection_end() if self.panel.from_selection.isChecked() else None
-        tick = end if end is not None else self.roll.playhead_tick
+        tick = end if end is not None else arrange.continuation_request(self.doc.notes(), self.roll.playhead_tick)
         return editing.snap_tick(self.doc, tick, self.roll.scene.snap)
+
+    def _schedule_placement_note(self, *_) -> None:
+        if not self._placement_timer.isActive():
+            self._placement_timer.start()
+
+    def update_placement_note(self) -> None:
+        """Say in the panel which bars the continuation fills and what accepting it does to the notes after."""
+        if self.transport.playing and self.doc.preview.is_empty():
+            return  # the playhead runs: say it once it stops
+        doc, mode = self.doc, self.doc.placement
+        if doc.preview.is_empty():
+            request = self.start_tick()
+            start, end = arrange.continuation_bars(doc.meta, request, self.panel.bars.value())
+            plan = arrange.place_continuation(dict(doc.items()), doc.meta, start, end, mode)
+            playhead = self.roll.playhead_tick
+            if self.panel.from_selection.isChecked() and self.roll.selection_end() is not None:
+                source = "the selection"
+            elif len(doc) and not any(n.start < playhead for n in doc.notes()):
+                source = "the end of the piece (no note before the playhead)"
+            elif request < playhead:
+                source = "the last note before the playhead"
+            else:
+                source = "the playhead"
+            head = f"Next: bars {self._bar(start)}–{self._bar(end) - 1}, after {source}."
+        else:
+            start, end = doc.preview_region()
+            plan = doc.placement_plan()
+            head = f"Shown: bars {self._bar(start)}–{self._bar(end) - 1}."
+        if mode == arrange.INSERT:
+            tail = (f"Accept moves the {len(plan.moved)} notes after it later." if plan.moved
+                    else "Nothing after it to move.")
+        else:
+            tail = (f"Accept replaces the {len(plan.removed)} notes in its bars." if plan.removed
+                    else "No notes in its bars to replace.")
+        self.panel.placement_note.setText(f"{head} {tail}")
+
+    def _bar(self, tick: int) -> int:
+        return self.doc.meta.bar_at(tick) + 1
 
     def regenerate(self) -> None:
         """Again from where the shown continuation was asked for (the playhead may have moved on)."""
@@ -121,9 +176,10 @@ class GenerationController(QObject):
         self._refresh_panel()
         self.busyChanged.emit(True)
 
-    def _on_opened(self, start_tick: int) -> None:
-        """The stream knows where it starts (the bar line at or after the request): play from there."""
-        self.doc.preview.start_tick = start_tick
+    def _on_opened(self, start_tick: int, end_tick: int) -> None:
+        """The stream knows the bars it fills (from the bar line at or after the request): show them, and
+        play from there."""
+        self.doc.set_preview_region(start_tick, None if end_tick < 0 else end_tick)
         worker = self.sender()
         if worker is self._worker and worker.feed is not None:
             self.transport.play_stream(self.doc.meta, start_tick, worker.feed)
@@ -139,10 +195,17 @@ class GenerationController(QObject):
                                   "Accept, reject, regenerate or pick another variation.")
 
     def _on_finished(self) -> None:
-        thread = self._worker_thread
+        thread, worker = self._worker_thread, self._worker
         self._worker = self._worker_thread = None
         if thread is not None:
             thread.wait()
+        preview = self.doc.preview
+        if worker is not None and worker.cancel.is_set() and not preview.is_empty():
+            # stopped early: the continuation fills only the bars it reached
+            last = max(n.start for v in preview.variations.values() for n in v)
+            reached = arrange.bar_line_at_or_after(self.doc.meta, last + 1)
+            preview.end_tick = reached if preview.end_tick is None else min(preview.end_tick, reached)
+            self.doc.previewChanged.emit()
         replaced, self._replaced = self._replaced, Preview()
         if not self.doc.preview.is_empty() or not replaced.is_empty():
             text = "Regenerate" if not replaced.is_empty() else "Continue"
@@ -159,10 +222,12 @@ class GenerationController(QObject):
     # --- result -------------------------------------------------------------------------------
     def accept(self) -> None:
         commands.accept_preview(self.doc)
+        self.panel.status.setText(self._ready_text)
 
     def reject(self) -> None:
         commands.reject_preview(self.doc)
         self.transport.stop()
+        self.panel.status.setText(self._ready_text)
 
     def pick(self, index: int) -> None:
         commands.pick_variation(self.doc, index)
@@ -182,6 +247,8 @@ class GenerationController(QObject):
 
     def _on_document_reset(self) -> None:
         self.stop()
+        if self.generator is not None:  # what the panel said was about the previous piece
+            self.panel.status.setText(self._ready_text)
         self.panel.set_piece_instruments(sorted({n.instrument for n in self.doc.notes()}))
 
     def shutdown(self) -> None:

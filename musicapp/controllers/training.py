@@ -18,7 +18,8 @@ class TrainingController(QObject):
     message = Signal(str, str)
 
     def __init__(self, panel: FinetunePanel, user_dir: Path, base_checkpoint, parent=None) -> None:
-        """`base_checkpoint()` gives the checkpoint to fine-tune (the model in use), or None."""
+        """`base_checkpoint()` gives the checkpoint to fine-tune when the panel names none (the model in
+        use), or None."""
         super().__init__(parent)
         self.panel, self.user_dir, self.base_checkpoint = panel, Path(user_dir), base_checkpoint
         self.extra_config: dict = {}  # advanced settings (context length, batch...) passed to core.train
@@ -59,10 +60,14 @@ class TrainingController(QObject):
         if not s["folder"] or not Path(s["folder"]).is_dir():
             self.message.emit("Choose a folder of MIDI files to learn from first.", "warning")
             return
-        base = self.base_checkpoint()
+        base = s.get("base") or self.base_checkpoint()
         if base is None:
             self.message.emit("There is no model to fine-tune: pick a base model first.", "error")
             return
+        if not Path(base).is_file():
+            self.message.emit(f"The base model {base} is missing: pick another one.", "error")
+            return
+        self.panel.remember_folder(s["folder"])
         run_dir = library.new_run(self.user_dir, s["name"], s["mode"], base, s["folder"])
         config = {"data": s["folder"], "out": str(run_dir), "base": str(base), "mode": s["mode"],
                   "steps": s["steps"], "cache_dir": str(self.user_dir / "token_cache"), **self.extra_config}
@@ -77,6 +82,7 @@ class TrainingController(QObject):
             self.message.emit(f"Cannot resume {Path(run_dir).name}: its settings are missing.", "error")
             return
         self._launch(Path(run_dir), {**config, "resume": True})
+        self.panel.curve.set_history(*library.loss_history(run_dir))  # the curve goes on where it stopped
 
     def _launch(self, run_dir: Path, config: dict) -> None:
         self.run_dir = run_dir

@@ -1,6 +1,7 @@
-"""The Continue panel: where to continue from, how much, how adventurous, which instruments; then
-accept, reject, regenerate or pick among variations. It only collects settings and shows state; the
-main window runs the generation."""
+"""The Continue panel: where to continue from, how much, how adventurous, which instruments, and
+what accepting does to the notes after it (insert or replace); then accept, reject, regenerate or pick
+among variations. It only collects settings (remembered between runs) and shows state; the main window
+runs the generation."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -8,7 +9,11 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
                                QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QRadioButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from core.arrange import INSERT, REPLACE
 from core.score import GM_PROGRAM_NAMES
+
+PLACEMENT_CHOICES = [("Insert: push the notes after it back", INSERT),
+                     ("Replace the notes in its bars", REPLACE)]
 
 
 class ContinuePanel(QWidget):
@@ -19,8 +24,11 @@ class ContinuePanel(QWidget):
     rejectRequested = Signal()
     variationPicked = Signal(int)
 
-    def __init__(self, parent=None) -> None:
+    placementChosen = Signal(str)
+
+    def __init__(self, prefs=None, parent=None) -> None:
         super().__init__(parent)
+        self.prefs = prefs
         self.from_playhead = QRadioButton("Playhead")
         self.from_selection = QRadioButton("End of selection")
         self.from_playhead.setChecked(True)
@@ -53,6 +61,14 @@ class ContinuePanel(QWidget):
         self.seed.setRange(0, 2_000_000_000)
         self.seed.setSpecialValueText("random")
         self.seed.setToolTip("The same seed and settings give the same continuation; 'random' picks a new one.")
+        self.placement = QComboBox()
+        for label, mode in PLACEMENT_CHOICES:
+            self.placement.addItem(label, mode)
+        self.placement.setToolTip("What Accept does with the notes after the continuation's start: move them "
+                                  "later by its bars, or replace those that start inside its bars.")
+        self.placement_note = QLabel("")  # where the next continuation goes, in words
+        self.placement_note.setWordWrap(True)
+        self.placement_note.setStyleSheet("color: #9aa0aa;")
 
         self.instruments = QListWidget()
         self.instruments.setMaximumHeight(110)
@@ -71,6 +87,8 @@ class ContinuePanel(QWidget):
         form.addRow("Top-p", self.top_p)
         form.addRow("Variations", self.variations)
         form.addRow("Seed", self.seed)
+        form.addRow("On accept", self.placement)
+        form.addRow(self.placement_note)
         settings = QGroupBox("Continue")
         settings.setLayout(form)
         inst_box = QGroupBox("Allowed instruments (none ticked: the piece's own)")
@@ -114,6 +132,38 @@ class ContinuePanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
         self.set_state(model_ready=False, generating=False, has_preview=False)
+        self._restore_settings()
+        self.placement.currentIndexChanged.connect(lambda _: self.placementChosen.emit(self.placement_mode()))
+        for signal in (self.from_selection.toggled, self.bars.valueChanged, self.temperature.valueChanged,
+                       self.top_p.valueChanged, self.variations.valueChanged, self.seed.valueChanged,
+                       self.placement.currentIndexChanged):
+            signal.connect(self._save_settings)
+
+    # --- remembered between runs ------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        if self.prefs is None:
+            return
+        p = self.prefs
+        (self.from_selection if p.get("continue/from", "playhead") == "selection" else self.from_playhead
+         ).setChecked(True)
+        self.bars.setValue(p.get("continue/bars", self.bars.value(), int))
+        self.temperature.setValue(p.get("continue/temperature", self.temperature.value(), float))
+        self.top_p.setValue(p.get("continue/top_p", self.top_p.value(), float))
+        self.variations.setValue(p.get("continue/variations", self.variations.value(), int))
+        self.seed.setValue(p.get("continue/seed", self.seed.value(), int))
+        self.placement.setCurrentIndex(max(0, self.placement.findData(p.get("continue/placement", INSERT))))
+
+    def _save_settings(self, *_) -> None:
+        if self.prefs is None:
+            return
+        for key, value in (("from", "selection" if self.from_selection.isChecked() else "playhead"),
+                           ("bars", self.bars.value()), ("temperature", self.temperature.value()),
+                           ("top_p", self.top_p.value()), ("variations", self.variations.value()),
+                           ("seed", self.seed.value()), ("placement", self.placement_mode())):
+            self.prefs.set(f"continue/{key}", value)
+
+    def placement_mode(self) -> str:
+        return self.placement.currentData()
 
     # --- instruments ------------------------------------------------------------------------
     def set_piece_instruments(self, instruments: list[tuple[int, bool]]) -> None:

@@ -1,5 +1,6 @@
-"""The Fine-tune panel: a folder, its scan report, mode and length, start/cancel/resume, progress,
-ETA, tokens/s and a live loss curve. It shows state and collects settings; the main window runs jobs."""
+"""The Fine-tune panel: a folder, its scan report, the base model, mode and length, start/cancel/resume,
+progress, ETA, tokens/s and a live loss curve. It shows state and collects settings (the folder is
+remembered between runs); the main window runs jobs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,19 +52,26 @@ class LossPlot(QWidget):
         self.layout_.addWidget(self.plot)
 
     def clear(self) -> None:
-        self.train_points, self.val_points = [], []
-        if self.plot is not None:
-            self.train_curve.setData([], [])
-            self.val_curve.setData([], [])
+        self.set_history([], [])
+
+    def set_history(self, train: list[tuple[int, float]], val: list[tuple[int, float]]) -> None:
+        """Start from earlier points (a resumed run's log)."""
+        self.train_points, self.val_points = list(train), list(val)
+        if self.plot is not None or train or val:
+            self.ensure_plot()
+            self.train_curve.setData(*(zip(*self.train_points) if self.train_points else ([], [])))
+            self.val_curve.setData(*(zip(*self.val_points) if self.val_points else ([], [])))
 
     def add(self, step: int, loss: float | None, val_loss: float | None) -> None:
         self.ensure_plot()
-        if loss is not None:
-            self.train_points.append((step, loss))
-            self.train_curve.setData(*zip(*self.train_points))
-        if val_loss is not None:
-            self.val_points.append((step, val_loss))
-            self.val_curve.setData(*zip(*self.val_points))
+        for points, curve, value in ((self.train_points, self.train_curve, loss),
+                                     (self.val_points, self.val_curve, val_loss)):
+            if value is None:
+                continue
+            while points and points[-1][0] >= step:  # a resumed run redoes the steps after its checkpoint
+                points.pop()
+            points.append((step, value))
+            curve.setData(*zip(*points))
 
 
 class FinetunePanel(QWidget):
@@ -72,8 +80,9 @@ class FinetunePanel(QWidget):
     cancelRequested = Signal()
     resumeRequested = Signal(str)  # run folder
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, prefs=None, parent=None) -> None:
         super().__init__(parent)
+        self.prefs = prefs
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("A folder of your MIDI files")
         self.folder.returnPressed.connect(lambda: self.folderChosen.emit(self.folder.text()))
@@ -91,6 +100,9 @@ class FinetunePanel(QWidget):
         self.report.setMaximumHeight(150)
         self.report.setColumnWidth(0, 170)
 
+        self.base = QComboBox()
+        self.base.setToolTip("The model the fine-tune starts from (a style belongs to this model). "
+                             "By default the one chosen in the toolbar, or the model a chosen style belongs to.")
         self.mode = QComboBox()
         for label, mode in MODES:
             self.mode.addItem(label, mode)
@@ -101,6 +113,7 @@ class FinetunePanel(QWidget):
         self.name = QLineEdit()
         self.name.setPlaceholderText("name of the new model")
         form = QFormLayout()
+        form.addRow("Base model", self.base)
         form.addRow("Mode", self.mode)
         form.addRow("Length", self.steps)
         form.addRow("Name", self.name)
@@ -122,7 +135,7 @@ class FinetunePanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m steps")
+        self.progress.setFormat("not started")  # "%v / %m steps" once a run reports its length
         self.stats = QLabel("")
         self.stats.setWordWrap(True)
         self.curve = LossPlot()
@@ -144,12 +157,32 @@ class FinetunePanel(QWidget):
         layout.addWidget(data_box)
         layout.addWidget(train_box, 1)
         self.set_running(False)
+        if self.prefs is not None and self.prefs.get("finetune/folder", ""):
+            self.folder.setText(self.prefs.get("finetune/folder", ""))
+            self.report_summary.setText("The folder you used last time; Choose… or Enter reads it again.")
+        self.folderChosen.connect(self.remember_folder)
+
+    def remember_folder(self, folder: str) -> None:
+        if self.prefs is not None and folder:
+            self.prefs.set("finetune/folder", folder)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder of MIDI files", self.folder.text())
         if folder:
             self.folder.setText(folder)
             self.folderChosen.emit(folder)
+
+    def set_bases(self, models: list[tuple[str, str]], default: str | None) -> None:
+        """(label, checkpoint path) of the models a fine-tune can start from; `default` is preselected."""
+        self.base.clear()
+        for label, path in models:
+            self.base.addItem(label, path)
+        self.select_base(default)
+
+    def select_base(self, path: str | None) -> None:
+        index = self.base.findData(path) if path else -1
+        if index >= 0:
+            self.base.setCurrentIndex(index)
 
     def _on_resume(self) -> None:
         run = self.resume_box.currentData()
@@ -160,7 +193,8 @@ class FinetunePanel(QWidget):
     def settings(self) -> dict:
         folder = self.folder.text().strip()
         return {"folder": folder, "mode": self.mode.currentData(), "steps": self.steps.value(),
-                "name": self.name.text().strip() or (Path(folder).name if folder else "my model")}
+                "name": self.name.text().strip() or (Path(folder).name if folder else "my model"),
+                "base": self.base.currentData()}
 
     def show_scanning(self, done: int, total: int) -> None:
         self.report_summary.setText(f"Reading files… {done} / {total}")
@@ -200,6 +234,7 @@ class FinetunePanel(QWidget):
 
     def show_progress(self, event) -> None:
         if event.total_steps:
+            self.progress.setFormat("%v / %m steps")
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
         parts = [f"step {event.step} / {event.total_steps}"] if event.total_steps else []

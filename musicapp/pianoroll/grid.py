@@ -75,12 +75,19 @@ PLAYHEAD = QColor("#ff5c5c")
 LOOP_FILL = QColor(90, 160, 255, 40)
 PREVIEW_FILL = QColor("#ffa640")
 PREVIEW_EDGE = QColor("#fff0d0")
+PREVIEW_REGION = QColor(255, 166, 64, 30)   # the bars a continuation fills
+PREVIEW_HUE = PREVIEW_FILL.hue()
+PREVIEW_HUE_MARGIN = 25                     # no instrument's hue comes this close to the preview's
+REPLACED_OPACITY = 0.3                      # notes a continuation will replace, while it is shown
 SELECTED_EDGE = QColor("#ffffff")
 NOTE_EDGE = QColor("#15171b")
 
 
 def instrument_colour(program: int, drum: bool) -> QColor:
-    """A stable, distinct hue per instrument so that tracks read apart."""
+    """A stable, distinct hue per instrument so that tracks read apart, never near the preview's hue
+    (47 and 310 share no factor, so the 128 programs get 128 different hues outside that band)."""
     if drum:
         return QColor("#a9b0bd")
-    return QColor.fromHsv((200 + program * 47) % 360, 150, 225)
+    span = 360 - 2 * PREVIEW_HUE_MARGIN
+    hue = PREVIEW_HUE + PREVIEW_HUE_MARGIN + (143 + program * 47) % span  # 143: the piano stays blue (200)
+    return QColor.fromHsv(hue % 360, 150, 225)

@@ -103,7 +103,7 @@ class Ruler(QWidget):
                 self.update()
 
     def mouseReleaseEvent(self, event) -> None:
-        if self._press is not None and not self._dragging:
-            self.seekRequested.emit(max(0, int(self.view.tick_at_x(event.position().x()))))
+        if self._press is not None and not self._dragging:  # on the grid, as loop ends and notes are
+            self.seekRequested.emit(self._tick_at(event.position().x()))
         self._press = None
         self._dragging = False

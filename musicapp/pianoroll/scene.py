@@ -41,6 +41,14 @@ class PianoRollScene(QGraphicsScene):
         self._preview_brush = QBrush(grid.PREVIEW_FILL)
         self._preview_pen = _cosmetic(grid.PREVIEW_EDGE)
 
+        self.region_item = QGraphicsRectItem()  # the bars the pending continuation fills
+        self.region_item.setBrush(QBrush(grid.PREVIEW_REGION))
+        self.region_item.setPen(QPen(Qt.NoPen))
+        self.region_item.setZValue(-9)
+        self.region_item.setVisible(False)
+        self.addItem(self.region_item)
+        self.placed: dict[int, int] = {}  # note id -> display offset in ticks (0: dimmed, to be replaced)
+
         self.loop_item = QGraphicsRectItem()
         self.loop_item.setBrush(QBrush(grid.LOOP_FILL))
         self.loop_item.setPen(QPen(Qt.NoPen))
@@ -88,8 +96,9 @@ class PianoRollScene(QGraphicsScene):
     def rebuild(self) -> None:
         for item in self.items_by_id.values():
             self.removeItem(item)
+        self.selected = set()  # ids start again from 1 in a new document: an old selection would hit its notes
+        self.placed = {}
         self.items_by_id = {i: self._make_item(i, n) for i, n in self.doc.items()}
-        self.selected &= set(self.items_by_id)
         self._rebuild_preview()
         self.update_extent()
         self.invalidate(self.sceneRect(), QGraphicsScene.BackgroundLayer)
@@ -98,16 +107,19 @@ class PianoRollScene(QGraphicsScene):
     def _on_added(self, ids: list[int]) -> None:
         for i in ids:
             self.items_by_id[i] = self._make_item(i, self.doc.note(i))
-        self.update_extent()
+        self._show_placement()
 
     def _on_removed(self, ids: list[int]) -> None:
         for i in ids:
             item = self.items_by_id.pop(i, None)
             if item is not None:
                 self.removeItem(item)
+        for i in ids:
+            self.placed.pop(i, None)
         if self.selected & set(ids):
             self.selected -= set(ids)
             self.selectionIdsChanged.emit()
+        self._show_placement()
 
     def _on_changed(self, ids: list[int]) -> None:
         for i in ids:
@@ -115,7 +127,7 @@ class PianoRollScene(QGraphicsScene):
             item = self.items_by_id[i]
             item.setRect(n.start, grid.row_of(n.pitch), n.duration, 1)
             self._style(item, n, i in self.selected)
-        self.update_extent()
+        self._show_placement()
 
     def _rebuild_preview(self) -> None:
         for item in self.preview_items:
@@ -123,7 +135,37 @@ class PianoRollScene(QGraphicsScene):
         self.preview_items = []
         for n in self.doc.preview.notes:
             self._add_preview_item(n)
+        self._show_placement()
+
+    def _show_placement(self) -> None:
+        """While a continuation is shown, show what accepting it does: the notes it pushes later are
+        drawn where they will go (insert), the notes it replaces are dimmed (replace)."""
+        if self.doc.preview.is_empty():
+            plan_moved, plan_removed = {}, []
+            self.region_item.setVisible(False)
+        else:
+            plan = self.doc.placement_plan()
+            plan_moved, plan_removed = plan.moved, plan.removed
+            start, end = self.doc.preview_region()
+            self.region_item.setRect(QRectF(start, 0, end - start, grid.ROWS))
+            self.region_item.setVisible(end > start)
+        placed = {i: n.start - self.doc.note(i).start for i, n in plan_moved.items()}
+        placed.update({i: 0 for i in plan_removed})
+        for i in set(self.placed) - set(placed):
+            item = self.items_by_id.get(i)
+            if item is not None:
+                item.setPos(0, 0)
+                item.setOpacity(1.0)
+        for i, offset in placed.items():
+            item = self.items_by_id[i]
+            item.setPos(offset, 0)
+            item.setOpacity(1.0 if offset else grid.REPLACED_OPACITY)
+        self.placed = placed
         self.update_extent()
+
+    def display_start(self, note_id: int, note: Note) -> int:
+        """Where the roll draws a note: moved later while an inserted continuation is shown."""
+        return note.start + self.placed.get(note_id, 0)
 
     def _on_preview_note(self, variation: int, note: Note) -> None:
         if variation == self.doc.preview.current:
@@ -142,7 +184,8 @@ class PianoRollScene(QGraphicsScene):
 
     def update_extent(self) -> None:
         """Room for 16 more bars after the last note, so there is always space to draw."""
-        end = max(self.doc.end_tick, max((n.end for n in self.doc.preview.notes), default=0))
+        end = max(self.doc.end_tick, max((n.end for n in self.doc.preview.notes), default=0),
+                  self.doc.end_tick + max(self.placed.values(), default=0))
         width = max(end + 64 * TICKS_PER_BEAT, 128 * TICKS_PER_BEAT)
         rect = QRectF(0, 0, width, grid.ROWS)
         if rect != self.sceneRect():

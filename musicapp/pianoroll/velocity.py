@@ -39,8 +39,10 @@ class VelocityLane(QWidget):
         return int(round(min(127, max(1, (self.height() - 3 - y) * 127 / (self.height() - 8)))))
 
     def _visible(self):
+        """(id, note, tick where the roll draws it) of the notes in view."""
         start, end = self.view.visible_ticks()
-        return [(i, n) for i, n in self.doc.items() if n.end >= start and n.start <= end]
+        shown = ((i, n, self.scene.display_start(i, n)) for i, n in self.doc.items())
+        return [(i, n, x) for i, n, x in shown if x + n.duration >= start and x <= end]
 
     def paintEvent(self, event) -> None:
         p = QPainter(self)
@@ -49,10 +51,12 @@ class VelocityLane(QWidget):
         for v in (32, 64, 96, 127):
             p.drawLine(0, int(self._y(v)), self.width(), int(self._y(v)))
         selected = self.scene.selected
-        for i, n in self._visible():
+        for i, n, x in self._visible():
             v = self._pending.get(i, n.velocity)
             colour = grid.instrument_colour(*n.instrument)
-            self._stem(p, n.start, v, colour.lighter(150) if i in selected else colour)
+            if self.scene.placed.get(i) == 0:  # to be replaced by the shown continuation
+                colour.setAlphaF(grid.REPLACED_OPACITY)
+            self._stem(p, x, v, colour.lighter(150) if i in selected else colour)
         for n in self.doc.preview.notes:
             self._stem(p, n.start, n.velocity, grid.PREVIEW_FILL)
         p.setPen(QColor("#6d7078"))
@@ -68,8 +72,8 @@ class VelocityLane(QWidget):
     def _apply(self, x: float, y: float) -> None:
         targets = self.scene.selected
         v = self._velocity_at(y)
-        for i, n in self._visible():
-            if abs(self.view.x_of_tick(n.start) - x) <= HIT_PX and (not targets or i in targets):
+        for i, n, tick in self._visible():
+            if abs(self.view.x_of_tick(tick) - x) <= HIT_PX and (not targets or i in targets):
                 self._pending[i] = v
         self.update()
 

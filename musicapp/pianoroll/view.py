@@ -24,9 +24,16 @@ class Tool(Enum):
     SELECT = "select"
 
 
+def midi_paths(mime) -> list[str]:
+    """Local .mid/.midi files in dragged data."""
+    return [u.toLocalFile() for u in mime.urls()
+            if u.isLocalFile() and u.toLocalFile().lower().endswith((".mid", ".midi"))]
+
+
 class PianoRollView(QGraphicsView):
     zoomChanged = Signal()
     auditionRequested = Signal(int, int)  # pitch, velocity: let the user hear what they draw
+    midiDropped = Signal(str)             # a .mid file dropped on the roll: open it
 
     MIN_PX_PER_TICK, MAX_PX_PER_TICK = 0.004, 2.0
     MIN_PX_PER_ROW, MAX_PX_PER_ROW = 4.0, 40.0
@@ -100,15 +107,37 @@ class PianoRollView(QGraphicsView):
         delta = event.angleDelta().y() or event.angleDelta().x()  # Alt turns the wheel horizontal on some systems
         factor = 1.15 ** (delta / 120)
         pos = event.position()
-        if event.modifiers() & Qt.ControlModifier:
+        mods = event.modifiers()
+        if mods & Qt.AltModifier or (mods & Qt.ControlModifier and mods & Qt.ShiftModifier):
+            self.set_zoom(px_per_row=self.px_per_row * factor, anchor=pos)  # key height: Alt or Ctrl+Shift
+        elif mods & Qt.ControlModifier:
             self.set_zoom(px_per_tick=self.px_per_tick * factor, anchor=pos)
-        elif event.modifiers() & Qt.AltModifier:
-            self.set_zoom(px_per_row=self.px_per_row * factor, anchor=pos)
-        elif event.modifiers() & Qt.ShiftModifier:
+        elif mods & Qt.ShiftModifier:
             bar = self.horizontalScrollBar()
             bar.setValue(bar.value() - delta)
         else:
             super().wheelEvent(event)
+
+    # --- a .mid dropped on the roll opens it, as on the window (the scene would ignore it) ----------
+    def dragEnterEvent(self, event) -> None:
+        if midi_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event) -> None:
+        if midi_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event) -> None:
+        paths = midi_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.midiDropped.emit(paths[0])
+        else:
+            super().dropEvent(event)
 
     # --- gestures -------------------------------------------------------------------------
     def _scene_pos(self, event) -> QPointF:

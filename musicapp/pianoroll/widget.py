@@ -1,10 +1,11 @@
 """The assembled piano roll: ruler on top, keyboard on the left, the roll, the velocity lane below."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGraphicsScene, QGridLayout, QLabel, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGraphicsScene, QGridLayout, QLabel, QSlider, QWidget
 
 from musicapp.document import NoteDocument
+from musicapp.pianoroll import grid
 from musicapp.pianoroll.keyboard import Keyboard
 from musicapp.pianoroll.ruler import Ruler
 from musicapp.pianoroll.scene import PianoRollScene
@@ -15,6 +16,8 @@ from musicapp.pianoroll.view import PianoRollView, Tool
 class PianoRoll(QWidget):
     seekRequested = Signal(int)
     loopChanged = Signal(int, int)
+    midiDropped = Signal(str)
+    playheadMoved = Signal(float)
 
     def __init__(self, doc: NoteDocument, parent=None) -> None:
         super().__init__(parent)
@@ -46,7 +49,18 @@ class PianoRoll(QWidget):
 
         self.ruler.seekRequested.connect(self.seekRequested)
         self.ruler.loopChanged.connect(self._on_loop_dragged)
+        self.view.midiDropped.connect(self.midiDropped)
         doc.documentReset.connect(self._on_reset)
+        doc.metaChanged.connect(self._on_meta_changed)
+
+        # key height, for those without Alt/Ctrl+Shift+wheel (the window puts it in a toolbar)
+        self.row_zoom = QSlider(Qt.Horizontal)
+        self.row_zoom.setRange(int(self.view.MIN_PX_PER_ROW * 10), int(self.view.MAX_PX_PER_ROW * 10))
+        self.row_zoom.setValue(int(self.view.px_per_row * 10))
+        self.row_zoom.setFixedWidth(100)
+        self.row_zoom.setToolTip("Key height (also Alt+wheel or Ctrl+Shift+wheel over the roll)")
+        self.row_zoom.valueChanged.connect(lambda v: self.view.set_zoom(px_per_row=v / 10))
+        self.view.zoomChanged.connect(self._sync_row_zoom)
 
     # --- state the rest of the window sets or reads -----------------------------------------
     def set_snap(self, ticks: int) -> None:
@@ -61,6 +75,7 @@ class PianoRoll(QWidget):
         self.playhead_tick = tick
         self.scene.set_playhead(tick)
         self.ruler.set_playhead(tick)
+        self.playheadMoved.emit(tick)
 
     def follow_playhead(self, tick: float) -> None:
         """Page the view forward when the playhead leaves it, as DAWs do."""
@@ -88,17 +103,34 @@ class PianoRoll(QWidget):
         return max((n.end for n in notes), default=None)
 
     def zoom_to_fit(self) -> None:
-        """Show the whole piece and centre on its pitches (after opening a file)."""
-        notes = self.doc.notes()
-        end = max(self.doc.end_tick, 16 * 480)
+        """Show the whole piece and the shown continuation, all their pitches (as far as the key
+        height allows), centred."""
+        doc, scene = self.doc, self.scene
+        notes = doc.notes() + doc.preview.notes
+        end = max(max((scene.display_start(i, n) + n.duration for i, n in doc.items()), default=0),
+                  max((n.end for n in doc.preview.notes), default=0), 16 * 480)
+        if not doc.preview.is_empty():
+            end = max(end, doc.preview_region()[1])
         width = max(200, self.view.viewport().width())
-        self.view.set_zoom(px_per_tick=width / (end * 1.05))
+        height = max(100, self.view.viewport().height())
+        low, high = (min(n.pitch for n in notes), max(n.pitch for n in notes)) if notes else (48, 72)
+        rows = high - low + 1 + 2  # a free row above and below
+        self.view.set_zoom(px_per_tick=width / (end * 1.05), px_per_row=height / rows)
         self.view.horizontalScrollBar().setValue(0)
-        if notes:
-            pitches = sorted(n.pitch for n in notes)
-            self.view.center_on_pitch(pitches[len(pitches) // 2])
-        else:
-            self.view.center_on_pitch(60)
+        middle = (grid.row_of(high) + grid.row_of(low) + 1) / 2  # the middle of the pitch range, in rows
+        self.view.verticalScrollBar().setValue(int(middle * self.view.px_per_row - height / 2))
+
+    def _sync_row_zoom(self) -> None:
+        value = int(round(self.view.px_per_row * 10))
+        if self.row_zoom.value() != value:
+            self.row_zoom.blockSignals(True)
+            self.row_zoom.setValue(value)
+            self.row_zoom.blockSignals(False)
+
+    def _on_meta_changed(self) -> None:
+        self.view.resetCachedContent()
+        self.scene.invalidate(self.scene.sceneRect(), QGraphicsScene.BackgroundLayer)
+        self.ruler.update()
 
     def _on_reset(self) -> None:
         self.set_playhead(0)
