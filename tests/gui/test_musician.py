@@ -319,3 +319,38 @@ def test_continue_settings_and_finetune_folder_are_remembered(make_window, tmp_p
     assert again.doc.placement == arrange.REPLACE
     assert again.finetune_panel.folder.text() == str(tmp_path)
     again.shutdown()
+
+
+@pytest.mark.slow
+def test_loss_curve_goes_on_from_the_runs_log_on_resume(make_window, app_paths, qtbot, tmp_path):
+    make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")
+    w = make_window(start=True)
+    qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
+    w.training.extra_config = {"ctx_len": 64, "batch_size": 2, "eval_every": 2, "max_eval_batches": 1,
+                               "threads": 1, "workers": 1, "checkpoint_every": 1000}
+    corpus = tmp_path / "music"
+    corpus.mkdir()
+    for f in sorted((CORPUS / "bach").glob("*.mid"))[:3]:
+        shutil.copy(f, corpus / f.name)
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    panel.mode.setCurrentIndex(panel.mode.findData("state"))
+    panel.steps.setValue(100_000)
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: len(panel.curve.train_points) >= 3 and bool(panel.curve.val_points), timeout=120000)
+    with qtbot.waitSignal(w.training.finished, timeout=60000):
+        panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not w.training.running, timeout=10000)
+    run_dir = w.training.run_dir
+    before_train, before_val = list(panel.curve.train_points), list(panel.curve.val_points)
+    assert library.loss_history(run_dir) == (before_train, before_val)  # the log holds what the curve showed
+    stopped_at = w.training.last_event.step
+
+    panel.resume_button.click()
+    assert panel.curve.train_points == before_train and panel.curve.val_points == before_val
+    qtbot.waitUntil(lambda: panel.curve.train_points[-1][0] > stopped_at + 1, timeout=120000)
+    with qtbot.waitSignal(w.training.finished, timeout=60000):
+        panel.cancel_button.click()
+    steps = [s for s, _ in panel.curve.train_points]
+    assert steps[:len(before_train)] == [s for s, _ in before_train]
+    assert steps == sorted(set(steps))  # one point per step: a redone step replaces its old point
