@@ -1,0 +1,171 @@
+"""Choose the base model's size and training mix by short runs at one equal wall-clock budget.
+
+    .venv/bin/python bench/sweep_base.py --corpus data/corpus --pretrain data/pretrain --work runs/sweep \
+        --budget 200 --runs 6x128 6x192 8x256 6x128:noflag 6x128:infill0 tf6x128:1e-3 tf6x128:3e-3 tf6x128:6e-4
+
+A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.train.run_training` for --budget
+seconds (the schedule fits the budget), with infill examples (--infill-share) and the Flat token of
+one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples).
+A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
+for as many steps as the plain RWKV run of that size made (`tf` runs come after it), on plain windows.
+Every model is scored on the validation split of each collection (bits per note, bench/scoring.py), and
+the RWKV models also on bar infill of the POP909 validation songs: bits per note of the missing bars given
+the bars before and after, against given the bars before only. Results go to --work/sweep.json and print as
+tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.eval_base import Corpus, link_folder, load_model, log, print_table  # noqa: E402
+from bench.scoring import LN2, PieceSet, torch_window_bits  # noqa: E402
+from bench.transformer import CausalTransformer, Schedule, matched_config, parameter_count, train_causal_lm  # noqa: E402
+from core import data as D  # noqa: E402
+from core.tokenizer import Tokenizer  # noqa: E402
+from core.train import TrainConfig, run_training  # noqa: E402
+
+
+def validation_sets(corpus: Corpus, tok: Tokenizer, work: Path, heldout: str, per_collection: int,
+                    cache: Path) -> dict[str, list[D.Piece]]:
+    out = {}
+    for collection in sorted(corpus.collections() - {heldout}):
+        files = corpus.files(("validation",), only=collection)[:per_collection]
+        folder = link_folder(corpus, files, work / "val" / collection)
+        out[collection], _ = D.scan_folder(folder, tok, cache_dir=cache)
+    return out
+
+
+def score(logits_fn, sets: dict[str, list[D.Piece]], tok: Tokenizer, ctx: int) -> dict[str, float]:
+    rows = {}
+    for name, pieces in sets.items():
+        ps = PieceSet.build([p.path for p in pieces], [p.tokens for p in pieces], tok, ctx)
+        rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
+    return rows
+
+
+@torch.no_grad()
+def infill_bits(model, pieces: list[D.Piece], tok: Tokenizer, ctx: int, examples: int = 40,
+                seed: int = 0) -> dict[str, float]:
+    """Bits per note of the missing bars of bar-infill examples: with the bars after the gap in the
+    context, and with the bars before it only (the same middle tokens scored both ways)."""
+    rng = random.Random(seed)
+    totals = {"before_and_after": 0.0, "before_only": 0.0}
+    notes = 0
+    pitch = set(tok.ids_of_kind("pitch"))
+    windows = D.make_windows(pieces, tok, ctx)
+    rng.shuffle(windows)
+    for w in windows[:examples]:
+        seq = D.bar_infill_tokens(D.window_tokens(pieces, w)[0], tok, rng, ctx + 1)
+        if seq is None:
+            continue
+        fill = seq.index(tok.fill_id)
+        gap = next(i for i, t in enumerate(seq) if tok.kind(t) == "gap")
+        variants = {"before_and_after": seq, "before_only": seq[:gap + 1] + seq[fill:]}
+        for name, ids in variants.items():
+            start = ids.index(tok.fill_id) + 1
+            x = torch.tensor(ids[:-1])[None]
+            logp = torch.log_softmax(model(x)[0].float(), -1)
+            y = torch.tensor(ids[1:])
+            nll = -logp[torch.arange(len(y)), y][start - 1:]
+            totals[name] += float(nll.sum()) / LN2
+        notes += sum(1 for t in seq[fill:] if t in pitch)
+    return {k: v / max(notes, 1) for k, v in totals.items()} | {"middle_notes": notes}
+
+
+def parse_run(spec: str) -> dict:
+    if spec.startswith("tf"):
+        size, lr = spec[2:].split(":")
+        layers, width = map(int, size.split("x"))
+        return {"name": spec, "kind": "tf", "layers": layers, "width": width, "lr": float(lr)}
+    size, _, variant = spec.partition(":")
+    layers, width = map(int, size.split("x"))
+    return {"name": spec, "kind": "rwkv", "layers": layers, "width": width, "variant": variant}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="data/corpus")
+    p.add_argument("--pretrain", default="data/pretrain", help="folder of training pieces (links)")
+    p.add_argument("--heldout", default="oneills1850")
+    p.add_argument("--work", default="runs/sweep")
+    p.add_argument("--budget", type=float, default=200, help="seconds of training per run")
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--ctx", type=int, default=512)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3, help="RWKV peak learning rate")
+    p.add_argument("--infill-share", type=float, default=0.25)
+    p.add_argument("--val-pieces", type=int, default=12, help="validation pieces per collection")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "token_cache"
+    tok = Tokenizer()
+    corpus = Corpus.load(args.corpus)
+    sets = validation_sets(corpus, tok, work, args.heldout, args.val_pieces, cache)
+    results_path = work / "sweep.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for spec in args.runs:
+        run = parse_run(spec)
+        out = work / spec.replace(":", "_")
+        t0 = time.monotonic()
+        if run["kind"] == "rwkv":
+            cfg = TrainConfig(data=args.pretrain, out=str(out), n_layer=run["layers"], n_embd=run["width"],
+                              ctx_len=args.ctx, batch_size=args.batch, lr=args.lr, augment=True,
+                              val_fraction=0.0, eval_every=10**9, checkpoint_every=10**9, cache_dir=str(cache),
+                              threads=args.threads, time_budget_s=args.budget, log_every=50,
+                              infill_share=0.0 if run["variant"] == "infill0" else args.infill_share,
+                              dynamics_flag=run["variant"] != "noflag")
+            run_training(cfg)
+            model, meta = load_model(str(out / "model.pth"), "cpu")
+            steps = int(meta.get("step") or meta.get("training", {}).get("total_steps") or 0)
+            resume = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
+            steps = int(resume.get("step", steps))
+            row = {"params": sum(p.numel() for p in model.parameters()), "steps": steps,
+                   "train_seconds": round(time.monotonic() - t0), **run}
+            row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
+            if "pop909" in sets:
+                row["infill"] = infill_bits(model, sets["pop909"], tok, args.ctx)
+        else:
+            base = results.get(f"{run['layers']}x{run['width']}")
+            if base is None:
+                raise SystemExit(f"{spec}: run the RWKV {run['layers']}x{run['width']} first (its steps set the budget)")
+            pieces, _ = D.scan_folder(args.pretrain, tok, cache_dir=cache)
+            torch.manual_seed(0)
+            tcfg = matched_config(base["params"], tok.vocab_size, run["width"], args.ctx)
+            model = CausalTransformer(tcfg)
+            info = train_causal_lm(model, pieces, tok, Schedule(steps=base["steps"], batch_size=args.batch,
+                                                                ctx_len=args.ctx, lr=run["lr"]))
+            row = {"params": parameter_count(model), "steps": base["steps"], "train_seconds": round(info["seconds"]),
+                   "layers_tf": tcfg.n_layer, **run}
+            row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
+        results[spec] = row
+        results_path.write_text(json.dumps(results, indent=1))
+        log(f"{spec}: {json.dumps(row)}")
+    collections = sorted(sets)
+    rows = [{"run": k, "params": v["params"], "steps": v["steps"], "s": v["train_seconds"],
+             **{c: v["val"].get(c) for c in collections},
+             "infill_ba": v.get("infill", {}).get("before_and_after"),
+             "infill_b": v.get("infill", {}).get("before_only")} for k, v in results.items()]
+    print_table(f"Validation bits per note after {args.budget:g} s of training (2-core CPU)", rows,
+                [("run", "run", "s"), ("params", "params", "d"), ("steps", "steps", "d"), ("s", "train s", "d")]
+                + [(c, c, ".3f") for c in collections]
+                + [("infill_ba", "infill: before+after", ".3f"), ("infill_b", "infill: before only", ".3f")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
