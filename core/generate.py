@@ -123,7 +123,7 @@ class Generator:
         self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
         # Masks on top of the grammar: the prompt's tempo and meter stay; with a length, EOS never cuts it short.
         self._keep_meter_and_tempo = np.ones(self.tokenizer.vocab_size, dtype=bool)
-        for kind in ("tempo", "timesig", "bos", "pad"):
+        for kind in ("tempo", "timesig", "bos", "pad", "flat", "gap", "part", "fill"):  # a plain continuation
             ids = self.tokenizer.ids_of_kind(kind)
             self._keep_meter_and_tempo[ids.start:ids.stop] = False
         self._no_eos = self._keep_meter_and_tempo.copy()
@@ -317,6 +317,7 @@ class ContinuationStream:
     def _new_decoder(self) -> StreamDecoder:
         dec = self.gen.tokenizer.stream_decoder()
         dec.grammar = self.window.grammar.copy()  # the decoder goes on from the end of the window
+        dec.grammar.playable = True  # every note within its instrument's range
         if self.instruments is not None:
             dec.grammar.restrict_instruments(self.instruments)
         return dec
