@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             steps = int(resume.get("step", steps))
             row = {"params": sum(p.numel() for p in model.parameters()), "steps": steps,
                    "train_seconds": round(time.monotonic() - t0), **run}
-            row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
+            seen = sets if run["variant"] != "noflag" else {  # what that model was trained on: no Flat
+                k: [D.Piece(p.path, p.digest, np.asarray(D.without_flat(p.tokens, tok), dtype=np.int32), p.notes)
+                    for p in v] for k, v in sets.items()}
+            row["val"] = score(lambda x: model(x), seen, tok, args.ctx)
             if "pop909" in sets:
                 row["infill"] = infill_bits(model, sets["pop909"], tok, args.ctx)
         else:
