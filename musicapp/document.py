@@ -98,9 +98,13 @@ class NoteDocument(QObject):
         last = max((n.start for v in p.variations.values() for n in v), default=p.start_tick - 1)
         return p.start_tick, max(p.start_tick, arrange.bar_line_at_or_after(self.meta, last + 1))
 
+    def has_region(self) -> bool:
+        """A continuation is shown or streaming (its bars are known once the stream opens)."""
+        return not self.preview.is_empty() or self.preview.end_tick is not None
+
     def placement_plan(self) -> arrange.Placement:
         """What accepting the pending continuation would do to the piece's notes (keys: note ids)."""
-        if self.preview.is_empty():
+        if not self.has_region():
             return arrange.Placement(tempos=list(self.meta.tempos), time_signatures=list(self.meta.time_signatures))
         start, end = self.preview_region()
         return arrange.place_continuation(self._notes, self.meta, start, end, self.placement)

@@ -140,7 +140,7 @@ class PianoRollScene(QGraphicsScene):
     def _show_placement(self) -> None:
         """While a continuation is shown, show what accepting it does: the notes it pushes later are
         drawn where they will go (insert), the notes it replaces are dimmed (replace)."""
-        if self.doc.preview.is_empty():
+        if not self.doc.has_region():
             plan_moved, plan_removed = {}, []
             self.region_item.setVisible(False)
         else:

@@ -354,3 +354,51 @@ def test_loss_curve_goes_on_from_the_runs_log_on_resume(make_window, app_paths, 
     steps = [s for s, _ in panel.curve.train_points]
     assert steps[:len(before_train)] == [s for s, _ in before_train]
     assert steps == sorted(set(steps))  # one point per step: a redone step replaces its old point
+
+
+def make_v1_checkpoint(path: Path) -> Path:
+    """A small real RWKV-7 on the first vocabulary, as the bundled base model is."""
+    import torch
+
+    from core.model import ModelConfig, RWKV7, save_checkpoint
+    from core.tokenizer import Tokenizer
+    tok = Tokenizer("rwkvmusic-tok-1")
+    torch.manual_seed(0)
+    save_checkpoint(RWKV7(ModelConfig(n_layer=2, n_embd=64, vocab_size=tok.vocab_size)), str(path),
+                    {"tokenizer": tok.to_dict()})
+    return path
+
+
+def test_continue_with_the_model_never_draws_over_the_piece(make_window, app_paths, qtbot):
+    make_v1_checkpoint(app_paths.resources / "tiny-v1.pth")
+    w = make_window(start=True)
+    qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
+    piece = demo_score(bars=4)
+    w.doc.load_score(piece)
+    panel = w.continue_panel
+    panel.bars.setValue(1)
+    panel.variations.setValue(1)
+    panel.seed.setValue(3)
+    panel.placement.setCurrentIndex(panel.placement.findData(arrange.INSERT))
+
+    w.seek(0)  # as after opening a file: the continuation goes after the piece
+    with qtbot.waitSignal(w.generation.busyChanged, timeout=120000, check_params_cb=lambda busy: not busy):
+        panel.continue_button.click()
+    assert w.doc.preview_region() == (4 * BAR, 5 * BAR)
+    assert w.doc.preview.notes and all(4 * BAR <= n.start < 5 * BAR for n in w.doc.preview.notes)
+    w.generation.reject()
+
+    w.seek(2 * BAR + 100)  # inside bar 3: bar 3 is heard whole, one bar is inserted after it
+    with qtbot.waitSignal(w.generation.busyChanged, timeout=120000, check_params_cb=lambda busy: not busy):
+        panel.continue_button.click()
+    start, end = w.doc.preview_region()
+    assert (start, end) == (3 * BAR, 4 * BAR)
+    continuation = list(w.doc.preview.notes)
+    assert continuation and all(start <= n.start < end for n in continuation)
+    for i in w.doc.ids():  # every note of the piece is drawn outside the continuation's bar
+        r = shown_rect(w, i)
+        assert r.right() <= start or r.left() >= end
+    w.generation.accept()
+    moved = sorted((n.start + (BAR if n.start >= start else 0), n.pitch) for n in piece.notes)
+    assert sorted((n.start, n.pitch) for n in w.doc.notes()) == sorted(moved + [(n.start, n.pitch)
+                                                                                for n in continuation])
