@@ -201,7 +201,7 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-BUDGET_PROBE_STEPS = 3  # steps timed before a time budget sets the run's length
+BUDGET_FIT_STEPS = (3, 10, 30, 100)  # steps at which a time budget (re)sets the run's length
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -345,7 +345,7 @@ class _Trainer:
                                          message=f"stopped at step {self.step}; resume with --resume"))
                     return paths
                 self._train_step()
-                if cfg.time_budget_s and self.step - self._step_start == BUDGET_PROBE_STEPS and not cfg.resume:
+                if cfg.time_budget_s and not cfg.resume:
                     self._fit_schedule_to_budget(cfg.time_budget_s)
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
@@ -450,10 +450,21 @@ class _Trainer:
         return resume
 
     def _fit_schedule_to_budget(self, budget_s: float) -> None:
-        """Set the run's length from the time the first steps took, so that the whole schedule (warm-up,
-        cosine decay) fits the wall-clock budget; the validation passes are counted in."""
-        elapsed = time.monotonic() - self._t_start
-        per_step = elapsed / BUDGET_PROBE_STEPS
+        """Set the run's length from the time the steps after the first took (the first also warms up), at
+        a few early steps, so that the whole schedule (warm-up, cosine decay) fits the wall-clock budget; the
+        validation passes are counted in. A run that still overshoots by 5% (a machine that got busier) ends
+        there."""
+        done = self.step - self._step_start
+        now = time.monotonic()
+        elapsed = now - self._t_start
+        if done == 1:
+            self._t_first_step = now
+        if elapsed > 1.05 * budget_s:
+            self.total = self.stop_at = self.step
+            return
+        if done not in BUDGET_FIT_STEPS:
+            return
+        per_step = (now - self._t_first_step) / (done - 1)
         if self.val_windows:
             per_step *= 1 + min(self.config.max_eval_batches * self.config.batch_size, len(self.val_windows)) / (
                 3 * self.config.batch_size * max(self.config.eval_every, 1))  # a forward is ~1/3 of a step
