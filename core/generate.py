@@ -145,6 +145,7 @@ class Generator:
 
         Only the tail of a long prompt is encoded (the last 8, 16, 32... bars until ctx is filled), and
         where several cuts fit, the one that extends a window already prefilled is taken."""
+        prompt = prompt.token_view()  # the pedal folded over the whole piece, before any cut
         at_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
         bar_lines = prompt.bar_starts(at_tick)
         n_bars = 8
@@ -307,11 +308,11 @@ class ContinuationStream:
                 v.done, v.reason = True, "closed"
 
     def score(self, notes: list[Note]) -> Score:
-        """The prompt up to the continuation point plus `notes`, with the prompt's tempo map and meter."""
-        base = self.prompt.slice(0, self.requested_tick)
-        return Score([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in base.notes]
-                     + [Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes],
-                     list(base.tempos), list(base.time_signatures))
+        """The prompt up to the continuation point (its tracks and their events) plus `notes`, each in a track
+        of its instrument (a new one if the prompt has none), with the prompt's tempo map and meter."""
+        piece = self.prompt.slice(0, self.requested_tick)
+        piece.add_notes([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
+        return piece
 
     # -- the sampling loop
     def _new_decoder(self) -> StreamDecoder:

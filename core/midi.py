@@ -4,22 +4,28 @@ Reading is tolerant of real-world files and strict about what cannot be trusted:
 - The Standard MIDI File framing is parsed here rather than by `mido.MidiFile`, because mido gives up on the
   whole file for one undecodable meta event or an unknown chunk, and cannot stop at a size cap before it has
   built every message. Unknown chunks are skipped, a RIFF (RMID) wrapper is unwrapped, caps apply while reading.
-  Files are written through mido (`score_to_midifile`).
+  A track chunk whose declared length is wrong (past the end of the file, or over the next track) is read up
+  to its end-of-track, the next chunk is read from there, and the report says so.
 - Type 0 and 1 are read; type 2 (independent sequences) is refused. SMPTE time is converted to beats at 120 BPM.
+- The Score keeps the file's tracks: name, channel, program, notes, and every other channel, meta and system
+  exclusive event as its bytes (controllers, the sustain pedal, pitch bend, aftertouch, text, markers,
+  lyrics...), written back unchanged. A track whose notes use several channels (type 0) becomes one track
+  per channel; its other events stay with the first. Tempo and time signature events become the tempo map
+  and the meter. Folding the sustain pedal into durations happens only in the tokenizer's view (Score.notes).
 - Note pairing: per track, channel and pitch, first in first out: a note-off ends the OLDEST sounding note of
   its pitch. (With LIFO, the common "new note-on, then the old note's note-off at the same tick" would give the
   new note zero length.) A note-on with velocity 0 is a note-off; CC120/CC123 end every note on the channel.
-- Program changes and the sustain pedal act on a channel, whatever track they sit in (MIDI semantics): a note
-  takes the program in force on its channel at its start.
-- Sustain pedal (CC64 >= 64) is folded into note durations, so what the model learns is what sounds: a note
-  released under the pedal lasts until the pedal lifts, or until the same key is struck again on that channel.
-- Notes never released end at their track's end; zero-length notes get MIN_NOTE_TICKS.
+  A note-off that finds no sounding note of its key is ignored (it never cuts a later note short).
+- Program changes act on a channel, whatever track they sit in (MIDI semantics): a note takes the program in
+  force on its channel at its start.
+- Notes never released end at their track's end; zero-length notes stay zero-length in the document.
 - Meter changes land on bar lines: one placed mid-bar moves to the next bar line of the meter in force.
-- Controllers, pitch bend, aftertouch, sysex are dropped and counted; tempo 0 and absurd meters are ignored.
+- Tempo 0 and absurd meters are ignored; stray system real-time/common bytes are dropped.
 """
 from __future__ import annotations
 
 import bisect
+import io
 import os
 import struct
 from collections import Counter, defaultdict, deque
@@ -28,15 +34,14 @@ from dataclasses import dataclass, field
 import mido
 
 from .atomic import atomic_write
-from .score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
+from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
+                    TempoChange, TimeSignature, Track, tokenizer_notes)
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real score; larger files are almost surely not music
 MAX_NOTES = 250_000
 MAX_BEATS = 20_000  # piece length cap (~2.8 h at 120 BPM); protects against absurd delta times
-MIN_NOTE_TICKS = TICKS_PER_BEAT // 32  # length given to zero-length notes (a 1/128 note)
 MAX_BPM = 1000.0
 SMPTE_BPM = 120.0  # SMPTE files count seconds, not beats: map them onto this tempo
-PEDAL_CONTROLLER = 64
 ALL_NOTES_OFF_CONTROLLERS = (120, 123)  # all sound off, all notes off
 
 
@@ -107,12 +112,30 @@ class _RawNote:
 
 
 class _NotePairing:
-    """Per-track state that matches note-offs to note-ons (first in, first out per channel and key)."""
+    """Per-track state that matches note-offs to note-ons (first in, first out per channel and key).
+
+    A note-off that finds nothing sounding is ignored, but one ambiguity is resolved by what follows. Writers
+    that sort note-offs first at each tick write a zero-length note (a grace note) as "off, then on" at one
+    tick, and a run of them as off, on, off, on... with no note-off after the last; a note-on that follows a
+    stray note-off and is then released normally is a real note. So a note-on right after a stray note-off
+    opens a chain (continued by each note-off immediately followed by a note-on of the key at its tick), and
+    the chain's notes become zero-length only if its last note is never released, or is struck again before
+    any note-off."""
 
     def __init__(self) -> None:
-        self.sounding: dict[tuple[int, int], deque[tuple[int, int]]] = defaultdict(deque)  # key -> (tick, velocity)
-        self.early_offs: dict[tuple[int, int], int] = {}  # key -> tick of a note-off that found nothing sounding
+        # key -> [(tick, velocity, chain or None)]; a chain lists the notes (already ended) before the entry
+        self.sounding: dict[tuple[int, int], deque[tuple[int, int, list | None]]] = defaultdict(deque)
+        self.stray_offs: dict[tuple[int, int], int] = {}  # key -> tick of a note-off that found nothing sounding
+        self.chain_ends: dict[tuple[int, int], tuple[int, list]] = {}  # key -> (tick, chain) of a chain note's off
         self.spare_offs: Counter[tuple[int, int]] = Counter()  # note-offs owed by dropped duplicate note-ons
+
+
+@dataclass
+class _TrackData:
+    """One track chunk as read, in file ticks."""
+    notes: list[_RawNote] = field(default_factory=list)
+    events: list[tuple[int, bytes]] = field(default_factory=list)
+    end: int = 0
 
 
 class _FileReader:
@@ -122,9 +145,9 @@ class _FileReader:
         self.data = data
         self.max_notes = max_notes
         self.report = ReadReport()
-        self.notes: list[_RawNote] = []
+        self.tracks: list[_TrackData] = []
+        self.n_notes = 0
         self.programs: dict[int, list[tuple[int, int]]] = defaultdict(list)  # channel -> [(tick, program)]
-        self.pedal: dict[int, list[tuple[int, bool]]] = defaultdict(list)  # channel -> [(tick, down)]
         self.tempos: list[tuple[int, int]] = []  # (tick, microseconds per beat)
         self.meters: list[tuple[int, int, int]] = []  # (tick, numerator, denominator)
         self.counts: Counter[tuple[str, str, bool]] = Counter()  # (verb, what, altered) -> count
@@ -165,8 +188,15 @@ class _FileReader:
                 pos = end
                 continue
             n_tracks += 1
-            self._read_track(data, body, min(end, len(data)), n_tracks, file_ends_early=end > len(data))
-            pos = end
+            stop = self._read_track(data, body, min(end, len(data)), n_tracks, file_ends_early=end > len(data))
+            if stop < end and (end > len(data) or data.startswith(b"MTrk", stop)):
+                # The declared length is wrong: the track ended at its end-of-track, the next chunk follows.
+                where = "past the end of the file" if end > len(data) else "over the next track"
+                self.report.add(f"track {n_tracks}: its chunk length runs {where}; read it up to its "
+                                "end-of-track and went on from there", altered=False)
+                pos = stop
+            else:
+                pos = end
         if 0 < len(data) - pos < 8:
             if n_tracks < announced:
                 raise MidiReadError(f"truncated file: the header of track {n_tracks + 1} is cut off")
@@ -214,8 +244,11 @@ class _FileReader:
         return (2 * tick * TICKS_PER_BEAT + self.file_ticks_per_beat) // (2 * self.file_ticks_per_beat)
 
     # -- events -------------------------------------------------------------------------------
-    def _read_track(self, data: bytes, pos: int, end: int, index: int, file_ends_early: bool) -> None:
+    def _read_track(self, data: bytes, pos: int, end: int, index: int, file_ends_early: bool) -> int:
+        """Read one track chunk's events; returns the position after its end-of-track (or `end`)."""
         pairing = _NotePairing()
+        track = _TrackData()
+        self.tracks.append(track)
         tick, running, ended = 0, None, False
         try:
             while pos < end:
@@ -243,7 +276,7 @@ class _FileReader:
                     if d1 > 127 or d2 > 127:
                         raise MidiReadError(f"track {index}: invalid data byte at offset {pos}")
                     pos += size
-                    self._channel_event(status, d1, d2, tick, pairing)
+                    self._channel_event(status, d1, d2, tick, pairing, track)
                 elif status == 0xFF:
                     if pos >= end:
                         raise _Truncated
@@ -256,13 +289,15 @@ class _FileReader:
                     if meta_type == 0x2F:
                         ended = True
                         break
-                    self._meta_event(meta_type, payload, tick)
+                    self._meta_event(meta_type, payload, tick, track)
                 elif status in (0xF0, 0xF7):
                     length, pos = _read_vlq(data, pos, end)
                     if pos + length > end:
                         raise _Truncated
+                    track.events.append((tick, bytes((status,)) + data[pos:pos + length]))
                     pos += length
-                    self._count("dropped", "system exclusive messages")
+                    self._count("dropped", "system exclusive messages from the model's view (the piece keeps them)",
+                                altered=False)
                 else:  # system common / real-time bytes do not belong in a file: skip them
                     pos += {0xF1: 1, 0xF2: 2, 0xF3: 1}.get(status, 0)
                     self._count("dropped", "stray system messages")
@@ -272,70 +307,104 @@ class _FileReader:
             self._count("dropped", "events cut off at a track's end")
         if file_ends_early and not ended:
             raise MidiReadError(f"truncated file: track {index} is cut off")
-        leftover = sum(len(q) for q in pairing.sounding.values())
+        track.end = tick
+        leftover = 0
+        for (channel, pitch), queue in pairing.sounding.items():
+            for start, velocity, chain in queue:
+                if chain is not None:  # a run of "off, then on" with no off after the last on
+                    self._zero_length_chain(chain, start, channel, pitch, velocity, track)
+                else:
+                    leftover += 1
+                    self._add_note(start, tick, channel, pitch, velocity, track)
         if leftover:
             self._count("closed", "notes never released, at their track's end", leftover)
-            for (channel, pitch), queue in pairing.sounding.items():
-                for start, velocity in queue:
-                    self._add_note(start, tick, channel, pitch, velocity)
+        return pos
 
     def _channel_event(self, status: int, d1: int, d2: int, tick: int,
-                       pairing: _NotePairing) -> None:
+                       pairing: _NotePairing, track: _TrackData) -> None:
         kind, channel = status & 0xF0, status & 0x0F
         if kind == 0x90 and d2 > 0:
             key = (channel, d1)
-            if pairing.early_offs.pop(key, None) == tick:
-                # Writers that sort note-offs first at each tick put a zero-length note's off before its on.
-                self._count("ignored", "note-offs without a note-on", -1, altered=False)
-                self._add_note(tick, tick, channel, d1, d2)
-                return
             queue = pairing.sounding[key]
-            if queue and queue[-1][0] == tick:  # the same key struck twice at once sounds once
+            if queue and queue[-1][0] == tick and queue[-1][2] is None:  # struck twice at once: sounds once
                 self._count("dropped", "duplicate note-ons (same key, same tick)")
                 pairing.spare_offs[key] += 1
                 return
+            if any(chain is not None for _, _, chain in queue):  # a chain struck again before any note-off
+                for start, velocity, chain in queue:
+                    if chain is not None:
+                        self._zero_length_chain(chain, start, channel, d1, velocity, track)
+                queue = pairing.sounding[key] = deque(entry for entry in queue if entry[2] is None)
             if queue:
                 self._count("paired first in, first out:", "notes struck again while sounding", altered=False)
-            queue.append((tick, d2))
-        elif kind == 0x80 or kind == 0x90:
+            chain = None
+            if pairing.stray_offs.pop(key, None) == tick:
+                chain = []
+            elif key in pairing.chain_ends and pairing.chain_ends[key][0] == tick:
+                chain = pairing.chain_ends[key][1]
+            pairing.chain_ends.pop(key, None)
+            queue.append((tick, d2, chain))
+            return
+        if kind == 0x80 or kind == 0x90:
             key = (channel, d1)
             queue = pairing.sounding.get(key)
             if queue:
-                start, velocity = queue.popleft()
-                self._add_note(start, tick, channel, d1, velocity)
+                start, velocity, chain = queue.popleft()
+                note = self._add_note(start, tick, channel, d1, velocity, track)
+                if chain is not None and note is not None:
+                    chain.append(note)
+                    pairing.chain_ends[key] = (tick, chain)
+                else:
+                    pairing.chain_ends.pop(key, None)
             elif pairing.spare_offs[key]:  # the note-off of a dropped duplicate
                 pairing.spare_offs[key] -= 1
-            else:
-                pairing.early_offs[key] = tick
+            else:  # nothing sounds: ignored (remembered only to recognise an "off, then on" zero-length note)
+                pairing.stray_offs[key] = tick
                 self._count("ignored", "note-offs without a note-on", altered=False)
-        elif kind == 0xC0:
+            return
+        track.events.append((tick, bytes((status, d1)) if kind in (0xC0, 0xD0) else bytes((status, d1, d2))))
+        if kind == 0xC0:
             self.programs[channel].append((tick, d1))
         elif kind == 0xB0:
-            if d1 == PEDAL_CONTROLLER:
-                self.pedal[channel].append((tick, d2 >= 64))
-            elif d1 in ALL_NOTES_OFF_CONTROLLERS:
+            if d1 in ALL_NOTES_OFF_CONTROLLERS:
                 for (ch, pitch), queue in pairing.sounding.items():
                     while ch == channel and queue:
-                        start, velocity = queue.popleft()
-                        self._add_note(start, tick, ch, pitch, velocity)
-            else:
-                self._count("dropped", "controller events")
+                        start, velocity, _ = queue.popleft()
+                        self._add_note(start, tick, ch, pitch, velocity, track)
+                    pairing.chain_ends.pop((ch, pitch), None)
+            elif d1 != PEDAL_CONTROLLER:
+                self._count("dropped", "controller events from the model's view (the piece keeps them)",
+                            altered=False)
         elif kind == 0xE0:
             if (d1, d2) != (0, 64):  # the centre value only resets the bend: nothing lost
-                self._count("dropped", "pitch bends")
+                self._count("dropped", "pitch bends from the model's view (the piece keeps them)", altered=False)
         else:
-            self._count("dropped", "aftertouch events")
+            self._count("dropped", "aftertouch events from the model's view (the piece keeps them)",
+                        altered=False)
 
     def _count(self, verb: str, what: str, n: int = 1, altered: bool = True) -> None:
         self.counts[(verb, what, altered)] += n
 
-    def _add_note(self, start: int, end: int, channel: int, pitch: int, velocity: int) -> None:
-        if len(self.notes) >= self.max_notes:
-            self.notes_dropped += 1
-        else:
-            self.notes.append(_RawNote(start, end, channel, pitch, velocity))
+    def _zero_length_chain(self, chain: list[_RawNote], start: int, channel: int, pitch: int, velocity: int,
+                           track: _TrackData) -> None:
+        """A run of notes written "off, then on" (see _NotePairing): each note-off was the next note's own,
+        the first one, which looked stray, included; every note of the run has zero length."""
+        self._count("ignored", "note-offs without a note-on", -1, altered=False)
+        for note in chain:
+            note.end = note.start
+        self._add_note(start, start, channel, pitch, velocity, track)
 
-    def _meta_event(self, meta_type: int, payload: bytes, tick: int) -> None:
+    def _add_note(self, start: int, end: int, channel: int, pitch: int, velocity: int,
+                  track: _TrackData) -> _RawNote | None:
+        if self.n_notes >= self.max_notes:
+            self.notes_dropped += 1
+            return None
+        self.n_notes += 1
+        note = _RawNote(start, end, channel, pitch, velocity)
+        track.notes.append(note)
+        return note
+
+    def _meta_event(self, meta_type: int, payload: bytes, tick: int, track: _TrackData) -> None:
         if meta_type == 0x51:
             if len(payload) < 3:
                 self._count("ignored", "malformed tempo events")
@@ -352,31 +421,33 @@ class _FileReader:
                 self._count("ignored", "malformed or absurd time signatures")
             else:
                 self.meters.append((tick, payload[0], 2 ** payload[1]))
+        else:  # text, names, markers, lyrics, key signatures...: kept as they are
+            track.events.append((tick, bytes((0xFF, meta_type)) + payload))
 
     # -- assembly -----------------------------------------------------------------------------
     def _build_score(self) -> Score:
-        lengthened = self._fold_sustain()
         programs = {ch: (sorted(changes, key=lambda c: c[0])) for ch, changes in self.programs.items()}
         program_ticks = {ch: [t for t, _ in changes] for ch, changes in programs.items()}
-        notes, zero_length = [], 0
-        for raw in self.notes:
-            start = self._to_score_ticks(raw.start)
-            duration = self._to_score_ticks(raw.end) - start
-            if duration <= 0:
-                duration, zero_length = MIN_NOTE_TICKS, zero_length + 1
-            drum = raw.channel == DRUM_CHANNEL
-            program = 0
-            if not drum and raw.channel in programs:
-                i = bisect.bisect_right(program_ticks[raw.channel], raw.start) - 1
-                program = programs[raw.channel][i][1] if i >= 0 else 0
-            notes.append(Note(start, duration, raw.pitch, raw.velocity, program, drum))
-        score = Score(notes, self._tempo_map(), self._meter_map())
+
+        def program_at(channel: int | None, tick: int) -> int:
+            if channel is None or channel == DRUM_CHANNEL or channel not in programs:
+                return 0
+            i = bisect.bisect_right(program_ticks[channel], tick) - 1
+            return programs[channel][i][1] if i >= 0 else 0
+
+        tracks: list[Track] = []
+        for data in self.tracks:
+            tracks += self._split_track(data, program_at)
+        score = Score((), self._tempo_map(), self._meter_map(), tracks=tracks)
 
         r = self.report
+        _, lengthened, zero_length = tokenizer_notes(score.tracks())
         if lengthened:
-            r.add(f"sustain pedal folded into note durations: {lengthened} notes lengthened")
+            r.add(f"sustain pedal: {lengthened} notes lengthened in the model's view (the piece keeps the pedal)",
+                  altered=False)
         if zero_length:
-            r.add(f"gave {zero_length} zero-length notes the minimum length ({MIN_NOTE_TICKS} ticks)")
+            r.add(f"gave {zero_length} zero-length notes the minimum length ({MIN_NOTE_TICKS} ticks) in the "
+                  "model's view", altered=False)
         for (verb, what, altered), count in self.counts.items():
             if count:
                 r.add(f"{verb} {count} {what}", altered=altered)
@@ -385,53 +456,39 @@ class _FileReader:
                   "(absurd delta times?)")
         if self.notes_dropped:
             r.add(f"kept the first {self.max_notes} notes, dropped {self.notes_dropped} more")
-        if not notes:
+        if not self.n_notes:
             r.add("the file has no notes", altered=False)
         return score
 
-    def _fold_sustain(self) -> int:
-        """Extend notes released under the pedal to the pedal's release; returns how many grew."""
-        if not self.pedal:
-            return 0
-        piece_end = max((n.end for n in self.notes), default=0)
-        intervals: dict[int, tuple[list[int], list[int]]] = {}  # channel -> (down ticks, up ticks)
-        for channel, events in self.pedal.items():
-            downs, ups, down_at = [], [], None
-            for tick, down in sorted(events, key=lambda e: e[0]):
-                if down and down_at is None:
-                    down_at = tick
-                elif not down and down_at is not None:
-                    downs.append(down_at)
-                    ups.append(tick)
-                    down_at = None
-            if down_at is not None:  # never lifted: held to the end of the piece
-                downs.append(down_at)
-                ups.append(max(piece_end, down_at))
-            intervals[channel] = (downs, ups)
-        strikes: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for n in self.notes:
-            strikes[(n.channel, n.pitch)].append(n.start)
-        for starts in strikes.values():
-            starts.sort()
-        lengthened = 0
-        for n in self.notes:
-            if n.channel == DRUM_CHANNEL or n.channel not in intervals:
-                continue
-            downs, ups = intervals[n.channel]
-            i = bisect.bisect_right(downs, n.end) - 1
-            if i < 0 or ups[i] <= n.end:
-                continue
-            starts = strikes[(n.channel, n.pitch)]
-            j = bisect.bisect_right(starts, n.start)
-            new_end = min(ups[i], starts[j]) if j < len(starts) else ups[i]
-            if new_end > n.end:
-                n.end, lengthened = new_end, lengthened + 1
-        return lengthened
+    def _split_track(self, data: _TrackData, program_at) -> list[Track]:
+        """The file's track as document tracks: one per channel its notes use (in order of first use); the
+        events of other channels, meta events and sysex stay with the first."""
+        ticks = self._to_score_ticks
+        first_note: dict[int, int] = {}
+        for raw in data.notes:
+            first_note[raw.channel] = min(raw.start, first_note.get(raw.channel, raw.start))
+        channels: list[int | None] = sorted(first_note, key=lambda ch: (first_note[ch], ch))
+        if not channels:
+            channels = [next((b[0] & 0x0F for _, b in data.events if b[0] < 0xF0), None)]
+        tracks = {ch: Track("", ch, program_at(ch, first_note.get(ch, 0)), ch == DRUM_CHANNEL, [], [], ticks(data.end))
+                  for ch in channels}
+        for raw in data.notes:
+            start = ticks(raw.start)
+            tracks[raw.channel].notes.append(Note(start, ticks(raw.end) - start, raw.pitch, raw.velocity,
+                                                  program_at(raw.channel, raw.start), raw.channel == DRUM_CHANNEL))
+        first = tracks[channels[0]]
+        for tick, raw_bytes in data.events:
+            channel = raw_bytes[0] & 0x0F if raw_bytes[0] < 0xF0 else None
+            (tracks[channel] if channel in tracks else first).events.append(Event(ticks(tick), raw_bytes))
+        name = next((e.payload for e in first.events if e.meta_type == TRACK_NAME and e.tick == 0), None)
+        if name is not None:
+            first.name = decode_text(name)
+        return list(tracks.values())
 
     def _tempo_map(self) -> list[TempoChange]:
         if self.smpte:
             return [TempoChange(0, SMPTE_BPM)]
-        tempos = [TempoChange(self._to_score_ticks(t), round(60e6 / us, 3))
+        tempos = [TempoChange(self._to_score_ticks(t), _bpm(us))
                   for t, us in sorted(self.tempos, key=lambda c: c[0])]
         if not tempos or tempos[0].tick != 0:
             tempos.insert(0, TempoChange(0, 120.0))  # the MIDI default before any tempo event
@@ -457,6 +514,15 @@ class _FileReader:
         return meters
 
 
+def _bpm(us_per_beat: int) -> float:
+    """Beats per minute with as few decimals as give back the file's microseconds per beat when written."""
+    for digits in (3, 6, 9):
+        bpm = round(60e6 / us_per_beat, digits)
+        if round(60e6 / bpm) == us_per_beat:
+            return bpm
+    return 60e6 / us_per_beat
+
+
 def _read_vlq(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """A variable-length quantity (at most 4 bytes) at `pos`; returns (value, position after it)."""
     value = 0
@@ -471,104 +537,198 @@ def _read_vlq(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise MidiReadError(f"invalid variable-length number at offset {pos - 4}")
 
 
+def decode_text(payload: bytes) -> str:
+    """Text of a meta event: UTF-8 where it is valid, else Latin-1 (every byte is a character)."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("latin-1")
+
+
 # --- writing ---------------------------------------------------------------------------------
 PITCHED_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]
-_NOTE_OFF, _PROGRAM, _NOTE_ON = 0, 1, 2  # order of events that share a tick within a track
+# Order within a tick: note-offs, other events (in their order), zero-length notes written as on then off
+# (see _layers), note-ons.
+_NOTE_OFF, _EVENT, _INSTANT_ON, _INSTANT_OFF, _NOTE_ON = range(5)
 
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:
     """Write a type 1 file atomically (a temporary file beside it, then a rename)."""
-    midi_file = score_to_midifile(score)
+    data = score_to_bytes(score)
     with atomic_write(path) as fh:
-        midi_file.save(file=fh)
+        fh.write(data)
 
 
 def score_to_midifile(score: Score) -> mido.MidiFile:
-    """Type 1: a conductor track (tempo, meter), then one track per instrument on its own channel, drums on
-    channel 10. With more than 15 pitched instruments, channels are shared and program changes switch them."""
-    mf = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor = [(t.tick, 0, mido.MetaMessage("set_tempo", tempo=min(max(round(60e6 / t.bpm), 1), 0xFFFFFF)))
-                 for t in score.tempos]
-    conductor += [(ts.tick, 0, mido.MetaMessage("time_signature", numerator=ts.numerator,
-                                                denominator=ts.denominator))
-                  for ts in score.time_signatures]  # metas are few: built with mido's checks
-    mf.tracks.append(_to_track(conductor, "Conductor"))
+    """What write_midi writes, read back by mido (for tests and tools that inspect messages)."""
+    return mido.MidiFile(file=io.BytesIO(score_to_bytes(score)))
 
-    tracks = score.tracks()
-    channels = _assign_channels(tracks)
-    layered = [_layers(track.notes) for track in tracks]
-    # Channel events as (tick, order, type, fields); values are clamped here, so mido may skip its checks.
-    events: list[list[list[tuple]]] = [[[] for _ in layers] for layers in layered]
-    for i, layers in enumerate(layered):
-        ch = channels[i]
-        for layer, notes in enumerate(layers):
-            for n in notes:
-                pitch, velocity = min(max(n.pitch, 0), 127), min(max(n.velocity, 1), 127)
-                events[i][layer] += [
-                    (n.start, _NOTE_ON, "note_on", {"channel": ch, "note": pitch, "velocity": velocity}),
-                    (n.start + max(n.duration, 1), _NOTE_OFF, "note_off", {"channel": ch, "note": pitch})]
-    # Program changes: walk each channel's note starts in time order, switching program where it differs.
-    starts_by_channel: dict[int, list[tuple[int, int]]] = defaultdict(list)
+
+def score_to_bytes(score: Score) -> bytes:
+    """A type 1 Standard MIDI File at TICKS_PER_BEAT: the tempo map and meter in the first track when it
+    holds no notes (a file's conductor), else in a new "Conductor" track before the others; then every track
+    with its name, events and notes as they are.
+
+    Tracks without a channel (made from notes, or new for notes the model wrote) get one: drums channel 10,
+    pitched ones a channel no other track uses; with more than 15 pitched instruments, channels are shared
+    and program changes switch them. A track whose notes of one pitch overlap in a way a reader's
+    first-in-first-out pairing cannot give back (one inside another, or struck at the same tick) has those
+    notes on extra tracks ("name 2"...) on its channel."""
+    tracks = score.tracks(include_empty=True)
+    conductor = [(t.tick, _EVENT, _meta(0x51, min(max(round(60e6 / t.bpm), 1), 0xFFFFFF).to_bytes(3, "big")))
+                 for t in score.tempos]
+    conductor += [(ts.tick, _EVENT, _meta(0x58, bytes((ts.numerator, ts.denominator.bit_length() - 1, 24, 8))))
+                  for ts in score.time_signatures]
+    chunks = []
+    if not tracks or tracks[0].notes:
+        chunks.append(_track_chunk([(0, _EVENT, _meta(TRACK_NAME, b"Conductor"))] + conductor, 0))
+        conductor = []
+
+    channels, programs = _assign_channels(tracks)
     for i, track in enumerate(tracks):
-        if not track.drum:
-            starts_by_channel[channels[i]] += [(n.start, i) for n in track.notes]
+        ch = channels[i]
+        layers = _layers(track.notes)
+        for layer, notes in enumerate(layers):
+            events: list[tuple[int, int, bytes]] = []
+            if layer == 0:
+                events += conductor if i == 0 else []
+                events += [(e.tick, _EVENT, _event_bytes(e)) for e in _named_events(track)]
+                events += programs.get(i, [])
+            else:
+                events.append((0, _EVENT, _meta(TRACK_NAME, f"{track.label} {layer + 1}".encode("utf-8"))))
+            for n, instant in notes:
+                pitch, velocity = min(max(n.pitch, 0), 127), min(max(n.velocity, 1), 127)
+                if instant:
+                    events.append((n.start, _INSTANT_ON, bytes((0x90 | ch, pitch, velocity))))
+                    events.append((n.start, _INSTANT_OFF, bytes((0x80 | ch, pitch, 0))))
+                    continue
+                end = n.start + max(n.duration, 1)  # zero-length notes are otherwise written one tick long
+                events.append((n.start, _NOTE_ON, bytes((0x90 | ch, pitch, velocity))))
+                events.append((end, _NOTE_OFF, bytes((0x80 | ch, pitch, 0))))
+            chunks.append(_track_chunk(events, track.end if layer == 0 else 0))
+    header = b"MThd" + struct.pack(">LHHH", 6, 1, len(chunks), TICKS_PER_BEAT)
+    return header + b"".join(chunks)
+
+
+def _meta(meta_type: int, payload: bytes) -> bytes:
+    return bytes((0xFF, meta_type)) + _vlq(len(payload)) + payload
+
+
+def _event_bytes(e: Event) -> bytes:
+    """The event as it sits in a track chunk: meta and sysex events carry their length."""
+    if e.data[0] == 0xFF:
+        return _meta(e.data[1], e.data[2:])
+    if e.data[0] in (0xF0, 0xF7):
+        return e.data[:1] + _vlq(len(e.data) - 1) + e.data[1:]
+    return e.data
+
+
+def _named_events(track: Track) -> list[Event]:
+    """The track's events with its name: the file's own name event when the name is unchanged (its bytes
+    kept exactly), else one made from `track.name`."""
+    events = list(track.events)
+    i = next((k for k, e in enumerate(events) if e.meta_type == TRACK_NAME and e.tick == 0), None)
+    name = track.name
+    if i is not None and decode_text(events[i].payload) == name:
+        return events
+    if i is not None:
+        del events[i]
+    if name:
+        events.insert(0, Event.meta(0, TRACK_NAME, name.encode("utf-8")))
+    return events
+
+
+def _track_chunk(events: list[tuple[int, int, bytes]], end: int) -> bytes:
+    body = bytearray()
+    now = 0
+    for tick, _, data in sorted(events, key=lambda e: (e[0], e[1])):  # stable: one tick keeps its order
+        body += _vlq(max(tick - now, 0)) + data
+        now = max(now, tick)
+    body += _vlq(max(end - now, 0)) + b"\xff\x2f\x00"
+    return b"MTrk" + struct.pack(">L", len(body)) + bytes(body)
+
+
+def _vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | value & 0x7F)
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _layers(notes: list[Note]) -> list[list[tuple[Note, bool]]]:
+    """Split a track's notes into layers that a first-in-first-out reader gives back exactly: within a
+    layer, notes of one pitch start at different ticks and end in the order they start. The one exception:
+    a zero-length note (a grace note) and a note of its key that start at one tick share a layer, the
+    zero-length one written "on, off" at that tick (instant: True) before the other's note-on."""
+    layers: list[list[tuple[Note, bool]]] = [[]]
+    # per layer: pitch -> (start, end, index in the layer, end of the note of that pitch before it)
+    last: list[dict[int, tuple[int, int, int, int]]] = [{}]
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch, n.duration)):
+        end = n.start + max(n.duration, 1)
+        layer, instant_before = None, None
+        for i, seen in enumerate(last):
+            prev = seen.get(n.pitch)
+            if prev is None or (prev[0] < n.start and prev[1] <= end):
+                layer = i
+                break
+            prev_note = layers[i][prev[2]][0]
+            if prev[0] == n.start and prev_note.duration <= 0 < n.duration and prev[3] <= n.start:
+                layer, instant_before = i, prev[2]
+                break
+        if layer is None:
+            layer = len(layers)
+            layers.append([])
+            last.append({})
+        if instant_before is not None:
+            layers[layer][instant_before] = (layers[layer][instant_before][0], True)
+        before = last[layer].get(n.pitch)
+        previous_end = -1 if before is None else (n.start if instant_before is not None else before[1])
+        layers[layer].append((n, False))
+        last[layer][n.pitch] = (n.start, end, len(layers[layer]) - 1, previous_end)
+    return layers
+
+
+def _assign_channels(tracks: list[Track]) -> tuple[list[int], dict[int, list[tuple[int, int, bytes]]]]:
+    """The channel of every track, and program changes (by track index) for the tracks that had none.
+
+    A track with a channel keeps it (its own events set its program). Drums go on channel 10; the other
+    tracks without a channel take the free pitched channels; once those run out, a track shares the channel
+    whose note starts collide least with its own (two programs cannot start notes on one channel at the
+    same tick), and program changes switch the channel wherever the program differs."""
+    used: dict[int, set[int]] = {}
+    for t in tracks:
+        if t.channel is not None:
+            used.setdefault(t.channel, set()).update(n.start for n in t.notes)
+        for e in t.events:
+            if e.channel is not None:
+                used.setdefault(e.channel, set())
+    channels: list[int] = []
+    for t in tracks:
+        if t.channel is not None:
+            channels.append(t.channel)
+        elif t.drum:
+            channels.append(DRUM_CHANNEL)
+        elif not t.notes:
+            channels.append(0)  # nothing sounds on it
+        else:
+            starts = {n.start for n in t.notes}
+            free = [c for c in PITCHED_CHANNELS if c not in used]
+            ch = free[0] if free else min(PITCHED_CHANNELS, key=lambda c: (len(used[c] & starts), len(used[c])))
+            used.setdefault(ch, set()).update(starts)
+            channels.append(ch)
+    # Program changes: walk the note starts of the channel-less tracks on each channel in time order.
+    programs: dict[int, list[tuple[int, int, bytes]]] = defaultdict(list)
+    starts_by_channel: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for i, t in enumerate(tracks):
+        if t.channel is None and not t.drum and t.notes:
+            starts_by_channel[channels[i]] += [(n.start, i) for n in t.notes]
     for ch, starts in starts_by_channel.items():
         current = None
         for tick, i in sorted(starts):
             if tracks[i].program != current:
                 at = tick if current is not None else 0  # a channel's first program is set at the start
                 current = tracks[i].program
-                events[i][0].append((at, _PROGRAM, "program_change",
-                                     {"channel": ch, "program": min(max(current, 0), 127)}))
-    for track, layers in zip(tracks, events):
-        for layer, layer_events in enumerate(layers):
-            mf.tracks.append(_to_track(layer_events, track.name if layer == 0 else f"{track.name} {layer + 1}"))
-    return mf
-
-
-def _layers(notes: list[Note]) -> list[list[Note]]:
-    """Split an instrument's notes so that no layer has two overlapping notes of one pitch: each layer becomes
-    a track on the instrument's channel, and the reader, which pairs note-offs per track, gets them back."""
-    layers: list[list[Note]] = [[]]
-    ends: list[dict[int, int]] = [{}]  # per layer: pitch -> end of its last note
-    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
-        layer = next((i for i, e in enumerate(ends) if e.get(n.pitch, -1) <= n.start), None)
-        if layer is None:
-            layer = len(layers)
-            layers.append([])
-            ends.append({})
-        layers[layer].append(n)
-        ends[layer][n.pitch] = n.start + max(n.duration, 1)
-    return layers
-
-
-def _assign_channels(tracks) -> list[int]:
-    """Drums on channel 10; the first 15 pitched instruments get a channel each, any further one shares the
-    channel whose note starts collide least with its own (two programs cannot start notes on one channel at
-    the same tick)."""
-    channels, used = [], {}
-    for track in tracks:
-        starts = {n.start for n in track.notes}
-        if track.drum:
-            channels.append(DRUM_CHANNEL)
-            continue
-        free = [c for c in PITCHED_CHANNELS if c not in used]
-        ch = free[0] if free else min(PITCHED_CHANNELS, key=lambda c: (len(used[c] & starts), len(used[c])))
-        used.setdefault(ch, set()).update(starts)
-        channels.append(ch)
-    return channels
-
-
-def _to_track(events: list[tuple], name: str) -> mido.MidiTrack:
-    """A track from (tick, order, meta message) or (tick, order, type, clamped fields) events."""
-    track = mido.MidiTrack()
-    track.append(mido.MetaMessage("track_name", name=name))
-    now = 0
-    for tick, _, *what in sorted(events, key=lambda e: (e[0], e[1])):
-        if len(what) == 1:
-            track.append(what[0].copy(time=tick - now))
-        else:
-            track.append(mido.Message(what[0], skip_checks=True, time=tick - now, **what[1]))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    return track
+                programs[i].append((at, _EVENT, bytes((0xC0 | ch, min(max(current, 0), 127)))))
+    return channels, programs

@@ -1,27 +1,41 @@
-"""The shared data model: notes in beat ticks, the tempo map and the meter.
+"""The shared data model: the document (tracks of notes and other events, the tempo map and the meter)
+and the tokenizer's view of it.
 
 Every layer (MIDI files, tokenizer, generation, live output, the piano roll) speaks this.
 Time is measured in ticks of TICKS_PER_BEAT per quarter note ("beat"); seconds are derived
 from the tempo map only where something must happen in real time.
+
+The document is the user's file: each `Track` keeps its name, channel, program, its notes as written
+(durations as the keys were held) and every other event (controllers, the sustain pedal, pitch bend,
+aftertouch, text, markers, lyrics...) as MIDI bytes that are written back unchanged. `Score.notes` is
+the tokenizer's view: the notes of every track in one list (merged by instrument), with the sustain pedal
+folded into their durations and zero-length notes given MIN_NOTE_TICKS. Edit tracks, never that view.
 """
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 TICKS_PER_BEAT = 480  # fine enough for any grid the tokenizer or the GUI snaps to
 DEFAULT_BPM = 120.0
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
+MIN_NOTE_TICKS = TICKS_PER_BEAT // 32  # what the tokenizer's view gives a zero-length note (a 1/128 note)
+PEDAL_CONTROLLER = 64
 
 
 @dataclass(slots=True)
 class Note:
     start: int  # ticks from the start of the piece
-    duration: int  # ticks, >= 1
+    duration: int  # ticks, >= 1 (0 only for a zero-length note read from a file)
     pitch: int  # 0..127
     velocity: int = 80  # 1..127
     program: int = 0  # General MIDI program 0..127 (ignored for drums)
     drum: bool = False
+    # The index of the document track the note belongs to, for code that keeps notes in one flat list
+    # (the app's document, a clipboard); None: the track of its instrument. Not part of equality.
+    track: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def end(self) -> int:
@@ -50,59 +64,181 @@ class TimeSignature:
         return self.numerator * TICKS_PER_BEAT * 4 // self.denominator
 
 
-@dataclass(slots=True)
-class Track:
-    """A view of the notes that share one instrument."""
-    program: int
-    drum: bool
-    notes: list[Note]
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A track event other than a note, kept as its MIDI bytes and written back unchanged: a channel
+    message (status byte, data bytes), a meta event (0xFF, type, payload) or a system exclusive message
+    (0xF0 or 0xF7, payload). Tempo and time signature meta events live in the Score's maps instead."""
+    tick: int
+    data: bytes
 
     @property
-    def name(self) -> str:
-        return "Drums" if self.drum else GM_PROGRAM_NAMES[self.program]
+    def channel(self) -> int | None:
+        return self.data[0] & 0x0F if self.data[0] < 0xF0 else None
+
+    @property
+    def kind(self) -> int:
+        """0x80..0xE0 for channel messages (status without the channel), else 0xFF or 0xF0 / 0xF7."""
+        return self.data[0] & 0xF0 if self.data[0] < 0xF0 else self.data[0]
+
+    @property
+    def meta_type(self) -> int | None:
+        return self.data[1] if self.data[0] == 0xFF else None
+
+    @property
+    def payload(self) -> bytes:
+        return self.data[2:] if self.data[0] == 0xFF else self.data[1:]
+
+    def is_controller(self, number: int) -> bool:
+        return self.kind == 0xB0 and self.data[1] == number
+
+    @classmethod
+    def meta(cls, tick: int, meta_type: int, payload: bytes) -> "Event":
+        return cls(tick, bytes((0xFF, meta_type)) + payload)
 
 
-@dataclass
-class Score:
+TRACK_NAME = 0x03  # meta event type
+
+
+@dataclass(slots=True)
+class Track:
+    """One track of the document: its notes and every other event of the file's track."""
+    name: str = ""
+    channel: int | None = None  # the channel its notes sound on; None: the writer picks one
+    program: int = 0  # GM program at the track's start (each note carries the program in force at it)
+    drum: bool = False
     notes: list[Note] = field(default_factory=list)
-    tempos: list[TempoChange] = field(default_factory=lambda: [TempoChange(0, DEFAULT_BPM)])
-    time_signatures: list[TimeSignature] = field(default_factory=lambda: [TimeSignature(0, 4, 4)])
+    events: list[Event] = field(default_factory=list)  # in order; a track name meta among them is kept as is
+    end: int = 0  # tick of the track's end (0: right after its last event)
 
-    def __post_init__(self) -> None:
+    @property
+    def instrument(self) -> tuple[int, bool]:
+        return (0, True) if self.drum else (self.program, False)
+
+    @property
+    def label(self) -> str:
+        """The name to show: the track's own, else its instrument's."""
+        return self.name or ("Drums" if self.drum else GM_PROGRAM_NAMES[self.program])
+
+    def copy(self, notes: bool = True) -> "Track":
+        return Track(self.name, self.channel, self.program, self.drum,
+                     [replace(n) for n in self.notes] if notes else [], list(self.events), self.end)
+
+
+class Score:
+    """The document: tracks, the tempo map and the meter; `notes` is the tokenizer's view (see the module).
+
+    Score(notes, tempos, time_signatures) puts the notes into one track per instrument. With `tracks`,
+    those tracks are the document, and `notes` are added to them (see add_notes). The Score owns the
+    Note and Track objects it is given."""
+
+    def __init__(self, notes: Iterable[Note] = (), tempos: list[TempoChange] | None = None,
+                 time_signatures: list[TimeSignature] | None = None, *, tracks: list[Track] | None = None):
+        self._tracks: list[Track] = list(tracks) if tracks is not None else []
+        self.tempos = list(tempos) if tempos is not None else [TempoChange(0, DEFAULT_BPM)]
+        self.time_signatures = list(time_signatures) if time_signatures is not None else [TimeSignature(0, 4, 4)]
+        self.add_notes(notes)
         self.normalize()
+
+    def __repr__(self) -> str:
+        return (f"Score({len(self._tracks)} tracks, {sum(len(t.notes) for t in self._tracks)} notes, "
+                f"tempos={self.tempos!r}, time_signatures={self.time_signatures!r})")
+
+    # --- the document ----------------------------------------------------------------------
+    def tracks(self, include_empty: bool = False) -> list[Track]:
+        """The tracks that hold notes (with `include_empty`, every track, e.g. a conductor), in file order.
+        These are the Score's own Track objects: editing them edits the Score."""
+        return [t for t in self._tracks if include_empty or t.notes]
+
+    def add_notes(self, notes: Iterable[Note]) -> None:
+        """Put each note in a track: the one `note.track` names, if that track can sound the note; else
+        the first track of its instrument; else a new track of its instrument (added after the others,
+        drums last). Notes that the model writes into a piece take this path and never disturb others."""
+        programs_on: dict[int, set[int]] = defaultdict(set)  # programs a track's channel is switched to
+        for t in self._tracks:
+            programs_on[t.channel].add(t.program)
+            for e in t.events:
+                if e.kind == 0xC0:
+                    programs_on[e.channel].add(e.data[1])
+        new: dict[tuple[int, bool], Track] = {}
+        touched: dict[int, Track] = {}
+        for n in notes:
+            track = None
+            if n.track is not None and 0 <= n.track < len(self._tracks):
+                hinted = self._tracks[n.track]
+                if hinted.drum == n.drum and (n.drum or n.program == hinted.program or (
+                        hinted.channel is not None and n.program in programs_on[hinted.channel])):
+                    track = hinted
+            if track is None:
+                track = new.get(n.instrument) or next(
+                    (t for t in self._tracks if t.instrument == n.instrument and (t.channel is not None or t.notes)),
+                    None)
+            if track is None:
+                program, drum = n.instrument
+                track = new[n.instrument] = Track("Drums" if drum else GM_PROGRAM_NAMES[program], None, program, drum)
+            track.notes.append(n)
+            touched[id(track)] = track
+        for track in touched.values():
+            track.notes.sort(key=lambda n: (n.start, n.pitch, n.duration))
+        self._tracks += [new[k] for k in sorted(new, key=lambda k: (k[1], k[0]))]
+
+    def document_notes(self) -> list[Note]:
+        """Copies of every track's notes as written in the file, each naming its track (Note.track): with
+        `skeleton()`, what the app's document holds; Score(notes, ..., tracks=skeleton) puts it back."""
+        return [replace(n, track=i) for i, t in enumerate(self._tracks) for n in t.notes]
+
+    def skeleton(self) -> list[Track]:
+        """Copies of every track without its notes."""
+        return [t.copy(notes=False) for t in self._tracks]
+
+    # --- the tokenizer's view ------------------------------------------------------------------
+    @property
+    def notes(self) -> list[Note]:
+        """Every track's notes in one list, as the tokenizer sees them: sustain pedal folded into the
+        durations, zero-length notes at MIN_NOTE_TICKS (copies where changed). Computed on each access:
+        edit the tracks, not this list."""
+        return tokenizer_notes(self._tracks)[0]
+
+    def token_view(self) -> "Score":
+        """The Score the tokenizer sees: `notes` in one track per instrument, the tempo map and meter,
+        no other events (so that slicing it keeps pedal-folded durations whole)."""
+        return Score([replace(n, track=None) for n in self.notes], list(self.tempos), list(self.time_signatures))
 
     # --- structure -----------------------------------------------------------------------
     def normalize(self) -> None:
         """Sort everything, guarantee a tempo and a meter at tick 0, drop duplicate changes."""
-        self.notes.sort(key=lambda n: (n.start, n.drum, n.program, n.pitch, n.duration))
+        for t in self._tracks:
+            t.notes.sort(key=lambda n: (n.start, n.pitch, n.duration))
+            t.events.sort(key=lambda e: e.tick)  # stable: events of one tick keep their order
         self.tempos = _dedupe_changes(sorted(self.tempos, key=lambda t: t.tick), TempoChange(0, DEFAULT_BPM),
                                       lambda a, b: a.bpm == b.bpm)
         self.time_signatures = _dedupe_changes(sorted(self.time_signatures, key=lambda t: t.tick),
                                                TimeSignature(0, 4, 4),
                                                lambda a, b: (a.numerator, a.denominator) == (b.numerator, b.denominator))
 
-    def tracks(self) -> list[Track]:
-        groups: dict[tuple[int, bool], list[Note]] = {}
-        for n in self.notes:
-            groups.setdefault(n.instrument, []).append(n)
-        return [Track(p, d, ns) for (p, d), ns in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
-
     @property
     def end_tick(self) -> int:
         return max((n.end for n in self.notes), default=0)
 
     def copy(self) -> "Score":
-        return Score([replace(n) for n in self.notes], list(self.tempos), list(self.time_signatures))
+        return Score((), list(self.tempos), list(self.time_signatures), tracks=[t.copy() for t in self._tracks])
 
     def slice(self, start: int, end: int) -> "Score":
-        """Notes starting in [start, end), shifted to begin at 0, with the tempo and meter in force."""
-        notes = [replace(n, start=n.start - start) for n in self.notes if start <= n.start < end]
+        """Notes starting in [start, end) and the events in it, shifted to begin at 0, with the tempo, meter,
+        program, controllers and pitch bend in force at `start` (each track keeps its place and name)."""
+        tracks = []
+        for t in self._tracks:
+            events = _chased_state(t.events, start) if start > 0 else []
+            events += [replace(e, tick=e.tick - start) for e in t.events if start <= e.tick < end]
+            tracks.append(Track(t.name, t.channel, t.program, t.drum,
+                                [replace(n, start=n.start - start) for n in t.notes if start <= n.start < end],
+                                events, max(0, min(t.end, end) - start)))
         tempos = [TempoChange(0, self.tempo_at(start))] + [
             TempoChange(t.tick - start, t.bpm) for t in self.tempos if start < t.tick < end]
         ts0 = self.time_signature_at(start)
         metres = [TimeSignature(0, ts0.numerator, ts0.denominator)] + [
             TimeSignature(t.tick - start, t.numerator, t.denominator) for t in self.time_signatures if start < t.tick < end]
-        return Score(notes, tempos, metres)
+        return Score((), tempos, metres, tracks=tracks)
 
     # --- tempo map -----------------------------------------------------------------------
     def tempo_at(self, tick: int) -> float:
@@ -153,6 +289,88 @@ class Score:
         return bisect.bisect_right(self.bar_starts(max(tick, 0)), tick) - 1
 
 
+def tokenizer_notes(tracks: Iterable[Track]) -> tuple[list[Note], int, int]:
+    """The notes of all `tracks` as the tokenizer sees them, and how many the sustain pedal lengthened and
+    how many zero-length notes were given MIN_NOTE_TICKS.
+
+    The pedal (CC64 >= 64) acts on a channel, whatever track holds it: a note released under it lasts
+    until it lifts, or until the same key is struck again on that channel; a pedal never lifted holds
+    to the end of the piece. Drums and tracks without a channel ignore it."""
+    tracks = list(tracks)
+    pedal: dict[int, list[tuple[int, bool]]] = defaultdict(list)
+    for t in tracks:
+        for e in t.events:
+            if e.is_controller(PEDAL_CONTROLLER) and len(e.data) > 2:
+                pedal[e.channel].append((e.tick, e.data[2] >= 64))
+    notes = [n for t in tracks for n in t.notes]
+    lengthened = 0
+    if pedal:
+        on_channel = [(t.channel, n) for t in tracks if t.channel is not None and t.channel != DRUM_CHANNEL
+                      for n in t.notes]
+        new_ends = _fold_sustain(on_channel, pedal, max((n.end for n in notes), default=0))
+        if new_ends:
+            lengthened = len(new_ends)
+            notes = [replace(n, duration=new_ends[id(n)] - n.start) if id(n) in new_ends else n for n in notes]
+    zero = sum(1 for n in notes if n.duration <= 0)
+    if zero:
+        notes = [replace(n, duration=MIN_NOTE_TICKS) if n.duration <= 0 else n for n in notes]
+    notes.sort(key=lambda n: (n.start, n.drum, n.program, n.pitch, n.duration))
+    return notes, lengthened, zero
+
+
+def _fold_sustain(notes: list[tuple[int, Note]], pedal: dict[int, list[tuple[int, bool]]],
+                  piece_end: int) -> dict[int, int]:
+    """New end (by id of the note) of every (channel, note) released under the pedal."""
+    intervals: dict[int, tuple[list[int], list[int]]] = {}  # channel -> (down ticks, up ticks)
+    for channel, events in pedal.items():
+        downs, ups, down_at = [], [], None
+        for tick, down in sorted(events, key=lambda e: e[0]):
+            if down and down_at is None:
+                down_at = tick
+            elif not down and down_at is not None:
+                downs.append(down_at)
+                ups.append(tick)
+                down_at = None
+        if down_at is not None:  # never lifted: held to the end of the piece
+            downs.append(down_at)
+            ups.append(max(piece_end, down_at))
+        intervals[channel] = (downs, ups)
+    strikes: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for channel, n in notes:
+        strikes[(channel, n.pitch)].append(n.start)
+    for starts in strikes.values():
+        starts.sort()
+    new_ends: dict[int, int] = {}
+    for channel, n in notes:
+        if channel not in intervals:
+            continue
+        downs, ups = intervals[channel]
+        i = bisect.bisect_right(downs, n.end) - 1
+        if i < 0 or ups[i] <= n.end:
+            continue
+        starts = strikes[(channel, n.pitch)]
+        j = bisect.bisect_right(starts, n.start)
+        new_end = min(ups[i], starts[j]) if j < len(starts) else ups[i]
+        if new_end > n.end:
+            new_ends[id(n)] = new_end
+    return new_ends
+
+
+def _chased_state(events: list[Event], start: int) -> list[Event]:
+    """The channel state in force at `start` (the last program, pressure, bend and value of each
+    controller before it) as events at tick 0, so that a slice sounds as the piece did there."""
+    last: dict[tuple, Event] = {}
+    for e in events:
+        if e.tick >= start:
+            break
+        if e.kind == 0xB0:
+            if len(e.data) > 2 and e.data[1] < 120:  # mode messages (all notes off...) act at once
+                last[(e.kind, e.channel, e.data[1])] = e
+        elif e.kind in (0xC0, 0xD0, 0xE0):
+            last[(e.kind, e.channel)] = e
+    return [Event(0, e.data) for e in sorted(last.values(), key=lambda e: e.tick)]
+
+
 def _dedupe_changes(changes, default, same):
     """Keep the last change at each tick, drop changes that repeat the value in force."""
     by_tick = {}
@@ -168,8 +386,6 @@ def _dedupe_changes(changes, default, same):
         if not same(c, out[-1]):
             out.append(c)
     return out
-
-
 GM_PROGRAM_NAMES = [
     "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
     "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel",

@@ -294,3 +294,61 @@ def test_unknown_chunks_and_riff_wrapper_are_skipped():
 def test_missing_file_is_a_read_error(tmp_path):
     with pytest.raises(MidiReadError, match="cannot read"):
         read_midi(tmp_path / "nope.mid")
+
+
+# --- issue 12: stray note-offs, wrong chunk lengths ------------------------------------------------------
+def test_a_note_off_with_nothing_sounding_never_cuts_the_next_note():
+    # "off, then on" at one tick where the off finds nothing sounding (a notation export's repeated note
+    # whose first off came twice): the note that follows is a real three-beat note, not a blip
+    track = [on(60), off(60, 480), off(60), on(60), off(60, 1440), on(62), off(62, 480)]
+    score, report = read_midi(midi_bytes(track))
+    assert spans(score) == [(0, 480, 60), (480, 1440, 60), (1920, 480, 62)]
+    assert has(report, "ignored 1 note-offs without a note-on") and not report.altered
+    # the same at the track's start, and for a key struck again later
+    track = [off(64), on(64), off(64, 1440), on(64, 480), off(64, 480)]
+    assert spans(read_midi(midi_bytes(track))[0]) == [(0, 1440, 64), (1920, 480, 64)]
+
+
+def test_zero_length_grace_notes_written_off_first_stay_zero_length_in_the_document():
+    # music21 writes a grace note as "off, then on" at one tick, a run of them likewise, and sometimes the
+    # main note on the same key at the same tick; none of these is ever released by a later note-off
+    track = [off(67), on(67), off(67, 480), on(67), on(67), off(67, 480), off(69), on(69), on(69, 480)]
+    score, report = read_midi(midi_bytes(track))
+    held = sorted((n.start, n.duration, n.pitch) for t in score.tracks() for n in t.notes)
+    assert held == [(0, 0, 67), (480, 0, 67), (480, 480, 67), (960, 0, 69), (1440, 0, 69)]
+    assert spans(score) == [(0, MIN_NOTE_TICKS, 67), (480, MIN_NOTE_TICKS, 67), (480, 480, 67),
+                            (960, MIN_NOTE_TICKS, 69), (1440, MIN_NOTE_TICKS, 69)]
+
+
+def _with_chunk_length(data: bytes, track: int, length: int) -> bytes:
+    """`data` with the declared length of its `track`-th MTrk chunk (1-based) replaced."""
+    pos = -1
+    for _ in range(track):
+        pos = data.index(b"MTrk", pos + 1)
+    return data[:pos + 4] + struct.pack(">L", length) + data[pos + 8:]
+
+
+def test_a_chunk_length_past_the_end_of_the_file_reads_every_track():
+    data = midi_bytes([Meta("track_name", name="melody"), on(60), off(60, 480)],
+                      [Meta("track_name", name="bass"), on(36), off(36, 960)])
+    for broken in (_with_chunk_length(data, 1, 0x7FFFFFF), _with_chunk_length(data, 2, 0x7FFFFFF)):
+        score, report = read_midi(broken)
+        assert [(t.name, [(n.start, n.duration, n.pitch) for n in t.notes]) for t in score.tracks()] == \
+            [("melody", [(0, 480, 60)]), ("bass", [(0, 960, 36)])]
+        assert has(report, "chunk length runs past the end of the file")
+        assert not has(report, "announces")
+
+
+def test_a_chunk_length_over_the_next_track_reads_the_next_track():
+    data = midi_bytes([on(60), off(60, 480)], [on(36), off(36, 960)], [on(48), off(48, 240)])
+    first_length = struct.unpack(">L", data[data.index(b"MTrk") + 4:][:4])[0]
+    score, report = read_midi(_with_chunk_length(data, 1, first_length + 20))
+    assert [[(n.start, n.duration, n.pitch) for n in t.notes] for t in score.tracks()] == \
+        [[(0, 480, 60)], [(0, 960, 36)], [(0, 240, 48)]]
+    assert has(report, "track 1", "over the next track") and not has(report, "announces")
+
+
+def test_a_track_cut_before_its_end_is_still_an_error():
+    data = midi_bytes([on(60), off(60, 480)], [on(36), off(36, 960)])
+    with pytest.raises(MidiReadError, match="track 2 is cut off"):
+        read_midi(_with_chunk_length(data, 2, 0x7FFFFFF)[:-3])
