@@ -7,7 +7,8 @@ A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.train.
 seconds (the schedule fits the budget), with infill examples (--infill-share) and the Flat token of
 one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples).
 A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
-for as many steps as the plain RWKV run of that size made (`tf` runs come after it), on plain windows.
+for as many steps as the plain RWKV run of that size made (`tf` runs come after it), on plain windows;
+its weights go to --work/tfLxD_LR/transformer.pt (unless --no-save-tf), for bench/eval_base.py's test scores.
 Every model is scored on the validation split of each collection (bits per note, bench/scoring.py), and
 the RWKV models also on bar infill of the POP909 validation songs: bits per note of the missing bars given
 the bars before and after, against given the bars before only. Results go to --work/sweep.json and print as
@@ -20,6 +21,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--infill-share", type=float, default=0.25)
     p.add_argument("--val-pieces", type=int, default=12, help="validation pieces per collection")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-save-tf", dest="save_tf", action="store_false",
+                   help="do not keep the Transformer runs' weights (default: WORK/tfLxD_LR/transformer.pt)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -155,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             row = {"params": parameter_count(model), "steps": base["steps"], "train_seconds": round(info["seconds"]),
                    "layers_tf": tcfg.n_layer, **run}
             row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
+            if args.save_tf:  # so that the evaluation can score the best rate on the test split
+                out.mkdir(parents=True, exist_ok=True)
+                tmp = out / "transformer.pt.tmp"
+                torch.save({"config": asdict(tcfg), "state_dict": model.state_dict(), "lr": run["lr"],
+                            "steps": base["steps"], "tokenizer": tok.to_dict()}, tmp)
+                tmp.replace(out / "transformer.pt")
+                row["weights"] = str(out / "transformer.pt")
         results[spec] = row
         results_path.write_text(json.dumps(results, indent=1))
         log(f"{spec}: {json.dumps(row)}")
