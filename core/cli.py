@@ -273,6 +273,100 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- issue 17: infill ----------------------------------------------------------------------------
+def _infill_generator(args: argparse.Namespace):
+    """The model of --model (default: the bundled base model, as the app starts with) with --style."""
+    from .generate import Generator
+    from .paths import base_model
+
+    model = args.model or base_model()
+    if model is None:
+        raise CliError("no --model given and no bundled base model found (python -m core.paths shows where)")
+    try:
+        gen = Generator.load(str(model), args.style)
+    except (OSError, ValueError, KeyError) as e:
+        raise CliError(f"cannot load {model}: {e}") from None
+    if not gen.tokenizer.infill:
+        raise CliError(f"{model} was made with tokenizer {gen.tokenizer.VERSION}, which has no infill tokens: "
+                       f"infill and accompany need a model trained with infill examples (tokenizer rwkvmusic-tok-2)")
+    return gen
+
+
+def _write_infill(args: argparse.Namespace, stream, what: str) -> int:
+    import os
+
+    from .midi import write_midi
+
+    notes = [[] for _ in range(stream.variations)]
+    for item in stream:
+        notes[item.variation].append(item.note)
+    root, ext = os.path.splitext(args.output)
+    first_bar, last_bar = stream.lines.index(stream.start_tick) + 1, stream.lines.index(stream.end_tick)
+    for v, v_notes in enumerate(notes):
+        path = args.output if stream.variations == 1 else f"{root}-{v + 1}{ext or '.mid'}"
+        try:
+            write_midi(stream.score(v_notes), path)
+        except OSError as e:
+            raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+        print(f"{path}: {len(v_notes)} new notes {what} in bars {first_bar}-{last_bar}")
+    per_token = stream.step_seconds / max(stream.steps, 1) * 1000
+    first = f"first note after {stream.first_note_seconds * 1000:.0f} ms; " if stream.first_note_seconds else ""
+    print(f"{len(stream.chunks)} chunk(s); prefill {stream.prefill_seconds * 1000:.0f} ms; {first}"
+          f"{stream.steps} steps at {per_token:.1f} ms")
+    return 0
+
+
+def _sampling(args: argparse.Namespace):
+    from .generate import SamplingConfig
+
+    if args.variations < 1:
+        raise CliError("--variations must be at least 1")
+    return SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
+
+
+def cmd_infill(args: argparse.Namespace) -> int:
+    from .generate import parse_instruments
+    from .infill import bar_range, infill, parse_bar_range
+    from .midi import MidiReadError, read_midi
+
+    try:
+        first, last = parse_bar_range(args.bars)
+        instruments = parse_instruments(args.instruments) if args.instruments else None
+        score, _ = read_midi(args.input)
+    except (MidiReadError, OSError, ValueError) as e:
+        raise CliError(e) from None
+    sampling = _sampling(args)
+    gen = _infill_generator(args)
+    start, end = bar_range(score, gen.tokenizer, first, last)
+    try:
+        stream = infill(gen, score, start, end, variations=args.variations, sampling=sampling,
+                        instruments=instruments)
+    except ValueError as e:
+        raise CliError(e) from None
+    return _write_infill(args, stream, "regenerated")
+
+
+def cmd_accompany(args: argparse.Namespace) -> int:
+    from .generate import parse_instruments
+    from .infill import add_part, bar_range, parse_bar_range
+    from .midi import MidiReadError, read_midi
+
+    try:
+        instrument = parse_instruments([args.instrument])[0]
+        bars = parse_bar_range(args.bars) if args.bars else None
+        score, _ = read_midi(args.input)
+    except (MidiReadError, OSError, ValueError) as e:
+        raise CliError(e) from None
+    sampling = _sampling(args)
+    gen = _infill_generator(args)
+    start, end = bar_range(score, gen.tokenizer, *bars) if bars else (None, None)
+    try:
+        stream = add_part(gen, score, instrument, start, end, variations=args.variations, sampling=sampling)
+    except ValueError as e:
+        raise CliError(e) from None
+    return _write_infill(args, stream, "in a new part")
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     import time
 
@@ -399,6 +493,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--instruments", nargs="*")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_generate)
+
+    for verb, text in (("infill", "regenerate a bar range of a MIDI file (everything else stays as it is)"),
+                       ("accompany", "add a part of one instrument to a MIDI file (every existing note stays)")):
+        s = sub.add_parser(verb, help=text)
+        s.add_argument("--model", help="default: the bundled base model")
+        s.add_argument("--style")
+        s.add_argument("--in", dest="input", required=True, metavar="IN.mid")
+        if verb == "infill":
+            s.add_argument("--bars", required=True, help="bars to regenerate, e.g. 5-8 (counted from 1)")
+            s.add_argument("--instruments", nargs="*", help="GM names or program numbers the range is written "
+                                                            "with (default: those in it); other notes there stay")
+        else:
+            s.add_argument("--instrument", required=True, help='GM name or program number, e.g. "Electric Bass '
+                                                               '(finger)" or 33, or drums')
+            s.add_argument("--bars", help="bars the part covers, e.g. 1-16 (default: the whole piece)")
+        s.add_argument("--variations", type=int, default=1)
+        s.add_argument("--temperature", type=float, default=1.0)
+        s.add_argument("--top-p", type=float, default=0.95)
+        s.add_argument("--top-k", type=int, default=0)
+        s.add_argument("--seed", type=int)
+        s.add_argument("-o", "--output", required=True, metavar="OUT.mid")
+        s.set_defaults(func=cmd_infill if verb == "infill" else cmd_accompany)
 
     s = sub.add_parser("live", help="continue a MIDI file and play it live to a MIDI output")
     s.add_argument("--model", required=True)

@@ -1,0 +1,582 @@
+"""Infill: regenerate a bar range, or add a part, through the recurrent state.
+
+The context is read once (prefill), then the middle streams note by note under the grammar, with the
+sampler, masks and batched variations of continuation (core.generate). The prompt is laid out as the
+infill examples of training are (core.data.bar_infill_tokens / part_infill_tokens, tokenizer v2):
+
+    bars:  <before> Gap_k  Tempo Bar TimeSig <after>  Fill Tempo Bar TimeSig | <k bars, sampled>  EOS
+    part:  <the bars, without p>  Part Program_p  Fill Tempo Bar TimeSig | <the same bars, p only>  EOS
+
+What the user keeps inside the range (locked notes, and in a bar range the notes of instruments that are
+not regenerated; in a part, the notes that instrument already has) is teacher-forced: the model samples
+freely until its stream reaches the onset of a kept note (it may not skip past it), then that onset's
+tokens are forced, and the model goes on around them. Tempo and meter changes inside the range are forced
+the same way, and never sampled, so the middle keeps the piece's tempo map and meter.
+
+Nothing outside the range changes, and in a part no existing note changes: the result is the user's
+Score (tracks, events) with only the regenerated notes removed and the new ones added.
+
+A range longer than MAX_GAP_BARS bars is done in chunks, each one a prompt of its own: a bar chunk reads
+the chunks before it as already regenerated (so each variation prefills its own prompt after the first
+chunk) and the original bars after it; a part chunk starts PART_OVERLAP_BARS bars early, with those bars
+of the new part given (written into its prompt), so the part goes on where the last chunk left it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .generate import TOKENS_PER_BAR_LIMIT, Generator, SamplingConfig, StreamedNote, sample_tokens, torch_threads
+from .model import State
+from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
+from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
+
+BEFORE_BARS = 16  # at most this many bars before a bar range are read (fewer where the budget is short)
+AFTER_BARS = 8  # ... and after it
+PART_OVERLAP_BARS = 4  # a part chunk restates this many bars of the part the chunk before it wrote
+
+
+def token_bar_lines(score: Score, tokenizer, bars: int = 0, until: int = 0) -> list[int]:
+    """Ticks of the bar lines as the tokenizer lays bars out (a meter it does not have, or a change inside
+    a bar, can make them differ from `Score.bar_starts`): at least `bars` bars and up to `until`, with the
+    end of the last bar as the last line."""
+    end = max(int(until), bars * MAX_BAR_QUARTERS * TICKS_PER_BEAT, 1)
+    ids = tokenizer.encode(Score((), list(score.tempos), list(score.time_signatures)), eos=False, end_tick=end)
+    g = tokenizer.grammar()
+    lines = []
+    for t in ids:
+        g.advance(t)
+        if t == tokenizer.bar_id:
+            lines.append(g.bar_start)
+    lines.append(g.bar_start + g.bar_ticks)
+    return lines
+
+
+def bar_range(score: Score, tokenizer, first: int, last: int) -> tuple[int, int]:
+    """Ticks [start, end) of bars `first`..`last` (1-based, inclusive)."""
+    if first < 1 or last < first:
+        raise ValueError(f"bars {first}-{last}: give a range of bars from 1, first <= last")
+    lines = token_bar_lines(score, tokenizer, bars=last)
+    return lines[first - 1], lines[last]
+
+
+def parse_bar_range(text: str) -> tuple[int, int]:
+    """'5-8' -> (5, 8); '5' -> (5, 5). Bars count from 1."""
+    parts = str(text).replace(" ", "").split("-")
+    try:
+        if len(parts) == 1:
+            first = last = int(parts[0])
+        elif len(parts) == 2:
+            first, last = int(parts[0]), int(parts[1])
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bars {text!r}: write a range as FIRST-LAST, e.g. 5-8 (bars count from 1)") from None
+    if first < 1 or last < first:
+        raise ValueError(f"bars {text!r}: bars count from 1 and the range must not run backwards")
+    return first, last
+
+
+def _key(n: Note) -> tuple:
+    """What identifies a note across the document and the tokenizer's view (which may lengthen it)."""
+    return (n.start, n.pitch, n.instrument)
+
+
+def _span(notes: Iterable[Note], view: Score, a: int, b: int) -> Score:
+    """The notes starting in [a, b), shifted to start at a, with the tempo map and meter of `view` there."""
+    tempos = [TempoChange(0, view.tempo_at(a))] + [TempoChange(t.tick - a, t.bpm) for t in view.tempos
+                                                    if a < t.tick < b]
+    ts = view.time_signature_at(a)
+    meters = [TimeSignature(0, ts.numerator, ts.denominator)] + [
+        TimeSignature(t.tick - a, t.numerator, t.denominator) for t in view.time_signatures if a < t.tick < b]
+    return Score([Note(n.start - a, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes
+                  if a <= n.start < b], tempos, meters)
+
+
+@dataclass
+class _Onset:
+    bar: int  # 1-based bar of the middle
+    pos: int  # grid step in the bar
+    tempo: int | None  # a Tempo token forced after the Pos
+    notes: list  # (instrument, velocity level, pitch, Dur token) in the encoder's order
+
+
+@dataclass
+class _Middle:
+    """The middle of one chunk as far as it is known: its header and given bars (prompt tokens), then
+    what must be forced in the bars the model writes: meter changes by bar, and onsets of kept notes."""
+    prompt: list[int]
+    bars: int  # all bars of the middle
+    given: int  # bars written into the prompt (a part chunk's overlap)
+    meters: dict[int, int] = field(default_factory=dict)  # bar -> TimeSig token
+    onsets: list[_Onset] = field(default_factory=list)
+
+
+def _middle(tok, score: Score, length: int, given: int) -> _Middle:
+    """`score` (kept notes of the chunk, from its start) as a middle: Fill, the restated header, the first
+    `given` bars whole; the rest becomes the schedule of forced tokens."""
+    ids = tok.encode(score, eos=False, end_tick=length)
+    g = GrammarState(tok)
+    restated = [tok.fill_id]
+    out = _Middle(restated, ids.count(tok.bar_id), given)
+    onset = None
+    for t in ids:
+        g.advance(t)
+        kind = tok.kind(t)
+        if kind in ("bos", "flat"):
+            continue  # _restated: the middle's header is Tempo Bar TimeSig
+        if g.bars <= given or (g.bars == 1 and kind in ("tempo", "bar", "timesig") and onset is None):
+            restated.append(t)  # given bars, and the header of the first bar
+            continue
+        if kind == "timesig":
+            out.meters[g.bars] = t
+        elif kind == "pos":
+            onset = _Onset(g.bars, g.pos, None, [])
+            out.onsets.append(onset)
+        elif kind == "tempo":
+            onset.tempo = t
+        elif kind == "duration":
+            onset.notes.append((g.instrument, g.velocity, g.pitch, t))
+    return out
+
+
+class _Forcing:
+    """One variation's forced tokens: the schedule of a chunk's middle and the tokens queued right now."""
+
+    def __init__(self, tok, middle: _Middle):
+        self.tok = tok
+        self.meters = dict(middle.meters)
+        self.onsets = list(middle.onsets)
+        self.queue: list = []  # ("tok", id) or ("note", instrument, level, pitch, dur, stage)
+
+    def next_token(self, g: GrammarState) -> int | None:
+        """The token to force now, or None when the model samples."""
+        tok = self.tok
+        while self.queue:
+            item = self.queue[0]
+            if item[0] == "tok":
+                self.queue.pop(0)
+                return item[1]
+            _, instrument, level, pitch, dur, stage = item
+            if stage == 0:
+                item[5] = 1
+                if g.instrument != instrument:
+                    return tok.instrument_id(*instrument)
+                stage = 1
+            if stage == 1:
+                item[5] = 2
+                if g.velocity != level:
+                    return tok.ids_of_kind("velocity")[level]
+                stage = 2
+            if stage == 2:
+                item[5] = 3
+                return tok.pitch_id(pitch)
+            self.queue.pop(0)
+            return dur
+        return None
+
+    def restrict(self, g: GrammarState, mask: np.ndarray) -> np.ndarray:
+        """The sampling mask, kept from passing the next kept onset: in its bar, no Bar, EOS or later Pos."""
+        if not self.onsets:
+            return mask
+        bar = g.fill_bars - g.fill_left
+        first = self.onsets[0]
+        if bar < first.bar:
+            return mask
+        mask = mask.copy()
+        tok = self.tok
+        mask[tok.bar_id] = mask[tok.eos_id] = False
+        pos = tok.ids_of_kind("pos")
+        mask[pos.start + first.pos + 1:pos.stop] = False
+        return mask
+
+    def fed(self, g: GrammarState, t: int) -> None:
+        """Queue what the token just fed calls for (after a Bar its meter; at a kept onset its tokens)."""
+        kind = self.tok.kind(t)
+        bar = g.fill_bars - g.fill_left
+        if kind == "bar" and bar in self.meters:
+            self.queue.append(("tok", self.meters.pop(bar)))
+        elif kind == "pos" and self.onsets and (self.onsets[0].bar, self.onsets[0].pos) == (bar, g.pos):
+            onset = self.onsets.pop(0)
+            if onset.tempo is not None:
+                self.queue.append(("tok", onset.tempo))
+            self.queue += [["note", inst, level, pitch, dur, 0] for inst, level, pitch, dur in onset.notes]
+
+
+def _force(dec: StreamDecoder, t: int) -> list[Note]:
+    """Feed a forced token: a kept note may lie outside the instruments or the playable range that bind
+    the model's own notes."""
+    g = dec.grammar
+    restriction, playable = g._restriction, g.playable
+    g._restriction, g.playable = None, False
+    try:
+        if not g.accepts(t):
+            raise AssertionError(f"forced token {dec.grammar.tok.token_name(t)} is not valid here")
+        return dec.feed(t)
+    finally:
+        g._restriction, g.playable = restriction, playable
+
+
+def _restruck(notes: list[Note]) -> list[Note]:
+    """A new note that sounds on when its key is struck again ends there: one instrument plays a key once
+    at a time (a file would otherwise need extra tracks to hold both)."""
+    by_key: dict[tuple, list[Note]] = {}
+    for n in notes:
+        by_key.setdefault((n.instrument, n.pitch), []).append(n)
+    for same in by_key.values():
+        same.sort(key=lambda n: n.start)
+        for n, after in zip(same, same[1:]):
+            if n.start < after.start < n.end:
+                n.duration = after.start - n.start
+    return notes
+
+
+@dataclass
+class Chunk:
+    start: int  # first tick the chunk regenerates (a bar line)
+    end: int  # its end (a bar line)
+    bars: int  # bars it regenerates
+    given: int = 0  # bars before `start` restated in its prompt (a part chunk's overlap)
+    context_start: int = 0  # tick of the prompt's first bar (before bars, or the part's context)
+
+
+@dataclass
+class _Variation:
+    notes: list[Note] = field(default_factory=list)  # generated notes, absolute ticks
+    tokens: list[list[int]] = field(default_factory=list)  # per chunk: the middle after the prompt
+    prompts: list[list[int]] = field(default_factory=list)  # per chunk
+    reasons: list[str] = field(default_factory=list)  # per chunk: "eos", "tokens", "closed"
+
+
+class InfillStream:
+    """Iterating yields StreamedNote (absolute ticks in the piece) as each generated note is complete; per
+    variation, note starts never go back. Kept notes are not yielded (they are in the piece already).
+
+    Known before iterating: `start_tick`, `end_tick` (bar lines), `variations`, `chunks`, `instruments`
+    (what the model may write; None: any), `part`. After: `tokens[v][c]`, `prompts[v][c]`, `reasons[v][c]`,
+    `prefill_seconds`, `steps`, `step_seconds`, `first_note_seconds`. `close()` stops it. `score(notes)`
+    is the piece with a variation's notes in place (a new note re-struck while it sounds ends there)."""
+
+    def __init__(self, gen: Generator, score: Score, start_tick: int, end_tick: int, *, part=None,
+                 variations: int = 1, sampling: SamplingConfig | None = None, instruments=None, locked=(),
+                 context_tokens: int | None = None, max_tokens_per_bar: int = TOKENS_PER_BAR_LIMIT):
+        tok = gen.tokenizer
+        if not tok.infill:
+            raise ValueError(f"this model was made with tokenizer {tok.VERSION}, which has no infill tokens: "
+                             f"regenerating bars or adding a part needs a model trained with infill examples "
+                             f"(tokenizer rwkvmusic-tok-2 or later)")
+        if variations < 1:
+            raise ValueError("variations must be at least 1")
+        self.gen, self.tok = gen, tok
+        self.document = score
+        self.view = score.token_view()
+        self.notes = self.view.notes  # computed on each access: once here
+        self.variations = variations
+        self.sampling = sampling or SamplingConfig()
+        self.context_tokens = context_tokens or gen.ctx // 2  # training gives the middle at most half
+        self.max_tokens_per_bar = max_tokens_per_bar
+        lines = token_bar_lines(self.view, tok, until=max(int(end_tick), self.view.end_tick) + 1)
+        start = max(line for line in lines if line <= max(int(start_tick), 0))
+        end = min(line for line in lines if line >= min(int(end_tick), lines[-1]))
+        if end <= start:
+            raise ValueError(f"the range {start_tick}..{end_tick} holds no whole bar")
+        self.lines, self.start_tick, self.end_tick = lines, start, end
+        self.part = None if part is None else ((0, True) if part[1] else (int(part[0]), False))
+        in_range = [n for n in self.notes if start <= n.start < end]
+        locked_keys = {_key(n) for n in locked}
+        if self.part is not None:
+            self.instruments = [self.part]
+        elif instruments is not None:
+            self.instruments = sorted({(0, True) if d else (int(p), False) for p, d in instruments})
+            if not self.instruments:
+                raise ValueError("instruments must not be empty")
+        else:  # those of the range, else of the piece; none: any
+            self.instruments = sorted({n.instrument for n in in_range} or {n.instrument for n in self.notes}) \
+                or None
+        regenerated = None if self.instruments is None else set(self.instruments)
+
+        def replaced(n: Note) -> bool:
+            return (self.part is None and start <= n.start < end and _key(n) not in locked_keys
+                    and (regenerated is None or n.instrument in regenerated))
+
+        self._replaced = replaced
+        self.kept = [n for n in self.notes if not replaced(n)]  # the tokenizer's view of what stays
+        self.chunks = self._plan()
+        self.prefill_seconds = self.step_seconds = 0.0
+        self.first_note_seconds: float | None = None
+        self.steps = 0
+        self._vars = [_Variation() for _ in range(variations)]
+        self._iterator: Iterator[StreamedNote] | None = None
+
+    # --- results -------------------------------------------------------------------------------
+    @property
+    def tokens(self) -> list[list[list[int]]]:
+        return [v.tokens for v in self._vars]
+
+    @property
+    def prompts(self) -> list[list[list[int]]]:
+        return [v.prompts for v in self._vars]
+
+    @property
+    def reasons(self) -> list[list[str]]:
+        return [v.reasons for v in self._vars]
+
+    def score(self, notes: Iterable[Note]) -> Score:
+        """The document with `notes` in the range: in a bar range the replaced notes go and the new ones join
+        the track that held most of their instrument's replaced notes (else one of that instrument); a part
+        is a new track. Every other track, note and event is the document's own."""
+        piece = self.document.copy()
+        notes = _restruck([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
+        if self.part is not None:
+            program, drum = self.part
+            name = "Drums" if drum else GM_PROGRAM_NAMES[program]
+            tracks = piece.tracks(include_empty=True) + [Track(name, None, program, drum, notes)]
+            return Score((), list(piece.tempos), list(piece.time_signatures), tracks=tracks)
+        home: dict[tuple, dict[int, int]] = {}
+        for i, t in enumerate(piece.tracks(include_empty=True)):
+            kept = []
+            for n in t.notes:
+                if self._replaced(n):
+                    counts = home.setdefault(n.instrument, {})
+                    counts[i] = counts.get(i, 0) + 1
+                else:
+                    kept.append(n)
+            t.notes[:] = kept
+        for n in notes:
+            counts = home.get(n.instrument)
+            if counts:
+                n.track = max(counts, key=lambda i: (counts[i], -i))
+        piece.add_notes(notes)
+        return piece
+
+    def generate(self) -> list[Score]:
+        """Run to the end: one Score per variation."""
+        notes: list[list[Note]] = [[] for _ in range(self.variations)]
+        for item in self:
+            notes[item.variation].append(item.note)
+        return [self.score(v) for v in notes]
+
+    # --- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> "InfillStream":
+        return self
+
+    def __next__(self) -> StreamedNote:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return next(self._iterator)
+
+    def close(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+
+    # --- prompts -------------------------------------------------------------------------------
+    def _plan(self) -> list[Chunk]:
+        lines = self.lines
+        first, last = lines.index(self.start_tick), lines.index(self.end_tick)
+        total = last - first
+        chunks = []
+        if self.part is None:  # chunks of about equal length
+            n = -(-total // MAX_GAP_BARS)
+            edges = [first + round(i * total / n) for i in range(n + 1)]
+            return [Chunk(lines[a], lines[b], b - a) for a, b in zip(edges, edges[1:])]
+        a = first
+        while a < last:
+            given = min(PART_OVERLAP_BARS, a - first)
+            n = min(MAX_GAP_BARS - given, last - a)
+            while n > 1 and len(self._part_context(lines[a - given], lines[a + n])) > self.context_tokens:
+                n -= 1  # the other parts of these bars are too long for the budget: a shorter chunk
+            chunks.append(Chunk(lines[a], lines[a + n], n, given, lines[a - given]))
+            a += n
+        return chunks
+
+    def _part_context(self, a: int, b: int) -> list[int]:
+        notes = [n for n in self.notes if n.instrument != self.part]
+        return self.tok.encode(_span(notes, self.view, a, b), eos=False, end_tick=b - a)
+
+    def _flat(self, ids: list[int]) -> list[int]:
+        """The piece's Flat flag (one velocity throughout) after BOS, as training windows carry it."""
+        tok = self.tok
+        ids = [t for t in ids if t != tok.flat_id]
+        if len({velocity_level(n.velocity) for n in self.notes}) == 1:
+            ids.insert(1, tok.flat_id)
+        return ids
+
+    def _bar_context(self, chunk: Chunk, before_notes: list[Note]) -> list[int]:
+        """before + Gap_k + after, within the context budget (the bar furthest from the gap is left out
+        first, as in training)."""
+        tok, view, lines = self.tok, self.view, self.lines
+        s, e = lines.index(chunk.start), lines.index(chunk.end)
+        b0 = lines[max(0, s - BEFORE_BARS)]
+        before = self._flat(tok.encode(_span(before_notes, view, b0, chunk.start), eos=False,
+                                       end_tick=chunk.start - b0)) if chunk.start > b0 else []
+        last_onset = max((n.start for n in self.notes), default=-1)
+        a_end = e
+        while a_end < min(e + AFTER_BARS, len(lines) - 1) and lines[a_end] <= last_onset:
+            a_end += 1
+        after = tok.encode(_span(self.notes, view, chunk.end, lines[a_end]), eos=False,
+                           end_tick=lines[a_end] - chunk.end)[1:] if a_end > e else []
+        after = [t for t in after if t != tok.flat_id]
+        heads = tok.bar_headers(before) if before else []  # (index, header) of each before bar
+        after_bars = [i for i, t in enumerate(after) if t == tok.bar_id]
+        first, keep_after = 0, len(after_bars)  # before bars from `first`, the first `keep_after` after bars
+
+        def assemble() -> list[int]:
+            if first >= len(heads):  # no bar before: BOS [Flat] and the tempo where the gap starts
+                ids = self._flat([tok.bos_id, tok.tempo_id(view.tempo_at(chunk.start))])
+            elif first == 0:
+                ids = list(before)
+            else:
+                index, header = heads[first]
+                ids = header + before[index + 1:]
+            ids.append(tok.gap_id(chunk.bars))
+            if keep_after:
+                ids += after[:after_bars[keep_after]] if keep_after < len(after_bars) else after
+            return ids
+
+        ids = assemble()
+        while len(ids) > self.context_tokens and (first < len(heads) or keep_after):
+            if keep_after and (first >= len(heads) or keep_after >= len(heads) - first):
+                keep_after -= 1
+            else:
+                first += 1
+            ids = assemble()
+        return ids
+
+    def _prompt(self, chunk: Chunk, var: _Variation) -> tuple[list[int], _Middle]:
+        tok, view = self.tok, self.view
+        if self.part is None:
+            kept = [n for n in self.kept if chunk.start <= n.start < chunk.end]
+            middle = _middle(tok, _span(kept, view, chunk.start, chunk.end), chunk.end - chunk.start, 0)
+            before = [n for n in self.kept if n.start < chunk.start] + var.notes
+            context = self._bar_context(chunk, before)
+        else:
+            a = chunk.context_start
+            given = [n for n in self.notes if n.instrument == self.part and a <= n.start < chunk.end]
+            given += [n for n in var.notes if n.start >= a]  # the part's overlap bars, as the last chunk wrote them
+            middle = _middle(tok, _span(given, view, a, chunk.end), chunk.end - a, chunk.given)
+            context = self._part_context(a, chunk.end) + [tok.part_id, tok.instrument_id(*self.part)]
+        return context + middle.prompt, middle
+
+    # --- the sampling loop ---------------------------------------------------------------------
+    def _run(self) -> Iterator[StreamedNote]:
+        gen, tok, cfg = self.gen, self.tok, self.sampling
+        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        rng = None
+        keep = gen._keep_meter_and_tempo  # tempo and meter only where forced
+        V = tok.vocab_size
+        t_start = time.perf_counter()
+        try:
+            for chunk in self.chunks:
+                prompts, middles = [], []
+                for var in self._vars:
+                    ids, middle = self._prompt(chunk, var)
+                    var.prompts.append(ids)
+                    var.tokens.append([])
+                    var.reasons.append("")
+                    prompts.append(ids)
+                    middles.append(middle)
+                t0 = time.perf_counter()
+                distinct: dict[tuple, tuple] = {}
+                for ids in prompts:
+                    if tuple(ids) not in distinct:
+                        distinct[tuple(ids)] = gen._prefill(ids)
+                rows_of = [distinct[tuple(ids)] for ids in prompts]
+                if len(distinct) == 1:  # one prefill for every variation
+                    logits, state = rows_of[0]
+                    if self.variations > 1:
+                        state = state.repeat(self.variations)
+                        logits = logits.expand(self.variations, -1)
+                else:
+                    logits = torch.cat([r[0] for r in rows_of])
+                    state = State.cat([r[1] for r in rows_of])
+                self.prefill_seconds += time.perf_counter() - t0
+                if rng is None:  # multinomial samples where the logits are
+                    rng = torch.Generator(device=logits.device).manual_seed(seed)
+                decoders, forcings, origins = [], [], []
+                for ids, middle in zip(prompts, middles):
+                    dec = tok.stream_decoder()
+                    dec.grammar = tok.grammar(ids, instruments=self.instruments, playable=True)
+                    decoders.append(dec)
+                    forcings.append(_Forcing(tok, middle))
+                    origins.append(chunk.context_start if self.part is not None else chunk.start)
+                    origins[-1] -= dec.grammar.gap_tick  # where the decoder puts the middle
+                limit = self.max_tokens_per_bar * chunk.bars
+                alive = list(range(self.variations))
+                device = logits.device
+                while alive:
+                    forced = [forcings[v].next_token(decoders[v].grammar) for v in alive]
+                    allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
+                    for row, v in enumerate(alive):
+                        if forced[row] is not None:
+                            allowed[row, forced[row]] = True
+                        else:
+                            g = decoders[v].grammar
+                            allowed[row, :V] = torch.from_numpy(forcings[v].restrict(g, g.allowed() & keep))
+                    with torch_threads(gen.threads):
+                        sampled = sample_tokens(logits, allowed.to(device), cfg, rng).tolist()
+                    toks = [f if f is not None else s for f, s in zip(forced, sampled)]
+                    rows = []
+                    for row, (v, t) in enumerate(zip(alive, toks)):
+                        var, dec = self._vars[v], decoders[v]
+                        var.tokens[-1].append(t)
+                        notes = _force(dec, t) if forced[row] is not None else dec.feed(t)
+                        forcings[v].fed(dec.grammar, t)
+                        if forced[row] is None:
+                            for note in notes:
+                                start = note.start + origins[v]
+                                note = Note(start, max(1, min(note.duration, self.end_tick - start)), note.pitch,
+                                            note.velocity, note.program, note.drum)
+                                var.notes.append(note)
+                                if self.first_note_seconds is None:
+                                    self.first_note_seconds = time.perf_counter() - t_start
+                                yield StreamedNote(v, note)
+                        if t == tok.eos_id:
+                            var.reasons[-1] = "eos"
+                        elif len(var.tokens[-1]) >= limit:
+                            var.reasons[-1] = "tokens"  # a runaway: the rest of the chunk stays as it is
+                        else:
+                            rows.append(row)
+                    if not rows:
+                        break
+                    if len(rows) < len(alive):
+                        state = state.select(rows)
+                    alive = [alive[r] for r in rows]
+                    t1 = time.perf_counter()
+                    with torch_threads(gen.threads):
+                        logits, state = gen.model.step(torch.tensor([toks[r] for r in rows], device=device), state)
+                    self.step_seconds += time.perf_counter() - t1
+                    self.steps += 1
+        finally:
+            for var in self._vars:  # a chunk left unfinished was closed
+                var.reasons[:] = [r or "closed" for r in var.reasons]
+
+
+def infill(gen: Generator, score: Score, start_tick: int, end_tick: int, **kwargs) -> InfillStream:
+    """Regenerate the bars from `start_tick` to `end_tick` (widened to bar lines): see InfillStream.
+
+    `instruments`: what the model writes there (default: the instruments of the range, else of the piece);
+    notes of other instruments in the range are kept. `locked`: notes in the range to keep (by start,
+    pitch and instrument)."""
+    return InfillStream(gen, score, start_tick, end_tick, **kwargs)
+
+
+def add_part(gen: Generator, score: Score, instrument: tuple[int, bool], start_tick: int | None = None,
+             end_tick: int | None = None, **kwargs) -> InfillStream:
+    """A new track of `instrument` (program, drum) over the bars from `start_tick` to `end_tick` (default:
+    the whole piece), written to go with every other instrument there; no existing note changes (notes
+    the instrument already has in the range are kept, and the new part is written around them)."""
+    if start_tick is None or end_tick is None:
+        end = score.token_view().end_tick
+        if end <= 0 and end_tick is None:
+            raise ValueError("the piece has no notes: give the bars the part should cover")
+        start_tick = 0 if start_tick is None else start_tick
+        end_tick = end if end_tick is None else end_tick
+    return InfillStream(gen, score, start_tick, end_tick, part=instrument, **kwargs)
+
+
+__all__ = ["InfillStream", "Chunk", "infill", "add_part", "bar_range", "parse_bar_range", "token_bar_lines"]
