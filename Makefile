@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml Makefile
 native: $(STAMP)
 	$(PY) -m core.step_cpu
 
+# check_qt_libs names the system packages Qt's X11 plugin lacks (it stops only when X11 would be used)
 run: native
+	$(PY) tools/check_qt_libs.py
 	$(PY) main.py
 
 test: native

