@@ -5,7 +5,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import arrange
 from core.library import ModelEntry
-from musicapp import commands, editing, main_thread_gc
+from musicapp import commands, main_thread_gc
 from musicapp.document import NoteDocument, Preview
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.transport import NoteFeed
@@ -104,11 +104,12 @@ class GenerationController(QObject):
 
     # --- continuing ---------------------------------------------------------------------------
     def start_tick(self) -> int:
-        """Where to continue: the end of the selection, or after the last note before the playhead
-        (core.arrange.continuation_request: after the whole piece when nothing is before the playhead)."""
+        """Where the continuation starts: the bar line at or after the end of the selection, or after the
+        last note before the playhead (core.arrange.continuation_request: after the whole piece when nothing
+        is before the playhead). Everything before that bar line is the prompt, so nothing is left between."""
         end = self.roll.selection_end() if self.panel.from_selection.isChecked() else None
         tick = end if end is not None else arrange.continuation_request(self.doc.notes(), self.roll.playhead_tick)
-        return editing.snap_tick(self.doc, tick, self.roll.scene.snap)
+        return arrange.bar_line_at_or_after(self.doc.meta, tick)
 
     def _schedule_placement_note(self, *_) -> None:
         if not self._placement_timer.isActive():
@@ -116,10 +117,10 @@ class GenerationController(QObject):
 
     def update_placement_note(self) -> None:
         """Say in the panel which bars the continuation fills and what accepting it does to the notes after."""
-        if self.transport.playing and self.doc.preview.is_empty():
+        if self.transport.playing and not self.doc.has_region():
             return  # the playhead runs: say it once it stops
         doc, mode = self.doc, self.doc.placement
-        if doc.preview.is_empty():
+        if not doc.has_region():
             request = self.start_tick()
             start, end = arrange.continuation_bars(doc.meta, request, self.panel.bars.value())
             plan = arrange.place_continuation(dict(doc.items()), doc.meta, start, end, mode)
@@ -207,6 +208,8 @@ class GenerationController(QObject):
             reached = arrange.bar_line_at_or_after(self.doc.meta, last + 1)
             preview.end_tick = reached if preview.end_tick is None else min(preview.end_tick, reached)
             self.doc.previewChanged.emit()
+        elif preview.is_empty() and preview.end_tick is not None:
+            self.doc.set_preview(Preview())  # nothing came: no bars to show
         replaced, self._replaced = self._replaced, Preview()
         if not self.doc.preview.is_empty() or not replaced.is_empty():
             text = "Regenerate" if not replaced.is_empty() else "Continue"
