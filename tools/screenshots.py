@@ -1,7 +1,8 @@
 """Save screenshots of the app's main states to docs/: empty, a piece loaded, a continuation streaming,
-fine-tuning with its loss curve. Runs offscreen with real components (a real model, a real training job).
+where Continue puts its bars (insert / replace), fine-tuning with its loss curve. Runs offscreen with real
+components (a real model, a real training job).
 
-    .venv/bin/python tools/screenshots.py [--out docs] [--model resources/xxx.pth]
+    .venv/bin/python tools/screenshots.py [--out docs] [--model resources/xxx.pth] [--only placement]
 
 Without --model it uses the first bundled model in resources/, else a small untrained RWKV-7 made here
 (its music is noise, but the states look as they do with a real model).
@@ -26,7 +27,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--model")
     p.add_argument("--piece", default=str(ROOT / "tests/data/corpus/bach/bwv10.7.mid"))
+    p.add_argument("--only", nargs="+", choices=["basic", "placement", "finetune"],
+                   help="take only these groups of pictures (default: all)")
     args = p.parse_args(argv)
+    groups = set(args.only or ["basic", "placement", "finetune"])
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -70,16 +74,57 @@ def main(argv=None) -> int:
     w.resize(1440, 860)
     w.show()
     pump(0.3)
-    shot("empty.png")
+    if "basic" in groups:
+        shot("empty.png")
 
     w.start_background_loading()
     w.messages.hide()  # no MIDI system on a headless machine: that notice is not what these pictures show
     wait_for(lambda: w.generation.generator is not None, 120)
     w.open_file(args.piece)
     w.roll.view.center_on_pitch(62)
-    shot("piece.png")
+    if "basic" in groups:
+        shot("piece.png")
+    if "placement" in groups:
+        placement_shots(w, pump, wait_for, shot)
+    if "basic" in groups:
+        continuation_shot(w, wait_for, shot)
+    if "finetune" in groups:
+        finetune_shot(w, tmp, wait_for, shot)
+    w.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
-    # a continuation, grabbed while it streams
+
+def placement_shots(w, pump, wait_for, shot) -> None:
+    """Continue from inside the piece: the bars it fills (shaded), then what Accept does to the notes after
+    it: Insert draws them where they will go, Replace dims the ones it replaces."""
+    from core.arrange import INSERT, REPLACE
+    panel = w.continue_panel
+    bar = w.doc.meta.time_signature_at(0).bar_ticks
+    w.seek(4 * bar + bar // 2)  # inside bar 5: the continuation starts on bar 6
+    panel.bars.setValue(2)
+    panel.variations.setValue(1)
+    panel.temperature.setValue(0.8)
+    panel.seed.setValue(5)
+    panel.placement.setCurrentIndex(panel.placement.findData(INSERT))
+    w.generation.start()
+    wait_for(lambda: not w.generation.generating, 120)
+    w.transport.stop()
+    w.roll.zoom_to_fit()
+    w.generation.update_placement_note()
+    w.messages.hide()
+    shot("continue_insert.png")
+    panel.placement.setCurrentIndex(panel.placement.findData(REPLACE))
+    w.roll.zoom_to_fit()
+    w.generation.update_placement_note()
+    shot("continue_replace.png")
+    w.generation.reject()
+    panel.placement.setCurrentIndex(panel.placement.findData(INSERT))
+    w.seek(0)
+
+
+def continuation_shot(w, wait_for, shot) -> None:
+    """A continuation, grabbed while it streams."""
     end = w.doc.end_tick
     w.roll.zoom_to_fit()
     w.seek(end)
@@ -95,12 +140,14 @@ def main(argv=None) -> int:
     w.generation.stop()
     wait_for(lambda: not w.generation.generating, 30)
 
-    # fine-tuning, grabbed once the curve has some points
+
+def finetune_shot(w, tmp, wait_for, shot) -> None:
+    """Fine-tuning, grabbed once the curve has some points."""
     corpus = tmp / "my music"
     corpus.mkdir()
     for f in sorted((ROOT / "tests/data/corpus").rglob("*.mid"))[:12]:
         shutil.copy(f, corpus / f"{f.parent.name}-{f.name}")
-    w.panels.setCurrentWidget(w.finetune_panel)
+    w.panels.setCurrentIndex(1)  # the Fine-tune tab
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
     w.training.scan(str(corpus))
@@ -116,9 +163,6 @@ def main(argv=None) -> int:
     shot("finetune.png")
     w.training.cancel()
     wait_for(lambda: not w.training.running, 120)
-    w.close()
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
