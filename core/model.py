@@ -195,8 +195,9 @@ class TimeMix(nn.Module):
         self.output = nn.Linear(c, c, bias=False)
         self.ln_x = nn.GroupNorm(cfg.n_head, c, eps=GROUP_NORM_EPS)
 
-    def forward(self, x, v_first, prev_x, wkv_state):
-        """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state)."""
+    def forward(self, x, v_first, prev_x, wkv_state, offset=None):
+        """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state).
+        `offset` [H,N,N] (a style's state offset dS): the state is read as S_t + dS at every token."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         prev = _token_shift(x, prev_x)
@@ -218,6 +219,8 @@ class TimeMix(nn.Module):
         heads = (B, T, H, N)
         y, wkv_state = wkv7(r.view(heads), log_decay.view(heads), k.view(heads), v.view(heads),
                             -kk, kk * a.view(heads), state=wkv_state)
+        if offset is not None:  # r_t (S_t + dS) = r_t S_t + r_t dS: a linear term outside the recurrence
+            y = y + torch.einsum("bthj,hij->bthi", r.view(heads), offset.to(y.dtype))
         y = self.ln_x(y.reshape(B * T, C)).view(heads)
         bonus = ((r * k).view(heads) * self.r_k).sum(dim=-1, keepdim=True)
         y = (y + bonus * v.view(heads)).view(B, T, C)
@@ -271,6 +274,11 @@ class RWKV7(nn.Module):
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.fused_step = True  # use core.step_cpu where it applies (False: the torch-op step)
+        # What an applied style (core.style) adds to the network at every token: a state offset dS
+        # [L,H,N,N] read with the state, and a learned initial WKV state [L,H,N,N]; None: the base.
+        # Plain attributes, not parameters: the checkpoint layout stays the ecosystem's.
+        self.style_offset: torch.Tensor | None = None
+        self.style_state: torch.Tensor | None = None
         self._step_cache: tuple[_WeightsWatch, bool, object] | None = None  # (watch, fused wanted, stepper)
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
@@ -340,6 +348,9 @@ class RWKV7(nn.Module):
         return (logits, new_state) if return_state else logits
 
     def _hidden(self, idx: torch.Tensor, state: State | None):
+        if state is None and self.style_state is not None:
+            state = self.init_state(idx.shape[0])  # a style's learned initial state
+        offset = self.style_offset
         x = self.blocks[0].ln0(self.emb(idx))
         x0 = x if self.config.deep_embed else None
         v_first = None
@@ -348,7 +359,8 @@ class RWKV7(nn.Module):
             s_att = state.att_x[i] if state is not None else None
             s_wkv = state.wkv[i] if state is not None else None
             s_ffn = state.ffn_x[i] if state is not None else None
-            out, v_first, last_att, last_wkv = block.att(block.ln1(x), v_first, s_att, s_wkv)
+            out, v_first, last_att, last_wkv = block.att(block.ln1(x), v_first, s_att, s_wkv,
+                                                         None if offset is None else offset[i])
             x = x + out
             out, last_ffn = block.ffn(block.ln2(x), s_ffn, idx, x0)
             x = x + out
@@ -368,13 +380,16 @@ class RWKV7(nn.Module):
 
     # -- recurrent form ------------------------------------------------------------------------
     def init_state(self, batch_size: int = 1, wkv: torch.Tensor | None = None) -> State:
-        """The zero state for `batch_size` streams; `wkv` [L,H,N,N] (a learned style) seeds
-        every stream's WKV matrices (kept differentiable if it requires grad)."""
+        """The zero state for `batch_size` streams; `wkv` [L,H,N,N] (a learned initial state) seeds
+        every stream's WKV matrices (kept differentiable if it requires grad). Without `wkv`, an
+        applied style's initial state (`style_state`) does, if it has one."""
         cfg = self.config
         p = self.emb.weight
         B, C, H, N = batch_size, cfg.n_embd, cfg.n_head, cfg.head_size
         zeros = [torch.zeros(B, C, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         wkv_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32  # as core.wkv keeps it
+        if wkv is None:
+            wkv = self.style_state
         if wkv is None:
             mats = [torch.zeros(B, H, N, N, dtype=wkv_dtype, device=p.device) for _ in range(cfg.n_layer)]
         else:
@@ -422,10 +437,17 @@ class _WeightsWatch:
         self._params = list(model.parameters())
         self._versions = [p._version for p in self._params]
         self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
+        self._offset = self._offset_key(model)
+
+    @staticmethod
+    def _offset_key(model: RWKV7):
+        """A style's state offset is part of the step's weights: another tensor, or one changed in place."""
+        t = model.style_offset
+        return None if t is None else (id(t), t._version)
 
     def changed(self, model: RWKV7) -> bool:
         w = model.emb.weight
-        return ((w.data_ptr(), w.dtype) != self._where
+        return ((w.data_ptr(), w.dtype) != self._where or self._offset_key(model) != self._offset
                 or any(p._version != v for p, v in zip(self._params, self._versions)))
 
 
@@ -496,7 +518,7 @@ class _StepWeights:
         self.ln_out = (model.ln_out.weight.detach(), model.ln_out.bias.detach())
         self.head = _Product(model.head.weight)
         self.layers = []
-        for block in model.blocks:
+        for i, block in enumerate(model.blocks):
             att, ffn = block.att, block.ffn
             # the four low-rank paths (w, a, v gate, g), zero-padded to one rank: one bmm each way
             pairs = ((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2), (att.g1, att.g2))
@@ -524,6 +546,9 @@ class _StepWeights:
                 "ffn_mix": ffn.x_k.detach().view(-1),
                 "ffn_key": _Product(ffn.key.weight),
                 "ffn_value": _Product(ffn.value.weight),
+                # a style's state offset dS [H,N,N], in the state's dtype (None: no offset)
+                "ds": None if model.style_offset is None else model.style_offset[i].detach().to(
+                    torch.float64 if att.w0.dtype == torch.float64 else torch.float32).contiguous(),
             }
             if cfg.deep_embed:
                 lw["s_emb"] = (ffn.s_emb.weight + emb @ ffn.s_emb_x.weight.t()).contiguous()
@@ -565,7 +590,10 @@ class _StepWeights:
             S = S * decay.view(BH, 1, N)
             S.baddbmm_(s_kk, (kk * a.view(B, H, N)).view(BH, 1, N).to(sd), alpha=-1.0)
             S.baddbmm_(v.view(BH, N, 1).to(sd), k.view(BH, 1, N).to(sd))
-            y = torch.bmm(S, r.view(BH, N, 1).to(sd)).view(B, C).to(x.dtype)
+            y = torch.bmm(S, r.view(BH, N, 1).to(sd))
+            if lw["ds"] is not None:  # y = (S + dS) r
+                y = y + torch.matmul(lw["ds"], r.view(B, H, N, 1).to(sd)).view(BH, N, 1)
+            y = y.view(B, C).to(x.dtype)
             y = F.group_norm(y, H, *lw["ln_x"], eps=GROUP_NORM_EPS).view(B, H, N)
             bonus = torch.linalg.vecdot(r.view(B, H, N), k.view(B, H, N) * lw["r_k"]).unsqueeze(-1)
             y = torch.addcmul(y, bonus, v.view(B, H, N)).view(B, C)
@@ -650,10 +678,18 @@ def load_checkpoint(path: str, device="cpu", dtype: torch.dtype = torch.float32)
     return model.to(device=device, dtype=dtype).eval(), meta
 
 
+def read_checkpoint_meta(path: str) -> dict:
+    """Our metadata of a checkpoint ({} for a plain RWKV-LM file), without building the model."""
+    sd = _safe_load(path, "cpu")
+    return _tensor_json(sd[META_KEY]) if META_KEY in sd else {}
+
+
 def model_fingerprint(model: RWKV7) -> str:
-    """A short hash of the config and every weight: the identity a style file is tied to."""
+    """A short hash of the config and every weight: the identity a style file is tied to. A model with a
+    style applied (core.style) gives its base model's fingerprint."""
     h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    for name, p in sorted(model.state_dict().items()):
+    weights = {**model.state_dict(), **getattr(model, "_style_backup", {})}
+    for name, p in sorted(weights.items()):
         h.update(name.encode())
         h.update(p.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
     return h.hexdigest()[:16]

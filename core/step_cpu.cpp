@@ -24,13 +24,14 @@ enum Part {
     W1, W2, A1, A2, V1, V2, G1, G2,  // low-rank paths, each stored [out,in]
     W0, A0, V0, K_K, K_A, R_K, LNX_W, LNX_B,
     OUT, LN2_W, LN2_B, FFN_MIX, FFN_KEY, FFN_VALUE,
+    DS,                         // [H,N,N] a style's state offset (empty without one)
     N_PARTS
 };
 enum GlobalPart { EMB, LN_OUT_W, LN_OUT_B, HEAD, N_GLOBAL };
 
-// Dimensions, in the order core/step_cpu.py passes them.
+// Dimensions, in the order core/step_cpu.py passes them; has_ds: the DS parts hold an offset.
 struct Dims {
-    int64_t L, C, H, N, V, F, Rw, Ra, Rv, Rg;
+    int64_t L, C, H, N, V, F, Rw, Ra, Rv, Rg, has_ds;
 };
 
 #if defined(__GNUC__)
@@ -120,16 +121,16 @@ at::Tensor as_float_input(const at::Tensor& t, const char* what) {
 }  // namespace
 
 // tokens [B] int64; weights: the packed float32 buffer; offsets [L*N_PARTS + N_GLOBAL] int64
-// element offsets into it; dims: L, C, H, N, V, F, Rw, Ra, Rv, Rg; decay_scale, group_norm_eps.
+// element offsets into it; dims: L, C, H, N, V, F, Rw, Ra, Rv, Rg, has_ds; decay_scale, group_norm_eps.
 // att_x, ffn_x: L tensors [B,C]; wkv: L tensors [B,H,N,N]. The inputs are not modified.
 // Returns logits [B,V], att_x [L,B,C], wkv [L,B,H,N,N], ffn_x [L,B,C].
 std::vector<at::Tensor> step(const at::Tensor& tokens, const at::Tensor& weights, const at::Tensor& offsets,
                              const std::vector<int64_t>& dim_list, double decay_scale, double group_norm_eps,
                              const std::vector<at::Tensor>& att_x, const std::vector<at::Tensor>& wkv,
                              const std::vector<at::Tensor>& ffn_x) {
-    TORCH_CHECK(dim_list.size() == 10, "dims: expected 10 values");
-    const Dims d{dim_list[0], dim_list[1], dim_list[2], dim_list[3], dim_list[4],
-                 dim_list[5], dim_list[6], dim_list[7], dim_list[8], dim_list[9]};
+    TORCH_CHECK(dim_list.size() == 11, "dims: expected 11 values");
+    const Dims d{dim_list[0], dim_list[1], dim_list[2], dim_list[3], dim_list[4], dim_list[5],
+                 dim_list[6], dim_list[7], dim_list[8], dim_list[9], dim_list[10]};
     const int64_t L = d.L, C = d.C, H = d.H, N = d.N, V = d.V, F = d.F;
     TORCH_CHECK(H * N == C, "heads x head size must equal the width");
     TORCH_CHECK(weights.is_contiguous() && weights.scalar_type() == at::kFloat && weights.device().is_cpu(),
@@ -210,6 +211,7 @@ std::vector<at::Tensor> step(const at::Tensor& tokens, const at::Tensor& weights
         // WKV: per stream and head, S' = S diag(decay) - (S kk)(kk*a)^T + v k^T ; y = S' r
         const float *w0 = part(l, W0), *a0 = part(l, A0), *k_k = part(l, K_K), *k_a = part(l, K_A);
         const float *r_k = part(l, R_K), *lnx_w = part(l, LNX_W), *lnx_b = part(l, LNX_B);
+        const float* ds = d.has_ds ? part(l, DS) : nullptr;  // y = (S + dS) r with a style's offset
         for (int64_t b = 0; b < B; ++b) {
             for (int64_t h = 0; h < H; ++h) {
                 const int64_t c0 = b * C + h * N;  // this head's first channel in [B][C] scratch
@@ -238,6 +240,7 @@ std::vector<at::Tensor> step(const at::Tensor& tokens, const at::Tensor& weights
                     for (int64_t j = 0; j < N; ++j)
                         Sn[i * N + j] = S[i * N + j] * decay[j] - sa * bb[j] + vi * kmod[j];
                     yh[i] = dot(Sn + i * N, r + c0, N);
+                    if (ds) yh[i] += dot(ds + (h * N + i) * N, r + c0, N);
                 }
                 // GroupNorm over the head, then the bonus term r.(k*r_k) v
                 double mean = 0.0, var = 0.0;

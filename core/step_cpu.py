@@ -26,7 +26,7 @@ DISABLE_ENV = "RWKV_MUSIC_NO_CPU_STEP"
 # The packed buffer's parts, per layer and then once; the same order as the enums in step_cpu.cpp.
 LAYER_PARTS = ("ln1_w", "ln1_b", "mix", "rkv", "w1", "w2", "a1", "a2", "v1", "v2", "g1", "g2",
                "w0", "a0", "v0", "k_k", "k_a", "r_k", "lnx_w", "lnx_b",
-               "out", "ln2_w", "ln2_b", "ffn_mix", "ffn_key", "ffn_value")
+               "out", "ln2_w", "ln2_b", "ffn_mix", "ffn_key", "ffn_value", "ds")
 GLOBAL_PARTS = ("emb", "ln_out_w", "ln_out_b", "head")
 
 
@@ -81,7 +81,8 @@ class FusedStep:
         self.decay_scale, self.group_norm_eps = float(decay_scale), float(group_norm_eps)
         cfg = model.config
         self.dims = [cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.head_size, cfg.vocab_size,
-                     model.blocks[0].ffn.key.weight.shape[0], cfg.dim_w, cfg.dim_a, cfg.dim_v, cfg.dim_g]
+                     model.blocks[0].ffn.key.weight.shape[0], cfg.dim_w, cfg.dim_a, cfg.dim_v, cfg.dim_g,
+                     int(model.style_offset is not None)]
         with torch.inference_mode():
             self.weights, self.offsets = self._pack(model)
 
@@ -90,7 +91,8 @@ class FusedStep:
         """(name, tensor) in packing order, every matrix [out, in] as the C++ products read it."""
         cfg = model.config
         b0 = model.blocks[0]
-        for block in model.blocks:
+        offset = model.style_offset  # a style's state offset [L,H,N,N]; none: an empty part
+        for i, block in enumerate(model.blocks):
             att, ffn = block.att, block.ffn
             yield from {
                 "ln1_w": block.ln1.weight, "ln1_b": block.ln1.bias,
@@ -103,6 +105,7 @@ class FusedStep:
                 "lnx_w": att.ln_x.weight, "lnx_b": att.ln_x.bias, "out": att.output.weight,
                 "ln2_w": block.ln2.weight, "ln2_b": block.ln2.bias, "ffn_mix": ffn.x_k,
                 "ffn_key": ffn.key.weight, "ffn_value": ffn.value.weight,
+                "ds": offset[i] if offset is not None else att.w0.new_zeros(0),
             }.items()
         # ln0 is folded into the embedding table: a token's row is then ready to use
         yield "emb", F.layer_norm(model.emb.weight, (cfg.n_embd,), b0.ln0.weight, b0.ln0.bias)

@@ -6,8 +6,8 @@ back a `TrainingJob` whose events arrive over a queue. Under `torchrun` the same
 (`python -m core.train`): each rank takes a fixed slice of every global batch and gradients are summed,
 so N processes compute what one process computes on the whole batch.
 
-Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (state),
-train_log.jsonl (one event per line), scan_report.json.
+Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (style, and its
+variant state: see core/style.py), train_log.jsonl (one event per line), scan_report.json.
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ STYLE_FILE = "style.pth"
 LOG_FILE = "train_log.jsonl"
 SCAN_FILE = "scan_report.json"
 RESUME_FORMAT = "rwkv-music-resume/1"
-MODES = ("full", "lora", "state")
-DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2}
+MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
+DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 1e-3}
+DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 LN2 = math.log(2.0)
 
 
@@ -53,7 +54,7 @@ class TrainConfig:
     data: str
     out: str
     base: str | None = None            # checkpoint to fine-tune; None: pretrain from scratch
-    mode: str = "full"                 # full | lora | state
+    mode: str = "full"                 # full | lora | style | state
     steps: int | None = None           # total optimizer steps; or
     epochs: float | None = None        # passes over the training windows (default 1 when neither)
     ctx_len: int = 512
@@ -67,6 +68,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     lora_rank: int = 16
     lora_alpha: float = 32.0
+    style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)
+    style_rank: int | None = None      # style mode: LoRA rank (None: the largest of 8..1 that fits 1 MB)
+    offset_rank: int | None = None     # style mode: rank of the state offset per head (0: full; None: auto)
     n_layer: int = 6                   # model size when pretraining from scratch
     n_embd: int = 384
     val_fraction: float = 0.1
@@ -147,25 +151,34 @@ def _build_model(config: TrainConfig, tokenizer):
                                 f"tokenizer ({tokenizer.vocab_size})")
         meta = {k: v for k, v in (meta or {}).items() if k not in ("format", "config")}
         return model.train(), meta
-    if config.mode == "state":
-        raise TrainingError("state tuning needs a base model (--base)")
+    if config.mode in ("state", "style"):
+        raise TrainingError(f"{config.mode} tuning needs a base model (--base)")
     cfg = M.ModelConfig(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=tokenizer.vocab_size)
     return M.RWKV7(cfg), {}
 
 
-class StateTuner(nn.Module):
-    """A frozen model plus a learnable initial WKV state per layer (the 'style')."""
+def style_parts(config: TrainConfig) -> tuple[str, ...]:
+    """The parts of the style a style/state run learns."""
+    from core.style import parse_parts
+    if config.mode == "state":
+        return ("state",)
+    try:
+        return parse_parts(config.style_parts)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        for p in model.parameters():
-            p.requires_grad_(False)
-        cfg = model.config
-        self.wkv = nn.Parameter(torch.zeros(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size))
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model(idx, state=self.model.init_state(idx.shape[0], wkv=self.wkv))
+def _base_tokenizer(path: str):
+    """The tokenizer a base checkpoint was trained with (the current one for files without metadata)."""
+    M = _model_api()
+    from core.tokenizer import Tokenizer
+    try:
+        meta = M.read_checkpoint_meta(path)
+        return Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
+    except FileNotFoundError:
+        raise TrainingError(f"base model not found: {path}") from None
+    except (M.CheckpointError, ValueError) as e:
+        raise TrainingError(str(e)) from None
 
 
 class Plain(nn.Module):
@@ -184,8 +197,14 @@ def _wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in ("v0", "v1", "v2"):
         getattr(model.blocks[0].att, name).requires_grad_(False)
-    if config.mode == "state":
-        return StateTuner(model)
+    if config.mode in ("state", "style"):
+        from core.style import StyleError, StyleTuner, plan_style
+        parts = style_parts(config)
+        try:
+            lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)
+        except StyleError as e:
+            raise TrainingError(str(e)) from None
+        return StyleTuner(model, parts, lora_rank, offset_rank)
     if config.mode == "lora":
         from core.lora import apply_lora
         apply_lora(model, config.lora_rank, config.lora_alpha)
@@ -216,9 +235,13 @@ def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Pa
     """Write the usable result (model.pth or style.pth) atomically; returns its path."""
     M = _model_api()
     # both writers are atomic (temp file + os.replace)
-    if config.mode == "state":
+    if config.mode in ("state", "style"):
+        from core.style import save_style
         path = out / STYLE_FILE
-        M.save_state_file(str(path), module.wkv.detach().cpu(), module.model, meta)
+        base = (meta.get("training") or {}).get("base")
+        save_style(str(path), module.export(), None, {**meta, "name": Path(config.out).name,
+                                                      "base_name": Path(base).name if base else None},
+                   base_fingerprint=module.base_fingerprint)
     else:
         model = module.model
         if config.mode == "lora":
@@ -378,7 +401,13 @@ class _Trainer:
         resume = self._read_resume() if cfg.resume else None
 
         from core.tokenizer import Tokenizer
-        tokenizer = self.tokenizer = Tokenizer.from_dict(resume["tokenizer"]) if resume else Tokenizer()
+        if resume:
+            tokenizer = Tokenizer.from_dict(resume["tokenizer"])
+        elif cfg.base:
+            tokenizer = _base_tokenizer(cfg.base)  # a fine-tune keeps its base model's vocabulary (v1 stays v1)
+        else:
+            tokenizer = Tokenizer()
+        self.tokenizer = tokenizer
         pieces, report = self._scan(tokenizer)
         if self.rank == 0:
             (self.out / SCAN_FILE).write_text(json.dumps(report.to_dict(), indent=1))
@@ -416,8 +445,12 @@ class _Trainer:
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
         self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
-        self.opt = torch.optim.AdamW(_param_groups(self.module, cfg.weight_decay), lr=self.peak_lr,
-                                     betas=(cfg.beta1, cfg.beta2), fused=True)
+        # a style's parts each have their own rate, all scaled by --lr / the mode's default
+        if hasattr(self.module, "param_groups"):
+            groups = self.module.param_groups(cfg.weight_decay, DEFAULT_LR[cfg.mode])
+        else:
+            groups = _param_groups(self.module, cfg.weight_decay)
+        self.opt = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(cfg.beta1, cfg.beta2), fused=True)
         self.found_inf = torch.zeros((), device=self.device)
         self.step = self.epoch = self.index = self.bad_steps = 0
         self.notice = ""
@@ -443,7 +476,8 @@ class _Trainer:
         if resume.get("format") != RESUME_FORMAT:
             raise TrainingError(f"{path} is not a resume checkpoint of this version")
         saved = TrainConfig.from_dict(resume["config"])
-        for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank"):
+        for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank", "style_parts",
+                    "style_rank", "offset_rank"):
             if getattr(saved, key) != getattr(cfg, key):
                 raise TrainingError(f"cannot resume with a different {key} "
                                     f"({getattr(saved, key)!r} there, {getattr(cfg, key)!r} now)")
@@ -490,7 +524,7 @@ class _Trainer:
                                  for t in D.collate(local, self.tokenizer.pad_id))
         self.lr = lr_at(self.step, self.total, self.warmup, self.peak_lr, cfg.min_lr_ratio)
         for g in self.opt.param_groups:
-            g["lr"] = self.lr
+            g["lr"] = self.lr * g.get("lr_scale", 1.0)  # a style's parts each have their own rate
 
         with self._autocast():
             logits = self.forward_module(inputs)
@@ -651,9 +685,9 @@ def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) ->
 
 
 def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,
-                   device: str = "auto") -> dict:
-    """Bits per token and per note of a model (and optional style) on MIDI files or folders, each file
-    tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
+                   device: str = "auto", strength: float = 1.0) -> dict:
+    """Bits per token and per note of a model (and optional style, at `strength`) on MIDI files or folders,
+    each file tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
     M = _model_api()
     from core.midi import MidiReadError, read_midi
     from core.tokenizer import Tokenizer
@@ -661,10 +695,12 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         model, meta = M.load_checkpoint(model_path, device=device)
-        wkv = M.load_state_file(style_path, model)[0] if style_path else None
+        if style_path:
+            from core.style import apply_style, load_style
+            apply_style(model, load_style(style_path, model), strength)
     except FileNotFoundError as e:
         raise TrainingError(f"no such file: {e.filename or model_path}") from None
-    except M.CheckpointError as e:
+    except (M.CheckpointError, ValueError) as e:  # ValueError: a strength below 0
         raise TrainingError(str(e)) from None
     try:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
@@ -681,14 +717,15 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             except (MidiReadError, OSError) as e:
                 skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
                 continue
-            bits = sequence_nll_bits(model, ids, wkv)
+            bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's
             notes = int(is_note[np.asarray(ids)].sum())
             files.append({"path": str(f), "tokens": len(ids), "notes": notes, "nll_bits": bits,
                           "bits_per_token": bits / max(1, len(ids) - 1)})
     predicted = sum(max(0, f["tokens"] - 1) for f in files)
     bits = sum(f["nll_bits"] for f in files)
     notes = sum(f["notes"] for f in files)
-    return {"model": model_path, "style": style_path, "files": files, "skipped": skipped,
+    return {"model": model_path, "style": style_path, "strength": strength if style_path else None,
+            "files": files, "skipped": skipped,
             "bits_per_token": bits / predicted if predicted else None,
             "bits_per_note": bits / notes if notes else None}
 
@@ -796,7 +833,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                       ("checkpoint_every", "checkpoint_every"), ("val_fraction", "val_fraction"),
                       ("stop_at", "stop_at_step"), ("threads", "threads"), ("log_every", "log_every"),
                       ("infill_share", "infill_share"), ("part_share", "part_share"),
-                      ("time_budget", "time_budget_s"), ("cache_dir", "cache_dir")):
+                      ("time_budget", "time_budget_s"), ("cache_dir", "cache_dir"), ("style_parts", "style_parts"),
+                      ("style_rank", "style_rank"), ("offset_rank", "offset_rank")):
         if get(arg) is not None:
             setattr(cfg, attr, get(arg))
     return cfg

@@ -32,7 +32,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder")
     p.add_argument("--out", required=True)
     p.add_argument("--base")
-    p.add_argument("--mode", choices=["full", "lora", "state"], default="full")
+    p.add_argument("--mode", choices=["full", "lora", "style", "state"], default="full",
+                   help="full: every weight; lora: adapters merged into a new model; style: a small style.pth for "
+                        "the base model (--style-parts); state: a style of only a learned initial state")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int)
     g.add_argument("--epochs", type=float)
@@ -58,6 +60,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="train for this long (e.g. 90s, 10m, 1.5h): the number of steps and the schedule are set "
                         "from the first steps' speed (with --steps: at most that many)")
     p.add_argument("--cache-dir", help="token cache folder (default: <out>/token_cache)")
+    p.add_argument("--style-parts", metavar="PARTS",
+                   help="style mode: what the style learns, joined by +: lora, offset (a state offset read at "
+                        "every token), bias (LayerNorms, decay biases, token-shift mixes), state (the opening) "
+                        "(default lora+offset+bias+state)")
+    p.add_argument("--style-rank", type=_positive_int, help="style mode: LoRA rank (default: 8, less if over 1 MB)")
+    p.add_argument("--offset-rank", type=int,
+                   help="style mode: rank of the state offset per head, 0 = full (default: full if it fits 1 MB)")
     p.add_argument("--infill-share", type=float,
                    help="fraction of training windows made into infill examples (default 0)")
     p.add_argument("--part-share", type=float, help="of the infill examples, the part infills (default 0.5)")

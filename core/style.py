@@ -1,0 +1,403 @@
+"""Styles: a small file, learnt on top of one base model, that steers every token it generates.
+
+A style holds any of four parts (all optional, all relative to the base model, so strength 0 is the base):
+- "lora":   low-rank adapters B @ A on the large matrices (core/lora.py targets), kept apart from the base
+            and merged into the loaded model's weights only while the style is applied (fp16 in the file);
+- "offset": a state offset dS per layer and head, read with the WKV state at every token:
+            o_t = r_t (S_t + dS) (after Kang et al., "State-offset tuning", ACL 2025); full or low rank;
+- "bias":   changes to the small always-applied parameters: LayerNorm gains and biases, the decay and
+            in-context-rate biases w0 and a0, the token-shift mixes;
+- "state":  a learned initial WKV state (the older "state tuning"): it shapes the opening of a piece,
+            and the recurrence forgets it within a few hundred tokens.
+
+`apply_style(model, style, strength)` changes a loaded model in place (weights, `style_offset`,
+`style_state`) and `remove_style(model)` restores the base bit for bit, so switching styles never
+reloads the base model. Strength s scales every part linearly: W + s * dW, s * dS, s * S0.
+
+A style file records the base model's fingerprint (a hash of its config and weights) and is refused on
+another base. Files are read with map_location="cpu" (a style learnt on a GPU loads anywhere). The older
+state-only files ("rwkv-music/x070/state") load as a style with a "state" part.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from core import model as M
+from core.atomic import atomic_write
+
+STYLE_FORMAT = M.FORMAT_NAME + "/style"
+LEGACY_STATE_FORMAT = M.FORMAT_NAME + "/state"
+MAX_STYLE_BYTES = 1 << 20   # a style file is at most 1 MB
+PARTS = ("lora", "offset", "bias", "state")
+
+# The small always-applied parameters the "bias" part trains (layer 0's v0 is unused, k_k/k_a/r_k stay).
+SMALL_PARAMS = re.compile(r"(^|\.)(ln0|ln1|ln2|ln_out|ln_x)\.(weight|bias)$"
+                          r"|\.att\.(w0|a0|x_r|x_w|x_k|x_v|x_a|x_g)$|\.ffn\.x_k$")
+
+
+class StyleError(M.CheckpointError):
+    """A style that cannot be used here: not a style file, another base model, too large."""
+
+
+def parse_parts(text: str | list | tuple) -> tuple[str, ...]:
+    """"lora+offset", "lora,state" or a list -> the parts in canonical order; unknown names refused."""
+    names = [p.strip() for p in (re.split(r"[+,\s]+", text) if isinstance(text, str) else text) if p.strip()]
+    unknown = sorted(set(names) - set(PARTS))
+    if unknown or not names:
+        raise ValueError(f"unknown style part(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(PARTS)}")
+    return tuple(p for p in PARTS if p in names)
+
+
+@dataclass
+class Style:
+    state: torch.Tensor | None = None       # [L,H,N,N] initial WKV state
+    offset: torch.Tensor | None = None      # [L,H,N,N] full state offset, or
+    offset_u: torch.Tensor | None = None    # [L,H,N,R] and
+    offset_v: torch.Tensor | None = None    # [L,H,R,N]: dS = U @ V per head
+    deltas: dict[str, torch.Tensor] = field(default_factory=dict)                   # parameter -> change
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # weight -> (A, B)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        have = {"lora": bool(self.lora), "offset": self.offset is not None or self.offset_u is not None,
+                "bias": bool(self.deltas), "state": self.state is not None}
+        return tuple(p for p in PARTS if have[p])
+
+    def offset_matrix(self) -> torch.Tensor | None:
+        if self.offset is not None:
+            return self.offset.float()
+        if self.offset_u is not None:
+            return self.offset_u.float() @ self.offset_v.float()
+        return None
+
+    def weight_deltas(self):
+        """(parameter name, change) for every parameter the style changes (LoRA as B @ A)."""
+        yield from self.deltas.items()
+        for name, (a, b) in self.lora.items():
+            yield name, b.float() @ a.float()
+
+    @property
+    def base_fingerprint(self) -> str | None:
+        return self.meta.get("base_fingerprint")
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or "style")
+
+
+# --- files -------------------------------------------------------------------------------------------
+def _tensors(style: Style, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The file's tensors: LoRA always fp16, the other big parts in `dtype`, parameter changes fp32."""
+    out: dict[str, torch.Tensor] = {}
+
+    def put(key, t, dt):
+        out[key] = t.detach().to("cpu", dt).contiguous()
+
+    if style.state is not None:
+        put("wkv", style.state, dtype)  # the key the older state files use
+    if style.offset is not None:
+        put("offset", style.offset, dtype)
+    if style.offset_u is not None:
+        put("offset_u", style.offset_u, dtype)
+        put("offset_v", style.offset_v, dtype)
+    for name, d in style.deltas.items():
+        put(f"delta:{name}", d, torch.float32)
+    for name, (a, b) in style.lora.items():
+        put(f"lora:{name}:A", a, torch.float16)
+        put(f"lora:{name}:B", b, torch.float16)
+    return out
+
+
+def _serialise(style: Style, meta: dict, dtype: torch.dtype) -> bytes:
+    obj = _tensors(style, dtype)
+    obj[M.META_KEY] = M._json_tensor(meta)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def style_bytes(style: Style, meta: dict | None = None, max_bytes: int = MAX_STYLE_BYTES) -> tuple[bytes, str]:
+    """The file's bytes and the storage dtype: float32 where the file then fits `max_bytes`, else float16."""
+    meta = {"format": STYLE_FORMAT, **(meta or {})}
+    data = _serialise(style, {**meta, "dtype": "float32"}, torch.float32)
+    if len(data) <= max_bytes:
+        return data, "float32"
+    return _serialise(style, {**meta, "dtype": "float16"}, torch.float16), "float16"
+
+
+def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict | None = None, *,
+               base_fingerprint: str | None = None, max_bytes: int = MAX_STYLE_BYTES) -> int:
+    """Write `style` (atomically) for its base model; returns the file size. The base's identity comes from
+    `base` (a loaded model, with or without a style applied) or `base_fingerprint` + style.meta's config.
+    A style over `max_bytes` even in float16 is refused (StyleError) and nothing is written."""
+    full = {**style.meta, **(meta or {}), "parts": list(style.parts)}
+    if base is not None:
+        full["base_config"] = base.config.to_dict()
+        full["base_fingerprint"] = M.model_fingerprint(base)
+    if base_fingerprint is not None:
+        full["base_fingerprint"] = base_fingerprint
+    if "base_fingerprint" not in full:
+        raise ValueError("a style needs its base model's fingerprint")
+    data, _ = style_bytes(style, full, max_bytes)
+    if len(data) > max_bytes:
+        raise StyleError(f"the style would take {len(data) / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB "
+                         "limit: use a lower rank or fewer parts")
+    import os
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(data)
+    return len(data)
+
+
+def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
+    """Read a style file (CPU tensors, float32). With `model`, refuse one learnt on another base model."""
+    obj = M._safe_load(path, "cpu")
+    if M.META_KEY not in obj:
+        raise StyleError(f"{path}: not a style file")
+    meta = M._tensor_json(obj.pop(M.META_KEY))
+    fmt = meta.get("format")
+    if fmt == M.FORMAT_NAME:
+        raise StyleError(f"{path}: a model checkpoint, not a style file (use it as the model)")
+    if fmt not in (STYLE_FORMAT, LEGACY_STATE_FORMAT):
+        raise StyleError(f"{path}: not a style file (format {fmt!r})")
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise StyleError(f"{path}: not a style file (non-tensor entries)")
+    style = Style(meta=meta)
+    try:
+        for key, t in obj.items():
+            t = t.float()
+            if key == "wkv":
+                style.state = t
+            elif key in ("offset", "offset_u", "offset_v"):
+                setattr(style, key, t)
+            elif key.startswith("delta:"):
+                style.deltas[key[len("delta:"):]] = t
+            elif key.startswith("lora:") and key.endswith(":A"):
+                name = key[len("lora:"):-len(":A")]
+                style.lora[name] = (t, obj[f"lora:{name}:B"].float())
+            elif not (key.startswith("lora:") and key.endswith(":B")):
+                raise StyleError(f"{path}: unknown entry {key!r} in the style file")
+    except KeyError as e:
+        raise StyleError(f"{path}: a damaged style file (missing {e.args[0]})") from None
+    if (style.offset_u is None) != (style.offset_v is None):
+        raise StyleError(f"{path}: a damaged style file (half of a low-rank offset)")
+    if not style.parts:
+        raise StyleError(f"{path}: the style file holds nothing")
+    if model is not None:
+        check_style(style, model, path)
+    return style
+
+
+def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
+    """Refuse (StyleError) a style that was not learnt on this model, or whose shapes do not fit it."""
+    cfg = model.config
+    base_cfg = style.meta.get("base_config")
+    base_name = (style.meta.get("training") or {}).get("base") or style.meta.get("base_name")
+    learnt_on = f" ({base_name})" if base_name else ""
+    if base_cfg is not None and M.ModelConfig.from_dict(base_cfg) != cfg:
+        raise StyleError(f"{where}: learnt on another base model{learnt_on}, of another size "
+                         f"({base_cfg.get('n_layer')}x{base_cfg.get('n_embd')}, this one "
+                         f"{cfg.n_layer}x{cfg.n_embd}); pick the style's own base model")
+    if style.base_fingerprint not in (None, M.model_fingerprint(model)):
+        raise StyleError(f"{where}: learnt on another base model{learnt_on}; it only fits that model "
+                         f"(fingerprint {style.base_fingerprint}, this model's {M.model_fingerprint(model)})")
+    square = (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
+    for name, t in (("state", style.state), ("offset", style.offset_matrix())):
+        if t is not None and tuple(t.shape) != square:
+            raise StyleError(f"{where}: its {name} has shape {tuple(t.shape)}, this model needs {square}")
+    params = dict(model.named_parameters())
+    for name, d in style.weight_deltas():
+        if name not in params or params[name].shape != d.shape:
+            raise StyleError(f"{where}: changes {name}, which this model does not have in that shape")
+
+
+# --- applying a style to a loaded model ---------------------------------------------------------------
+def applied_style(model: M.RWKV7) -> tuple[Style, float] | None:
+    """(style, strength) applied to `model`, or None."""
+    return getattr(model, "_applied_style", None)
+
+
+@torch.no_grad()
+def apply_style(model: M.RWKV7, style: Style | None, strength: float = 1.0, *, check: bool = True) -> None:
+    """Make `model` the base model plus `strength` times the style (None: the base). Changes the weights in
+    place (the step repacks them by itself); the base weights are kept to restore them exactly."""
+    strength = float(strength)
+    if not math.isfinite(strength) or strength < 0:
+        raise ValueError(f"style strength must be a number >= 0, not {strength}")
+    remove_style(model)
+    if style is None:
+        return
+    if check:
+        check_style(style, model)
+    model._applied_style = (style, strength)
+    if strength == 0:
+        return  # the base model, untouched: its logits exactly
+    device = model.emb.weight.device
+    backup: dict[str, torch.Tensor] = {}
+    for name, delta in style.weight_deltas():
+        p = model.get_parameter(name)
+        backup[name] = p.detach().clone()
+        p.add_((delta.to(device) * strength).to(p.dtype))  # in place: bumps the version, so the step repacks
+    model._style_backup = backup
+    offset = style.offset_matrix()
+    if offset is not None:
+        model.style_offset = (offset * strength).to(device)
+    if style.state is not None:
+        model.style_state = (style.state.float() * strength).to(device)
+
+
+@torch.no_grad()
+def remove_style(model: M.RWKV7) -> None:
+    """Back to the base model, bit for bit."""
+    for name, base in getattr(model, "_style_backup", {}).items():
+        model.get_parameter(name).copy_(base)
+    model._style_backup = {}
+    model._applied_style = None
+    model.style_offset = None
+    model.style_state = None
+
+
+def set_strength(model: M.RWKV7, strength: float) -> None:
+    """Re-apply the applied style at another strength (no file read, no base reload)."""
+    current = applied_style(model)
+    if current is not None:
+        apply_style(model, current[0], strength, check=False)
+
+
+# --- training ------------------------------------------------------------------------------------------
+def small_parameter_names(model: nn.Module) -> list[str]:
+    return [n for n, _ in model.named_parameters() if SMALL_PARAMS.search(n) and n not in M._UNUSED_KEYS]
+
+
+def plan_style(model: M.RWKV7, parts: tuple[str, ...], lora_rank: int | None = None,
+               offset_rank: int | None = None, max_bytes: int = MAX_STYLE_BYTES) -> tuple[int, int]:
+    """(LoRA rank, offset rank; 0 = full) for a style of `parts` on `model` that fits `max_bytes`. Ranks
+    given are kept (a StyleError if the file would not fit); unset ones take the largest that fits."""
+    from core.lora import DEFAULT_TARGETS
+    cfg = model.config
+    targets = re.compile(DEFAULT_TARGETS)
+    lora_numel = sum(p.shape[0] + p.shape[1] for n, p in model.named_parameters() if targets.search(n))
+    n_lora = sum(1 for n, _ in model.named_parameters() if targets.search(n))
+    small = sum(p.numel() for n, p in model.named_parameters() if n in set(small_parameter_names(model)))
+    L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
+
+    def size(lr: int, orank: int) -> int:
+        elems16 = lora_numel * lr if "lora" in parts else 0  # fp16
+        big = 0  # state and offset, counted at fp16 (what the writer falls back to)
+        if "state" in parts:
+            big += L * H * N * N
+        if "offset" in parts:
+            big += L * H * N * N if orank == 0 else 2 * L * H * N * orank
+        tensors = (2 * n_lora if "lora" in parts else 0) + (len(small_parameter_names(model)) if "bias" in parts
+                                                            else 0) + 3
+        return 2 * (elems16 + big) + (4 * small if "bias" in parts else 0) + 700 * tensors + 8192
+
+    lora_choices = [lora_rank] if lora_rank else [8, 6, 4, 2, 1]
+    offset_choices = [offset_rank] if offset_rank is not None else [0, 32, 16, 8, 4, 2, 1]
+    for orank in offset_choices:  # a full offset first, then the LoRA rank gives way before the offset's
+        for lr in lora_choices:
+            if size(lr, orank) <= max_bytes:
+                return lr, orank
+    raise StyleError(f"a style of {'+'.join(parts)} does not fit {max_bytes / 1e6:.2f} MB on this "
+                     f"{cfg.n_layer}x{cfg.n_embd} model at these ranks: use lower ranks or fewer parts")
+
+
+class StyleTuner(nn.Module):
+    """A frozen base model plus the trainable parts of a style. Every part starts at zero change (LoRA's B,
+    the offset's V or the whole offset, the initial state), so training starts from the base model."""
+
+    # learning rate of each part at the default peak: the state needs a far higher one (RWKV's own
+    # state-tuning guide), the offset sits in the state's units too
+    PART_LR = {"lora": 1e-3, "bias": 1e-3, "offset": 1e-2, "state": 2e-2}
+
+    def __init__(self, model: M.RWKV7, parts: tuple[str, ...], lora_rank: int = 8, offset_rank: int = 0,
+                 base_fingerprint: str | None = None) -> None:
+        super().__init__()
+        self.model, self.parts = model, tuple(parts)
+        self.lora_rank, self.offset_rank = lora_rank, offset_rank
+        self.base_fingerprint = base_fingerprint or M.model_fingerprint(model)
+        cfg = model.config
+        L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if "lora" in parts:
+            from core.lora import apply_lora
+            apply_lora(model, lora_rank, 2.0 * lora_rank)  # scale 2, as the LoRA mode's 16/32
+        self._small_base: dict[str, torch.Tensor] = {}
+        if "bias" in parts:
+            for name in small_parameter_names(model):
+                p = model.get_parameter(name)
+                self._small_base[name] = p.detach().clone()
+                p.requires_grad_(True)
+        if "state" in parts:
+            self.wkv = nn.Parameter(torch.zeros(L, H, N, N))  # the name the "state" mode always had
+        if "offset" in parts:
+            if offset_rank:
+                g = torch.Generator().manual_seed(0)
+                self.offset_u = nn.Parameter(torch.randn(L, H, N, offset_rank, generator=g) / math.sqrt(N))
+                self.offset_v = nn.Parameter(torch.zeros(L, H, offset_rank, N))
+            else:
+                self.offset = nn.Parameter(torch.zeros(L, H, N, N))
+
+    def offset_matrix(self) -> torch.Tensor | None:
+        if "offset" not in self.parts:
+            return None
+        return self.offset_u @ self.offset_v if self.offset_rank else self.offset
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        model.style_offset = self.offset_matrix()
+        try:
+            state = model.init_state(idx.shape[0], wkv=self.wkv) if "state" in self.parts else None
+            return model(idx, state=state)
+        finally:
+            model.style_offset = None
+
+    def param_groups(self, weight_decay: float, reference_lr: float) -> list[dict]:
+        """AdamW groups, one per part, each with `lr_scale` = its learning rate / `reference_lr`."""
+        from core.lora import lora_parameters
+        named = {"lora": lora_parameters(self.model) if "lora" in self.parts else [],
+                 "bias": [self.model.get_parameter(n) for n in self._small_base],
+                 "offset": [p for n, p in self.named_parameters(recurse=False) if n.startswith("offset")],
+                 "state": [self.wkv] if "state" in self.parts else []}
+        groups = []
+        for part in self.parts:
+            params = named[part]
+            if params:
+                groups.append({"params": params, "weight_decay": weight_decay if part == "lora" else 0.0,
+                               "lr_scale": self.PART_LR[part] / reference_lr, "part": part})
+        return groups
+
+    @torch.no_grad()
+    def export(self) -> Style:
+        """The learnt style (CPU, float32; LoRA as (A, B * scale))."""
+        from core.lora import LoRADelta
+        style = Style(meta={"base_config": self.model.config.to_dict(), "base_fingerprint": self.base_fingerprint,
+                            "lora_rank": self.lora_rank if "lora" in self.parts else None,
+                            "offset_rank": self.offset_rank if "offset" in self.parts else None})
+        if "state" in self.parts:
+            style.state = self.wkv.detach().float().cpu().clone()
+        if "offset" in self.parts:
+            if self.offset_rank:
+                style.offset_u = self.offset_u.detach().float().cpu().clone()
+                style.offset_v = self.offset_v.detach().float().cpu().clone()
+            else:
+                style.offset = self.offset.detach().float().cpu().clone()
+        for name, base in self._small_base.items():
+            p = self.model.get_parameter(name).detach()
+            style.deltas[name] = (p.float() - base.to(p.device).float()).cpu()
+        for module_name, module in self.model.named_modules():
+            if isinstance(module, LoRADelta):
+                owner = module_name.split(".parametrizations.")[0]
+                attr = module_name.split(".parametrizations.")[1].split(".")[0]
+                style.lora[f"{owner}.{attr}"] = (module.A.detach().float().cpu().clone(),
+                                                 (module.B.detach().float() * module.scale).cpu().clone())
+        return style
