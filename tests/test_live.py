@@ -11,6 +11,7 @@ import pytest
 from core.live import (ChannelMap, ClockFollower, MidiCapture, Player, PortListing, Scheduler, Timeline,
                        list_ports, sleep_until)
 from core.score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange
+from tests.midi_checks import sounding
 
 
 class RecordingPort:
@@ -26,18 +27,6 @@ class RecordingPort:
 
     def types(self):
         return [m.type for _, m in self.messages]
-
-
-def assert_nothing_hangs(messages):
-    """Every note-on is matched by a later note-off, and the stream ends with CC64=0 then CC123."""
-    held = {}
-    for _, m in messages:
-        key = (m.channel, m.note) if m.type in ("note_on", "note_off") else None
-        if m.type == "note_on" and m.velocity > 0:
-            held[key] = held.get(key, 0) + 1
-        elif key is not None:
-            held.pop(key, None)
-    assert not held, f"hanging notes: {held}"
 
 
 def test_scheduler_sends_in_deadline_order_on_time():
@@ -69,7 +58,7 @@ def test_stop_releases_held_notes_then_pedal_and_all_notes_off():
         assert sched.pending == 0 and sched.sounding == 0
     msgs = [m for _, m in port.messages]
     assert sum(m.type == "note_on" for m in msgs) == 3
-    assert_nothing_hangs(port.messages)
+    assert sounding(port.messages) == {}
     tail = msgs[-4:]  # the release ends with pedal-up and All Notes Off on both used channels
     assert {(m.channel, m.control, m.value) for m in tail} == {(0, 64, 0), (0, 123, 0), (9, 64, 0), (9, 123, 0)}
     last_off = max(i for i, m in enumerate(msgs) if m.type == "note_off")
@@ -123,7 +112,7 @@ def test_player_plays_a_stream_with_program_changes_and_channels():
     for a, b in zip(piano, piano[1:]):
         assert b - a == pytest.approx(0.125, abs=0.002)  # half a beat at 240 BPM
     assert player.underruns == 0
-    assert_nothing_hangs(port.messages)
+    assert sounding(port.messages) == {}
 
 
 def test_player_stop_mid_stream_leaves_nothing_hanging():
@@ -136,7 +125,7 @@ def test_player_stop_mid_stream_leaves_nothing_hanging():
         player.stop()
         assert sched.idle()
     assert sum(m.type == "note_on" for _, m in port.messages) >= 2
-    assert_nothing_hangs(port.messages)
+    assert sounding(port.messages) == {}
     assert port.messages[-1][1].control == 123
 
 
@@ -259,4 +248,4 @@ def test_jam_answers_on_a_controller_on_the_followed_clock_bar_grid(tiny_checkpo
             jam.close()
     ons = [m for _, m in port.messages if m.type == "note_on"]
     assert ons
-    assert_nothing_hangs(port.messages)
+    assert sounding(port.messages) == {}

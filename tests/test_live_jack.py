@@ -11,6 +11,7 @@ import pytest
 from core.jack import MidiRecorder
 from core.live import ClockFollower, ClockSender, Player, Scheduler, midi_backend, open_output
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange
+from tests.midi_checks import sounding
 
 pytestmark = pytest.mark.jack
 
@@ -56,16 +57,6 @@ def ends_with_all_notes_off(messages):
     return bool(messages) and messages[-1][1].type == "control_change" and messages[-1][1].control == 123
 
 
-def hanging(messages):
-    held = {}
-    for _, m in messages:
-        if m.type == "note_on" and m.velocity > 0:
-            held[(m.channel, m.note)] = held.get((m.channel, m.note), 0) + 1
-        elif m.type in ("note_on", "note_off"):
-            held.pop((m.channel, m.note), None)
-    return held
-
-
 def test_streamed_notes_arrive_in_order_within_one_period(loopback, jack_server):
     _, out, rx = loopback
     tempo = Score([], [TempoChange(0, 240)])
@@ -89,7 +80,7 @@ def test_streamed_notes_arrive_in_order_within_one_period(loopback, jack_server)
     sent = [t for t, m in sched.sent if m.type == "note_on"]
     sched_ms = [round((s - player.timeline.time_at(n.start)) * 1000, 2) for s, n in zip(sent, notes)]
     assert not late, f"ms off schedule: {late} of {[round(e * 1000, 2) for e in errors]}; sent at {sched_ms}"
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
 
 
 def test_stop_during_held_notes_releases_everything(loopback):
@@ -105,7 +96,7 @@ def test_stop_during_held_notes_releases_everything(loopback):
         player.stop()
     msgs = rx.wait_for(ends_with_all_notes_off)
     assert sum(m.type == "note_on" for _, m in msgs) == 6  # the later note never started
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
     last_off = max(i for i, (_, m) in enumerate(msgs) if m.type == "note_off")
     tail = [(m.channel, m.control, m.value) for _, m in msgs[last_off + 1:]]
     assert set(tail) == {(0, 64, 0), (0, 123, 0), (9, 64, 0), (9, 123, 0)}
@@ -162,7 +153,7 @@ def test_model_stream_plays_live_through_jack(loopback, jack_server, tiny_checkp
     errors = [t - when for (t, _), (when, _, _) in zip(got, expected)]
     assert all(-0.0005 <= e <= tolerance for e in errors), [round(e * 1000, 2) for e in errors]
     assert sorted((m.note, m.velocity) for _, m in got) == sorted((p, v) for _, p, v in expected)
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
 
 
 def test_jam_answers_a_phrase_and_falls_silent_when_the_player_returns(jack_server, tiny_checkpoint):
@@ -202,7 +193,7 @@ def test_jam_answers_a_phrase_and_falls_silent_when_the_player_returns(jack_serv
         msgs = rx.wait_for(ends_with_all_notes_off)
         after = [(t, m) for t, m in msgs if t > back + 0.02]
         assert not [m for _, m in after if m.type == "note_on"], "kept playing over the player"
-        assert not hanging(msgs)
+        assert sounding(msgs) == {}
         assert msgs[-1][1].type == "control_change" and msgs[-1][1].control == 123
         assert jam.state == "listening" and sched.idle()
         player.send(mido.Message("note_off", note=62))
@@ -227,7 +218,7 @@ def test_cli_live_plays_a_continuation_to_a_jack_port(jack_server, tiny_checkpoi
                      "--out-port", rx.port_name]) == 0
         msgs = rx.wait_for(ends_with_all_notes_off)
     assert any(m.type == "note_on" for _, m in msgs)
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
     assert "first note" in capsys.readouterr().out
 
 
@@ -263,7 +254,7 @@ def test_scheduler_process_keeps_time_while_this_process_holds_the_gil(jack_serv
     bad = [round(e * 1000, 2) for e in errors if not -0.0005 <= e <= jack_server.period_seconds + 0.002]
     assert not bad, f"{len(bad)} of {len(errors)} notes off time (ms): {bad[:20]}; sent late by up to " \
                     f"{max(lateness) * 1000:.2f} ms"
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
 
 
 def test_scheduler_process_releases_everything_when_its_parent_goes(jack_server):
@@ -280,6 +271,6 @@ def test_scheduler_process_releases_everything_when_its_parent_goes(jack_server)
         msgs = rx.wait_for(lambda m: sum(x.control == 123 for _, x in m if x.type == "control_change") == 2)
         sched._process.join(5)
     assert sum(m.type == "note_on" for _, m in msgs) == 6
-    assert not hanging(msgs)
+    assert sounding(msgs) == {}
     assert {(m.channel, m.control) for _, m in msgs if m.type == "control_change"} == {(0, 64), (0, 123), (1, 64),
                                                                                      (1, 123)}

@@ -9,6 +9,7 @@ import pytest
 from core.jack import MidiRecorder
 from core.live import JACK_BACKEND
 from tests.gui.helpers import demo_score
+from tests.midi_checks import sounding
 
 pytestmark = pytest.mark.jack
 
@@ -23,14 +24,12 @@ def jack_window(jack_server, monkeypatch, make_window, prefs):
         yield w, rx
 
 
-def sounding_after(messages) -> set:
-    held = set()
-    for _, m in messages:
-        if m.type == "note_on" and m.velocity > 0:
-            held.add((m.channel, m.note))
-        elif m.type in ("note_off", "note_on"):
-            held.discard((m.channel, m.note))
-    return held
+def arrived(rx, predicate, timeout: float, what: str) -> list:
+    """The recorded messages once `predicate` holds; fails the test when it still does not at the timeout
+    (MidiRecorder.wait_for then returns what it has)."""
+    messages = rx.wait_for(predicate, timeout=timeout)
+    assert predicate(messages), f"{what}: not heard within {timeout:g} s ({len(messages)} messages recorded)"
+    return messages
 
 
 def test_play_then_stop_releases_every_note(jack_window, qtbot):
@@ -40,7 +39,7 @@ def test_play_then_stop_releases_every_note(jack_window, qtbot):
     w.doc.load_score(score)
     w.toggle_play()
     assert w.transport.playing
-    rx.wait_for(lambda ms: sum(m.type == "note_on" for _, m in ms) >= 12, timeout=10)
+    arrived(rx, lambda ms: sum(m.type == "note_on" for _, m in ms) >= 12, 10, "12 note-ons")
     qtbot.waitUntil(lambda: w.roll.playhead_tick > 0, timeout=3000)  # the playhead follows
     w.toggle_play()  # stop in the middle of sounding notes
     assert not w.transport.playing
@@ -50,7 +49,7 @@ def test_play_then_stop_releases_every_note(jack_window, qtbot):
     expected = sorted(score.notes, key=lambda n: (n.start, n.pitch))
     assert [m.note for m in ons[:4]] == [n.pitch for n in expected[:4]] or \
         sorted(m.note for m in ons[:4]) == sorted(n.pitch for n in expected[:4])
-    assert sounding_after(messages) == set()
+    assert sounding(messages) == {}
     assert messages[-1][1].type == "control_change" and messages[-1][1].control == 123
 
 
@@ -67,11 +66,11 @@ def test_loop_wraps_and_keyboard_click_is_heard(jack_window, qtbot):
     ons = [m.note for _, m in messages if m.type == "note_on" and m.velocity > 0]
     # the first bar's 9 notes at least twice, and nothing from the second bar
     assert len(ons) >= 18 and set(ons) <= first_bar
-    assert sounding_after(messages) == set()
+    assert sounding(messages) == {}
 
     before = len(rx.messages())
     w.roll.keyboard.keyPressed.emit(64)
-    rx.wait_for(lambda ms: any(m.type == "note_on" and m.note == 64 for _, m in ms[before:]), timeout=5)
+    arrived(rx, lambda ms: any(m.type == "note_on" and m.note == 64 for _, m in ms[before:]), 5, "the clicked key")
 
 
 def test_jam_answers_appear_in_the_roll_and_play(jam_window, qtbot):
@@ -87,7 +86,7 @@ def test_jam_answers_appear_in_the_roll_and_play(jam_window, qtbot):
         player.send(mido.Message("note_off", note=pitch, velocity=0))
     qtbot.waitUntil(lambda: len(w.doc.preview.notes) >= 1, timeout=60000)
     assert len(w.doc) == 0  # answers are shown as a continuation, not written into the piece
-    rx.wait_for(lambda ms: any(m.type == "note_on" and m.velocity > 0 for _, m in ms), timeout=20)
+    arrived(rx, lambda ms: any(m.type == "note_on" and m.velocity > 0 for _, m in ms), 20, "the jam's answer")
     w.midi_panel.jam.setChecked(False)
     assert not w.jam.active
 
@@ -119,7 +118,7 @@ def test_send_midi_clock_while_playing(jack_window, qtbot):
     w.toggle_play()
     qtbot.wait(600)
     w.toggle_play()
-    rx.wait_for(lambda ms: any(m.type == "stop" for _, m in ms), timeout=5)
+    arrived(rx, lambda ms: any(m.type == "stop" for _, m in ms), 5, "the clock's stop")
     types = [m.type for _, m in rx.messages()]
     assert types.count("start") == 1 and types.count("clock") >= 10  # 24 per beat at 120 BPM: ~28 in 0.6 s
     assert w.prefs.get("midi/clock") == "send"  # remembered for the next run
@@ -139,4 +138,4 @@ def test_continuation_plays_on_the_output_as_it_streams(jam_window, qtbot):
     ons = [m.note for _, m in rx.messages() if m.type == "note_on" and m.velocity > 0]
     assert sorted(ons) == sorted(n.pitch for n in heard)  # variation 1 is shown on request, not played
     # the last note-offs may still be in the recorder's pipe when playback ends
-    assert sounding_after(rx.wait_for(lambda msgs: not sounding_after(msgs))) == set()
+    assert sounding(rx.wait_for(lambda msgs: not sounding(msgs))) == {}
