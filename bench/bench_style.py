@@ -1,0 +1,458 @@
+"""Style candidates measured against each other on the same data and wall-clock budget (issue 16).
+
+One command (the tables of the README come from it):
+
+    .venv/bin/python bench/bench_style.py --model resources/rwkv7-music-base.pth --corpus data/corpus \
+        --heldout oneills1850 --budgets 120 300 600 --threads 2 --json docs/bench_style.json
+
+A candidate names the parts of a style (core/style.py), joined by "+", with optional ranks:
+`lora` (adapter, rank 8), `offset` (state offset read at every token, full), `offset:o8` (rank 8 per head),
+`bias` (LayerNorms, w0, a0, token-shift mixes), `state` (learned initial state, the older style),
+`lora+offset+bias+state`, `lora:r4+state` ... and, for reference, `model:lora` / `model:full`: a new merged
+model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains with core.train.run_training
+(`--mode style`, `--time-budget`) on the same folder, seed and threads.
+
+Tables:
+1. The held-out collection (--heldout: its training pieces are the folder, its test pieces the test): bits per
+   note before and after, per candidate and budget, with the steps done, wall and CPU seconds, file size.
+2. By position from each test piece's start, whole pieces through the recurrent state, bits per token, base
+   against each candidate at the largest budget. A style that lasts gains in every bucket, none below half
+   of its whole-piece gain ("lasts").
+3. A user-sized case: --user-pieces pieces of one collection (--user-kind) as the folder, the rest of that
+   collection (at most --user-test-pieces) as the test, at --user-budget seconds.
+4. Continuations from the same prompts and seeds with and without each style (largest budget): how close the
+   pitch-class, inter-onset and velocity histograms of what is generated come to the folder's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from core import data as D  # noqa: E402
+from core.evaluate import music as MM  # noqa: E402
+from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
+from core.generate import Generator, SamplingConfig  # noqa: E402
+from core.midi import MidiReadError, read_midi  # noqa: E402
+from core.model import load_checkpoint  # noqa: E402
+from core.score import TICKS_PER_BEAT  # noqa: E402
+from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
+from core.tokenizer import Tokenizer  # noqa: E402
+from core.train import TrainConfig, run_training  # noqa: E402
+
+DEFAULT_CANDIDATES = ("state", "lora", "offset", "bias", "offset+state", "lora+state", "lora+offset+bias+state")
+
+
+def amount(args, budget: float) -> str:
+    return f"{args.steps} steps" if args.steps else f"{budget:g} s"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- candidates ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    mode: str                    # style | lora | full
+    parts: str = ""
+    style_rank: int | None = None
+    offset_rank: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Candidate":
+        if text.startswith("model:"):
+            mode = text.split(":", 1)[1]
+            if mode not in ("lora", "full"):
+                raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
+            return cls(text, mode)
+        parts, lora_rank, offset_rank = [], None, None
+        for item in text.split("+"):
+            name, *opts = item.split(":")
+            parts.append(name)
+            for o in opts:
+                if o[:1] == "r" and o[1:].isdigit():
+                    lora_rank = int(o[1:])
+                elif o[:1] == "o" and o[1:].isdigit():
+                    offset_rank = int(o[1:])
+                else:
+                    raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank)")
+        try:
+            canonical = "+".join(parse_parts(parts))
+        except ValueError as e:
+            raise SystemExit(f"candidate {text!r}: {e}") from None
+        return cls(text, "style", canonical, lora_rank, offset_rank)
+
+
+# --- corpus ------------------------------------------------------------------------------------------------
+class Corpus:
+    def __init__(self, root: Path) -> None:
+        manifest = root / "manifest.json"
+        if not manifest.exists():
+            raise SystemExit(f"{manifest} not found: build the corpus with tools/make_corpus.py first")
+        self.root = root
+        self.entries = [e for e in json.loads(manifest.read_text())["pieces"] if (root / e["file"]).is_file()]
+
+    def files(self, collection: str, splits: tuple[str, ...]) -> list[str]:
+        return [e["file"] for e in self.entries if e["collection"] == collection and e["split"] in splits]
+
+    def collections(self) -> set[str]:
+        return {e["collection"] for e in self.entries}
+
+
+def link_folder(corpus: Corpus, files: list[str], dest: Path) -> Path:
+    """A folder of symbolic links to `files` for the training loop to scan (replaced if it holds only links)."""
+    if dest.exists():
+        if any(not f.is_symlink() and not f.is_dir() for f in dest.rglob("*")):
+            raise SystemExit(f"{dest} holds real files: choose another --work folder")
+        shutil.rmtree(dest)
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink((corpus.root / rel).resolve(), target)
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+# --- scoring -----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def position_bits(model, pieces: list[list[int]], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Bits and token counts per position bucket (POSITION_EDGES) over whole pieces through the recurrent
+    state, as the model is (an applied style's offset and initial state included)."""
+    edges = [*POSITION_EDGES, 10 ** 9]
+    sums, counts = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1, dtype=np.int64)
+    device = model.emb.weight.device
+    for ids in pieces:
+        seq = torch.tensor(ids, device=device)
+        state, bits = None, []
+        for begin in range(0, len(ids) - 1, chunk):
+            inp = seq[begin:min(begin + chunk, len(ids) - 1)]
+            logits, state = model(inp[None], state=state, return_state=True)
+            bits.append(F.cross_entropy(logits[0].float(), seq[begin + 1:begin + 1 + len(inp)], reduction="none"))
+        bits = (torch.cat(bits) / LN2).cpu().numpy()
+        for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+            sums[b] += float(bits[lo:hi].sum())
+            counts[b] += len(bits[lo:hi])
+    return sums, counts
+
+
+def bucket_label(b: int) -> str:
+    edges = [*POSITION_EDGES, None]
+    lo, hi = edges[b], edges[b + 1]
+    return f"{lo}-{hi - 1}" if hi is not None else f"{lo}-"
+
+
+def score(model, tests: PieceSet, tok, batch: int, device: str) -> dict:
+    return tests.summary(torch_window_bits(lambda idx: model(idx), tests.windows, tok.pad_id, batch, device))
+
+
+# --- training ----------------------------------------------------------------------------------------------
+def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: Path) -> dict:
+    """Train one candidate for `budget` seconds (with --steps: that many steps) -> result path, steps, wall
+    and CPU seconds, file size."""
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = TrainConfig(data=str(folder), out=str(out), base=args.model, mode=cand.mode, ctx_len=args.ctx,
+                      batch_size=args.batch, val_fraction=0.0, checkpoint_every=10 ** 9, eval_every=10 ** 9,
+                      seed=args.seed, device=args.device, threads=args.threads, workers=args.workers,
+                      cache_dir=str(cache), time_budget_s=None if args.steps else budget, steps=args.steps)
+    if cand.mode == "style":
+        cfg.style_parts, cfg.style_rank, cfg.offset_rank = cand.parts, cand.style_rank, cand.offset_rank
+    marks = {"step": 0, "t0": None}
+
+    def emit(e) -> None:
+        if e.kind == "step":
+            marks["step"] = max(marks["step"], e.step)
+            if marks["t0"] is None:
+                marks["t0"] = time.monotonic()
+
+    def over_time() -> bool:  # a hard stop in case the schedule's estimate runs long
+        return not args.steps and marks["t0"] is not None and time.monotonic() - marks["t0"] > 1.1 * budget + 5
+
+    t0, c0 = time.monotonic(), time.process_time()
+    paths = run_training(cfg, emit, over_time)
+    wall = time.monotonic() - (marks["t0"] or t0)
+    return {"result": paths["result"], "steps": marks["step"], "wall_s": wall, "cpu_s": time.process_time() - c0,
+            "file_bytes": os.path.getsize(paths["result"])}
+
+
+class Evaluated:
+    """The base model loaded once; each candidate's result is applied to it (styles) or loaded (models)."""
+
+    def __init__(self, model_path: str, device: str) -> None:
+        self.base, self.meta = load_checkpoint(model_path, device=device)
+        self.device = device
+
+    def model_for(self, cand: Candidate, result: str):
+        if cand.mode == "style":
+            apply_style(self.base, load_style(result, self.base))
+            return self.base
+        remove_style(self.base)
+        return load_checkpoint(result, device=self.device)[0]
+
+    def done(self) -> None:
+        remove_style(self.base)
+
+
+# --- continuations -----------------------------------------------------------------------------------------
+def folder_histograms(paths: list[Path]) -> dict:
+    pitch, ioi, vel = np.zeros(12), None, None
+    for p in paths:
+        try:
+            s, _ = read_midi(str(p))
+        except (MidiReadError, OSError):
+            continue
+        notes = s.notes
+        pitch = pitch + MM.pitch_class_histogram(notes) * len(notes)
+        h_ioi, h_vel = MM.ioi_histogram(notes, TICKS_PER_BEAT) * len(notes), MM.velocity_histogram(notes) * len(notes)
+        ioi = h_ioi if ioi is None else ioi + h_ioi
+        vel = h_vel if vel is None else vel + h_vel
+    return {"pitch": pitch, "ioi": ioi, "velocity": vel}
+
+
+def continuations(gen_model, tok, prompts, args) -> list:
+    """The generated notes for each (prompt score, split tick), one seed per prompt."""
+    gen = Generator(gen_model, tok, threads=1)
+    out = []
+    for i, (prompt, split) in enumerate(prompts):
+        stream = gen.stream(prompt, bars=args.gen_bars, at_tick=split,
+                            sampling=SamplingConfig(temperature=1.0, top_p=0.95, seed=args.seed + i))
+        out.append([item.note for item in stream])
+    return out
+
+
+def histogram_overlaps(generated: list, reference: dict) -> dict:
+    pooled = [n for notes in generated for n in notes]
+    if not pooled:
+        return {"pitch": 0.0, "ioi": 0.0, "velocity": 0.0, "notes": 0}
+    # rhythm per continuation (gaps never span two continuations), pooled weighted by notes
+    ioi = sum(MM.ioi_histogram(notes, TICKS_PER_BEAT) * len(notes) for notes in generated if notes)
+    return {"pitch": MM.histogram_overlap(MM.pitch_class_histogram(pooled), reference["pitch"]),
+            "ioi": MM.histogram_overlap(ioi, reference["ioi"]),
+            "velocity": MM.histogram_overlap(MM.velocity_histogram(pooled), reference["velocity"]),
+            "notes": len(pooled)}
+
+
+# --- output ------------------------------------------------------------------------------------------------
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if fmt == "s":
+        return str(value)
+    if fmt.endswith("%"):  # reductions print as changes (a fall in bits is negative)
+        return format(-value, fmt)
+    return format(int(value) if fmt.endswith("d") else value, fmt)
+
+
+def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    cells = [[_cell(r.get(key), fmt) for _, key, fmt in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, (h, _, _) in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, ((h, _, _), w) in enumerate(zip(columns, widths))))
+    print("  ".join("-" * w for w in widths))
+    for c in cells:
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))))
+    sys.stdout.flush()
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(ROOT / "resources" / "rwkv7-music-base.pth"), help="the base model")
+    p.add_argument("--corpus", default=str(ROOT / "data" / "corpus"), help="folder with manifest.json")
+    p.add_argument("--heldout", default="oneills1850", help="a collection held out of the base model's pretraining")
+    p.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 600], help="seconds of training each")
+    p.add_argument("--steps", type=int, help="train every candidate this many steps instead of a time budget "
+                                             "(a shared, noisy machine); one 'budget' then")
+    p.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--ctx", type=int, default=512)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="tokenizer processes")
+    p.add_argument("--max-test-pieces", type=int, default=50)
+    p.add_argument("--eval-batch", type=int, default=8)
+    p.add_argument("--user-kind", help="collection of the user-sized case (default: --heldout)")
+    p.add_argument("--user-pieces", type=int, default=20)
+    p.add_argument("--user-test-pieces", type=int, default=100)
+    p.add_argument("--user-budget", type=float, help="seconds (default: the smallest budget); 0 skips the case")
+    p.add_argument("--prompts", type=int, default=8, help="continuation prompts (0 skips table 4)")
+    p.add_argument("--prompt-bars", type=int, default=4)
+    p.add_argument("--gen-bars", type=int, default=8)
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench_style"), help="scratch folder (links, runs)")
+    p.add_argument("--json", help="save every table here")
+    args = p.parse_args(argv)
+    args.candidates = [Candidate.parse(c) for c in args.candidates]
+    args.budgets = sorted(args.budgets) if not args.steps else [0.0]
+    if args.user_budget is None:
+        args.user_budget = args.budgets[0] if not args.steps else 1.0  # with --steps: on, that many steps
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    corpus = Corpus(Path(args.corpus))
+    held = args.heldout
+    if held not in corpus.collections():
+        raise SystemExit(f"collection {held!r} is not in the corpus ({', '.join(sorted(corpus.collections()))})")
+    work, cache = Path(args.work), Path(args.work) / "token_cache"
+    work.mkdir(parents=True, exist_ok=True)
+    ev = Evaluated(args.model, args.device)
+    tok = Tokenizer.from_dict(ev.meta["tokenizer"]) if "tokenizer" in ev.meta else Tokenizer()
+    results: dict = {"command": " ".join(sys.argv), "model": args.model, "heldout": held}
+
+    def tokenized(name: str, files: list[str]) -> list[D.Piece]:
+        pieces, report = D.scan_folder(link_folder(corpus, files, work / name), tok, cache_dir=cache,
+                                       workers=args.workers)
+        for s in report.skipped:
+            log(f"  {name}: skipped {s['path']}: {s['reason']}")
+        return pieces
+
+    train_files = corpus.files(held, ("train",))
+    test_files = corpus.files(held, ("test",))[:args.max_test_pieces] or \
+        corpus.files(held, ("validation",))[:args.max_test_pieces]
+    folder = link_folder(corpus, train_files, work / "folder")
+    test = tokenized("test", test_files)
+    tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, args.ctx)
+    before = score(ev.base, tests, tok, args.eval_batch, args.device)
+    base_pos = position_bits(ev.base, tests.ids)
+
+    # 1 and 2: every candidate at every budget on the held-out collection
+    rows, profiles, styled = [{"candidate": "base model", **before}], {}, {}
+    for budget in args.budgets:
+        for cand in args.candidates:
+            log(f"training {cand.name} for {amount(args, budget)}")
+            run = train(cand, args, folder, work / "runs" / f"{cand.name.replace(':', '_')}-{budget:g}", budget, cache)
+            model = ev.model_for(cand, run["result"])
+            after = score(model, tests, tok, args.eval_batch, args.device)
+            row = {"candidate": cand.name, "budget_s": budget, **run, **after,
+                   "reduction": 1 - after["bits_per_note"] / before["bits_per_note"]}
+            if budget == args.budgets[-1]:
+                profiles[cand.name] = position_bits(model, tests.ids)
+                styled[cand] = run["result"]
+            ev.done()
+            rows.append(row)
+            log(f"  {cand.name}: {after['bits_per_note']:.3f} bits/note ({-row['reduction']:+.1%}), "
+                f"{run['steps']} steps, {run['file_bytes'] / 1024:.0f} KiB")
+    print_table(f"1. Held-out collection {held!r}: {len(train_files)} pieces as the folder, {len(test)} test pieces "
+                f"({tests.total_notes} notes); {args.threads} threads, device {args.device}", rows,
+                [("candidate", "candidate", "s"), ("budget s", "budget_s", ".0f"), ("bits/note", "bits_per_note", ".3f"),
+                 ("change", "reduction", "+.1%"), ("steps", "steps", "d"), ("wall s", "wall_s", ".0f"),
+                 ("CPU s", "cpu_s", ".0f"), ("file bytes", "file_bytes", "d")])
+    results["heldout_table"] = rows
+
+    base_sums, counts = base_pos
+    pos_rows, lasting = [], {}
+    for b in range(len(counts)):
+        if counts[b]:
+            r = {"positions": bucket_label(b), "tokens": int(counts[b]), "base": base_sums[b] / counts[b]}
+            for name, (sums, _) in profiles.items():
+                r[name] = 1 - sums[b] / base_sums[b]
+            pos_rows.append(r)
+    for name, (sums, _) in profiles.items():
+        whole = 1 - sums.sum() / base_sums.sum()
+        gains = [1 - sums[b] / base_sums[b] for b in range(len(counts)) if counts[b]]
+        lasting[name] = {"whole_piece": whole, "lasts": bool(whole > 0 and all(g >= 0.5 * whole for g in gains))}
+    pos_rows.append({"positions": "whole pieces", "tokens": int(counts.sum()), "base": base_sums.sum() / counts.sum(),
+                     **{n: v["whole_piece"] for n, v in lasting.items()}})
+    print_table(f"2. By position from the piece's start (whole pieces through the recurrent state): base bits per "
+                f"token and each candidate's change, {amount(args, args.budgets[-1])} of training", pos_rows,
+                [("positions", "positions", "s"), ("tokens", "tokens", "d"), ("base", "base", ".3f")]
+                + [(n, n, "+.1%") for n in profiles])
+    print("lasts (a gain in every bucket, none below half the whole-piece gain): "
+          + ", ".join(f"{n} {'yes' if v['lasts'] else 'no'}" for n, v in lasting.items()))
+    results["by_position"], results["lasting"] = pos_rows, lasting
+
+    # 3: the user-sized case
+    if args.user_budget:
+        kind = args.user_kind or held
+        files = corpus.files(kind, ("train", "validation", "test"))
+        rng = random.Random(args.seed)
+        rng.shuffle(files)
+        user_folder = link_folder(corpus, sorted(files[:args.user_pieces]), work / "user_folder")
+        user_test = tokenized("user_test", sorted(files[args.user_pieces:args.user_pieces + args.user_test_pieces]))
+        user_tests = PieceSet.build([p.path for p in user_test], [p.tokens for p in user_test], tok, args.ctx)
+        user_before = score(ev.base, user_tests, tok, args.eval_batch, args.device)
+        user_rows = [{"candidate": "base model", **user_before}]
+        for cand in args.candidates:
+            log(f"user case: training {cand.name} for {amount(args, args.user_budget)}")
+            run = train(cand, args, user_folder, work / "runs" / f"user-{cand.name.replace(':', '_')}",
+                        args.user_budget, cache)
+            after = score(ev.model_for(cand, run["result"]), user_tests, tok, args.eval_batch, args.device)
+            ev.done()
+            user_rows.append({"candidate": cand.name, **run, **after,
+                              "reduction": 1 - after["bits_per_note"] / user_before["bits_per_note"]})
+        print_table(f"3. User-sized case: {args.user_pieces} pieces of {kind!r} as the folder, {len(user_test)} other "
+                    f"pieces of it as the test ({user_tests.total_notes} notes), {amount(args, args.user_budget)} each",
+                    user_rows, [("candidate", "candidate", "s"), ("bits/note", "bits_per_note", ".3f"),
+                                ("change", "reduction", "+.1%"), ("steps", "steps", "d"),
+                                ("wall s", "wall_s", ".0f"), ("file bytes", "file_bytes", "d")])
+        results["user_case"] = {"kind": kind, "rows": user_rows}
+
+    # 4: continuations with and without each style, same prompts and seeds
+    if args.prompts:
+        prompts = []
+        for rel in test_files:
+            if len(prompts) >= args.prompts:
+                break
+            s, _ = read_midi(str(corpus.root / rel))
+            bars = s.bar_starts()
+            if len(bars) > args.prompt_bars + 1:
+                split = bars[args.prompt_bars]
+                prompts.append((s.slice(0, split), split))
+        reference = folder_histograms([corpus.root / f for f in train_files[:300]])
+        remove_style(ev.base)
+        cont_rows = [{"candidate": "base model", **histogram_overlaps(continuations(ev.base, tok, prompts, args),
+                                                                       reference)}]
+        for cand, result in styled.items():
+            model = ev.model_for(cand, result)
+            cont_rows.append({"candidate": cand.name, **histogram_overlaps(continuations(model, tok, prompts, args),
+                                                                           reference)})
+            ev.done()
+        print_table(f"4. Continuations ({len(prompts)} prompts of {args.prompt_bars} bars from the test pieces, "
+                    f"{args.gen_bars} bars each, temperature 1.0, top-p 0.95, the same seeds): overlap of the "
+                    f"generated notes' histograms with the folder's (1 = the same shape)", cont_rows,
+                    [("candidate", "candidate", "s"), ("pitch class", "pitch", ".3f"), ("rhythm (IOI)", "ioi", ".3f"),
+                     ("velocity", "velocity", ".3f"), ("notes", "notes", "d")])
+        results["continuations"] = cont_rows
+
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(_jsonable(results), indent=1))
+        log(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
