@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Hashable, Iterable, Mapping
 
-from core.score import Note, Score, TempoChange, TimeSignature
+from core.score import PEDAL_CONTROLLER, TRACK_NAME, Event, Note, Score, TempoChange, TimeSignature, Track
 
 INSERT = "insert"    # the notes from the continuation's start on move later by its length
 REPLACE = "replace"  # the notes that start inside the continuation's bars are dropped
@@ -79,6 +79,7 @@ class Placement:
     tempos: list[TempoChange] = field(default_factory=list)
     time_signatures: list[TimeSignature] = field(default_factory=list)
     meta_changed: bool = False
+    events_shift: tuple[int, int] | None = None  # (from tick, by ticks): the tracks' other events move too
 
 
 def place_continuation(notes: Mapping[Hashable, Note], meta: Score, start: int, end: int,
@@ -99,6 +100,8 @@ def place_continuation(notes: Mapping[Hashable, Note], meta: Score, start: int, 
     if length == 0:
         return plan
     plan.moved = {k: replace(n, start=n.start + length) for k, n in notes.items() if n.start >= start}
+    if plan.moved:  # controllers, pedal, text... stay with the notes they belong to
+        plan.events_shift = (start, length)
     shifted = Score([], [replace(t, tick=t.tick + length) if t.tick >= start else t for t in meta.tempos],
                     [replace(t, tick=t.tick + length) if t.tick >= start else t for t in meta.time_signatures])
     plan.meta_changed = (shifted.tempos, shifted.time_signatures) != (meta.tempos, meta.time_signatures)
@@ -108,8 +111,33 @@ def place_continuation(notes: Mapping[Hashable, Note], meta: Score, start: int, 
 
 def placed_score(piece: Score, continuation: Iterable[Note], start: int, end: int, mode: str) -> Score:
     """The piece as it will be once the continuation over [start, end) is accepted with `mode`."""
-    notes = dict(enumerate(piece.notes))
-    plan = place_continuation(notes, piece, start, end, mode)
+    notes = dict(enumerate(piece.document_notes()))  # each keeps its track; the continuation's go to their
+    plan = place_continuation(notes, piece, start, end, mode)  # instrument's track (a new one if none)
     removed = set(plan.removed)
     kept = [replace(plan.moved.get(k, n)) for k, n in notes.items() if k not in removed]
-    return Score(kept + [replace(n) for n in continuation], plan.tempos, plan.time_signatures)
+    tracks = piece.skeleton() if plan.events_shift is None else shifted_tracks(piece.skeleton(), *plan.events_shift)
+    return Score(kept + [replace(n, track=None) for n in continuation], plan.tempos, plan.time_signatures,
+                 tracks=tracks)
+
+
+def shifted_tracks(tracks: Iterable[Track], from_tick: int, by: int) -> list[Track]:
+    """Copies of the tracks (without notes) whose events at or after `from_tick`, and their ends, are `by`
+    ticks later (a track's name stays at its start). A sustain pedal held across `from_tick` is lifted
+    there and pressed again `by` ticks later, so that the bars put in between are not held by it."""
+    out = []
+    for t in tracks:
+        moved = t.copy(notes=False)
+        stay = [e for e in t.events if e.tick < from_tick or e.meta_type == TRACK_NAME]
+        pedal: dict[int, Event] = {}  # channel -> its last pedal event before from_tick in this track
+        for e in stay:
+            if e.is_controller(PEDAL_CONTROLLER) and len(e.data) > 2:
+                pedal[e.channel] = e
+        held = [e for e in pedal.values() if e.data[2] >= 64]
+        moved.events = stay + [Event(from_tick, e.data[:2] + b"\x00") for e in held] + [
+            Event(from_tick + by, e.data) for e in held] + [
+            replace(e, tick=e.tick + by) for e in t.events if e.tick >= from_tick and e.meta_type != TRACK_NAME]
+        moved.events.sort(key=lambda e: e.tick)  # stable: a pedal pressed again comes before what moved there
+        if moved.end and moved.end >= from_tick:
+            moved.end += by
+        out.append(moved)
+    return out

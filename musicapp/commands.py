@@ -5,7 +5,8 @@ from dataclasses import replace
 
 from PySide6.QtGui import QUndoCommand
 
-from core.score import Note, TempoChange, TimeSignature
+from core import arrange
+from core.score import Note, TempoChange, TimeSignature, Track
 from musicapp.document import PREVIEW_COMMAND_ID, NoteDocument, Preview
 
 
@@ -95,6 +96,22 @@ class SetMeta(QUndoCommand):
         self.doc.replace_meta(*self.old)
 
 
+class SetTracks(QUndoCommand):
+    """Replace the tracks' names, channels and events (inserting bars moves the events after them)."""
+
+    def __init__(self, doc: NoteDocument, tracks: list[Track], text: str = "Move events") -> None:
+        super().__init__(text)
+        self.doc = doc
+        self.old = [t.copy(notes=False) for t in doc.tracks]
+        self.new = [t.copy(notes=False) for t in tracks]
+
+    def redo(self) -> None:
+        self.doc.replace_tracks(self.new)
+
+    def undo(self) -> None:
+        self.doc.replace_tracks(self.old)
+
+
 def accept_preview(doc: NoteDocument) -> None:
     """Make the shown variation part of the piece, placed as `doc.placement` says (insert: the notes
     after its start move later by its bars; replace: the notes in its bars go), as one undo step."""
@@ -109,7 +126,12 @@ def accept_preview(doc: NoteDocument) -> None:
         stack.push(ChangeNotes(doc, plan.moved, "Make room"))
     if plan.meta_changed:
         stack.push(SetMeta(doc, plan.tempos, plan.time_signatures))
-    stack.push(AddNotes(doc, doc.preview.notes, "Accept continuation"))
+    if plan.events_shift is not None:
+        tracks = arrange.shifted_tracks(doc.tracks, *plan.events_shift)
+        if [(t.events, t.end) for t in tracks] != [(t.events, t.end) for t in doc.tracks]:
+            stack.push(SetTracks(doc, tracks))
+    # The model's notes name no track: each goes to a track of its instrument (a new one if none) on save.
+    stack.push(AddNotes(doc, [replace(n, track=None) for n in doc.preview.notes], "Accept continuation"))
     stack.push(SetPreview(doc, doc.preview, Preview(), "Clear continuation"))
     stack.endMacro()
 

@@ -1,4 +1,5 @@
-"""The document the piano roll edits: notes with stable ids, the tempo map and meter, and the
+"""The document the piano roll edits: notes with stable ids, the tracks they belong to (names, channels,
+programs and every other event of the file, which pass through unchanged), the tempo map and meter, and the
 pending continuation (the "preview") that is shown in its own colour until it is accepted.
 
 It lives outside the graphics scene so that edits, undo and tests never depend on drawing.
@@ -11,7 +12,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from core import arrange
-from core.score import Note, Score, TempoChange, TimeSignature
+from core.score import Note, Score, TempoChange, TimeSignature, Track
 
 PREVIEW_COMMAND_ID = 1001  # QUndoCommand.id() of commands that only show, switch or drop the preview
 
@@ -51,6 +52,9 @@ class NoteDocument(QObject):
         self._notes: dict[int, Note] = {}
         self._next_id = 1
         self.meta = Score()  # tempo map and meter only; its notes list stays empty
+        # The piece's tracks without their notes; each note names its track (Note.track). Notes that name
+        # none (the model's, a new instrument's) go to a track of their instrument when the piece is saved.
+        self.tracks: list[Track] = []
         self.preview = Preview()
         self.placement = arrange.INSERT  # what accepting the preview does to the notes after its start
         self.path: str | None = None
@@ -84,7 +88,7 @@ class NoteDocument(QObject):
     def to_score(self, include_preview: bool = False) -> Score:
         """The piece; with `include_preview`, as it will be once the shown continuation is accepted."""
         score = Score([replace(n) for n in self._notes.values()], list(self.meta.tempos),
-                      list(self.meta.time_signatures))
+                      list(self.meta.time_signatures), tracks=[t.copy(notes=False) for t in self.tracks])
         if include_preview and self.preview.notes:
             start, end = self.preview_region()
             score = arrange.placed_score(score, self.preview.notes, start, end, self.placement)
@@ -135,9 +139,10 @@ class NoteDocument(QObject):
     def load_score(self, score: Score, path: str | None = None) -> None:
         self._notes = {}
         self._next_id = 1
-        for n in score.notes:
-            self._notes[self._next_id] = replace(n)
+        for n in score.document_notes():  # as the file has them (the pedal not folded in), each naming its track
+            self._notes[self._next_id] = n
             self._next_id += 1
+        self.tracks = score.skeleton()
         self.meta = Score([], list(score.tempos), list(score.time_signatures))
         self.preview = Preview()
         self.path = path
@@ -171,6 +176,10 @@ class NoteDocument(QObject):
         for i, n in notes_by_id.items():
             self._notes[i] = replace(n)
         self.notesChanged.emit(list(notes_by_id))
+
+    def replace_tracks(self, tracks: list[Track]) -> None:
+        """The tracks' events changed by an edit (undo commands only): inserting bars moves the later ones."""
+        self.tracks = [t.copy(notes=False) for t in tracks]
 
     def replace_meta(self, tempos: list[TempoChange], time_signatures: list[TimeSignature]) -> None:
         """Tempo map and meter changed by an edit (undo commands only); the notes stay."""

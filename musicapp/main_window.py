@@ -490,7 +490,7 @@ class MainWindow(QMainWindow):
         self.prefs.set("files/last_dir", str(Path(path).parent))
         self.roll.zoom_to_fit()
         n_tracks = len(score.tracks())
-        summary = f"Opened {Path(path).name}: {len(score.notes)} notes, {n_tracks} instrument(s)"
+        summary = f"Opened {Path(path).name}: {len(score.notes)} notes, {n_tracks} track(s)"
         if report.altered:
             self.messages.show_message(f"{summary}. Some content was changed or dropped (hover for details).",
                                        "warning", str(report))
