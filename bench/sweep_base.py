@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
              "infill_ba": v.get("infill", {}).get("before_and_after"),
              "infill_b": v.get("infill", {}).get("before_only")} for k, v in results.items()]
     print_table(f"Validation bits per note after {args.budget:g} s of training (2-core CPU)", rows,
-                [("run", "run", "s"), ("params", "params", "d"), ("steps", "steps", "d"), ("s", "train s", "d")]
+                [("run", "run", "s"), ("params", "params", "d"), ("steps", "steps", "d"), ("train s", "s", "d")]
                 + [(c, c, ".3f") for c in collections]
-                + [("infill_ba", "infill: before+after", ".3f"), ("infill_b", "infill: before only", ".3f")])
+                + [("infill: before+after", "infill_ba", ".3f"), ("infill: before only", "infill_b", ".3f")])
     return 0
 
 
