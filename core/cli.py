@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="bits per token and per note of a model on MIDI files")
     s.add_argument("path", nargs="+")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", help="default: the bundled base model")
     s.add_argument("--style")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ports)
 
     s = sub.add_parser("generate", help="continue a MIDI file")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", help="default: the bundled base model")
     s.add_argument("--style")
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=cmd_infill if verb == "infill" else cmd_accompany)
 
     s = sub.add_parser("live", help="continue a MIDI file and play it live to a MIDI output")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", help="default: the bundled base model")
     s.add_argument("--style")
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_live)
 
     s = sub.add_parser("jam", help="answer a player on a MIDI input when they pause")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", help="default: the bundled base model")
     s.add_argument("--style")
     s.add_argument("--in-port", required=True)
     s.add_argument("--out-port", required=True)
@@ -540,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "model", "") is None:  # every verb that takes a model defaults to the bundled one
+            from .paths import base_model
+            args.model = base_model()
+            if args.model is None:
+                raise CliError("no --model given and no bundled base model found (python -m core.paths shows where)")
+            args.model = str(args.model)
         return args.func(args) or 0
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
