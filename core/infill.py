@@ -280,11 +280,11 @@ class InfillStream:
         self.sampling = sampling or SamplingConfig()
         self.context_tokens = context_tokens or gen.ctx // 2  # training gives the middle at most half
         self.max_tokens_per_bar = max_tokens_per_bar
+        if int(end_tick) <= max(int(start_tick), 0):
+            raise ValueError(f"the range from tick {start_tick} to {end_tick} is empty")
         lines = token_bar_lines(self.view, tok, until=max(int(end_tick), self.view.end_tick) + 1)
-        start = max(line for line in lines if line <= max(int(start_tick), 0))
-        end = min(line for line in lines if line >= min(int(end_tick), lines[-1]))
-        if end <= start:
-            raise ValueError(f"the range {start_tick}..{end_tick} holds no whole bar")
+        start = max(line for line in lines if line <= max(int(start_tick), 0))  # widened to bar lines
+        end = min(line for line in lines if line >= int(end_tick))
         self.lines, self.start_tick, self.end_tick = lines, start, end
         self.part = None if part is None else ((0, True) if part[1] else (int(part[0]), False))
         in_range = [n for n in self.notes if start <= n.start < end]
@@ -314,6 +314,11 @@ class InfillStream:
         self._iterator: Iterator[StreamedNote] | None = None
 
     # --- results -------------------------------------------------------------------------------
+    @property
+    def prompt(self) -> list[int]:
+        """The first chunk's prompt (every variation's: later chunks read what each variation wrote)."""
+        return self._prompt(self.chunks[0], _Variation())[0]
+
     @property
     def tokens(self) -> list[list[list[int]]]:
         return [v.tokens for v in self._vars]
