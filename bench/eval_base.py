@@ -1,38 +1,37 @@
 """Evaluation of the base model: one command that prints the tables (and saves them with --json).
 
-The whole procedure, from a corpus built by tools/make_corpus.py:
-
     # 1. the pretraining folder: the training split without the held-out collection (links, no copies)
     .venv/bin/python bench/eval_base.py --corpus data/corpus --heldout oneills1850 --link-train data/pretrain
-    # 2. pretrain with the project's own command (its resume.pt beside model.pth gives this script the schedule)
-    .venv/bin/python -m core.cli train data/pretrain --out runs/base ...   (or: rwkv-music train ...)
-    # 3. every table; sections can also run alone (--sections 1 3 ...)
+    # 2. pretrain with the project's own command; the size and the Transformer baselines come from
+    #    bench/sweep_base.py (its Transformer runs keep their weights beside runs/sweep/sweep.json)
+    # 3. the evidence tables (sections 1 3 5 6 by default; any of them alone with --sections)
     .venv/bin/python bench/eval_base.py --model runs/base/model.pth --corpus data/corpus --heldout oneills1850 \
-        --deepembed --render 3 --json docs/eval_base.json
+        --sweep runs/sweep/sweep.json --threads 1 --json docs/eval_base.json
 
-The corpus folder holds the MIDI files and tools/make_corpus.py's manifest.json, whose `split` of each file
-(train / validation / test) is used as is. The held-out collection (--heldout) is left out of sections 1-3
-and is what section 4 fine-tunes on. Sections:
+The corpus folder holds the MIDI files and its manifest.json, whose `split` of each file (train /
+validation / test) is used as is. The held-out collection (--heldout) is never trained on: sections 1 and
+5 score its test pieces beside the others', section 4 fine-tunes on it. Sections:
 
-1. Test-set bits per note: the model against baselines trained here on the same training split: n-gram
-   models (interpolated modified Kneser-Ney, bench/ngram.py, counted on whole training pieces) and a causal
-   Transformer of about the same parameter count, trained with the RWKV run's schedule (ctx, batch, steps,
-   AdamW and learning-rate schedule from the resume.pt beside --model when there is one, else from the
-   flags) for the same number of steps (--budget-tokens sets another budget in training tokens, e.g. to
-   save time; the printout then says that the budgets differ). Scoring rule: bench/scoring.py (every
-   token scored once, windows of ctx tokens that start at bars with the tokenizer's header). An extra row
-   scores the RWKV model on whole pieces through its recurrent state (no windows).
-2. DeepEmbed off / on: two models of the same size trained from the same seed for the same steps with
-   core.train.run_training, compared on the validation split.
-3. Continuations: for N test pieces the first k bars are the prompt, core.generate continues m bars, and
-   the result is compared with the true m bars (bench/music_metrics.py); a "repeat the prompt's last m
-   bars" row gives a reference point. Every output is checked: its tokens decode without invalid ids and
-   write_midi + read_midi round-trip it.
-4. Fine-tuning on the held-out collection: bits per note on its test pieces before and after each mode
-   (state, LoRA, full), each trained on its training pieces for --ft-seconds of wall-clock time on this
-   machine (or --ft-steps), through core.train.run_training. For the state (style) mode a second table
-   shows where it helps: bits per token by position from each test piece's start, base vs style, scored
-   whole-piece through the recurrent state.
+1. Test bits per note, by collection: the model (--model, scored with its own tokenizer), today's model
+   (--old-model, with its own tokenizer on the same files), a Kneser-Ney n-gram counted here on the
+   training split without the held-out collection (tokenized like --model), the sweep's Transformers
+   (for each size the learning rate with the best mean validation bits per note, scored on the test
+   pieces when the sweep kept its weights), and a uniform guess over the vocabulary. Scoring rule:
+   core/evaluate/scoring.py (every token once, windows of the model's training context).
+2. DeepEmbed off / on (opt-in): two models of one size from one seed, compared on the validation split.
+3. Continuations of test prompts (--cont-collections): the first k bars are the prompt, m bars are
+   generated and compared with the true m bars and with "repeat the prompt's last m bars"
+   (core/evaluate/music.py: pitch-class, inter-onset and velocity histogram overlap, density, share in
+   key). Every output is checked: its tokens decode without an invalid id, its notes lie in the m bars,
+   and write_midi + read_midi keep them.
+4. Fine-tuning on the held-out collection (opt-in): bits per note before and after each mode (state,
+   LoRA, full) trained for --ft-seconds; for the state mode also bits by position from the piece's start.
+5. Infill: bits per note of the true middle of bar-infill examples cut from the test pieces, given the
+   bars before and after it against the bars before only; then generated infills of test pieces (m bars
+   in the middle): every output valid (tokens accepted by the grammar) and the notes outside the range
+   untouched, with the continuation metrics of the generated middle against the true one.
+6. Live figures at the model's size, one thread: step latency, real-time factor on the densest test
+   piece, first note after Continue with a 1024-token prompt (bench/bench_live.py's measurements).
 """
 from __future__ import annotations
 
@@ -41,9 +40,11 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,17 +55,19 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench import music_metrics as MM  # noqa: E402
-from bench.ngram import KneserNeyNGram  # noqa: E402
-from bench.scoring import LN2, PieceSet, ngram_window_bits, torch_window_bits  # noqa: E402
-from bench.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
-                               train_causal_lm)
 from core import data as D  # noqa: E402
+from core.evaluate import music as MM  # noqa: E402
+from core.evaluate.ngram import KneserNeyNGram  # noqa: E402
+from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile,  # noqa: E402
+                                   torch_window_bits, uniform_window_bits)
+from core.evaluate.transformer import load_transformer, parameter_count  # noqa: E402
 from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
+from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import DEFAULT_LR, RESUME_FILE, TrainConfig, run_training, sequence_nll_bits  # noqa: E402
+from core.train import DEFAULT_LR, RESUME_FILE, TrainConfig, run_training  # noqa: E402
 
-SECTIONS = (1, 2, 3, 4)
+SECTIONS = (1, 2, 3, 4, 5, 6)
+DEFAULT_SECTIONS = (1, 3, 5, 6)  # the base model's evidence; 2 and 4 on request
 
 
 # --- the corpus: manifest splits as folders of links -------------------------------------------------
@@ -116,7 +119,7 @@ def link_folder(corpus: Corpus, files: list[str], dest: Path) -> Path:
 
 @dataclass
 class Run:
-    """What every section shares: arguments, tokenizer, corpus, work folders, loaded sets."""
+    """What every section shares: arguments, the model's tokenizer, corpus, work folders, loaded sets."""
     args: argparse.Namespace
     tokenizer: Tokenizer
     corpus: Corpus
@@ -124,18 +127,30 @@ class Run:
     cache: Path
     _sets: dict = field(default_factory=dict)
 
-    def pieces(self, name: str, splits: tuple[str, ...], *, only=None, without=None, limit=None) -> list[D.Piece]:
-        """Tokenized pieces of a split (cached per name); the folder of links stays for training runs."""
+    def pieces(self, name: str, splits: tuple[str, ...], *, only=None, without=None, limit=None,
+               tokenizer: Tokenizer | None = None) -> list[D.Piece]:
+        """Tokenized pieces of a split (cached per name and tokenizer); the folder of links stays for
+        training runs. Piece.path is the file's path in the corpus."""
+        tok = tokenizer or self.tokenizer
         if name not in self._sets:
             files = self.corpus.files(splits, only=only, without=without)
-            if limit:
-                files = files[:limit]
-            folder = link_folder(self.corpus, files, self.work / name)
-            pieces, report = D.scan_folder(folder, self.tokenizer, cache_dir=self.cache, workers=self.args.workers)
+            link_folder(self.corpus, files[:limit] if limit else files, self.work / name)
+            self._sets[name] = {}
+        if tok.VERSION not in self._sets[name]:
+            pieces, report = D.scan_folder(self.work / name, tok, cache_dir=self.cache, workers=self.args.workers)
             for s in report.skipped:
-                log(f"  {name}: skipped {s['path']}: {s['reason']}")
-            self._sets[name] = pieces
-        return self._sets[name]
+                log(f"  {name} ({tok.VERSION}): skipped {s['path']}: {s['reason']}")
+            self._sets[name][tok.VERSION] = pieces
+        return self._sets[name][tok.VERSION]
+
+    def test_pieces(self, collections, tokenizer: Tokenizer | None = None) -> tuple[list[D.Piece], list[str]]:
+        """The test pieces of each collection (at most --max-test-pieces each) and the collection of each."""
+        pieces, labels = [], []
+        for c in collections:
+            got = self.pieces(f"test_{c}", ("test",), only=c, limit=self.args.max_test_pieces, tokenizer=tokenizer)
+            pieces += got
+            labels += [c] * len(got)
+        return pieces, labels
 
     def folder(self, name: str) -> Path:
         return self.work / name
@@ -153,9 +168,13 @@ def log(message: str) -> None:
 # --- models ------------------------------------------------------------------------------------------
 def load_model(path: str, device: str) -> tuple[RWKV7, dict]:
     model, meta = load_checkpoint(path, device=device)
-    if "tokenizer" in meta:
-        Tokenizer.from_dict(meta["tokenizer"])  # refuses another vocabulary
+    model_tokenizer(meta)  # refuses a vocabulary this program does not know
     return model, meta
+
+
+def model_tokenizer(meta: dict) -> Tokenizer:
+    """The tokenizer a checkpoint was made with (the latest where it says none)."""
+    return Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
 
 
 def rwkv_logits_fn(model: RWKV7, wkv: torch.Tensor | None = None):
@@ -164,23 +183,19 @@ def rwkv_logits_fn(model: RWKV7, wkv: torch.Tensor | None = None):
     return lambda idx: model(idx, state=model.init_state(idx.shape[0], wkv=wkv))
 
 
-def model_schedule(model_path: str, meta: dict, args) -> tuple[Schedule, str]:
-    """The training schedule of the RWKV model: its resume.pt's config if present, else meta + flags."""
+def model_ctx(model_path: str, meta: dict, override: int | None = None) -> int:
+    """The context the model was trained with: its resume.pt's config, else the checkpoint's meta, else 512."""
+    if override:
+        return override
     resume = Path(model_path).with_name(RESUME_FILE)
     if resume.exists():
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        cfg = TrainConfig.from_dict(ckpt["config"])
-        steps = int(ckpt.get("total_steps") or ckpt.get("step") or 1)
-        return Schedule(steps=steps, batch_size=cfg.batch_size, ctx_len=cfg.ctx_len,
-                        lr=cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch"], warmup_steps=cfg.warmup_steps,
-                        min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
-                        beta2=cfg.beta2, grad_clip=cfg.grad_clip, seed=cfg.seed), str(resume)
-    training = meta.get("training", {})
-    ctx = args.ctx or int(training.get("ctx_len", 512))
-    steps = args.steps or int(training.get("total_steps", 0) or meta.get("step", 0)) or 1000
-    batch = args.batch or int(training.get("batch_size", 8))
-    lr = args.lr or float(training.get("lr") or DEFAULT_LR["scratch"])
-    return Schedule(steps=steps, batch_size=batch, ctx_len=ctx, lr=lr, seed=args.seed), "checkpoint meta + flags"
+        return TrainConfig.from_dict(ckpt["config"]).ctx_len
+    return int(meta.get("training", {}).get("ctx_len") or 512)
+
+
+def model_name(model: RWKV7, tok: Tokenizer, what: str) -> str:
+    return f"RWKV-7 {model.config.n_layer}x{model.config.n_embd}, {what} (tokenizer v{tok.VERSION.rsplit('-', 1)[-1]})"
 
 
 def training_overlap(meta: dict, test: list[D.Piece]) -> int | None:
@@ -198,93 +213,148 @@ def training_overlap(meta: dict, test: list[D.Piece]) -> int | None:
     return sum(p.digest in digests for p in test)
 
 
-def mean_window_tokens(pieces: list[D.Piece], tokenizer, ctx_len: int) -> float:
-    """Scored tokens per training window (what one batch row contributes to the budget)."""
-    windows = D.make_windows(pieces, tokenizer, ctx_len)
-    sizes = [min(len(w.header) + w.end - w.start - 1, ctx_len) for w in windows]
-    return float(np.mean(sizes)) if sizes else 0.0
+def sweep_transformers(path: Path) -> list[dict]:
+    """The sweep's Transformer runs (keys "tf..."), grouped by size: per size every rate with its mean
+    validation bits per note, the best one marked, and the path of its weights if the sweep kept them."""
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())
+    runs = []
+    for spec, row in results.items():
+        if not spec.startswith("tf") or not row.get("val"):
+            continue
+        weights = path.parent / spec.replace(":", "_") / "transformer.pt"
+        runs.append({"spec": spec, "size": spec[2:].split(":")[0], "lr": row["lr"], "steps": row["steps"],
+                     "params": row["params"], "val": row["val"], "val_mean": float(np.mean(list(row["val"].values()))),
+                     "weights": str(weights) if weights.exists() else None})
+    for size in {r["size"] for r in runs}:
+        group = [r for r in runs if r["size"] == size]
+        best = min(group, key=lambda r: r["val_mean"])
+        for r in group:
+            r["best"] = r is best
+            r["rates"] = len(group)
+    return sorted(runs, key=lambda r: (r["size"], r["lr"]))
 
 
 # --- section 1 ---------------------------------------------------------------------------------------
+def _columns(ps: PieceSet, bits: np.ndarray, labels: list[str], held: str) -> dict:
+    """Bits per note by collection, and "all" over the collections that were trained on."""
+    out = ps.by_group(bits, labels)
+    pooled = ps.by_group(bits, ["all" if label != held else label for label in labels])
+    return out | {"all": pooled.get("all")}
+
+
 def section_bits(run: Run) -> dict:
-    args, tok = run.args, run.tokenizer
+    args = run.args
+    held = args.heldout
+    collections = sorted(run.corpus.collections() - {held}) + ([held] if held in run.corpus.collections() else [])
     model, meta = load_model(args.model, run.device)
-    schedule, schedule_source = model_schedule(args.model, meta, args)
-    train = run.pieces("train", ("train",), without=args.heldout)
-    test = run.pieces("test", ("test",), without=args.heldout, limit=args.max_test_pieces)
+    tok = model_tokenizer(meta)
+    ctx = model_ctx(args.model, meta, args.ctx)
+    test, labels = run.test_pieces(collections, tok)
     if not test:
-        raise SystemExit("no test pieces outside the held-out collection")
-    tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, schedule.ctx_len)
-    labels = [run.corpus.collection_of(p.path) for p in test]
+        raise SystemExit("no test pieces in the corpus")
+    ps = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, ctx)
     overlap = training_overlap(meta, test)
     if overlap:
         log(f"WARNING: {overlap} of the {len(test)} test pieces are in the model's training folder "
             f"({meta['training']['data']}): its test figures are not honest")
-    rows = []
-    rwkv_params = parameter_count(model)
-    tokens_per_row = mean_window_tokens(train, tok, schedule.ctx_len)
-    rwkv_budget = schedule.steps * schedule.batch_size * tokens_per_row
+    rows: list[dict] = []
+    notes = {c: sum(n for n, label in zip(ps.notes, labels) if label == c) for c in collections}
+
+    def add(name: str, bits: np.ndarray, pieces: PieceSet, labs: list[str], **info) -> dict:
+        row = {"model": name, **info, **_columns(pieces, bits, labs, held)}
+        rows.append(row)
+        return row
 
     t0 = time.perf_counter()
-    bits = torch_window_bits(rwkv_logits_fn(model), tests.windows, tok.pad_id, args.eval_batch, run.device)
-    rows.append({"model": f"RWKV-7 {model.config.n_layer}x{model.config.n_embd}", "params": rwkv_params,
-                 "train_tokens": rwkv_budget, **tests.summary(bits), "eval_s": time.perf_counter() - t0,
-                 "by_collection": tests.by_group(bits, labels)})
-    t0 = time.perf_counter()
-    whole = sum(sequence_nll_bits(model, ids) for ids in tests.ids)
-    rows.append({"model": "RWKV-7, whole pieces (recurrent)", "params": rwkv_params, "train_tokens": rwkv_budget,
-                 "bits_per_note": whole / max(tests.total_notes, 1),
-                 "bits_per_token": whole / max(sum(len(s) - 1 for s in tests.ids), 1),
-                 "eval_s": time.perf_counter() - t0})
+    add(model_name(model, tok, "this model"), torch_window_bits(rwkv_logits_fn(model), ps.windows, tok.pad_id,
+                                                               args.eval_batch, run.device),
+        ps, labels, params=parameter_count(model), ctx=ctx, eval_s=time.perf_counter() - t0)
 
+    if args.old_model and args.old_model != "none":
+        old, old_meta = load_model(args.old_model, run.device)
+        old_tok = model_tokenizer(old_meta)
+        old_ctx = model_ctx(args.old_model, old_meta)
+        old_test, old_labels = run.test_pieces(collections, old_tok)
+        old_ps = PieceSet.build([p.path for p in old_test], [p.tokens for p in old_test], old_tok, old_ctx)
+        t0 = time.perf_counter()
+        add(model_name(old, old_tok, "today's"), torch_window_bits(rwkv_logits_fn(old), old_ps.windows,
+                                                                   old_tok.pad_id, args.eval_batch, run.device),
+            old_ps, old_labels, params=parameter_count(old), ctx=old_ctx, eval_s=time.perf_counter() - t0)
+        del old
+
+    train = run.pieces("train", ("train",), without=held, tokenizer=tok)
     for order in args.ngram_orders:
         t0 = time.perf_counter()
         ngram = KneserNeyNGram(order, tok.vocab_size, tok.pad_id).fit(p.tokens for p in train)
-        fit_s = time.perf_counter() - t0
-        bits = ngram_window_bits(ngram, tests.windows)
-        rows.append({"model": f"{order}-gram, modified Kneser-Ney", "params": sum(len(o.grams) for o in ngram.orders),
-                     "train_tokens": ngram.trained_tokens, "train_s": fit_s, **tests.summary(bits),
-                     "eval_s": time.perf_counter() - t0 - fit_s, "by_collection": tests.by_group(bits, labels)})
+        add(f"{order}-gram, modified Kneser-Ney", ngram_window_bits(ngram, ps.windows), ps, labels,
+            params=sum(len(o.grams) for o in ngram.orders), ctx=ctx, eval_s=time.perf_counter() - t0,
+            train_tokens=ngram.trained_tokens)
 
-    budget_note = ""
-    if not args.skip_transformer:
-        tf_schedule = Schedule(**schedule.to_dict())
-        if args.budget_tokens:
-            tf_schedule.steps = max(1, round(args.budget_tokens / (schedule.batch_size * max(tokens_per_row, 1))))
-        budget_note = "same steps as the RWKV run" if tf_schedule.steps == schedule.steps else \
-            f"NOT the RWKV run's budget: {tf_schedule.steps} steps against its {schedule.steps}"
-        torch.manual_seed(schedule.seed)
-        cfg = matched_config(rwkv_params, tok.vocab_size, model.config.n_embd, schedule.ctx_len)
-        tf = CausalTransformer(cfg)
-        every = max(1, tf_schedule.steps // 10)
-        log(f"training the Transformer baseline ({cfg.n_layer}x{cfg.n_embd}, {parameter_count(tf)} parameters, "
-            f"{tf_schedule.steps} steps; {budget_note})")
-        stats = train_causal_lm(tf, train, tok, tf_schedule, run.device,
-                                log=lambda s, loss: s % every == 0 and log(f"  step {s}: loss {loss:.4f}"))
+    search = sweep_transformers(Path(args.sweep)) if args.sweep else []
+    for r in search:
+        if not r["best"]:
+            continue
+        name = f"Transformer ~{r['size']}, lr {r['lr']:g} (best of {r['rates']})"
+        if r["weights"] is None:
+            rows.append({"model": name + ": weights not kept, no test score", "params": r["params"]})
+            continue
+        tf, info = load_transformer(r["weights"], run.device)
+        if info.get("tokenizer", {}).get("vocab_size", tok.vocab_size) != tok.vocab_size:
+            rows.append({"model": name + ": another vocabulary, not scored", "params": r["params"]})
+            continue
+        tf_ps = ps if tf.config.ctx_len == ctx else PieceSet.build(ps.names, ps.ids, tok, tf.config.ctx_len)
         t0 = time.perf_counter()
-        bits = torch_window_bits(tf, tests.windows, tok.pad_id, args.eval_batch, run.device)
-        rows.append({"model": f"Transformer {cfg.n_layer}x{cfg.n_embd} (pre-LN)", "params": parameter_count(tf),
-                     "train_tokens": stats["tokens"], "train_s": stats["seconds"], **tests.summary(bits),
-                     "eval_s": time.perf_counter() - t0, "by_collection": tests.by_group(bits, labels)})
+        add(name, torch_window_bits(tf, tf_ps.windows, tok.pad_id, args.eval_batch, run.device), tf_ps, labels,
+            params=parameter_count(tf), ctx=tf.config.ctx_len, eval_s=time.perf_counter() - t0)
 
-    collections = sorted(set(labels))
-    by_collection = [{"model": r["model"], **{c: v for c, v in r.pop("by_collection", {}).items()}} for r in rows
-                     if "by_collection" in r]
-    print_table(f"1. Test-set bits per note ({len(test)} test pieces, {tests.total_notes} notes, "
-                f"ctx {schedule.ctx_len}, {tests.cut_windows} cut windows)",
-                rows, [("model", "model", "s"), ("params", "params", ",d"), ("train tokens", "train_tokens", ",.0f"),
-                       ("bits/note", "bits_per_note", ".3f"), ("bits/token", "bits_per_token", ".4f"),
-                       ("train s", "train_s", ".0f"), ("eval s", "eval_s", ".1f")])
-    print(f"schedule from {schedule_source}: {schedule.steps} steps, batch {schedule.batch_size}, "
-          f"ctx {schedule.ctx_len}, lr {schedule.lr:g}" + (f"; Transformer: {budget_note}" if budget_note else "")
-          + "; n-gram params = stored n-gram types")
-    print_table("Bits per note by collection", by_collection,
-                [("model", "model", "s")] + [(c, c, ".3f") for c in collections])
-    return {"rows": rows, "by_collection": by_collection, "schedule": schedule.to_dict(),
-            "schedule_source": schedule_source, "test_pieces_in_training_folder": overlap,
-            "transformer_budget": budget_note}
+    add(f"uniform guess over {tok.vocab_size} tokens", uniform_window_bits(ps.windows, tok.vocab_size), ps,
+        labels, params=0, ctx=ctx)
+
+    heads = [(f"{c}*" if c == held else c, c, ".2f") for c in collections] + [("all", "all", ".2f")]
+    print_table(f"1. Test bits per note by collection ({len(test)} test pieces; * held out of pretraining; "
+                f"all: the pretraining collections)", rows,
+                [("model", "model", "s"), ("params", "params", ",d"), ("ctx", "ctx", "d")] + heads
+                + [("eval s", "eval_s", ".0f")])
+    print("notes scored: " + ", ".join(f"{c} {n}" for c, n in notes.items())
+          + f" (tokenizer {tok.VERSION}; today's model counts its own notes)")
+    if search:
+        print_table("Transformer learning-rate search (the sweep's validation bits per note; mean over collections)",
+                    [{**r, "mark": "best" if r["best"] else ""} | {f"val_{c}": v for c, v in r["val"].items()}
+                     for r in search],
+                    [("run", "spec", "s"), ("lr", "lr", "g"), ("steps", "steps", "d"), ("params", "params", ",d"),
+                     ("val mean", "val_mean", ".3f"), ("", "mark", "s")])
+    checks = goal_checks(rows, collections, held)
+    for line in checks["lines"]:
+        print(line)
+    return {"rows": rows, "collections": collections, "ctx": ctx, "notes": notes, "transformer_search": search,
+            "test_pieces_in_training_folder": overlap, "goals": checks}
 
 
+def goal_checks(rows: list[dict], collections: list[str], held: str) -> dict:
+    """The issue's goals on the table: below every baseline on every test set, <= 12 bits per note on
+    pop909, no worse than today's model on folk tunes."""
+    new = rows[0]
+    lines, out = [], {}
+    baselines = [r for r in rows[1:] if ("gram" in r["model"] or r["model"].startswith("Transformer"))
+                 and r.get(collections[0]) is not None]
+    for b in baselines:
+        worse = [c for c in collections if b.get(c) is not None and new[c] >= b[c]]
+        out[b["model"]] = not worse
+        lines.append(f"below {b['model']} on every test set: {'yes' if not worse else 'NO (' + ', '.join(worse) + ')'}")
+    if "pop909" in collections:
+        out["pop909_at_most_12"] = new["pop909"] <= 12
+        lines.append(f"pop909: {new['pop909']:.2f} bits per note (goal: at most 12): "
+                     f"{'met' if new['pop909'] <= 12 else 'NOT met'}")
+    old = next((r for r in rows[1:] if "today's" in r["model"]), None)
+    if old is not None:
+        for c in ("essenFolksong", "ryansMammoth", held):
+            if c in collections and old.get(c) is not None:
+                out[f"{c}_no_worse"] = new[c] <= old[c]
+                lines.append(f"{c} (folk): {new[c]:.2f} against today's {old[c]:.2f}: "
+                             f"{'no worse' if new[c] <= old[c] else 'WORSE'}")
+    return {"met": out, "lines": lines}
 # --- section 2 ---------------------------------------------------------------------------------------
 def section_deepembed(run: Run) -> dict:
     args, tok = run.args, run.tokenizer
@@ -330,74 +400,268 @@ def section_deepembed(run: Run) -> dict:
     return {"rows": rows, "relative_gain": gain}
 
 
-# --- section 3 ---------------------------------------------------------------------------------------
-def section_continuations(run: Run) -> dict:
-    from core.generate import Generator, SamplingConfig
-    from core.midi import read_midi, write_midi
-    from core.score import TICKS_PER_BEAT, Note
+# --- sections 3 and 5: generated music -----------------------------------------------------------------
+def _note_key(n) -> tuple:
+    return (n.start, n.duration, n.pitch, n.velocity, n.program, n.drum)
 
-    args, tok = run.args, run.tokenizer
-    model, _ = load_model(args.model, run.device)
-    gen = Generator(model, tok, ctx=args.gen_ctx, threads=args.threads or 1)  # one-token steps: 1 is fastest
-    k, m = args.prompt_bars, args.gen_bars
-    files = run.corpus.files(("test",), without=args.heldout)
-    rows, reference, checks, pictures = [], [], {"decoded": 0, "invalid_tokens": 0, "midi_round_trips": 0}, []
-    tmp = Path(tempfile.mkdtemp(prefix="eval_cont_", dir=run.work))
-    for rel in files:
-        if len(rows) >= args.prompts:
-            break
+
+def document_notes(score) -> list:
+    """The notes as the file holds them (durations as the keys were held), not Score.notes: that view folds
+    the sustain pedal, so a note struck in a range can shorten or lengthen one before it."""
+    return [n for t in score.tracks() for n in t.notes]
+
+
+def test_cases(run: Run, collection: str, min_bars: int):
+    """(file, score, bar lines) of the collection's test pieces with at least `min_bars` bars, in order."""
+    from core.midi import read_midi
+    for rel in run.corpus.files(("test",), only=collection):
         score, _ = read_midi(str(run.corpus.root / rel))
         bars = score.bar_starts()
-        if len(bars) < k + m + 1:
+        if len(bars) >= min_bars:
+            yield rel, score, bars
+
+
+def midi_round_trip(score, path: Path) -> bool:
+    """write_midi then read_midi keeps every note."""
+    from core.midi import read_midi, write_midi
+    write_midi(score, path)
+    back, _ = read_midi(str(path))
+    return len(back.notes) == len(score.notes)
+
+
+METRIC_COLUMNS = [("pitch-class overlap", "pitch_class_overlap", ".3f"), ("IOI overlap", "ioi_overlap", ".3f"),
+                  ("velocity overlap", "velocity_overlap", ".3f"), ("density ratio", "density_ratio", ".2f"),
+                  ("notes/bar", "notes_per_bar", ".1f"), ("in key", "in_key", ".3f")]
+
+
+def _truth_row(collection: str, mean: dict, name: str = "true continuation") -> dict:
+    return {"collection": collection, "name": name, "pitch_class_overlap": 1.0, "ioi_overlap": 1.0,
+            "velocity_overlap": 1.0, "density_ratio": 1.0, "notes_per_bar": mean.get("true_notes_per_bar"),
+            "in_key": mean.get("true_in_key")}
+
+
+def section_continuations(run: Run) -> dict:
+    from core.generate import Generator, SamplingConfig
+    from core.score import TICKS_PER_BEAT, Note
+
+    args = run.args
+    gen = Generator.load(args.model, device=run.device, ctx=args.gen_ctx, threads=args.threads or 1)
+    tok = gen.tokenizer
+    k, m = args.prompt_bars, args.gen_bars
+    tmp = Path(tempfile.mkdtemp(prefix="eval_cont_", dir=run.work))
+    checks = Counter(decoded=0, invalid_tokens=0, notes_outside=0, bad_velocity=0, midi_round_trips=0)
+    table, per_collection, pictures = [], {}, []
+    for collection in args.cont_collections:
+        rows, reference = [], []
+        for rel, score, bars in test_cases(run, collection, k + m + 1):
+            if len(rows) >= args.prompts:
+                break
+            split, stop = bars[k], bars[k + m]
+            true = [n for n in score.notes if split <= n.start < stop]
+            prompt_notes = [n for n in score.notes if n.start < split]
+            if not true or not [n for n in prompt_notes if not n.drum]:
+                continue
+            stream = gen.stream(score.slice(0, split), bars=m, at_tick=split,
+                                sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p,
+                                                        seed=args.seed + len(rows)))
+            generated = [item.note for item in stream]
+            _, stats = tok.decode(stream.window.ids + stream.tokens[0])
+            checks["decoded"] += 1
+            checks["invalid_tokens"] += stats.invalid
+            checks["notes_outside"] += sum(not stream.start_tick <= n.start < stream.end_tick for n in generated)
+            checks["bad_velocity"] += sum(not 1 <= n.velocity <= 127 for n in generated)
+            checks["midi_round_trips"] += midi_round_trip(stream.score(generated), tmp / f"{collection}{len(rows)}.mid")
+            rows.append({"piece": rel, **MM.compare_continuation(prompt_notes, generated, true, m, TICKS_PER_BEAT)})
+            lo = bars[k - m] if k >= m else 0  # the reference: the prompt's last m bars played again
+            repeat = [Note(n.start + split - lo, n.duration, n.pitch, n.velocity, n.program, n.drum)
+                      for n in prompt_notes if lo <= n.start]
+            reference.append(MM.compare_continuation(prompt_notes, repeat, true, m, TICKS_PER_BEAT))
+            if len(pictures) < args.render:
+                from bench.render_roll import render_roll
+                out = ROOT / "docs" / f"eval_continuation_{len(pictures) + 1}.png"
+                pictures.append(render_roll(str(out), prompt_notes, generated, true, split_tick=split,
+                                            bar_ticks=bars[:k + m + 1], ticks_per_beat=TICKS_PER_BEAT,
+                                            title=f"{rel}: {k} bars of prompt, {m} generated"))
+        if not rows:
+            log(f"section 3: no test piece of {collection!r} has {k + m + 1} bars with notes")
             continue
-        split, stop = bars[k], bars[k + m]
-        true = [n for n in score.notes if split <= n.start < stop]
-        prompt_notes = [n for n in score.notes if n.start < split]
-        if not true or not [n for n in prompt_notes if not n.drum]:
-            continue
-        stream = gen.stream(score.slice(0, split), bars=m, at_tick=split,
-                            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p,
-                                                    seed=args.seed + len(rows)))
-        generated = [item.note for item in stream]
-        result = stream.score(generated)
-        _, stats = tok.decode(stream.window.ids + stream.tokens[0])
-        checks["decoded"] += 1
-        checks["invalid_tokens"] += stats.invalid
-        path = tmp / f"{len(rows)}.mid"
-        write_midi(result, path)
-        back, _ = read_midi(str(path))
-        checks["midi_round_trips"] += int(len(back.notes) == len(result.notes))
-        rows.append({"piece": rel, **MM.compare_continuation(prompt_notes, generated, true, m, TICKS_PER_BEAT)})
-        # reference: the prompt's last m bars played again
-        lo = bars[k - m] if k >= m else 0
-        repeat = [Note(n.start + split - lo, n.duration, n.pitch, n.velocity, n.program, n.drum)
-                  for n in prompt_notes if lo <= n.start]
-        reference.append(MM.compare_continuation(prompt_notes, repeat, true, m, TICKS_PER_BEAT))
-        if len(pictures) < args.render:
-            from bench.render_roll import render_roll
-            out = ROOT / "docs" / f"eval_continuation_{len(pictures) + 1}.png"
-            pictures.append(render_roll(str(out), prompt_notes, generated, true, split_tick=split,
-                                        bar_ticks=bars[:k + m + 1], ticks_per_beat=TICKS_PER_BEAT,
-                                        title=f"{rel}: {k} bars of prompt, {m} generated"))
+        mean, mean_ref = MM.mean_metrics(rows), MM.mean_metrics(reference)
+        per_collection[collection] = {"prompts": len(rows), "mean": mean, "repeat_reference": mean_ref,
+                                      "per_prompt": rows}
+        table += [{"collection": f"{collection} ({len(rows)})", "name": "RWKV-7 continuation", **mean},
+                  {"collection": "", "name": "repeat the prompt's last bars", **mean_ref}, _truth_row("", mean)]
     shutil.rmtree(tmp, ignore_errors=True)
-    if not rows:
-        raise SystemExit(f"no test piece has {k + m + 1} bars with notes")
-    mean, mean_ref = MM.mean_metrics(rows), MM.mean_metrics(reference)
-    cols = [("", "name", "s"), ("pitch-class overlap", "pitch_class_overlap", ".3f"),
-            ("density ratio", "density_ratio", ".2f"), ("notes/bar", "notes_per_bar", ".1f"),
-            ("IOI overlap", "ioi_overlap", ".3f"), ("in key", "in_key", ".3f")]
-    truth = {"name": "true continuation", "pitch_class_overlap": 1.0, "density_ratio": 1.0,
-             "notes_per_bar": mean["true_notes_per_bar"], "ioi_overlap": 1.0, "in_key": mean["true_in_key"]}
-    print_table(f"3. Continuations: {len(rows)} test prompts of {k} bars, {m} bars generated "
-                f"(temperature {args.temperature}, top-p {args.top_p}); means over prompts",
-                [{"name": "RWKV-7 continuation", **mean}, {"name": "repeat the prompt's last bars", **mean_ref}, truth],
-                cols)
-    valid = checks["invalid_tokens"] == 0 and checks["midi_round_trips"] == checks["decoded"]
-    print(f"outputs valid: {'yes' if valid else 'NO'} ({checks['decoded']} decoded, {checks['invalid_tokens']} "
-          f"invalid tokens, {checks['midi_round_trips']} MIDI round trips)"
+    if not table:
+        raise SystemExit(f"section 3: no test prompts of {k + m + 1} bars in {', '.join(args.cont_collections)}")
+    print_table(f"3. Continuations of test prompts: {k} bars of prompt, {m} bars generated (temperature "
+                f"{args.temperature}, top-p {args.top_p}); means over prompts, against the true {m} bars", table,
+                [("collection (prompts)", "collection", "s"), ("", "name", "s")] + METRIC_COLUMNS)
+    valid = checks["invalid_tokens"] == 0 and checks["notes_outside"] == 0 and checks["bad_velocity"] == 0 \
+        and checks["midi_round_trips"] == checks["decoded"]
+    print(f"every output valid: {'yes' if valid else 'NO'} ({checks['decoded']} continuations, "
+          f"{checks['invalid_tokens']} invalid tokens, {checks['notes_outside']} notes outside the bars, "
+          f"{checks['bad_velocity']} bad velocities, {checks['midi_round_trips']} MIDI round trips)"
           + (f"; pictures: {', '.join(pictures)}" if pictures else ""))
-    return {"mean": mean, "repeat_reference": mean_ref, "per_prompt": rows, "checks": checks, "valid": valid,
-            "pictures": pictures}
+    return {"collections": per_collection, "checks": dict(checks), "valid": valid, "pictures": pictures}
+
+
+def infill_hook(gen, score, start_tick: int, end_tick: int, sampling):
+    """HOOK for generated infill: bars start_tick..end_tick of `score` regenerated by core.infill (bar-range
+    infill through the recurrent state). Returns (the whole piece afterwards, [(prompt ids, sampled ids)
+    per chunk], (first tick, end tick) actually regenerated), or None where core.infill is missing."""
+    try:
+        from core.infill import infill
+    except ImportError:
+        return None
+    stream = infill(gen, score, start_tick, end_tick, sampling=sampling)
+    piece = stream.generate()[0]
+    return piece, list(zip(stream.prompts[0], stream.tokens[0])), (stream.start_tick, stream.end_tick)
+
+
+def section_infill(run: Run) -> dict:
+    from core.generate import Generator, SamplingConfig
+    from core.score import TICKS_PER_BEAT
+
+    args = run.args
+    held = args.heldout
+    model, meta = load_model(args.model, run.device)
+    tok = model_tokenizer(meta)
+    if not tok.infill:
+        print(f"\n5. Infill: the model's tokenizer ({tok.VERSION}) has no infill tokens")
+        return {"skipped": f"tokenizer {tok.VERSION} has no infill tokens"}
+    ctx = model_ctx(args.model, meta, args.ctx)
+    collections = sorted(run.corpus.collections() - {held}) + ([held] if held in run.corpus.collections() else [])
+    rows = []
+    for c in collections:
+        pieces, _ = run.test_pieces([c], tok)
+        if not pieces:
+            continue
+        r = infill_bits(rwkv_logits_fn(model), pieces, tok, ctx, examples=args.infill_examples, seed=args.seed,
+                        device=run.device)
+        gain = 1 - r["before_and_after"] / r["before_only"] if r["middle_notes"] else math.nan
+        rows.append({"collection": f"{c}*" if c == held else c, **r, "gain": gain})
+    print_table(f"5. Infill: bits per note of the true middle (bar-infill examples cut from test windows, "
+                f"at most {args.infill_examples} per collection; * held out of pretraining)", rows,
+                [("collection", "collection", "s"), ("examples", "examples", "d"),
+                 ("middle notes", "middle_notes", "d"), ("before + after", "before_and_after", ".3f"),
+                 ("before only", "before_only", ".3f"), ("change", "gain", "+.1%")])
+    not_helped = [r["collection"] for r in rows if r["middle_notes"] and not r["before_and_after"] < r["before_only"]]
+    print(f"the bars after the gap help on every test set: "
+          f"{'yes' if not not_helped else 'NO (' + ', '.join(not_helped) + ')'}")
+    result = {"bits": rows, "after_helps": not not_helped}
+
+    gen = Generator(model, tok, ctx=args.gen_ctx, threads=args.threads or 1)
+    k, m = args.prompt_bars, args.infill_bars
+    tmp = Path(tempfile.mkdtemp(prefix="eval_infill_", dir=run.work))
+    checks = Counter(generated=0, invalid_tokens=0, outside_changed=0, notes_outside_range=0, midi_round_trips=0)
+    table, per_collection = [], {}
+    try:
+        for collection in args.cont_collections:
+            metrics = []
+            for rel, score, bars in test_cases(run, collection, 2 * k + m + 1):
+                if len(metrics) >= args.infills:
+                    break
+                start, end = bars[k], bars[k + m]
+                true = [n for n in score.notes if start <= n.start < end]
+                if not true:
+                    continue
+                out = infill_hook(gen, score, start, end, SamplingConfig(temperature=args.temperature,
+                                                                         top_p=args.top_p, seed=args.seed + len(metrics)))
+                if out is None:
+                    print("generated infills: not measured: core.infill is not in this checkout "
+                          "(bench/eval_base.py: infill_hook)")
+                    result["generated"] = "core.infill missing"
+                    return result
+                piece, chunks, (s, e) = out
+                checks["generated"] += 1
+                for prompt, sampled in chunks:
+                    g = tok.grammar(prompt)
+                    for t in sampled:
+                        if not g.accepts(t):
+                            checks["invalid_tokens"] += 1
+                            break
+                        g.advance(t)
+                outside = lambda notes: Counter(_note_key(n) for n in notes if not s <= n.start < e)  # noqa: E731
+                checks["outside_changed"] += outside(document_notes(score)) != outside(document_notes(piece))
+                checks["notes_outside_range"] += sum(n.start + n.duration > e for n in document_notes(piece)
+                                                     if s <= n.start < e)
+                new = [n for n in piece.notes if s <= n.start < e]
+                checks["midi_round_trips"] += midi_round_trip(piece, tmp / f"{collection}{len(metrics)}.mid")
+                before = [n for n in score.notes if n.start < s]
+                metrics.append({"piece": rel, **MM.compare_continuation(
+                    before, new, [n for n in score.notes if s <= n.start < e], m, TICKS_PER_BEAT)})
+            if metrics:
+                mean = MM.mean_metrics(metrics)
+                per_collection[collection] = {"infills": len(metrics), "mean": mean, "per_infill": metrics}
+                table += [{"collection": f"{collection} ({len(metrics)})", "name": "RWKV-7 infill", **mean},
+                          _truth_row("", mean, "true bars")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if table:
+        print_table(f"5b. Generated infills: bars {k + 1}-{k + m} of test pieces regenerated, given {k} bars before "
+                    f"and the bars after; means against the true bars", table,
+                    [("collection (infills)", "collection", "s"), ("", "name", "s")] + METRIC_COLUMNS)
+    valid = checks["invalid_tokens"] == 0 and checks["outside_changed"] == 0 and checks["notes_outside_range"] == 0 \
+        and checks["midi_round_trips"] == checks["generated"]
+    print(f"every infilled output valid, bars outside the range untouched: {'yes' if valid else 'NO'} "
+          f"({checks['generated']} infills, {checks['invalid_tokens']} with a token the grammar refuses, "
+          f"{checks['outside_changed']} with notes outside the range changed, {checks['notes_outside_range']} new "
+          f"notes sounding past the range, {checks['midi_round_trips']} MIDI round trips)")
+    return result | {"generated": per_collection, "checks": dict(checks), "valid": valid}
+
+
+# --- section 6 ---------------------------------------------------------------------------------------
+def section_live(run: Run) -> dict:
+    from bench import bench_live as BL
+    from core.generate import Generator, torch_threads
+    from core.live import Scheduler
+    from core.midi import read_midi
+
+    args = run.args
+    gen = Generator.load(args.model, ctx=1024, threads=1)  # the app's path: CPU, one thread
+    tok = gen.tokenizer
+    scores = BL.corpus_scores() + [(rel, read_midi(str(run.corpus.root / rel))[0])
+                                   for rel in run.corpus.files(("test",), only="pop909")[:args.live_pieces]]
+    name, dense, need = BL.densest(scores, tok)
+    prompt = BL.prompt_of(dense, tok, 1024)
+    logits, state = gen._prefill(gen.window(prompt).ids)
+    token = torch.tensor([tok.bar_id])
+    times = []
+    with torch_threads(1):
+        for _ in range(args.live_steps):
+            t0 = time.perf_counter()
+            gen.model.step(token, state)
+            times.append(time.perf_counter() - t0)
+    step_ms = statistics.median(times) * 1000
+    rate = BL.sustained(gen, prompt, 1, args.live_steps)
+    first = []
+    with Scheduler(BL.NullPort()) as sched:
+        for r in range(args.repeats):
+            gen._prefill_cache.clear()
+            first.append(BL.first_note(gen, prompt, sched, None, seed=r))
+    ready_ms = statistics.median(f["ready"] for f in first) * 1000
+    first_ms = statistics.median(f["out"] for f in first) * 1000
+    prefill_ms = statistics.median(f["prefill"] for f in first) * 1000
+    size_mb = os.path.getsize(args.model) / 1e6
+    rows = [{"measure": "model step, one token, one thread", "result": f"{step_ms:.2f} ms", "goal": ""},
+            {"measure": "sustained generation, sampling included", "result": f"{rate:.0f} tokens/s", "goal": ""},
+            {"measure": f"real-time factor on dense piano ({name}: {need:.0f} tokens/s)", "result": f"{rate / need:.1f}",
+             "goal": ">= 10"},
+            {"measure": f"first note ready after Continue ({first[0]['tokens']}-token prompt, cold; prefill "
+                        f"{prefill_ms:.0f} ms)", "result": f"{ready_ms:.0f} ms", "goal": ""},
+            {"measure": "first note out (bench_live's measure: the 50 ms lookahead included)",
+             "result": f"{first_ms:.0f} ms", "goal": "< 150 ms"},
+            {"measure": f"size on disk ({parameter_count(gen.model):,} parameters)", "result": f"{size_mb:.1f} MB",
+             "goal": "<= 30 MB"}]
+    print_table(f"6. Live figures (CPU, one thread; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})", rows,
+                [("measure", "measure", "s"), ("result", "result", "s"), ("goal", "goal", "s")])
+    met = rate / need >= 10 and first_ms < 150 and size_mb <= 30
+    print(f"live goals: {'met' if met else 'NOT met'} (medians of {len(first)} first notes; timings are wall "
+          f"clock, so a busy machine slows them)")
+    return {"step_ms": step_ms, "tokens_per_second": rate, "dense_piece": name, "dense_tokens_per_second": need,
+            "real_time_factor": rate / need, "first_note_ms": first_ms, "first_note_ready_ms": ready_ms,
+            "prefill_ms": prefill_ms, "first_note_prompt_tokens": first[0]["tokens"],
+            "size_mb": size_mb, "params": parameter_count(gen.model), "goals_met": met}
 
 
 # --- section 4 ---------------------------------------------------------------------------------------
@@ -431,7 +695,7 @@ def section_finetune(run: Run) -> dict:
     seen = training_overlap(meta, ft_train + test)
     if seen:
         log(f"WARNING: {seen} pieces of {held!r} are in the model's training folder: it was not held out")
-    ctx = args.ft_ctx or model_schedule(args.model, meta, args)[0].ctx_len
+    ctx = args.ft_ctx or model_ctx(args.model, meta, args.ctx)
     tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, ctx)
     before = tests.summary(torch_window_bits(rwkv_logits_fn(base), tests.windows, tok.pad_id, args.eval_batch,
                                              run.device))
@@ -485,35 +749,6 @@ def section_finetune(run: Run) -> dict:
             "style_by_position": profile}
 
 
-POSITION_EDGES = (0, 16, 64, 256, 1024)
-
-
-@torch.no_grad()
-def position_profile(model: RWKV7, wkv: torch.Tensor, pieces: list[list[int]]) -> list[dict]:
-    """Bits per token of `model` from the zero state and from the style state `wkv`, by token position
-    from each piece's start (buckets POSITION_EDGES, the last one open)."""
-    device = model.emb.weight.device
-    edges = [*POSITION_EDGES, 10 ** 9]
-    sums = {"base": np.zeros(len(edges) - 1), "style": np.zeros(len(edges) - 1)}
-    counts = np.zeros(len(edges) - 1, dtype=np.int64)
-    for ids in pieces:
-        idx = torch.tensor(ids, device=device)[None]
-        for name, start in (("base", None), ("style", wkv)):
-            logits = model(idx[:, :-1], state=model.init_state(1, wkv=start))
-            bits = (torch.nn.functional.cross_entropy(logits[0].float(), idx[0, 1:], reduction="none") / LN2).cpu()
-            for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
-                sums[name][b] += float(bits[lo:hi].sum())
-                if name == "base":
-                    counts[b] += bits[lo:hi].numel()
-    rows = []
-    for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
-        if counts[b]:
-            label = f"{lo}-{hi - 1}" if hi < 10 ** 9 else f"{lo}-"
-            rows.append({"positions": label, "tokens": int(counts[b]), "base": sums["base"][b] / counts[b],
-                         "style": sums["style"][b] / counts[b], "reduction": 1 - sums["style"][b] / sums["base"][b]})
-    return rows
-
-
 # --- output ------------------------------------------------------------------------------------------
 def _cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -550,10 +785,16 @@ def _jsonable(obj):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="the base model checkpoint (sections 1, 3, 4)")
+    p.add_argument("--model", help="the model to evaluate (sections 1 and 3-6)")
+    p.add_argument("--old-model", default=str(base_model() or ""),
+                   help="today's model, scored with its own tokenizer in section 1 (default: the bundled one; "
+                        "'none' to leave it out)")
+    p.add_argument("--sweep", default=str(ROOT / "runs" / "sweep" / "sweep.json"),
+                   help="bench/sweep_base.py's results: its Transformer runs are section 1's Transformer rows")
     p.add_argument("--corpus", default=str(ROOT / "data" / "corpus"), help="folder with manifest.json")
-    p.add_argument("--heldout", default="oneills1850", help="collection held out of pretraining (section 4)")
-    p.add_argument("--sections", type=int, nargs="+", choices=SECTIONS, help="default: 1 3 4 (2 with --deepembed)")
+    p.add_argument("--heldout", default="oneills1850", help="collection held out of pretraining")
+    p.add_argument("--sections", type=int, nargs="+", choices=SECTIONS,
+                   help=f"default: {' '.join(map(str, DEFAULT_SECTIONS))} (2 with --deepembed)")
     p.add_argument("--deepembed", action="store_true", help="also run section 2")
     p.add_argument("--json", help="save every table (and per-prompt details) here")
     p.add_argument("--render", type=int, nargs="?", const=3, default=0,
@@ -568,39 +809,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="tokenizer processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-batch", type=int, default=8)
-    p.add_argument("--max-test-pieces", type=int, help="score only the first N test pieces (quick runs)")
+    p.add_argument("--max-test-pieces", type=int, help="score only the first N test pieces of each collection")
+    p.add_argument("--ctx", type=int, help="scoring context of --model (default: its training context)")
     g = p.add_argument_group("section 1")
-    g.add_argument("--ngram-orders", type=int, nargs="+", default=[3, 5])
-    g.add_argument("--budget-tokens", type=float, help="Transformer training tokens (default: the RWKV run's)")
-    g.add_argument("--skip-transformer", action="store_true")
-    g.add_argument("--ctx", type=int, help="without a resume.pt: the RWKV run's context (default: meta or 512)")
-    g.add_argument("--batch", type=int, help="without a resume.pt: the RWKV run's batch (default: meta or 8)")
-    g.add_argument("--steps", type=int, help="without a resume.pt: the RWKV run's steps (default: meta's step)")
-    g.add_argument("--lr", type=float, help="peak learning rate of from-scratch runs (default: core.train's)")
+    g.add_argument("--ngram-orders", type=int, nargs="+", default=[5])
     g = p.add_argument_group("section 2")
     g.add_argument("--de-layers", type=int, default=4)
     g.add_argument("--de-width", type=int, default=256)
     g.add_argument("--de-steps", type=int, default=300)
     g.add_argument("--de-ctx", type=int, default=256)
     g.add_argument("--de-batch", type=int, default=8)
-    g = p.add_argument_group("section 3")
-    g.add_argument("--prompts", type=int, default=20)
-    g.add_argument("--prompt-bars", type=int, default=4)
+    g.add_argument("--lr", type=float, help="peak learning rate of section 2's runs (default: core.train's)")
+    g = p.add_argument_group("sections 3 and 5")
+    g.add_argument("--cont-collections", nargs="+", default=["pop909", "bach"],
+                   help="collections whose test pieces give the prompts (and the generated infills)")
+    g.add_argument("--prompts", type=int, default=10, help="continuations per collection")
+    g.add_argument("--prompt-bars", type=int, default=4, help="bars of prompt (and of context each side of an infill)")
     g.add_argument("--gen-bars", type=int, default=4)
     g.add_argument("--gen-ctx", type=int, default=1024)
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--infill-examples", type=int, default=40, help="infill examples scored per collection")
+    g.add_argument("--infills", type=int, default=5, help="generated infills per collection")
+    g.add_argument("--infill-bars", type=int, default=2, help="bars each generated infill regenerates")
     g = p.add_argument_group("section 4")
     g.add_argument("--ft-modes", nargs="+", choices=("state", "lora", "full"), default=["state", "lora", "full"])
     g.add_argument("--ft-seconds", type=float, default=600.0, help="wall-clock training time per mode")
     g.add_argument("--ft-steps", type=int, help="a fixed step count per mode instead of --ft-seconds")
     g.add_argument("--ft-batch", type=int, default=8)
     g.add_argument("--ft-ctx", type=int, help="default: the base model's training context")
+    g = p.add_argument_group("section 6")
+    g.add_argument("--live-steps", type=int, default=300, help="model steps timed")
+    g.add_argument("--live-pieces", type=int, default=20, help="pop909 test pieces searched for the densest")
+    g.add_argument("--repeats", type=int, default=3, help="first-note measurements (median)")
     args = p.parse_args(argv)
     if args.sections is None:
-        args.sections = [1, 3, 4] + ([2] if args.deepembed else [])
-    if any(s in (1, 3, 4) for s in args.sections) and not args.model and not args.link_train:
-        p.error("--model is required for sections 1, 3 and 4")
+        args.sections = list(DEFAULT_SECTIONS) + ([2] if args.deepembed else [])
+    if any(s != 2 for s in args.sections) and not args.model and not args.link_train:
+        p.error("--model is required for sections 1 and 3-6")
+    if args.model and not Path(args.model).is_file():
+        p.error(f"--model {args.model}: no such file")
     return args
 
 
@@ -620,11 +868,14 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
     else:
         work = Path(temp := tempfile.mkdtemp(prefix="eval_base_"))
-    run = Run(args, Tokenizer(), Corpus.load(args.corpus), work,
+    tokenizer = model_tokenizer(load_checkpoint(args.model)[1]) if args.model else Tokenizer()
+    run = Run(args, tokenizer, Corpus.load(args.corpus), work,
               Path(args.cache) if args.cache else D.default_cache_dir())
-    results: dict = {"model": args.model, "corpus": args.corpus, "heldout": args.heldout}
+    results: dict = {"model": args.model, "old_model": args.old_model, "corpus": args.corpus,
+                     "heldout": args.heldout, "command": " ".join(sys.argv)}
     runners = {1: ("bits_per_note", section_bits), 2: ("deepembed", section_deepembed),
-               3: ("continuations", section_continuations), 4: ("finetune", section_finetune)}
+               3: ("continuations", section_continuations), 4: ("finetune", section_finetune),
+               5: ("infill", section_infill), 6: ("live", section_live)}
     try:
         for s in sorted(set(args.sections)):
             name, fn = runners[s]

@@ -9,7 +9,7 @@ one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no
 A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
 for as many steps as the plain RWKV run of that size made (`tf` runs come after it), on plain windows;
 its weights go to --work/tfLxD_LR/transformer.pt (unless --no-save-tf), for bench/eval_base.py's test scores.
-Every model is scored on the validation split of each collection (bits per note, bench/scoring.py), and
+Every model is scored on the validation split of each collection (bits per note, core/evaluate/scoring.py), and
 the RWKV models also on bar infill of the POP909 validation songs: bits per note of the missing bars given
 the bars before and after, against given the bars before only. Results go to --work/sweep.json and print as
 tables.
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.eval_base import Corpus, link_folder, load_model, log, print_table  # noqa: E402
-from bench.scoring import LN2, PieceSet, torch_window_bits  # noqa: E402
-from bench.transformer import CausalTransformer, Schedule, matched_config, parameter_count, train_causal_lm  # noqa: E402
+from core.evaluate.scoring import PieceSet, infill_bits, torch_window_bits  # noqa: E402
+from core.evaluate.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
+                                       save_transformer, train_causal_lm)
 from core import data as D  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.train import TrainConfig, run_training  # noqa: E402
@@ -55,35 +54,6 @@ def score(logits_fn, sets: dict[str, list[D.Piece]], tok: Tokenizer, ctx: int) -
         ps = PieceSet.build([p.path for p in pieces], [p.tokens for p in pieces], tok, ctx)
         rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
     return rows
-
-
-@torch.no_grad()
-def infill_bits(model, pieces: list[D.Piece], tok: Tokenizer, ctx: int, examples: int = 40,
-                seed: int = 0) -> dict[str, float]:
-    """Bits per note of the missing bars of bar-infill examples: with the bars after the gap in the
-    context, and with the bars before it only (the same middle tokens scored both ways)."""
-    rng = random.Random(seed)
-    totals = {"before_and_after": 0.0, "before_only": 0.0}
-    notes = 0
-    pitch = set(tok.ids_of_kind("pitch"))
-    windows = D.make_windows(pieces, tok, ctx)
-    rng.shuffle(windows)
-    for w in windows[:examples]:
-        seq = D.bar_infill_tokens(D.window_tokens(pieces, w)[0], tok, rng, ctx + 1)
-        if seq is None:
-            continue
-        fill = seq.index(tok.fill_id)
-        gap = next(i for i, t in enumerate(seq) if tok.kind(t) == "gap")
-        variants = {"before_and_after": seq, "before_only": seq[:gap + 1] + seq[fill:]}
-        for name, ids in variants.items():
-            start = ids.index(tok.fill_id) + 1
-            x = torch.tensor(ids[:-1])[None]
-            logp = torch.log_softmax(model(x)[0].float(), -1)
-            y = torch.tensor(ids[1:])
-            nll = -logp[torch.arange(len(y)), y][start - 1:]
-            totals[name] += float(nll.sum()) / LN2
-        notes += sum(1 for t in seq[fill:] if t in pitch)
-    return {k: v / max(notes, 1) for k, v in totals.items()} | {"middle_notes": notes}
 
 
 def parse_run(spec: str) -> dict:
@@ -161,10 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
             if args.save_tf:  # so that the evaluation can score the best rate on the test split
                 out.mkdir(parents=True, exist_ok=True)
-                tmp = out / "transformer.pt.tmp"
-                torch.save({"config": asdict(tcfg), "state_dict": model.state_dict(), "lr": run["lr"],
-                            "steps": base["steps"], "tokenizer": tok.to_dict()}, tmp)
-                tmp.replace(out / "transformer.pt")
+                save_transformer(model, out / "transformer.pt", lr=run["lr"], steps=base["steps"],
+                                 tokenizer=tok.to_dict())
                 row["weights"] = str(out / "transformer.pt")
         results[spec] = row
         results_path.write_text(json.dumps(results, indent=1))

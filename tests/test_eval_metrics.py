@@ -1,11 +1,13 @@
-"""bench/ evaluation pieces: the n-gram baseline, the scoring windows, the continuation metrics, the
-Transformer baseline, and (slow) the whole eval_base command on a tiny real model and the test corpus."""
+"""core.evaluate: the n-gram baseline, the scoring windows, infill bits, the continuation metrics, the
+Transformer baseline; and (slow) the whole bench/eval_base.py command on a tiny real model and the test corpus."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,17 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from bench import music_metrics as MM
-from bench.ngram import KneserNeyNGram
-from bench.scoring import PieceSet, ngram_window_bits, scoring_windows, torch_window_bits
-from bench.transformer import CausalTransformer, Schedule, TransformerConfig, matched_config, parameter_count, \
-    train_causal_lm
+from core.data import Piece
+from core.evaluate import music as MM
+from core.evaluate.ngram import KneserNeyNGram
+from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile, scoring_windows,
+                                   torch_window_bits, uniform_window_bits)
+from core.evaluate.transformer import (CausalTransformer, Schedule, TransformerConfig, load_transformer,
+                                       matched_config, parameter_count, save_transformer, train_causal_lm)
 from core.midi import read_midi
 from core.model import ModelConfig, RWKV7
 from core.score import TICKS_PER_BEAT, Note
 from core.tokenizer import Tokenizer
 from core.train import sequence_nll_bits
 
+ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
 
@@ -180,6 +185,39 @@ def test_ngram_window_bits_add_up_to_the_scored_tokens(piece_ids, tok):
     assert ngram_window_bits(model, one.windows)[0] == pytest.approx(model.token_bits(piece_ids[2]).sum())
 
 
+def test_uniform_guess_costs_log2_of_the_vocabulary_per_token(piece_ids, tok):
+    pieces = PieceSet.build(["a", "b"], piece_ids[:2], tok, 64)
+    summary = pieces.summary(uniform_window_bits(pieces.windows, tok.vocab_size))
+    assert summary["bits_per_token"] == pytest.approx(math.log2(tok.vocab_size))
+    assert summary["bits_per_note"] == pytest.approx(math.log2(tok.vocab_size) * pieces.scored_tokens
+                                                     / pieces.total_notes)
+
+
+def _rwkv(tok, uses_context: bool) -> RWKV7:
+    """A small RWKV-7; from its init (output projections zero) its logits depend on the current token only."""
+    torch.manual_seed(0)
+    model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=tok.vocab_size)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if uses_context and name.endswith(("att.output.weight", "ffn.value.weight")):
+                p.normal_(0.0, 0.05)
+            elif name.endswith("head.weight"):
+                p.normal_(0.0, 0.5)  # distinct predictions per token, so a wrong span would show
+    return model
+
+
+def test_infill_bits_score_the_same_middle_with_and_without_the_bars_after(piece_ids, tok):
+    pieces = [Piece(f"p{i}", str(i), np.asarray(ids, dtype=np.int32), 0) for i, ids in enumerate(piece_ids)]
+    blind = infill_bits(_rwkv(tok, False), pieces, tok, 128, examples=12)
+    assert blind["examples"] >= 6 and blind["middle_notes"] > 0
+    # a model that sees only the current token gives the middle the same bits whatever comes before it
+    assert blind["before_and_after"] == pytest.approx(blind["before_only"], rel=1e-6)
+    assert blind["before_and_after"] > 0
+    seeing = infill_bits(_rwkv(tok, True), pieces, tok, 128, examples=12)
+    assert seeing["middle_notes"] == blind["middle_notes"]  # the same examples, seeded
+    assert abs(seeing["before_and_after"] - seeing["before_only"]) > 1e-3
+
+
 # --- continuation metrics ----------------------------------------------------------------------------
 def _notes(pitches, step=TICKS_PER_BEAT, duration=None, start=0):
     return [Note(start + i * step, duration or step, p) for i, p in enumerate(pitches)]
@@ -236,6 +274,19 @@ def test_inter_onset_histogram_and_density():
     assert mean["density_ratio"] == 2.0 and mean["in_key"] == 1.0 and "key" not in mean
 
 
+def test_velocity_histogram_overlap():
+    def at(velocities):
+        return [Note(i * TICKS_PER_BEAT, TICKS_PER_BEAT, 60, v) for i, v in enumerate(velocities)]
+    loud, soft = at([100, 104, 110]), at([30, 35])
+    assert MM.histogram_overlap(MM.velocity_histogram(loud), MM.velocity_histogram(loud)) == pytest.approx(1.0)
+    assert MM.histogram_overlap(MM.velocity_histogram(loud), MM.velocity_histogram(soft)) == 0.0
+    assert MM.histogram_overlap(MM.velocity_histogram(at([100, 30])), MM.velocity_histogram(at([100]))) \
+        == pytest.approx(0.5)
+    assert MM.velocity_histogram(at([1, 127])).sum() == pytest.approx(1.0)  # both ends have a bin
+    m = MM.compare_continuation(loud, soft, loud, bars=1, ticks_per_beat=TICKS_PER_BEAT)
+    assert m["velocity_overlap"] == 0.0 and m["pitch_class_overlap"] == 1.0
+
+
 # --- Transformer baseline ----------------------------------------------------------------------------
 def test_transformer_is_causal_and_matched_in_size(tok):
     torch.manual_seed(0)
@@ -264,11 +315,26 @@ def test_transformer_training_lowers_the_loss(piece_ids, tok):
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 1.0
 
 
+def test_a_saved_transformer_loads_with_the_same_outputs(tmp_path, tok):
+    torch.manual_seed(0)
+    model = CausalTransformer(TransformerConfig(tok.vocab_size, n_layer=1, n_embd=64, ctx_len=32)).eval()
+    save_transformer(model, tmp_path / "tf.pt", lr=3e-3, steps=7)
+    back, info = load_transformer(tmp_path / "tf.pt")
+    idx = torch.randint(0, tok.vocab_size, (2, 20))
+    with torch.no_grad():
+        assert torch.equal(model(idx), back(idx))
+    assert info == {"lr": 3e-3, "steps": 7} and back.config == model.config
+    torch.save({"weights": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a saved Transformer"):
+        load_transformer(tmp_path / "other.pt")
+
+
 # --- the whole command (slow) ----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path):
-    """A tiny RWKV-7 trained 20 steps on the training split of the test corpus, then every section."""
-    from bench import eval_base
+def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path, tok):
+    """The bench/eval_base.py command on the test corpus: a tiny RWKV-7 trained 20 steps on its training split,
+    today's bundled model, a sweep's results with one kept Transformer, and every section."""
+    from core.paths import base_model
     from core.train import TrainConfig, run_training
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
@@ -288,29 +354,59 @@ def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path):
     paths = run_training(TrainConfig(data=str(train), out=str(tmp_path / "model"), n_layer=1, n_embd=64,
                                      ctx_len=64, batch_size=4, steps=20, lr=4e-3, val_fraction=0.0, threads=1,
                                      workers=1, cache_dir=str(tmp_path / "cache")))
+    # a sweep's results: two rates of one Transformer size, the better one kept on disk as the sweep keeps it
+    sweep = tmp_path / "sweep"
+    torch.manual_seed(0)
+    tf = CausalTransformer(TransformerConfig(tok.vocab_size, n_layer=1, n_embd=64, ctx_len=64))
+    (sweep / "tf1x64_1e-3").mkdir(parents=True)
+    save_transformer(tf, sweep / "tf1x64_1e-3" / "transformer.pt", lr=1e-3, steps=5, tokenizer=tok.to_dict())
+    val = {"bach": 9.0, "palestrina": 8.0}
+    (sweep / "sweep.json").write_text(json.dumps({
+        "1x64": {"params": 1, "steps": 5, "kind": "rwkv", "val": val},
+        "tf1x64:1e-3": {"params": parameter_count(tf), "steps": 5, "lr": 1e-3, "kind": "tf", "val": val},
+        "tf1x64:3e-3": {"params": parameter_count(tf), "steps": 5, "lr": 3e-3, "kind": "tf",
+                        "val": {c: v + 1 for c, v in val.items()}}}))
     out = tmp_path / "eval.json"
-    code = eval_base.main(["--model", paths["result"], "--corpus", str(corpus), "--work", str(tmp_path / "work"),
-                           "--cache", str(tmp_path / "cache"), "--sections", "1", "2", "3", "4", "--threads", "1",
-                           "--workers", "1", "--json", str(out), "--ngram-orders", "3", "--prompts", "3",
-                           "--de-layers", "1", "--de-width", "64", "--de-steps", "5", "--de-ctx", "64",
-                           "--de-batch", "4", "--ft-steps", "5", "--ft-batch", "4", "--ft-modes", "state", "full"])
-    assert code == 0
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "eval_base.py"), "--model", paths["result"], "--corpus", str(corpus),
+         "--old-model", str(base_model()),
+         "--sweep", str(sweep / "sweep.json"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+         "--sections", "1", "2", "3", "4", "5", "6", "--threads", "1", "--workers", "1", "--json", str(out),
+         "--prompts", "2", "--prompt-bars", "2", "--gen-bars", "2", "--cont-collections", "bach", "essenFolksong",
+         "--infill-examples", "4", "--infills", "1", "--infill-bars", "1", "--live-steps", "20", "--repeats", "1",
+         "--live-pieces", "0", "--de-layers", "1", "--de-width", "64", "--de-steps", "5", "--de-ctx", "64",
+         "--de-batch", "4", "--ft-steps", "5", "--ft-batch", "4", "--ft-modes", "state", "full"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    rows = {r["model"]: r for r in result["bits_per_note"]["rows"]}
-    assert len(rows) == 4  # RWKV windows, RWKV whole pieces, 3-gram, Transformer
-    assert all(r["bits_per_note"] > 0 for r in rows.values())
-    assert result["bits_per_note"]["schedule"]["steps"] == 20
-    assert result["bits_per_note"]["test_pieces_in_training_folder"] == 0
-    assert result["bits_per_note"]["transformer_budget"] == "same steps as the RWKV run"
+    bits = result["bits_per_note"]
+    kinds = ("this model", "today's", "5-gram", "Transformer ~1x64, lr 0.001 (best of 2)",
+             f"uniform guess over {tok.vocab_size} tokens")
+    rows = {k: r for r in bits["rows"] for k in kinds if k in r["model"]}
+    assert len(rows) == len(bits["rows"]) == len(kinds), [r["model"] for r in bits["rows"]]
+    assert "oneills1850" in bits["collections"]  # the held-out collection is scored too
+    for r in rows.values():
+        assert all(r[c] > 0 for c in bits["collections"]) and r["all"] > 0
+    assert rows["today's"]["model"].endswith("(tokenizer v1)") and rows["this model"]["ctx"] == 64
+    assert [s["best"] for s in bits["transformer_search"]] == [True, False]
+    assert bits["test_pieces_in_training_folder"] == 0
     assert len(result["deepembed"]["rows"]) == 2
-    assert result["continuations"]["valid"] and result["continuations"]["checks"]["decoded"] == 3
+    cont = result["continuations"]
+    assert cont["valid"] and cont["checks"]["decoded"] == 2 and set(cont["collections"]) == {"bach", "essenFolksong"}
+    assert "velocity_overlap" in cont["collections"]["bach"]["mean"]
+    infill = result["infill"]
+    assert {r["collection"] for r in infill["bits"]} >= {"bach", "oneills1850*"}
+    assert all(r["middle_notes"] > 0 for r in infill["bits"] if r["examples"])
+    assert infill["valid"] and infill["checks"]["generated"] == 2 and infill["checks"]["outside_changed"] == 0
+    live = result["live"]
+    assert live["step_ms"] > 0 and live["real_time_factor"] > 0 and live["first_note_prompt_tokens"] > 500
     ft = {r["mode"]: r for r in result["finetune"]["rows"]}
     assert set(ft) == {"base model", "state", "full"} and ft["full"]["steps"] == 5
     assert ft["full"]["bits_per_note"] < ft["base model"]["bits_per_note"]  # it trained on that collection
+    assert "1. Test bits per note" in done.stdout and "6. Live figures" in done.stdout
 
 
 def test_style_position_profile_counts_every_token_once_and_sees_the_style(piece_ids):
-    from bench.eval_base import position_profile
     torch.manual_seed(0)
     model = RWKV7(ModelConfig(n_layer=2, n_embd=64, vocab_size=Tokenizer().vocab_size)).eval()
     with torch.no_grad():  # from-scratch output weights are zero: the state would change nothing

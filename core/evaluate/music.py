@@ -1,12 +1,13 @@
 """Metrics that compare a generated continuation with the true one (and with its prompt).
 
-Notes are any objects with `start`, `duration` (ticks), `pitch` and `drum` (core.score.Note fits); drums
+Notes are any objects with `start`, `duration` (ticks), `pitch`, `velocity` and `drum` (core.score.Note fits); drums
 never count in pitch statistics. All histograms are normalised to sum 1; the overlap of two of them is
 the sum of their bin-wise minimums (1: the same shape, 0: nothing in common; 0 when one is empty).
 
 - pitch-class histogram: how often each of the 12 pitch classes sounds (note counts);
 - inter-onset intervals: the gaps between successive distinct onsets, in log-spaced bins of a third of
   an octave in time (bin = round(3 * log2(gap in beats)), from 1/16 beat to 4 beats, the rest clamped);
+- velocities: bins of VELOCITY_BIN (pianissimo to fortissimo in 16 steps), drums included;
 - note density: notes per bar;
 - key: Krumhansl-Schmuckler: the duration-weighted pitch-class distribution is correlated (Pearson) with
   the Krumhansl-Kessler major and minor profiles in all 12 rotations; the best one is the key. Its scale
@@ -26,6 +27,7 @@ MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 IOI_BIN_MIN, IOI_BIN_MAX = -12, 6  # 3 * log2(1/16) .. 3 * log2(4)
+VELOCITY_BIN = 8  # MIDI velocities 1..127 in 16 bins: finer bins make few notes' histograms noise
 
 
 def _pitched(notes: Iterable) -> list:
@@ -64,6 +66,13 @@ def ioi_histogram(notes: Iterable, ticks_per_beat: int) -> np.ndarray:
     if len(gaps):
         bins = np.clip(np.round(3 * np.log2(gaps / ticks_per_beat)), IOI_BIN_MIN, IOI_BIN_MAX).astype(int)
         np.add.at(h, bins - IOI_BIN_MIN, 1)
+    return _normalised(h)
+
+
+def velocity_histogram(notes: Iterable) -> np.ndarray:
+    h = np.zeros(128 // VELOCITY_BIN)
+    for n in notes:
+        h[min(max(int(n.velocity), 0), 127) // VELOCITY_BIN] += 1
     return _normalised(h)
 
 
@@ -128,6 +137,7 @@ def compare_continuation(prompt: Sequence, generated: Sequence, true: Sequence, 
         "notes_per_bar": notes_per_bar(generated, bars),
         "true_notes_per_bar": notes_per_bar(true, bars),
         "ioi_overlap": histogram_overlap(ioi_histogram(generated, ticks_per_beat), ioi_histogram(true, ticks_per_beat)),
+        "velocity_overlap": histogram_overlap(velocity_histogram(generated), velocity_histogram(true)),
         "in_key": in_key_share(generated, key),
         "true_in_key": in_key_share(true, key),
         "key": key_name(key),

@@ -15,11 +15,17 @@ How a piece of n tokens (Tokenizer.encode: BOS ... EOS) is scored with a context
    counted in the report.
 
 Bits per note = the sum over test pieces of -log2 p(token | window prefix) for every scored token,
-divided by the number of notes (Pitch tokens: each note has exactly one) in those pieces.
+divided by the number of notes (Pitch tokens: each note has exactly one) in those pieces. A uniform guess
+over the vocabulary costs log2(vocabulary size) bits per scored token (uniform_window_bits).
+
+Infill (infill_bits): bar-infill examples cut from windows as training cuts them (core.data's
+bar_infill_tokens: before, Gap_k, after, Fill, the k bars); only the middle after Fill is scored, once with
+the bars after the gap in the context and once without them (before, Gap_k, Fill, middle).
 """
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -149,3 +155,69 @@ def torch_window_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], windows
 def ngram_window_bits(model, windows: Sequence[ScoringWindow]) -> np.ndarray:
     """Bits of the scored tokens of each window under a KneserNeyNGram (its context: the window's tokens)."""
     return np.array([float(model.token_bits(w.tokens, w.score_from).sum()) for w in windows])
+
+
+def uniform_window_bits(windows: Sequence[ScoringWindow], vocab_size: int) -> np.ndarray:
+    """Bits of each window's scored tokens under a uniform guess over the vocabulary."""
+    return np.array([w.scored * math.log2(vocab_size) for w in windows], dtype=float)
+
+
+@torch.no_grad()
+def infill_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], pieces, tokenizer, ctx_len: int,
+                examples: int = 40, seed: int = 0, device: str | torch.device = "cpu") -> dict:
+    """Bits per note of the missing bars of bar-infill examples (pieces: core.data.Piece): with the bars
+    after the gap in the context ("before_and_after") and with the bars before it only ("before_only"),
+    the same middle tokens scored both ways; "middle_notes" and "examples" say how much was scored."""
+    from .. import data as D
+    rng = random.Random(seed)
+    totals = {"before_and_after": 0.0, "before_only": 0.0}
+    notes = done = 0
+    pitch = set(tokenizer.ids_of_kind("pitch"))
+    windows = D.make_windows(pieces, tokenizer, ctx_len)
+    rng.shuffle(windows)
+    for w in windows[:examples]:
+        seq = D.bar_infill_tokens(D.window_tokens(pieces, w)[0], tokenizer, rng, ctx_len + 1)
+        if seq is None:
+            continue
+        fill = seq.index(tokenizer.fill_id)
+        gap = next(i for i, t in enumerate(seq) if tokenizer.kind(t) == "gap")
+        variants = {"before_and_after": seq, "before_only": seq[:gap + 1] + seq[fill:]}
+        for name, ids in variants.items():
+            start = ids.index(tokenizer.fill_id) + 1  # the first scored token: the middle's header
+            x = torch.tensor(ids[:-1], device=device)[None]
+            logp = torch.log_softmax(logits_fn(x)[0].float(), -1)
+            y = torch.tensor(ids[1:], device=device)
+            nll = -logp[torch.arange(len(y), device=device), y][start - 1:]
+            totals[name] += float(nll.sum()) / LN2
+        notes += sum(1 for t in seq[fill:] if t in pitch)
+        done += 1
+    return {k: v / max(notes, 1) for k, v in totals.items()} | {"middle_notes": notes, "examples": done}
+
+
+POSITION_EDGES = (0, 16, 64, 256, 1024)
+
+
+@torch.no_grad()
+def position_profile(model, wkv: torch.Tensor, pieces: list[list[int]]) -> list[dict]:
+    """Bits per token of an RWKV `model` from the zero state and from the style state `wkv`, by token
+    position from each piece's start (buckets POSITION_EDGES, the last one open)."""
+    device = model.emb.weight.device
+    edges = [*POSITION_EDGES, 10 ** 9]
+    sums = {"base": np.zeros(len(edges) - 1), "style": np.zeros(len(edges) - 1)}
+    counts = np.zeros(len(edges) - 1, dtype=np.int64)
+    for ids in pieces:
+        idx = torch.tensor(ids, device=device)[None]
+        for name, start in (("base", None), ("style", wkv)):
+            logits = model(idx[:, :-1], state=model.init_state(1, wkv=start))
+            bits = (F.cross_entropy(logits[0].float(), idx[0, 1:], reduction="none") / LN2).cpu()
+            for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+                sums[name][b] += float(bits[lo:hi].sum())
+                if name == "base":
+                    counts[b] += bits[lo:hi].numel()
+    rows = []
+    for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        if counts[b]:
+            label = f"{lo}-{hi - 1}" if hi < 10 ** 9 else f"{lo}-"
+            rows.append({"positions": label, "tokens": int(counts[b]), "base": sums["base"][b] / counts[b],
+                         "style": sums["style"][b] / counts[b], "reduction": 1 - sums["style"][b] / sums["base"][b]})
+    return rows

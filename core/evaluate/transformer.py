@@ -4,6 +4,7 @@ The loop mirrors core.train's for a fair comparison: the same training windows (
 pieces cut at bars with the tokenizer's header), the same examples and loss mask (build_example, collate),
 the loss summed over a batch's scored tokens divided by their count, AdamW with weight decay on 2-D
 weights only, gradient clipping, and core.train.lr_at's warm-up + cosine schedule.
+save_transformer / load_transformer keep a trained baseline (its config and weights) for later scoring.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import data as D
-from core.train import lr_at
+from .. import data as D
+from ..train import lr_at
 
 
 @dataclass
@@ -87,6 +88,23 @@ class CausalTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
+
+
+def save_transformer(model: CausalTransformer, path, **info) -> None:
+    """Config, weights and `info` (learning rate, steps...) in one file, written atomically."""
+    from ..atomic import atomic_write
+    with atomic_write(path) as f:
+        torch.save({"config": asdict(model.config), "state_dict": model.state_dict(), **info}, f)
+
+
+def load_transformer(path, device: str | torch.device = "cpu") -> tuple[CausalTransformer, dict]:
+    """The baseline saved by save_transformer, in eval mode, and the file's other entries."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a saved Transformer baseline (no config and weights)")
+    model = CausalTransformer(TransformerConfig(**ckpt.pop("config")))
+    model.load_state_dict(ckpt.pop("state_dict"))
+    return model.to(device).eval(), ckpt
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -1,0 +1,10 @@
+"""How well a model knows music, measured: the code behind `bench/eval_base.py`, `bench/sweep_base.py` and
+their tests.
+
+    scoring.py      bits per note on whole pieces in context windows every model sees alike; infill bits
+                    (the middle given before and after, against before only); bits by position from the start
+    ngram.py        the interpolated modified Kneser-Ney n-gram baseline
+    transformer.py  the causal Transformer baseline, its training loop, and its weights on disk
+    music.py        continuations against the truth: pitch-class, inter-onset and velocity histograms,
+                    density, key
+"""
