@@ -239,6 +239,22 @@ def test_prompts_are_laid_out_as_the_training_examples_are(gen, piece):
     assert parts == {(0, False), BASS}
 
 
+def test_a_style_steers_the_infill(tiny_checkpoint, gen, piece, tmp_path):
+    from core.model import save_state_file
+
+    cfg = gen.model.config
+    torch.manual_seed(0)
+    path = tmp_path / "style.pth"
+    save_state_file(str(path), torch.randn(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size), gen.model)
+    styled = Generator.load(tiny_checkpoint, str(path))
+    start, end = bar_range(piece, gen.tokenizer, 2, 3)
+    plain = infill(gen, piece, start, end, sampling=SamplingConfig(seed=1))
+    steered = infill(styled, piece, start, end, sampling=SamplingConfig(seed=1))
+    assert plain.prompt == steered.prompt
+    assert [note_key(i.note) for i in plain] != [note_key(i.note) for i in steered]
+    assert steered.reasons == [["eos"]]
+
+
 def test_ranges_widen_to_bar_lines_and_bad_ranges_are_refused(gen, piece):
     tok = gen.tokenizer
     stream = infill(gen, piece, BAR_3_4 + 100, 2 * BAR_3_4 + 1)
