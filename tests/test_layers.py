@@ -34,3 +34,18 @@ def test_importing_every_core_module_loads_no_qt():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_real_time_layer_never_loads_the_model_layer():
+    """core.live's timing, ports, scheduler, player, capture and clock run beside a generator (and in the
+    scheduler's child process): importing them must not pull in torch or the model. Only a jam that answers
+    imports core.generate, at that moment."""
+    modules = [f"core.live.{m}" for m in ("ports", "timing", "scheduler", "process", "player", "capture", "clock",
+                                          "jam")] + ["core.live", "core.channels"]
+    heavy = ("torch", "numpy", "core.model", "core.generate", "core.tokenizer", "core.wkv")
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in sys.modules if m in {heavy!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,142 @@
+"""SchedulerProcess: the Scheduler in a child process that owns the MIDI output, driven through a pipe."""
+from __future__ import annotations
+
+import threading
+import time
+
+import mido
+
+from .ports import APP_PORT_NAME, PortError, open_output
+from .scheduler import Scheduler
+from .timing import raise_thread_priority
+
+
+class SchedulerProcess:
+    """The Scheduler in a child process that owns the MIDI output, so nothing this process does (the
+    generator's Python, the GUI, a garbage collection) can hold up a note: they share no GIL. If this
+    process dies, the child sees its pipe close and releases every sounding note before it exits.
+
+    Same methods as Scheduler; deadlines are this process's time.perf_counter() values, which the child
+    shares (a system-wide monotonic clock). stop() is asynchronous: the child releases on receipt.
+    """
+
+    def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_end = ctx.Pipe()
+        self._process = ctx.Process(target=_scheduler_process_main, args=(child_end, port_name, virtual, backend),
+                                    name="midi-scheduler", daemon=True)
+        self._child_end = child_end
+        self._lock = threading.Lock()  # one request and its reply at a time
+        self.port_name = ""
+
+    def start(self, timeout: float = 30.0) -> "SchedulerProcess":
+        self._process.start()
+        self._child_end.close()
+        if not self._conn.poll(timeout):
+            self._process.kill()
+            raise PortError("the MIDI scheduler process did not start")
+        try:
+            kind, detail = self._conn.recv()
+        except EOFError:
+            kind, detail = "error", f"the MIDI scheduler process ended (exit code {self._process.exitcode})"
+        if kind == "error":
+            self._process.join(5)
+            raise PortError(detail)
+        self.port_name = detail
+        return self
+
+    def _post(self, *command) -> None:
+        with self._lock:
+            self._conn.send(command)
+
+    def _ask(self, *command):
+        with self._lock:
+            self._conn.send(command)
+            return self._conn.recv()
+
+    def send_at(self, deadline: float, message: mido.Message) -> None:
+        self._post("at", deadline, bytes(message.bytes()))
+
+    def note(self, channel: int, pitch: int, velocity: int, on_time: float, off_time: float) -> None:
+        self._post("note", channel, pitch, velocity, on_time, off_time)
+
+    def stop(self) -> None:
+        self._post("stop")
+
+    @property
+    def pending(self) -> int:
+        return self._ask("status")[0]
+
+    @property
+    def sounding(self) -> int:
+        return self._ask("status")[1]
+
+    @property
+    def lateness(self) -> list[float]:
+        return self._ask("lateness")
+
+    def idle(self) -> bool:
+        pending, sounding = self._ask("status")
+        return pending == 0 and sounding == 0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.perf_counter() + timeout
+        while not self.idle():
+            if end is not None and time.perf_counter() > end:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        """Release everything, close the port and end the child."""
+        if self._process.is_alive():
+            try:
+                self._post("close")
+            except (OSError, EOFError):
+                pass
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+        self._conn.close()
+
+    def __enter__(self) -> "SchedulerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _scheduler_process_main(conn, port_name, virtual, backend) -> None:
+    """The child of SchedulerProcess: open the port, then obey the pipe until "close" or until it breaks."""
+    raise_thread_priority(4)  # this thread takes the GIL too: unpreempted, it never makes the scheduler wait
+    try:
+        port = open_output(port_name, virtual=virtual, backend=backend)
+    except Exception as e:
+        conn.send(("error", str(e)))
+        return
+    scheduler = Scheduler(port).start()
+    conn.send(("ready", getattr(port, "name", port_name or APP_PORT_NAME)))
+    try:
+        while True:
+            try:
+                command = conn.recv()
+            except (EOFError, OSError):
+                break  # the parent is gone: release everything below
+            op = command[0]
+            if op == "note":
+                scheduler.note(*command[1:])
+            elif op == "at":
+                scheduler.send_at(command[1], mido.Message.from_bytes(command[2]))
+            elif op == "stop":
+                scheduler.stop()
+            elif op == "status":
+                conn.send((scheduler.pending, scheduler.sounding))
+            elif op == "lateness":
+                conn.send(list(scheduler.lateness))
+            elif op == "close":
+                break
+    finally:
+        scheduler.close()
+        port.close()
