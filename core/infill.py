@@ -238,11 +238,12 @@ def _restruck(notes: list[Note]) -> list[Note]:
 
 @dataclass
 class Chunk:
+    """One prompt's worth of the range: at most MAX_GAP_BARS bars in its middle."""
     start: int  # first tick the chunk regenerates (a bar line)
     end: int  # its end (a bar line)
     bars: int  # bars it regenerates
-    given: int = 0  # bars before `start` restated in its prompt (a part chunk's overlap)
-    context_start: int = 0  # tick of the prompt's first bar (before bars, or the part's context)
+    given: int = 0  # a part chunk: bars before `start` whose part is given in its prompt (the overlap)
+    context_start: int = 0  # a part chunk: tick of its context's first bar (start less the given bars)
 
 
 @dataclass

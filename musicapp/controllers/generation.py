@@ -184,7 +184,7 @@ class GenerationController(QObject):
         self.doc.set_preview_region(start_tick, None if end_tick < 0 else end_tick)
         worker = self.sender()
         if worker is self._worker and worker.feed is not None:
-            self.transport.play_stream(self.doc.meta, start_tick, worker.feed)
+            self.transport.play_stream(self.doc.to_score(), start_tick, worker.feed)
 
     def _on_generation_failed(self, msg: str) -> None:
         self.message.emit(f"Generation failed: {msg}", "error")
