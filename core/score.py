@@ -152,27 +152,29 @@ class Score:
 
     def add_notes(self, notes: Iterable[Note]) -> None:
         """Put each note in a track: the one `note.track` names, if that track can sound the note; else
-        the first track of its instrument; else a new track of its instrument (added after the others,
-        drums last). Notes that the model writes into a piece take this path and never disturb others."""
+        the first track of its instrument that holds notes; else a new track of its instrument (added
+        after the others, drums last). Notes that the model writes into a piece take this path and never
+        disturb others (a conductor or other track without notes never receives any)."""
         programs_on: dict[int, set[int]] = defaultdict(set)  # programs a track's channel is switched to
         for t in self._tracks:
             programs_on[t.channel].add(t.program)
             for e in t.events:
                 if e.kind == 0xC0:
                     programs_on[e.channel].add(e.data[1])
-        new: dict[tuple[int, bool], Track] = {}
         touched: dict[int, Track] = {}
-        for n in notes:
-            track = None
-            if n.track is not None and 0 <= n.track < len(self._tracks):
-                hinted = self._tracks[n.track]
-                if hinted.drum == n.drum and (n.drum or n.program == hinted.program or (
-                        hinted.channel is not None and n.program in programs_on[hinted.channel])):
-                    track = hinted
-            if track is None:
-                track = new.get(n.instrument) or next(
-                    (t for t in self._tracks if t.instrument == n.instrument and (t.channel is not None or t.notes)),
-                    None)
+        unplaced = []
+        for n in notes:  # first the notes that name their track, so that "holds notes" is known below
+            hinted = self._tracks[n.track] if n.track is not None and 0 <= n.track < len(self._tracks) else None
+            if hinted is not None and hinted.drum == n.drum and (n.drum or n.program == hinted.program or (
+                    hinted.channel is not None and n.program in programs_on[hinted.channel])):
+                hinted.notes.append(n)
+                touched[id(hinted)] = hinted
+            else:
+                unplaced.append(n)
+        new: dict[tuple[int, bool], Track] = {}
+        for n in unplaced:
+            track = new.get(n.instrument) or next(
+                (t for t in self._tracks if t.notes and t.instrument == n.instrument), None)
             if track is None:
                 program, drum = n.instrument
                 track = new[n.instrument] = Track("Drums" if drum else GM_PROGRAM_NAMES[program], None, program, drum)

@@ -46,13 +46,15 @@ def test_the_view_folds_the_pedal_per_channel_and_the_document_does_not():
 def test_notes_go_to_the_track_they_name_else_to_their_instrument_else_to_a_new_track():
     melody = Track("MELODY", 0, 0, False, [Note(0, 480, 72)])
     bridge = Track("BRIDGE", 1, 0, False, [Note(0, 480, 64)])
-    score = Score((), tracks=[Track("conductor"), melody, bridge])
-    score.add_notes([Note(480, 480, 65, track=2), Note(480, 480, 74), Note(480, 480, 50, program=32),
-                     Note(960, 480, 52, program=32), Note(0, 60, 36, drum=True),
+    setup = Track("setup", 5, 71, False, [], [Event(0, bytes((0xC5, 71)))])  # a program change, no notes
+    score = Score((), tracks=[Track("conductor"), melody, bridge, setup])
+    score.add_notes([Note(480, 480, 74), Note(480, 480, 65, track=2), Note(480, 480, 50, program=32),
+                     Note(960, 480, 52, program=32), Note(0, 60, 36, drum=True), Note(0, 480, 60, program=71),
                      Note(480, 480, 76, program=40, track=2)])  # a violin note cannot sound on BRIDGE
     assert [(t.name, spans(t.notes)) for t in score.tracks(include_empty=True)] == [
         ("conductor", []), ("MELODY", [(0, 480, 72), (480, 480, 74)]), ("BRIDGE", [(0, 480, 64), (480, 480, 65)]),
-        ("Acoustic Bass", [(480, 480, 50), (960, 480, 52)]), ("Violin", [(480, 480, 76)]), ("Drums", [(0, 60, 36)])]
+        ("setup", []), ("Acoustic Bass", [(480, 480, 50), (960, 480, 52)]), ("Violin", [(480, 480, 76)]),
+        ("Clarinet", [(0, 480, 60)]), ("Drums", [(0, 60, 36)])]
 
 
 def test_a_slice_keeps_the_tracks_and_the_state_in_force_at_its_start():
@@ -91,9 +93,14 @@ def test_a_continuation_merges_into_the_prompts_tracks():
     merged = stream.score([Note(stream.start_tick, 480, 60, 90), Note(stream.start_tick, 480, 76, 80, 40)])
     before = score.slice(0, stream.requested_tick)
     assert [t.name for t in merged.tracks(include_empty=True)] == ["", "MELODY", "BRIDGE", "PIANO", "Violin"]
-    assert spans(merged.tracks(True)[1].notes) == spans(before.tracks(True)[1].notes) + [(stream.start_tick, 480, 60)]
-    for a, b in zip(merged.tracks(True)[2:4], before.tracks(True)[2:4]):
-        assert (a.name, spans(a.notes), a.events) == (b.name, spans(b.notes), b.events)
+    # the piano note joins the first piano track that has notes so far (the melody starts later)
+    assert [t.name for t in before.tracks()] == ["BRIDGE", "PIANO"]
+    after = {t.name: t for t in merged.tracks(True)}
+    assert spans(after["BRIDGE"].notes) == spans(before.tracks()[0].notes) + [(stream.start_tick, 480, 60)]
+    for b in before.tracks(True):
+        if b.name != "BRIDGE":
+            assert (spans(after[b.name].notes), after[b.name].events) == (spans(b.notes), b.events)
+    assert spans(after["Violin"].notes) == [(stream.start_tick, 480, 76)] and after["Violin"].program == 40
     assert merged.time_signatures == before.time_signatures
 
 
