@@ -210,7 +210,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train import TrainingError, evaluate_files
 
     try:
-        result = evaluate_files(args.model, args.path, args.style)
+        result = evaluate_files(args.model, args.path, args.style, strength=args.style_strength)
     except TrainingError as e:
         raise CliError(str(e)) from None
     if args.json:
@@ -248,7 +248,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         prompt, _ = read_midi(args.prompt)
         instruments = parse_instruments(args.instruments) if args.instruments else None
-        gen = Generator.load(args.model, args.style)
+        gen = Generator.load(args.model, args.style, strength=args.style_strength)
     except (MidiReadError, OSError, ValueError, KeyError) as e:
         raise CliError(e) from None
     if args.bars < 1 or args.variations < 1:
@@ -283,7 +283,7 @@ def _infill_generator(args: argparse.Namespace):
     if model is None:
         raise CliError("no --model given and no bundled base model found (python -m core.paths shows where)")
     try:
-        gen = Generator.load(str(model), args.style)
+        gen = Generator.load(str(model), args.style, strength=args.style_strength)
     except (OSError, ValueError, KeyError) as e:
         raise CliError(f"cannot load {model}: {e}") from None
     if not gen.tokenizer.infill:
@@ -376,7 +376,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     try:
         prompt, _ = read_midi(args.prompt)
-        gen = Generator.load(args.model, args.style)
+        gen = Generator.load(args.model, args.style, strength=args.style_strength)
         # The output and its scheduler live in a child process: the generator here cannot delay a note.
         scheduler = SchedulerProcess(None if args.virtual else args.out_port, virtual=bool(args.virtual),
                                      backend=args.midi_api).start()
@@ -411,7 +411,7 @@ def cmd_jam(args: argparse.Namespace) -> int:
     from .live import ClockFollower, JamConfig, JamSession, PortError, SchedulerProcess, open_input
 
     try:
-        gen = Generator.load(args.model, args.style)
+        gen = Generator.load(args.model, args.style, strength=args.style_strength)
         # answers are timed away from the generator
         scheduler = SchedulerProcess(args.out_port, backend=args.midi_api).start()
     except (OSError, ValueError, KeyError, PortError) as e:
@@ -434,6 +434,23 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
 
 MIDI_API_CHOICES = ("alsa", "jack", "coremidi", "winmm")  # core.live.MIDI_APIS (not imported here: mido)
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a strength >= 0 (0 = the base model, 1 = as trained), got {text!r}")
+    return value
+
+
+def _add_style(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--style", metavar="FILE", help="a style file (style.pth) learnt on this model")
+    parser.add_argument("--style-strength", type=_strength, default=1.0, metavar="S",
+                        help="how strongly the style steers: 0 = the base model, 1 = as trained (default), "
+                             "above 1 exaggerates")
 
 
 def _add_midi_api(parser: argparse.ArgumentParser) -> None:
@@ -472,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="bits per token and per note of a model on MIDI files")
     s.add_argument("path", nargs="+")
     s.add_argument("--model", help="default: the bundled base model")
-    s.add_argument("--style")
+    _add_style(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
@@ -482,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("generate", help="continue a MIDI file")
     s.add_argument("--model", help="default: the bundled base model")
-    s.add_argument("--style")
+    _add_style(s)
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
     s.add_argument("--variations", type=int, default=1)
@@ -498,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("accompany", "add a part of one instrument to a MIDI file (every existing note stays)")):
         s = sub.add_parser(verb, help=text)
         s.add_argument("--model", help="default: the bundled base model")
-        s.add_argument("--style")
+        _add_style(s)
         s.add_argument("--in", dest="input", required=True, metavar="IN.mid")
         if verb == "infill":
             s.add_argument("--bars", required=True, help="bars to regenerate, e.g. 5-8 (counted from 1)")
@@ -518,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("live", help="continue a MIDI file and play it live to a MIDI output")
     s.add_argument("--model", help="default: the bundled base model")
-    s.add_argument("--style")
+    _add_style(s)
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
     g = s.add_mutually_exclusive_group(required=True)
@@ -529,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("jam", help="answer a player on a MIDI input when they pause")
     s.add_argument("--model", help="default: the bundled base model")
-    s.add_argument("--style")
+    _add_style(s)
     s.add_argument("--in-port", required=True)
     s.add_argument("--out-port", required=True)
     _add_midi_api(s)

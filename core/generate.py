@@ -16,8 +16,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .model import RWKV7, State, load_checkpoint, load_state_file
+from .model import RWKV7, State, load_checkpoint
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
+from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
 
 DEFAULT_CTX = 1024
@@ -108,9 +109,10 @@ class _Window:
 
 
 class Generator:
-    """A model, its tokenizer and an optional style (a learned initial state), ready to continue Scores."""
+    """A model, its tokenizer and an optional style (core.style, at a strength), ready to continue Scores."""
 
-    def __init__(self, model: RWKV7, tokenizer: Tokenizer | None = None, *, style: torch.Tensor | None = None,
+    def __init__(self, model: RWKV7, tokenizer: Tokenizer | None = None, *,
+                 style: Style | torch.Tensor | None = None, strength: float = 1.0,
                  ctx: int = DEFAULT_CTX, threads: int | None = 1):
         self.model = model.eval()
         self.threads = threads
@@ -118,9 +120,12 @@ class Generator:
         if self.tokenizer.vocab_size > model.config.vocab_size:
             raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the "
                              f"tokenizer's ({self.tokenizer.vocab_size})")
-        self.style = style
         self.ctx = ctx
         self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
+        self.style: Style | None = None
+        self.strength = 1.0
+        if style is not None:
+            self.set_style(style, strength)
         # Masks on top of the grammar: the prompt's tempo and meter stay; with a length, EOS never cuts it short.
         self._keep_meter_and_tempo = np.ones(self.tokenizer.vocab_size, dtype=bool)
         for kind in ("tempo", "timesig", "bos", "pad", "flat", "gap", "part", "fill"):  # a plain continuation
@@ -130,13 +135,30 @@ class Generator:
         self._no_eos[self.tokenizer.eos_id] = False
 
     @classmethod
-    def load(cls, model_path: str, style_path: str | None = None, *, device: str = "cpu",
+    def load(cls, model_path: str, style_path: str | None = None, *, strength: float = 1.0, device: str = "cpu",
              ctx: int = DEFAULT_CTX, threads: int | None = 1) -> "Generator":
         model, meta = load_checkpoint(model_path, device=device)
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
-        style = load_state_file(style_path, model)[0] if style_path else None
+        style = load_style(style_path, model) if style_path else None
+        gen = cls(model, tokenizer, style=style, strength=strength, ctx=ctx, threads=threads)
         model.prepare_step()  # the first continuation should not wait for the step's set-up
-        return cls(model, tokenizer, style=style, ctx=ctx, threads=threads)
+        return gen
+
+    def set_style(self, style: Style | str | os.PathLike | torch.Tensor | None, strength: float = 1.0) -> None:
+        """Steer the loaded model with a style (a Style, a style file's path, or a bare initial WKV state
+        [L,H,N,N]) at `strength` (0 = the base model, 1 = as trained), or go back to the base (None). The base
+        model is never reloaded. Not while a stream of this generator runs: its tokens would mix styles."""
+        if isinstance(style, (str, os.PathLike)):
+            style = load_style(os.fspath(style), self.model)
+        elif isinstance(style, torch.Tensor):
+            style = Style(state=style.float())
+        apply_style(self.model, style, strength)  # checks the style fits this base model first
+        self.style, self.strength = style, float(strength)
+        self._prefill_cache.clear()  # prefilled states were computed under the old style
+
+    def set_strength(self, strength: float) -> None:
+        """The current style at another strength (no file read, no reload)."""
+        self.set_style(self.style, strength)
 
     # --- the prompt ------------------------------------------------------------------------------
     def window(self, prompt: Score, at_tick: int | None = None) -> _Window:
@@ -227,7 +249,7 @@ class Generator:
         if best is not None:
             state, rest = best[2], ids[len(best[0]):]
         else:
-            state = self.model.init_state(1, wkv=self.style) if self.style is not None else None
+            state = None  # the zero state, or an applied style's initial state (the model's own)
             rest = ids
         with torch_threads(self.threads):
             logits, state = self.model.prefill(torch.tensor([rest], dtype=torch.long, device=device), state)
@@ -397,9 +419,10 @@ class ContinuationStream:
                     var.done, var.reason = True, "closed"
 
 
-def generate(model_path: str, prompt: Score, *, style_path: str | None = None, **kwargs) -> list[Score]:
+def generate(model_path: str, prompt: Score, *, style_path: str | None = None, strength: float = 1.0,
+             **kwargs) -> list[Score]:
     """Convenience: load a checkpoint (and style) and continue `prompt` (see Generator.stream)."""
-    return Generator.load(model_path, style_path).generate(prompt, **kwargs)
+    return Generator.load(model_path, style_path, strength=strength).generate(prompt, **kwargs)
 
 
 __all__ = ["Generator", "ContinuationStream", "SamplingConfig", "StreamedNote", "generate", "parse_instruments",

@@ -635,10 +635,11 @@ def _safe_load(path: str, device) -> dict:
         obj = torch.load(os.fspath(path), map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: refused, it holds more than tensors ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # RuntimeError, EOFError, OSError, struct.error...: whatever a damaged file raises
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable checkpoint ({why})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(obj).__name__}, not a dict of tensors)")
     return obj

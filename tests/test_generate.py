@@ -135,7 +135,7 @@ def test_style_file_provides_the_initial_state(tiny_checkpoint, gen, prompt, tmp
     path = tmp_path / "style.pth"
     save_state_file(str(path), style, gen.model)
     styled = Generator.load(tiny_checkpoint, str(path))
-    assert torch.equal(styled.style, style)
+    assert torch.equal(styled.style.state, style) and styled.style.parts == ("state",)
     window = gen.window(prompt)
     plain_logits, _ = gen._prefill(window.ids)
     styled_logits, _ = styled._prefill(window.ids)

@@ -1,0 +1,383 @@
+"""Styles (core/style.py) on the real RWKV-7 network: the state offset in every form of the model (parallel,
+prefill + torch-op step, fused C++ step), strength 0 == the base model exactly, switching styles without a
+reload, the file's size limit and its refusal on another base model, and the style training mode end to end
+(pause, resume, export, CLI)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import cli
+from core.generate import Generator, SamplingConfig
+from core.model import (CheckpointError, ModelConfig, RWKV7, _StepWeights, load_checkpoint, model_fingerprint,
+                        save_checkpoint, save_state_file)
+from core.step_cpu import FusedStep
+from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
+                        plan_style, remove_style, save_style, set_strength, small_parameter_names)
+from core.train import TrainConfig, run_training
+from tests.test_data import make_folder
+from tests.test_model import perturbed_model, random_state
+
+BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
+
+
+def close(a, b, tol):
+    scale = max(1.0, b.abs().max().item())
+    assert (a - b).abs().max().item() <= tol * scale
+
+
+def random_style(model: RWKV7, seed: int = 0, parts=("lora", "offset", "bias", "state"), offset_rank: int = 0,
+                 lora_rank: int = 4, size: float = 0.05) -> Style:
+    """A style with every part filled with small random values (a trained one's shapes, not its values)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * size
+
+    style = Style(meta={"base_config": cfg.to_dict()})
+    if "state" in parts:
+        style.state = rnd(L, H, N, N) * 10
+    if "offset" in parts:
+        if offset_rank:
+            style.offset_u, style.offset_v = rnd(L, H, N, offset_rank) * 3, rnd(L, H, offset_rank, N) * 3
+        else:
+            style.offset = rnd(L, H, N, N)
+    if "bias" in parts:
+        style.deltas = {n: rnd(*model.get_parameter(n).shape) for n in small_parameter_names(model)}
+    if "lora" in parts:
+        for name, p in model.named_parameters():
+            if name.endswith(("att.receptance.weight", "att.output.weight", "ffn.key.weight")):
+                style.lora[name] = (rnd(lora_rank, p.shape[1]), rnd(p.shape[0], lora_rank))
+    return style
+
+
+# --- the maths -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, tol, offset_rank", [(torch.float32, 1e-5, 0), (torch.float64, 1e-12, 0),
+                                                     (torch.float32, 1e-5, 3)])
+def test_offset_parallel_equals_prefill_then_torch_op_steps(dtype, tol, offset_rank):
+    model = perturbed_model(seed=21).to(dtype)
+    model.fused_step = False  # the torch-op step (float64 always takes it)
+    B, T, split = 2, 30, 11
+    start = random_state(model, B)
+    apply_style(model, random_style(model, 1, offset_rank=offset_rank), check=False)
+    assert model.style_offset is not None and model.style_state is not None
+    idx = torch.randint(0, 97, (B, T), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(idx, start)
+        plain = model(idx)  # from the style's initial state
+    last, state = model.prefill(idx[:, :split], start)
+    close(last, full[:, split - 1], tol)
+    stepped = []
+    for t in range(split, T):
+        logits, state = model.step(idx[:, t], state)
+        stepped.append(logits)
+    assert isinstance(model._stepper(), _StepWeights)
+    close(torch.stack(stepped, 1), full[:, split:], tol)
+    # from no state: prefill and the parallel form both start from the style's initial state
+    last, _ = model.prefill(idx[:, :split])
+    close(last, plain[:, split - 1], tol)
+
+    # the offset acts at every token, the late ones included, and only through the offset term
+    saved, model.style_offset = model.style_offset, None
+    with torch.no_grad():
+        without = model(idx, start)
+    assert (full[:, -5:] - without[:, -5:]).abs().max() > 1e-3
+    model.style_offset = saved
+
+
+def test_fused_step_with_offset_matches_the_torch_op_step_on_the_bundled_model():
+    model, _ = load_checkpoint(str(BUNDLED))
+    apply_style(model, random_style(model, 2), check=False)
+    g = torch.Generator().manual_seed(4)
+    prompt = torch.randint(0, model.config.vocab_size, (2, 40), generator=g)
+    tokens = torch.randint(0, model.config.vocab_size, (2, 60), generator=g)
+    _, start = model.prefill(prompt)
+    results = []
+    for fused in (True, False):
+        model.fused_step = fused
+        s, outs = start, []
+        for t in range(tokens.shape[1]):
+            logits, s = model.step(tokens[:, t], s)
+            outs.append(logits)
+        assert isinstance(model._stepper(), FusedStep if fused else _StepWeights)
+        results.append((torch.stack(outs, 1), s))
+    (fused, f_state), (ref, r_state) = results
+    close(fused, ref, 1e-5)
+    for a, b in zip(f_state.wkv, r_state.wkv):
+        close(a, b, 1e-5)
+    with torch.no_grad():
+        full = model(torch.cat([prompt, tokens], 1))
+    close(fused, full[:, 40:], 1e-5)
+
+
+def test_fused_step_with_a_low_rank_offset_on_odd_sizes():
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, n_embd=96, vocab_size=53, head_size=32, dim_w=13, dim_a=7, dim_v=5, dim_g=19)
+    model = RWKV7(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.eval()
+    apply_style(model, random_style(model, 5, parts=("offset",), offset_rank=2), check=False)
+    tokens = torch.randint(0, 53, (3, 25), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(tokens)
+    s = model.init_state(3)
+    outs = []
+    for t in range(tokens.shape[1]):
+        logits, s = model.step(tokens[:, t], s)
+        outs.append(logits)
+    assert isinstance(model._stepper(), FusedStep)
+    close(torch.stack(outs, 1), full, 1e-5)
+
+
+def test_strength_zero_and_removal_give_the_base_logits_exactly():
+    model, _ = load_checkpoint(str(BUNDLED))
+    idx = torch.randint(0, model.config.vocab_size, (1, 50), generator=torch.Generator().manual_seed(6))
+
+    def outputs():
+        with torch.no_grad():
+            par = model(idx)
+        logits, state = model.prefill(idx[:, :30])
+        steps = [logits]
+        for t in range(30, 50):
+            logits, state = model.step(idx[:, t], state)
+            steps.append(logits)
+        return par, torch.stack(steps)
+
+    base = outputs()
+    style = random_style(model, 7, size=0.005)
+    apply_style(model, style, 0.0)
+    assert applied_style(model) == (style, 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(outputs(), base))
+    set_strength(model, 1.0)
+    full = outputs()
+    assert (full[0] - base[0]).abs().max() > 1e-2
+    set_strength(model, 0.5)
+    half = outputs()
+    assert 0 < (half[0] - base[0]).abs().mean() < (full[0] - base[0]).abs().mean()
+    remove_style(model)
+    assert applied_style(model) is None and model.style_offset is None and model.style_state is None
+    assert all(torch.equal(a, b) for a, b in zip(outputs(), base))
+
+
+def test_offset_and_every_part_get_gradients_in_the_tuner():
+    model = perturbed_model(seed=8)
+    tuner = StyleTuner(model, ("lora", "offset", "bias", "state"), lora_rank=2, offset_rank=4)
+    idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(9))
+    tuner(idx).logsumexp(-1).sum().backward()
+    groups = tuner.param_groups(0.01, 1e-3)
+    assert [g["part"] for g in groups] == ["lora", "offset", "bias", "state"]
+    for g in groups:
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g["params"]), g["part"]
+    assert model.style_offset is None  # the tuner leaves the model as it found it
+    assert {p for g in groups for p in g["params"]} == {p for p in tuner.parameters() if p.requires_grad}
+
+
+# --- the file --------------------------------------------------------------------------------------------------
+def test_style_file_fits_1mb_and_is_refused_on_another_base(tmp_path):
+    model, _ = load_checkpoint(str(BUNDLED))
+    parts = ("lora", "offset", "bias", "state")
+    lora_rank, offset_rank = plan_style(model, parts)
+    assert (lora_rank, offset_rank) == (8, 0)  # the bundled model's default style: rank-8 LoRA, full offset
+    tuner = StyleTuner(model, parts, lora_rank, offset_rank)
+    with torch.no_grad():
+        for p in tuner.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.01)
+    style = tuner.export()
+    path = tmp_path / "style.pth"
+    size = save_style(str(path), style, meta={"name": "jigs"})
+    assert size == path.stat().st_size <= MAX_STYLE_BYTES
+    base, _ = load_checkpoint(str(BUNDLED))
+    loaded = load_style(str(path), base)  # the fresh base: the same fingerprint
+    assert loaded.parts == parts and loaded.name == "jigs"
+    assert set(loaded.lora) == set(style.lora) and loaded.meta["lora_rank"] == 8
+
+    other = load_checkpoint(str(BUNDLED))[0]
+    with torch.no_grad():
+        other.head.weight[0, 0] += 1e-3  # one weight differs: another base model
+    with pytest.raises(StyleError, match="another base model"):
+        load_style(str(path), other)
+    with pytest.raises(StyleError, match="another base model"):
+        apply_style(other, loaded)  # checked when applied too
+    with pytest.raises(StyleError, match="another base model.*size"):
+        load_style(str(path), perturbed_model())
+    torch.save({"wkv": torch.zeros(2)}, tmp_path / "foreign.pth")
+    with pytest.raises(StyleError, match="not a style file"):
+        load_style(str(tmp_path / "foreign.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_style(str(tmp_path / "junk.pth"))
+    with pytest.raises(StyleError, match="a model checkpoint, not a style"):
+        load_style(str(BUNDLED))
+    # a style over the limit is refused before anything is written
+    with pytest.raises(StyleError, match="over the"):
+        save_style(str(tmp_path / "big.pth"), style, max_bytes=100_000)
+    assert not (tmp_path / "big.pth").exists()
+
+
+def test_fingerprint_is_the_base_models_while_a_style_is_applied(tmp_path):
+    model, _ = load_checkpoint(str(BUNDLED))
+    base_print = model_fingerprint(model)
+    save_style(str(tmp_path / "s.pth"), random_style(model, 3), model)
+    apply_style(model, load_style(str(tmp_path / "s.pth"), model))
+    assert model_fingerprint(model) == base_print  # the merged weights are not the identity
+    save_style(str(tmp_path / "t.pth"), random_style(model, 4), model)  # saved while styled
+    other = load_style(str(tmp_path / "t.pth"), model)  # switching: checked against the base, not the merge
+    assert other.base_fingerprint == base_print
+    apply_style(model, other)
+    assert applied_style(model)[0] is other
+
+
+def test_an_older_state_file_loads_as_a_style(tmp_path):
+    model = perturbed_model(seed=10)
+    cfg = model.config
+    wkv = torch.randn(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
+    save_state_file(str(tmp_path / "old.pth"), wkv, model)
+    style = load_style(str(tmp_path / "old.pth"), model)
+    assert style.parts == ("state",) and torch.equal(style.state, wkv)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_style_learnt_on_the_gpu_loads_on_the_cpu(tmp_path):
+    cpu_model, _ = load_checkpoint(str(BUNDLED))
+    gpu_model, _ = load_checkpoint(str(BUNDLED), device="cuda")
+    tuner = StyleTuner(gpu_model, ("lora", "offset", "bias", "state"), 4, 0).cuda()
+    style = tuner.export()
+    save_style(str(tmp_path / "gpu.pth"), style, base_fingerprint=tuner.base_fingerprint)
+    apply_style(cpu_model, load_style(str(tmp_path / "gpu.pth"), cpu_model))
+    assert cpu_model.style_offset.device.type == "cpu"
+
+
+# --- switching without a reload -----------------------------------------------------------------------------------
+def test_generator_switches_styles_on_the_loaded_model(tiny_checkpoint, tmp_path):
+    gen = Generator.load(tiny_checkpoint)
+    model = gen.model
+    a, b = random_style(model, 11), random_style(model, 12)
+    for name, s in (("a", a), ("b", b)):
+        save_style(str(tmp_path / f"{name}.pth"), s, model)
+    ids = gen.tokenizer.encode(gen_prompt())
+    base_logits, _ = gen._prefill(ids)
+    gen.set_style(str(tmp_path / "a.pth"))
+    a_logits, _ = gen._prefill(ids)
+    gen.set_style(str(tmp_path / "b.pth"), 0.7)
+    b_logits, _ = gen._prefill(ids)
+    assert gen.model is model and gen.strength == 0.7
+    assert not torch.allclose(a_logits, base_logits) and not torch.allclose(a_logits, b_logits)
+    gen.set_strength(0.0)
+    assert torch.equal(gen._prefill(ids)[0], base_logits)
+    gen.set_style(None)
+    assert torch.equal(gen._prefill(ids)[0], base_logits)
+    # the same prompt and seed: strength 0 continues exactly as the base model
+    plain = Generator.load(tiny_checkpoint).generate(gen_prompt(), bars=1, sampling=SamplingConfig(seed=3))
+    gen.set_style(str(tmp_path / "a.pth"), 0.0)
+    zero = gen.generate(gen_prompt(), bars=1, sampling=SamplingConfig(seed=3))
+    assert [(n.start, n.pitch, n.duration) for n in zero[0].notes] == [(n.start, n.pitch, n.duration)
+                                                                       for n in plain[0].notes]
+    with pytest.raises(ValueError, match="strength"):
+        gen.set_strength(-1)
+
+
+def gen_prompt():
+    from core.score import Note, Score, TempoChange, TimeSignature
+    return Score([Note(i * 240, 240, 60 + (i * 7) % 12, 90) for i in range(16)], [TempoChange(0, 120)],
+                 [TimeSignature(0, 4, 4)])
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("style")
+    folder = make_folder(root, 3, broken=False)
+    paths = run_training(TrainConfig(data=str(folder), out=str(root / "base"), n_layer=1, n_embd=64, ctx_len=32,
+                                     batch_size=2, steps=4, lr=5e-3, workers=1))
+    return folder, paths["result"]
+
+
+def _config(folder, base, out, **kw) -> TrainConfig:
+    return TrainConfig(data=str(folder), out=str(out), base=str(base), mode="style", ctx_len=32, batch_size=2,
+                       steps=8, checkpoint_every=2, eval_every=2, style_rank=2, offset_rank=4, seed=5, workers=1,
+                       **kw)
+
+
+def test_style_mode_pauses_resumes_and_exports_what_it_trained(setup, tmp_path):
+    folder, base = setup
+    first, second, ref = [], [], []
+    run_training(_config(folder, base, tmp_path / "paused", stop_at_step=4), first.append)
+    assert first[-1].kind == "cancelled"
+    paths = run_training(_config(folder, base, tmp_path / "paused", resume=True), second.append)
+    ref_paths = run_training(_config(folder, base, tmp_path / "straight"), ref.append)
+    losses = {e.step: e.loss for e in first + second if e.kind == "step" and e.loss is not None}
+    ref_losses = {e.step: e.loss for e in ref if e.kind == "step" and e.loss is not None}
+    assert sorted(losses) == list(range(1, 9)) == sorted(ref_losses)
+    for step in losses:
+        assert losses[step] == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+
+    model, _ = load_checkpoint(base)
+    style, ref_style = load_style(paths["result"], model), load_style(ref_paths["result"], model)
+    assert style.parts == ("lora", "offset", "bias", "state") and style.meta["training"]["mode"] == "style"
+    assert Path(paths["result"]).name == "style.pth" and not (tmp_path / "paused" / "model.pth").exists()
+    for (name, d), (_, rd) in zip(style.weight_deltas(), ref_style.weight_deltas()):
+        torch.testing.assert_close(d, rd, rtol=2e-3, atol=2e-5, msg=name)  # LoRA is stored in fp16
+    torch.testing.assert_close(style.offset_matrix(), ref_style.offset_matrix(), rtol=1e-5, atol=1e-6)
+    assert style.offset_matrix().abs().sum() > 0 and style.state.abs().sum() > 0 and style.deltas
+
+    # applied to the base, the file reproduces what training saw (up to LoRA's fp16 storage)
+    tuned = _config(folder, base, tmp_path / "x")
+    from core.train import _wrap
+    trainer_model, _ = load_checkpoint(base)
+    tuner = _wrap(trainer_model, tuned)
+    tuner.load_state_dict(torch.load(Path(paths["resume"]), weights_only=True)["module"])
+    idx = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = tuner(idx)
+        apply_style(model, style)
+        got = model(idx)
+    close(got, expected, 2e-3)
+
+
+def test_cli_style_mode_with_a_time_budget_and_the_style_verbs(setup, tmp_path, capsys):
+    folder, base = setup
+    out = tmp_path / "mine"
+    assert cli.main(["train", str(folder), "--out", str(out), "--base", base, "--mode", "style", "--time-budget",
+                     "3s", "--ctx", "32", "--batch", "2", "--style-parts", "offset+state"]) == 0
+    style_path = out / "style.pth"
+    assert style_path.exists() and style_path.stat().st_size <= MAX_STYLE_BYTES
+    assert load_style(str(style_path)).parts == ("offset", "state")
+    capsys.readouterr()
+    piece = str(sorted(folder.rglob("*.mid"))[0])
+    bits = {}
+    for strength in ("0", "1"):
+        assert cli.main(["eval", "--model", base, "--style", str(style_path), "--style-strength", strength, piece,
+                         "--json"]) == 0
+        bits[strength] = json.loads(capsys.readouterr().out)["bits_per_token"]
+    assert cli.main(["eval", "--model", base, piece, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bits_per_token"] == bits["0"] != bits["1"]
+
+    # another base model: one clear line, exit status 2
+    other = tmp_path / "other.pth"
+    model, meta = load_checkpoint(base)
+    with torch.no_grad():
+        model.emb.weight.add_(0.01)
+    save_checkpoint(model, str(other), meta)
+    assert cli.main(["generate", "--model", str(other), "--style", str(style_path), "--prompt", piece,
+                     "-o", str(tmp_path / "o.mid")]) == 2
+    assert "another base model" in capsys.readouterr().err
+    assert cli.main(["generate", "--model", base, "--style", str(style_path), "--style-strength", "0.5",
+                     "--prompt", piece, "--bars", "1", "-o", str(tmp_path / "o.mid")]) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--model", base, "--style", str(style_path), "--style-strength", "-1", piece])
+    assert "strength" in capsys.readouterr().err
+
+
+def test_an_unknown_style_part_is_one_clear_error(setup, tmp_path, capsys):
+    folder, base = setup
+    assert cli.main(["train", str(folder), "--out", str(tmp_path / "x"), "--base", base, "--mode", "style",
+                     "--steps", "1", "--style-parts", "lora+colour"]) == 2
+    assert "unknown style part(s) colour" in capsys.readouterr().err
