@@ -92,12 +92,15 @@ def test_masked_sampling_after_a_prompt_respects_the_instruments(tok):
     for _ in range(5):
         g = tok.grammar(prompt, instruments=wanted)
         bars_before = g.bars
+        assert bars_before == tok.decode(prompt)[1].bars  # the grammar counted the prompt's bars
         ids, g = sample_masked(tok, rng, 300, grammar=g)
         score, stats = tok.decode(prompt + ids)
         assert stats.invalid == 0
         outside = [n for n in score.notes if n.instrument not in wanted]
         assert len(outside) == 32  # exactly the prompt's piano notes
-        assert g.bars >= bars_before
+        # the grammar's bar count goes on from the prompt's, one per Bar sampled, as the decoder counts
+        new_bars = ids.count(tok.bar_id)
+        assert new_bars > 0 and g.bars == bars_before + new_bars == stats.bars
 
 
 def test_masks_agree_with_accepts_on_random_walks(tok):
