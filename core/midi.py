@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import mido
 
 from .atomic import atomic_write
+from .channels import track_channels
 from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
                     TempoChange, TimeSignature, Track, tokenizer_notes)
 
@@ -546,7 +547,6 @@ def decode_text(payload: bytes) -> str:
 
 
 # --- writing ---------------------------------------------------------------------------------
-PITCHED_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]
 # Order within a tick: note-offs, other events (in their order), zero-length notes written as on then off
 # (see _layers), note-ons.
 _NOTE_OFF, _EVENT, _INSTANT_ON, _INSTANT_OFF, _NOTE_ON = range(5)
@@ -691,33 +691,9 @@ def _layers(notes: list[Note]) -> list[list[tuple[Note, bool]]]:
 
 
 def _assign_channels(tracks: list[Track]) -> tuple[list[int], dict[int, list[tuple[int, int, bytes]]]]:
-    """The channel of every track, and program changes (by track index) for the tracks that had none.
-
-    A track with a channel keeps it (its own events set its program). Drums go on channel 10; the other
-    tracks without a channel take the free pitched channels; once those run out, a track shares the channel
-    whose note starts collide least with its own (two programs cannot start notes on one channel at the
-    same tick), and program changes switch the channel wherever the program differs."""
-    used: dict[int, set[int]] = {}
-    for t in tracks:
-        if t.channel is not None:
-            used.setdefault(t.channel, set()).update(n.start for n in t.notes)
-        for e in t.events:
-            if e.channel is not None:
-                used.setdefault(e.channel, set())
-    channels: list[int] = []
-    for t in tracks:
-        if t.channel is not None:
-            channels.append(t.channel)
-        elif t.drum:
-            channels.append(DRUM_CHANNEL)
-        elif not t.notes:
-            channels.append(0)  # nothing sounds on it
-        else:
-            starts = {n.start for n in t.notes}
-            free = [c for c in PITCHED_CHANNELS if c not in used]
-            ch = free[0] if free else min(PITCHED_CHANNELS, key=lambda c: (len(used[c] & starts), len(used[c])))
-            used.setdefault(ch, set()).update(starts)
-            channels.append(ch)
+    """The channel of every track (core.channels' rule, which live output follows too), and program changes
+    (by track index) for the tracks that had no channel: wherever the program differs on a shared channel."""
+    channels, _ = track_channels(tracks)
     # Program changes: walk the note starts of the channel-less tracks on each channel in time order.
     programs: dict[int, list[tuple[int, int, bytes]]] = defaultdict(list)
     starts_by_channel: dict[int, list[tuple[int, int]]] = defaultdict(list)

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+                               QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
 from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
@@ -193,6 +193,19 @@ class MainWindow(QMainWindow):
         self.model_box.setToolTip("Bundled base model, your fine-tuned models and style files")
         self.model_box.activated.connect(self._on_model_chosen)
         bar.addWidget(self.model_box)
+        # how strongly a chosen style steers (0% = its base model, 100% = as trained)
+        self.strength_label = QLabel()
+        self.strength = QSlider(Qt.Horizontal)
+        self.strength.setRange(0, 150)
+        self.strength.setSingleStep(5)
+        self.strength.setPageStep(25)
+        self.strength.setFixedWidth(90)
+        self.strength.setToolTip("Style strength: 0% is the base model, 100% the style as trained")
+        self.strength.setValue(self.prefs.get("model/style_strength", 100, int))
+        self.strength.valueChanged.connect(self._on_strength)
+        self._on_strength(self.strength.value())
+        bar.addWidget(self.strength_label)
+        bar.addWidget(self.strength)
         self.act_continue = self._action("✦ Continue", lambda: self.generation.start(), "Ctrl+Return")
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
@@ -294,10 +307,11 @@ class MainWindow(QMainWindow):
 
     def refresh_models(self) -> None:
         current = self.current_model()
-        self.models = library.list_models(self.paths.resources, self.paths.user_data)
+        listed = library.picker_order(library.list_models(self.paths.resources, self.paths.user_data))
+        self.models = [m for m, _ in listed]
         self.model_box.clear()
-        for m in self.models:
-            self.model_box.addItem(m.label, str(m.path))
+        for m, depth in listed:  # each style under its base model
+            self.model_box.addItem(("    ↳ " if depth else "") + m.label, str(m.path))
         self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], None)
         if not self.models:
             self.model_box.addItem("(no model found)", None)
@@ -339,7 +353,15 @@ class MainWindow(QMainWindow):
         self.prefs.set("model/path", str(entry.path))
         self.finetune_panel.select_base(checkpoint)  # a fine-tune starts from the model in use unless told
         self.device_label.setText(f"loading {entry.name}…")
-        self.generation.load(entry, checkpoint)
+        self.strength.setEnabled(entry.kind == "style")
+        # another style of the loaded base model is applied to it in place; a jam's answers keep theirs
+        self.generation.load(entry, checkpoint, self.strength.value() / 100, reuse=not self.jam.active)
+
+    def _on_strength(self, value: int) -> None:
+        self.strength_label.setText(f" Style {value}% ")
+        self.prefs.set("model/style_strength", value)
+        if not getattr(self, "jam", None) or not self.jam.active:  # a jam picks it up when it ends
+            self.generation.set_strength(value / 100)
 
     # --- transport ------------------------------------------------------------------------------
     def toggle_play(self) -> None:
@@ -406,6 +428,7 @@ class MainWindow(QMainWindow):
             self.midi_panel.jam.setChecked(False)
         elif not on:
             self.jam.stop()
+            self.generation.set_strength(self.strength.value() / 100)  # one changed during the jam
 
     def _on_snap(self, index: int) -> None:
         self.roll.set_snap(self.snap_box.itemData(index))

@@ -144,6 +144,7 @@ class Transport(QObject):
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
         self._notes = sorted(score.notes, key=lambda n: n.start)
+        self.channels.use(score)  # the channels and programs the piece's file has
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
@@ -163,12 +164,14 @@ class Transport(QObject):
         last = end if end is not None else max((n.end for n in notes), default=start)
         return _Pass(player, start, last, timeline.time_at(last))
 
-    def play_stream(self, tempo_map: Score, start_tick: int, feed: NoteFeed) -> NoteFeed:
-        """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()).
-        `start_tick` is anchored just after the first note arrives, so nothing plays late."""
+    def play_stream(self, piece: Score, start_tick: int, feed: NoteFeed) -> NoteFeed:
+        """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()) in the
+        tempo of `piece`, on the channels they will have once saved into it. `start_tick` is anchored just
+        after the first note arrives, so nothing plays late."""
         self.stop()
         self._say_if_silent()
-        self._tempo_map = Score([], list(tempo_map.tempos), list(tempo_map.time_signatures))
+        self._tempo_map = Score([], list(piece.tempos), list(piece.time_signatures))
+        self.channels.use(piece)
         self._feed = feed
         player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)

@@ -67,16 +67,21 @@ def describe_device() -> str:
 
 
 class ModelLoader(Worker):
-    """Imports torch, loads a checkpoint (and a style file) and hands back a ready generator."""
+    """Imports torch, loads a checkpoint (and a style file) and hands back a ready generator; given the
+    generator already holding that checkpoint, only applies the style to it (no reload)."""
     loaded = Signal(object, str)  # generator, device description
 
-    def __init__(self, checkpoint: str, style: str | None = None) -> None:
+    def __init__(self, checkpoint: str, style: str | None = None, strength: float = 1.0, generator=None) -> None:
         super().__init__()
-        self.checkpoint, self.style = checkpoint, style
+        self.checkpoint, self.style, self.strength, self.generator = checkpoint, style, strength, generator
 
     def work(self) -> None:
         from musicapp import engine
-        generator = engine.load_generator(self.checkpoint, self.style)
+        if self.generator is not None:
+            generator = self.generator
+            engine.switch_style(generator, self.style, self.strength)
+        else:
+            generator = engine.load_generator(self.checkpoint, self.style, self.strength)
         if not self.cancel.is_set():
             self.loaded.emit(generator, describe_device())
 

@@ -1,6 +1,7 @@
 """Scheduler, player, capture and clock logic, without a MIDI system (a recording port object)."""
 from __future__ import annotations
 
+import io
 import random
 import threading
 import time
@@ -10,7 +11,8 @@ import pytest
 
 from core.live import (ChannelMap, ClockFollower, MidiCapture, Player, PortListing, Scheduler, Timeline,
                        list_ports, sleep_until)
-from core.score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange
+from core.midi import read_midi, score_to_bytes, write_midi
+from core.score import DRUM_CHANNEL, TICKS_PER_BEAT, Event, Note, Score, TempoChange, Track
 from tests.midi_checks import sounding
 
 
@@ -137,6 +139,47 @@ def test_channel_map_keeps_drums_on_channel_ten():
     assert cm.channel(Note(5, 1, 62, program=0)) == (0, False)
     channels = {cm.channel(Note(0, 1, 60, program=p))[0] for p in range(40, 60)}
     assert DRUM_CHANNEL not in channels
+
+
+def _programs_heard(messages) -> list[tuple[int, int, int | None]]:
+    """(pitch, channel, program in force on that channel) of every note-on, sorted."""
+    program, heard = [0] * 16, []
+    for m in messages:
+        if m.type == "program_change":
+            program[m.channel] = m.program
+        elif m.type == "note_on" and m.velocity > 0:
+            heard.append((m.note, m.channel, None if m.channel == DRUM_CHANNEL else program[m.channel]))
+    return sorted(heard)
+
+
+def test_a_piece_of_17_instruments_plays_on_the_channels_and_programs_of_its_file():
+    """Past 15 pitched instruments channels are shared; live output shares them as the file does, and switches
+    a shared channel's program back and forth as the file does (the sounds stay right)."""
+    notes = [Note(i * 40 + k * 480, 200, 40 + i, 80, program=3 + 7 * i) for i in range(17) for k in range(4)]
+    notes += [Note(k * 480, 100, 36, 100, drum=True) for k in range(4)]
+    piece = Score(notes, [TempoChange(0, 300)])
+    written = _programs_heard(mido.merge_tracks(mido.MidiFile(file=io.BytesIO(score_to_bytes(piece))).tracks))
+    port = RecordingPort()
+    with Scheduler(port) as sched:
+        assert Player(sched, ChannelMap(piece)).play(piece.notes, piece, lookahead=0.02).wait(20)
+    played = _programs_heard(m for _, m in port.messages)
+    assert len({ch for _, ch, _ in written}) == 16  # every channel in use, so some are shared
+    assert played == written
+
+
+def test_a_continuation_plays_on_its_instruments_channel_in_the_prompt_file(tmp_path):
+    """rwkv-music live plays the model's notes on the channels they have in the file it writes."""
+    prompt = Score(tracks=[Track("Lead", 5, 0, notes=[Note(0, 480, 60)]),
+                           Track("Bass", 2, 33, notes=[Note(0, 480, 36, program=33)],
+                                 events=[Event(0, bytes((0xC2, 33)))])])
+    write_midi(prompt, tmp_path / "prompt.mid")
+    prompt, _ = read_midi(tmp_path / "prompt.mid")
+    continuation = [Note(1920, 240, 72), Note(1920, 240, 40, program=33), Note(2160, 240, 38, drum=True)]
+    port = RecordingPort()
+    with Scheduler(port) as sched:
+        assert Player(sched).play(iter(continuation), prompt, lookahead=0.02).wait(10)
+    played = _programs_heard(m for _, m in port.messages)
+    assert played == [(38, DRUM_CHANNEL, None), (40, 2, 33), (72, 5, 0)]
 
 
 def test_capture_pairs_notes_and_converts_to_ticks():

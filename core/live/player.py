@@ -22,11 +22,14 @@ class Player:
     With no Timeline given, `start_tick` is anchored `lookahead` seconds after the first note arrives,
     so the first note never plays late. A note that arrives after its time (a generator slower than
     real time) slips the timeline forward instead of breaking the rhythm.
+
+    Notes sound on the channels `channels` gives; without one, those of `tempo_map` (the piece: a
+    continuation then plays on the channels it will have once written into the piece's file).
     """
 
     def __init__(self, scheduler: "Scheduler | SchedulerProcess", channels: ChannelMap | None = None):
         self.scheduler = scheduler
-        self.channels = channels or ChannelMap()
+        self.channels = channels
         self.timeline: Timeline | None = None
         self.first_note_time: float | None = None  # when the first note-on was scheduled to sound
         self.scheduled: list[tuple[float, Note]] = []  # (note-on time, note) of every note fed so far
@@ -40,6 +43,8 @@ class Player:
              timeline: Timeline | None = None, lookahead: float = 0.05) -> "Player":
         self.cancel.clear()
         self.timeline = timeline
+        if self.channels is None:
+            self.channels = ChannelMap(tempo_map)
         self._thread = threading.Thread(target=self._feed, args=(notes, tempo_map, start_tick, lookahead),
                                         name="midi-player", daemon=True)
         self._thread.start()

@@ -23,6 +23,8 @@ class GenerationController(QObject):
         self.doc, self.roll, self.transport, self.panel = doc, roll, transport, panel
         self.generator = None
         self.entry: ModelEntry | None = None
+        self.checkpoint: str | None = None  # the base model file the generator holds
+        self.strength = 1.0  # of the chosen style (0 = the base model)
         self.device = ""
         self._loader = self._loader_thread = None
         self._worker = self._worker_thread = None
@@ -57,8 +59,13 @@ class GenerationController(QObject):
         return self._worker is not None
 
     # --- model --------------------------------------------------------------------------------
-    def load(self, entry: ModelEntry, checkpoint: str) -> None:
-        """Load `checkpoint` (with `entry`'s style file when it is one) in the background."""
+    def load(self, entry: ModelEntry, checkpoint: str, strength: float = 1.0, reuse: bool = True) -> None:
+        """Load `checkpoint` (with `entry`'s style file when it is one) in the background. With `reuse`, a
+        style (or none) for the model already loaded is applied to it in place: the base is not reloaded."""
+        self.strength = strength
+        in_place = (reuse and self.generator is not None and not self.generating and self._loader is None
+                    and self.checkpoint == checkpoint)
+        current = self.generator if in_place else None
         self.generator = None
         if self._loader is not None:  # a torch.load cannot be interrupted: let it end, ignore its result
             self._loader.cancel.set()
@@ -67,7 +74,7 @@ class GenerationController(QObject):
         self.entry = entry
         self.panel.status.setText(f"Loading {entry.name}…")
         self._refresh_panel()
-        loader = ModelLoader(checkpoint, style)
+        loader = ModelLoader(checkpoint, style, strength, generator=current)
         loader.entry = entry
         # bound methods of this GUI-thread object: Qt queues them to the GUI thread
         loader.loaded.connect(self._on_loaded)
@@ -89,6 +96,7 @@ class GenerationController(QObject):
             return
         main_thread_gc.settle()  # torch and the model stay: later collections on this thread skip them
         self.generator, self.device = generator, device
+        self.checkpoint = self.sender().checkpoint
         self._ready_text = f"{self.entry.label} ready on {device}."
         self.panel.status.setText(self._ready_text)
         self._refresh_panel()
@@ -196,11 +204,18 @@ class GenerationController(QObject):
         self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}). "
                                   "Accept, reject, regenerate or pick another variation.")
 
+    def set_strength(self, strength: float) -> None:
+        """The chosen style's strength: applied now when no stream runs, else when it ends."""
+        self.strength = strength
+        if self.generator is not None and not self.generating and self.generator.strength != strength:
+            self.generator.set_strength(strength)
+
     def _on_finished(self) -> None:
         thread, worker = self._worker_thread, self._worker
         self._worker = self._worker_thread = None
         if thread is not None:
             thread.wait()
+        self.set_strength(self.strength)  # one changed while the stream ran
         preview = self.doc.preview
         if worker is not None and worker.cancel.is_set() and not preview.is_empty():
             # stopped early: the continuation fills only the bars it reached
