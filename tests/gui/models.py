@@ -5,14 +5,17 @@ import threading
 from pathlib import Path
 
 
-def make_tiny_checkpoint(path: Path, n_layer: int = 2, n_embd: int = 64, seed: int = 0) -> Path:
+def make_tiny_checkpoint(path: Path, n_layer: int = 2, n_embd: int = 64, seed: int = 0,
+                         tokenizer_version: str | None = None) -> Path:
+    """`tokenizer_version`: None for the latest (with infill tokens); "rwkvmusic-tok-1" for a model made
+    before infill."""
     import torch
 
     from core.model import ModelConfig, RWKV7, save_checkpoint
     from core.tokenizer import Tokenizer
 
     torch.manual_seed(seed)
-    tok = Tokenizer()
+    tok = Tokenizer() if tokenizer_version is None else Tokenizer(tokenizer_version)
     model = RWKV7(ModelConfig(n_layer=n_layer, n_embd=n_embd, vocab_size=tok.vocab_size))
     save_checkpoint(model, str(path), {"tokenizer": tok.to_dict()})
     return path
@@ -34,9 +37,10 @@ class GapMeter:
     `max_gap` is the longest wall-clock gap between ticks. On a busy machine that includes time the app did
     not cause: the GUI thread ready to run while the OS ran another process, or waiting for the GIL while
     the thread holding it was itself waiting for a CPU. `max_stall` (Linux; elsewhere the wall gap) leaves
-    out those two: the time the GUI thread waited in the run queue, and, of the time it was blocked, what
-    the other threads of this process spent in the run queue. Its own work, and waits on a lock or on a
-    GIL held by a running thread, all count."""
+    out those two: the time the GUI thread waited in the run queue, and, of the time it was blocked (beyond
+    the timer's interval), the longest run-queue wait of another thread of this process (the GIL's holder).
+    Its own work, and waits on a lock or on a GIL held by a running thread, all count. Checked: a 60 ms
+    sleep in a slot, or a worker holding the GIL 100 ms in one C call, reads as a stall of that length."""
 
     def __init__(self) -> None:
         import time
