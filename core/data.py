@@ -370,7 +370,12 @@ def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: 
     middle.append(tokenizer.eos_id)
     first, last = 0, len(bars)  # bars of the context: [first, a) before, [a + k, last) after
     while True:
-        before = (ids[:bars[a]] if first == 0 else heads[bars[first]] + ids[bars[first] + 1:bars[a]])
+        if first == 0:
+            before = ids[:bars[a]]
+        elif first < a:
+            before = heads[bars[first]] + ids[bars[first] + 1:bars[a]]
+        else:  # no bar left before the gap: the header without its Bar, as at a piece's start
+            before = heads[bars[a]][:heads[bars[a]].index(tokenizer.bar_id)]
         after = [tokenizer.gap_id(k)]
         if a + k < last:
             after += _restated(tokenizer, heads[bars[a + k]]) + ids[bars[a + k] + 1:bar_end[last - 1]]
