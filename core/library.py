@@ -5,7 +5,7 @@ Layout of the user data folder (`default_user_dir()`, or whatever the GUI passes
 
     <user>/runs/<name>/run.json      written when a fine-tune starts: name, mode, base, created
     <user>/runs/<name>/model.pth     the result of a full or LoRA fine-tune (core.train writes it)
-    <user>/runs/<name>/style.pth     the result of state tuning: a style file for its base model
+    <user>/runs/<name>/style.pth     the result of style tuning: a style file for its base model
     <user>/models/*.pth              models copied in by hand
     <user>/styles/*.pth              style files copied in by hand (base model: the one in use)
 
@@ -96,6 +96,35 @@ def list_models(resources_dir: str | os.PathLike | None, user_dir: str | os.Path
         if folder.is_dir():
             entries += [ModelEntry(p.stem, kind, p) for p in sorted(folder.glob("*.pth"))]
     return entries
+
+
+def picker_order(entries: list[ModelEntry]) -> list[tuple[ModelEntry, int]]:
+    """The entries as the model picker shows them, (entry, depth): every model at depth 0, each followed by
+    the styles learnt on it at depth 1. A style that names no base (copied in by hand) goes under the first
+    bundled model; one whose base is not in the list comes last, at depth 0 (its label says it is a style)."""
+    def key(path: Path | None) -> str | None:
+        try:
+            return str(Path(path).resolve()) if path else None
+        except OSError:
+            return str(path)
+
+    models = [e for e in entries if e.kind != "style"]
+    styles = [e for e in entries if e.kind == "style"]
+    first_base = next((e for e in models if e.kind == "base"), None)
+    under: dict[str, list[ModelEntry]] = {}
+    orphans = []
+    known = {key(m.path) for m in models}
+    for s in styles:
+        base = key(s.base) if s.base else (key(first_base.path) if first_base else None)
+        if base in known:
+            under.setdefault(base, []).append(s)
+        else:
+            orphans.append(s)
+    out = []
+    for m in models:
+        out.append((m, 0))
+        out += [(s, 1) for s in under.get(key(m.path), [])]
+    return out + [(s, 0) for s in orphans]
 
 
 def _slug(name: str) -> str:

@@ -10,8 +10,9 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QProgressBar, QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
                                QWidget)
 
-MODES = [("Style (state tuning: a small style file)", "state"),
-         ("LoRA (low-rank adapter, merged into a model)", "lora"),
+MODES = [("Style (a small file that steers the base model, up to 1 MB)", "style"),
+         ("Opening style (learned initial state only)", "state"),
+         ("LoRA (low-rank adapter, merged into a new model)", "lora"),
          ("Full fine-tune (every weight)", "full")]
 
 

@@ -31,6 +31,26 @@ def test_lists_bundled_runs_and_hand_copied_models(tmp_path):
     assert kinds["My jigs"].label == "My jigs (fine-tuned, paused)"
 
 
+def test_the_picker_lists_each_style_under_its_base_model(tmp_path):
+    res, user = tmp_path / "res", tmp_path / "user"
+    res.mkdir()
+    for name in ("alpha", "beta"):
+        (res / f"{name}.pth").write_bytes(b"x")
+    runs = {}
+    for name, mode, base in (("on beta", "style", res / "beta.pth"), ("mine", "full", res / "alpha.pth"),
+                             ("on alpha", "style", res / "alpha.pth"), ("lost", "style", tmp_path / "gone.pth"),
+                             ("on mine", "style", None)):
+        runs[name] = run = library.new_run(user, name, mode, base)
+        (run / ("style.pth" if mode == "style" else "model.pth")).write_bytes(b"x")
+        library.update_run(run, finished=True, created=len(runs))
+    library.update_run(runs["on mine"], base=str(runs["mine"] / "model.pth"))
+    (user / "styles").mkdir()
+    (user / "styles" / "hand.pth").write_bytes(b"x")
+    order = [(e.name, depth) for e, depth in library.picker_order(library.list_models(res, user))]
+    assert order == [("alpha", 0), ("on alpha", 1), ("hand", 1), ("beta", 0), ("on beta", 1),
+                     ("mine", 0), ("on mine", 1), ("lost", 0)]
+
+
 def test_resumable_runs_and_finishing(tmp_path):
     user = tmp_path / "user"
     run = library.new_run(user, "long", "full", None)

@@ -275,7 +275,7 @@ def test_finetune_shows_and_uses_the_chosen_base(make_window, app_paths, qtbot, 
     bases = [panel.base.itemData(i) for i in range(panel.base.count())]
     assert bases == [str(app_paths.resources / "alpha.pth"), str(app_paths.resources / "beta.pth")]  # no style
     assert panel.base.currentData() == w.base_checkpoint() == str(app_paths.resources / "alpha.pth")
-    w.model_box.setCurrentIndex(w.model_box.findText("my style (style)"))
+    w.model_box.setCurrentIndex(w.model_box.findData(str(style_run / library.STYLE_FILE)))
     w._on_model_chosen(w.model_box.currentIndex())
     assert panel.base.currentData() == str(app_paths.resources / "beta.pth")  # the style's own base is shown
     panel.base.setCurrentIndex(0)  # the user picks alpha
