@@ -70,6 +70,39 @@ def continuation_bars(meta: Score, request: int, bars: int) -> tuple[int, int]:
     return start, start + bars * meta.time_signature_at(start).bar_ticks
 
 
+# --- bar ranges: regenerating bars, adding a part -------------------------------------------------
+def whole_bars(meta: Score, start: float, end: float) -> tuple[int, int]:
+    """[start, end) widened to whole bars: from the bar line at or before `start` to the one at or after
+    `end`; at least one bar."""
+    first = bar_start_at(meta, start)
+    return first, bar_line_at_or_after(meta, max(float(end), first + 1))
+
+
+def bars_of_notes(meta: Score, notes: Iterable[Note]) -> tuple[int, int] | None:
+    """The whole bars the notes start in (a note held over a bar line does not take the next bar);
+    None without notes."""
+    starts = [n.start for n in notes]
+    if not starts:
+        return None
+    return whole_bars(meta, min(starts), max(starts) + 1)
+
+
+def home_tracks(replaced: Iterable[Note], new: Iterable[Note]) -> list[Note]:
+    """Copies of the `new` notes, each naming the track that held most of the `replaced` notes of its
+    instrument (ties: the first track), so regenerated bars stay in their voice's track; a note whose
+    instrument replaced nothing names none (it goes to a track of its instrument)."""
+    counts: dict[tuple[int, bool], dict[int, int]] = {}
+    for n in replaced:
+        if n.track is not None:
+            by_track = counts.setdefault(n.instrument, {})
+            by_track[n.track] = by_track.get(n.track, 0) + 1
+    out = []
+    for n in new:
+        by_track = counts.get(n.instrument)
+        out.append(replace(n, track=max(by_track, key=lambda t: (by_track[t], -t)) if by_track else None))
+    return out
+
+
 # --- placing a continuation -----------------------------------------------------------------------
 @dataclass
 class Placement:

@@ -7,7 +7,7 @@ from PySide6.QtGui import QUndoCommand
 
 from core import arrange
 from core.score import Note, TempoChange, TimeSignature, Track
-from musicapp.document import PREVIEW_COMMAND_ID, NoteDocument, Preview
+from musicapp.document import LOCK_COMMAND_ID, PREVIEW_COMMAND_ID, NoteDocument, Preview
 
 
 class AddNotes(QUndoCommand):
@@ -112,11 +112,60 @@ class SetTracks(QUndoCommand):
         self.doc.replace_tracks(self.old)
 
 
+class LockNotes(QUndoCommand):
+    """Lock or unlock notes: regenerating their bars keeps them. Not part of the file."""
+
+    def __init__(self, doc: NoteDocument, ids, locked: bool) -> None:
+        super().__init__("Lock notes" if locked else "Unlock notes")
+        self.doc, self.locked = doc, locked
+        self.ids = [i for i in ids if (i in doc.locked) != locked]
+
+    def redo(self) -> None:
+        self.doc.set_locked(self.ids, self.locked)
+
+    def undo(self) -> None:
+        self.doc.set_locked(self.ids, not self.locked)
+
+    def id(self) -> int:
+        return LOCK_COMMAND_ID
+
+
+def toggle_lock(doc: NoteDocument, ids) -> bool | None:
+    """Lock the notes, or unlock them when all are locked already; one undo step. Returns the new state
+    (None: no notes)."""
+    ids = list(ids)
+    if not ids:
+        return None
+    locked = not all(i in doc.locked for i in ids)
+    doc.undo_stack.push(LockNotes(doc, ids, locked))
+    return locked
+
+
+def _accept_in_place(doc: NoteDocument) -> None:
+    """Regenerated bars replace the notes they were made for; an added part becomes a new track."""
+    preview, stack = doc.preview, doc.undo_stack
+    removed = [i for i in preview.replaced or () if i in doc.ids()]
+    stack.beginMacro("Accept part" if preview.part is not None else "Accept regenerated bars")
+    if preview.part is not None:
+        stack.push(SetTracks(doc, doc.tracks + [preview.part], "Add track"))
+        notes = [replace(n, track=len(doc.tracks) - 1) for n in preview.notes]
+    else:
+        notes = arrange.home_tracks(doc.notes(removed), preview.notes)
+    if removed:
+        stack.push(RemoveNotes(doc, removed, "Replace notes"))
+    stack.push(AddNotes(doc, notes, "Accept notes"))
+    stack.push(SetPreview(doc, preview, Preview(), "Clear preview"))
+    stack.endMacro()
+
+
 def accept_preview(doc: NoteDocument) -> None:
     """Make the shown variation part of the piece, placed as `doc.placement` says (insert: the notes
-    after its start move later by its bars; replace: the notes in its bars go), as one undo step."""
+    after its start move later by its bars; replace: the notes in its bars go), as one undo step.
+    Regenerated bars replace just the notes they were made for; an added part becomes a new track."""
     if doc.preview.is_empty():
         return
+    if doc.preview.in_place:
+        return _accept_in_place(doc)
     plan = doc.placement_plan()
     stack = doc.undo_stack
     stack.beginMacro("Accept continuation")

@@ -15,6 +15,7 @@ from core import arrange
 from core.score import Note, Score, TempoChange, TimeSignature, Track
 
 PREVIEW_COMMAND_ID = 1001  # QUndoCommand.id() of commands that only show, switch or drop the preview
+LOCK_COMMAND_ID = 1002  # ... that only lock or unlock notes (not saved: the file does not change)
 
 
 @dataclass
@@ -24,10 +25,21 @@ class Preview:
     current: int = 0
     start_tick: int = 0
     end_tick: int | None = None  # end of the bars it fills (None: the bar line after its last note)
+    # Regenerated bars: ids of the notes the shown ones replace (None: a continuation, placed as
+    # NoteDocument.placement says). An added part: the new track its notes go to.
+    replaced: list[int] | None = None
+    part: Track | None = None
 
     def copy(self) -> "Preview":
         return Preview({k: [replace(n) for n in v] for k, v in self.variations.items()},
-                       self.current, self.start_tick, self.end_tick)
+                       self.current, self.start_tick, self.end_tick,
+                       None if self.replaced is None else list(self.replaced),
+                       None if self.part is None else self.part.copy(notes=False))
+
+    @property
+    def in_place(self) -> bool:
+        """Regenerated bars or an added part: accepting moves nothing (as opposed to a continuation)."""
+        return self.replaced is not None or self.part is not None
 
     @property
     def notes(self) -> list[Note]:
@@ -47,6 +59,7 @@ class NoteDocument(QObject):
     previewChanged = Signal()       # preview replaced or variation switched
     previewNoteAdded = Signal(int, object)  # (variation, Note) while a continuation streams
 
+    lockedChanged = Signal(list)    # ids of notes locked or unlocked
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._notes: dict[int, Note] = {}
@@ -57,6 +70,7 @@ class NoteDocument(QObject):
         self.tracks: list[Track] = []
         self.preview = Preview()
         self.placement = arrange.INSERT  # what accepting the preview does to the notes after its start
+        self.locked: set[int] = set()  # notes that regenerating bars keeps (ids; not saved in the file)
         self.path: str | None = None
         self.undo_stack = QUndoStack(self)
         self._modified = False
@@ -91,10 +105,24 @@ class NoteDocument(QObject):
                       list(self.meta.time_signatures), tracks=[t.copy(notes=False) for t in self.tracks])
         if include_preview and self.preview.notes:
             start, end = self.preview_region()
+            if self.preview.in_place:
+                return self._with_in_place_preview()
             score = arrange.placed_score(score, self.preview.notes, start, end, self.placement)
         return score
 
     def preview_region(self) -> tuple[int, int]:
+    def _with_in_place_preview(self) -> Score:
+        """The piece with regenerated bars or an added part in place (as accepting it would make it)."""
+        p, tracks = self.preview, [t.copy(notes=False) for t in self.tracks]
+        gone = set(p.replaced or ())
+        notes = [replace(n) for i, n in self._notes.items() if i not in gone]
+        if p.part is not None:
+            tracks.append(p.part.copy(notes=False))
+            new = [replace(n, track=len(tracks) - 1) for n in p.notes]
+        else:
+            new = arrange.home_tracks([self._notes[i] for i in gone if i in self._notes], p.notes)
+        return Score(notes + new, list(self.meta.tempos), list(self.meta.time_signatures), tracks=tracks)
+
         """The bars [start, end) the pending continuation fills."""
         p = self.preview
         if p.end_tick is not None:
@@ -108,8 +136,9 @@ class NoteDocument(QObject):
 
     def placement_plan(self) -> arrange.Placement:
         """What accepting the pending continuation would do to the piece's notes (keys: note ids)."""
-        if not self.has_region():
-            return arrange.Placement(tempos=list(self.meta.tempos), time_signatures=list(self.meta.time_signatures))
+        if not self.has_region() or self.preview.in_place:  # regenerated bars replace only what they name
+            return arrange.Placement(removed=[i for i in self.preview.replaced or () if i in self._notes],
+                                     tempos=list(self.meta.tempos), time_signatures=list(self.meta.time_signatures))
         start, end = self.preview_region()
         return arrange.place_continuation(self._notes, self.meta, start, end, self.placement)
 
@@ -146,6 +175,7 @@ class NoteDocument(QObject):
         self.meta = Score([], list(score.tempos), list(score.time_signatures))
         self.preview = Preview()
         self.path = path
+        self.locked = set()
         self.undo_stack.clear()
         self.documentReset.emit()
         self._check_modified()
@@ -188,6 +218,16 @@ class NoteDocument(QObject):
 
     def set_preview_region(self, start_tick: int, end_tick: int | None) -> None:
         """Where the streaming continuation really goes (known once the stream opens)."""
+    def set_locked(self, ids, locked: bool) -> None:
+        """Lock or unlock notes (undo commands only)."""
+        ids = list(ids)
+        (self.locked.update if locked else self.locked.difference_update)(ids)
+        self.lockedChanged.emit(ids)
+
+    def locked_ids(self) -> list[int]:
+        """The locked notes that are in the piece (a deleted note keeps its lock for an undo)."""
+        return sorted(i for i in self.locked if i in self._notes)
+
         self.preview.start_tick, self.preview.end_tick = start_tick, end_tick
         self.previewChanged.emit()
 
@@ -196,8 +236,8 @@ class NoteDocument(QObject):
         self.previewChanged.emit()
 
     # --- streaming (not undoable while it runs; the finished stream becomes one command) --------
-    def begin_stream(self, start_tick: int) -> None:
-        self.preview = Preview({}, 0, start_tick)
+    def begin_stream(self, start_tick: int, replaced: list[int] | None = None, part: Track | None = None) -> None:
+        self.preview = Preview({}, 0, start_tick, replaced=replaced, part=part)
         self.previewChanged.emit()
 
     def stream_note(self, variation: int, note: Note) -> None:
@@ -211,4 +251,4 @@ def _only_preview(command) -> bool:
         return False
     if command.childCount():
         return all(_only_preview(command.child(i)) for i in range(command.childCount()))
-    return command.id() == PREVIEW_COMMAND_ID
+    return command.id() in (PREVIEW_COMMAND_ID, LOCK_COMMAND_ID)

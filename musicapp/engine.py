@@ -24,3 +24,24 @@ def open_stream(generator, prompt, start_tick: int, params: dict):
     sampling = SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"))
     return generator.stream(prompt, bars=params["bars"], at_tick=start_tick, variations=params["variations"],
                             sampling=sampling, instruments=params.get("instruments"))
+
+
+def open_infill(generator, score, start_tick: int, end_tick: int, params: dict, locked=(), part=None):
+    """A core.infill InfillStream: the bars [start_tick, end_tick) regenerated (keeping the `locked`
+    notes and the instruments the model is not asked to write), or with `part` = (program, drum) a new
+    part over those bars. Raises ValueError with a message for the user (a model without infill tokens,
+    an empty range)."""
+    from core.generate import SamplingConfig
+    from core.infill import add_part, infill
+    sampling = SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"))
+    if part is not None:
+        return add_part(generator, score, part, start_tick, end_tick, variations=params["variations"],
+                        sampling=sampling)
+    return infill(generator, score, start_tick, end_tick, variations=params["variations"], sampling=sampling,
+                  instruments=params.get("instruments"), locked=list(locked))
+
+
+def replaced_by(stream, note) -> bool:
+    """Whether accepting the stream's notes removes `note` of the document (in the range, not locked,
+    of an instrument the model writes); the rule is core.infill's."""
+    return stream._replaced(note)

@@ -211,6 +211,7 @@ class MainWindow(QMainWindow):
         bar.addAction(self.act_continue)
         edit_bar = QToolBar("Edit")
         edit_bar.setObjectName("edit")
+        self._build_infill_actions(bar)
         self.addToolBar(edit_bar)
         tools = QActionGroup(self)
         self.act_draw = self._action("Draw", lambda: self.roll.set_tool(Tool.DRAW), "D", checkable=True)
@@ -243,6 +244,20 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         roll, t = self.roll, self.transport
+    def _build_infill_actions(self, bar: QToolBar) -> None:
+        """Regenerate bars (toolbar, Ctrl+R) and lock notes (Shift+L); with Add part, in the roll's menu."""
+        g = self.generation
+        self.act_regenerate_bars = self._action("↻ Regenerate bars", g.regenerate_bars, "Ctrl+R")
+        self.act_regenerate_bars.setToolTip("Write the bars dragged in the ruler (or of the selected notes) "
+                                            "again; locked notes stay (Ctrl+R)")
+        self.act_lock = self._action("Lock / unlock notes", g.lock_selection, "Shift+L")
+        self.act_add_part = self._action("Add part here", lambda: g.add_part())
+        bar.addAction(self.act_regenerate_bars)
+        for a in (self.act_regenerate_bars, self.act_add_part):
+            a.setEnabled(False)
+            g.canContinueChanged.connect(a.setEnabled)
+        self.roll.view.context_actions = [self.act_lock, self.act_regenerate_bars, self.act_add_part]
+
         roll.seekRequested.connect(self.seek)
         roll.midiDropped.connect(self.open_file)
         roll.loopChanged.connect(lambda a, b: self._set_loop(a, b, True))

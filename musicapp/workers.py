@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections import deque
 
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
@@ -99,26 +100,62 @@ class GenerationWorker(Worker):
         self.generator, self.prompt, self.start_tick, self.params = generator, prompt, start_tick, params
         self.feed, self.heard_variation = feed, heard_variation
 
-    def work(self) -> None:
+    def open_stream(self):
         from musicapp import engine
+        return engine.open_stream(self.generator, self.prompt, self.start_tick, self.params)
+
+    def backing(self, stream) -> list:
+        """Notes of the piece to play along with the stream's, in order of their start (none here)."""
+        return []
+
+    def work(self) -> None:
         t0, count = time.perf_counter(), 0
         stream = None
         try:
-            stream = engine.open_stream(self.generator, self.prompt, self.start_tick, self.params)
+            stream = self.open_stream()
             self.opened.emit(stream.start_tick, -1 if stream.end_tick is None else stream.end_tick)
+            backing = deque(self.backing(stream) if self.feed is not None else ())
             for item in stream:
                 if self.cancel.is_set():
                     break
                 if self.feed is not None and item.variation == self.heard_variation:
+                    while backing and backing[0].start <= item.note.start:  # the feed plays in order
+                        self.feed.put(backing.popleft())
                     self.feed.put(item.note)
                 self.noteReady.emit(item.variation, item.note)
                 count += 1
+            if not self.cancel.is_set():
+                for note in backing:
+                    self.feed.put(note)
         finally:
             if stream is not None:
                 stream.close()
             if self.feed is not None:
                 self.feed.finish()
         self.done.emit(count, time.perf_counter() - t0)
+
+
+class InfillWorker(GenerationWorker):
+    """Streams regenerated bars (or a new part) like a continuation, and plays them with the notes of the
+    piece that stay in those bars. Before `opened`, `replacing` names the document notes (ids) that the
+    new ones replace."""
+    replacing = Signal(list)
+
+    def __init__(self, generator, score, start_tick: int, end_tick: int, params: dict, notes_by_id: dict,
+                 locked=(), part=None, feed=None, heard_variation: int = 0):
+        super().__init__(generator, score, start_tick, params, feed, heard_variation)
+        self.end_tick, self.notes_by_id, self.locked, self.part = end_tick, notes_by_id, list(locked), part
+
+    def open_stream(self):
+        from musicapp import engine
+        stream = engine.open_infill(self.generator, self.prompt, self.start_tick, self.end_tick, self.params,
+                                    self.locked, self.part)
+        self.replacing.emit([i for i, n in self.notes_by_id.items() if engine.replaced_by(stream, n)])
+        return stream
+
+    def backing(self, stream) -> list:
+        return sorted((n for n in stream.kept if stream.start_tick <= n.start < stream.end_tick),
+                      key=lambda n: n.start)
 
 
 # --- folder scan --------------------------------------------------------------------------------

@@ -78,3 +78,25 @@ def test_insert_moves_tempo_and_meter_changes_with_the_music():
     assert plan.removed == ["a"] and not plan.moved and not plan.meta_changed
     with pytest.raises(ValueError, match="unknown placement"):
         arrange.place_continuation(notes, meta, 0, 1920, "overlay")
+
+
+def test_whole_bars_of_a_range_and_of_notes_across_a_meter_change():
+    # 4/4 for two bars, then 3/4 bars (1440 ticks) from 3840
+    meta = Score([], [TempoChange(0, 120)], [TimeSignature(0, 4, 4), TimeSignature(3840, 3, 4)])
+    assert arrange.whole_bars(meta, 2020, 3700) == (1920, 3840)  # inside bar 2: that bar
+    assert arrange.whole_bars(meta, 1920, 3840) == (1920, 3840)  # bar lines stay
+    assert arrange.whole_bars(meta, 3000, 4000) == (1920, 3840 + 1440)  # into the first 3/4 bar
+    assert arrange.whole_bars(meta, 500, 500) == (0, 1920)  # at least one bar
+    notes = [Note(4000, 3000, 60), Note(2000, 100, 62)]  # the first is held far into later bars
+    assert arrange.bars_of_notes(meta, notes) == (1920, 3840 + 1440)  # the bars they start in, no more
+    assert arrange.bars_of_notes(meta, []) is None
+
+
+def test_new_notes_go_to_the_track_of_the_notes_they_replace():
+    replaced = [Note(0, 480, 60, track=2), Note(480, 480, 62, track=2), Note(0, 480, 67, track=1),
+                Note(0, 960, 40, program=33, track=3)]
+    new = [Note(0, 240, 64), Note(0, 240, 45, program=33), Note(0, 240, 50, program=40)]
+    homes = arrange.home_tracks(replaced, new)
+    assert [n.track for n in homes] == [2, 3, None]  # most of the piano's replaced notes were in track 2
+    assert [(n.start, n.pitch, n.program) for n in homes] == [(n.start, n.pitch, n.program) for n in new]
+    assert all(n.track is None for n in new)  # copies

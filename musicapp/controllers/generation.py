@@ -1,15 +1,28 @@
-"""Loading the chosen model and streaming continuations into the roll and out of the MIDI port."""
+"""Loading the chosen model and streaming continuations, regenerated bars and new parts into the roll and
+out of the MIDI port."""
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import arrange
 from core.library import ModelEntry
+from core.score import GM_PROGRAM_NAMES, Track
 from musicapp import commands, main_thread_gc
 from musicapp.document import NoteDocument, Preview
 from musicapp.panels.continue_panel import ContinuePanel
+from musicapp.panels.infill_box import NOTES
 from musicapp.transport import NoteFeed
-from musicapp.workers import GenerationWorker, ModelLoader, start_thread, stop_thread
+from musicapp.workers import GenerationWorker, InfillWorker, ModelLoader, start_thread, stop_thread
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """Bars [start, end) to regenerate, or to write a new part of `part` = (program, drum) over."""
+    start: int
+    end: int
+    part: tuple[int, bool] | None = None
 
 
 class GenerationController(QObject):
@@ -30,7 +43,7 @@ class GenerationController(QObject):
         self._worker = self._worker_thread = None
         self._old_loaders: list = []  # loaders replaced while busy: kept alive until their thread ends
         self.play_while_generating = True
-        self._last_request: int | None = None
+        self._last_request: int | InfillRequest | None = None
         self._replaced = Preview()
         self._ready_text = "Loading the model…"
         doc.set_placement(panel.placement_mode())
@@ -43,7 +56,8 @@ class GenerationController(QObject):
         for signal in (doc.notesAdded, doc.notesRemoved, doc.notesChanged, doc.documentReset, doc.metaChanged,
                        doc.previewChanged, roll.playheadMoved, roll.scene.selectionIdsChanged,
                        panel.bars.valueChanged, panel.from_selection.toggled, panel.placementChosen,
-                       transport.playingChanged):
+                       transport.playingChanged, roll.loopChanged, panel.infill.from_ruler.toggled,
+                       doc.lockedChanged):
             signal.connect(self._schedule_placement_note)
         panel.continueRequested.connect(self.start)
         panel.regenerateRequested.connect(self.regenerate)
@@ -51,6 +65,9 @@ class GenerationController(QObject):
         panel.acceptRequested.connect(self.accept)
         panel.rejectRequested.connect(self.reject)
         panel.variationPicked.connect(self.pick)
+        panel.infill.regenerateBarsRequested.connect(self.regenerate_bars)
+        panel.infill.addPartRequested.connect(self.add_part)
+        panel.infill.lockRequested.connect(self.lock_selection)
         doc.previewChanged.connect(self._refresh_panel)
         doc.documentReset.connect(self._on_document_reset)
 
@@ -97,6 +114,7 @@ class GenerationController(QObject):
         main_thread_gc.settle()  # torch and the model stay: later collections on this thread skip them
         self.generator, self.device = generator, device
         self.checkpoint = self.sender().checkpoint
+        self.set_strength(self.strength)  # the slider may have moved while it loaded
         self._ready_text = f"{self.entry.label} ready on {device}."
         self.panel.status.setText(self._ready_text)
         self._refresh_panel()
@@ -125,9 +143,18 @@ class GenerationController(QObject):
 
     def update_placement_note(self) -> None:
         """Say in the panel which bars the continuation fills and what accepting it does to the notes after."""
+        self.update_infill_note()
         if self.transport.playing and not self.doc.has_region():
             return  # the playhead runs: say it once it stops
         doc, mode = self.doc, self.doc.placement
+        if doc.has_region() and doc.preview.in_place:
+            start, end = doc.preview_region()
+            part = doc.preview.part
+            tail = (f"Accept adds the track {part.label}." if part is not None else
+                    f"Accept replaces the {len(doc.placement_plan().removed)} notes it was written for; "
+                    f"locked notes and other instruments stay.")
+            self.panel.placement_note.setText(f"Shown: bars {self._bar(start)}–{self._bar(end) - 1}. {tail}")
+            return
         if not doc.has_region():
             request = self.start_tick()
             start, end = arrange.continuation_bars(doc.meta, request, self.panel.bars.value())
@@ -158,13 +185,23 @@ class GenerationController(QObject):
         return self.doc.meta.bar_at(tick) + 1
 
     def regenerate(self) -> None:
-        """Again from where the shown continuation was asked for (the playhead may have moved on)."""
-        self.start(self._last_request)
+        """Again what was asked last: from where the shown continuation was asked for (the playhead may
+        have moved on), or the same bars, or the same part."""
+        request = self._last_request
+        if isinstance(request, InfillRequest):
+            self.start_infill(request)
+        else:
+            self.start(request)
 
-    def start(self, at_tick: int | None = None) -> None:
+    def _ready(self) -> bool:
         if self.generator is None or self.generating:
             if self.generator is None:
                 self.message.emit("The model is not loaded yet.", "warning")
+            return False
+        return True
+
+    def start(self, at_tick: int | None = None) -> None:
+        if not self._ready():
             return
         start = self.start_tick() if at_tick is None else at_tick
         self._last_request = start
@@ -174,7 +211,86 @@ class GenerationController(QObject):
         self.doc.begin_stream(start)
         self.transport.stop()
         feed = NoteFeed() if self.play_while_generating else None
-        worker = GenerationWorker(self.generator, prompt, start, params, feed, heard_variation=0)
+        self._launch(GenerationWorker(self.generator, prompt, start, params, feed, heard_variation=0))
+
+    # --- regenerating bars, adding a part -------------------------------------------------------
+    def infill_range(self, whole_piece: bool = False) -> tuple[int, int] | None:
+        """The bars to regenerate: the ruler's region or the bars of the selected notes, as the panel says
+        (the other one when that one is not there); with `whole_piece`, the whole piece when neither is."""
+        doc, roll = self.doc, self.roll
+        ruler = arrange.whole_bars(doc.meta, *roll.loop) if roll.loop[1] > roll.loop[0] else None
+        notes = arrange.bars_of_notes(doc.meta, doc.notes(roll.selected_ids()))
+        chosen = (notes or ruler) if self.panel.infill.range_source() == NOTES else (ruler or notes)
+        if chosen is None and whole_piece and len(doc):
+            chosen = arrange.whole_bars(doc.meta, 0, doc.end_tick)
+        return chosen
+
+    def update_infill_note(self) -> None:
+        box, doc = self.panel.infill, self.doc
+        bars = self.infill_range()
+        locked = len(doc.locked_ids())
+        if bars is None:
+            text = "Drag over the ruler, or select notes, to choose bars (a part without: the whole piece)."
+        else:
+            start, end = bars
+            inside = sum(1 for n in doc.notes() if start <= n.start < end)
+            text = f"Bars {self._bar(start)}–{self._bar(end) - 1}: {inside} notes"
+            text += f", {locked} locked." if locked else "."
+        box.range_note.setText(text)
+
+    def regenerate_bars(self) -> None:
+        bars = self.infill_range()
+        if bars is None:
+            self.message.emit("Choose the bars to regenerate first: drag over them in the ruler, or select "
+                              "notes in them.", "warning")
+            return
+        self.start_infill(InfillRequest(*bars))
+
+    def add_part(self, instrument: tuple[int, bool] | None = None) -> None:
+        bars = self.infill_range(whole_piece=True)
+        if bars is None:
+            self.message.emit("The piece is empty: choose the bars of the part in the ruler first.", "warning")
+            return
+        self.start_infill(InfillRequest(*bars, tuple(instrument or self.panel.infill.part())))
+
+    def lock_selection(self) -> None:
+        if commands.toggle_lock(self.doc, self.roll.selected_ids()) is None:
+            self.message.emit("Select the notes to lock first: regenerating their bars keeps locked notes.",
+                              "warning")
+
+    def start_infill(self, request: InfillRequest) -> None:
+        if not self._ready():
+            return
+        tokenizer = self.generator.tokenizer
+        if not tokenizer.infill:  # a model made before infill: say so here, not as a failure later
+            self.message.emit(f"{self.entry.name if self.entry else 'This model'} cannot regenerate bars or add "
+                              f"a part: it was made with tokenizer {tokenizer.VERSION}, without infill tokens. "
+                              f"Choose a model trained with infill (tokenizer rwkvmusic-tok-2).", "warning")
+            return
+        self._last_request = request
+        self._replaced = self.doc.preview.copy()
+        doc = self.doc
+        piece = doc.to_score()
+        params = self.panel.params()
+        part = None
+        if request.part is not None:
+            program, drum = request.part
+            part = Track("Drums" if drum else GM_PROGRAM_NAMES[program], None, program, drum)
+        doc.begin_stream(request.start, replaced=[] if part is None else None, part=part)
+        self.transport.stop()
+        feed = NoteFeed() if self.play_while_generating else None
+        worker = InfillWorker(self.generator, piece, request.start, request.end, params,
+                              {i: replace(n) for i, n in doc.items()}, doc.notes(doc.locked_ids()),
+                              request.part, feed)
+        worker.replacing.connect(self._on_replacing)
+        self._launch(worker)
+
+    def _on_replacing(self, ids: list) -> None:
+        if self.sender() is self._worker and self.doc.preview.part is None:
+            self.doc.preview.replaced = list(ids)
+            self.doc.previewChanged.emit()  # the roll dims them
+
+    def _launch(self, worker: GenerationWorker) -> None:
         worker.opened.connect(self._on_opened)
         worker.noteReady.connect(self.doc.stream_note)
         worker.done.connect(self._on_done)
@@ -222,12 +338,17 @@ class GenerationController(QObject):
             last = max(n.start for v in preview.variations.values() for n in v)
             reached = arrange.bar_line_at_or_after(self.doc.meta, last + 1)
             preview.end_tick = reached if preview.end_tick is None else min(preview.end_tick, reached)
+            if preview.replaced:  # regenerated bars replace only the notes of the bars they reached
+                preview.replaced = [i for i in preview.replaced
+                                    if i in self.doc.ids() and self.doc.note(i).start < preview.end_tick]
             self.doc.previewChanged.emit()
         elif preview.is_empty() and preview.end_tick is not None:
             self.doc.set_preview(Preview())  # nothing came: no bars to show
         replaced, self._replaced = self._replaced, Preview()
         if not self.doc.preview.is_empty() or not replaced.is_empty():
-            text = "Regenerate" if not replaced.is_empty() else "Continue"
+            text = "Regenerate" if not replaced.is_empty() else (
+                "Continue" if not self.doc.preview.in_place else
+                "Add part" if self.doc.preview.part is not None else "Regenerate bars")
             self.doc.undo_stack.push(commands.SetPreview(self.doc, replaced, self.doc.preview, text,
                                                          already_applied=True))
         self._refresh_panel()

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
 
 from core.arrange import INSERT, REPLACE
 from core.score import GM_PROGRAM_NAMES
+from musicapp.panels.infill_box import InfillBox
 
 PLACEMENT_CHOICES = [("Insert: push the notes after it back", INSERT),
                      ("Replace the notes in its bars", REPLACE)]
@@ -122,10 +123,12 @@ class ContinuePanel(QWidget):
         pick_row.addWidget(self.variation_box, 1)
         self.status = QLabel("Loading the model…")
         self.status.setWordWrap(True)
+        self.infill = InfillBox(prefs)  # regenerate bars, add a part: the same settings, the same result rows
 
         layout = QVBoxLayout(self)
         layout.addWidget(settings)
         layout.addWidget(inst_box)
+        layout.addWidget(self.infill)
         layout.addLayout(run_row)
         layout.addLayout(pick_row)
         layout.addLayout(result_row)
@@ -223,3 +226,4 @@ class ContinuePanel(QWidget):
         self.accept_button.setEnabled(has_preview and not generating)
         self.reject_button.setEnabled(has_preview and not generating)
         self.variation_box.setEnabled(has_preview and not generating and self.variation_box.count() > 1)
+        self.infill.set_state(model_ready, generating)

@@ -80,6 +80,7 @@ PREVIEW_HUE = PREVIEW_FILL.hue()
 PREVIEW_HUE_MARGIN = 25                     # no instrument's hue comes this close to the preview's
 REPLACED_OPACITY = 0.3                      # notes a continuation will replace, while it is shown
 SELECTED_EDGE = QColor("#ffffff")
+LOCKED_EDGE = QColor("#f2f2a0")  # dashed outline of notes that regenerating bars keeps
 NOTE_EDGE = QColor("#15171b")
 
 

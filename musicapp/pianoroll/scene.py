@@ -40,6 +40,10 @@ class PianoRollScene(QGraphicsScene):
         self._selected_pen = _cosmetic(grid.SELECTED_EDGE, 1.5)
         self._preview_brush = QBrush(grid.PREVIEW_FILL)
         self._preview_pen = _cosmetic(grid.PREVIEW_EDGE)
+        self._locked_pen = _cosmetic(grid.LOCKED_EDGE, 2)
+        self._locked_pen.setStyle(Qt.DashLine)  # dashed: tells a locked note from a selected one
+        self._locked_selected_pen = _cosmetic(grid.SELECTED_EDGE, 2)
+        self._locked_selected_pen.setStyle(Qt.DashLine)
 
         self.region_item = QGraphicsRectItem()  # the bars the pending continuation fills
         self.region_item.setBrush(QBrush(grid.PREVIEW_REGION))
@@ -68,6 +72,7 @@ class PianoRollScene(QGraphicsScene):
         doc.previewNoteAdded.connect(self._on_preview_note)
         self.rebuild()
 
+        doc.lockedChanged.connect(self._on_locked)
     # --- items ----------------------------------------------------------------------------
     def _brush(self, note: Note, selected: bool) -> QBrush:
         key = (note.instrument, note.velocity // 16, selected)
@@ -83,7 +88,10 @@ class PianoRollScene(QGraphicsScene):
 
     def _style(self, item: QGraphicsRectItem, note: Note, selected: bool) -> None:
         item.setBrush(self._brush(note, selected))
-        item.setPen(self._selected_pen if selected else self._pen)
+        if item.data(NOTE_ID) in self.doc.locked:
+            item.setPen(self._locked_selected_pen if selected else self._locked_pen)
+        else:
+            item.setPen(self._selected_pen if selected else self._pen)
         item.setZValue(2 if selected else 1)
 
     def _make_item(self, note_id: int, note: Note) -> QGraphicsRectItem:
@@ -146,6 +154,17 @@ class PianoRollScene(QGraphicsScene):
         else:
             plan = self.doc.placement_plan()
             plan_moved, plan_removed = plan.moved, plan.removed
+    def _on_locked(self, ids: list[int]) -> None:
+        for i in ids:
+            item = self.items_by_id.get(i)
+            if item is not None:
+                self._style(item, self.doc.note(i), i in self.selected)
+
+    def is_locked_drawn(self, note_id: int) -> bool:
+        """Whether the roll draws the note as locked (its dashed outline)."""
+        item = self.items_by_id.get(note_id)
+        return item is not None and item.pen().style() == Qt.DashLine
+
             start, end = self.doc.preview_region()
             self.region_item.setRect(QRectF(start, 0, end - start, grid.ROWS))
             self.region_item.setVisible(end > start)

@@ -9,7 +9,7 @@ from enum import Enum
 
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QFrame, QGraphicsRectItem, QGraphicsView, QRubberBand
+from PySide6.QtWidgets import QFrame, QGraphicsRectItem, QGraphicsView, QMenu, QRubberBand
 
 from core.score import Note, TICKS_PER_BEAT
 from musicapp import editing
@@ -48,6 +48,8 @@ class PianoRollView(QGraphicsView):
         self.draw_length = TICKS_PER_BEAT  # the last drawn or resized length, as DAWs do
         self.draw_velocity = 90
         self._drag: dict | None = None
+        self.context_actions: list = []  # the right-click menu (the window fills it: lock, regenerate...)
+        self._erased = False
         self._rubber = QRubberBand(QRubberBand.Rectangle, self.viewport())
         self.setFrameShape(QFrame.NoFrame)
         self.setAlignment(Qt.AlignLeft | Qt.AlignTop)
@@ -154,7 +156,9 @@ class PianoRollView(QGraphicsView):
         note_id = self.roll_scene.note_at(pos)
         mods = event.modifiers()
         if event.button() == Qt.RightButton:
-            if note_id is not None:
+            # on a note outside the selection: erase it; elsewhere: the menu (contextMenuEvent)
+            self._erased = note_id is not None and note_id not in self.roll_scene.selected
+            if self._erased:
                 editing.delete(self.doc, [note_id])
             return
         if event.button() != Qt.LeftButton:
@@ -196,6 +200,20 @@ class PianoRollView(QGraphicsView):
         scene.addItem(item)
         self._drag = {"mode": "draw", "origin": pos, "note": note, "item": item}
         self.auditionRequested.emit(pitch, self.draw_velocity)
+
+    def context_menu(self) -> QMenu:
+        menu = QMenu(self)
+        menu.addActions(self.context_actions)
+        return menu
+
+    def contextMenuEvent(self, event) -> None:
+        erased, self._erased = self._erased, False
+        if erased and event.reason() == event.Reason.Mouse:
+            return
+        if self.context_actions:
+            menu = self.context_menu()
+            menu.setAttribute(Qt.WA_DeleteOnClose)
+            menu.popup(event.globalPos())
 
     def mouseMoveEvent(self, event) -> None:
         drag = self._drag
