@@ -8,7 +8,7 @@ One command (the tables of the README come from it):
 A candidate names the parts of a style (core/style.py), joined by "+", with optional ranks:
 `lora` (adapter, rank 8), `offset` (state offset read at every token, full), `offset:o8` (rank 8 per head),
 `bias` (LayerNorms, w0, a0, token-shift mixes), `state` (learned initial state, the older style),
-`lora+offset+bias+state`, `lora:r4+state` ... and, for reference, `model:lora` / `model:full`: a new merged
+`lora+offset+bias+state`, `lora:r4+state`, `lora+state:x3` (every learning rate times 3) ... and, for reference, `model:lora` / `model:full`: a new merged
 model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains with core.train.run_training
 (`--mode style`, `--time-budget`) on the same folder, seed and threads.
 
@@ -53,7 +53,7 @@ from core.model import load_checkpoint  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
 from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import TrainConfig, run_training  # noqa: E402
+from core.train import DEFAULT_LR, TrainConfig, run_training  # noqa: E402
 
 DEFAULT_CANDIDATES = ("state", "lora", "offset", "bias", "offset+state", "lora+state", "lora+offset+bias+state")
 
@@ -74,6 +74,7 @@ class Candidate:
     parts: str = ""
     style_rank: int | None = None
     offset_rank: int | None = None
+    lr_scale: float = 1.0        # times the mode's default learning rates (every part's)
 
     @classmethod
     def parse(cls, text: str) -> "Candidate":
@@ -82,7 +83,7 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank = [], None, None
+        parts, lora_rank, offset_rank, lr_scale = [], None, None, 1.0
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -91,13 +92,16 @@ class Candidate:
                     lora_rank = int(o[1:])
                 elif o[:1] == "o" and o[1:].isdigit():
                     offset_rank = int(o[1:])
+                elif o[:1] == "x" and o[1:].replace(".", "", 1).isdigit():
+                    lr_scale = float(o[1:])
                 else:
-                    raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank)")
+                    raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
+                                     f"xF: learning rates times F)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale)
 
 
 # --- corpus ------------------------------------------------------------------------------------------------
@@ -173,6 +177,8 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
                       cache_dir=str(cache), time_budget_s=None if args.steps else budget, steps=args.steps)
     if cand.mode == "style":
         cfg.style_parts, cfg.style_rank, cfg.offset_rank = cand.parts, cand.style_rank, cand.offset_rank
+        if cand.lr_scale != 1.0:
+            cfg.lr = DEFAULT_LR["style"] * cand.lr_scale
     marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:
@@ -356,7 +362,7 @@ def main(argv=None) -> int:
             run = train(cand, args, folder, work / "runs" / f"{cand.name.replace(':', '_')}-{budget:g}", budget, cache)
             model = ev.model_for(cand, run["result"])
             after = score(model, tests, tok, args.eval_batch, args.device)
-            row = {"candidate": cand.name, "budget_s": budget, **run, **after,
+            row = {"candidate": cand.name, "budget_s": None if args.steps else budget, **run, **after,
                    "reduction": 1 - after["bits_per_note"] / before["bits_per_note"]}
             if budget == args.budgets[-1]:
                 profiles[cand.name] = position_bits(model, tests.ids)
