@@ -58,8 +58,8 @@ class NoteDocument(QObject):
     modifiedChanged = Signal(bool)  # the piece differs from the file (a preview alone does not count)
     previewChanged = Signal()       # preview replaced or variation switched
     previewNoteAdded = Signal(int, object)  # (variation, Note) while a continuation streams
-
     lockedChanged = Signal(list)    # ids of notes locked or unlocked
+
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._notes: dict[int, Note] = {}
@@ -69,8 +69,8 @@ class NoteDocument(QObject):
         # none (the model's, a new instrument's) go to a track of their instrument when the piece is saved.
         self.tracks: list[Track] = []
         self.preview = Preview()
-        self.placement = arrange.INSERT  # what accepting the preview does to the notes after its start
         self.locked: set[int] = set()  # notes that regenerating bars keeps (ids; not saved in the file)
+        self.placement = arrange.INSERT  # what accepting the preview does to the notes after its start
         self.path: str | None = None
         self.undo_stack = QUndoStack(self)
         self._modified = False
@@ -104,13 +104,12 @@ class NoteDocument(QObject):
         score = Score([replace(n) for n in self._notes.values()], list(self.meta.tempos),
                       list(self.meta.time_signatures), tracks=[t.copy(notes=False) for t in self.tracks])
         if include_preview and self.preview.notes:
-            start, end = self.preview_region()
             if self.preview.in_place:
                 return self._with_in_place_preview()
+            start, end = self.preview_region()
             score = arrange.placed_score(score, self.preview.notes, start, end, self.placement)
         return score
 
-    def preview_region(self) -> tuple[int, int]:
     def _with_in_place_preview(self) -> Score:
         """The piece with regenerated bars or an added part in place (as accepting it would make it)."""
         p, tracks = self.preview, [t.copy(notes=False) for t in self.tracks]
@@ -123,6 +122,7 @@ class NoteDocument(QObject):
             new = arrange.home_tracks([self._notes[i] for i in gone if i in self._notes], p.notes)
         return Score(notes + new, list(self.meta.tempos), list(self.meta.time_signatures), tracks=tracks)
 
+    def preview_region(self) -> tuple[int, int]:
         """The bars [start, end) the pending continuation fills."""
         p = self.preview
         if p.end_tick is not None:
@@ -174,8 +174,8 @@ class NoteDocument(QObject):
         self.tracks = score.skeleton()
         self.meta = Score([], list(score.tempos), list(score.time_signatures))
         self.preview = Preview()
-        self.path = path
         self.locked = set()
+        self.path = path
         self.undo_stack.clear()
         self.documentReset.emit()
         self._check_modified()
@@ -216,8 +216,6 @@ class NoteDocument(QObject):
         self.meta = Score([], list(tempos), list(time_signatures))
         self.metaChanged.emit()
 
-    def set_preview_region(self, start_tick: int, end_tick: int | None) -> None:
-        """Where the streaming continuation really goes (known once the stream opens)."""
     def set_locked(self, ids, locked: bool) -> None:
         """Lock or unlock notes (undo commands only)."""
         ids = list(ids)
@@ -228,6 +226,8 @@ class NoteDocument(QObject):
         """The locked notes that are in the piece (a deleted note keeps its lock for an undo)."""
         return sorted(i for i in self.locked if i in self._notes)
 
+    def set_preview_region(self, start_tick: int, end_tick: int | None) -> None:
+        """Where the streaming continuation really goes (known once the stream opens)."""
         self.preview.start_tick, self.preview.end_tick = start_tick, end_tick
         self.previewChanged.emit()
 

@@ -38,12 +38,12 @@ class PianoRollScene(QGraphicsScene):
         self._brushes: dict[tuple, QBrush] = {}
         self._pen = _cosmetic(grid.NOTE_EDGE)
         self._selected_pen = _cosmetic(grid.SELECTED_EDGE, 1.5)
-        self._preview_brush = QBrush(grid.PREVIEW_FILL)
-        self._preview_pen = _cosmetic(grid.PREVIEW_EDGE)
         self._locked_pen = _cosmetic(grid.LOCKED_EDGE, 2)
         self._locked_pen.setStyle(Qt.DashLine)  # dashed: tells a locked note from a selected one
         self._locked_selected_pen = _cosmetic(grid.SELECTED_EDGE, 2)
         self._locked_selected_pen.setStyle(Qt.DashLine)
+        self._preview_brush = QBrush(grid.PREVIEW_FILL)
+        self._preview_pen = _cosmetic(grid.PREVIEW_EDGE)
 
         self.region_item = QGraphicsRectItem()  # the bars the pending continuation fills
         self.region_item.setBrush(QBrush(grid.PREVIEW_REGION))
@@ -70,9 +70,9 @@ class PianoRollScene(QGraphicsScene):
         doc.notesChanged.connect(self._on_changed)
         doc.previewChanged.connect(self._rebuild_preview)
         doc.previewNoteAdded.connect(self._on_preview_note)
+        doc.lockedChanged.connect(self._on_locked)
         self.rebuild()
 
-        doc.lockedChanged.connect(self._on_locked)
     # --- items ----------------------------------------------------------------------------
     def _brush(self, note: Note, selected: bool) -> QBrush:
         key = (note.instrument, note.velocity // 16, selected)
@@ -137,6 +137,17 @@ class PianoRollScene(QGraphicsScene):
             self._style(item, n, i in self.selected)
         self._show_placement()
 
+    def _on_locked(self, ids: list[int]) -> None:
+        for i in ids:
+            item = self.items_by_id.get(i)
+            if item is not None:
+                self._style(item, self.doc.note(i), i in self.selected)
+
+    def is_locked_drawn(self, note_id: int) -> bool:
+        """Whether the roll draws the note as locked (its dashed outline)."""
+        item = self.items_by_id.get(note_id)
+        return item is not None and item.pen().style() == Qt.DashLine
+
     def _rebuild_preview(self) -> None:
         for item in self.preview_items:
             self.removeItem(item)
@@ -154,17 +165,6 @@ class PianoRollScene(QGraphicsScene):
         else:
             plan = self.doc.placement_plan()
             plan_moved, plan_removed = plan.moved, plan.removed
-    def _on_locked(self, ids: list[int]) -> None:
-        for i in ids:
-            item = self.items_by_id.get(i)
-            if item is not None:
-                self._style(item, self.doc.note(i), i in self.selected)
-
-    def is_locked_drawn(self, note_id: int) -> bool:
-        """Whether the roll draws the note as locked (its dashed outline)."""
-        item = self.items_by_id.get(note_id)
-        return item is not None and item.pen().style() == Qt.DashLine
-
             start, end = self.doc.preview_region()
             self.region_item.setRect(QRectF(start, 0, end - start, grid.ROWS))
             self.region_item.setVisible(end > start)
