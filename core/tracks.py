@@ -19,7 +19,8 @@ PITCHED_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]
 def assign(tracks: Iterable[Track], notes: Mapping[Hashable, Note]) -> tuple[Score, dict[Hashable, int]]:
     """The piece as it is saved (the document's `tracks`, given without their notes, then a new track per
     instrument of the notes that find none), and the index of the track each note (by its key) lands in."""
-    copies = {k: replace(n) for k, n in notes.items()}
+    # copies, as the Score owns its notes (made field by field: dataclasses.replace is 4x slower here)
+    copies = {k: Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum, n.track) for k, n in notes.items()}
     key_of = {id(n): k for k, n in copies.items()}
     score = Score(copies.values(), tracks=[t.copy(notes=False) for t in tracks])
     placed = {key_of[id(n)]: i for i, t in enumerate(score.tracks(include_empty=True)) for n in t.notes}

@@ -55,6 +55,7 @@ class NoteDocument(QObject):
     notesChanged = Signal(list)     # ids
     documentReset = Signal()        # everything replaced (open, new)
     metaChanged = Signal()          # tempo map or meter changed by an edit
+    tracksChanged = Signal()        # a track's name, instrument or events changed by an edit
     modifiedChanged = Signal(bool)  # the piece differs from the file (a preview alone does not count)
     previewChanged = Signal()       # preview replaced or variation switched
     previewNoteAdded = Signal(int, object)  # (variation, Note) while a continuation streams
@@ -210,6 +211,7 @@ class NoteDocument(QObject):
     def replace_tracks(self, tracks: list[Track]) -> None:
         """The tracks' events changed by an edit (undo commands only): inserting bars moves the later ones."""
         self.tracks = [t.copy(notes=False) for t in tracks]
+        self.tracksChanged.emit()
 
     def replace_meta(self, tempos: list[TempoChange], time_signatures: list[TimeSignature]) -> None:
         """Tempo map and meter changed by an edit (undo commands only); the notes stay."""

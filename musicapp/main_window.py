@@ -26,6 +26,7 @@ from musicapp.messages import MessageBar
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.panels.finetune_panel import FinetunePanel
 from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
+from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.grid import bars_between
 from musicapp.pianoroll.view import Tool, midi_paths
@@ -79,8 +80,9 @@ class MainWindow(QMainWindow):
         self.continue_panel = ContinuePanel(self.prefs)
         self.finetune_panel = FinetunePanel(self.prefs)
         self.midi_panel = MidiPanel(self.prefs)
+        self.tracks_panel = TracksPanel(self.doc, self.roll)
         for panel, title in ((self.continue_panel, "Continue"), (self.finetune_panel, "Fine-tune"),
-                             (self.midi_panel, "MIDI")):
+                             (self.midi_panel, "MIDI"), (self.tracks_panel, "Tracks")):
             self.panels.addTab(_scrolling(panel), title)
         self.models: list[library.ModelEntry] = []
         self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
@@ -285,6 +287,8 @@ class MainWindow(QMainWindow):
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
         self._on_clock_mode(self.midi_panel.clock_mode())
         self.doc.documentReset.connect(self._update_tempo_label)
+        self.tracks_panel.mixChanged.connect(self._on_mix_changed)
+        self.tracks_panel.message.connect(self.show_message)
 
     # --- messages, background start-up ----------------------------------------------------------
     def _on_transport_error(self, text: str) -> None:
@@ -383,7 +387,13 @@ class MainWindow(QMainWindow):
         if self.transport.playing:
             self.transport.stop()
         else:
-            self.transport.play(self.doc.to_score(include_preview=True), int(self.roll.playhead_tick))
+            score = self.tracks_panel.audible(self.doc.to_score(include_preview=True))  # mute and solo
+            self.transport.play(score, int(self.roll.playhead_tick))
+
+    def _on_mix_changed(self) -> None:
+        """Mute or solo while the piece plays: go on from where it is with the new mix."""
+        if self.transport.playing and not self.generation.generating:
+            self.seek(int(self.transport.position() or self.roll.playhead_tick))
 
     def seek(self, tick: int) -> None:
         was_playing = self.transport.playing

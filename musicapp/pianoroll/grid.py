@@ -84,11 +84,25 @@ LOCKED_EDGE = QColor("#f2f2a0")  # dashed outline of notes that regenerating bar
 NOTE_EDGE = QColor("#15171b")
 
 
-def instrument_colour(program: int, drum: bool) -> QColor:
+def instrument_colour(program: int, drum: bool, variant: int = 0) -> QColor:
     """A stable, distinct hue per instrument so that tracks read apart, never near the preview's hue
-    (47 and 310 share no factor, so the 128 programs get 128 different hues outside that band)."""
+    (47 and 310 share no factor, so the 128 programs get 128 different hues outside that band).
+    `variant` k > 0: the k-th other track of the same instrument, turned 113 degrees further each time."""
     if drum:
-        return QColor("#a9b0bd")
+        return QColor.fromHsv((220 + 70 * variant) % 360, 45, 190) if variant else QColor("#a9b0bd")
     span = 360 - 2 * PREVIEW_HUE_MARGIN
-    hue = PREVIEW_HUE + PREVIEW_HUE_MARGIN + (143 + program * 47) % span  # 143: the piano stays blue (200)
+    hue = PREVIEW_HUE + PREVIEW_HUE_MARGIN + (143 + program * 47 + variant * 113) % span  # 143: piano is blue (200)
     return QColor.fromHsv(hue % 360, 150, 225)
+
+
+def track_colours(tracks) -> dict[int, QColor]:
+    """The roll's colour of each track, from (index, program, drum) in track order: the first track of an
+    instrument has the instrument's colour (as its notes had before they named a track), later ones of the
+    same instrument other hues, so that a piece of three piano tracks still reads as three parts."""
+    seen: dict[tuple[int, bool], int] = {}
+    colours = {}
+    for index, program, drum in tracks:
+        key = (0, True) if drum else (program, False)
+        colours[index] = instrument_colour(program, drum, seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    return colours

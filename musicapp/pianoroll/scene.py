@@ -36,6 +36,8 @@ class PianoRollScene(QGraphicsScene):
         self.preview_items: list[QGraphicsRectItem] = []
         self.selected: set[int] = set()
         self._brushes: dict[tuple, QBrush] = {}
+        self.track_colours: dict = {}  # track index -> QColor (the Tracks panel sets them); else the instrument's
+        self._instrument_colours: dict = {}
         self._pen = _cosmetic(grid.NOTE_EDGE)
         self._selected_pen = _cosmetic(grid.SELECTED_EDGE, 1.5)
         self._locked_pen = _cosmetic(grid.LOCKED_EDGE, 2)
@@ -74,11 +76,26 @@ class PianoRollScene(QGraphicsScene):
         self.rebuild()
 
     # --- items ----------------------------------------------------------------------------
+    def colour_of(self, note: Note) -> QColor:
+        """The note's colour: its track's, or (a note that names no track) its instrument's."""
+        colour = self.track_colours.get(note.track)
+        if colour is None:
+            colour = self._instrument_colours.get(note.instrument)
+            if colour is None:
+                colour = self._instrument_colours[note.instrument] = grid.instrument_colour(*note.instrument)
+        return colour
+
+    def set_track_colours(self, colours: dict) -> None:
+        if colours != self.track_colours:
+            self.track_colours = dict(colours)
+            for i, item in self.items_by_id.items():
+                self._style(item, self.doc.note(i), i in self.selected)
+
     def _brush(self, note: Note, selected: bool) -> QBrush:
-        key = (note.instrument, note.velocity // 16, selected)
+        colour = self.colour_of(note)
+        key = (colour.rgb(), note.velocity // 16, selected)
         brush = self._brushes.get(key)
         if brush is None:
-            colour = grid.instrument_colour(*note.instrument)
             if selected:
                 colour = colour.lighter(145)
             else:  # quieter notes a little darker, as velocity is otherwise invisible in the roll

@@ -32,7 +32,7 @@ def midi_paths(mime) -> list[str]:
 
 class PianoRollView(QGraphicsView):
     zoomChanged = Signal()
-    auditionRequested = Signal(int, int)  # pitch, velocity: let the user hear what they draw
+    auditionRequested = Signal(int, int, int, bool)  # pitch, velocity, program, drum: hear what is drawn
     midiDropped = Signal(str)             # a .mid file dropped on the roll: open it
 
     MIN_PX_PER_TICK, MAX_PX_PER_TICK = 0.004, 2.0
@@ -47,6 +47,7 @@ class PianoRollView(QGraphicsView):
         self.tool = Tool.DRAW
         self.draw_length = TICKS_PER_BEAT  # the last drawn or resized length, as DAWs do
         self.draw_velocity = 90
+        self.draw_track: tuple[int | None, int, bool] = (None, 0, False)  # new notes' (track, program, drum)
         self._drag: dict | None = None
         self.context_actions: list = []  # the right-click menu (the window fills it: lock, regenerate...)
         self._erased = False
@@ -178,7 +179,7 @@ class PianoRollView(QGraphicsView):
                 mode = "copy"
             else:
                 mode = "move"
-                self.auditionRequested.emit(note.pitch, note.velocity)
+                self.auditionRequested.emit(note.pitch, note.velocity, note.program, note.drum)
             ids = sorted(scene.selected)
             self._drag = {"mode": mode, "origin": pos, "anchor": note, "ids": ids,
                           "notes": self.doc.notes(ids), "delta": (0, 0)}
@@ -194,12 +195,13 @@ class PianoRollView(QGraphicsView):
         scene.set_selection(())
         start = editing.snap_tick(self.doc, pos.x(), scene.snap, "floor")
         pitch = grid.pitch_at_row(pos.y())
-        note = Note(start, self.draw_length, pitch, self.draw_velocity)
+        track, program, drum = self.draw_track
+        note = Note(start, self.draw_length, pitch, self.draw_velocity, program, drum, track)
         item = QGraphicsRectItem(start, grid.row_of(pitch), note.duration, 1)
         scene._style(item, note, True)
         scene.addItem(item)
         self._drag = {"mode": "draw", "origin": pos, "note": note, "item": item}
-        self.auditionRequested.emit(pitch, self.draw_velocity)
+        self.auditionRequested.emit(pitch, self.draw_velocity, program, drum)
 
     def context_menu(self) -> QMenu:
         menu = QMenu(self)
@@ -245,7 +247,7 @@ class PianoRollView(QGraphicsView):
             d_pitch = max(min(d_pitch, 127 - max(n.pitch for n in notes)), -min(n.pitch for n in notes))
             if (d_tick, d_pitch) != drag["delta"]:
                 if d_pitch != drag["delta"][1]:
-                    self.auditionRequested.emit(anchor.pitch + d_pitch, anchor.velocity)
+                    self.auditionRequested.emit(anchor.pitch + d_pitch, anchor.velocity, anchor.program, anchor.drum)
                 drag["delta"] = (d_tick, d_pitch)
                 for i, n in zip(drag["ids"], notes):
                     self.roll_scene.items_by_id[i].setRect(n.start + d_tick, grid.row_of(n.pitch + d_pitch),

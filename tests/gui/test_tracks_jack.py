@@ -1,0 +1,93 @@
+"""Mute and solo in the Tracks panel, heard through a REAL MIDI output (a private JACK server, a recorder in
+another process as the DAW): a bar of a POP909 song loops and what arrives is exactly the audible tracks'."""
+from __future__ import annotations
+
+import pathlib
+import time
+
+import pytest
+
+from core.midi import read_midi
+from musicapp.panels.tracks_panel import MUTE, SOLO
+from tests.gui.test_transport_jack import arrived, jack_window  # noqa: F401  (jack_window is a fixture)
+from tests.midi_checks import sounding
+
+pytestmark = pytest.mark.jack
+
+POP = pathlib.Path(__file__).resolve().parents[1] / "data" / "pop909" / "001.mid"  # MELODY, BRIDGE, PIANO
+
+
+def a_bar_where_the_melody_has_pitches_of_its_own():
+    """The first bar where all three tracks play and the melody has pitches no other track has there:
+    (start, end, the pitches each track starts in it)."""
+    score = read_midi(POP)[0]
+    bar = score.time_signatures[0].bar_ticks
+    for k in range(score.end_tick // bar):
+        a, z = k * bar, (k + 1) * bar
+        melody, bridge, piano = ({n.pitch for n in t.notes if a <= n.start < z} for t in score.tracks())
+        if melody and bridge and piano and melody - bridge - piano and (bridge | piano) - melody:
+            return a, z, melody, bridge, piano
+    raise AssertionError("no such bar")
+
+
+def heard_while_looping(w, rx, expected: set, loop_s: float) -> set:
+    """Loop the bar from its start until every expected pitch was heard and one whole pass has played;
+    the pitches of every note-on that arrived."""
+    start = len(rx.messages())
+    w.seek(w.roll.loop[0])
+    w.toggle_play()
+    began = time.perf_counter()
+    arrived(rx, lambda ms: expected <= {m.note for _, m in ms[start:] if m.type == "note_on" and m.velocity},
+            15, f"the pitches {sorted(expected)}")
+    time.sleep(max(0.0, loop_s + 0.3 - (time.perf_counter() - began)))
+    w.toggle_play()
+    time.sleep(0.2)
+    return {m.note for _, m in rx.messages()[start:] if m.type == "note_on" and m.velocity}
+
+
+def test_mute_and_solo_decide_what_the_output_receives(jack_window, qtbot):
+    w, rx = jack_window
+    assert w.open_file(str(POP))
+    panel = w.tracks_panel
+    assert [r.track.name for r in panel.rows] == ["MELODY", "BRIDGE", "PIANO"]
+    a, z, melody, bridge, piano = a_bar_where_the_melody_has_pitches_of_its_own()
+    others = bridge | piano
+    w._set_loop(a, z, True)
+    loop_s = w.doc.meta.seconds_at(z) - w.doc.meta.seconds_at(a)
+
+    assert heard_while_looping(w, rx, melody | others, loop_s) == melody | others  # everything plays
+    panel.table.cellWidget(0, MUTE).click()  # MELODY muted
+    assert heard_while_looping(w, rx, others, loop_s) == others
+    panel.table.cellWidget(0, MUTE).click()
+    panel.table.cellWidget(0, SOLO).click()  # only MELODY
+    assert heard_while_looping(w, rx, melody, loop_s) == melody
+    panel.table.cellWidget(2, MUTE).click()  # muting another track changes nothing while MELODY is soloed
+    assert heard_while_looping(w, rx, melody, loop_s) == melody
+    panel.table.cellWidget(0, SOLO).click()  # PIANO stays muted
+    assert heard_while_looping(w, rx, melody | bridge, loop_s) == melody | bridge
+    assert sounding(rx.messages()) == {}
+
+
+def test_muting_while_it_plays_silences_the_track_from_then_on(jack_window, qtbot):
+    w, rx = jack_window
+    assert w.open_file(str(POP))
+    a, z, melody, bridge, piano = a_bar_where_the_melody_has_pitches_of_its_own()
+    others = bridge | piano
+    w._set_loop(a, z, True)
+    loop_s = w.doc.meta.seconds_at(z) - w.doc.meta.seconds_at(a)
+    w.seek(a)
+    w.toggle_play()
+    arrived(rx, lambda ms: any(m.type == "note_on" and m.velocity for _, m in ms), 10, "the first notes")
+    clicked = time.perf_counter()
+    w.tracks_panel.table.cellWidget(0, MUTE).click()
+    assert w.transport.playing  # it goes on, with the new mix
+    time.sleep(2 * loop_s + 0.3)  # two passes over the bar
+    w.toggle_play()
+    time.sleep(0.2)
+    messages = rx.messages()
+    # the restart's stop (all notes off, CC123) divides the old mix from the new
+    after = next(k for k, (t, m) in enumerate(messages) if t >= clicked and m.type == "control_change"
+                 and m.control == 123)
+    heard = {m.note for _, m in messages[after:] if m.type == "note_on" and m.velocity}
+    assert heard and heard <= others and not heard & (melody - others)
+    assert sounding(messages) == {}
