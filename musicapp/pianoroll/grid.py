@@ -88,9 +88,10 @@ def instrument_colour(program: int, drum: bool, variant: int = 0) -> QColor:
     """A stable, distinct hue per instrument so that tracks read apart, never near the preview's hue
     (47 and 310 share no factor, so the 128 programs get 128 different hues outside that band).
     `variant` k > 0: the k-th other track of the same instrument, turned 113 degrees further each time."""
-    if drum:
-        return QColor.fromHsv((220 + 70 * variant) % 360, 45, 190) if variant else QColor("#a9b0bd")
     span = 360 - 2 * PREVIEW_HUE_MARGIN
+    if drum:  # greys, tinted for the other drum tracks
+        return QColor.fromHsv((PREVIEW_HUE + PREVIEW_HUE_MARGIN + variant * 113 % span) % 360, 50, 195) if variant \
+            else QColor("#a9b0bd")
     hue = PREVIEW_HUE + PREVIEW_HUE_MARGIN + (143 + program * 47 + variant * 113) % span  # 143: piano is blue (200)
     return QColor.fromHsv(hue % 360, 150, 225)
 

@@ -151,3 +151,13 @@ def test_the_rows_keep_up_with_ten_thousand_notes(make_window, qtbot):
     assert len(panel.rows[2].note_ids) == 985 + 10_000
     # measured ~0.1 s on an idle 2-core machine; generous for a loaded one
     assert refresh_s < 2.0, refresh_s
+
+
+def test_tracks_of_one_instrument_get_colours_of_their_own_clear_of_the_previews():
+    preview = grid.PREVIEW_FILL.hue()
+    for drum in (False, True):
+        colours = grid.track_colours((i, 0, drum) for i in range(12))
+        assert len({c.name() for c in colours.values()}) == 12
+        for c in list(colours.values())[1:]:
+            assert min(abs(c.hue() - preview), 360 - abs(c.hue() - preview)) >= 20, c.name()
+    assert grid.track_colours([(3, 40, False), (5, 0, False), (7, 40, False)])[3] == grid.instrument_colour(40, False)
