@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +35,18 @@ from core.score import Score  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
+HISTORY = 100_000  # sends whose lateness the scheduler keeps for these measurements
 
 
 class NullPort:
+    """An output that goes nowhere, remembering when it sent what (the first note out without JACK)."""
     name = "null"
 
+    def __init__(self):
+        self.sent: deque[tuple[float, mido.Message]] = deque(maxlen=HISTORY)
+
     def send(self, msg):
-        pass
+        self.sent.append((time.perf_counter(), msg))
 
 
 def percentile(values, q):
@@ -113,7 +119,7 @@ def first_note(gen: Generator, prompt: Score, sched, recorder, seed: int) -> dic
         if recorder:
             ons = [t for t, m in recorder.messages()[before:] if m.type == "note_on"]
         else:
-            ons = [t for t, m in list(sched.sent) if m.type == "note_on"]
+            ons = [t for t, m in list(sched.port.sent) if m.type == "note_on"]
         first_on = ons[0] if ons else None
         time.sleep(0.0005)
     rest = (player.first_note_time - player.timeline.origin_time) if player.first_note_time else 0.0
@@ -145,7 +151,7 @@ def scheduler_error(sched, seconds: float, interval: float = 0.005) -> tuple[flo
 
 
 def idle_error(seconds: float):
-    with Scheduler(NullPort()) as sched:
+    with Scheduler(NullPort(), history=HISTORY) as sched:
         return scheduler_error(sched, seconds)
 
 
@@ -214,8 +220,8 @@ def main() -> int:
     jack = JackServer().start() if jackd_available() else None
     recorder = MidiRecorder().start() if jack else None
     # The product path: the output's scheduler in its own process (rwkv-music live / jam do this).
-    live_sched = SchedulerProcess(recorder.port_name, backend="jack").start() if recorder \
-        else Scheduler(NullPort()).start()
+    live_sched = SchedulerProcess(recorder.port_name, backend="jack", history=HISTORY).start() if recorder \
+        else Scheduler(NullPort(), history=HISTORY).start()
     where = "at a JACK MIDI input in another process" if recorder else "at the send (no jackd)"
     try:
         cold = []
@@ -254,7 +260,7 @@ def main() -> int:
 
     p50, p99, worst = idle_error(args.seconds)
     rows.append(("scheduler error, idle", f"p50 {p50:.3f} / p99 {p99:.3f} ms", f"max {worst:.3f} ms", ""))
-    with Scheduler(NullPort()) as sched:
+    with Scheduler(NullPort(), history=HISTORY) as sched:
         p50, p99, worst = while_generating(gen, prompt, args.seconds, sched)
     rows.append(("scheduler error, this process, generating here", f"p50 {p50:.3f} / p99 {p99:.3f} ms",
                  f"max {worst:.3f} ms (the GIL)", ""))

@@ -68,7 +68,7 @@ def test_streamed_notes_arrive_in_order_within_one_period(loopback, jack_server)
             time.sleep(0.002)  # a generator producing tokens faster than real time
             yield n
 
-    with Scheduler(out) as sched:
+    with Scheduler(out, history=1000) as sched:  # its sends, for the message below
         player = Player(sched).play(stream(), tempo, lookahead=0.05)
         assert player.wait(10)
     msgs = rx.wait_for(ends_with_all_notes_off)  # close() ends with the release

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import mido
 
 from .ports import APP_PORT_NAME, PortError, open_output
 from .scheduler import Scheduler
-from .timing import raise_thread_priority
+from .timing import raise_thread_priority, wait_until
 
 
 class SchedulerProcess:
@@ -18,14 +17,17 @@ class SchedulerProcess:
 
     Same methods as Scheduler; deadlines are this process's time.perf_counter() values, which the child
     shares (a system-wide monotonic clock). stop() is asynchronous: the child releases on receipt.
+    `history`: as the Scheduler's, kept in the child.
     """
 
-    def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None):
+    def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None,
+                 history: int = 0):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe()
-        self._process = ctx.Process(target=_scheduler_process_main, args=(child_end, port_name, virtual, backend),
+        self._process = ctx.Process(target=_scheduler_process_main,
+                                    args=(child_end, port_name, virtual, backend, history),
                                     name="midi-scheduler", daemon=True)
         self._child_end = child_end
         self._lock = threading.Lock()  # one request and its reply at a time
@@ -75,19 +77,19 @@ class SchedulerProcess:
 
     @property
     def lateness(self) -> list[float]:
+        """The lateness of the last `history` sends; without a history, only the worst so far."""
         return self._ask("lateness")
+
+    @property
+    def max_lateness(self) -> float:
+        return max(self.lateness, default=0.0)
 
     def idle(self) -> bool:
         pending, sounding = self._ask("status")
         return pending == 0 and sounding == 0
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        end = None if timeout is None else time.perf_counter() + timeout
-        while not self.idle():
-            if end is not None and time.perf_counter() > end:
-                return False
-            time.sleep(0.005)
-        return True
+        return wait_until(self.idle, timeout, poll=0.005)  # each poll is a round trip to the child
 
     def close(self) -> None:
         """Release everything, close the port and end the child."""
@@ -108,7 +110,7 @@ class SchedulerProcess:
         self.close()
 
 
-def _scheduler_process_main(conn, port_name, virtual, backend) -> None:
+def _scheduler_process_main(conn, port_name, virtual, backend, history) -> None:
     """The child of SchedulerProcess: open the port, then obey the pipe until "close" or until it breaks."""
     raise_thread_priority(4)  # this thread takes the GIL too: unpreempted, it never makes the scheduler wait
     try:
@@ -116,7 +118,7 @@ def _scheduler_process_main(conn, port_name, virtual, backend) -> None:
     except Exception as e:
         conn.send(("error", str(e)))
         return
-    scheduler = Scheduler(port).start()
+    scheduler = Scheduler(port, history=history).start()
     conn.send(("ready", getattr(port, "name", port_name or APP_PORT_NAME)))
     try:
         while True:
@@ -134,7 +136,7 @@ def _scheduler_process_main(conn, port_name, virtual, backend) -> None:
             elif op == "status":
                 conn.send((scheduler.pending, scheduler.sounding))
             elif op == "lateness":
-                conn.send(list(scheduler.lateness))
+                conn.send(list(scheduler.lateness) if history else [scheduler.max_lateness])
             elif op == "close":
                 break
     finally:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import mido
 
-from .timing import SPIN_SECONDS, raise_thread_priority
+from .timing import SPIN_SECONDS, raise_thread_priority, wait_until
 
 _PRIORITY_OFF, _PRIORITY_SETUP, _PRIORITY_ON = 0, 1, 2  # at equal deadlines: releases, programs, notes
 
@@ -32,14 +32,18 @@ class Scheduler:
     """Sends timed MIDI messages on `port` from its own thread, each at an absolute perf_counter deadline.
 
     Thread-safe: any thread may schedule; stop() drops what is pending and releases every sounding note
-    (note-offs, then CC64=0 and CC123 on every used channel). `lateness` keeps send time minus deadline.
+    (note-offs, then CC64=0 and CC123 on every used channel). `max_lateness` is the worst send time minus
+    deadline so far; with `history` > 0 (benchmarks, tests) `lateness` and `sent` also keep the last `history`
+    sends' lateness and (send time, message), which an ordinary run has no use for.
     """
 
     def __init__(self, port, *, spin: float = SPIN_SECONDS, on_error: Callable[[Exception], None] | None = None,
-                 history: int = 100_000):
+                 history: int = 0):
         self.port = port
         self.spin = spin
         self.on_error = on_error
+        self.max_lateness = 0.0
+        self.history = history
         self.lateness: deque[float] = deque(maxlen=history)
         self.sent: deque[tuple[float, mido.Message]] = deque(maxlen=history)
         self.error: Exception | None = None
@@ -121,12 +125,7 @@ class Scheduler:
             return not self._heap and not self._sounding
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        end = None if timeout is None else time.perf_counter() + timeout
-        while not self.idle():
-            if end is not None and time.perf_counter() > end:
-                return False
-            time.sleep(0.002)
-        return True
+        return wait_until(self.idle, timeout)
 
     # -- internals
     def _push(self, ev: _Event) -> None:
@@ -183,8 +182,10 @@ class Scheduler:
     def _send(self, msg: mido.Message, deadline: float) -> None:
         self.port.send(msg)
         t = time.perf_counter()
-        self.lateness.append(t - deadline)
-        self.sent.append((t, msg))
+        self.max_lateness = max(self.max_lateness, t - deadline)
+        if self.history:
+            self.lateness.append(t - deadline)
+            self.sent.append((t, msg))
         if hasattr(msg, "channel"):
             self._used_channels.add(msg.channel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Callable
 
 from ..score import Score
 
@@ -33,6 +34,16 @@ def raise_thread_priority(priority: int = 5) -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+def wait_until(done: Callable[[], bool], timeout: float | None = None, poll: float = 0.002) -> bool:
+    """Poll `done()` every `poll` seconds until it holds (True) or `timeout` seconds have passed (False)."""
+    end = None if timeout is None else time.perf_counter() + timeout
+    while not done():
+        if end is not None and time.perf_counter() > end:
+            return False
+        time.sleep(poll)
+    return True
 
 
 class Timeline:
