@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.cuda import build  # noqa: E402
-from core.cuda.training import checkpointed, mixed_precision  # noqa: E402
+from tools.cuda_training import checkpointed, mixed_precision  # noqa: E402
 from core.wkv import wkv7_chunked  # noqa: E402
 
 HEAD = 64

@@ -27,7 +27,7 @@ import mido  # noqa: E402
 import torch  # noqa: E402
 
 from core.generate import Generator, SamplingConfig  # noqa: E402
-from core.jack import JackServer, MidiRecorder, jackd_available  # noqa: E402
+from tools.jack import JackServer, MidiRecorder, jackd_available  # noqa: E402
 from core.live import Player, Scheduler, SchedulerProcess  # noqa: E402
 from core.midi import read_midi  # noqa: E402
 from core.model import RWKV7, ModelConfig, save_checkpoint  # noqa: E402

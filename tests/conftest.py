@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.jack import JackServer, jackd_available
+from tools.jack import JackServer, jackd_available
 
 
 # One thread: CI machines have 2 shared cores, and an oversubscribed torch thread pool made tests

@@ -289,7 +289,7 @@ def test_load_extension_without_cuda_warns_once_and_returns_none():
 
 
 def test_checkpointed_helper_recomputes_to_the_same_gradients():
-    from core.cuda.training import checkpointed, mixed_precision
+    from tools.cuda_training import checkpointed, mixed_precision
     from core.wkv import wkv7_chunked
     seqs, state = rwkv_like_inputs(1, 24, 1, seed=4)
 
@@ -400,7 +400,7 @@ def test_whole_model_loss_and_gradients_gpu_match_cpu():
 @needs_gpu
 @pytest.mark.gpu
 def test_short_bf16_training_run_lowers_the_loss():
-    from core.cuda.training import mixed_precision
+    from tools.cuda_training import mixed_precision
     model = _small_model(seed=2).cuda()
     g = torch.Generator().manual_seed(3)
     pattern = torch.randint(0, 97, (12,), generator=g)
@@ -422,7 +422,7 @@ def test_short_bf16_training_run_lowers_the_loss():
 @needs_gpu
 @pytest.mark.gpu
 def test_gradient_checkpointing_gives_the_same_gradients():
-    from core.cuda.training import checkpointed
+    from tools.cuda_training import checkpointed
     seqs, state = rwkv_like_inputs(1, 48, 2, seed=9)
     from core.cuda import wkv7_cuda
 

@@ -49,3 +49,49 @@ def test_the_real_time_layer_never_loads_the_model_layer():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# What users run: the two commands pyproject.toml installs and the modules run with `python -m` (torchrun).
+ENTRY_POINTS = ("core.cli", "musicapp.__main__", "core.paths", "core.train")
+LIBRARY_ONLY = ("core.evaluate",)  # model evaluation: used by tests and bench/ today, a module of the project
+
+
+def _product_imports(name: str, path: pathlib.Path, modules: dict) -> set[str]:
+    """The project modules `name` imports (relative imports resolved; importing a module loads its packages)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    named = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            named.add(base)
+            named.update(f"{base}.{alias.name}" for alias in node.names)
+    found = set()
+    for m in named:
+        while m:
+            if m in modules:
+                found.add(m)
+            m = m.rpartition(".")[0]
+    return found
+
+
+def test_what_users_install_is_what_the_product_runs():
+    """Test and benchmark tooling (a jackd launcher, GPU training helpers) lives in tools/, not in the packages
+    that `pip install .` installs: every module of core and musicapp is reached from an entry point."""
+    modules = {}
+    for package in ("core", "musicapp"):
+        for p in (ROOT / package).rglob("*.py"):
+            parts = p.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    reached, todo = set(), list(ENTRY_POINTS)
+    while todo:
+        m = todo.pop()
+        if m not in reached and m in modules:
+            reached.add(m)
+            todo += _product_imports(m, modules[m], modules)
+    unused = sorted(m for m in set(modules) - reached if not m.startswith(LIBRARY_ONLY))
+    assert unused == [], f"installed but never run by the product: {unused}"

@@ -8,10 +8,10 @@ import uuid
 import mido
 import pytest
 
-from core.jack import MidiRecorder
 from core.live import ClockFollower, ClockSender, Player, Scheduler, midi_backend, open_output
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange
 from tests.midi_checks import sounding
+from tools.jack import MidiRecorder
 
 pytestmark = pytest.mark.jack
 

@@ -10,8 +10,8 @@ import pytest
 
 from core import live
 from core.cli import MIDI_API_CHOICES, build_parser, main
-from core.jack import MidiRecorder
 from core.score import Note, Score, TempoChange
+from tools.jack import MidiRecorder
 
 
 def test_cli_choices_are_the_systems_core_knows():

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from core.jack import JackServer, MidiRecorder
+    from tools.jack import JackServer, MidiRecorder
 
     app = QApplication(sys.argv[:1])
     from musicapp.main_window import MainWindow

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from core import live
-from core.jack import MidiRecorder
 from musicapp.transport import SilentPort
 from tests.gui.helpers import demo_score
+from tools.jack import MidiRecorder
 
 
 def heard(rx, pitch: int, since: int = 0, timeout: float = 5.0) -> bool:

@@ -12,12 +12,12 @@ import mido
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from core.jack import MidiRecorder
 from core.live import JACK_BACKEND
 from musicapp.pianoroll.scene import PREVIEW_ID
 from tests.gui.helpers import write_demo
 from tests.gui.models import GapMeter, make_tiny_checkpoint
 from tests.midi_checks import sounding
+from tools.jack import MidiRecorder
 
 BAR = 1920  # the demo is in 4/4
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from core.jack import MidiRecorder
 from core.live import JACK_BACKEND
 from tests.gui.helpers import demo_score
 from tests.midi_checks import sounding
+from tools.jack import MidiRecorder
 
 pytestmark = pytest.mark.jack
 

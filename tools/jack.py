@@ -117,7 +117,7 @@ class MidiRecorder:
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> "MidiRecorder":
-        self.process = subprocess.Popen([sys.executable, "-m", "core.jack", "record", self.client],
+        self.process = subprocess.Popen([sys.executable, "-m", "tools.jack", "record", self.client],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         ready = threading.Event()
