@@ -6,9 +6,10 @@ Headless rules the piano roll, the generation controller and the CLI share; the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Hashable, Iterable, Mapping
+from typing import Hashable, Iterable, Iterator, Mapping
 
-from core.score import PEDAL_CONTROLLER, TRACK_NAME, Event, Note, Score, TempoChange, TimeSignature, Track
+from core.score import (PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score, TempoChange, TimeSignature,
+                        Track)
 
 INSERT = "insert"    # the notes from the continuation's start on move later by its length
 REPLACE = "replace"  # the notes that start inside the continuation's bars are dropped
@@ -43,6 +44,41 @@ def snap_tick(meta: Score, tick: float, grid: int, mode: str = "round") -> int:
     steps = (tick - bar) / grid
     steps = int(steps // 1) if mode == "floor" else int(round(steps))
     return bar + steps * grid
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a piece: its zero-based index, the tick it starts on and the meter it is in."""
+    index: int
+    tick: int
+    signature: TimeSignature
+
+    @property
+    def beat_ticks(self) -> int:
+        """Ticks of one beat of the meter (the denominator's note value)."""
+        return TICKS_PER_BEAT * 4 // self.signature.denominator
+
+
+def bars_between(meta: Score, start: float, end: float) -> Iterator[Bar]:
+    """The bars that overlap [start, end], following every meter change, without walking from tick 0
+    (what a view draws). A meter change inside a bar cuts that bar short, as Score.bar_starts does."""
+    sigs = meta.time_signatures
+    index = 0
+    for i, ts in enumerate(sigs):
+        if ts.tick > end:
+            return
+        seg_end = sigs[i + 1].tick if i + 1 < len(sigs) else None
+        bar_ticks = ts.bar_ticks
+        seg_bars = None if seg_end is None else -(-(seg_end - ts.tick) // bar_ticks)
+        if seg_end is None or seg_end > start:
+            k = max(0, int((start - ts.tick) // bar_ticks))
+            while seg_bars is None or k < seg_bars:
+                tick = ts.tick + k * bar_ticks
+                if tick > end:
+                    return
+                yield Bar(index + k, tick, ts)
+                k += 1
+        index += seg_bars or 0
 
 
 # --- where a continuation begins ------------------------------------------------------------------

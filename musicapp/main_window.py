@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLab
                                QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
+from core.arrange import bars_between
 from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
@@ -28,7 +29,6 @@ from musicapp.panels.finetune_panel import FinetunePanel
 from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
 from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
-from musicapp.pianoroll.grid import bars_between
 from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
 from musicapp.transport import Transport
@@ -211,9 +211,9 @@ class MainWindow(QMainWindow):
         self.act_continue = self._action("✦ Continue", lambda: self.generation.start(), "Ctrl+Return")
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
+        self._build_infill_actions(bar)
         edit_bar = QToolBar("Edit")
         edit_bar.setObjectName("edit")
-        self._build_infill_actions(bar)
         self.addToolBar(edit_bar)
         tools = QActionGroup(self)
         self.act_draw = self._action("Draw", lambda: self.roll.set_tool(Tool.DRAW), "D", checkable=True)
@@ -244,8 +244,6 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
 
-    def _connect(self) -> None:
-        roll, t = self.roll, self.transport
     def _build_infill_actions(self, bar: QToolBar) -> None:
         """Regenerate bars (toolbar, Ctrl+R) and lock notes (Shift+L); with Add part, in the roll's menu."""
         g = self.generation
@@ -260,6 +258,8 @@ class MainWindow(QMainWindow):
             g.canContinueChanged.connect(a.setEnabled)
         self.roll.view.context_actions = [self.act_lock, self.act_regenerate_bars, self.act_add_part]
 
+    def _connect(self) -> None:
+        roll, t = self.roll, self.transport
         roll.seekRequested.connect(self.seek)
         roll.midiDropped.connect(self.open_file)
         roll.loopChanged.connect(lambda a, b: self._set_loop(a, b, True))

@@ -100,3 +100,14 @@ def test_new_notes_go_to_the_track_of_the_notes_they_replace():
     assert [n.track for n in homes] == [2, 3, None]  # most of the piano's replaced notes were in track 2
     assert [(n.start, n.pitch, n.program) for n in homes] == [(n.start, n.pitch, n.program) for n in new]
     assert all(n.track is None for n in new)  # copies
+
+
+def test_bars_between_follow_meter_changes_and_agree_with_the_bar_starts():
+    meta = Score([], [TempoChange(0, 120)], [TimeSignature(0, 3, 4), TimeSignature(2000, 5, 4)])
+    starts = meta.bar_starts(10_000)
+    bars = list(arrange.bars_between(meta, 0, 10_000))
+    assert [b.tick for b in bars] == starts  # a 3/4 bar cut short at 2000 by the meter change
+    assert [b.index for b in bars] == list(range(len(starts)))
+    assert [b.tick for b in arrange.bars_between(meta, 4500, 7000)] == [s for s in starts if 4400 - 1 < s <= 7000]
+    assert all(arrange.bar_start_at(meta, t) == max(s for s in starts if s <= t) for t in range(0, 10_000, 97))
+    assert bars[0].beat_ticks == 480 and bars[-1].signature.numerator == 5

@@ -6,8 +6,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
 
-from core import live
-from musicapp import editing
+from core import arrange, live
 from musicapp.document import NoteDocument
 
 
@@ -74,7 +73,7 @@ class JamController(QObject):
     def _on_state(self, state: str) -> None:
         if state == "answering":
             self._answer_start = None
-            self._anchor = editing.snap_tick(self.doc, self.roll.playhead_tick, 1920, "floor")
+            self._anchor = arrange.bar_start_at(self.doc.meta, self.roll.playhead_tick)
         self.panel.jam.setText({"listening": "Jam: listening…", "answering": "Jam: answering…"}
                                .get(state, "Jam: answer when I pause"))
 

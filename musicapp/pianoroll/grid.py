@@ -1,11 +1,9 @@
 """Geometry shared by the roll's parts: scene coordinates, bars and beats, key names, colours."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtGui import QColor
 
-from core.score import Score, TICKS_PER_BEAT, TimeSignature
+from core.arrange import Bar, bars_between  # noqa: F401  (the roll draws core's bars)
 
 # Scene coordinates: x is the tick, y is the key row (row 0 = pitch 127), one unit high.
 ROWS = 128
@@ -28,39 +26,6 @@ def is_black(pitch: int) -> bool:
 def note_name(pitch: int) -> str:
     """C4 = MIDI 60 (the scientific pitch convention)."""
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
-@dataclass(frozen=True)
-class Bar:
-    index: int  # zero-based
-    tick: int
-    signature: TimeSignature
-
-    @property
-    def beat_ticks(self) -> int:
-        return TICKS_PER_BEAT * 4 // self.signature.denominator
-
-
-def bars_between(meta: Score, start: float, end: float):
-    """Bars that overlap [start, end], following every meter change, without walking from tick 0."""
-    sigs = meta.time_signatures
-    index = 0
-    for i, ts in enumerate(sigs):
-        if ts.tick > end:
-            return
-        seg_end = sigs[i + 1].tick if i + 1 < len(sigs) else None
-        bar_ticks = ts.bar_ticks
-        # a meter change inside a bar cuts that bar short, as Score.bar_starts does
-        seg_bars = None if seg_end is None else -(-(seg_end - ts.tick) // bar_ticks)
-        if seg_end is None or seg_end > start:
-            k = max(0, int((start - ts.tick) // bar_ticks))
-            while seg_bars is None or k < seg_bars:
-                tick = ts.tick + k * bar_ticks
-                if tick > end:
-                    return
-                yield Bar(index + k, tick, ts)
-                k += 1
-        index += seg_bars or 0
 
 
 # --- colours (dark theme, as most DAWs) ---------------------------------------------------------
