@@ -23,6 +23,12 @@ DEFAULT_BPM = 120.0
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
 MIN_NOTE_TICKS = TICKS_PER_BEAT // 32  # what the tokenizer's view gives a zero-length note (a 1/128 note)
 PEDAL_CONTROLLER = 64
+PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # the one spelling
+
+
+def pitch_name(pitch: int) -> str:
+    """The name of a MIDI pitch with its octave, C4 = 60 (scientific pitch notation): "Eb4" for 63."""
+    return f"{PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 @dataclass(slots=True)

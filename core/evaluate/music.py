@@ -20,12 +20,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..score import PITCH_CLASS_NAMES
+
 # Krumhansl & Kessler's probe-tone ratings (1982), tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 IOI_BIN_MIN, IOI_BIN_MAX = -12, 6  # 3 * log2(1/16) .. 3 * log2(4)
 VELOCITY_BIN = 8  # MIDI velocities 1..127 in 16 bins: finer bins make few notes' histograms noise
 
@@ -110,7 +111,7 @@ def estimate_key(notes: Iterable) -> tuple[int, str, float] | None:
 
 
 def key_name(key: tuple[int, str, float] | None) -> str:
-    return "none" if key is None else f"{PITCH_NAMES[key[0]]} {key[1]}"
+    return "none" if key is None else f"{PITCH_CLASS_NAMES[key[0]]} {key[1]}"
 
 
 def scale_pitch_classes(tonic: int, mode: str) -> frozenset[int]:

@@ -7,7 +7,6 @@ from core.arrange import Bar, bars_between  # noqa: F401  (the roll draws core's
 
 # Scene coordinates: x is the tick, y is the key row (row 0 = pitch 127), one unit high.
 ROWS = 128
-NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 BLACK_KEYS = {1, 3, 6, 8, 10}
 
 
@@ -21,11 +20,6 @@ def pitch_at_row(y: float) -> int:
 
 def is_black(pitch: int) -> bool:
     return pitch % 12 in BLACK_KEYS
-
-
-def note_name(pitch: int) -> str:
-    """C4 = MIDI 60 (the scientific pitch convention)."""
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 # --- colours (dark theme, as most DAWs) ---------------------------------------------------------

@@ -5,6 +5,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QWidget
 
+from core.score import pitch_name
 from musicapp.pianoroll import grid
 
 WHITE, BLACK, PRESSED = QColor("#e9e9ec"), QColor("#1d1e22"), QColor("#7fb8ff")
@@ -52,7 +53,7 @@ class Keyboard(QWidget):
                 p.drawLine(0, int(y + h), w, int(y + h))
             if pitch % 12 == 0 and h >= 7:
                 p.setPen(QColor("#303236"))
-                p.drawText(rect.adjusted(0, 0, -4, 0), Qt.AlignRight | Qt.AlignVCenter, grid.note_name(pitch))
+                p.drawText(rect.adjusted(0, 0, -4, 0), Qt.AlignRight | Qt.AlignVCenter, pitch_name(pitch))
         p.setPen(QColor("#6d7078"))
         p.drawLine(w - 1, 0, w - 1, self.height())
 
