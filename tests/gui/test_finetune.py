@@ -3,6 +3,7 @@ its scan report, progress, loss curve, the result in the model picker; cancel an
 event loop never stalls meanwhile."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -82,8 +83,6 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
     panel.mode.setCurrentIndex(panel.mode.findData("state"))
     panel.steps.setValue(100_000)
     panel.name.setText("long run")
-    steps_seen = []
-    w.training._on_event_hook = None
     panel.start_button.click()
     qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
                     and w.training.last_event.step >= 1, timeout=120000)
@@ -98,11 +97,16 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
 
     panel.resume_button.click()
     qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
-                    and w.training.last_event.step > stopped_at, timeout=120000)
-    steps_seen.append(w.training.last_event.step)
+                    and w.training.last_event.step > stopped_at + 1, timeout=120000)
     with qtbot.waitSignal(w.training.finished, timeout=60000):
         panel.cancel_button.click()
-    assert steps_seen[0] > stopped_at
+    # the run's log has every event of both jobs: the resumed one goes on at the step after the checkpoint
+    # (a restart from step 0 would log steps 1, 2, ... again)
+    events = [json.loads(line) for line in (runs[0] / library.LOG_FILE).read_text().splitlines()]
+    first_end = next(i for i, e in enumerate(events) if e["kind"] == "cancelled")
+    assert events[first_end]["step"] == stopped_at
+    resumed = [e["step"] for e in events[first_end + 1:] if e["kind"] == "step" and e.get("loss") is not None]
+    assert len(resumed) >= 2 and resumed == list(range(stopped_at + 1, stopped_at + 1 + len(resumed))), resumed
 
 
 @pytest.mark.slow
