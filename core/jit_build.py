@@ -31,6 +31,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Hashable, Iterable
 
+from . import paths
+
 CACHE_ENV = "RWKV_MUSIC_BUILD_CACHE"  # overrides <cache> (default ~/.cache/rwkv-music)
 WAIT_ENV = "RWKV_MUSIC_BUILD_WAIT_S"  # how long to wait for another process's build (default 30 min)
 DEFAULT_WAIT_S = 1800.0
@@ -46,8 +48,7 @@ def cache_root(family: str, override_env: str | None = None) -> Path:
         return Path(os.environ[override_env]).expanduser().resolve()
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser().resolve() / family
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser().resolve() / "rwkv-music" / family
+    return paths.cache_dir(family).resolve()
 
 
 def environment_parts() -> tuple[str, ...]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write
+from .paths import user_data_dir
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pth"   # the names core.train writes
@@ -52,14 +52,8 @@ class ModelEntry:
 
 
 def default_user_dir() -> Path:
-    """The per-user data folder, following each platform's convention."""
-    if sys.platform.startswith("win"):
-        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = str(Path.home() / "Library" / "Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "rwkv-music"
+    """The per-user data folder (core.paths.user_data_dir)."""
+    return user_data_dir()
 
 
 def _read_json(path: Path) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QSettings
 
-from core.paths import resources_dir
+from core.paths import resources_dir, user_data_dir
 
 ORGANIZATION = "RWKV-Music"
 APPLICATION = "RWKV-Music"
@@ -19,8 +19,7 @@ class AppPaths:
 
     @classmethod
     def default(cls) -> "AppPaths":
-        base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
-        return cls(resources_dir(), Path(base) / "rwkv-music")
+        return cls(resources_dir(), user_data_dir())
 
 
 class Preferences:
