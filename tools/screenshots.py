@@ -1,8 +1,9 @@
 """Save screenshots of the app's main states to docs/: empty, a piece loaded, a continuation streaming,
-where Continue puts its bars (insert / replace), fine-tuning with its loss curve. Runs offscreen with real
+where Continue puts its bars (insert / replace), bars regenerated and a part added (infill), fine-tuning
+with its loss curve. Runs offscreen with real
 components (a real model, a real training job).
 
-    .venv/bin/python tools/screenshots.py [--out docs] [--model resources/xxx.pth] [--only placement]
+    .venv/bin/python tools/screenshots.py [--out docs] [--model resources/xxx.pth] [--only placement infill]
 
 Without --model it uses the first bundled model in resources/, else a small untrained RWKV-7 made here
 (its music is noise, but the states look as they do with a real model).
@@ -27,10 +28,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--model")
     p.add_argument("--piece", default=str(ROOT / "tests/data/corpus/bach/bwv10.7.mid"))
-    p.add_argument("--only", nargs="+", choices=["basic", "placement", "finetune"],
+    p.add_argument("--only", nargs="+", choices=["basic", "placement", "infill", "finetune"],
                    help="take only these groups of pictures (default: all)")
     args = p.parse_args(argv)
-    groups = set(args.only or ["basic", "placement", "finetune"])
+    groups = set(args.only or ["basic", "placement", "infill", "finetune"])
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
         shot("piece.png")
     if "placement" in groups:
         placement_shots(w, pump, wait_for, shot)
+    if "infill" in groups:
+        infill_shots(w, pump, wait_for, shot)
     if "basic" in groups:
         continuation_shot(w, wait_for, shot)
     if "finetune" in groups:
@@ -121,6 +124,61 @@ def placement_shots(w, pump, wait_for, shot) -> None:
     w.generation.reject()
     panel.placement.setCurrentIndex(panel.placement.findData(INSERT))
     w.seek(0)
+
+
+def infill_shots(w, pump, wait_for, shot) -> None:
+    """Bars 5-8 dragged in the ruler, two notes locked, grabbed while the new bars stream in; then a bass
+    part written under bars 1-8, shown before it is accepted."""
+    panel, doc = w.continue_panel, w.doc
+    bar = doc.meta.time_signature_at(0).bar_ticks
+    panel.variations.setValue(2)
+    panel.temperature.setValue(0.9)
+    panel.seed.setValue(4)
+    w.roll.zoom_to_fit()
+    w.roll.ruler.loopChanged.emit(4 * bar, 8 * bar)  # as a drag over bars 5-8 does
+    keep = sorted(i for i, n in doc.items() if 4 * bar <= n.start < 5 * bar)[:2]
+    w.roll.scene.set_selection(keep)
+    w.generation.lock_selection()
+    w.roll.scene.set_selection(())
+    w.generation.regenerate_bars()
+    wait_for(lambda: len(doc.preview.notes) >= 14 or not w.generation.generating, 60)
+    w.messages.hide()
+    shot("regenerate_bars.png")
+    wait_for(lambda: not w.generation.generating, 120)
+    w.transport.stop()
+    w.generation.reject()
+    w._set_loop(0, 8 * bar, False)  # the bars of the part (the ruler's region), without looping
+    panel.infill.set_part_instrument(33)  # Electric Bass (finger)
+    panel.variations.setValue(1)
+    w.generation.add_part()
+    wait_for(lambda: not w.generation.generating, 180)
+    w.transport.stop()
+    w.roll.zoom_to_fit()
+    w.roll.view.center_on_pitch(52)
+    w.generation.update_placement_note()
+    w.messages.hide()
+    shot("add_part.png")
+    while doc.undo_stack.canUndo():  # the piece as it was, for the pictures after these
+        w.undo()
+    w._set_loop(0, 0, False)
+
+
+def continuation_shot(w, wait_for, shot) -> None:
+    """A continuation, grabbed while it streams."""
+    end = w.doc.end_tick
+    w.roll.zoom_to_fit()
+    w.seek(end)
+    w.continue_panel.bars.setValue(4)
+    w.continue_panel.variations.setValue(2)
+    w.continue_panel.temperature.setValue(0.8)
+    w.continue_panel.seed.setValue(3)
+    w.roll.view.set_zoom(px_per_tick=w.roll.view.viewport().width() / (end + 5 * 1920))
+    w.generation.start()
+    wait_for(lambda: len(w.doc.preview.notes) >= 25 or not w.generation.generating, 60)
+    w.messages.hide()
+    shot("continuation.png")
+    w.generation.stop()
+    wait_for(lambda: not w.generation.generating, 30)
 
 
 def continuation_shot(w, wait_for, shot) -> None:

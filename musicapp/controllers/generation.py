@@ -230,7 +230,7 @@ class GenerationController(QObject):
         bars = self.infill_range()
         locked = len(doc.locked_ids())
         if bars is None:
-            text = "Drag over the ruler, or select notes, to choose bars (a part without: the whole piece)."
+            text = "Drag over bars in the ruler, or select notes."
         else:
             start, end = bars
             inside = sum(1 for n in doc.notes() if start <= n.start < end)
