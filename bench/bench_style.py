@@ -49,7 +49,7 @@ from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
-from core.model import load_checkpoint  # noqa: E402
+from core.model import load_checkpoint, model_fingerprint  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
 from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
@@ -334,9 +334,14 @@ def main(argv=None) -> int:
         raise SystemExit(f"collection {held!r} is not in the corpus ({', '.join(sorted(corpus.collections()))})")
     work, cache = Path(args.work), Path(args.work) / "token_cache"
     work.mkdir(parents=True, exist_ok=True)
+    # every run and every score reads this copy: a base model file replaced meanwhile cannot mix two models
+    frozen = work / "base.pth"
+    shutil.copyfile(args.model, frozen)
+    args.model_given, args.model = args.model, str(frozen)
     ev = Evaluated(args.model, args.device)
     tok = Tokenizer.from_dict(ev.meta["tokenizer"]) if "tokenizer" in ev.meta else Tokenizer()
-    results: dict = {"command": " ".join(sys.argv), "model": args.model, "heldout": held}
+    results: dict = {"command": " ".join(sys.argv), "model": args.model_given, "heldout": held,
+                     "model_fingerprint": model_fingerprint(ev.base)}
 
     def tokenized(name: str, files: list[str]) -> list[D.Piece]:
         pieces, report = D.scan_folder(link_folder(corpus, files, work / name), tok, cache_dir=cache,

@@ -203,9 +203,10 @@ def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
     base_name = (style.meta.get("training") or {}).get("base") or style.meta.get("base_name")
     learnt_on = f" ({base_name})" if base_name else ""
     if base_cfg is not None and M.ModelConfig.from_dict(base_cfg) != cfg:
-        raise StyleError(f"{where}: learnt on another base model{learnt_on}, of another size "
-                         f"({base_cfg.get('n_layer')}x{base_cfg.get('n_embd')}, this one "
-                         f"{cfg.n_layer}x{cfg.n_embd}); pick the style's own base model")
+        theirs, ours = M.ModelConfig.from_dict(base_cfg).to_dict(), cfg.to_dict()
+        differ = ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in ours if theirs.get(k) != ours[k])
+        raise StyleError(f"{where}: learnt on another base model{learnt_on}, of another shape ({differ}); "
+                         f"pick the style's own base model")
     if style.base_fingerprint not in (None, M.model_fingerprint(model)):
         raise StyleError(f"{where}: learnt on another base model{learnt_on}; it only fits that model "
                          f"(fingerprint {style.base_fingerprint}, this model's {M.model_fingerprint(model)})")
