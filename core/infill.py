@@ -332,6 +332,12 @@ class InfillStream:
     def reasons(self) -> list[list[str]]:
         return [v.reasons for v in self._vars]
 
+    def replaces(self, note: Note) -> bool:
+        """Whether `note` (of the document or of its token view: matched by start, pitch and instrument)
+        gives way to a variation's notes: it starts in the range, is not locked, and is of an instrument the
+        model writes there. A part replaces nothing."""
+        return self._replaced(note)
+
     def score(self, notes: Iterable[Note]) -> Score:
         """The document with `notes` in the range: in a bar range the replaced notes go and the new ones join
         the track that held most of their instrument's replaced notes (else one of that instrument); a part

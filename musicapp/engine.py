@@ -44,4 +44,4 @@ def open_infill(generator, score, start_tick: int, end_tick: int, params: dict, 
 def replaced_by(stream, note) -> bool:
     """Whether accepting the stream's notes removes `note` of the document (in the range, not locked,
     of an instrument the model writes); the rule is core.infill's."""
-    return stream._replaced(note)
+    return stream.replaces(note)

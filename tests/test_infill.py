@@ -166,6 +166,23 @@ def test_instruments_choose_what_is_rewritten_and_the_rest_of_the_range_is_kept(
                                                                    if n.instrument == BASS and start <= n.start < end}
 
 
+def test_replaces_names_what_a_variation_takes_the_place_of(gen, piece):
+    """What the app dims and removes on accept: in the range, not locked, of the instruments written; the
+    document's notes (longer than the token view's where a pedal holds them) match by start, pitch, instrument."""
+    start, end = bar_range(piece, gen.tokenizer, 3, 4)
+    in_range = [n for n in piece.notes if start <= n.start < end]
+    locked = [n for n in in_range if n.program == 0][:2]
+    stream = infill(gen, piece, start, end, instruments=[(0, False)], locked=locked)
+    expected = [n for n in in_range if n.program == 0 and n not in locked]
+    assert expected and [n for n in piece.notes if stream.replaces(n)] == expected
+    longer = [Note(n.start, n.duration + 480, n.pitch, n.velocity, n.program, n.drum) for n in piece.notes]
+    assert [stream.replaces(n) for n in longer] == [stream.replaces(n) for n in piece.notes]
+    left = stream.score([])  # no new notes: what stays is every note it does not replace
+    assert sorted(note_key(n) for n in left.notes) == sorted(note_key(n) for n in piece.notes if not stream.replaces(n))
+    part = add_part(gen, piece, BASS, start, end)
+    assert not any(part.replaces(n) for n in piece.notes)
+
+
 def test_a_range_longer_than_16_bars_is_done_in_chunks(gen):
     tok = gen.tokenizer
     notes = [Note(i * 480, 480, 60 + (i * 7) % 12, 80) for i in range(24 * 4)]
