@@ -387,8 +387,8 @@ class MainWindow(QMainWindow):
         if self.transport.playing:
             self.transport.stop()
         else:
-            score = self.tracks_panel.audible(self.doc.to_score(include_preview=True))  # mute and solo
-            self.transport.play(score, int(self.roll.playhead_tick))
+            score = self.doc.to_score(include_preview=True)
+            self.transport.play(score, int(self.roll.playhead_tick), self.tracks_panel.audible(score))
 
     def _on_mix_changed(self) -> None:
         """Mute or solo while the piece plays: go on from where it is with the new mix."""

@@ -139,11 +139,13 @@ class Transport(QObject):
                             "(Ports > Output), or the app's virtual port and connect your DAW or synth to it.")
 
     # --- playback ---------------------------------------------------------------------------
-    def play(self, score: Score, start_tick: int) -> None:
+    def play(self, score: Score, start_tick: int, audible: Score | None = None) -> None:
+        """Play `score` from `start_tick`, or only the notes of `audible` (the piece without its muted tracks)
+        on the channels `score` gives them, so that a track keeps its channel whatever else is muted."""
         self.stop()
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
-        self._notes = sorted(score.notes, key=lambda n: n.start)
+        self._notes = sorted((score if audible is None else audible).notes, key=lambda n: n.start)
         self.channels.use(score)  # the channels and programs the piece's file has
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]

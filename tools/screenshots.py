@@ -28,10 +28,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--model")
     p.add_argument("--piece", default=str(ROOT / "tests/data/corpus/bach/bwv10.7.mid"))
-    p.add_argument("--only", nargs="+", choices=["basic", "placement", "infill", "finetune"],
+    p.add_argument("--only", nargs="+", choices=["basic", "placement", "infill", "tracks", "finetune"],
                    help="take only these groups of pictures (default: all)")
     args = p.parse_args(argv)
-    groups = set(args.only or ["basic", "placement", "infill", "finetune"])
+    groups = set(args.only or ["basic", "placement", "infill", "tracks", "finetune"])
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -91,6 +91,8 @@ def main(argv=None) -> int:
         infill_shots(w, pump, wait_for, shot)
     if "basic" in groups:
         continuation_shot(w, wait_for, shot)
+    if "tracks" in groups:
+        tracks_shot(w, shot)
     if "finetune" in groups:
         finetune_shot(w, tmp, wait_for, shot)
     w.close()
@@ -197,6 +199,26 @@ def continuation_shot(w, wait_for, shot) -> None:
     shot("continuation.png")
     w.generation.stop()
     wait_for(lambda: not w.generation.generating, 30)
+
+
+def tracks_shot(w, shot) -> None:
+    """The Tracks tab on a POP909 song: three piano tracks in three colours, BRIDGE muted, MELODY selected
+    (its notes selected in the roll, where drawn notes would go)."""
+    from musicapp.panels.tracks_panel import MUTE
+    w.open_file(str(ROOT / "tests/data/pop909/001.mid"))
+    w.panels.setCurrentIndex(next(i for i in range(w.panels.count()) if w.panels.tabText(i) == "Tracks"))
+    panel = w.tracks_panel
+    panel.table.cellWidget(1, MUTE).click()
+    panel.select_row(0)
+    bar = w.doc.meta.time_signatures[0].bar_ticks
+    w.roll.zoom_to_fit()
+    view = w.roll.view
+    view.set_zoom(px_per_tick=view.viewport().width() / (24 * bar))
+    view.horizontalScrollBar().setValue(int(8 * bar * view.px_per_tick))
+    w.messages.hide()
+    shot("tracks.png")
+    panel.select_row(None)
+    w.panels.setCurrentIndex(0)
 
 
 def finetune_shot(w, tmp, wait_for, shot) -> None:

@@ -151,6 +151,10 @@ class TracksPanel(QWidget):
         # notes that name their track take its colour; the others keep their instrument's (the first track's)
         self.roll.scene.set_track_colours({r.index: r.colour for r in self.rows if not r.is_new})
         with QSignalBlocker(self.table):
+            for r in range(len(self.rows), self.table.rowCount()):  # rows that go: their widgets with them
+                for column in (INSTRUMENT, MUTE, SOLO):
+                    if self.table.cellWidget(r, column) is not None:
+                        self.table.cellWidget(r, column).hide()
             self.table.setRowCount(len(self.rows))
             for r, row in enumerate(self.rows):
                 self._fill(r, row)
@@ -175,26 +179,47 @@ class TracksPanel(QWidget):
         channel = "" if row.track.channel is None else f", MIDI channel {row.track.channel + 1}"
         name.setToolTip(f"{row.track.label}: {len(row.note_ids)} notes{channel}")
         self.table.setItem(r, NAME, name)
-        box = QComboBox()
-        if row.track.drum:
-            box.addItem("Drums", -1)
-            box.setEnabled(False)
-        else:
-            for program, label in enumerate(GM_PROGRAM_NAMES):
-                box.addItem(f"{program + 1} {label}", program)
-            box.setCurrentIndex(row.track.program)
-        box.setToolTip("The track's instrument (General MIDI program)")
-        box.activated.connect(lambda i, box=box, key=row.key: self._on_instrument(key, box.itemData(i)))
-        self.table.setCellWidget(r, INSTRUMENT, box)
+        # the widgets stay while the row is the same track (a refresh after every edit must not rebuild them)
+        box = self._cell_widget(r, INSTRUMENT, row)
+        if box is None:
+            box = QComboBox()
+            if row.track.drum:
+                box.addItem("Drums", -1)
+                box.setEnabled(False)
+            else:
+                for program, label in enumerate(GM_PROGRAM_NAMES):
+                    box.addItem(f"{program + 1} {label}", program)
+            box.setToolTip("The track's instrument (General MIDI program)")
+            box.activated.connect(lambda i, box=box, key=row.key: self._on_instrument(key, box.itemData(i)))
+            self._set_cell_widget(r, INSTRUMENT, row, box)
+        if not row.track.drum and box.currentIndex() != row.track.program:
+            with QSignalBlocker(box):
+                box.setCurrentIndex(row.track.program)
         for column, text, tip, flag in ((MUTE, "M", "Mute", self.set_muted), (SOLO, "S", "Solo", self.set_soloed)):
-            button = QToolButton()
-            button.setText(text)
-            button.setCheckable(True)
+            button = self._cell_widget(r, column, row)
+            if button is None:
+                button = QToolButton()
+                button.setText(text)
+                button.setCheckable(True)
+                button.setStyleSheet("QToolButton:checked { background: %s; color: #111; font-weight: bold; }"
+                                     % ("#e0a030" if column == MUTE else "#60c060"))
+                button.toggled.connect(lambda on, key=row.key, flag=flag: flag(self._row_of(key), on))
+                self._set_cell_widget(r, column, row, button)
             button.setToolTip(f"{tip} {row.track.label}")
-            button.setStyleSheet("QToolButton:checked { background: %s; color: #111; font-weight: bold; }"
-                                 % ("#e0a030" if column == MUTE else "#60c060"))
-            button.toggled.connect(lambda on, key=row.key, flag=flag: flag(self._row_of(key), on))
-            self.table.setCellWidget(r, column, button)
+
+    def _cell_widget(self, r: int, column: int, row: TrackRow):
+        """The cell's widget if it was made for this track (same key, same kind of instrument), else None."""
+        widget = self.table.cellWidget(r, column)
+        if widget is not None and widget.property("track") == repr((row.key, row.track.drum)):
+            return widget
+        return None
+
+    def _set_cell_widget(self, r: int, column: int, row: TrackRow, widget: QWidget) -> None:
+        old = self.table.cellWidget(r, column)
+        if old is not None:
+            old.hide()  # Qt deletes it later; until then it must not show over the new rows
+        widget.setProperty("track", repr((row.key, row.track.drum)))
+        self.table.setCellWidget(r, column, widget)
 
     def _show_flags(self) -> None:
         for r, row in enumerate(self.rows):

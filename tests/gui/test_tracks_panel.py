@@ -161,3 +161,19 @@ def test_tracks_of_one_instrument_get_colours_of_their_own_clear_of_the_previews
         for c in list(colours.values())[1:]:
             assert min(abs(c.hue() - preview), 360 - abs(c.hue() - preview)) >= 20, c.name()
     assert grid.track_colours([(3, 40, False), (5, 0, False), (7, 40, False)])[3] == grid.instrument_colour(40, False)
+
+
+def test_opening_another_piece_leaves_no_widgets_of_the_old_rows_on_show(make_window, qtbot):
+    from PySide6.QtWidgets import QComboBox, QToolButton
+    w = make_window()
+    chorale = POP.parents[1] / "corpus" / "bach" / "bwv10.7.mid"
+    assert w.open_file(str(chorale)) and len(w.tracks_panel.rows) == 4
+    assert w.open_file(str(POP))
+    w.panels.setCurrentIndex(next(i for i in range(w.panels.count()) if w.panels.tabText(i) == "Tracks"))
+    panel = w.tracks_panel
+    shown = [c for c in panel.table.findChildren(QComboBox) if c.isVisible()]
+    assert len(shown) == 3 and len([b for b in panel.table.findChildren(QToolButton) if b.isVisible()]) == 6
+    box = panel.table.cellWidget(0, INSTRUMENT)
+    editing.add(w.doc, [Note(0, 480, 90, track=1)])
+    assert names(panel) == ["MELODY", "BRIDGE", "PIANO"] and len(panel.rows[0].note_ids) == 265
+    assert panel.table.cellWidget(0, INSTRUMENT) is box  # an edit does not rebuild the row's widgets
