@@ -212,6 +212,39 @@ def test_capture_pairs_notes_and_converts_to_ticks():
     assert score.tempos[0].bpm == 120
 
 
+def test_capture_pairs_what_was_played_as_the_midi_reader_pairs_a_file_of_it():
+    """One note-pairing rule for files and for a player on a MIDI input (core.midi's)."""
+    played = [(0.0, mido.Message("note_on", note=60, velocity=90)),
+              (0.1, mido.Message("note_on", note=60, velocity=80)),  # struck again while held: first in, first out
+              (0.2, mido.Message("note_off", note=60)), (0.3, mido.Message("note_off", note=60)),
+              (0.5, mido.Message("note_on", note=62, velocity=70)),
+              (0.5, mido.Message("note_on", note=62, velocity=70)),  # twice at one instant: it sounds once
+              (0.6, mido.Message("note_off", note=62)), (0.7, mido.Message("note_off", note=62)),
+              (1.0, mido.Message("note_on", note=64, velocity=60)),
+              (1.25, mido.Message("control_change", control=123, value=0)),  # all notes off ends it
+              (1.5, mido.Message("program_change", channel=1, program=40)),
+              (1.5, mido.Message("note_on", channel=1, note=67, velocity=50)),
+              (2.0, mido.Message("note_off", channel=1, note=67))]
+    cap = MidiCapture()
+    for t, m in played:
+        cap(m, 50.0 + t)
+    captured = cap.to_score(bpm=120, until=52.5)
+    per_second = 2 * TICKS_PER_BEAT  # at 120 BPM
+    track = mido.MidiTrack()
+    for (t, m), (before, _) in zip(played, [(0.0, None)] + played):
+        track.append(m.copy(time=round((t - before) * per_second)))
+    file = io.BytesIO()
+    mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT, tracks=[track]).save(file=file)
+    read, _ = read_midi(file.getvalue())
+
+    def spans(score):
+        return [(n.start, n.duration, n.pitch, n.velocity, n.program) for n in score.notes]
+
+    assert spans(captured) == spans(read)
+    assert spans(captured) == [(0, 192, 60, 90, 0), (96, 192, 60, 80, 0), (480, 96, 62, 70, 0), (960, 240, 64, 60, 0),
+                               (1440, 480, 67, 50, 40)]
+
+
 def test_clock_follower_fits_tempo_through_jitter():
     rng = random.Random(1)
     follower = ClockFollower()

@@ -1,12 +1,14 @@
 """MidiCapture: what a player plays on a MIDI input, with arrival times, turned into a Score."""
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import mido
 
-from ..score import DRUM_CHANNEL, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
+from ..midi import read_midi
+from ..score import TICKS_PER_BEAT, Score, TempoChange, TimeSignature
 
 
 class MidiCapture:
@@ -50,8 +52,9 @@ class MidiCapture:
                  numerator: int = 4, denominator: int = 4) -> Score:
         """The captured notes in ticks at `bpm` from `origin_time` (default: the first note).
 
-        Note-ons pair with the next note-off (or velocity-0 note-on) on the same channel and key;
-        notes still held end at `until` (default: now). Channel 10 is drums.
+        What was played is read exactly as core.midi reads a file of it (one rule for pairing note-ons with
+        note-offs, the sustain pedal, program changes and channel 10 as drums); notes still held end at
+        `until` (default: now), notes begun before the origin are left out.
         """
         with self._lock:
             events = list(self.events)
@@ -59,30 +62,18 @@ class MidiCapture:
             origin_time = next((t for t, m in events if m.type == "note_on" and m.velocity > 0), 0.0)
         until = time.perf_counter() if until is None else until
         ticks_per_second = bpm / 60.0 * TICKS_PER_BEAT
-
-        def tick(t: float) -> int:
-            return round((t - origin_time) * ticks_per_second)
-
-        programs = [0] * 16
-        open_notes: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # key -> [(start, velocity, program)]
-        notes: list[Note] = []
-
-        def close(key, end_tick):
-            start, velocity, program = open_notes[key].pop(0)
-            if not open_notes[key]:
-                del open_notes[key]
-            if start >= 0:  # notes begun before the origin are dropped
-                notes.append(Note(start, max(1, end_tick - start), key[1], velocity, program,
-                                  drum=key[0] == DRUM_CHANNEL))
-
-        for t, m in events:
-            if m.type == "program_change":
-                programs[m.channel] = m.program
-            elif m.type == "note_on" and m.velocity > 0:
-                open_notes.setdefault((m.channel, m.note), []).append((tick(t), m.velocity, programs[m.channel]))
-            elif m.type in ("note_on", "note_off") and (m.channel, m.note) in open_notes:
-                close((m.channel, m.note), tick(t))
-        for key in list(open_notes):
-            while key in open_notes:
-                close(key, tick(until))
-        return Score(notes, [TempoChange(0, bpm)], [TimeSignature(0, numerator, denominator)])
+        track = mido.MidiTrack()
+        now = 0
+        for t, m in sorted(events, key=lambda e: e[0]):  # by arrival time (stable: one instant keeps its order)
+            at = round((t - origin_time) * ticks_per_second)
+            if at < 0 and m.type in ("note_on", "note_off"):
+                continue  # its note-off, if it comes later, finds nothing sounding and is ignored
+            at = max(at, 0)  # a program or controller set before the origin is in force from its start
+            track.append(m.copy(time=at - now))
+            now = at
+        track.append(mido.MetaMessage("end_of_track", time=max(round((until - origin_time) * ticks_per_second), now)
+                                      - now))  # where the notes still held end
+        data = io.BytesIO()
+        mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT, tracks=[track]).save(file=data)
+        played, _ = read_midi(data.getvalue())
+        return Score(played.notes, [TempoChange(0, bpm)], [TimeSignature(0, numerator, denominator)])
