@@ -25,15 +25,20 @@ def test_core_sources_never_import_qt():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def _loaded_by_importing(modules: list[str], watched: tuple[str, ...]) -> list[str]:
+    """The `watched` modules (or packages) that a fresh interpreter has loaded after importing `modules`."""
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in sys.modules if m in {watched!r} or m.split('.')[0] in {watched!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return ast.literal_eval(out.stdout)
+
+
 def test_importing_every_core_module_loads_no_qt():
     modules = sorted(p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
                      for p in (ROOT / "core").rglob("*.py") if p.name != "__main__.py")
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {QT_MODULES!r}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _loaded_by_importing(modules, QT_MODULES) == []
 
 
 def test_the_real_time_layer_never_loads_the_model_layer():
@@ -43,12 +48,7 @@ def test_the_real_time_layer_never_loads_the_model_layer():
     modules = [f"core.live.{m}" for m in ("ports", "timing", "scheduler", "process", "player", "capture", "clock",
                                           "jam")] + ["core.live", "core.channels"]
     heavy = ("torch", "numpy", "core.model", "core.generate", "core.tokenizer", "core.wkv")
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            f"print(sorted(m for m in sys.modules if m in {heavy!r}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _loaded_by_importing(modules, heavy) == []
 
 
 # What users run: the two commands pyproject.toml installs and the modules run with `python -m` (torchrun).
