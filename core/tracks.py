@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Collection, Hashable, Iterable, Mapping
 
-from core.score import DRUM_CHANNEL, Event, Note, Score, Track
-
-PITCHED_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]
+from core.channels import PITCHED_CHANNELS
+from core.score import Event, Note, Score, Track
 
 
 def assign(tracks: Iterable[Track], notes: Mapping[Hashable, Note]) -> tuple[Score, dict[Hashable, int]]:
