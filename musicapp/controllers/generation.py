@@ -286,7 +286,8 @@ class GenerationController(QObject):
         self._launch(worker)
 
     def _on_replacing(self, ids: list) -> None:
-        if self.sender() is self._worker and self.doc.preview.part is None:
+        worker = self.sender()
+        if worker is self._worker and not worker.cancel.is_set() and self.doc.preview.part is None:
             self.doc.preview.replaced = list(ids)
             self.doc.previewChanged.emit()  # the roll dims them
 
