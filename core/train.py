@@ -40,7 +40,7 @@ LOG_FILE = "train_log.jsonl"
 SCAN_FILE = "scan_report.json"
 RESUME_FORMAT = "rwkv-music-resume/1"
 MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
-DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 1e-3}
+DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
 DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 LN2 = math.log(2.0)
 
@@ -447,7 +447,9 @@ class _Trainer:
         self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
         # a style's parts each have their own rate, all scaled by --lr / the mode's default
         if hasattr(self.module, "param_groups"):
-            groups = self.module.param_groups(cfg.weight_decay, DEFAULT_LR[cfg.mode])
+            # state mode: its one part at the mode's own rate (2e-2, or --lr), as it always was
+            reference = self.module.PART_LR["state"] if cfg.mode == "state" else DEFAULT_LR[cfg.mode]
+            groups = self.module.param_groups(cfg.weight_decay, reference)
         else:
             groups = _param_groups(self.module, cfg.weight_decay)
         self.opt = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(cfg.beta1, cfg.beta2), fused=True)
