@@ -334,7 +334,7 @@ def test_a_saved_transformer_loads_with_the_same_outputs(tmp_path, tok):
 def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path, tok):
     """The bench/eval_base.py command on the test corpus: a tiny RWKV-7 trained 20 steps on its training split,
     today's bundled model, a sweep's results with one kept Transformer, and every section."""
-    from core.paths import base_model
+    from tests.gui.models import make_tiny_checkpoint
     from core.train import TrainConfig, run_training
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
@@ -369,7 +369,7 @@ def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path, tok):
     out = tmp_path / "eval.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "eval_base.py"), "--model", paths["result"], "--corpus", str(corpus),
-         "--old-model", str(base_model()),
+         "--old-model", str(make_tiny_checkpoint(tmp_path / "v1.pth", tokenizer_version="rwkvmusic-tok-1")),
          "--sweep", str(sweep / "sweep.json"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
          "--sections", "1", "2", "3", "4", "5", "6", "--threads", "1", "--workers", "1", "--json", str(out),
          "--prompts", "2", "--prompt-bars", "2", "--gen-bars", "2", "--cont-collections", "bach", "essenFolksong",
