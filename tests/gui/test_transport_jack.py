@@ -3,6 +3,7 @@ another process as the DAW): the notes arrive, and stop releases every sounding 
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -98,10 +99,12 @@ def jam_window(jack_server, monkeypatch, make_window, prefs, app_paths, qtbot):
     make_tiny_checkpoint(app_paths.resources / "tiny.pth")
     monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
     backend = midi_backend("jack")
-    player = backend.open_output("out", client_name="player")
+    # a client name of its own: JACK renames a second "player" (another test's), and the app would listen to it
+    client = f"player{uuid.uuid4().hex[:6]}"
+    player = backend.open_output("out", client_name=client)
     with MidiRecorder() as rx:
         prefs.set("midi/output", rx.port_name)
-        prefs.set("midi/input", "player:out")
+        prefs.set("midi/input", f"{client}:out")
         w = make_window(start=True)
         qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
         time.sleep(0.1)
