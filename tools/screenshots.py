@@ -183,24 +183,6 @@ def continuation_shot(w, wait_for, shot) -> None:
     wait_for(lambda: not w.generation.generating, 30)
 
 
-def continuation_shot(w, wait_for, shot) -> None:
-    """A continuation, grabbed while it streams."""
-    end = w.doc.end_tick
-    w.roll.zoom_to_fit()
-    w.seek(end)
-    w.continue_panel.bars.setValue(4)
-    w.continue_panel.variations.setValue(2)
-    w.continue_panel.temperature.setValue(0.8)
-    w.continue_panel.seed.setValue(3)
-    w.roll.view.set_zoom(px_per_tick=w.roll.view.viewport().width() / (end + 5 * 1920))
-    w.generation.start()
-    wait_for(lambda: len(w.doc.preview.notes) >= 25 or not w.generation.generating, 60)
-    w.messages.hide()
-    shot("continuation.png")
-    w.generation.stop()
-    wait_for(lambda: not w.generation.generating, 30)
-
-
 def tracks_shot(w, shot) -> None:
     """The Tracks tab on a POP909 song: three piano tracks in three colours, BRIDGE muted, MELODY selected
     (its notes selected in the roll, where drawn notes would go)."""
