@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -46,6 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from core import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
+from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
@@ -255,41 +255,6 @@ def histogram_overlaps(generated: list, reference: dict) -> dict:
 
 
 # --- output ------------------------------------------------------------------------------------------------
-def _cell(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if fmt == "s":
-        return str(value)
-    if fmt.endswith("%"):  # reductions print as changes (a fall in bits is negative)
-        return format(-value, fmt)
-    return format(int(value) if fmt.endswith("d") else value, fmt)
-
-
-def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    cells = [[_cell(r.get(key), fmt) for _, key, fmt in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, (h, _, _) in enumerate(columns)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, ((h, _, _), w) in enumerate(zip(columns, widths))))
-    print("  ".join("-" * w for w in widths))
-    for c in cells:
-        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))))
-    sys.stdout.flush()
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
-
 # --- the run -----------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -460,7 +425,7 @@ def main(argv=None) -> int:
 
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(_jsonable(results), indent=1))
+        Path(args.json).write_text(json.dumps(jsonable(results), indent=1))
         log(f"saved {args.json}")
     return 0
 

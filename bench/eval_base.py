@@ -57,6 +57,7 @@ import torch  # noqa: E402
 
 from core import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
+from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.ngram import KneserNeyNGram  # noqa: E402
 from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile,  # noqa: E402
                                    torch_window_bits, uniform_window_bits)
@@ -744,39 +745,6 @@ def section_finetune(run: Run) -> dict:
 
 
 # --- output ------------------------------------------------------------------------------------------
-def _cell(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if fmt == "s":
-        return str(value)
-    if fmt.endswith("%"):  # "reduction" is a fall in bits: show it as a negative change
-        return format(-value, fmt)
-    return format(int(value) if fmt.endswith("d") else value, fmt)
-
-
-def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    cells = [[_cell(r.get(key), fmt) for _, key, fmt in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _, _) in enumerate(columns)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, ((h, _, _), w) in enumerate(zip(columns, widths))))
-    print("  ".join("-" * w for w in widths))
-    for c in cells:
-        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))))
-    sys.stdout.flush()
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (np.floating, np.integer)):
-        return _jsonable(obj.item())
-    return obj
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="the model to evaluate (sections 1 and 3-6)")
@@ -881,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = Path(args.json)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(json.dumps(_jsonable(results), indent=1))
+                tmp.write_text(json.dumps(jsonable(results), indent=1))
                 os.replace(tmp, path)
     finally:
         if temp:

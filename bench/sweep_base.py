@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.eval_base import Corpus, link_folder, load_model, log, print_table  # noqa: E402
+from bench.eval_base import Corpus, link_folder, load_model, log  # noqa: E402
+from core.evaluate.tables import print_table  # noqa: E402
 from core.evaluate.scoring import PieceSet, infill_bits, torch_window_bits  # noqa: E402
 from core.evaluate.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
                                        save_transformer, train_causal_lm)
@@ -105,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                               dynamics_flag=run["variant"] != "noflag")
             run_training(cfg)
             model, meta = load_model(str(out / "model.pth"), "cpu")
-            steps = int(meta.get("step") or meta.get("training", {}).get("total_steps") or 0)
-            resume = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
-            steps = int(resume.get("step", steps))
+            steps = int(torch.load(out / "resume.pt", map_location="cpu", weights_only=True)["step"])
             row = {"params": sum(p.numel() for p in model.parameters()), "steps": steps,
                    "train_seconds": round(time.monotonic() - t0), **run}
             seen = sets if run["variant"] != "noflag" else {  # what that model was trained on: no Flat

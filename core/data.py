@@ -353,12 +353,13 @@ def _restated(tokenizer, header: list[int]) -> list[int]:
     return [t for t in header if t != tokenizer.bos_id and t != tokenizer.flat_id]
 
 
-def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: int = 8) -> list[int] | None:
+def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: int = 8,
+                      layout: tuple | None = None) -> list[int] | None:
     """A fill-in-the-middle example cut from one valid sequence (a window): bars before, Gap_k, the bars
     after (restated), Fill, the k missing bars, EOS. At most `budget` tokens (the bars furthest from the
-    gap are left out first); None when the sequence has no bar to take out."""
+    gap are left out first); None when the sequence has no bar to take out. `layout`: _bars(ids) if known."""
     ids = [int(t) for t in ids]
-    bars, heads, end = _bars(tokenizer, ids)
+    bars, heads, end = layout or _bars(tokenizer, ids)
     if len(bars) < 2 or not tokenizer.infill:
         return None
     bar_end = bars[1:] + [end]
@@ -390,11 +391,11 @@ def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: 
 
 
 def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
-                       max_bars: int = MAX_PART_BARS) -> list[int] | None:
+                       max_bars: int = MAX_PART_BARS, layout: tuple | None = None) -> list[int] | None:
     """A part-infill example cut from one valid sequence: bars of every instrument but one, Part, that
     instrument, Fill, the same bars with only its notes, EOS. None without two instruments in the bars."""
     ids = [int(t) for t in ids]
-    bars, heads, end = _bars(tokenizer, ids)
+    bars, heads, end = layout or _bars(tokenizer, ids)
     if not bars or not tokenizer.infill:
         return None
     bar_end = bars[1:] + [end]
@@ -426,8 +427,10 @@ def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
 def infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, part_share: float = 0.5) -> list[int] | None:
     """A part infill (with probability `part_share`, where the bars hold two instruments) or else a bar
     infill example from one valid sequence; None when neither can be made."""
-    seq = part_infill_tokens(ids, tokenizer, rng, budget) if rng.random() < part_share else None
-    return seq if seq is not None else bar_infill_tokens(ids, tokenizer, rng, budget)
+    ids = [int(t) for t in ids]
+    layout = _bars(tokenizer, ids)  # read once for either kind
+    seq = part_infill_tokens(ids, tokenizer, rng, budget, layout=layout) if rng.random() < part_share else None
+    return seq if seq is not None else bar_infill_tokens(ids, tokenizer, rng, budget, layout=layout)
 
 
 def without_flat(ids: Sequence[int], tokenizer) -> list[int]:

@@ -670,6 +670,11 @@ class GrammarState:
             lo = max(lo, done[0] + 1)
         return lo, hi
 
+    def _can_start(self, instrument=None) -> bool:
+        """Whether an instrument (the current one by default) may still start a note at this onset."""
+        lo, hi = self._pitch_range(instrument)
+        return lo <= hi
+
     def _pitch_ok(self, pitch: int) -> bool:
         lo, hi = self._pitch_range()
         return lo <= pitch <= hi
@@ -697,10 +702,9 @@ class GrammarState:
             if k == PITCH:
                 return self._instrument_ok() and self.velocity is not None and self._pitch_ok(_VALUES[t])
             if k == INSTRUMENT:
-                lo, hi = self._pitch_range(_VALUES[t])
-                return (self._restriction is None or _VALUES[t] in self._restriction) and lo <= hi
+                return (self._restriction is None or _VALUES[t] in self._restriction) and self._can_start(_VALUES[t])
             if k == VELOCITY:
-                return self._instrument_ok() and self._pitch_range()[0] <= self._pitch_range()[1]
+                return self._instrument_ok() and self._can_start()
             if s == _S_POS:
                 return k == TEMPO
             if k == POS:
@@ -749,7 +753,7 @@ class GrammarState:
         pitches = inst_ok and self.velocity is not None and (
             s in (_S_POS, _S_POS_TEMPO, _S_DURATION, _S_INSTRUMENT, _S_VELOCITY))
         # instruments that can start no more notes at this onset (a chord full, or its top pitch reached)
-        full = [inst for inst in self._onset if self._pitch_range(inst)[0] > self._pitch_range(inst)[1]]
+        full = [inst for inst in self._onset if not self._can_start(inst)]
         if pos_range or pitches or full:
             mask = mask.copy()
         for inst in full:

@@ -8,6 +8,7 @@ import torch
 
 from core import jit_build, step_cpu
 from core.model import ModelConfig, RWKV7, _StepWeights, load_checkpoint
+from tests.small_models import odd_sized_model
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
 
@@ -52,13 +53,8 @@ def test_fused_step_matches_the_torch_op_step_on_the_bundled_model(batch):
 
 def test_fused_step_handles_odd_sizes_and_a_style_state():
     # head size 32, low-rank sizes that are not multiples of the vector width, 3 heads
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_embd=96, vocab_size=53, head_size=32, dim_w=13, dim_a=7, dim_v=5, dim_g=19)
-    model = RWKV7(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    model.eval()
+    model = odd_sized_model()
+    cfg = model.config
     style = torch.randn(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
     state = model.init_state(2, wkv=style)  # expanded (stride-0) views of one style
     tokens = torch.randint(0, cfg.vocab_size, (2, 30), generator=torch.Generator().manual_seed(1))

@@ -12,12 +12,13 @@ import torch
 
 from core import cli
 from core.generate import Generator, SamplingConfig
-from core.model import (CheckpointError, ModelConfig, RWKV7, _StepWeights, load_checkpoint, model_fingerprint,
+from core.model import (CheckpointError, RWKV7, _StepWeights, load_checkpoint, model_fingerprint,
                         save_checkpoint, save_state_file)
 from core.step_cpu import FusedStep
 from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
                         plan_style, remove_style, save_style, set_strength, small_parameter_names)
 from core.train import TrainConfig, run_training
+from tests.small_models import odd_sized_model
 from tests.test_data import make_folder
 from tests.test_model import perturbed_model, random_state
 
@@ -116,13 +117,7 @@ def test_fused_step_with_offset_matches_the_torch_op_step_on_the_bundled_model()
 
 
 def test_fused_step_with_a_low_rank_offset_on_odd_sizes():
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_embd=96, vocab_size=53, head_size=32, dim_w=13, dim_a=7, dim_v=5, dim_g=19)
-    model = RWKV7(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    model.eval()
+    model = odd_sized_model()
     apply_style(model, random_style(model, 5, parts=("offset",), offset_rank=2), check=False)
     tokens = torch.randint(0, 53, (3, 25), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
