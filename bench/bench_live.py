@@ -176,7 +176,8 @@ def while_generating(gen: Generator, prompt: Score, seconds: float, sched):
 
 
 def while_training(seconds: float, folder: str):
-    from core.train import TrainConfig, start_job
+    from core.train_config import TrainConfig
+    from core.train_job import start_job
 
     config = TrainConfig(data=str(CORPUS), out=os.path.join(folder, "train"), steps=100000, n_layer=2, n_embd=128,
                          ctx_len=256, batch_size=4, eval_every=10**9, checkpoint_every=10**9, device="cpu",

@@ -53,7 +53,8 @@ from core.model import load_checkpoint, model_fingerprint  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
 from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import DEFAULT_LR, TrainConfig, run_training  # noqa: E402
+from core.train import run_training  # noqa: E402
+from core.train_config import DEFAULT_LR, TrainConfig  # noqa: E402
 
 DEFAULT_CANDIDATES = ("state", "lora", "offset", "bias", "offset+state", "lora+state", "lora+offset+bias+state")
 

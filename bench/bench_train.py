@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from core.model import ModelConfig, RWKV7, save_checkpoint  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import TrainConfig, run_training  # noqa: E402
+from core.train import run_training  # noqa: E402
+from core.train_config import TrainConfig  # noqa: E402
 
 
 def bench_one(base: str, mode: str, args, work: Path) -> tuple[float, float, float]:

@@ -36,7 +36,8 @@ from core.evaluate.transformer import (CausalTransformer, Schedule, matched_conf
                                        save_transformer, train_causal_lm)
 from core import data as D  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import TrainConfig, run_training  # noqa: E402
+from core.train import run_training  # noqa: E402
+from core.train_config import TrainConfig  # noqa: E402
 
 
 def validation_sets(corpus: Corpus, tok: Tokenizer, work: Path, heldout: str, per_collection: int,

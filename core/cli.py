@@ -159,7 +159,9 @@ def cmd_resave(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import signal
 
-    from .train import TrainingError, config_from_args, run_training
+    from .train import run_training
+    from .train_config import TrainingError
+    from .train_options import config_from_args
 
     stop = {"asked": False}
 
@@ -207,11 +209,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .train import TrainingError, evaluate_files
+    from .evaluate.files import EvaluationError, evaluate_files
 
     try:
         result = evaluate_files(args.model, args.path, args.style, strength=args.style_strength)
-    except TrainingError as e:
+    except EvaluationError as e:
         raise CliError(str(e)) from None
     if args.json:
         print(json.dumps(result))

@@ -1,10 +1,13 @@
-"""Pretraining and fine-tuning (full, LoRA, state tuning) with progress events, checkpoints and resume.
+"""The training loop: pretraining and fine-tuning (full, LoRA, style and state tuning) with progress events,
+checkpoints and exact resume.
 
-`run_training(config, emit, should_stop)` is the loop itself, in this process. `start_job(config)` runs
-it in a spawned child process (so a GUI or a live MIDI stream in the parent keeps its timing) and hands
-back a `TrainingJob` whose events arrive over a queue. Under `torchrun` the same loop runs data-parallel
-(`python -m core.train`): each rank takes a fixed slice of every global batch and gradients are summed,
-so N processes compute what one process computes on the whole batch.
+Here: the model a run trains (a base checkpoint or a fresh model, wrapped for its mode), the learning-rate
+schedule, the result files, DDP set-up, the loop itself (`run_training(config, emit, should_stop)`, in this
+process) and its torchrun entry: under `torchrun ... -m core.train` each rank takes a fixed slice of every
+global batch and gradients are summed, so N processes compute what one process computes on the whole batch.
+Elsewhere: a run's settings, events and errors (core/train_config.py), its command-line options
+(core/train_options.py), a run in a child process (core/train_job.py), scoring whole files with a trained
+model (core/evaluate/files.py).
 
 Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (style, and its
 variant state: see core/style.py), train_log.jsonl (one event per line), scan_report.json.
@@ -12,17 +15,14 @@ variant state: see core/style.py), train_log.jsonl (one event per line), scan_re
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
-import queue as queue_mod
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from torch import nn
 
 from core import data as D
 from core.atomic import atomic_write
-from core.train_options import add_train_arguments
+from core.train_config import DEFAULT_LR, MODES, TrainConfig, TrainEvent, TrainingError
+from core.train_options import add_train_arguments, config_from_args
 
 RESUME_FILE = "resume.pt"
 MODEL_FILE = "model.pth"
@@ -39,95 +40,7 @@ STYLE_FILE = "style.pth"
 LOG_FILE = "train_log.jsonl"
 SCAN_FILE = "scan_report.json"
 RESUME_FORMAT = "rwkv-music-resume/1"
-MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
-DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
-DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 LN2 = math.log(2.0)
-
-
-class TrainingError(Exception):
-    """A failure to tell the user as one line (bad input, nothing to train on, out of memory...)."""
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    base: str | None = None            # checkpoint to fine-tune; None: pretrain from scratch
-    mode: str = "full"                 # full | lora | style | state
-    steps: int | None = None           # total optimizer steps; or
-    epochs: float | None = None        # passes over the training windows (default 1 when neither)
-    ctx_len: int = 512
-    batch_size: int = 8
-    lr: float | None = None            # default depends on the mode, see DEFAULT_LR
-    min_lr_ratio: float = 0.1          # cosine decays to lr * this
-    warmup_steps: int | None = None    # default: 5% of the steps, at most 100
-    weight_decay: float = 0.01         # on 2-D weights only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    lora_rank: int = 16
-    lora_alpha: float = 32.0
-    style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)
-    style_rank: int | None = None      # style mode: LoRA rank (None: the largest of 8..1 that fits 1 MB)
-    offset_rank: int | None = None     # style mode: rank of the state offset per head (0: full; None: auto)
-    n_layer: int = 6                   # model size when pretraining from scratch
-    n_embd: int = 384
-    val_fraction: float = 0.1
-    eval_every: int = 100
-    max_eval_batches: int = 50
-    checkpoint_every: int = 200
-    log_every: int | None = None       # default: every step on CPU, every 10 on CUDA
-    completion_only: bool = False      # no loss on the header restated at a window's start
-    augment: bool = False              # random transposition and small tempo changes
-    max_transpose: int = 5
-    tempo_jitter: float = 0.05
-    infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)
-    part_share: float = 0.5            # of those, part infills where the bars hold two instruments
-    dynamics_flag: bool = True         # keep the Flat token of one-velocity pieces (False: an ablation)
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-    stop_at_step: int | None = None    # pause (checkpoint and stop) here without changing the schedule
-    max_bad_steps: int = 20            # non-finite losses tolerated (each skipped) before giving up
-    workers: int | None = None         # tokenizer worker processes
-    cache_dir: str | None = None       # default: <out>/token_cache
-    threads: int | None = None         # torch CPU threads
-    time_budget_s: float | None = None # wall-clock seconds of training: sets the number of steps (schedule)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-@dataclass
-class TrainEvent:
-    """One progress report. Losses are mean nats per scored token (loss: the training batches since
-    the last step event; val_loss: the validation windows); bits_per_note is the validation total in
-    bits over the notes (pitch tokens) scored. paths: resume/result (and log, scan_report at the end)."""
-    kind: str  # scan | step | eval | checkpoint | done | error | cancelled
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    val_loss: float | None = None
-    bits_per_note: float | None = None
-    tokens_per_s: float | None = None
-    eta_s: float | None = None
-    lr: float | None = None
-    message: str = ""
-    paths: dict = field(default_factory=dict)
-    report: dict | None = None  # the scan report, on "scan"
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
-
-    @property
-    def terminal(self) -> bool:
-        return self.kind in ("done", "error", "cancelled")
 
 
 # --- model plumbing ----------------------------------------------------------------------------
@@ -477,7 +390,10 @@ class _Trainer:
         resume = torch.load(path, map_location="cpu", weights_only=True)
         if resume.get("format") != RESUME_FORMAT:
             raise TrainingError(f"{path} is not a resume checkpoint of this version")
-        saved = TrainConfig.from_dict(resume["config"])
+        try:
+            saved = TrainConfig.from_dict(resume["config"])
+        except ValueError as e:  # a setting this version does not have
+            raise TrainingError(f"{path} was written by another version: {e}") from None
         for key in ("mode", "base", "ctx_len", "batch_size", "seed", "n_layer", "n_embd", "lora_rank", "style_parts",
                     "style_rank", "offset_rank"):
             if getattr(saved, key) != getattr(cfg, key):
@@ -666,182 +582,7 @@ def run_training(config: TrainConfig, emit: Callable[[TrainEvent], None] | None 
     return trainer.run()
 
 
-# --- evaluation of whole files --------------------------------------------------------------------
-EVAL_CHUNK = 1024  # tokens per parallel forward; the state carries across chunks
-
-
-@torch.no_grad()
-def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
-    """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
-    style's WKV state)."""
-    device = next(model.parameters()).device
-    seq = torch.tensor(ids, dtype=torch.long, device=device)
-    state = model.init_state(1, wkv=wkv)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for begin in range(0, len(ids) - 1, EVAL_CHUNK):
-        chunk = seq[begin:min(begin + EVAL_CHUNK, len(ids) - 1)]
-        targets = seq[begin + 1:begin + 1 + len(chunk)]
-        logits, state = model(chunk[None], state=state, return_state=True)
-        total += F.cross_entropy(logits[0].float(), targets, reduction="sum").double()
-    return float(total) / LN2
-
-
-def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,
-                   device: str = "auto", strength: float = 1.0) -> dict:
-    """Bits per token and per note of a model (and optional style, at `strength`) on MIDI files or folders,
-    each file tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
-    M = _model_api()
-    from core.midi import MidiReadError, read_midi
-    from core.tokenizer import Tokenizer
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        model, meta = M.load_checkpoint(model_path, device=device)
-        if style_path:
-            from core.style import apply_style, load_style
-            apply_style(model, load_style(style_path, model), strength)
-    except FileNotFoundError as e:
-        raise TrainingError(f"no such file: {e.filename or model_path}") from None
-    except (M.CheckpointError, ValueError) as e:  # ValueError: a strength below 0
-        raise TrainingError(str(e)) from None
-    try:
-        tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    is_note = note_token_table(tokenizer)
-    files, skipped = [], []
-    for path in paths:
-        if not os.path.exists(path):
-            raise TrainingError(f"no such file or folder: {path}")
-        for f in D.find_midi_files(path):
-            try:
-                ids = tokenizer.encode(read_midi(str(f))[0])
-            except (MidiReadError, OSError) as e:
-                skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
-                continue
-            bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's
-            notes = int(is_note[np.asarray(ids)].sum())
-            files.append({"path": str(f), "tokens": len(ids), "notes": notes, "nll_bits": bits,
-                          "bits_per_token": bits / max(1, len(ids) - 1)})
-    predicted = sum(max(0, f["tokens"] - 1) for f in files)
-    bits = sum(f["nll_bits"] for f in files)
-    notes = sum(f["notes"] for f in files)
-    return {"model": model_path, "style": style_path, "strength": strength if style_path else None,
-            "files": files, "skipped": skipped,
-            "bits_per_token": bits / predicted if predicted else None,
-            "bits_per_note": bits / notes if notes else None}
-
-
-# --- the job: the loop in a child process ------------------------------------------------------
-def _child_main(config_dict: dict, events, cancel, parent_pid: int) -> None:
-    def parent_gone() -> bool:
-        return os.getppid() != parent_pid
-
-    def emit(event: TrainEvent) -> None:
-        events.put(event)
-
-    try:
-        run_training(TrainConfig.from_dict(config_dict), emit, lambda: cancel.is_set() or parent_gone())
-    except TrainingError as e:
-        events.put(TrainEvent("error", message=str(e)))
-    except Exception as e:  # anything else still reaches the parent as one line
-        events.put(TrainEvent("error", message=f"{type(e).__name__}: {e}"))
-    finally:
-        events.close()
-        events.join_thread()
-
-
-class TrainingJob:
-    """A training run in a spawned child process. Read progress with `events()` (blocking iterator) or
-    `poll_events()` (what has arrived, without waiting); `cancel()` asks for a clean stop."""
-
-    def __init__(self, config: TrainConfig) -> None:
-        import multiprocessing as mp
-        ctx = mp.get_context("spawn")
-        self.config = config
-        self._events = ctx.Queue()
-        self._cancel = ctx.Event()
-        self._proc = ctx.Process(target=_child_main, name="rwkv-music-train",
-                                 args=(config.to_dict(), self._events, self._cancel, os.getpid()))
-        # Not a daemon: the child tokenizes with worker processes of its own, which daemons may not have.
-        # It stops by itself when this process goes away (see _child_main).
-        self._proc.start()
-        self.final: TrainEvent | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.final is None
-
-    def _take(self, timeout: float | None) -> TrainEvent | None:
-        if self.final is not None:
-            return None
-        try:
-            event = self._events.get(timeout=timeout) if timeout != 0 else self._events.get_nowait()
-        except queue_mod.Empty:
-            if not self._proc.is_alive():
-                try:  # the last events may still be in the pipe
-                    event = self._events.get(timeout=0.5)
-                except queue_mod.Empty:
-                    event = TrainEvent("error", message=f"training process ended unexpectedly "
-                                                        f"(exit code {self._proc.exitcode})")
-            else:
-                return None
-        if event.terminal:
-            self.final = event
-            self._proc.join(timeout=30)
-        return event
-
-    def poll_events(self) -> list[TrainEvent]:
-        out = []
-        while (event := self._take(0)) is not None:
-            out.append(event)
-        return out
-
-    def events(self) -> Iterator[TrainEvent]:
-        while self.final is None:
-            event = self._take(0.5)
-            if event is not None:
-                yield event
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> TrainEvent | None:
-        """Consume events until the run ends (or `timeout` seconds pass); returns the final event."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.final is None:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            self._take(0.5 if left is None else min(0.5, left))
-        return self.final
-
-
-def start_job(config: TrainConfig) -> TrainingJob:
-    return TrainingJob(config)
-
-
 # --- command line (torchrun entry) -------------------------------------------------------------
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of a parsed `train` command line (missing options keep their defaults)."""
-    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
-    cfg = TrainConfig(data=args.folder, out=args.out, base=get("base"), mode=get("mode", "full"),
-                      steps=get("steps"), epochs=get("epochs"), ctx_len=get("ctx", 512),
-                      batch_size=get("batch", 8), resume=bool(get("resume", False)), lr=get("lr"),
-                      warmup_steps=get("warmup"), augment=bool(get("augment", False)),
-                      completion_only=bool(get("completion_only", False)), device=get("device", "auto") or "auto",
-                      dynamics_flag=not get("no_dynamics_flag", False))
-    for arg, attr in (("layers", "n_layer"), ("width", "n_embd"), ("seed", "seed"), ("eval_every", "eval_every"),
-                      ("checkpoint_every", "checkpoint_every"), ("val_fraction", "val_fraction"),
-                      ("stop_at", "stop_at_step"), ("threads", "threads"), ("log_every", "log_every"),
-                      ("infill_share", "infill_share"), ("part_share", "part_share"),
-                      ("time_budget", "time_budget_s"), ("cache_dir", "cache_dir"), ("style_parts", "style_parts"),
-                      ("style_rank", "style_rank"), ("offset_rank", "offset_rank")):
-        if get(arg) is not None:
-            setattr(cfg, attr, get(arg))
-    return cfg
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.train", description="train (data-parallel under torchrun)")
     add_train_arguments(p)

@@ -1,8 +1,23 @@
-"""The options of a training run, shared by `rwkv-music train` and `python -m core.train` (torchrun).
+"""The options of a training run, shared by `rwkv-music train` and `python -m core.train` (torchrun), and
+the TrainConfig they make. Their defaults are TrainConfig's (core/train_config.py), read from there.
 Kept apart from core/train.py so that building the CLI parser does not import torch."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from core.train_config import MODES, TrainConfig
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+# each option's TrainConfig field (--no-dynamics-flag, the one negated option, is handled apart)
+_FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "steps": "steps", "epochs": "epochs",
+             "ctx": "ctx_len", "batch": "batch_size", "resume": "resume", "layers": "n_layer", "width": "n_embd",
+             "lr": "lr", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
+             "val_fraction": "val_fraction", "warmup": "warmup_steps", "augment": "augment",
+             "completion_only": "completion_only", "device": "device", "stop_at": "stop_at_step",
+             "threads": "threads", "log_every": "log_every", "time_budget": "time_budget_s", "cache_dir": "cache_dir",
+             "style_parts": "style_parts", "style_rank": "style_rank", "offset_rank": "offset_rank",
+             "infill_share": "infill_share", "part_share": "part_share"}
 
 
 def _positive_int(text: str) -> int:
@@ -32,26 +47,26 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder")
     p.add_argument("--out", required=True)
     p.add_argument("--base")
-    p.add_argument("--mode", choices=["full", "lora", "style", "state"], default="full",
+    p.add_argument("--mode", choices=MODES, default=_DEFAULTS["mode"],
                    help="full: every weight; lora: adapters merged into a new model; style: a small style.pth for "
                         "the base model (--style-parts); state: a style of only a learned initial state")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int)
     g.add_argument("--epochs", type=float)
-    p.add_argument("--ctx", type=int, default=512)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--ctx", type=int, default=_DEFAULTS["ctx_len"])
+    p.add_argument("--batch", type=int, default=_DEFAULTS["batch_size"])
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--layers", type=int, default=6, help="model depth when pretraining (no --base)")
-    p.add_argument("--width", type=int, default=384, help="model width when pretraining (no --base)")
+    p.add_argument("--layers", type=int, default=_DEFAULTS["n_layer"], help="model depth when pretraining (no --base)")
+    p.add_argument("--width", type=int, default=_DEFAULTS["n_embd"], help="model width when pretraining (no --base)")
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
+    p.add_argument("--eval-every", type=int, default=_DEFAULTS["eval_every"])
+    p.add_argument("--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"])
+    p.add_argument("--val-fraction", type=float, default=_DEFAULTS["val_fraction"])
     p.add_argument("--warmup", type=int)
     p.add_argument("--augment", action="store_true", help="random transposition and small tempo changes")
     p.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=_DEFAULTS["device"])
     p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step, keeping the schedule")
     p.add_argument("--threads", type=_positive_int,
                    help="torch CPU threads (runs that must agree bit for bit need the same count)")
@@ -63,12 +78,25 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-parts", metavar="PARTS",
                    help="style mode: what the style learns, joined by +: lora, offset (a state offset read at "
                         "every token), bias (LayerNorms, decay biases, token-shift mixes), state (the opening) "
-                        "(default lora+offset+bias+state)")
+                        f"(default {_DEFAULTS['style_parts']})")
     p.add_argument("--style-rank", type=_positive_int, help="style mode: LoRA rank (default: 8, less if over 1 MB)")
     p.add_argument("--offset-rank", type=int,
                    help="style mode: rank of the state offset per head, 0 = full (default: full if it fits 1 MB)")
-    p.add_argument("--infill-share", type=float,
-                   help="fraction of training windows made into infill examples (default 0)")
-    p.add_argument("--part-share", type=float, help="of the infill examples, the part infills (default 0.5)")
+    p.add_argument("--infill-share", type=float, help="fraction of training windows made into infill examples "
+                                                      f"(default {_DEFAULTS['infill_share']:g})")
+    p.add_argument("--part-share", type=float,
+                   help=f"of the infill examples, the part infills (default {_DEFAULTS['part_share']:g})")
     p.add_argument("--no-dynamics-flag", action="store_true",
                    help="leave out the Flat token of one-velocity pieces (to measure what it is worth)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a parsed `train` command line; an option that is absent or None keeps
+    TrainConfig's default."""
+    values = {field: getattr(args, option) for option, field in _FIELD_OF.items()
+              if getattr(args, option, None) is not None}
+    if not values.get("device", True):
+        del values["device"]  # --device "" means the default, as it always did
+    if getattr(args, "no_dynamics_flag", False):
+        values["dynamics_flag"] = False
+    return TrainConfig(**values)

@@ -179,7 +179,7 @@ class ScanWorker(Worker):
 # --- training -----------------------------------------------------------------------------------
 class TrainWorker(Worker):
     """Owns a core.train job (the compute runs in a child process) and relays its events."""
-    event = Signal(object)  # core.train.TrainEvent
+    event = Signal(object)  # core.train_config.TrainEvent
 
     POLL_S = 0.1
 
@@ -188,8 +188,9 @@ class TrainWorker(Worker):
         self.config = config
 
     def work(self) -> None:
-        from core import train
-        job = train.start_job(train.TrainConfig.from_dict(self.config))
+        from core.train_config import TrainConfig
+        from core.train_job import start_job
+        job = start_job(TrainConfig.from_dict(self.config))
         cancelled = False
         while job.running:
             for event in job.poll_events():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from core.model import load_checkpoint
-from core.train import TrainConfig, run_training
+from core.train import run_training
+from core.train_config import TrainConfig
 from tests.test_data import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from core.midi import read_midi
 from core.model import ModelConfig, RWKV7
 from core.score import TICKS_PER_BEAT, Note
 from core.tokenizer import Tokenizer
-from core.train import sequence_nll_bits
+from core.evaluate.files import sequence_nll_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -335,7 +335,8 @@ def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path, tok):
     """The bench/eval_base.py command on the test corpus: a tiny RWKV-7 trained 20 steps on its training split,
     today's bundled model, a sweep's results with one kept Transformer, and every section."""
     from tests.gui.models import make_tiny_checkpoint
-    from core.train import TrainConfig, run_training
+    from core.train import run_training
+    from core.train_config import TrainConfig
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
     corpus = tmp_path / "corpus"

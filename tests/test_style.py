@@ -17,7 +17,8 @@ from core.model import (CheckpointError, RWKV7, _StepWeights, load_checkpoint, m
 from core.step_cpu import FusedStep
 from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
                         plan_style, remove_style, save_style, set_strength, small_parameter_names)
-from core.train import TrainConfig, run_training
+from core.train import run_training
+from core.train_config import TrainConfig
 from tests.small_models import odd_sized_model
 from tests.test_data import make_folder
 from tests.test_model import perturbed_model, random_state

@@ -13,7 +13,9 @@ from core import cli
 from core.lora import apply_lora, merge_lora
 from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file
 from core.tokenizer import Tokenizer
-from core.train import TrainConfig, TrainingError, lr_at, run_training, start_job
+from core.train import lr_at, run_training
+from core.train_config import TrainConfig, TrainingError
+from core.train_job import start_job
 from tests.test_data import make_folder
 
 TINY = ["--layers", "1", "--width", "64", "--ctx", "32", "--batch", "4"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from core.model import load_checkpoint, load_state_file
-from core.train import TrainConfig, run_training
+from core.train import run_training
+from core.train_config import TrainConfig
 from tests.test_data import make_folder
 
 STEPS, EVERY, PAUSE = 8, 2, 4

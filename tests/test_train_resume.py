@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from core.model import load_checkpoint
-from core.train import TrainConfig, run_training
+from core.train import run_training
+from core.train_config import TrainConfig
 from tests.test_data import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_threads_option_reaches_the_config_and_refuses_nonsense(capsys):
     import argparse
 
-    from core.train import config_from_args
-    from core.train_options import add_train_arguments
+    from core.train_options import add_train_arguments, config_from_args
 
     p = argparse.ArgumentParser(prog="rwkv-music train")
     add_train_arguments(p)

@@ -1,6 +1,7 @@
-"""How well a model knows music, measured: the code behind `bench/eval_base.py`, `bench/sweep_base.py` and
-their tests.
+"""How well a model knows music, measured: the code behind `rwkv-music eval`, `bench/eval_base.py`,
+`bench/sweep_base.py` and their tests.
 
+    files.py        `rwkv-music eval`: bits per token and per note of whole files, through the recurrent state
     scoring.py      bits per note on whole pieces in context windows every model sees alike; infill bits
                     (the middle given before and after, against before only); bits by position from the start
     ngram.py        the interpolated modified Kneser-Ney n-gram baseline

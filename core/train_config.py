@@ -1,0 +1,104 @@
+"""What a training run is asked to do (TrainConfig, whose field defaults are the only place a training
+default is written) and what it reports (TrainEvent, TrainingError).
+
+No torch here: the command-line parser (core/train_options.py), the GUI and the parent side of a training
+job (core/train_job.py) read these without loading the training loop (core/train.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
+DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
+DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
+
+
+class TrainingError(Exception):
+    """A failure to tell the user as one line (bad input, nothing to train on, out of memory...)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    base: str | None = None            # checkpoint to fine-tune; None: pretrain from scratch
+    mode: str = "full"                 # one of MODES
+    steps: int | None = None           # total optimizer steps; or
+    epochs: float | None = None        # passes over the training windows (default 1 when neither)
+    ctx_len: int = 512
+    batch_size: int = 8
+    lr: float | None = None            # default depends on the mode, see DEFAULT_LR
+    min_lr_ratio: float = 0.1          # cosine decays to lr * this
+    warmup_steps: int | None = None    # default: 5% of the steps, at most 100
+    weight_decay: float = 0.01         # on 2-D weights only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)
+    style_rank: int | None = None      # style mode: LoRA rank (None: the largest of 8..1 that fits 1 MB)
+    offset_rank: int | None = None     # style mode: rank of the state offset per head (0: full; None: auto)
+    n_layer: int = 6                   # model size when pretraining from scratch
+    n_embd: int = 384
+    val_fraction: float = 0.1
+    eval_every: int = 100
+    max_eval_batches: int = 50
+    checkpoint_every: int = 200
+    log_every: int | None = None       # default: every step on CPU, every 10 on CUDA
+    completion_only: bool = False      # no loss on the header restated at a window's start
+    augment: bool = False              # random transposition and small tempo changes
+    max_transpose: int = 5
+    tempo_jitter: float = 0.05
+    infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)
+    part_share: float = 0.5            # of those, part infills where the bars hold two instruments
+    dynamics_flag: bool = True         # keep the Flat token of one-velocity pieces (False: an ablation)
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    stop_at_step: int | None = None    # pause (checkpoint and stop) here without changing the schedule
+    max_bad_steps: int = 20            # non-finite losses tolerated (each skipped) before giving up
+    workers: int | None = None         # tokenizer worker processes
+    cache_dir: str | None = None       # default: <out>/token_cache
+    threads: int | None = None         # torch CPU threads
+    time_budget_s: float | None = None # wall-clock seconds of training: sets the number of steps (schedule)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config of a dict written by to_dict (or by hand). A key that is not a setting is refused
+        rather than dropped, so a misspelt setting never silently trains with its default."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise ValueError(f"unknown training setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainEvent:
+    """One progress report. Losses are mean nats per scored token (loss: the training batches since
+    the last step event; val_loss: the validation windows); bits_per_note is the validation total in
+    bits over the notes (pitch tokens) scored. paths: resume/result (and log, scan_report at the end)."""
+    kind: str  # scan | step | eval | checkpoint | done | error | cancelled
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    bits_per_note: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    lr: float | None = None
+    message: str = ""
+    paths: dict = field(default_factory=dict)
+    report: dict | None = None  # the scan report, on "scan"
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in ("done", "error", "cancelled")
