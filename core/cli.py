@@ -19,15 +19,12 @@ class CliError(Exception):
 # --- issue 2: files and tokens ---------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .midi import MidiReadError, read_midi
-    from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT
+    from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, pitch_name
 
     try:
         score, report = read_midi(args.file)
     except MidiReadError as e:
         raise CliError(e) from None
-
-    def note_name(pitch: int) -> str:
-        return ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"][pitch % 12] + str(pitch // 12 - 1)
 
     def where(tick: int) -> str:
         bar = score.bar_at(tick)
@@ -46,7 +43,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         kind = "drums     " if t.drum else f"program {t.program:<3}"
         instrument = "" if t.drum or t.label == GM_PROGRAM_NAMES[t.program] else f"  ({GM_PROGRAM_NAMES[t.program]})"
         print(f"  {t.label:<26} {kind}  {len(t.notes):>6} notes  "
-              f"{note_name(min(pitches))}..{note_name(max(pitches))}{instrument}")
+              f"{pitch_name(min(pitches))}..{pitch_name(max(pitches))}{instrument}")
     end = score.end_tick
     bars = score.bar_at(end - 1) + 1 if score.notes else 0
     print(f"notes: {len(score.notes)}")

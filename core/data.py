@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from .atomic import atomic_write
+from . import paths
 from .tokenizer import playable_range
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -72,8 +73,8 @@ def find_midi_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rwkv-music" / "tokens"
+    """Where tokenized corpora are kept when no folder is given: the user's cache, tokens/."""
+    return paths.cache_dir("tokens")
 
 
 def _tokenizer_key(tokenizer) -> str:

@@ -25,3 +25,13 @@ def test_on_windows_user_data_is_where_the_app_always_kept_it(monkeypatch, tmp_p
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
     monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
     assert paths.user_data_dir() == library.default_user_dir() == tmp_path / "Local" / "rwkv-music"
+
+
+def test_the_token_cache_is_in_the_one_cache_folder_where_it_always_was(monkeypatch, tmp_path):
+    from core import data
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.default_cache_dir() == tmp_path / "home" / ".cache" / "rwkv-music" / "tokens"  # existing caches stay
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/caches")  # a home-relative setting means the same folder for both
+    assert data.default_cache_dir() == paths.cache_dir("tokens") == tmp_path / "home" / "caches/rwkv-music/tokens"
