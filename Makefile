@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
-# the fused CPU step (C++, built with ninja; a no-op when the cached build is current)
+# the C++ CPU kernels: fused step, prefill WKV (built with ninja; a no-op when the cached build is current)
 native: $(STAMP)
-	$(PY) -m core.step_cpu
+	$(PY) -m core.cpu_kernels
 
 # check_qt_libs names the system packages Qt's X11 plugin lacks (it stops only when X11 would be used)
 run: native

@@ -63,11 +63,11 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> dict[str, float]
     ours1 = [model.init_state(1)]
     ours4 = [model.init_state(4)]
     torch_op = [model.init_state(1)]
-    # A second model over the same weight tensors for the torch-op step: switching one model's
-    # `fused_step` back and forth would rebuild its step inside the timed loops.
+    # A second model over the same weight tensors for the torch-op step: a model keeps one stepper,
+    # so switching one model's step backend back and forth would rebuild it inside the timed loops.
     torch_op_model = RWKV7(model.config, init=False)
     torch_op_model.load_state_dict(model.state_dict(), assign=True)
-    torch_op_model.eval().fused_step = False
+    torch_op_model.eval()
     their_state = [None]
     one, four = torch.tensor([3]), torch.arange(4) % 7
 
@@ -78,7 +78,7 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> dict[str, float]
         _, ours4[0] = model.step(four, ours4[0])
 
     def step_torch_op():
-        _, torch_op[0] = torch_op_model.step(one, torch_op[0])
+        _, torch_op[0] = torch_op_model.step(one, torch_op[0], "step-torch")
 
     def step_theirs():
         _, their_state[0] = theirs.forward([3], their_state[0])

@@ -1,17 +1,34 @@
-"""The RWKV-7 ("x070") network: parallel forward for training, one-token step for live use,
-and checkpoint I/O in the RWKV-LM `.pth` layout.
+"""The RWKV-7 ("x070") network: parameters, from-scratch initialisation and the parallel forward.
 
-Parameter names are the checkpoint names (`blocks.0.att.receptance.weight`, ...), so
-`state_dict()` is the layout the RWKV tools read. The maths follows /work/shared/notes/rwkv7.md:
-time-mix with low-rank decay / in-context rate / value residual / gate, k_k normalisation, the
-r_k bonus, GroupNorm ln_x; channel-mix relu^2; optional DeepEmbed on the channel-mix.
+Parameter names are the checkpoint names (`blocks.0.att.receptance.weight`, ...), so `state_dict()` is
+the layout the RWKV tools read. Per layer, with x the ln1 output and x' the previous token's (zero, or
+the carried state, before the first token):
 
-Two ways to run the same function:
-- `forward(idx, state)`: all T tokens at once (WKV through `core.wkv.wkv7`), differentiable,
-  including through the initial state (state tuning).
-- `step(tokens, state)`: one token for B independent streams, no autograd: the fused C++ step
-  (core/step_cpu.py) for float32 on the CPU, else torch ops over rearranged weights.
-`prefill` runs the parallel form and hands its final state to `step`; both give the same logits.
+    x_m = lerp(x, x', mu_m) for m in r, w, k, v, a, g;   r, k, v = W_r x_r, W_k x_k, W_v x_v
+    decay = exp(-e^-0.5 * sigmoid(w0 + tanh(x_w W1) W2))           (low-rank; computed in >= fp32)
+    a = sigmoid(a0 + x_a A1 A2);   g = sigmoid(x_g G1) G2
+    v = lerp(v, v_first, sigmoid(v0 + x_v V1 V2))    (layer 0: v_first = v, the value residual)
+    kk = normalise_per_head(k * k_k);   k = k * (1 + (a - 1) * k_a)
+    S_t = S_{t-1} diag(decay_t) - (S_{t-1} kk_t)(kk_t * a_t)^T + v_t k_t^T;   y_t = S_t r_t  (core/wkv.py)
+    out = W_o ((GroupNorm_H(y) + (sum_per_head r * k * r_k) v) * g)
+and the channel mix relu(W_k lerp(x, x', mu_k))^2 through W_v (optionally gated per token by
+DeepEmbed). Around the blocks: ln0 on the embedding, x += time mix(ln1 x), x += channel mix(ln2 x),
+logits = head(ln_out x). A style (core/style.py) may add a state offset dS, read as S_t + dS.
+
+Which code runs is chosen by an explicit `backend` argument (`forward(..., backend=)`, default by the
+module's train()/eval() mode; `step(..., backend=)`):
+
+| use                          | backend        | CPU, float32                      | CPU, other dtypes | CUDA                 |
+|------------------------------|----------------|-----------------------------------|-------------------|----------------------|
+| training (autograd)          | "train"        | chunked WKV with its own backward | chunked WKV       | WKV CUDA kernel      |
+| prefill, scoring             | "prefill"      | C++ forward-only WKV              | chunked WKV       | WKV CUDA kernel      |
+| one-token step (live)        | "step-cpp"     | fused C++ step (not DeepEmbed)    | torch-op step     | torch-op step        |
+| one-token step, for checking | "step-torch"   | torch-op step                     | torch-op step     | torch-op step        |
+
+The WKV choice is made in core.wkv.wkv7, the step's in core.step.prepare; the C++ kernels are in
+core/cpu_kernels.cpp, the CUDA one in core/cuda/. Where a kernel declines the tensors (the CUDA one:
+float64, head size not 64) or its build fails (one warning), the chunked WKV or the torch-op step
+runs. `prefill` and `step` give the logits of `forward` (up to rounding).
 """
 from __future__ import annotations
 
@@ -21,7 +38,6 @@ import math
 import os
 import pickle
 import re
-import time
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
@@ -29,9 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core import step_cpu
 from core.atomic import atomic_write
-from core.wkv import wkv7
+from core.wkv import WKV_BACKENDS, wkv7
 
 # decay = exp(-DECAY_SCALE * sigmoid(z)). The `rwkv` package (the oracle) uses this rounded
 # value of exp(-0.5); using the same constant keeps logits identical, not merely close.
@@ -195,9 +210,10 @@ class TimeMix(nn.Module):
         self.output = nn.Linear(c, c, bias=False)
         self.ln_x = nn.GroupNorm(cfg.n_head, c, eps=GROUP_NORM_EPS)
 
-    def forward(self, x, v_first, prev_x, wkv_state, offset=None):
+    def forward(self, x, v_first, prev_x, wkv_state, offset=None, backend: str = "train"):
         """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state).
-        `offset` [H,N,N] (a style's state offset dS): the state is read as S_t + dS at every token."""
+        `offset` [H,N,N] (a style's state offset dS): the state is read as S_t + dS at every token.
+        `backend` ("train" or "prefill") picks the WKV code (core.wkv.wkv7)."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         prev = _token_shift(x, prev_x)
@@ -218,7 +234,7 @@ class TimeMix(nn.Module):
         k = k * (1 + (a - 1) * self.k_a)
         heads = (B, T, H, N)
         y, wkv_state = wkv7(r.view(heads), log_decay.view(heads), k.view(heads), v.view(heads),
-                            -kk, kk * a.view(heads), state=wkv_state)
+                            -kk, kk * a.view(heads), state=wkv_state, backend=backend)
         if offset is not None:  # r_t (S_t + dS) = r_t S_t + r_t dS: a linear term outside the recurrence
             y = y + torch.einsum("bthj,hij->bthi", r.view(heads), offset.to(y.dtype))
         y = self.ln_x(y.reshape(B * T, C)).view(heads)
@@ -273,13 +289,12 @@ class RWKV7(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.fused_step = True  # use core.step_cpu where it applies (False: the torch-op step)
         # What an applied style (core.style) adds to the network at every token: a state offset dS
         # [L,H,N,N] read with the state, and a learned initial WKV state [L,H,N,N]; None: the base.
         # Plain attributes, not parameters: the checkpoint layout stays the ecosystem's.
         self.style_offset: torch.Tensor | None = None
         self.style_state: torch.Tensor | None = None
-        self._step_cache: tuple[_WeightsWatch, bool, object] | None = None  # (watch, fused wanted, stepper)
+        self._step_cache: tuple | None = None  # core.step keeps the stepper for the current weights here
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
 
@@ -336,18 +351,29 @@ class RWKV7(nn.Module):
                 ffn.s0.fill_(1.0)
 
     # -- parallel form -------------------------------------------------------------------------
-    def forward(self, idx: torch.Tensor, state: State | None = None, return_state: bool = False):
+    def forward(self, idx: torch.Tensor, state: State | None = None, return_state: bool = False,
+                backend: str | None = None):
         """idx [B,T] long -> logits [B,T,V] (and the State after the last token if asked).
 
         `state` is the state before the first token; its WKV tensors may require grad (state
         tuning). Sequences in a batch never interact, so right-padding one leaves the others'
         logits unchanged (and its own logits up to its last real token); the returned state is
-        the one after the last column, padding included."""
-        x, new_state = self._hidden(idx, state)
+        the one after the last column, padding included. `backend`: see `forward_backend`."""
+        x, new_state = self._hidden(idx, state, self.forward_backend(backend))
         logits = self.head(self.ln_out(x))
         return (logits, new_state) if return_state else logits
 
-    def _hidden(self, idx: torch.Tensor, state: State | None):
+    def forward_backend(self, backend: str | None = None) -> str:
+        """Which code a parallel pass runs (the table above): "train" (differentiable) or "prefill"
+        (forward only). None: the module's mode says it, "train" after model.train() and "prefill"
+        after model.eval(), as a training loop and its validation set them."""
+        if backend is None:
+            return "train" if self.training else "prefill"
+        if backend not in WKV_BACKENDS:
+            raise ValueError(f"forward backend must be one of {WKV_BACKENDS}, not {backend!r}")
+        return backend
+
+    def _hidden(self, idx: torch.Tensor, state: State | None, backend: str):
         if state is None and self.style_state is not None:
             state = self.init_state(idx.shape[0])  # a style's learned initial state
         offset = self.style_offset
@@ -360,7 +386,7 @@ class RWKV7(nn.Module):
             s_wkv = state.wkv[i] if state is not None else None
             s_ffn = state.ffn_x[i] if state is not None else None
             out, v_first, last_att, last_wkv = block.att(block.ln1(x), v_first, s_att, s_wkv,
-                                                         None if offset is None else offset[i])
+                                                         None if offset is None else offset[i], backend)
             x = x + out
             out, last_ffn = block.ffn(block.ln2(x), s_ffn, idx, x0)
             x = x + out
@@ -373,7 +399,7 @@ class RWKV7(nn.Module):
     def prefill(self, idx: torch.Tensor, state: State | None = None, full_output: bool = False):
         """Run a prompt [B,T] in parallel form -> (logits of the last token [B,V], or of every
         token [B,T,V] with full_output, State to continue with `step`)."""
-        x, new_state = self._hidden(idx, state)
+        x, new_state = self._hidden(idx, state, "prefill")
         if not full_output:
             x = x[:, -1]
         return self.head(self.ln_out(x)), new_state
@@ -399,218 +425,17 @@ class RWKV7(nn.Module):
                     for i in range(cfg.n_layer)]
         return State(zeros, mats, [z.clone() for z in zeros])
 
-    def _stepper(self):
-        """The one-token step for the current weights: step_cpu.FusedStep where it applies and
-        builds, else _StepWeights. Rebuilt whenever a parameter changed in place (optimizer step,
-        load_state_dict: both bump its version counter), the model moved to another device or
-        dtype, or `fused_step` was switched."""
-        fused = self.fused_step and step_cpu.supports(self)
-        cache = self._step_cache
-        if cache is None or cache[0].changed(self) or cache[1] != fused:
-            ext = step_cpu.load_extension() if fused else None
-            stepper = (step_cpu.FusedStep(self, ext, DECAY_SCALE, GROUP_NORM_EPS) if ext is not None
-                       else _StepWeights(self))
-            cache = self._step_cache = (_WeightsWatch(self), fused, stepper)
-        return cache[2]
-
-    def prepare_step(self) -> None:
+    def prepare_step(self, backend: str = "step-cpp") -> None:
         """Load the step's extension and arrange the weights now, so that the first `step` of a
         live session does not pay for it."""
-        self._stepper()
+        import core.step  # core/step.py builds on this module
+        core.step.prepare(self, backend)
 
-    @torch.inference_mode()
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One token for each of B streams: tokens [B] long -> (logits [B,V], new State).
-        The given state is left unchanged (branch from it freely)."""
-        stepper = self._stepper()
-        if isinstance(stepper, step_cpu.FusedStep):
-            logits, att_x, wkv, ffn_x = stepper.step(tokens, state.att_x, state.wkv, state.ffn_x)
-            return logits, State(att_x, wkv, ffn_x)
-        return stepper.step(tokens, state)
-
-
-class _WeightsWatch:
-    """Notices that the model's weights changed since it was made: a parameter's version counter
-    moved (in-place update) or the weights moved to another device or dtype."""
-
-    def __init__(self, model: RWKV7):
-        self._params = list(model.parameters())
-        self._versions = [p._version for p in self._params]
-        self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
-        self._offset = self._offset_key(model)
-
-    @staticmethod
-    def _offset_key(model: RWKV7):
-        """A style's state offset is part of the step's weights: another tensor, or one changed in place."""
-        t = model.style_offset
-        return None if t is None else (id(t), t._version)
-
-    def changed(self, model: RWKV7) -> bool:
-        w = model.emb.weight
-        return ((w.data_ptr(), w.dtype) != self._where or self._offset_key(model) != self._offset
-                or any(p._version != v for p, v in zip(self._params, self._versions)))
-
-
-# (in, out, batch, dtype) -> the fastest form of x @ W^T measured on this machine
-_PRODUCT_FORM: dict[tuple, int] = {}
-
-
-class _Product:
-    """x [B,in] -> x @ W^T for a weight W [out,in], in whichever of three equal forms the BLAS
-    runs fastest at this batch size: for one or a few rows MKL's kernels differ up to 4x between
-    them depending on the shape. Measured once per (shape, batch size), on the real weights."""
-
-    def __init__(self, weight: torch.Tensor):
-        self.w = weight.detach().contiguous()  # [out, in]
-        self.wt = self.w.t().contiguous()  # [in, out]
-        self._form: dict[int, int] = {}  # batch size -> form
-
-    def _run(self, form: int, x: torch.Tensor) -> torch.Tensor:
-        if form == 0:
-            return x @ self.wt
-        if form == 1:
-            return x @ self.w.t()
-        y = (self.w @ x.t()).t()
-        return y if x.shape[0] == 1 else y.contiguous()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        form = self._form.get(x.shape[0])
-        if form is None:
-            form = self._form[x.shape[0]] = self._choose_form(x)
-        return self._run(form, x)
-
-    def _choose_form(self, x: torch.Tensor) -> int:
-        if x.device.type != "cpu":
-            return 1  # GPU BLAS has no such cliffs, and host timers cannot see its work
-        key = (self.w.shape[1], self.w.shape[0], x.shape[0], x.dtype)
-        if key not in _PRODUCT_FORM:
-            _PRODUCT_FORM[key] = self._fastest_form(x)
-        return _PRODUCT_FORM[key]
-
-    def _fastest_form(self, x: torch.Tensor) -> int:
-        best = {}
-        for _ in range(3):  # interleaved rounds, best of each: robust to a busy machine
-            for form in range(3):
-                t0 = time.perf_counter()
-                for _ in range(4):
-                    self._run(form, x)
-                best[form] = min(best.get(form, math.inf), time.perf_counter() - t0)
-        return min(best, key=best.get)
-
-
-class _StepWeights:
-    """Weights rearranged for the one-token step (few, large torch ops: at one token per call
-    the cost is per-op overhead plus streaming the weights once): the token-shift mixes as one
-    [7,1,C] lerp weight, the four low-rank paths (w, a, v, g) as two batched matmuls,
-    big matrices as _Product (fastest layout), ln0 folded into the embedding table."""
-
-    def __init__(self, model: RWKV7):
-        with torch.inference_mode():
-            self._build(model)
-
-    def _build(self, model: RWKV7):
-        cfg = model.config
-        self.C, self.H, self.N = cfg.n_embd, cfg.n_head, cfg.head_size
-        self.deep_embed = cfg.deep_embed
-        b0 = model.blocks[0]
-        emb = F.layer_norm(model.emb.weight, (self.C,), b0.ln0.weight, b0.ln0.bias)
-        self.emb = emb.contiguous()
-        self.ln_out = (model.ln_out.weight.detach(), model.ln_out.bias.detach())
-        self.head = _Product(model.head.weight)
-        self.layers = []
-        for i, block in enumerate(model.blocks):
-            att, ffn = block.att, block.ffn
-            # the four low-rank paths (w, a, v gate, g), zero-padded to one rank: one bmm each way
-            pairs = ((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2), (att.g1, att.g2))
-            rank = max(p1.shape[1] for p1, _ in pairs)
-            down = torch.zeros(4, self.C, rank, dtype=att.w1.dtype, device=att.w1.device)
-            up = torch.zeros(4, rank, self.C, dtype=att.w1.dtype, device=att.w1.device)
-            for j, (p1, p2) in enumerate(pairs):
-                down[j, :, : p1.shape[1]] = p1
-                up[j, : p2.shape[0]] = p2
-            zero = torch.zeros_like(att.w0.view(-1))
-            lw = {
-                "ln1": (block.ln1.weight.detach(), block.ln1.bias.detach()),
-                "ln2": (block.ln2.weight.detach(), block.ln2.bias.detach()),
-                # order: r, k, v | w, a, v (for the value-residual gate) | g
-                "mix": torch.stack([m.view(-1) for m in (att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_v,
-                                                          att.x_g)]).unsqueeze(1),
-                "r": _Product(att.receptance.weight), "k": _Product(att.key.weight), "v": _Product(att.value.weight),
-                "down": down, "up": up,
-                "bias": torch.stack([att.w0.view(-1), att.a0.view(-1), att.v0.view(-1), zero]).unsqueeze(1),
-                "k_k": att.k_k.detach().view(1, self.H, self.N), "k_a": att.k_a.detach().view(-1),
-                "one_minus_k_a": 1 - att.k_a.detach().view(-1),
-                "r_k": att.r_k.detach(),
-                "ln_x": (att.ln_x.weight.detach(), att.ln_x.bias.detach()),
-                "out": _Product(att.output.weight),
-                "ffn_mix": ffn.x_k.detach().view(-1),
-                "ffn_key": _Product(ffn.key.weight),
-                "ffn_value": _Product(ffn.value.weight),
-                # a style's state offset dS [H,N,N], in the state's dtype (None: no offset)
-                "ds": None if model.style_offset is None else model.style_offset[i].detach().to(
-                    torch.float64 if att.w0.dtype == torch.float64 else torch.float32).contiguous(),
-            }
-            if cfg.deep_embed:
-                lw["s_emb"] = (ffn.s_emb.weight + emb @ ffn.s_emb_x.weight.t()).contiguous()
-                lw["s1"], lw["s2"], lw["s0"] = ffn.s1.detach(), ffn.s2.detach(), ffn.s0.detach()
-            self.layers.append(lw)
-
-    def step(self, tokens: torch.Tensor, state: State):
-        C, H, N = self.C, self.H, self.N
-        B = tokens.shape[0]
-        BH = B * H
-        x = self.emb[tokens]
-        v_first = None
-        att_x, wkvs, ffn_x = [], [], []
-        for i, lw in enumerate(self.layers):
-            # time-mix
-            xa = F.layer_norm(x, (C,), *lw["ln1"])
-            mixed = torch.lerp(xa, state.att_x[i], lw["mix"])  # [7,B,C]: x + (prev - x) * mu
-            r, k, v = lw["r"](mixed[0]), lw["k"](mixed[1]), lw["v"](mixed[2])
-            low = torch.bmm(mixed[3:7], lw["down"])
-            low[0].tanh_()
-            low[3].sigmoid_()
-            lora = torch.baddbmm(lw["bias"], low, lw["up"])
-            sig = lora[:3].sigmoid_()  # decay, in-context rate, value gate
-            g = lora[3]
-            a = sig[1]
-            if i == 0:
-                v_first = v
-            else:
-                v = torch.lerp(v, v_first, sig[2])
-            kk = k.view(B, H, N) * lw["k_k"]
-            kk = kk / torch.linalg.vector_norm(kk, dim=-1, keepdim=True).clamp_min_(1e-12)
-            k = k * torch.addcmul(lw["one_minus_k_a"], a, lw["k_a"])
-            # S' = S diag(decay) - (S kk)(kk*a)^T + v k^T ;  y = S' r   (in the state's dtype;
-            # the .to() calls cost nothing when the model is float32 too)
-            S = state.wkv[i].reshape(BH, N, N)
-            sd = S.dtype
-            decay = torch.exp(sig[0].to(sd) * -DECAY_SCALE)
-            s_kk = torch.bmm(S, kk.view(BH, N, 1).to(sd))
-            S = S * decay.view(BH, 1, N)
-            S.baddbmm_(s_kk, (kk * a.view(B, H, N)).view(BH, 1, N).to(sd), alpha=-1.0)
-            S.baddbmm_(v.view(BH, N, 1).to(sd), k.view(BH, 1, N).to(sd))
-            y = torch.bmm(S, r.view(BH, N, 1).to(sd))
-            if lw["ds"] is not None:  # y = (S + dS) r
-                y = y + torch.matmul(lw["ds"], r.view(B, H, N, 1).to(sd)).view(BH, N, 1)
-            y = y.view(B, C).to(x.dtype)
-            y = F.group_norm(y, H, *lw["ln_x"], eps=GROUP_NORM_EPS).view(B, H, N)
-            bonus = torch.linalg.vecdot(r.view(B, H, N), k.view(B, H, N) * lw["r_k"]).unsqueeze(-1)
-            y = torch.addcmul(y, bonus, v.view(B, H, N)).view(B, C)
-            x = x + lw["out"](y * g)
-            att_x.append(xa)
-            wkvs.append(S.view(B, H, N, N))
-            # channel-mix
-            xf = F.layer_norm(x, (C,), *lw["ln2"])
-            h = torch.relu_(lw["ffn_key"](torch.lerp(xf, state.ffn_x[i], lw["ffn_mix"]))).square_()
-            if self.deep_embed:
-                m = lw["s_emb"][tokens].view(B, DEEP_EMBED_RANK, DEEP_EMBED_RANK)
-                ss = torch.bmm((xf @ lw["s1"]).unsqueeze(1), m).squeeze(1)
-                h = h * torch.addmm(lw["s0"], ss, lw["s2"])
-            x = x + lw["ffn_value"](h)
-            ffn_x.append(xf)
-        logits = self.head(F.layer_norm(x, (C,), *self.ln_out))
-        return logits, State(att_x, wkvs, ffn_x)
+    def step(self, tokens: torch.Tensor, state: State, backend: str = "step-cpp") -> tuple[torch.Tensor, State]:
+        """One token for each of B streams: tokens [B] long -> (logits [B,V], new State), no autograd.
+        The given state is left unchanged (branch from it freely). `backend`: see the table above."""
+        import core.step
+        return core.step.prepare(self, backend).step(tokens, state)
 
 
 # --- checkpoints -----------------------------------------------------------------------------

@@ -4,18 +4,20 @@ Shapes: r, w, k, v, a, b are [B, T, H, N]; `w` is the LOG of the decay (<= 0). T
 [B, H, N, N] indexed S[b, h, value_i, key_j], kept in float32 (float64 when the inputs are float64).
 RWKV-7 calls it with a = -kk and b = kk * a_rate.
 
-One entry point, `wkv7`, picks the backend; every backend returns (y [B,T,H,N] in the input dtype,
-final state) and gives gradients for every input, the initial state included.
+One entry point, `wkv7(..., backend=)`, picks the code from what the caller asks for ("train":
+differentiable, "prefill": forward only) and where the tensors are; every path returns (y [B,T,H,N] in
+the input dtype, final state), and the "train" ones give gradients for every input, the initial state
+included.
 
-Backends:
+Implementations:
 - `wkv7_reference`: the plain sequential recurrence (ground truth for tests).
 - `wkv7_chunked`: the fast path for the CPU (and any device without a registered kernel). It splits T
   into chunks of CHUNK tokens; everything inside a chunk is batched matmuls over all chunks at once, and
   only a short loop of small matmuls carries the state from chunk to chunk. Its backward is written
   out (the reverse walk over chunks) and keeps only the inputs and the chunk-start states.
 - Device kernels (e.g. the CUDA one in core/cuda/) plug in with `register_backend("cuda", fn)`.
-- Without autograd (prefill, scoring) on the CPU in float32: the sequential loop in C++ of
-  core/step_cpu.cpp, heads in parallel; it reads each input once and needs no chunk algebra.
+- "prefill" on the CPU in float32: the sequential loop in C++ of core/cpu_kernels.cpp, heads in
+  parallel; it reads each input once and needs no chunk algebra.
 
 Chunk maths (per batch and head, one chunk of L tokens, positions t = 1..L, start state S0).
 Let c_t = w_1 + ... + w_t (c_0 = 0) be the log of the decay accumulated inside the chunk and
@@ -39,11 +41,12 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from core import step_cpu
+from core import cpu_kernels
 
 log = logging.getLogger(__name__)
 
 CHUNK = 16  # tokens per chunk; a power of two (the triangular inverse below doubles powers)
+WKV_BACKENDS = ("train", "prefill")
 
 Backend = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 _BACKENDS: dict[str, Backend] = {}
@@ -265,17 +268,26 @@ def register_backend(device_type: str, fn: Backend) -> None:
     _FAILED.discard(device_type)
 
 
-def wkv7(r, w, k, v, a, b, state=None):
-    """The WKV-7 operator through the best backend available for these tensors.
+def wkv7(r, w, k, v, a, b, state=None, *, backend: str = "train"):
+    """The WKV-7 operator, through the code that `backend` asks for on these tensors' device:
 
-    A registered device kernel is tried first; if it raises, it is disabled for the rest of the
-    process (with a warning) and the chunked path, which runs on any device, takes over.
+    - "train" (differentiable): a registered device kernel (CUDA) where there is one, else the
+      chunked form with its written backward.
+    - "prefill" (forward only, for prefill and scoring): on the CPU in float32 the C++ loop (the
+      chunked form if the kernels are unavailable), whose backward is an error rather than silently
+      no gradient; elsewhere the same code as "train".
+
+    A registered device kernel that raises is disabled for the rest of the process (with a warning)
+    and the chunked path, which runs on any device, takes over.
     """
+    if backend not in WKV_BACKENDS:
+        raise ValueError(f"WKV backend must be one of {WKV_BACKENDS}, not {backend!r}")
     device_type = r.device.type
-    if device_type == "cpu" and _forward_only(r, w, k, v, a, b, state):
-        ext = step_cpu.load_extension()
-        if ext is not None:
-            return tuple(ext.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0)))
+    if backend == "prefill" and device_type == "cpu" and all(
+            t.dtype == torch.float32 for t in (r, w, k, v, a, b, state) if t is not None):
+        kernel = cpu_kernels.load_extension()
+        if kernel is not None:
+            return _ForwardOnlyWKV7.apply(kernel, r, w, k, v, a, b, state)
     kernel = _BACKENDS.get(device_type)
     if kernel is not None and device_type not in _FAILED:
         try:
@@ -286,11 +298,17 @@ def wkv7(r, w, k, v, a, b, state=None):
     return wkv7_chunked(r, w, k, v, a, b, state)
 
 
-def _forward_only(*tensors) -> bool:
-    """float32 tensors (None allowed) that autograd does not track."""
-    present = [t for t in tensors if t is not None]
-    return (all(t.dtype == torch.float32 for t in present)
-            and not (torch.is_grad_enabled() and any(t.requires_grad for t in present)))
+class _ForwardOnlyWKV7(torch.autograd.Function):
+    """The C++ forward-only loop; a backward through it is an error that names the fix."""
+
+    @staticmethod
+    def forward(ctx, kernel, r, w, k, v, a, b, state):
+        return tuple(kernel.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0)))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("the 'prefill' WKV backend is forward only: for gradients use backend='train' "
+                           "(model.train(), or model(idx, backend='train'))")
 
 
 def _cuda_kernel(r, w, k, v, a, b, state=None):

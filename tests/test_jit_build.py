@@ -3,7 +3,7 @@ and builds that differ (another checkout, another Python, other flags) never sha
 
 The lock tests build a one-function C++ library through the same compile_extension that loads
 the fused CPU step and the CUDA kernel (torch's real ninja build, well under a second of
-compiling), so they are quick; the key tests use the real step_cpu and CUDA build plans.
+compiling), so they are quick; the key tests use the real CPU-kernel and CUDA build plans.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import jit_build, step_cpu
+from core import cpu_kernels, jit_build
 from core.cuda import build as cuda_build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_two_checkouts_sharing_the_cache_do_not_rebuild_each_other(tmp_path):
 
 def test_step_and_kernel_build_folders_separate_what_makes_builds_differ(tmp_path, monkeypatch):
     def locations():
-        kwargs, plan = step_cpu.load_kwargs(), cuda_build.build_plan((8, 9))
+        kwargs, plan = cpu_kernels.load_kwargs(), cuda_build.build_plan((8, 9))
         return (kwargs["name"], kwargs["build_directory"]), (plan.name, plan.build_directory)
 
     here = locations()
@@ -172,11 +172,11 @@ def test_step_and_kernel_build_folders_separate_what_makes_builds_differ(tmp_pat
     # another checkout: the same bytes at another path
     other = tmp_path / "checkout" / "core"
     (other / "cuda").mkdir(parents=True)
-    shutil.copy(step_cpu.SOURCE, other / "step_cpu.cpp")
+    shutil.copy(cpu_kernels.SOURCE, other / "cpu_kernels.cpp")
     for name in cuda_build.SOURCE_NAMES:
         shutil.copy(cuda_build.SOURCE_DIR / name, other / "cuda" / name)
     with monkeypatch.context() as m:
-        m.setattr(step_cpu, "SOURCE", str(other / "step_cpu.cpp"))
+        m.setattr(cpu_kernels, "SOURCE", str(other / "cpu_kernels.cpp"))
         m.setattr(cuda_build, "SOURCE_DIR", other / "cuda")
         check("another checkout")
     # another Python ABI, another torch, another compiler
@@ -196,7 +196,7 @@ def test_step_and_kernel_build_folders_separate_what_makes_builds_differ(tmp_pat
         check("another compiler")
     # and the flags
     with monkeypatch.context() as m:
-        m.setattr(step_cpu, "compiler_flags", lambda: ["-O2"])
+        m.setattr(cpu_kernels, "compiler_flags", lambda: ["-O2"])
         assert locations()[0][1] != here[0][1]
 
 

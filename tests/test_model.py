@@ -135,10 +135,40 @@ def test_initial_state_gets_gradients_for_state_tuning():
     cfg = model.config
     style = torch.zeros(cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size, requires_grad=True)
     idx = torch.randint(0, V, (2, 16), generator=torch.Generator().manual_seed(11))
-    logits = model(idx, model.init_state(2, wkv=style))
+    logits = model(idx, model.init_state(2, wkv=style), backend="train")  # the model is in eval() mode
     torch.nn.functional.cross_entropy(logits.reshape(-1, V), idx.roll(-1, 1).reshape(-1)).backward()
     assert torch.isfinite(style.grad).all()
     assert (style.grad.abs().sum(dim=(1, 2, 3)) > 0).all()  # every layer's state is learned
+
+
+def test_the_backend_argument_not_the_grad_mode_picks_the_code():
+    """The same backend gives the same bits with gradients on or off; train()/eval() set the default;
+    the forward-only backend refuses to run where gradients are wanted (it would give none)."""
+    model = perturbed_model(seed=30)
+    idx = torch.randint(0, V, (2, 24), generator=torch.Generator().manual_seed(31))
+    runs = {}
+    for backend in ("train", "prefill"):
+        with torch.no_grad():
+            off = model(idx, backend=backend)
+        with torch.enable_grad():
+            on = model(idx, backend=backend)
+        assert torch.equal(on, off), backend
+        runs[backend] = off
+    assert not torch.equal(runs["train"], runs["prefill"])  # two codes (chunked, C++), equal up to rounding
+    close(runs["train"], runs["prefill"])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(idx), runs["prefill"])
+        assert torch.equal(model.train()(idx), runs["train"])
+        assert torch.equal(model.prefill(idx, full_output=True)[0], runs["prefill"])
+    model.eval()
+    start = torch.zeros(model.config.n_layer, model.config.n_head, 64, 64, requires_grad=True)
+    logits = model(idx, model.init_state(2, wkv=start))
+    with pytest.raises(RuntimeError, match="forward only.*backend='train'"):
+        logits.sum().backward()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        model(idx, backend="cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        model.step(idx[:, 0], model.init_state(2), backend="prefill")
 
 
 def test_checkpoint_round_trip_keeps_layout_logits_and_meta(tmp_path):

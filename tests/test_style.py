@@ -12,9 +12,9 @@ import torch
 
 from core import cli
 from core.generate import Generator, SamplingConfig
-from core.model import (CheckpointError, RWKV7, _StepWeights, load_checkpoint, model_fingerprint,
+from core.model import (CheckpointError, RWKV7, load_checkpoint, model_fingerprint,
                         save_checkpoint, save_state_file)
-from core.step_cpu import FusedStep
+from core.step import CppStepper, TorchStepper, prepare
 from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
                         plan_style, remove_style, save_style, set_strength, small_parameter_names)
 from core.train import run_training
@@ -63,7 +63,6 @@ def random_style(model: RWKV7, seed: int = 0, parts=("lora", "offset", "bias", "
                                                      (torch.float32, 1e-5, 3)])
 def test_offset_parallel_equals_prefill_then_torch_op_steps(dtype, tol, offset_rank):
     model = perturbed_model(seed=21).to(dtype)
-    model.fused_step = False  # the torch-op step (float64 always takes it)
     B, T, split = 2, 30, 11
     start = random_state(model, B)
     apply_style(model, random_style(model, 1, offset_rank=offset_rank), check=False)
@@ -76,9 +75,9 @@ def test_offset_parallel_equals_prefill_then_torch_op_steps(dtype, tol, offset_r
     close(last, full[:, split - 1], tol)
     stepped = []
     for t in range(split, T):
-        logits, state = model.step(idx[:, t], state)
+        logits, state = model.step(idx[:, t], state, "step-torch")
         stepped.append(logits)
-    assert isinstance(model._stepper(), _StepWeights)
+    assert isinstance(prepare(model, "step-torch"), TorchStepper)
     close(torch.stack(stepped, 1), full[:, split:], tol)
     # from no state: prefill and the parallel form both start from the style's initial state
     last, _ = model.prefill(idx[:, :split])
@@ -100,13 +99,12 @@ def test_fused_step_with_offset_matches_the_torch_op_step_on_the_bundled_model()
     tokens = torch.randint(0, model.config.vocab_size, (2, 60), generator=g)
     _, start = model.prefill(prompt)
     results = []
-    for fused in (True, False):
-        model.fused_step = fused
+    for backend in ("step-cpp", "step-torch"):
         s, outs = start, []
         for t in range(tokens.shape[1]):
-            logits, s = model.step(tokens[:, t], s)
+            logits, s = model.step(tokens[:, t], s, backend)
             outs.append(logits)
-        assert isinstance(model._stepper(), FusedStep if fused else _StepWeights)
+        assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
         results.append((torch.stack(outs, 1), s))
     (fused, f_state), (ref, r_state) = results
     close(fused, ref, 1e-5)
@@ -128,7 +126,7 @@ def test_fused_step_with_a_low_rank_offset_on_odd_sizes():
     for t in range(tokens.shape[1]):
         logits, s = model.step(tokens[:, t], s)
         outs.append(logits)
-    assert isinstance(model._stepper(), FusedStep)
+    assert isinstance(prepare(model), CppStepper)
     close(torch.stack(outs, 1), full, 1e-5)
 
 
@@ -166,7 +164,7 @@ def test_offset_and_every_part_get_gradients_in_the_tuner():
     model = perturbed_model(seed=8)
     tuner = StyleTuner(model, ("lora", "offset", "bias", "state"), lora_rank=2, offset_rank=4)
     idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(9))
-    tuner(idx).logsumexp(-1).sum().backward()
+    tuner.train()(idx).logsumexp(-1).sum().backward()  # train(): the model was eval()'d, prefill has no backward
     groups = tuner.param_groups(0.01, 1e-3)
     assert [g["part"] for g in groups] == ["lora", "offset", "bias", "state"]
     for g in groups:

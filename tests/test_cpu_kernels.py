@@ -1,13 +1,14 @@
-"""The fused C++ one-token step (core/step_cpu.cpp) against the torch-op step, on the bundled
-model and on odd shapes, and its fallback when the compiler is broken."""
+"""The C++ CPU kernels (core/cpu_kernels.cpp): the fused one-token step against the torch-op step, on
+the bundled model and on odd shapes, its fallback when the compiler is broken, and the forward-only WKV."""
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from core import jit_build, step_cpu
-from core.model import ModelConfig, RWKV7, _StepWeights, load_checkpoint
+from core import cpu_kernels, jit_build
+from core.model import ModelConfig, RWKV7, load_checkpoint
+from core.step import CppStepper, TorchStepper, cpp_applies, prepare
 from tests.small_models import odd_sized_model
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
@@ -17,15 +18,13 @@ def run_both(model, tokens, state):
     """Step through tokens [B,T] with the fused step and with the torch-op step from `state`;
     returns the logits [B,T,V] and final states of each."""
     results = []
-    for fused in (True, False):
-        model.fused_step = fused
+    for backend in ("step-cpp", "step-torch"):
         s, outs = state, []
         for t in range(tokens.shape[1]):
-            logits, s = model.step(tokens[:, t], s)
+            logits, s = model.step(tokens[:, t], s, backend)
             outs.append(logits)
-        assert isinstance(model._stepper(), step_cpu.FusedStep if fused else _StepWeights)
+        assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
         results.append((torch.stack(outs, 1), s))
-    model.fused_step = True
     return results
 
 
@@ -72,36 +71,36 @@ def test_fused_step_rejects_bad_tokens_with_a_clear_error():
 def test_a_broken_compiler_falls_back_to_the_torch_op_step(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "/bin/false")
     monkeypatch.setenv(jit_build.CACHE_ENV, str(tmp_path))  # no cached build to reuse
-    step_cpu._builds.forget()
+    cpu_kernels._builds.forget()
     try:
         model, _ = load_checkpoint(str(BUNDLED))
         with pytest.warns(RuntimeWarning, match="(?s)fused CPU step unavailable.*failed.*torch-op step"):
             logits, _ = model.step(torch.tensor([3]), model.init_state(1))
-        assert isinstance(model._stepper(), _StepWeights)
+        assert isinstance(prepare(model), TorchStepper)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # said once
             model2, _ = load_checkpoint(str(BUNDLED))
             again, _ = model2.step(torch.tensor([3]), model2.init_state(1))
         assert torch.equal(logits, again)
     finally:
-        step_cpu._builds.forget()
+        cpu_kernels._builds.forget()
 
 
 def test_build_is_cached_by_content_outside_the_working_directory(tmp_path, monkeypatch):
-    kwargs = step_cpu.load_kwargs()
+    kwargs = cpu_kernels.load_kwargs()
     monkeypatch.chdir(tmp_path)
-    assert step_cpu.load_kwargs() == kwargs
+    assert cpu_kernels.load_kwargs() == kwargs
     assert Path(kwargs["sources"][0]).is_absolute() and Path(kwargs["build_directory"]).is_absolute()
     assert kwargs["name"].isidentifier()
 
 
 def test_deep_embed_and_float64_models_keep_the_torch_op_step():
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=20, deep_embed=True)).eval()
-    assert not step_cpu.supports(model)
+    assert not cpp_applies(model)
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=20)).eval().double()
-    assert not step_cpu.supports(model)
+    assert not cpp_applies(model)
     model.step(torch.tensor([1]), model.init_state(1))
-    assert isinstance(model._stepper(), _StepWeights)
+    assert isinstance(prepare(model), TorchStepper)
 
 
 def rwkv_like(B, T, H, N, seed):
@@ -119,7 +118,9 @@ def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
     r, w, k, v, a, b, s0 = rwkv_like(B, T, H, N, seed=T)
     start = s0 if with_state else None
     with torch.no_grad():
-        y, s_end = wkv7(r, w, k, v, a, b, start)
+        y, s_end = wkv7(r, w, k, v, a, b, start, backend="prefill")
+    y_cpp, s_cpp = cpu_kernels.load_extension().wkv_forward(r, w, k, v, a, b, s0 if with_state else r.new_empty(0))
+    assert torch.equal(y, y_cpp) and torch.equal(s_end, s_cpp)  # "prefill" on the CPU is the C++ loop
     y_ref, s_ref = wkv7_reference(*(x.double() for x in (r, w, k, v, a, b)),
                                   start.double() if with_state else None)
     assert y.dtype == torch.float32 and s_end.dtype == torch.float32
@@ -133,6 +134,6 @@ def test_training_keeps_the_differentiable_wkv_path():
     from core.wkv import wkv7
     r, w, k, v, a, b, s0 = rwkv_like(1, 20, 1, 64, seed=3)
     s0.requires_grad_(True)
-    y, _ = wkv7(r, w, k, v, a, b, s0)
+    y, _ = wkv7(r, w, k, v, a, b, s0, backend="train")
     y.sum().backward()
     assert s0.grad is not None and s0.grad.abs().sum() > 0

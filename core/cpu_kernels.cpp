@@ -4,7 +4,7 @@
 // At one token per call the torch-op version spends most of its time on per-op overhead
 // (about 45 small ops a layer); here every layer is a handful of loops over the weights, each
 // weight row read once for all B streams, the big products split across torch's intra-op
-// threads. The weights arrive packed in one float32 buffer by core/step_cpu.py, which also
+// threads. The weights arrive packed in one float32 buffer by core/step.py (CppStepper), which also
 // defines the order of the parts (kept in sync with the Part enum below; tests compare this
 // step against the torch-op step on the real model).
 #include <torch/extension.h>
@@ -17,7 +17,7 @@
 
 namespace {
 
-// One layer's parts in the packed buffer, in this order (see core/step_cpu.py LAYER_PARTS).
+// One layer's parts in the packed buffer, in this order (see core/step.py LAYER_PARTS).
 enum Part {
     LN1_W, LN1_B, MIX,          // MIX: [7,C] lerp weights for r, k, v, w, a, v-gate, g
     RKV,                        // [3C,C]: receptance, key, value weights stacked
@@ -29,7 +29,7 @@ enum Part {
 };
 enum GlobalPart { EMB, LN_OUT_W, LN_OUT_B, HEAD, N_GLOBAL };
 
-// Dimensions, in the order core/step_cpu.py passes them; has_ds: the DS parts hold an offset.
+// Dimensions, in the order core/step.py passes them; has_ds: the DS parts hold an offset.
 struct Dims {
     int64_t L, C, H, N, V, F, Rw, Ra, Rv, Rg, has_ds;
 };
