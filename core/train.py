@@ -31,6 +31,7 @@ from torch import nn
 
 from core import data as D
 from core.atomic import atomic_write
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from core.train_config import DEFAULT_LR, MODES, TrainConfig, TrainEvent, TrainingError
 from core.train_options import add_train_arguments, config_from_args
 
@@ -54,10 +55,10 @@ def _build_model(config: TrainConfig, tokenizer):
     M = _model_api()
     if config.base:
         try:
-            model, meta = M.load_checkpoint(config.base)
+            model, meta = load_checkpoint(config.base)
         except FileNotFoundError:
             raise TrainingError(f"base model not found: {config.base}") from None
-        except M.CheckpointError as e:
+        except CheckpointError as e:
             raise TrainingError(str(e)) from None
         if model.config.vocab_size != tokenizer.vocab_size:
             raise TrainingError(f"base model vocabulary ({model.config.vocab_size}) does not match the "
@@ -83,14 +84,13 @@ def style_parts(config: TrainConfig) -> tuple[str, ...]:
 
 def _base_tokenizer(path: str):
     """The tokenizer a base checkpoint was trained with (the current one for files without metadata)."""
-    M = _model_api()
     from core.tokenizer import Tokenizer
     try:
-        meta = M.read_checkpoint_meta(path)
+        meta = read_checkpoint_meta(path)
         return Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
     except FileNotFoundError:
         raise TrainingError(f"base model not found: {path}") from None
-    except (M.CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:
         raise TrainingError(str(e)) from None
 
 
@@ -164,7 +164,7 @@ def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Pa
             plain.load_state_dict(merged_state_dict(model), assign=True)
             model = plain
         path = out / MODEL_FILE
-        M.save_checkpoint(model, str(path), meta)
+        save_checkpoint(model, str(path), meta)
     return path
 
 
@@ -285,8 +285,9 @@ class _Trainer:
                     self._fit_schedule_to_budget(cfg.time_budget_s)
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
-                if self.val_windows and (self.step % cfg.eval_every == 0 or self.step == self.total):
+                if self.val_windows and (self.step % self._eval_interval() == 0 or self.step == self.total):
                     self.last_val = self.evaluate()
+                    self._remember_if_best()
                     self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.stop_at:
                     self._checkpoint()
@@ -297,8 +298,10 @@ class _Trainer:
 
         paths = {**self._checkpoint(), "log": str(self.out / LOG_FILE), "scan_report": str(self.out / SCAN_FILE)}
         finished = self.step >= self.total
+        kept = (f" (the weights of step {self.best['step']}, the lowest validation loss)"
+                if self.best and self.best["step"] != self.step else "")
         self.emit(TrainEvent("done" if finished else "cancelled", step=self.step, total_steps=self.total, paths=paths,
-                             **self.last_val, message=(f"finished: {paths.get('result', '')}" if finished
+                             **self.last_val, message=(f"finished: {paths.get('result', '')}{kept}" if finished
                                                        else f"paused at step {self.step}; resume with --resume")))
         return paths
 
@@ -379,6 +382,7 @@ class _Trainer:
             random.setstate(_to_tuple(resume["rng"]["python"]))
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        self.best: dict | None = resume.get("best") if resume else None
         self.meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
                      "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
         self.last_val: dict = {}
@@ -418,8 +422,9 @@ class _Trainer:
             return
         per_step = (now - self._t_first_step) / (done - 1)
         if self.val_windows:
+            every = self._eval_interval(int((budget_s - elapsed) / per_step) + self.step)
             per_step *= 1 + min(self.config.max_eval_batches * self.config.batch_size, len(self.val_windows)) / (
-                3 * self.config.batch_size * max(self.config.eval_every, 1))  # a forward is ~1/3 of a step
+                3 * self.config.batch_size * every)  # a forward is ~1/3 of a step
         steps = max(self.step + 1, self.step + int((budget_s - elapsed) / per_step))
         if self.config.steps is not None:
             steps = min(steps, int(self.config.steps))
@@ -497,18 +502,54 @@ class _Trainer:
             "format": RESUME_FORMAT, "config": cfg.to_dict(), "tokenizer": self.tokenizer.to_dict(),
             "step": self.step, "epoch": self.epoch, "index": self.index, "bad_steps": self.bad_steps,
             "total_steps": self.total, "data": self.fingerprint, "meta": self.meta,
-            "module": self.module.state_dict(), "optimizer": self.opt.state_dict(),
+            "module": self.module.state_dict(), "optimizer": self.opt.state_dict(), "best": self.best,
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         resume_path = self.out / RESUME_FILE
         with atomic_write(resume_path) as f:
             torch.save(ckpt, f)
-        result = _export(self.module, cfg, self.out, {**self.meta, "step": self.step, **self.last_val})
+        result = self._export_result()
         paths = {"resume": str(resume_path), "result": str(result)}
         self.emit(TrainEvent("checkpoint", step=self.step, total_steps=self.total, paths=paths,
                              message=f"checkpoint at step {self.step}"))
         return paths
+
+    def _eval_interval(self, total: int | None = None) -> int:
+        """Steps between validation passes: --eval-every, else about eight a run, 10 to 100 steps apart."""
+        if self.config.eval_every:
+            return self.config.eval_every
+        return min(100, max(10, (total or self.total) // 8))
+
+    def _remember_if_best(self) -> None:
+        """Keep a copy (on the CPU) of the trained parameters at the lowest validation loss so far: a small
+        folder over-fits within minutes, and the result file then holds its best point, not the last."""
+        loss = self.last_val.get("val_loss")
+        if not self.config.keep_best or loss is None or not math.isfinite(loss):
+            return
+        if self.best is None or loss < self.best["val"]["val_loss"]:
+            self.best = {"step": self.step, "val": dict(self.last_val),
+                         "params": {n: p.detach().to("cpu", copy=True)
+                                    for n, p in self.module.named_parameters() if p.requires_grad}}
+
+    def _export_result(self) -> Path:
+        """model.pth / style.pth: the best validation point's parameters (keep_best), else the current ones.
+        The best ones are swapped in for the export and the current ones put back exactly."""
+        best = self.best
+        if best is None or best["step"] == self.step:
+            return _export(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val})
+        params = dict(self.module.named_parameters())
+        current = {n: params[n].detach().clone() for n in best["params"]}
+        with torch.no_grad():
+            for n, t in best["params"].items():
+                params[n].copy_(t)
+        try:
+            return _export(self.module, self.config, self.out,
+                           {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
+        finally:
+            with torch.no_grad():
+                for n, t in current.items():
+                    params[n].copy_(t)
 
     def _autocast(self):
         if self.device.type == "cuda":

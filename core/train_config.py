@@ -43,8 +43,9 @@ class TrainConfig:
     n_layer: int = 6                   # model size when pretraining from scratch
     n_embd: int = 384
     val_fraction: float = 0.1
-    eval_every: int = 100
-    max_eval_batches: int = 50
+    eval_every: int | None = None      # steps between validation passes (default: about 8 a run, 10-100 apart)
+    max_eval_batches: int = 16         # validation windows: at most this many batches (the same ones each pass)
+    keep_best: bool = True             # the result holds the weights of the lowest validation loss, not the last
     checkpoint_every: int = 200
     log_every: int | None = None       # default: every step on CPU, every 10 on CUDA
     completion_only: bool = False      # no loss on the header restated at a window's start

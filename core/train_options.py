@@ -9,7 +9,7 @@ import dataclasses
 from core.train_config import MODES, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-# each option's TrainConfig field (--no-dynamics-flag, the one negated option, is handled apart)
+# each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
 _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "steps": "steps", "epochs": "epochs",
              "ctx": "ctx_len", "batch": "batch_size", "resume": "resume", "layers": "n_layer", "width": "n_embd",
              "lr": "lr", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
@@ -60,7 +60,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=_DEFAULTS["n_embd"], help="model width when pretraining (no --base)")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
-    p.add_argument("--eval-every", type=int, default=_DEFAULTS["eval_every"])
+    p.add_argument("--eval-every", type=int, default=_DEFAULTS["eval_every"],
+                   help="steps between validation passes (default: about 8 a run, 10 to 100 steps apart)")
+    p.add_argument("--keep-last", action="store_true",
+                   help="the result holds the last step's weights (default: those of the lowest validation loss)")
     p.add_argument("--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"])
     p.add_argument("--val-fraction", type=float, default=_DEFAULTS["val_fraction"])
     p.add_argument("--warmup", type=int)
@@ -99,4 +102,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         del values["device"]  # --device "" means the default, as it always did
     if getattr(args, "no_dynamics_flag", False):
         values["dynamics_flag"] = False
+    if getattr(args, "keep_last", False):
+        values["keep_best"] = False
     return TrainConfig(**values)
