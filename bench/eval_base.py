@@ -65,8 +65,8 @@ from core.evaluate.transformer import load_transformer, parameter_count  # noqa:
 from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import RESUME_FILE, run_training  # noqa: E402
-from core.train_config import DEFAULT_LR, TrainConfig  # noqa: E402
+from core.train import run_training  # noqa: E402
+from core.train_config import DEFAULT_LR, RESUME_FILE, TrainConfig  # noqa: E402
 
 SECTIONS = (1, 2, 3, 4, 5, 6)
 DEFAULT_SECTIONS = (1, 3, 5, 6)  # the base model's evidence; 2 and 4 on request

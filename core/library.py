@@ -22,11 +22,9 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .paths import user_data_dir
+from .train_config import LOG_FILE, MODEL_FILE, RESUME_FILE, STYLE_FILE
 
 RUN_FILE = "run.json"
-MODEL_FILE = "model.pth"   # the names core.train writes
-STYLE_FILE = "style.pth"
-LOG_FILE = "train_log.jsonl"
 KINDS = ("base", "finetuned", "style")
 
 
@@ -155,7 +153,7 @@ def update_run(run_dir: str | os.PathLike, **changes) -> dict:
     return info
 
 
-def resumable_runs(user_dir: str | os.PathLike, resume_file: str = "resume.pt") -> list[Path]:
+def resumable_runs(user_dir: str | os.PathLike, resume_file: str = RESUME_FILE) -> list[Path]:
     """Runs that stopped before the end (a resume checkpoint, not marked finished), newest first."""
     runs = Path(user_dir) / "runs"
     if not runs.is_dir():

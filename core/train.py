@@ -32,14 +32,10 @@ from torch import nn
 from core import data as D
 from core.atomic import atomic_write
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import DEFAULT_LR, MODES, TrainConfig, TrainEvent, TrainingError
+from core.train_config import (DEFAULT_LR, LOG_FILE, MODEL_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_FILE, TrainConfig,
+                                TrainEvent, TrainingError)
 from core.train_options import add_train_arguments, config_from_args
 
-RESUME_FILE = "resume.pt"
-MODEL_FILE = "model.pth"
-STYLE_FILE = "style.pth"
-LOG_FILE = "train_log.jsonl"
-SCAN_FILE = "scan_report.json"
 RESUME_FORMAT = "rwkv-music-resume/1"
 LN2 = math.log(2.0)
 

@@ -1,5 +1,5 @@
 """What a training run is asked to do (TrainConfig, whose field defaults are the only place a training
-default is written) and what it reports (TrainEvent, TrainingError).
+default is written), what it reports (TrainEvent, TrainingError) and the files it writes.
 
 No torch here: the command-line parser (core/train_options.py), the GUI and the parent side of a training
 job (core/train_job.py) read these without loading the training loop (core/train.py).
@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+
+# the files a run writes in its output folder (core/library.py reads them)
+RESUME_FILE = "resume.pt"
+MODEL_FILE = "model.pth"
+STYLE_FILE = "style.pth"
+LOG_FILE = "train_log.jsonl"
+SCAN_FILE = "scan_report.json"
 
 MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
 DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part

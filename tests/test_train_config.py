@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from core.train import RESUME_FILE, RESUME_FORMAT, run_training
-from core.train_config import DEFAULT_STYLE_PARTS, TrainConfig, TrainingError
+from core.train import RESUME_FORMAT, run_training
+from core.train_config import DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
 from core.train_options import add_train_arguments, config_from_args
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
