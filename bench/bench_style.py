@@ -14,7 +14,8 @@ model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains 
 
 Tables:
 1. The held-out collection (--heldout: its training pieces are the folder, its test pieces the test): bits per
-   note before and after, per candidate and budget, with the steps done, wall and CPU seconds, file size.
+   note before and after, per candidate and budget, with the steps done and the step kept (a tenth of the folder
+   validates and the result is the best validation point, as in the product), wall and CPU seconds, file size.
 2. By position from each test piece's start, whole pieces through the recurrent state, bits per token, base
    against each candidate at the largest budget. A style that lasts gains in every bucket, none below half
    of its whole-piece gain ("lasts").
@@ -172,21 +173,23 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
     """Train one candidate for `budget` seconds (with --steps: that many steps) -> result path, steps, wall
     and CPU seconds, file size."""
     shutil.rmtree(out, ignore_errors=True)
+    # the product's own settings: a tenth of the folder validates, and the result is the best validation point
     cfg = TrainConfig(data=str(folder), out=str(out), base=args.model, mode=cand.mode, ctx_len=args.ctx,
-                      batch_size=args.batch, val_fraction=0.0, checkpoint_every=10 ** 9, eval_every=10 ** 9,
-                      seed=args.seed, device=args.device, threads=args.threads, workers=args.workers,
+                      batch_size=args.batch, seed=args.seed, device=args.device, threads=args.threads, workers=args.workers,
                       cache_dir=str(cache), time_budget_s=None if args.steps else budget, steps=args.steps)
     if cand.mode == "style":
         cfg.style_parts, cfg.style_rank, cfg.offset_rank = cand.parts, cand.style_rank, cand.offset_rank
         if cand.lr_scale != 1.0:
             cfg.lr = DEFAULT_LR["style"] * cand.lr_scale
-    marks = {"step": 0, "t0": None}
+    marks = {"step": 0, "t0": None, "best": (float("inf"), None)}
 
     def emit(e) -> None:
         if e.kind == "step":
             marks["step"] = max(marks["step"], e.step)
             if marks["t0"] is None:
                 marks["t0"] = time.monotonic()
+        if e.kind == "eval" and e.val_loss is not None:
+            marks["best"] = min(marks["best"], (e.val_loss, e.step))
 
     def over_time() -> bool:  # a hard stop in case the schedule's estimate runs long
         return not args.steps and marks["t0"] is not None and time.monotonic() - marks["t0"] > 1.1 * budget + 5
@@ -194,8 +197,8 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
     t0, c0 = time.monotonic(), time.process_time()
     paths = run_training(cfg, emit, over_time)
     wall = time.monotonic() - (marks["t0"] or t0)
-    return {"result": paths["result"], "steps": marks["step"], "wall_s": wall, "cpu_s": time.process_time() - c0,
-            "file_bytes": os.path.getsize(paths["result"])}
+    return {"result": paths["result"], "steps": marks["step"], "kept_step": marks["best"][1] or marks["step"],
+            "wall_s": wall, "cpu_s": time.process_time() - c0, "file_bytes": os.path.getsize(paths["result"])}
 
 
 class Evaluated:
@@ -345,7 +348,8 @@ def main(argv=None) -> int:
     print_table(f"1. Held-out collection {held!r}: {len(train_files)} pieces as the folder, {len(test)} test pieces "
                 f"({tests.total_notes} notes); {args.threads} threads, device {args.device}", rows,
                 [("candidate", "candidate", "s"), ("budget s", "budget_s", ".0f"), ("bits/note", "bits_per_note", ".3f"),
-                 ("change", "reduction", "+.1%"), ("steps", "steps", "d"), ("wall s", "wall_s", ".0f"),
+                 ("change", "reduction", "+.1%"), ("steps", "steps", "d"), ("kept", "kept_step", "d"),
+                 ("wall s", "wall_s", ".0f"),
                  ("CPU s", "cpu_s", ".0f"), ("file bytes", "file_bytes", "d")])
     results["heldout_table"] = rows
 
@@ -393,7 +397,7 @@ def main(argv=None) -> int:
         print_table(f"3. User-sized case: {args.user_pieces} pieces of {kind!r} as the folder, {len(user_test)} other "
                     f"pieces of it as the test ({user_tests.total_notes} notes), {amount(args, args.user_budget)} each",
                     user_rows, [("candidate", "candidate", "s"), ("bits/note", "bits_per_note", ".3f"),
-                                ("change", "reduction", "+.1%"), ("steps", "steps", "d"),
+                                ("change", "reduction", "+.1%"), ("steps", "steps", "d"), ("kept", "kept_step", "d"),
                                 ("wall s", "wall_s", ".0f"), ("file bytes", "file_bytes", "d")])
         results["user_case"] = {"kind": kind, "rows": user_rows}
 
