@@ -30,7 +30,8 @@ from core.generate import Generator, SamplingConfig  # noqa: E402
 from tools.jack import JackServer, MidiRecorder, jackd_available  # noqa: E402
 from core.live import Player, Scheduler, SchedulerProcess  # noqa: E402
 from core.midi import read_midi  # noqa: E402
-from core.model import RWKV7, ModelConfig, save_checkpoint  # noqa: E402
+from core.checkpoint import save_checkpoint  # noqa: E402
+from core.model import RWKV7, ModelConfig  # noqa: E402
 from core.score import Score  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 

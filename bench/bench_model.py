@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.model import ModelConfig, RWKV7, save_checkpoint  # noqa: E402
+from core.checkpoint import save_checkpoint  # noqa: E402
+from core.model import ModelConfig, RWKV7  # noqa: E402
 
 # The `rwkv` package reads RWKV_V7_ON when it is imported; this script is its own process, so
 # setting it here affects nothing else. Ours and theirs then run in alternating rounds, so that

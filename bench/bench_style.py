@@ -50,7 +50,7 @@ from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
-from core.model import load_checkpoint, model_fingerprint  # noqa: E402
+from core.checkpoint import load_checkpoint, model_fingerprint  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
 from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402

@@ -20,7 +20,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from core.model import ModelConfig, RWKV7, save_checkpoint  # noqa: E402
+from core.checkpoint import save_checkpoint  # noqa: E402
+from core.model import ModelConfig, RWKV7  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.train import run_training  # noqa: E402
 from core.train_config import TrainConfig  # noqa: E402

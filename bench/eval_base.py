@@ -62,7 +62,8 @@ from core.evaluate.ngram import KneserNeyNGram  # noqa: E402
 from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile,  # noqa: E402
                                    torch_window_bits, uniform_window_bits)
 from core.evaluate.transformer import load_transformer, parameter_count  # noqa: E402
-from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
+from core.checkpoint import load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
+from core.model import ModelConfig, RWKV7  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.train import run_training  # noqa: E402

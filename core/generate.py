@@ -16,7 +16,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .model import RWKV7, State, load_checkpoint
+from .checkpoint import load_checkpoint
+from .model import RWKV7, State
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer

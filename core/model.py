@@ -1,8 +1,8 @@
 """The RWKV-7 ("x070") network: parameters, from-scratch initialisation and the parallel forward.
 
 Parameter names are the checkpoint names (`blocks.0.att.receptance.weight`, ...), so `state_dict()` is
-the layout the RWKV tools read. Per layer, with x the ln1 output and x' the previous token's (zero, or
-the carried state, before the first token):
+the layout the RWKV tools read (the files: core/checkpoint.py). Per layer, with x the ln1 output and x'
+the previous token's (zero, or the carried state, before the first token):
 
     x_m = lerp(x, x', mu_m) for m in r, w, k, v, a, g;   r, k, v = W_r x_r, W_k x_k, W_v x_v
     decay = exp(-e^-0.5 * sigmoid(w0 + tanh(x_w W1) W2))           (low-rank; computed in >= fp32)
@@ -32,12 +32,7 @@ runs. `prefill` and `step` give the logits of `forward` (up to rounding).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import pickle
-import re
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
@@ -45,7 +40,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.atomic import atomic_write
 from core.wkv import WKV_BACKENDS, wkv7
 
 # decay = exp(-DECAY_SCALE * sigmoid(z)). The `rwkv` package (the oracle) uses this rounded
@@ -54,15 +48,8 @@ DECAY_SCALE = 0.606531
 GROUP_NORM_EPS = 64e-5
 DEEP_EMBED_RANK = 32  # DeepEmbed's per-token matrix is 32 x 32 (s_emb rows are 1024 wide)
 
-# The one key we add to the RWKV-LM layout: our metadata as UTF-8 JSON in a uint8 tensor.
-# The `rwkv` package loads every key; this one has no "blocks." and no "*.weight" suffix it
-# transposes, so it just sits unused in its weight dict.
-META_KEY = "rwkv_music_meta"
-FORMAT_NAME = "rwkv-music/x070"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or state file that cannot be used (unsafe, truncated, or not x070)."""
+# Layer 0's value-residual weights: released RWKV-7 files have them, the maths never reads them.
+UNUSED_PARAMETERS = frozenset({"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"})
 
 
 def _lora_dim(n_embd: int, factor: float, power: float) -> int:
@@ -102,24 +89,6 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-    @classmethod
-    def from_state_dict(cls, sd: dict) -> "ModelConfig":
-        """Read the configuration from tensor shapes alone (never from key order)."""
-        try:
-            vocab, n_embd = sd["emb.weight"].shape
-            n_head, head_size = sd["blocks.0.att.r_k"].shape
-            layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
-            n_layer = max(layers) + 1
-            if layers != set(range(n_layer)):
-                raise CheckpointError(f"layers missing from the checkpoint: {sorted(set(range(n_layer)) - layers)}")
-            last = f"blocks.{n_layer - 1}.att."  # layer 0's v-LoRA is unused; read sizes past it
-            return cls(n_layer=n_layer, n_embd=n_embd, vocab_size=vocab, head_size=head_size,
-                       dim_w=sd[last + "w1"].shape[1], dim_a=sd[last + "a1"].shape[1],
-                       dim_v=sd[last + "v1"].shape[1], dim_g=sd[last + "g1"].shape[1],
-                       deep_embed="blocks.0.ffn.s_emb.weight" in sd)
-        except KeyError as e:
-            raise CheckpointError(f"not an RWKV-7 x070 checkpoint: missing {e.args[0]}") from None
 
 
 # --- recurrent state -------------------------------------------------------------------------
@@ -436,114 +405,3 @@ class RWKV7(nn.Module):
         The given state is left unchanged (branch from it freely). `backend`: see the table above."""
         import core.step
         return core.step.prepare(self, backend).step(tokens, state)
-
-
-# --- checkpoints -----------------------------------------------------------------------------
-def _json_tensor(obj: dict) -> torch.Tensor:
-    return torch.frombuffer(bytearray(json.dumps(obj).encode("utf-8")), dtype=torch.uint8).clone()
-
-
-def _tensor_json(t: torch.Tensor) -> dict:
-    return json.loads(bytes(t.to(torch.uint8).tolist()).decode("utf-8"))
-
-
-def _atomic_torch_save(obj, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_write(path) as f:
-        torch.save(obj, f)
-
-
-def _safe_load(path: str, device) -> dict:
-    """torch.load with weights_only=True; a file holding anything but tensors and plain
-    containers is refused as a CheckpointError."""
-    try:
-        obj = torch.load(os.fspath(path), map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused, it holds more than tensors ({str(e).splitlines()[0]})") from None
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # RuntimeError, EOFError, OSError, struct.error...: whatever a damaged file raises
-        why = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: not a readable checkpoint ({why})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: not a checkpoint (a {type(obj).__name__}, not a dict of tensors)")
-    return obj
-
-
-def save_checkpoint(model: RWKV7, path: str, meta: dict | None = None, dtype: torch.dtype | None = None) -> None:
-    """Write the RWKV-LM `.pth` layout plus our metadata (JSON in a uint8 tensor under
-    META_KEY, next to the model config). The `rwkv` package loads the file unchanged.
-    `meta` must be JSON-serialisable (e.g. {"tokenizer": Tokenizer().to_dict(), "training": ...})."""
-    sd = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
-          for k, v in model.state_dict().items()}
-    full_meta = {"format": FORMAT_NAME, "config": model.config.to_dict(), **(meta or {})}
-    sd[META_KEY] = _json_tensor(full_meta)
-    _atomic_torch_save(sd, path)
-
-
-_UNUSED_KEYS = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
-
-
-def load_checkpoint(path: str, device="cpu", dtype: torch.dtype = torch.float32) -> tuple[RWKV7, dict]:
-    """Load a checkpoint (ours or a plain RWKV-LM x070 file) -> (model in eval mode, meta).
-    The config comes from tensor shapes; meta is {} for files without our metadata."""
-    sd = _safe_load(path, "cpu")
-    meta = _tensor_json(sd.pop(META_KEY)) if META_KEY in sd else {}
-    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: not a checkpoint (non-tensor entries)")
-    cfg = ModelConfig.from_state_dict(sd)
-    with torch.device("meta"):  # shapes only: the file's tensors become the parameters
-        model = RWKV7(cfg, init=False)
-    missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
-    if set(missing) - _UNUSED_KEYS or unexpected:
-        raise CheckpointError(f"{path}: layout mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for key in missing:  # layer 0's unused value-residual weights, dropped by some exporters
-        module_name, name = key.rsplit(".", 1)
-        old = model.get_parameter(key)
-        setattr(model.get_submodule(module_name), name, nn.Parameter(torch.zeros(old.shape)))
-    return model.to(device=device, dtype=dtype).eval(), meta
-
-
-def read_checkpoint_meta(path: str) -> dict:
-    """Our metadata of a checkpoint ({} for a plain RWKV-LM file), without building the model."""
-    sd = _safe_load(path, "cpu")
-    return _tensor_json(sd[META_KEY]) if META_KEY in sd else {}
-
-
-def model_fingerprint(model: RWKV7) -> str:
-    """A short hash of the config and every weight: the identity a style file is tied to. A model with a
-    style applied (core.style) gives its base model's fingerprint."""
-    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    weights = {**model.state_dict(), **getattr(model, "_style_backup", {})}
-    for name, p in sorted(weights.items()):
-        h.update(name.encode())
-        h.update(p.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def save_state_file(path: str, wkv: torch.Tensor, model: RWKV7, meta: dict | None = None) -> None:
-    """Write a style: the learned initial WKV state [L,H,N,N] of `model` plus meta, including
-    the base model's identity (config and fingerprint)."""
-    cfg = model.config
-    if tuple(wkv.shape) != (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size):
-        raise ValueError(f"WKV state shape {tuple(wkv.shape)} does not fit the model")
-    full_meta = {"format": FORMAT_NAME + "/state", "base_config": cfg.to_dict(),
-                 "base_fingerprint": model_fingerprint(model), **(meta or {})}
-    _atomic_torch_save({"wkv": wkv.detach().to(torch.float32).contiguous().cpu(), META_KEY: _json_tensor(full_meta)},
-                       path)
-
-
-def load_state_file(path: str, model: RWKV7 | None = None) -> tuple[torch.Tensor, dict]:
-    """Read a style -> (wkv [L,H,N,N] float32, meta). With `model`, refuse a style learned on
-    another base model (different shapes or weights)."""
-    obj = _safe_load(path, "cpu")
-    if "wkv" not in obj or META_KEY not in obj:
-        raise CheckpointError(f"{path}: not a style file")
-    wkv, meta = obj["wkv"].to(torch.float32), _tensor_json(obj[META_KEY])
-    if model is not None:
-        cfg = model.config
-        if tuple(wkv.shape) != (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size):
-            raise CheckpointError(f"{path}: the style's shape {tuple(wkv.shape)} does not fit this model")
-        if meta.get("base_fingerprint") not in (None, model_fingerprint(model)):
-            raise CheckpointError(f"{path}: the style was learned on another base model")
-    return wkv, meta

@@ -30,9 +30,11 @@ from torch import nn
 
 from core import model as M
 from core.atomic import atomic_write
+from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
+                             tensor_json)
 
-STYLE_FORMAT = M.FORMAT_NAME + "/style"
-LEGACY_STATE_FORMAT = M.FORMAT_NAME + "/state"
+STYLE_FORMAT = FORMAT_NAME + "/style"
+LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
 MAX_STYLE_BYTES = 1 << 20   # a style file is at most 1 MB
 PARTS = ("lora", "offset", "bias", "state")
 
@@ -41,7 +43,7 @@ SMALL_PARAMS = re.compile(r"(^|\.)(ln0|ln1|ln2|ln_out|ln_x)\.(weight|bias)$"
                           r"|\.att\.(w0|a0|x_r|x_w|x_k|x_v|x_a|x_g)$|\.ffn\.x_k$")
 
 
-class StyleError(M.CheckpointError):
+class StyleError(CheckpointError):
     """A style that cannot be used here: not a style file, another base model, too large."""
 
 
@@ -118,7 +120,7 @@ def _tensors(style: Style, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 
 def _serialise(style: Style, meta: dict, dtype: torch.dtype) -> bytes:
     obj = _tensors(style, dtype)
-    obj[M.META_KEY] = M._json_tensor(meta)
+    obj[META_KEY] = json_tensor(meta)
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -141,7 +143,7 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
     full = {**style.meta, **(meta or {}), "parts": list(style.parts)}
     if base is not None:
         full["base_config"] = base.config.to_dict()
-        full["base_fingerprint"] = M.model_fingerprint(base)
+        full["base_fingerprint"] = model_fingerprint(base)
     if base_fingerprint is not None:
         full["base_fingerprint"] = base_fingerprint
     if "base_fingerprint" not in full:
@@ -159,12 +161,12 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
 
 def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
     """Read a style file (CPU tensors, float32). With `model`, refuse one learnt on another base model."""
-    obj = M._safe_load(path, "cpu")
-    if M.META_KEY not in obj:
+    obj = safe_load(path, "cpu")
+    if META_KEY not in obj:
         raise StyleError(f"{path}: not a style file")
-    meta = M._tensor_json(obj.pop(M.META_KEY))
+    meta = tensor_json(obj.pop(META_KEY))
     fmt = meta.get("format")
-    if fmt == M.FORMAT_NAME:
+    if fmt == FORMAT_NAME:
         raise StyleError(f"{path}: a model checkpoint, not a style file (use it as the model)")
     if fmt not in (STYLE_FORMAT, LEGACY_STATE_FORMAT):
         raise StyleError(f"{path}: not a style file (format {fmt!r})")
@@ -207,9 +209,9 @@ def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
         differ = ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in ours if theirs.get(k) != ours[k])
         raise StyleError(f"{where}: learnt on another base model{learnt_on}, of another shape ({differ}); "
                          f"pick the style's own base model")
-    if style.base_fingerprint not in (None, M.model_fingerprint(model)):
+    if style.base_fingerprint not in (None, model_fingerprint(model)):
         raise StyleError(f"{where}: learnt on another base model{learnt_on}; it only fits that model "
-                         f"(fingerprint {style.base_fingerprint}, this model's {M.model_fingerprint(model)})")
+                         f"(fingerprint {style.base_fingerprint}, this model's {model_fingerprint(model)})")
     square = (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
     for name, t in (("state", style.state), ("offset", style.offset_matrix())):
         if t is not None and tuple(t.shape) != square:
@@ -275,7 +277,7 @@ def set_strength(model: M.RWKV7, strength: float) -> None:
 
 # --- training ------------------------------------------------------------------------------------------
 def small_parameter_names(model: nn.Module) -> list[str]:
-    return [n for n, _ in model.named_parameters() if SMALL_PARAMS.search(n) and n not in M._UNUSED_KEYS]
+    return [n for n, _ in model.named_parameters() if SMALL_PARAMS.search(n) and n not in M.UNUSED_PARAMETERS]
 
 
 def plan_style(model: M.RWKV7, parts: tuple[str, ...], lora_rank: int | None = None,
@@ -326,7 +328,7 @@ class StyleTuner(nn.Module):
         super().__init__()
         self.model, self.parts = model, tuple(parts)
         self.lora_rank, self.offset_rank = lora_rank, offset_rank
-        self.base_fingerprint = base_fingerprint or M.model_fingerprint(model)
+        self.base_fingerprint = base_fingerprint or model_fingerprint(model)
         cfg = model.config
         L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
         for p in model.parameters():

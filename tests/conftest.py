@@ -37,7 +37,8 @@ def tiny_checkpoint(tmp_path_factory):
     small random values, so the recurrent state and a style really shape what the model says."""
     import torch
 
-    from core.model import ModelConfig, RWKV7, save_checkpoint
+    from core.checkpoint import save_checkpoint
+    from core.model import ModelConfig, RWKV7
     from core.tokenizer import Tokenizer
 
     tok = Tokenizer()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from core import cpu_kernels, jit_build
-from core.model import ModelConfig, RWKV7, load_checkpoint
+from core.checkpoint import load_checkpoint
+from core.model import ModelConfig, RWKV7
 from core.step import CppStepper, TorchStepper, cpp_applies, prepare
 from tests.small_models import odd_sized_model
 

@@ -13,7 +13,8 @@ import textwrap
 import pytest
 import torch
 
-from core.model import ModelConfig, RWKV7, save_checkpoint
+from core.checkpoint import save_checkpoint
+from core.model import ModelConfig, RWKV7
 
 pytest.importorskip("rwkv")
 

@@ -12,8 +12,8 @@ import torch
 
 from core import cli
 from core.generate import Generator, SamplingConfig
-from core.model import (CheckpointError, RWKV7, load_checkpoint, model_fingerprint,
-                        save_checkpoint, save_state_file)
+from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
+from core.model import RWKV7
 from core.step import CppStepper, TorchStepper, prepare
 from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
                         plan_style, remove_style, save_style, set_strength, small_parameter_names)

@@ -11,7 +11,8 @@ import torch
 
 from core import cli
 from core.lora import apply_lora, merge_lora
-from core.model import ModelConfig, RWKV7, load_checkpoint, load_state_file
+from core.checkpoint import load_checkpoint, load_state_file
+from core.model import ModelConfig, RWKV7
 from core.tokenizer import Tokenizer
 from core.train import lr_at, run_training
 from core.train_config import TrainConfig, TrainingError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.model import load_checkpoint, load_state_file
+from core.checkpoint import load_checkpoint, load_state_file
 from core.train import run_training
 from core.train_config import TrainConfig
 from tests.test_data import make_folder

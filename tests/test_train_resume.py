@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.model import load_checkpoint
+from core.checkpoint import load_checkpoint
 from core.train import run_training
 from core.train_config import TrainConfig
 from tests.test_data import make_folder

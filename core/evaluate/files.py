@@ -40,20 +40,20 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
                    device: str = "auto", strength: float = 1.0) -> dict:
     """Bits per token and per note of a model (and optional style, at `strength`) on MIDI files or folders,
     each file tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
-    from core import model as M
+    from core.checkpoint import CheckpointError, load_checkpoint
     from core.data import find_midi_files
     from core.midi import MidiReadError, read_midi
     from core.tokenizer import Tokenizer
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model, meta = M.load_checkpoint(model_path, device=device)
+        model, meta = load_checkpoint(model_path, device=device)
         if style_path:
             from core.style import apply_style, load_style
             apply_style(model, load_style(style_path, model), strength)
     except FileNotFoundError as e:
         raise EvaluationError(f"no such file: {e.filename or model_path}") from None
-    except (M.CheckpointError, ValueError) as e:  # ValueError: a strength below 0
+    except (CheckpointError, ValueError) as e:  # ValueError: a strength below 0
         raise EvaluationError(str(e)) from None
     try:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
