@@ -173,6 +173,38 @@ def test_offset_and_every_part_get_gradients_in_the_tuner():
     assert {p for g in groups for p in g["params"]} == {p for p in tuner.parameters() if p.requires_grad}
 
 
+def test_a_saved_style_applied_to_the_model_gives_the_tuners_logits(tmp_path):
+    """Every part goes through the file into the loaded model's weights, state offset and initial state: the
+    parallel forward and the step then give what the tuner trained."""
+    tuner = StyleTuner(load_checkpoint(str(BUNDLED))[0], ("lora", "offset", "bias", "state"), 4, 0)
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in tuner.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() == 4 else 0.02))
+    idx = torch.randint(0, tuner.model.config.vocab_size, (1, 40), generator=g)
+    with torch.no_grad():
+        trained = tuner(idx)
+    style = tuner.export()
+    assert style.parts == ("lora", "offset", "bias", "state")
+    save_style(str(tmp_path / "s.pth"), style, base_fingerprint=tuner.base_fingerprint)
+    model, _ = load_checkpoint(str(BUNDLED))
+    base = model(idx).detach()
+    loaded = load_style(str(tmp_path / "s.pth"), model)
+    assert loaded.parts == style.parts
+    apply_style(model, loaded)
+    with torch.no_grad():
+        parallel = model(idx, state=model.init_state(1, wkv=model.style_state))
+        logits, state = model.prefill(idx[:, :30])
+        steps = [logits]
+        for t in range(30, 39):
+            logits, state = model.step(idx[:, t], state)
+            steps.append(logits)
+    assert (trained - base).abs().max() > 0.1  # the style changes the logits ...
+    close(parallel, trained, 2e-3)  # ... and the file keeps that change (LoRA in fp16)
+    close(torch.cat(steps), parallel[0, 29:39], 1e-4)
+
+
 # --- the file --------------------------------------------------------------------------------------------------
 def test_style_file_fits_1mb_and_is_refused_on_another_base(tmp_path):
     model, _ = load_checkpoint(str(BUNDLED))
