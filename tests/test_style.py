@@ -20,6 +20,7 @@ from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_st
 from core.train import run_training
 from core.train_config import TrainConfig
 from tests.small_models import odd_sized_model
+from tests.test_cpu_kernels import run_both
 from tests.test_data import make_folder
 from tests.test_model import perturbed_model, random_state
 
@@ -98,15 +99,7 @@ def test_fused_step_with_offset_matches_the_torch_op_step_on_the_bundled_model()
     prompt = torch.randint(0, model.config.vocab_size, (2, 40), generator=g)
     tokens = torch.randint(0, model.config.vocab_size, (2, 60), generator=g)
     _, start = model.prefill(prompt)
-    results = []
-    for backend in ("step-cpp", "step-torch"):
-        s, outs = start, []
-        for t in range(tokens.shape[1]):
-            logits, s = model.step(tokens[:, t], s, backend)
-            outs.append(logits)
-        assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
-        results.append((torch.stack(outs, 1), s))
-    (fused, f_state), (ref, r_state) = results
+    (fused, f_state), (ref, r_state) = run_both(model, tokens, start)
     close(fused, ref, 1e-5)
     for a, b in zip(f_state.wkv, r_state.wkv):
         close(a, b, 1e-5)
