@@ -1,13 +1,13 @@
 """The training loop: pretraining and fine-tuning (full, LoRA, style and state tuning) with progress events,
 checkpoints and exact resume.
 
-Here: the model a run trains (a base checkpoint or a fresh model, wrapped for its mode), the learning-rate
-schedule, the result files, DDP set-up, the loop itself (`run_training(config, emit, should_stop)`, in this
-process) and its torchrun entry: under `torchrun ... -m core.train` each rank takes a fixed slice of every
-global batch and gradients are summed, so N processes compute what one process computes on the whole batch.
-Elsewhere: a run's settings, events and errors (core/train_config.py), its command-line options
-(core/train_options.py), a run in a child process (core/train_job.py), scoring whole files with a trained
-model (core/evaluate/files.py).
+Here: the learning-rate schedule, DDP set-up, the loop itself (`run_training(config, emit, should_stop)`, in
+this process), its checkpoints, and its torchrun entry: under `torchrun ... -m core.train` each rank takes a
+fixed slice of every global batch and gradients are summed, so N processes compute what one process computes
+on the whole batch. Elsewhere: the model a run trains and how its result file is written (core/train_model.py),
+a run's settings, events and errors (core/train_config.py), its command-line options (core/train_options.py),
+a run in a child process (core/train_job.py), scoring whole files with a trained model
+(core/evaluate/files.py).
 
 Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (style, and its
 variant state: see core/style.py), train_log.jsonl (one event per line), scan_report.json.
@@ -27,108 +27,19 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from core import data as D
 from core.atomic import atomic_write
-from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import (DEFAULT_LR, LOG_FILE, MODEL_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_FILE, TrainConfig,
-                                TrainEvent, TrainingError)
+from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, TrainConfig, TrainEvent,
+                                TrainingError)
+from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap
 from core.train_options import add_train_arguments, config_from_args
 
 RESUME_FORMAT = "rwkv-music-resume/1"
 LN2 = math.log(2.0)
 
 
-# --- model plumbing ----------------------------------------------------------------------------
-def _model_api():
-    from core import model as M
-    return M
-
-
-def _build_model(config: TrainConfig, tokenizer):
-    """(model, meta of the base or {}): the base checkpoint, or a fresh model of the given size."""
-    M = _model_api()
-    if config.base:
-        try:
-            model, meta = load_checkpoint(config.base)
-        except FileNotFoundError:
-            raise TrainingError(f"base model not found: {config.base}") from None
-        except CheckpointError as e:
-            raise TrainingError(str(e)) from None
-        if model.config.vocab_size != tokenizer.vocab_size:
-            raise TrainingError(f"base model vocabulary ({model.config.vocab_size}) does not match the "
-                                f"tokenizer ({tokenizer.vocab_size})")
-        meta = {k: v for k, v in (meta or {}).items() if k not in ("format", "config")}
-        return model.train(), meta
-    if config.mode in ("state", "style"):
-        raise TrainingError(f"{config.mode} tuning needs a base model (--base)")
-    cfg = M.ModelConfig(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=tokenizer.vocab_size)
-    return M.RWKV7(cfg), {}
-
-
-def style_parts(config: TrainConfig) -> tuple[str, ...]:
-    """The parts of the style a style/state run learns."""
-    from core.style import parse_parts
-    if config.mode == "state":
-        return ("state",)
-    try:
-        return parse_parts(config.style_parts)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-
-
-def _base_tokenizer(path: str):
-    """The tokenizer a base checkpoint was trained with (the current one for files without metadata)."""
-    from core.tokenizer import Tokenizer
-    try:
-        meta = read_checkpoint_meta(path)
-        return Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
-    except FileNotFoundError:
-        raise TrainingError(f"base model not found: {path}") from None
-    except (CheckpointError, ValueError) as e:
-        raise TrainingError(str(e)) from None
-
-
-class Plain(nn.Module):
-    """The model as it is (full fine-tune, LoRA, pretraining): one wrapper type for DDP and checkpoints."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model(idx)
-
-
-def _wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
-    # layer 0's value-residual weights exist in the file layout but are never used: keep them out of
-    # the optimizer (and out of DDP's gradient bookkeeping)
-    for name in ("v0", "v1", "v2"):
-        getattr(model.blocks[0].att, name).requires_grad_(False)
-    if config.mode in ("state", "style"):
-        from core.style import StyleError, StyleTuner, plan_style
-        parts = style_parts(config)
-        try:
-            lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)
-        except StyleError as e:
-            raise TrainingError(str(e)) from None
-        return StyleTuner(model, parts, lora_rank, offset_rank)
-    if config.mode == "lora":
-        from core.lora import apply_lora
-        apply_lora(model, config.lora_rank, config.lora_alpha)
-    return Plain(model)
-
-
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for p in module.parameters():
-        if p.requires_grad:
-            (decay if p.dim() == 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
+# --- schedule and data bookkeeping ---------------------------------------------------------------
 BUDGET_FIT_STEPS = (3, 10, 30, 100)  # steps at which a time budget (re)sets the run's length
 
 
@@ -138,31 +49,6 @@ def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> 
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _export(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Path:
-    """Write the usable result (model.pth or style.pth) atomically; returns its path."""
-    M = _model_api()
-    # both writers are atomic (temp file + os.replace)
-    if config.mode in ("state", "style"):
-        from core.style import save_style
-        path = out / STYLE_FILE
-        base = (meta.get("training") or {}).get("base")
-        save_style(str(path), module.export(), None, {**meta, "name": Path(config.out).name,
-                                                      "base_name": Path(base).name if base else None},
-                   base_fingerprint=module.base_fingerprint)
-    else:
-        model = module.model
-        if config.mode == "lora":
-            from core.lora import merged_state_dict
-            with torch.device("meta"):  # shapes only: the merged tensors become the parameters
-                plain = M.RWKV7(model.config, init=False)
-            plain.load_state_dict(merged_state_dict(model), assign=True)
-            model = plain
-        path = out / MODEL_FILE
-        save_checkpoint(model, str(path), meta)
-    return path
-
 
 
 def _data_fingerprint(pieces) -> str:
@@ -302,7 +188,8 @@ class _Trainer:
         return paths
 
     def _prepare(self) -> None:
-        """Data, model, optimizer and position: fresh, or exactly as the resume checkpoint left them."""
+        """Data, model, optimizer and position: fresh, or exactly as the resume checkpoint left them. The
+        order of the steps is part of exact resume (seeds, then weights, then the checkpoint's RNG state)."""
         cfg = self.config
         if not Path(cfg.data).exists():
             raise TrainingError(f"no such folder: {cfg.data}")
@@ -311,15 +198,28 @@ class _Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = self._device()
         resume = self._read_resume() if cfg.resume else None
+        self.tokenizer = self._tokenizer(resume)
+        self._prepare_data()
+        base_meta = self._prepare_model(resume)
+        self._plan_schedule(resume)
+        self._prepare_optimizer()
+        self._restore_position(resume)
+        self.meta = {**base_meta, "tokenizer": self.tokenizer.to_dict(),
+                     "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
+        self.last_val: dict = {}
 
+    def _tokenizer(self, resume: dict | None):
         from core.tokenizer import Tokenizer
         if resume:
-            tokenizer = Tokenizer.from_dict(resume["tokenizer"])
-        elif cfg.base:
-            tokenizer = _base_tokenizer(cfg.base)  # a fine-tune keeps its base model's vocabulary (v1 stays v1)
-        else:
-            tokenizer = Tokenizer()
-        self.tokenizer = tokenizer
+            return Tokenizer.from_dict(resume["tokenizer"])
+        if self.config.base:
+            return base_tokenizer(self.config.base)  # a fine-tune keeps its base model's vocabulary (v1 stays v1)
+        return Tokenizer()
+
+    def _prepare_data(self) -> None:
+        """Scan the folder (scan_report.json, a "scan" event), split the pieces into training and validation
+        and cut both into windows."""
+        cfg, tokenizer = self.config, self.tokenizer
         pieces, report = self._scan(tokenizer)
         if self.rank == 0:
             (self.out / SCAN_FILE).write_text(json.dumps(report.to_dict(), indent=1))
@@ -333,18 +233,26 @@ class _Trainer:
         self.is_note = note_token_table(tokenizer)
         self.fingerprint = _data_fingerprint(self.train_pieces)
 
+    def _prepare_model(self, resume: dict | None) -> dict:
+        """The module the run trains, on its device, with the checkpoint's weights when resuming, and the
+        DDP wrapper over it. Returns the base model's metadata."""
+        cfg = self.config
         torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
         random.seed(cfg.seed)
-        model, base_meta = _build_model(cfg, tokenizer)
-        self.module = _wrap(model, cfg).to(self.device)
-        if resume:
+        model, base_meta = build_model(cfg, self.tokenizer)
+        self.module = wrap(model, cfg).to(self.device)
+        if resume:  # before DDP, which starts every rank from rank 0's parameters
             self.module.load_state_dict(resume["module"])
         self.trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.forward_module = self.module
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.forward_module = DDP(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return base_meta
 
+    def _plan_schedule(self, resume: dict | None) -> None:
+        """The batch order, the run's length (steps; where it pauses) and the warm-up."""
+        cfg = self.config
         self.batches = _Batches(len(self.train_windows), cfg.batch_size, cfg.seed)
         if cfg.steps is not None:
             self.total = int(cfg.steps)
@@ -356,6 +264,10 @@ class _Trainer:
                 self.total = 10**9  # set from the first steps' time (_fit_schedule_to_budget)
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
+
+    def _prepare_optimizer(self) -> None:
+        """AdamW (fused) over the trainable parameters at the run's peak learning rate."""
+        cfg = self.config
         self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
         # a style's parts each have their own rate, all scaled by --lr / the mode's default
         if hasattr(self.module, "param_groups"):
@@ -363,9 +275,13 @@ class _Trainer:
             reference = self.module.PART_LR["state"] if cfg.mode == "state" else DEFAULT_LR[cfg.mode]
             groups = self.module.param_groups(cfg.weight_decay, reference)
         else:
-            groups = _param_groups(self.module, cfg.weight_decay)
+            groups = param_groups(self.module, cfg.weight_decay)
         self.opt = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(cfg.beta1, cfg.beta2), fused=True)
         self.found_inf = torch.zeros((), device=self.device)
+
+    def _restore_position(self, resume: dict | None) -> None:
+        """Step 0, or the checkpoint's step, batch position, optimizer state, random generators and best
+        validation point."""
         self.step = self.epoch = self.index = self.bad_steps = 0
         self.notice = ""
         if resume:
@@ -379,9 +295,6 @@ class _Trainer:
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
         self.best: dict | None = resume.get("best") if resume else None
-        self.meta = {**base_meta, "tokenizer": tokenizer.to_dict(),
-                     "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
-        self.last_val: dict = {}
 
     def _read_resume(self) -> dict:
         cfg, path = self.config, self.out / RESUME_FILE
@@ -533,14 +446,14 @@ class _Trainer:
         The best ones are swapped in for the export and the current ones put back exactly."""
         best = self.best
         if best is None or best["step"] == self.step:
-            return _export(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val})
+            return export_result(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val})
         params = dict(self.module.named_parameters())
         current = {n: params[n].detach().clone() for n in best["params"]}
         with torch.no_grad():
             for n, t in best["params"].items():
                 params[n].copy_(t)
         try:
-            return _export(self.module, self.config, self.out,
+            return export_result(self.module, self.config, self.out,
                            {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
         finally:
             with torch.no_grad():

@@ -349,9 +349,9 @@ def test_style_mode_pauses_resumes_and_exports_what_it_trained(setup, tmp_path):
 
     # applied to the base, the file reproduces what training saw (up to LoRA's fp16 storage)
     tuned = _config(folder, base, tmp_path / "x")
-    from core.train import _wrap
+    from core.train_model import wrap
     trainer_model, _ = load_checkpoint(base)
-    tuner = _wrap(trainer_model, tuned)
+    tuner = wrap(trainer_model, tuned)
     tuner.load_state_dict(torch.load(Path(paths["resume"]), weights_only=True)["module"])
     idx = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

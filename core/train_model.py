@@ -1,0 +1,124 @@
+"""What a training run trains and how its result is written.
+
+The model: the base checkpoint (with the tokenizer it was trained with) or a fresh model of the asked size,
+wrapped for the run's mode: `Plain` (pretraining, full fine-tune, LoRA with its adapters applied) or a
+core.style.StyleTuner (style and state tuning); its optimizer groups. The result: model.pth (LoRA merged into
+the weights) or style.pth. The loop that trains it is core/train.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core import model as M
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from core.train_config import MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
+
+
+def build_model(config: TrainConfig, tokenizer):
+    """(model, meta of the base or {}): the base checkpoint, or a fresh model of the given size."""
+    if config.base:
+        try:
+            model, meta = load_checkpoint(config.base)
+        except FileNotFoundError:
+            raise TrainingError(f"base model not found: {config.base}") from None
+        except CheckpointError as e:
+            raise TrainingError(str(e)) from None
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise TrainingError(f"base model vocabulary ({model.config.vocab_size}) does not match the "
+                                f"tokenizer ({tokenizer.vocab_size})")
+        meta = {k: v for k, v in (meta or {}).items() if k not in ("format", "config")}
+        return model.train(), meta
+    if config.mode in ("state", "style"):
+        raise TrainingError(f"{config.mode} tuning needs a base model (--base)")
+    cfg = M.ModelConfig(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=tokenizer.vocab_size)
+    return M.RWKV7(cfg), {}
+
+
+def style_parts(config: TrainConfig) -> tuple[str, ...]:
+    """The parts of the style a style/state run learns."""
+    from core.style import parse_parts
+    if config.mode == "state":
+        return ("state",)
+    try:
+        return parse_parts(config.style_parts)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+
+
+def base_tokenizer(path: str):
+    """The tokenizer a base checkpoint was trained with (the current one for files without metadata)."""
+    from core.tokenizer import Tokenizer
+    try:
+        meta = read_checkpoint_meta(path)
+        return Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
+    except FileNotFoundError:
+        raise TrainingError(f"base model not found: {path}") from None
+    except (CheckpointError, ValueError) as e:
+        raise TrainingError(str(e)) from None
+
+
+class Plain(nn.Module):
+    """The model as it is (full fine-tune, LoRA, pretraining): one wrapper type for DDP and checkpoints."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+
+def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
+    """The module the run trains: a StyleTuner (style, state) or Plain (with LoRA adapters in lora mode)."""
+    # layer 0's value-residual weights exist in the file layout but are never used: keep them out of
+    # the optimizer (and out of DDP's gradient bookkeeping)
+    for name in sorted(M.UNUSED_PARAMETERS):
+        model.get_parameter(name).requires_grad_(False)
+    if config.mode in ("state", "style"):
+        from core.style import StyleError, StyleTuner, plan_style
+        parts = style_parts(config)
+        try:
+            lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)
+        except StyleError as e:
+            raise TrainingError(str(e)) from None
+        return StyleTuner(model, parts, lora_rank, offset_rank)
+    if config.mode == "lora":
+        from core.lora import apply_lora
+        apply_lora(model, config.lora_rank, config.lora_alpha)
+    return Plain(model)
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups of the trainable parameters: weight decay on matrices only."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.dim() == 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Path:
+    """Write the usable result (model.pth or style.pth) atomically; returns its path."""
+    # both writers are atomic (temp file + os.replace)
+    if config.mode in ("state", "style"):
+        from core.style import save_style
+        path = out / STYLE_FILE
+        base = (meta.get("training") or {}).get("base")
+        save_style(str(path), module.export(), None, {**meta, "name": Path(config.out).name,
+                                                      "base_name": Path(base).name if base else None},
+                   base_fingerprint=module.base_fingerprint)
+    else:
+        model = module.model
+        if config.mode == "lora":
+            from core.lora import merged_state_dict
+            with torch.device("meta"):  # shapes only: the merged tensors become the parameters
+                plain = M.RWKV7(model.config, init=False)
+            plain.load_state_dict(merged_state_dict(model), assign=True)
+            model = plain
+        path = out / MODEL_FILE
+        save_checkpoint(model, str(path), meta)
+    return path
