@@ -476,96 +476,128 @@ class InfillStream:
 
     # --- the sampling loop ---------------------------------------------------------------------
     def _run(self) -> Iterator[StreamedNote]:
-        gen, tok, cfg = self.gen, self.tok, self.sampling
+        cfg = self.sampling
         seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         rng = None
-        keep = gen._keep_meter_and_tempo  # tempo and meter only where forced
-        V = tok.vocab_size
-        t_start = time.perf_counter()
+        self._t_start = time.perf_counter()
         try:
             for chunk in self.chunks:
-                prompts, middles = [], []
-                for var in self._vars:
-                    ids, middle = self._prompt(chunk, var)
-                    var.prompts.append(ids)
-                    var.tokens.append([])
-                    var.reasons.append("")
-                    prompts.append(ids)
-                    middles.append(middle)
-                t0 = time.perf_counter()
-                distinct: dict[tuple, tuple] = {}
-                for ids in prompts:
-                    if tuple(ids) not in distinct:
-                        distinct[tuple(ids)] = gen._prefill(ids)
-                rows_of = [distinct[tuple(ids)] for ids in prompts]
-                if len(distinct) == 1:  # one prefill for every variation
-                    logits, state = rows_of[0]
-                    if self.variations > 1:
-                        state = state.repeat(self.variations)
-                        logits = logits.expand(self.variations, -1)
-                else:
-                    logits = torch.cat([r[0] for r in rows_of])
-                    state = State.cat([r[1] for r in rows_of])
-                self.prefill_seconds += time.perf_counter() - t0
+                prompts, middles = self._start_chunk(chunk)
+                logits, state = self._prefill_rows(prompts)
                 if rng is None:  # multinomial samples where the logits are
                     rng = torch.Generator(device=logits.device).manual_seed(seed)
-                decoders, forcings, origins = [], [], []
-                for ids, middle in zip(prompts, middles):
-                    dec = tok.stream_decoder()
-                    dec.grammar = tok.grammar(ids, instruments=self.instruments, playable=True)
-                    decoders.append(dec)
-                    forcings.append(_Forcing(tok, middle))
-                    origins.append(chunk.context_start if self.part is not None else chunk.start)
-                    origins[-1] -= dec.grammar.gap_tick  # where the decoder puts the middle
-                limit = self.max_tokens_per_bar * chunk.bars
-                alive = list(range(self.variations))
-                device = logits.device
-                while alive:
-                    forced = [forcings[v].next_token(decoders[v].grammar) for v in alive]
-                    allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
-                    for row, v in enumerate(alive):
-                        if forced[row] is not None:
-                            allowed[row, forced[row]] = True
-                        else:
-                            g = decoders[v].grammar
-                            allowed[row, :V] = torch.from_numpy(forcings[v].restrict(g, g.allowed() & keep))
-                    with torch_threads(gen.threads):
-                        sampled = sample_tokens(logits, allowed.to(device), cfg, rng).tolist()
-                    toks = [f if f is not None else s for f, s in zip(forced, sampled)]
-                    rows = []
-                    for row, (v, t) in enumerate(zip(alive, toks)):
-                        var, dec = self._vars[v], decoders[v]
-                        var.tokens[-1].append(t)
-                        notes = _force(dec, t) if forced[row] is not None else dec.feed(t)
-                        forcings[v].fed(dec.grammar, t)
-                        if forced[row] is None:
-                            for note in notes:
-                                start = note.start + origins[v]
-                                note = Note(start, max(1, min(note.duration, self.end_tick - start)), note.pitch,
-                                            note.velocity, note.program, note.drum)
-                                var.notes.append(note)
-                                if self.first_note_seconds is None:
-                                    self.first_note_seconds = time.perf_counter() - t_start
-                                yield StreamedNote(v, note)
-                        if t == tok.eos_id:
-                            var.reasons[-1] = "eos"
-                        elif len(var.tokens[-1]) >= limit:
-                            var.reasons[-1] = "tokens"  # a runaway: the rest of the chunk stays as it is
-                        else:
-                            rows.append(row)
-                    if not rows:
-                        break
-                    if len(rows) < len(alive):
-                        state = state.select(rows)
-                    alive = [alive[r] for r in rows]
-                    t1 = time.perf_counter()
-                    with torch_threads(gen.threads):
-                        logits, state = gen.model.step(torch.tensor([toks[r] for r in rows], device=device), state)
-                    self.step_seconds += time.perf_counter() - t1
-                    self.steps += 1
+                yield from self._sample_chunk(chunk, prompts, middles, logits, state, rng)
         finally:
             for var in self._vars:  # a chunk left unfinished was closed
                 var.reasons[:] = [r or "closed" for r in var.reasons]
+
+    def _start_chunk(self, chunk: Chunk) -> tuple[list[list[int]], list[_Middle]]:
+        """Each variation's prompt for `chunk` and what its middle forces; the chunk is recorded in every
+        variation (its prompt, no tokens yet, no reason yet)."""
+        prompts, middles = [], []
+        for var in self._vars:
+            ids, middle = self._prompt(chunk, var)
+            var.prompts.append(ids)
+            var.tokens.append([])
+            var.reasons.append("")
+            prompts.append(ids)
+            middles.append(middle)
+        return prompts, middles
+
+    def _prefill_rows(self, prompts: list[list[int]]) -> tuple[torch.Tensor, State]:
+        """Logits and state with a batch row per variation: one prefill for each distinct prompt."""
+        gen = self.gen
+        t0 = time.perf_counter()
+        distinct: dict[tuple, tuple] = {}
+        for ids in prompts:
+            if tuple(ids) not in distinct:
+                distinct[tuple(ids)] = gen._prefill(ids)
+        rows_of = [distinct[tuple(ids)] for ids in prompts]
+        if len(distinct) == 1:  # one prefill for every variation
+            logits, state = rows_of[0]
+            if self.variations > 1:
+                state = state.repeat(self.variations)
+                logits = logits.expand(self.variations, -1)
+        else:
+            logits = torch.cat([r[0] for r in rows_of])
+            state = State.cat([r[1] for r in rows_of])
+        self.prefill_seconds += time.perf_counter() - t0
+        return logits, state
+
+    def _decoders(self, chunk: Chunk, prompts: list[list[int]], middles: list[_Middle]):
+        """Per variation: the decoder after its prompt, the forcing of its kept notes, and the tick of the
+        piece where the decoder puts the middle."""
+        decoders, forcings, origins = [], [], []
+        for ids, middle in zip(prompts, middles):
+            dec = self.tok.stream_decoder()
+            dec.grammar = self.tok.grammar(ids, instruments=self.instruments, playable=True)
+            decoders.append(dec)
+            forcings.append(_Forcing(self.tok, middle))
+            origin = chunk.context_start if self.part is not None else chunk.start
+            origins.append(origin - dec.grammar.gap_tick)
+        return decoders, forcings, origins
+
+    def _sample_chunk(self, chunk: Chunk, prompts, middles, logits: torch.Tensor, state: State,
+                      rng: torch.Generator) -> Iterator[StreamedNote]:
+        """Every variation's middle of `chunk`, token by token, until EOS or the chunk's token limit."""
+        decoders, forcings, origins = self._decoders(chunk, prompts, middles)
+        limit = self.max_tokens_per_bar * chunk.bars
+        alive = list(range(self.variations))
+        while alive:
+            forced, toks = self._choose(alive, logits, decoders, forcings, rng)
+            rows = []
+            for row, (v, t) in enumerate(zip(alive, toks)):
+                var, dec = self._vars[v], decoders[v]
+                var.tokens[-1].append(t)
+                notes = _force(dec, t) if forced[row] is not None else dec.feed(t)
+                forcings[v].fed(dec.grammar, t)
+                if forced[row] is None:
+                    for note in notes:
+                        yield self._emit(v, note, origins[v])
+                if t == self.tok.eos_id:
+                    var.reasons[-1] = "eos"
+                elif len(var.tokens[-1]) >= limit:
+                    var.reasons[-1] = "tokens"  # a runaway: the rest of the chunk stays as it is
+                else:
+                    rows.append(row)
+            if not rows:
+                break
+            if len(rows) < len(alive):
+                state = state.select(rows)
+            alive = [alive[r] for r in rows]
+            t1 = time.perf_counter()
+            with torch_threads(self.gen.threads):
+                logits, state = self.gen.model.step(torch.tensor([toks[r] for r in rows], device=logits.device), state)
+            self.step_seconds += time.perf_counter() - t1
+            self.steps += 1
+
+    def _choose(self, alive: list[int], logits: torch.Tensor, decoders, forcings,
+                rng: torch.Generator) -> tuple[list[int | None], list[int]]:
+        """The next token of each live variation: (the forced token or None, the token) per row. Where no
+        kept note is due, it is sampled under the grammar, the forcing's limits and the kept tempo and meter."""
+        gen, cfg = self.gen, self.sampling
+        keep = gen._keep_meter_and_tempo  # tempo and meter only where forced
+        forced = [forcings[v].next_token(decoders[v].grammar) for v in alive]
+        allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
+        for row, v in enumerate(alive):
+            if forced[row] is not None:
+                allowed[row, forced[row]] = True
+            else:
+                g = decoders[v].grammar
+                allowed[row, :self.tok.vocab_size] = torch.from_numpy(forcings[v].restrict(g, g.allowed() & keep))
+        with torch_threads(gen.threads):
+            sampled = sample_tokens(logits, allowed.to(logits.device), cfg, rng).tolist()
+        return forced, [f if f is not None else s for f, s in zip(forced, sampled)]
+
+    def _emit(self, v: int, note: Note, origin: int) -> StreamedNote:
+        """A sampled note of variation v, in the piece's ticks and cut at the range's end; kept in the variation."""
+        start = note.start + origin
+        note = Note(start, max(1, min(note.duration, self.end_tick - start)), note.pitch, note.velocity,
+                    note.program, note.drum)
+        self._vars[v].notes.append(note)
+        if self.first_note_seconds is None:
+            self.first_note_seconds = time.perf_counter() - self._t_start
+        return StreamedNote(v, note)
 
 
 def infill(gen: Generator, score: Score, start_tick: int, end_tick: int, **kwargs) -> InfillStream:
