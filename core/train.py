@@ -155,6 +155,8 @@ class _Trainer:
         self.emit(TrainEvent("step", step=self.step, total_steps=self.total, message=self.notice + (
             f"{len(self.train_pieces)} train / {len(self.val_pieces)} validation pieces, "
             f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {self.total} steps of batch {cfg.batch_size}")))
+        if cfg.keep_best and self.val_windows and self.step == 0:
+            self._validate()  # the starting point (a fine-tune: the base model) is a candidate too
         try:
             while self.step < self.stop_at:
                 if self.should_stop():
@@ -168,9 +170,7 @@ class _Trainer:
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
                 if self.val_windows and (self.step % self._eval_interval() == 0 or self.step == self.total):
-                    self.last_val = self.evaluate()
-                    self._remember_if_best()
-                    self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
+                    self._validate()
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.stop_at:
                     self._checkpoint()
         except torch.OutOfMemoryError:
@@ -180,8 +180,12 @@ class _Trainer:
 
         paths = {**self._checkpoint(), "log": str(self.out / LOG_FILE), "scan_report": str(self.out / SCAN_FILE)}
         finished = self.step >= self.total
-        kept = (f" (the weights of step {self.best['step']}, the lowest validation loss)"
-                if self.best and self.best["step"] != self.step else "")
+        kept = ""
+        if self.best and self.best["step"] == 0:
+            kept = (" (no step did better than the start on the validation pieces, so the result is the starting "
+                    "point; more pieces or a lower --lr may help)")
+        elif self.best and self.best["step"] != self.step:
+            kept = f" (the weights of step {self.best['step']}, the lowest validation loss)"
         self.emit(TrainEvent("done" if finished else "cancelled", step=self.step, total_steps=self.total, paths=paths,
                              **self.last_val, message=(f"finished: {paths.get('result', '')}{kept}" if finished
                                                        else f"paused at step {self.step}; resume with --resume")))
@@ -425,10 +429,16 @@ class _Trainer:
         return paths
 
     def _eval_interval(self, total: int | None = None) -> int:
-        """Steps between validation passes: --eval-every, else about eight a run, 10 to 100 steps apart."""
+        """Steps between validation passes: --eval-every, else about eight a run, 10 to 100 steps apart, and
+        at least twice an epoch (a folder of 20 pieces is a few steps an epoch, and over-fits within a few)."""
         if self.config.eval_every:
             return self.config.eval_every
-        return min(100, max(10, (total or self.total) // 8))
+        return max(1, min(100, max(10, (total or self.total) // 8), self.batches.per_epoch // 2))
+
+    def _validate(self) -> None:
+        self.last_val = self.evaluate()
+        self._remember_if_best()
+        self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
 
     def _remember_if_best(self) -> None:
         """Keep a copy (on the CPU) of the trained parameters at the lowest validation loss so far: a small

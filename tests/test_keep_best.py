@@ -30,7 +30,7 @@ def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(setup, t
     folder, base = setup
     events = _run(folder, base, tmp_path / "straight")
     val = {e.step: e.val_loss for e in events if e.kind == "eval"}
-    assert sorted(val) == list(range(1, STEPS + 1))
+    assert sorted(val) == list(range(0, STEPS + 1))  # the starting point is validated too
     best_step = min(val, key=val.get)
     assert best_step < STEPS, "the set-up must have its best point before the end for the test to mean anything"
     meta = read_checkpoint_meta(str(tmp_path / "straight" / "style.pth"))
@@ -53,3 +53,16 @@ def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(setup, t
     last = _run(folder, base, tmp_path / "last", keep_best=False)
     assert read_checkpoint_meta(str(tmp_path / "last" / "style.pth"))["step"] == STEPS
     assert "lowest validation loss" not in last[-1].message
+
+
+def test_a_run_that_never_beats_its_start_gives_back_the_start(setup, tmp_path):  # noqa: F811
+    """Far too high a rate: every step is worse than the base model on the validation pieces, so the style
+    changes nothing (strength-0 equivalent) and the run says why."""
+    folder, base = setup
+    events = []
+    config = replace(_config(folder, base, tmp_path / "run"), steps=6, eval_every=1, lr=3.0)
+    run_training(config, events.append)
+    val = {e.step: e.val_loss for e in events if e.kind == "eval"}
+    assert min(val, key=val.get) == 0
+    assert all(torch.count_nonzero(t) == 0 for t in _tensors(tmp_path / "run" / "style.pth").values())
+    assert "no step did better than the start" in events[-1].message
