@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.corpus import Corpus, link_folder  # noqa: E402
 from core import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.tables import jsonable, print_table  # noqa: E402
@@ -104,36 +105,6 @@ class Candidate:
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
         return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale)
-
-
-# --- corpus ------------------------------------------------------------------------------------------------
-class Corpus:
-    def __init__(self, root: Path) -> None:
-        manifest = root / "manifest.json"
-        if not manifest.exists():
-            raise SystemExit(f"{manifest} not found: build the corpus with tools/make_corpus.py first")
-        self.root = root
-        self.entries = [e for e in json.loads(manifest.read_text())["pieces"] if (root / e["file"]).is_file()]
-
-    def files(self, collection: str, splits: tuple[str, ...]) -> list[str]:
-        return [e["file"] for e in self.entries if e["collection"] == collection and e["split"] in splits]
-
-    def collections(self) -> set[str]:
-        return {e["collection"] for e in self.entries}
-
-
-def link_folder(corpus: Corpus, files: list[str], dest: Path) -> Path:
-    """A folder of symbolic links to `files` for the training loop to scan (replaced if it holds only links)."""
-    if dest.exists():
-        if any(not f.is_symlink() and not f.is_dir() for f in dest.rglob("*")):
-            raise SystemExit(f"{dest} holds real files: choose another --work folder")
-        shutil.rmtree(dest)
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink((corpus.root / rel).resolve(), target)
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
@@ -297,7 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    corpus = Corpus(Path(args.corpus))
+    corpus = Corpus.load(args.corpus)
     held = args.heldout
     if held not in corpus.collections():
         raise SystemExit(f"collection {held!r} is not in the corpus ({', '.join(sorted(corpus.collections()))})")
@@ -319,9 +290,9 @@ def main(argv=None) -> int:
             log(f"  {name}: skipped {s['path']}: {s['reason']}")
         return pieces
 
-    train_files = corpus.files(held, ("train",))
-    test_files = corpus.files(held, ("test",))[:args.max_test_pieces] or \
-        corpus.files(held, ("validation",))[:args.max_test_pieces]
+    train_files = corpus.files(("train",), only=held)
+    test_files = corpus.files(("test",), only=held)[:args.max_test_pieces] or \
+        corpus.files(("validation",), only=held)[:args.max_test_pieces]
     folder = link_folder(corpus, train_files, work / "folder")
     test = tokenized("test", test_files)
     tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, args.ctx)
@@ -378,7 +349,7 @@ def main(argv=None) -> int:
     # 3: the user-sized case
     if args.user_budget:
         kind = args.user_kind or held
-        files = corpus.files(kind, ("train", "validation", "test"))
+        files = corpus.files(("train", "validation", "test"), only=kind)
         rng = random.Random(args.seed)
         rng.shuffle(files)
         user_folder = link_folder(corpus, sorted(files[:args.user_pieces]), work / "user_folder")

@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.corpus import Corpus, link_folder  # noqa: E402
 from core import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.tables import jsonable, print_table  # noqa: E402
@@ -71,53 +72,6 @@ from core.train_config import DEFAULT_LR, RESUME_FILE, TrainConfig  # noqa: E402
 
 SECTIONS = (1, 2, 3, 4, 5, 6)
 DEFAULT_SECTIONS = (1, 3, 5, 6)  # the base model's evidence; 2 and 4 on request
-
-
-# --- the corpus: manifest splits as folders of links -------------------------------------------------
-@dataclass
-class Corpus:
-    root: Path
-    entries: list[dict]
-
-    @classmethod
-    def load(cls, root: str | Path) -> "Corpus":
-        root = Path(root)
-        manifest = root / "manifest.json"
-        if not manifest.exists():
-            raise SystemExit(f"{manifest} not found: build the corpus with tools/make_corpus.py first")
-        return cls(root, json.loads(manifest.read_text())["pieces"])
-
-    def files(self, splits: tuple[str, ...], *, only: str | None = None, without: str | None = None) -> list[str]:
-        """Files of the splits, taken in turn from each collection (so the first N of them span the corpus)."""
-        by_collection: dict[str, list[str]] = {}
-        for e in self.entries:
-            if e["split"] in splits and (only is None or e["collection"] == only) \
-                    and (without is None or e["collection"] != without) and (self.root / e["file"]).is_file():
-                by_collection.setdefault(e["collection"], []).append(e["file"])
-        groups = [by_collection[c] for c in sorted(by_collection)]
-        return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
-
-    def collection_of(self, file: str) -> str:
-        return next((e["collection"] for e in self.entries if e["file"] == file), "?")
-
-    def collections(self) -> set[str]:
-        return {e["collection"] for e in self.entries}
-
-
-def link_folder(corpus: Corpus, files: list[str], dest: Path) -> Path:
-    """A folder of symbolic links to `files` (relative paths kept), for the training loop to scan. An existing
-    folder is replaced only if it holds nothing but links (one this command made), never real files."""
-    if dest.exists():
-        real = [f for f in dest.rglob("*") if not f.is_symlink() and not f.is_dir()]
-        if real or not dest.is_dir():
-            raise SystemExit(f"{dest} exists and holds real files: choose another folder")
-        shutil.rmtree(dest)
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink((corpus.root / rel).resolve(), target)
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
 
 
 @dataclass

@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.eval_base import Corpus, link_folder, load_model, log  # noqa: E402
+from bench.corpus import Corpus, link_folder  # noqa: E402
+from bench.eval_base import load_model, log  # noqa: E402
 from core.evaluate.tables import print_table  # noqa: E402
 from core.evaluate.scoring import PieceSet, infill_bits, torch_window_bits  # noqa: E402
 from core.evaluate.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402

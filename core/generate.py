@@ -258,6 +258,17 @@ class Generator:
         self._prefill_cache = [(key, logits, state)] + self._prefill_cache[:PREFILL_CACHE_SIZE - 1]
         return logits, state
 
+    def _step_rows(self, state: State, toks: list[int], rows: list[int]) -> tuple[torch.Tensor, State, float]:
+        """One step for the batch rows that go on (`rows`, in order: the others leave the state), each on its
+        token toks[row]: (logits, state, seconds the step took)."""
+        if len(rows) < len(toks):
+            state = state.select(rows)
+        t1 = time.perf_counter()
+        with torch_threads(self.threads):
+            ids = torch.tensor([toks[r] for r in rows], device=self.model.emb.weight.device)
+            logits, state = self.model.step(ids, state)
+        return logits, state, time.perf_counter() - t1
+
 
 @dataclass
 class _Variation:
@@ -267,7 +278,27 @@ class _Variation:
     reason: str = ""  # why it stopped: "bars", "beats", "eos", "tokens", "closed"
 
 
-class ContinuationStream:
+class NoteStream:
+    """A stream of StreamedNote: its `_run` generator starts at the first next() and `close()` stops it."""
+    _iterator: Iterator[StreamedNote] | None = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> StreamedNote:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return next(self._iterator)
+
+    def close(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+
+    def _run(self) -> Iterator[StreamedNote]:
+        raise NotImplementedError
+
+
+class ContinuationStream(NoteStream):
     """Iterating yields StreamedNote in sampling order (per variation, note starts never go back).
 
     Known before iterating: `start_tick` (the bar line the continuation starts on), `end_tick` (where the
@@ -304,7 +335,6 @@ class ContinuationStream:
         self.prefill_seconds = 0.0
         self.step_seconds = 0.0
         self.steps = 0
-        self._iterator: Iterator[StreamedNote] | None = None
         self._vars: list[_Variation] = []
 
     @property
@@ -315,17 +345,8 @@ class ContinuationStream:
     def reasons(self) -> list[str]:
         return [v.reason for v in self._vars]
 
-    def __iter__(self) -> "ContinuationStream":
-        return self
-
-    def __next__(self) -> StreamedNote:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return next(self._iterator)
-
     def close(self) -> None:
-        if self._iterator is not None:
-            self._iterator.close()
+        super().close()
         for v in self._vars:
             if not v.done:
                 v.done, v.reason = True, "closed"
@@ -406,13 +427,9 @@ class ContinuationStream:
                     rows.append(row)
                 if not rows:
                     break
-                if len(rows) < len(alive):
-                    state = state.select(rows)
                 alive = [alive[r] for r in rows]
-                t1 = time.perf_counter()
-                with torch_threads(gen.threads):
-                    logits, state = gen.model.step(torch.tensor([toks[r] for r in rows], device=device), state)
-                self.step_seconds += time.perf_counter() - t1
+                logits, state, seconds = gen._step_rows(state, toks, rows)
+                self.step_seconds += seconds
                 self.steps += 1
         finally:
             for var in self._vars:
@@ -426,5 +443,5 @@ def generate(model_path: str, prompt: Score, *, style_path: str | None = None, s
     return Generator.load(model_path, style_path, strength=strength).generate(prompt, **kwargs)
 
 
-__all__ = ["Generator", "ContinuationStream", "SamplingConfig", "StreamedNote", "generate", "parse_instruments",
-           "sample_tokens"]
+__all__ = ["Generator", "NoteStream", "ContinuationStream", "SamplingConfig", "StreamedNote", "generate",
+           "parse_instruments", "sample_tokens"]

@@ -31,7 +31,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .generate import TOKENS_PER_BAR_LIMIT, Generator, SamplingConfig, StreamedNote, sample_tokens, torch_threads
+from .generate import (TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfig, StreamedNote, sample_tokens,
+                       torch_threads)
 from .model import State
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
 from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
@@ -254,7 +255,7 @@ class _Variation:
     reasons: list[str] = field(default_factory=list)  # per chunk: "eos", "tokens", "closed"
 
 
-class InfillStream:
+class InfillStream(NoteStream):
     """Iterating yields StreamedNote (absolute ticks in the piece) as each generated note is complete; per
     variation, note starts never go back. Kept notes are not yielded (they are in the piece already).
 
@@ -312,7 +313,6 @@ class InfillStream:
         self.first_note_seconds: float | None = None
         self.steps = 0
         self._vars = [_Variation() for _ in range(variations)]
-        self._iterator: Iterator[StreamedNote] | None = None
 
     # --- results -------------------------------------------------------------------------------
     @property
@@ -372,19 +372,6 @@ class InfillStream:
         for item in self:
             notes[item.variation].append(item.note)
         return [self.score(v) for v in notes]
-
-    # --- iteration -----------------------------------------------------------------------------
-    def __iter__(self) -> "InfillStream":
-        return self
-
-    def __next__(self) -> StreamedNote:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return next(self._iterator)
-
-    def close(self) -> None:
-        if self._iterator is not None:
-            self._iterator.close()
 
     # --- prompts -------------------------------------------------------------------------------
     def _plan(self) -> list[Chunk]:
@@ -562,13 +549,9 @@ class InfillStream:
                     rows.append(row)
             if not rows:
                 break
-            if len(rows) < len(alive):
-                state = state.select(rows)
             alive = [alive[r] for r in rows]
-            t1 = time.perf_counter()
-            with torch_threads(self.gen.threads):
-                logits, state = self.gen.model.step(torch.tensor([toks[r] for r in rows], device=logits.device), state)
-            self.step_seconds += time.perf_counter() - t1
+            logits, state, seconds = self.gen._step_rows(state, toks, rows)
+            self.step_seconds += seconds
             self.steps += 1
 
     def _choose(self, alive: list[int], logits: torch.Tensor, decoders, forcings,

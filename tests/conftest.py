@@ -51,3 +51,11 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-model") / "tiny.pth"
     save_checkpoint(model, str(path), {"tokenizer": tok.to_dict()})
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_checkpoint):
+    """A Generator over tiny_checkpoint, one per test module (its prefill cache stays within the module)."""
+    from core.generate import Generator
+
+    return Generator.load(tiny_checkpoint)

@@ -8,17 +8,9 @@ import torch
 from core.generate import Generator, SamplingConfig, parse_instruments, sample_tokens
 from core.checkpoint import save_state_file
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
+from tests.notes import note_key
 
 BAR_3_4 = 3 * TICKS_PER_BEAT
-
-
-def note_key(n: Note):
-    return (n.start, n.duration, n.pitch, n.velocity, n.program, n.drum)
-
-
-@pytest.fixture(scope="module")
-def gen(tiny_checkpoint):
-    return Generator.load(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,13 @@ from core.infill import add_part, bar_range, infill, parse_bar_range, token_bar_
 from core.midi import read_midi
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
 from core.tokenizer import MAX_GAP_BARS, STEP_TICKS, Tokenizer, playable_range
+from tests.notes import note_key
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 CHORALE = CORPUS / "bach" / "bwv10.7.mid"  # 4 voices on 4 tracks, 4/4, 22 bars, lyrics on the soprano
 BAR_3_4 = 3 * TICKS_PER_BEAT
 BAR_2_4 = 2 * TICKS_PER_BEAT
 BASS = (33, False)
-
-
-def note_key(n: Note):
-    return (n.start, n.duration, n.pitch, n.velocity, n.program, n.drum)
-
-
-@pytest.fixture(scope="module")
-def gen(tiny_checkpoint):
-    return Generator.load(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
