@@ -38,9 +38,11 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert sorted(ddp_losses) == sorted(losses) == [1, 2, 3]
     for step in losses:
         assert ddp_losses[step] == pytest.approx(losses[step], rel=1e-4)
-    (ddp_eval,) = [e for e in ddp_events if e["kind"] == "eval"]
-    (single_eval,) = [e for e in events if e.kind == "eval"]
-    assert ddp_eval["val_loss"] == pytest.approx(single_eval.val_loss, rel=1e-4)
+    ddp_evals = {e["step"]: e["val_loss"] for e in ddp_events if e["kind"] == "eval"}
+    single_evals = {e.step: e.val_loss for e in events if e.kind == "eval"}
+    assert sorted(ddp_evals) == sorted(single_evals) == [0, steps]  # the start is validated too (keep-best)
+    for step in ddp_evals:
+        assert ddp_evals[step] == pytest.approx(single_evals[step], rel=1e-4)
 
     a, _ = load_checkpoint(str(tmp_path / "ddp" / "model.pth"))
     b, _ = load_checkpoint(str(tmp_path / "single" / "model.pth"))
