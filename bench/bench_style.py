@@ -51,7 +51,7 @@ from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
-from core.checkpoint import load_checkpoint, model_fingerprint  # noqa: E402
+from core.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_meta  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
 from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
@@ -152,15 +152,13 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
         cfg.style_parts, cfg.style_rank, cfg.offset_rank = cand.parts, cand.style_rank, cand.offset_rank
         if cand.lr_scale != 1.0:
             cfg.lr = DEFAULT_LR["style"] * cand.lr_scale
-    marks = {"step": 0, "t0": None, "best": (float("inf"), None)}
+    marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:
         if e.kind == "step":
             marks["step"] = max(marks["step"], e.step)
             if marks["t0"] is None:
                 marks["t0"] = time.monotonic()
-        if e.kind == "eval" and e.val_loss is not None:
-            marks["best"] = min(marks["best"], (e.val_loss, e.step))
 
     def over_time() -> bool:  # a hard stop in case the schedule's estimate runs long
         return not args.steps and marks["t0"] is not None and time.monotonic() - marks["t0"] > 1.1 * budget + 5
@@ -168,7 +166,7 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
     t0, c0 = time.monotonic(), time.process_time()
     paths = run_training(cfg, emit, over_time)
     wall = time.monotonic() - (marks["t0"] or t0)
-    return {"result": paths["result"], "steps": marks["step"], "kept_step": marks["best"][1] or marks["step"],
+    return {"result": paths["result"], "steps": marks["step"], "kept_step": read_checkpoint_meta(paths["result"])["step"],
             "wall_s": wall, "cpu_s": time.process_time() - c0, "file_bytes": os.path.getsize(paths["result"])}
 
 

@@ -422,7 +422,7 @@ class _Trainer:
         resume_path = self.out / RESUME_FILE
         with atomic_write(resume_path) as f:
             torch.save(ckpt, f)
-        result = self._export_result()
+        result = self._write_result()
         paths = {"resume": str(resume_path), "result": str(result)}
         self.emit(TrainEvent("checkpoint", step=self.step, total_steps=self.total, paths=paths,
                              message=f"checkpoint at step {self.step}"))
@@ -447,11 +447,12 @@ class _Trainer:
         if not self.config.keep_best or loss is None or not math.isfinite(loss):
             return
         if self.best is None or loss < self.best["val"]["val_loss"]:
-            self.best = {"step": self.step, "val": dict(self.last_val),
-                         "params": {n: p.detach().to("cpu", copy=True)
-                                    for n, p in self.module.named_parameters() if p.requires_grad}}
+            # only rank 0 writes the result, so only it keeps the parameters
+            params = {n: p.detach().to("cpu", copy=True) for n, p in self.module.named_parameters()
+                      if p.requires_grad and self.rank == 0}
+            self.best = {"step": self.step, "val": dict(self.last_val), "params": params}
 
-    def _export_result(self) -> Path:
+    def _write_result(self) -> Path:
         """model.pth / style.pth: the best validation point's parameters (keep_best), else the current ones.
         The best ones are swapped in for the export and the current ones put back exactly."""
         best = self.best
@@ -464,7 +465,7 @@ class _Trainer:
                 params[n].copy_(t)
         try:
             return export_result(self.module, self.config, self.out,
-                           {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
+                                 {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
         finally:
             with torch.no_grad():
                 for n, t in current.items():
