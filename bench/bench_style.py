@@ -78,6 +78,7 @@ class Candidate:
     style_rank: int | None = None
     offset_rank: int | None = None
     lr_scale: float = 1.0        # times the mode's default learning rates (every part's)
+    transpose: int = 0           # > 0: train with augmentation, transposing by up to this many semitones
 
     @classmethod
     def parse(cls, text: str) -> "Candidate":
@@ -86,7 +87,7 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank, lr_scale = [], None, None, 1.0
+        parts, lora_rank, offset_rank, lr_scale, transpose = [], None, None, 1.0, 0
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -97,14 +98,16 @@ class Candidate:
                     offset_rank = int(o[1:])
                 elif o[:1] == "x" and o[1:].replace(".", "", 1).isdigit():
                     lr_scale = float(o[1:])
+                elif o[:1] == "t" and o[1:].isdigit():
+                    transpose = int(o[1:])
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
-                                     f"xF: learning rates times F)")
+                                     f"xF: learning rates times F, tN: transpose by up to N semitones)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose)
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
@@ -152,6 +155,8 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
         cfg.style_parts, cfg.style_rank, cfg.offset_rank = cand.parts, cand.style_rank, cand.offset_rank
         if cand.lr_scale != 1.0:
             cfg.lr = DEFAULT_LR["style"] * cand.lr_scale
+        if cand.transpose:
+            cfg.augment, cfg.max_transpose = True, cand.transpose
     marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:
