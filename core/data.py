@@ -220,6 +220,21 @@ def split_pieces(pieces: Sequence[Piece], val_fraction: float = 0.1,
     return [p for p in pieces if p.path not in val_paths], [p for p in pieces if p.path in val_paths]
 
 
+def cap_validation(train: Sequence[Piece], val: Sequence[Piece], tokenizer, ctx_len: int, max_windows: int,
+                   seed: int = 0) -> tuple[list[Piece], list[Piece]]:
+    """Validation reads at most `max_windows` windows, so the pieces past those (in hash order) train
+    instead: a large folder gives validation no more than it uses. Which pieces stay does not depend on
+    the order the folder lists them in."""
+    keep, windows = [], 0
+    for p in sorted(val, key=lambda p: _unit_hash(p.path, seed)):
+        if windows >= max_windows:
+            break
+        keep.append(p)
+        windows += len(piece_windows(p.tokens, tokenizer, ctx_len))
+    kept = {p.path for p in keep}
+    return list(train) + [p for p in val if p.path not in kept], [p for p in val if p.path in kept]
+
+
 # --- windows -----------------------------------------------------------------------------------
 def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list[int]] | None:
     """Open a window at the onset (Pos token) `pos_index` inside a bar too long for one window:

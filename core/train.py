@@ -231,7 +231,9 @@ class _Trainer:
                              paths={"scan_report": str(self.out / SCAN_FILE)}))
         if not pieces:
             raise TrainingError(f"no usable MIDI file in {cfg.data} ({len(report.skipped)} skipped)")
-        self.train_pieces, self.val_pieces = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
+        train, val = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
+        self.train_pieces, self.val_pieces = D.cap_validation(train, val, tokenizer, cfg.ctx_len,
+                                                              cfg.max_eval_batches * cfg.batch_size, cfg.seed)
         self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)

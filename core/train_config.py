@@ -49,7 +49,7 @@ class TrainConfig:
     offset_rank: int | None = None     # style mode: rank of the state offset per head (0: full; None: auto)
     n_layer: int = 6                   # model size when pretraining from scratch
     n_embd: int = 384
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1          # pieces that validate (no more than max_eval_batches reads: the rest train)
     eval_every: int | None = None      # steps between validation passes (default: about 8 a run, 10-100 apart)
     max_eval_batches: int = 16         # validation windows: at most this many batches (the same ones each pass)
     keep_best: bool = True             # the result holds the weights of the lowest validation loss, not the last

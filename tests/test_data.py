@@ -227,6 +227,22 @@ def test_split_is_by_piece_and_stable(tok, pieces):
     assert {p.path for p in val} <= {p.path for p in val_more}
 
 
+def test_validation_takes_no_more_pieces_than_its_windows_use(tok, pieces):
+    train, val = D.split_pieces(pieces, 0.99, seed=0)
+    assert len(val) == len(pieces) - 1 >= 3
+    # one window's worth: one piece validates, the others train; nothing is lost
+    train1, val1 = D.cap_validation(train, val, tok, 64, 1, seed=0)
+    assert len(val1) == 1 and len(train1) == len(pieces) - 1
+    assert sorted(p.path for p in train1 + val1) == sorted(p.path for p in pieces)
+    # the same piece whatever order the folder lists them in
+    _, again = D.cap_validation(train, list(reversed(val)), tok, 64, 1, seed=0)
+    assert [p.path for p in again] == [p.path for p in val1]
+    # room for every window: the split is unchanged
+    total = sum(len(D.piece_windows(p.tokens, tok, 64)) for p in val)
+    train_all, val_all = D.cap_validation(train, val, tok, 64, total, seed=0)
+    assert [p.path for p in val_all] == [p.path for p in val] and len(train_all) == len(train)
+
+
 # --- augmentation --------------------------------------------------------------------------------
 def test_augmentation_transposes_pitched_notes_only_and_scales_tempo(tok):
     from core.score import Note, Score, TempoChange, TimeSignature
