@@ -79,6 +79,7 @@ class Candidate:
     offset_rank: int | None = None
     lr_scale: float = 1.0        # times the mode's default learning rates (every part's)
     transpose: int = 0           # > 0: train with augmentation, transposing by up to this many semitones
+    dropout: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> "Candidate":
@@ -87,7 +88,7 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank, lr_scale, transpose = [], None, None, 1.0, 0
+        parts, lora_rank, offset_rank, lr_scale, transpose, dropout = [], None, None, 1.0, 0, 0.0
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -100,14 +101,16 @@ class Candidate:
                     lr_scale = float(o[1:])
                 elif o[:1] == "t" and o[1:].isdigit():
                     transpose = int(o[1:])
+                elif o[:1] == "d" and o[1:].isdigit():
+                    dropout = int(o[1:]) / 100
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
-                                     f"xF: learning rates times F, tN: transpose by up to N semitones)")
+                                     f"xF: learning rates times F, tN: transpose by up to N semitones, dN: dropout N%)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout)
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
@@ -157,6 +160,7 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
             cfg.lr = DEFAULT_LR["style"] * cand.lr_scale
         if cand.transpose:
             cfg.augment, cfg.max_transpose = True, cand.transpose
+        cfg.dropout = cand.dropout
     marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:

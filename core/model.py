@@ -264,6 +264,7 @@ class RWKV7(nn.Module):
         self.style_offset: torch.Tensor | None = None
         self.style_state: torch.Tensor | None = None
         self._step_cache: tuple | None = None  # core.step keeps the stepper for the current weights here
+        self.dropout = 0.0  # on each block's two outputs, in training passes only (set by the trainer)
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
 
@@ -346,6 +347,7 @@ class RWKV7(nn.Module):
         if state is None and self.style_state is not None:
             state = self.init_state(idx.shape[0])  # a style's learned initial state
         offset = self.style_offset
+        drop = self.dropout if backend == "train" and self.training else 0.0
         x = self.blocks[0].ln0(self.emb(idx))
         x0 = x if self.config.deep_embed else None
         v_first = None
@@ -356,9 +358,9 @@ class RWKV7(nn.Module):
             s_ffn = state.ffn_x[i] if state is not None else None
             out, v_first, last_att, last_wkv = block.att(block.ln1(x), v_first, s_att, s_wkv,
                                                          None if offset is None else offset[i], backend)
-            x = x + out
+            x = x + (F.dropout(out, drop) if drop else out)
             out, last_ffn = block.ffn(block.ln2(x), s_ffn, idx, x0)
-            x = x + out
+            x = x + (F.dropout(out, drop) if drop else out)
             att_x.append(last_att)
             wkv.append(last_wkv)
             ffn_x.append(last_ffn)

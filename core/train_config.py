@@ -42,6 +42,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
+    dropout: float = 0.0               # on each block's outputs while training (a small folder over-fits)
     lora_rank: int = 16
     lora_alpha: float = 32.0
     style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)

@@ -77,6 +77,7 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in sorted(M.UNUSED_PARAMETERS):
         model.get_parameter(name).requires_grad_(False)
+    model.dropout = config.dropout
     if config.mode in ("state", "style"):
         from core.style import StyleError, StyleTuner, plan_style
         parts = style_parts(config)

@@ -167,6 +167,23 @@ def test_the_backend_argument_not_the_grad_mode_picks_the_code():
         model.step(idx[:, 0], model.init_state(2), backend="prefill")
 
 
+def test_dropout_acts_in_training_passes_only():
+    model = perturbed_model(seed=32)
+    idx = torch.randint(0, V, (2, 24), generator=torch.Generator().manual_seed(33))
+    with torch.no_grad():
+        plain_train, plain_eval = model.train()(idx), model.eval()(idx)
+        model.dropout = 0.3
+        torch.manual_seed(0)
+        a = model.train()(idx)
+        torch.manual_seed(1)
+        b = model(idx)
+        assert not torch.equal(a, b) and not torch.equal(a, plain_train)
+        torch.manual_seed(0)
+        assert torch.equal(model(idx), a)  # seeded: a resumed run draws the same masks
+        assert torch.equal(model.eval()(idx), plain_eval)  # validation and generation never drop
+        assert torch.equal(model(idx, backend="train"), plain_train)  # a pass in eval mode neither
+
+
 def test_from_scratch_initialisation_follows_the_rwkv_lm_recipe():
     torch.manual_seed(22)
     L = 4
