@@ -79,7 +79,7 @@ class Candidate:
     offset_rank: int | None = None
     lr_scale: float = 1.0        # times the mode's default learning rates (every part's)
     transpose: int = 0           # > 0: train with augmentation, transposing by up to this many semitones
-    dropout: float = 0.0
+    dropout: float | None = None  # None: the mode's default
 
     @classmethod
     def parse(cls, text: str) -> "Candidate":
@@ -88,7 +88,7 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank, lr_scale, transpose, dropout = [], None, None, 1.0, 0, 0.0
+        parts, lora_rank, offset_rank, lr_scale, transpose, dropout = [], None, None, 1.0, 0, None
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -105,7 +105,7 @@ class Candidate:
                     dropout = int(o[1:]) / 100
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
-                                     f"xF: learning rates times F, tN: transpose by up to N semitones, dN: dropout N%)")
+                                     f"xF: learning rates times F, tN: transpose by up to N semitones, dN: dropout N% (d0: none))")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:

@@ -19,6 +19,8 @@ SCAN_FILE = "scan_report.json"
 MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
 DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
 DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
+# a style learns from a small folder for many passes: dropout keeps it from over-fitting (bench_style)
+DEFAULT_DROPOUT = {"style": 0.2}
 
 
 class TrainingError(Exception):
@@ -42,7 +44,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
-    dropout: float = 0.0               # on each block's outputs while training (a small folder over-fits)
+    dropout: float | None = None       # on each block's outputs while training (default: DEFAULT_DROPOUT, else 0)
     lora_rank: int = 16
     lora_alpha: float = 32.0
     style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)

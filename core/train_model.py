@@ -14,7 +14,7 @@ from torch import nn
 
 from core import model as M
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
+from core.train_config import DEFAULT_DROPOUT, MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
 
 
 def build_model(config: TrainConfig, tokenizer):
@@ -77,7 +77,7 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in sorted(M.UNUSED_PARAMETERS):
         model.get_parameter(name).requires_grad_(False)
-    model.dropout = config.dropout
+    model.dropout = config.dropout if config.dropout is not None else DEFAULT_DROPOUT.get(config.mode, 0.0)
     if config.mode in ("state", "style"):
         from core.style import StyleError, StyleTuner, plan_style
         parts = style_parts(config)

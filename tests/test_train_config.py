@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.train import RESUME_FORMAT, run_training
-from core.train_config import DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
+from core.train_config import DEFAULT_DROPOUT, DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
 from core.train_options import add_train_arguments, config_from_args
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,6 +43,17 @@ def test_the_command_line_defaults_are_train_configs():
          "--stop-at", "7", "--time-budget", "2m", "--no-dynamics-flag", "--infill-share", "0.25"]))
     assert (given.ctx_len, given.batch_size, given.n_layer, given.n_embd, given.mode) == (64, 2, 1, 32, "state")
     assert (given.stop_at_step, given.time_budget_s, given.dynamics_flag, given.infill_share) == (7, 120.0, False, 0.25)
+    assert config_from_args(_parser().parse_args(["midi", "--out", "run", "--dropout", "0"])).dropout == 0.0
+
+
+@pytest.mark.parametrize("mode, given, expected", [("style", None, DEFAULT_DROPOUT["style"]), ("style", 0.0, 0.0),
+                                                   ("full", None, 0.0), ("lora", 0.1, 0.1)])
+def test_the_trained_model_drops_out_by_the_mode_unless_told(mode, given, expected):
+    from core.model import ModelConfig, RWKV7
+    from core.train_model import wrap
+    model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=32, head_size=64))
+    wrap(model, TrainConfig(data="midi", out="run", mode=mode, dropout=given))
+    assert model.dropout == expected
 
 
 def test_no_default_is_written_outside_train_config():
