@@ -8,8 +8,9 @@ One command (the tables of the README come from it):
 A candidate names the parts of a style (core/style.py), joined by "+", with optional ranks:
 `lora` (adapter, rank 8), `offset` (state offset read at every token, full), `offset:o8` (rank 8 per head),
 `bias` (LayerNorms, w0, a0, token-shift mixes), `state` (learned initial state, the older style),
-`lora+offset+bias+state`, `lora:r4+state`, `lora+state:x3` (every learning rate times 3) ... and, for reference, `model:lora` / `model:full`: a new merged
-model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains with core.train.run_training
+`lora+offset+bias+state`, `lora:r4+state`, `lora+state:x3` (every learning rate times 3), `lora:d0` (no dropout;
+`dN`: N%), `lora:t2` (transposed by up to 2 semitones) ... and, for reference, `model:lora` / `model:full`: a new
+merged model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains with core.train.run_training
 (`--mode style`, `--time-budget`) on the same folder, seed and threads.
 
 Tables:
@@ -105,7 +106,8 @@ class Candidate:
                     dropout = int(o[1:]) / 100
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
-                                     f"xF: learning rates times F, tN: transpose by up to N semitones, dN: dropout N% (d0: none))")
+                                     f"xF: learning rates times F, tN: transpose by up to N semitones, "
+                                     f"dN: dropout N%, d0: none)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:

@@ -77,7 +77,10 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in sorted(M.UNUSED_PARAMETERS):
         model.get_parameter(name).requires_grad_(False)
-    model.dropout = config.dropout if config.dropout is not None else DEFAULT_DROPOUT.get(config.mode, 0.0)
+    dropout = config.dropout if config.dropout is not None else DEFAULT_DROPOUT.get(config.mode, 0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise TrainingError(f"dropout must be at least 0 and below 1, not {dropout:g}")
+    model.dropout = dropout
     if config.mode in ("state", "style"):
         from core.style import StyleError, StyleTuner, plan_style
         parts = style_parts(config)

@@ -54,6 +54,8 @@ def test_the_trained_model_drops_out_by_the_mode_unless_told(mode, given, expect
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=32, head_size=64))
     wrap(model, TrainConfig(data="midi", out="run", mode=mode, dropout=given))
     assert model.dropout == expected
+    with pytest.raises(TrainingError, match="dropout must be at least 0 and below 1, not 1"):
+        wrap(model, TrainConfig(data="midi", out="run", mode=mode, dropout=1.0))
 
 
 def test_no_default_is_written_outside_train_config():
