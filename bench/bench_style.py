@@ -152,7 +152,7 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
     """Train one candidate for `budget` seconds (with --steps: that many steps) -> result path, steps, wall
     and CPU seconds, file size."""
     shutil.rmtree(out, ignore_errors=True)
-    # the product's own settings: a tenth of the folder validates, and the result is the best validation point
+    # the product's own settings: a tenth of the folder (at most 128 windows) validates, the best point is kept
     cfg = TrainConfig(data=str(folder), out=str(out), base=args.model, mode=cand.mode, ctx_len=args.ctx,
                       batch_size=args.batch, seed=args.seed, device=args.device, threads=args.threads, workers=args.workers,
                       cache_dir=str(cache), time_budget_s=None if args.steps else budget, steps=args.steps)
