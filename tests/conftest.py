@@ -59,3 +59,16 @@ def gen(tiny_checkpoint):
     from core.generate import Generator
 
     return Generator.load(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def style_base(tmp_path_factory):
+    """A folder of three real pieces and a tiny base model pretrained on it (the style training tests)."""
+    from core.train import run_training
+    from core.train_config import TrainConfig
+    from tests.test_data import make_folder
+    root = tmp_path_factory.mktemp("style")
+    folder = make_folder(root, 3, broken=False)
+    paths = run_training(TrainConfig(data=str(folder), out=str(root / "base"), n_layer=1, n_embd=64, ctx_len=32,
+                                     batch_size=2, steps=4, lr=5e-3, workers=1))
+    return folder, paths["result"]

@@ -9,7 +9,7 @@ import torch
 from core.checkpoint import read_checkpoint_meta
 from core.style import load_style
 from core.train import run_training
-from tests.test_style import _config, setup  # noqa: F401  (the fixture: a folder and a tiny base model)
+from tests.test_style import _config
 
 STEPS = 16  # at a constant rate of 1e-2 the validation loss of this set-up is lowest at step 14
 
@@ -26,8 +26,8 @@ def _tensors(path) -> dict[str, torch.Tensor]:
     return {"state": style.state, "offset": style.offset_matrix(), **dict(style.weight_deltas())}
 
 
-def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(setup, tmp_path):  # noqa: F811
-    folder, base = setup
+def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(style_base, tmp_path):
+    folder, base = style_base
     events = _run(folder, base, tmp_path / "straight")
     val = {e.step: e.val_loss for e in events if e.kind == "eval"}
     assert sorted(val) == list(range(0, STEPS + 1))  # the starting point is validated too
@@ -55,10 +55,10 @@ def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(setup, t
     assert "lowest validation loss" not in last[-1].message
 
 
-def test_a_run_that_never_beats_its_start_gives_back_the_start(setup, tmp_path):  # noqa: F811
+def test_a_run_that_never_beats_its_start_gives_back_the_start(style_base, tmp_path):
     """Far too high a rate: every step is worse than the base model on the validation pieces, so the style
     changes nothing (strength-0 equivalent) and the run says why."""
-    folder, base = setup
+    folder, base = style_base
     events = []
     config = replace(_config(folder, base, tmp_path / "run"), steps=6, eval_every=1, lr=3.0)
     run_training(config, events.append)

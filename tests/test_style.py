@@ -21,7 +21,6 @@ from core.train import run_training
 from core.train_config import TrainConfig
 from tests.small_models import odd_sized_model
 from tests.test_cpu_kernels import run_both
-from tests.test_data import make_folder
 from tests.test_model import perturbed_model, random_state
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
@@ -310,23 +309,14 @@ def gen_prompt():
 
 
 # --- training -------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("style")
-    folder = make_folder(root, 3, broken=False)
-    paths = run_training(TrainConfig(data=str(folder), out=str(root / "base"), n_layer=1, n_embd=64, ctx_len=32,
-                                     batch_size=2, steps=4, lr=5e-3, workers=1))
-    return folder, paths["result"]
-
-
 def _config(folder, base, out, **kw) -> TrainConfig:
     return TrainConfig(data=str(folder), out=str(out), base=str(base), mode="style", ctx_len=32, batch_size=2,
                        steps=8, checkpoint_every=2, eval_every=2, style_rank=2, offset_rank=4, seed=5, workers=1,
                        **kw)
 
 
-def test_style_mode_pauses_resumes_and_exports_what_it_trained(setup, tmp_path):
-    folder, base = setup
+def test_style_mode_pauses_resumes_and_exports_what_it_trained(style_base, tmp_path):
+    folder, base = style_base
     first, second, ref = [], [], []
     run_training(_config(folder, base, tmp_path / "paused", stop_at_step=4), first.append)
     assert first[-1].kind == "cancelled"
@@ -361,8 +351,8 @@ def test_style_mode_pauses_resumes_and_exports_what_it_trained(setup, tmp_path):
     close(got, expected, 2e-3)
 
 
-def test_cli_style_mode_with_a_time_budget_and_the_style_verbs(setup, tmp_path, capsys):
-    folder, base = setup
+def test_cli_style_mode_with_a_time_budget_and_the_style_verbs(style_base, tmp_path, capsys):
+    folder, base = style_base
     out = tmp_path / "mine"
     assert cli.main(["train", str(folder), "--out", str(out), "--base", base, "--mode", "style", "--time-budget",
                      "3s", "--ctx", "32", "--batch", "2", "--style-parts", "offset+state"]) == 0
@@ -395,8 +385,8 @@ def test_cli_style_mode_with_a_time_budget_and_the_style_verbs(setup, tmp_path, 
     assert "strength" in capsys.readouterr().err
 
 
-def test_an_unknown_style_part_is_one_clear_error(setup, tmp_path, capsys):
-    folder, base = setup
+def test_an_unknown_style_part_is_one_clear_error(style_base, tmp_path, capsys):
+    folder, base = style_base
     assert cli.main(["train", str(folder), "--out", str(tmp_path / "x"), "--base", base, "--mode", "style",
                      "--steps", "1", "--style-parts", "lora+colour"]) == 2
     assert "unknown style part(s) colour" in capsys.readouterr().err
