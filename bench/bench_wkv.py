@@ -1,4 +1,5 @@
 """Time the WKV-7 backends on the CPU: forward and forward+backward, float32, 2 threads.
+(the reference, the chunked form at each --chunks size, and the C++ loop of core/cpu_kernels.cpp)
 
 Run: .venv/bin/python bench/bench_wkv.py [--chunks 16 32] [--repeat 5] [--threads 2] [--cpu-time]
 Prints one table row per (shape, backend), with the memory autograd keeps for backward.
@@ -14,7 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.wkv import wkv7_chunked, wkv7_reference  # noqa: E402
+from core import cpu_kernels  # noqa: E402
+from core.wkv import wkv7, wkv7_chunked, wkv7_reference  # noqa: E402
 
 SHAPES = [(8, 512, 6, 64), (1, 1024, 6, 64)]
 
@@ -86,6 +88,8 @@ def main():
     backends = [("reference", wkv7_reference, 1)]
     backends += [(f"chunked L={c}", functools.partial(wkv7_chunked, chunk=c), args.repeat)
                  for c in args.chunks]
+    if cpu_kernels.load_extension() is not None:  # what "train" runs on the CPU in float32
+        backends.append(("C++ loop", functools.partial(wkv7, backend="train"), args.repeat))
     print(f"torch {torch.__version__}, {args.threads} threads, float32, "
           f"{'CPU' if args.cpu_time else 'wall'} time, chunked: best of {args.repeat}")
     print(f"{'B,T,H,N':<16}{'backend':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'tokens/s (f+b)':>16}"

@@ -1,5 +1,5 @@
 // The one-token RWKV-7 step on the CPU in one call (float32, B streams at once), and the WKV-7
-// recurrence forward-only over a sequence (prefill).
+// recurrence over a sequence: forward (prefill, training) and backward (training).
 //
 // At one token per call the torch-op version spends most of its time on per-op overhead
 // (about 45 small ops a layer); here every layer is a handful of loops over the weights, each
@@ -279,48 +279,178 @@ std::vector<at::Tensor> step(const at::Tensor& tokens, const at::Tensor& weights
 // per token, S = S diag(exp(w)) + (S a) b^T + v k^T and y = S r, as core/wkv.py's reference.
 // r, w, k, v, a, b: [B,T,H,N] float32 (w the log decay); state: [B,H,N,N] or an empty tensor
 // for zeros. Returns y [B,T,H,N] and the final state. Heads run in parallel.
+namespace {
+
+// One token of the recurrence on one head's state S [N,N] (rows: value i, columns: key j), in place:
+// sa_i = S_i . a, S_i = S_i * decay + sa_i b + v_i k. Returns nothing; writes sa (kept for backward).
+inline void wkv_token(float* S, const float* decay, const float* kt, const float* vt, const float* aa,
+                      const float* bb, int64_t N, float* sa) {
+    for (int64_t i = 0; i < N; ++i) {
+        float* Si = S + i * N;
+        const float s = dot(Si, aa, N), vi = vt[i];
+        sa[i] = s;
+        for (int64_t j = 0; j < N; ++j) Si[j] = Si[j] * decay[j] + s * bb[j] + vi * kt[j];
+    }
+}
+
+constexpr int64_t LANES = 8;  // wkv_backward's column block: one AVX register of float32
+
+struct WkvInputs {
+    at::Tensor r, w, k, v, a, b;
+    int64_t B, T, H, N;
+};
+
+WkvInputs wkv_inputs(const at::Tensor& r_in, const at::Tensor& w_in, const at::Tensor& k_in,
+                     const at::Tensor& v_in, const at::Tensor& a_in, const at::Tensor& b_in) {
+    TORCH_CHECK(r_in.dim() == 4, "r must be [B,T,H,N]");
+    WkvInputs x{as_float_input(r_in, "r"), as_float_input(w_in, "w"), as_float_input(k_in, "k"),
+                as_float_input(v_in, "v"), as_float_input(a_in, "a"), as_float_input(b_in, "b"),
+                r_in.size(0), r_in.size(1), r_in.size(2), r_in.size(3)};
+    for (const at::Tensor* t : {&x.w, &x.k, &x.v, &x.a, &x.b})
+        TORCH_CHECK(t->sizes() == x.r.sizes(), "r, w, k, v, a, b must share one shape [B,T,H,N]");
+    return x;
+}
+
+}  // namespace
+
+// The recurrence over a sequence, heads in parallel. keep_every > 0 (training): also the state before
+// tokens 0, keep_every, 2 keep_every, ... as [B*H, ceil(T/keep_every), N, N], what wkv_backward starts
+// its recomputation from; 0 (prefill): an empty tensor there.
 std::vector<at::Tensor> wkv_forward(const at::Tensor& r_in, const at::Tensor& w_in, const at::Tensor& k_in,
                                     const at::Tensor& v_in, const at::Tensor& a_in, const at::Tensor& b_in,
-                                    const at::Tensor& state) {
-    TORCH_CHECK(r_in.dim() == 4, "r must be [B,T,H,N]");
-    const int64_t B = r_in.size(0), T = r_in.size(1), H = r_in.size(2), N = r_in.size(3);
-    const at::Tensor r = as_float_input(r_in, "r"), w = as_float_input(w_in, "w"), k = as_float_input(k_in, "k");
-    const at::Tensor v = as_float_input(v_in, "v"), a = as_float_input(a_in, "a"), b = as_float_input(b_in, "b");
-    for (const at::Tensor* x : {&w, &k, &v, &a, &b})
-        TORCH_CHECK(x->sizes() == r.sizes(), "r, w, k, v, a, b must share one shape [B,T,H,N]");
-    at::Tensor S_all = state.numel() ? as_float_input(state, "state").clone() : at::zeros({B, H, N, N}, r.options());
+                                    const at::Tensor& state, int64_t keep_every) {
+    const WkvInputs x = wkv_inputs(r_in, w_in, k_in, v_in, a_in, b_in);
+    const int64_t B = x.B, T = x.T, H = x.H, N = x.N;
+    at::Tensor S_all = state.numel() ? as_float_input(state, "state").clone() : at::zeros({B, H, N, N}, x.r.options());
     TORCH_CHECK(S_all.numel() == B * H * N * N, "the state must be [B,H,N,N]");
-    at::Tensor y = at::empty({B, T, H, N}, r.options());
-    const float *rp = r.data_ptr<float>(), *wp = w.data_ptr<float>(), *kp = k.data_ptr<float>();
-    const float *vp = v.data_ptr<float>(), *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
+    const int64_t n_kept = keep_every > 0 ? (T + keep_every - 1) / keep_every : 0;
+    at::Tensor kept = at::empty({keep_every > 0 ? B * H : 0, n_kept, N, N}, x.r.options());
+    at::Tensor y = at::empty({B, T, H, N}, x.r.options());
+    const float *rp = x.r.data_ptr<float>(), *wp = x.w.data_ptr<float>(), *kp = x.k.data_ptr<float>();
+    const float *vp = x.v.data_ptr<float>(), *ap = x.a.data_ptr<float>(), *bp = x.b.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     float* sp = S_all.data_ptr<float>();
+    float* keptp = kept.data_ptr<float>();
     at::parallel_for(0, B * H, 1, [&](int64_t lo, int64_t hi) {
-        std::vector<float> decay(N);
+        std::vector<float> decay(N), sa(N);
         for (int64_t bh = lo; bh < hi; ++bh) {
             const int64_t bi = bh / H, h = bh % H;
             float* S = sp + bh * N * N;
             for (int64_t t = 0; t < T; ++t) {
+                if (keep_every > 0 && t % keep_every == 0)
+                    std::memcpy(keptp + (bh * n_kept + t / keep_every) * N * N, S, N * N * sizeof(float));
                 const int64_t at_ = ((bi * T + t) * H + h) * N;
-                const float *rt = rp + at_, *kt = kp + at_, *vt = vp + at_, *aa = ap + at_, *bb = bp + at_;
                 for (int64_t j = 0; j < N; ++j) decay[j] = std::exp(wp[at_ + j]);
-                for (int64_t i = 0; i < N; ++i) {
-                    float* Si = S + i * N;
-                    const float sa = dot(Si, aa, N), vi = vt[i];
-                    for (int64_t j = 0; j < N; ++j) Si[j] = Si[j] * decay[j] + sa * bb[j] + vi * kt[j];
-                    yp[at_ + i] = dot(Si, rt, N);
+                wkv_token(S, decay.data(), kp + at_, vp + at_, ap + at_, bp + at_, N, sa.data());
+                for (int64_t i = 0; i < N; ++i) yp[at_ + i] = dot(S + i * N, rp + at_, N);
+            }
+        }
+    });
+    return {y, S_all, kept};
+}
+
+// Gradients of wkv_forward (run with keep_every) for dy [B,T,H,N] and d_final [B,H,N,N] (or empty):
+// {dr, dw, dk, dv, da, db, d_state}. Per head, the chunks are walked from the last: the chunk's states
+// are recomputed from its kept start (the same code as the forward, so the same numbers), then its
+// tokens are undone in reverse. With S' = S diag(d) + sa b^T + v k^T, sa = S a, y = S' r and G the
+// gradient reaching S' (from later tokens, plus dy r^T):
+//   dr = S'^T dy,  dd = sum_i G_i * S_i (dw = dd * d),  dsa = G b,  db = G^T sa,  dv = G k,
+//   dk = G^T v,  da = S^T dsa,  and the gradient reaching S is G diag(d) + dsa a^T.
+std::vector<at::Tensor> wkv_backward(const at::Tensor& r_in, const at::Tensor& w_in, const at::Tensor& k_in,
+                                     const at::Tensor& v_in, const at::Tensor& a_in, const at::Tensor& b_in,
+                                     const at::Tensor& kept_in, const at::Tensor& dy_in,
+                                     const at::Tensor& d_final, int64_t keep_every) {
+    const WkvInputs x = wkv_inputs(r_in, w_in, k_in, v_in, a_in, b_in);
+    const int64_t B = x.B, T = x.T, H = x.H, N = x.N;
+    TORCH_CHECK(keep_every > 0, "keep_every must be positive");
+    TORCH_CHECK(N % LANES == 0, "the head size must be a multiple of ", LANES);
+    const int64_t n_kept = (T + keep_every - 1) / keep_every;
+    const at::Tensor kept = as_float_input(kept_in, "kept states");
+    TORCH_CHECK(kept.numel() == B * H * n_kept * N * N, "kept states do not match the inputs");
+    const at::Tensor dy = as_float_input(dy_in, "dy");
+    TORCH_CHECK(dy.sizes() == x.r.sizes(), "dy must be [B,T,H,N]");
+    at::Tensor G_all = d_final.numel() ? as_float_input(d_final, "d_final").clone()
+                                       : at::zeros({B, H, N, N}, x.r.options());
+    TORCH_CHECK(G_all.numel() == B * H * N * N, "d_final must be [B,H,N,N]");
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < 6; ++i) grads.push_back(at::empty({B, T, H, N}, x.r.options()));
+    const float *rp = x.r.data_ptr<float>(), *wp = x.w.data_ptr<float>(), *kp = x.k.data_ptr<float>();
+    const float *vp = x.v.data_ptr<float>(), *ap = x.a.data_ptr<float>(), *bp = x.b.data_ptr<float>();
+    const float *keptp = kept.data_ptr<float>(), *dyp = dy.data_ptr<float>();
+    float *drp = grads[0].data_ptr<float>(), *dwp = grads[1].data_ptr<float>(), *dkp = grads[2].data_ptr<float>();
+    float *dvp = grads[3].data_ptr<float>(), *dap = grads[4].data_ptr<float>(), *dbp = grads[5].data_ptr<float>();
+    float* gp = G_all.data_ptr<float>();
+    at::parallel_for(0, B * H, 1, [&](int64_t lo, int64_t hi) {
+        // states[s] is the state before token t0 + s of the current chunk; sa[s] that token's S a
+        std::vector<float> states((keep_every + 1) * N * N), sa(keep_every * N), decay(keep_every * N);
+        std::vector<float> dsa(N);
+        for (int64_t bh = lo; bh < hi; ++bh) {
+            const int64_t bi = bh / H, h = bh % H;
+            float* G = gp + bh * N * N;
+            for (int64_t c = n_kept - 1; c >= 0; --c) {
+                const int64_t t0 = c * keep_every, len = std::min(keep_every, T - t0);
+                std::memcpy(states.data(), keptp + (bh * n_kept + c) * N * N, N * N * sizeof(float));
+                for (int64_t s = 0; s < len; ++s) {
+                    const int64_t at_ = ((bi * T + t0 + s) * H + h) * N;
+                    float* S = states.data() + (s + 1) * N * N;
+                    std::memcpy(S, S - N * N, N * N * sizeof(float));
+                    for (int64_t j = 0; j < N; ++j) decay[s * N + j] = std::exp(wp[at_ + j]);
+                    wkv_token(S, decay.data() + s * N, kp + at_, vp + at_, ap + at_, bp + at_, N, sa.data() + s * N);
+                }
+                for (int64_t s = len - 1; s >= 0; --s) {
+                    const int64_t at_ = ((bi * T + t0 + s) * H + h) * N;
+                    const float *S_new = states.data() + (s + 1) * N * N, *S_old = states.data() + s * N * N;
+                    const float *rt = rp + at_, *kt = kp + at_, *vt = vp + at_, *aa = ap + at_, *bb = bp + at_;
+                    const float *dyt = dyp + at_, *d = decay.data() + s * N, *sat = sa.data() + s * N;
+                    // G += dy r^T, then the row sums: dsa = G b, dv = G k
+                    for (int64_t i = 0; i < N; ++i) {
+                        float* Gi = G + i * N;
+                        for (int64_t j = 0; j < N; ++j) Gi[j] += dyt[i] * rt[j];
+                        dsa[i] = dot(Gi, bb, N);
+                        dvp[at_ + i] = dot(Gi, kt, N);
+                    }
+                    // the column sums, LANES columns at a time so that their five sums stay in
+                    // registers over all rows; G becomes the gradient reaching the previous state
+                    for (int64_t j0 = 0; j0 < N; j0 += LANES) {
+                        float dr[LANES] = {}, dd[LANES] = {}, db[LANES] = {}, dk[LANES] = {}, da[LANES] = {};
+                        for (int64_t i = 0; i < N; ++i) {
+                            float* Gi = G + i * N + j0;
+                            const float *Ni = S_new + i * N + j0, *Oi = S_old + i * N + j0;
+                            const float dyi = dyt[i], sai = sat[i], vi = vt[i], dsai = dsa[i];
+                            for (int l = 0; l < LANES; ++l) {
+                                const float g = Gi[l];
+                                dr[l] += Ni[l] * dyi;
+                                dd[l] += g * Oi[l];
+                                db[l] += g * sai;
+                                dk[l] += g * vi;
+                                da[l] += Oi[l] * dsai;
+                                Gi[l] = g * d[j0 + l] + dsai * aa[j0 + l];
+                            }
+                        }
+                        for (int l = 0; l < LANES; ++l) {
+                            drp[at_ + j0 + l] = dr[l];
+                            dwp[at_ + j0 + l] = dd[l] * d[j0 + l];
+                            dbp[at_ + j0 + l] = db[l];
+                            dkp[at_ + j0 + l] = dk[l];
+                            dap[at_ + j0 + l] = da[l];
+                        }
+                    }
                 }
             }
         }
     });
-    return {y, S_all};
+    grads.push_back(G_all);
+    return grads;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("step", &step, "one-token RWKV-7 step for B streams (float32, CPU)",
           py::call_guard<py::gil_scoped_release>());
-    m.def("wkv_forward", &wkv_forward, "WKV-7 over a sequence, forward only (float32, CPU)",
+    m.def("wkv_forward", &wkv_forward, "WKV-7 over a sequence (float32, CPU); keep_every > 0 keeps states "
+          "for wkv_backward", py::call_guard<py::gil_scoped_release>());
+    m.def("wkv_backward", &wkv_backward, "gradients of wkv_forward (float32, CPU)",
           py::call_guard<py::gil_scoped_release>());
+    m.attr("WKV_LANES") = static_cast<int>(LANES);  // wkv_backward needs a head size that it divides
     m.attr("N_PARTS") = static_cast<int>(N_PARTS);
     m.attr("N_GLOBAL") = static_cast<int>(N_GLOBAL);
 }

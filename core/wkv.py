@@ -11,13 +11,15 @@ included.
 
 Implementations:
 - `wkv7_reference`: the plain sequential recurrence (ground truth for tests).
-- `wkv7_chunked`: the fast path for the CPU (and any device without a registered kernel). It splits T
+- `wkv7_chunked`: the path for float64, a head size the C++ backward does not take, a failed C++ build
+  and any device without a registered kernel. It splits T
   into chunks of CHUNK tokens; everything inside a chunk is batched matmuls over all chunks at once, and
   only a short loop of small matmuls carries the state from chunk to chunk. Its backward is written
   out (the reverse walk over chunks) and keeps only the inputs and the chunk-start states.
 - Device kernels (e.g. the CUDA one in core/cuda/) plug in with `register_backend("cuda", fn)`.
-- "prefill" on the CPU in float32: the sequential loop in C++ of core/cpu_kernels.cpp, heads in
-  parallel; it reads each input once and needs no chunk algebra.
+- On the CPU in float32: the sequential loop in C++ of core/cpu_kernels.cpp, heads in parallel; it
+  needs no chunk algebra. For "prefill" it only runs forward; for "train" it keeps the state every
+  16 tokens and its C++ backward recomputes from those (float64 and a failed build: the chunked form).
 
 Chunk maths (per batch and head, one chunk of L tokens, positions t = 1..L, start state S0).
 Let c_t = w_1 + ... + w_t (c_0 = 0) be the log of the decay accumulated inside the chunk and
@@ -268,11 +270,19 @@ def register_backend(device_type: str, fn: Backend) -> None:
     _FAILED.discard(device_type)
 
 
+def _cpu_kernel(r, w, k, v, a, b, state):
+    """The C++ loop of core/cpu_kernels.cpp where it applies (CPU, float32, built), else None."""
+    if r.device.type != "cpu" or not all(t.dtype == torch.float32 for t in (r, w, k, v, a, b, state)
+                                          if t is not None):
+        return None
+    return cpu_kernels.load_extension()
+
+
 def wkv7(r, w, k, v, a, b, state=None, *, backend: str = "train"):
     """The WKV-7 operator, through the code that `backend` asks for on these tensors' device:
 
-    - "train" (differentiable): a registered device kernel (CUDA) where there is one, else the
-      chunked form with its written backward.
+    - "train" (differentiable): a registered device kernel (CUDA) where there is one; on the CPU in
+      float32 the C++ loop with its C++ backward; else the chunked form with its written backward.
     - "prefill" (forward only, for prefill and scoring): on the CPU in float32 the C++ loop (the
       chunked form if the kernels are unavailable), whose backward is an error rather than silently
       no gradient; elsewhere the same code as "train".
@@ -282,12 +292,12 @@ def wkv7(r, w, k, v, a, b, state=None, *, backend: str = "train"):
     """
     if backend not in WKV_BACKENDS:
         raise ValueError(f"WKV backend must be one of {WKV_BACKENDS}, not {backend!r}")
+    cpu = _cpu_kernel(r, w, k, v, a, b, state)
+    if cpu is not None and backend == "prefill":
+        return _ForwardOnlyWKV7.apply(cpu, r, w, k, v, a, b, state)
+    if cpu is not None and r.shape[-1] % cpu.WKV_LANES == 0:
+        return _CpuWKV7.apply(cpu, r, w, k, v, a, b, state)
     device_type = r.device.type
-    if backend == "prefill" and device_type == "cpu" and all(
-            t.dtype == torch.float32 for t in (r, w, k, v, a, b, state) if t is not None):
-        kernel = cpu_kernels.load_extension()
-        if kernel is not None:
-            return _ForwardOnlyWKV7.apply(kernel, r, w, k, v, a, b, state)
     kernel = _BACKENDS.get(device_type)
     if kernel is not None and device_type not in _FAILED:
         try:
@@ -298,17 +308,48 @@ def wkv7(r, w, k, v, a, b, state=None, *, backend: str = "train"):
     return wkv7_chunked(r, w, k, v, a, b, state)
 
 
+def _state_arg(state, r):
+    return state if state is not None else r.new_empty(0)
+
+
 class _ForwardOnlyWKV7(torch.autograd.Function):
     """The C++ forward-only loop; a backward through it is an error that names the fix."""
 
     @staticmethod
     def forward(ctx, kernel, r, w, k, v, a, b, state):
-        return tuple(kernel.wkv_forward(r, w, k, v, a, b, state if state is not None else r.new_empty(0)))
+        y, final, _ = kernel.wkv_forward(r, w, k, v, a, b, _state_arg(state, r), 0)
+        return y, final
 
     @staticmethod
     def backward(ctx, *grads):
         raise RuntimeError("the 'prefill' WKV backend is forward only: for gradients use backend='train' "
                            "(model.train(), or model(idx, backend='train'))")
+
+
+class _CpuWKV7(torch.autograd.Function):
+    """The C++ loop for training on the CPU: the forward keeps the state every KEEP_EVERY tokens, the
+    backward recomputes each such stretch from it and walks it in reverse (cpu_kernels.cpp). It does
+    no chunk algebra (bench/bench_wkv.py compares the two)."""
+    KEEP_EVERY = 16
+
+    @staticmethod
+    def forward(ctx, kernel, r, w, k, v, a, b, state):
+        keep = _CpuWKV7.KEEP_EVERY if any(ctx.needs_input_grad) else 0
+        y, final, kept = kernel.wkv_forward(r, w, k, v, a, b, _state_arg(state, r), keep)
+        ctx.kernel, ctx.state_shape = kernel, None if state is None else state.shape
+        ctx.save_for_backward(r, w, k, v, a, b, kept)
+        return y, final
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, d_final):
+        r, w, k, v, a, b, kept = ctx.saved_tensors
+        d_final = d_final if d_final is not None else r.new_empty(0)
+        *grads, d_state = ctx.kernel.wkv_backward(r, w, k, v, a, b, kept, dy, d_final, _CpuWKV7.KEEP_EVERY)
+        needs = ctx.needs_input_grad
+        grads = [g if need else None for g, need in zip(grads, needs[1:7])]
+        d_state = d_state.view(ctx.state_shape) if ctx.state_shape is not None and needs[7] else None
+        return (None, *grads, d_state)
 
 
 def _cuda_kernel(r, w, k, v, a, b, state=None):

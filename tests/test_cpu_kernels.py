@@ -1,5 +1,6 @@
 """The C++ CPU kernels (core/cpu_kernels.cpp): the fused one-token step against the torch-op step, on
-the bundled model and on odd shapes, its fallback when the compiler is broken, and the forward-only WKV."""
+the bundled model and on odd shapes, its fallback when the compiler is broken, and the WKV recurrence:
+forward only (prefill) and forward with backward (training)."""
 import warnings
 from pathlib import Path
 
@@ -120,7 +121,9 @@ def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
     start = s0 if with_state else None
     with torch.no_grad():
         y, s_end = wkv7(r, w, k, v, a, b, start, backend="prefill")
-    y_cpp, s_cpp = cpu_kernels.load_extension().wkv_forward(r, w, k, v, a, b, s0 if with_state else r.new_empty(0))
+    y_cpp, s_cpp, kept = cpu_kernels.load_extension().wkv_forward(
+        r, w, k, v, a, b, s0 if with_state else r.new_empty(0), 0)
+    assert kept.numel() == 0  # prefill keeps no states for a backward
     assert torch.equal(y, y_cpp) and torch.equal(s_end, s_cpp)  # "prefill" on the CPU is the C++ loop
     y_ref, s_ref = wkv7_reference(*(x.double() for x in (r, w, k, v, a, b)),
                                   start.double() if with_state else None)
@@ -131,10 +134,85 @@ def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
         assert torch.equal(start, s0)  # the caller's state is not modified
 
 
-def test_training_keeps_the_differentiable_wkv_path():
+def wkv_grads(op, inputs, seed=1):
+    """Output, final state and every input's gradient of a random linear loss on both outputs."""
+    leaves = [x.detach().clone().requires_grad_() for x in inputs]
+    y, s = op(*leaves)
+    g = torch.Generator().manual_seed(seed)
+    y_weight = torch.randn(y.shape, dtype=torch.float64, generator=g).to(y.dtype)
+    s_weight = torch.randn(s.shape, dtype=torch.float64, generator=g).to(s.dtype)
+    ((y * y_weight).sum() + (s * s_weight).sum()).backward()
+    return [y.detach(), s.detach()] + [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("B, T, H, N", [(2, 37, 2, 64), (1, 16, 1, 8), (3, 70, 2, 16), (1, 1, 1, 64)])
+def test_training_wkv_and_its_backward_match_the_float64_reference(B, T, H, N):
+    """The "train" backend on the CPU in float32 is the C++ loop and its C++ backward; every
+    gradient, the initial state's included, agrees with autograd through the float64 reference.
+    T 37 and 70 end inside a kept stretch of 16 tokens; T 16 ends on one."""
+    from core.wkv import _CpuWKV7, wkv7, wkv7_reference
+    inputs = rwkv_like(B, T, H, N, seed=T)
+    seen = []
+    real_apply = _CpuWKV7.apply
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_CpuWKV7, "apply", lambda *a: seen.append(1) or real_apply(*a))
+        got = wkv_grads(lambda *x: wkv7(*x, backend="train"), inputs)
+    assert seen, "the C++ path did not run"
+    want = wkv_grads(wkv7_reference, [x.double() for x in inputs])
+    for name, x, ref in zip(("y", "state", "r", "w", "k", "v", "a", "b", "state0"), got, want):
+        assert x.dtype == torch.float32, name
+        assert ((x.double() - ref).norm() / ref.norm()).item() < 2e-6, name
+
+
+def test_training_wkv_without_a_state_or_a_final_state_gradient():
+    from core.wkv import wkv7, wkv7_reference
+    r, w, k, v, a, b, _ = rwkv_like(2, 40, 2, 64, seed=4)
+    leaves = [x.clone().requires_grad_() for x in (r, w, k, v, a, b)]
+    y, _ = wkv7(*leaves, backend="train")
+    y.square().sum().backward()
+    ref_leaves = [x.double().requires_grad_() for x in (r, w, k, v, a, b)]
+    y_ref, _ = wkv7_reference(*ref_leaves)
+    y_ref.square().sum().backward()
+    for leaf, ref in zip(leaves, ref_leaves):
+        assert ((leaf.grad.double() - ref.grad).norm() / ref.grad.norm()).item() < 2e-6
+
+
+def test_training_wkv_gives_the_same_bits_on_any_number_of_threads():
+    """Each head is one sequential loop on one thread, so the thread count cannot change a sum's order
+    (a resumed run must match an unbroken one bit for bit)."""
     from core.wkv import wkv7
-    r, w, k, v, a, b, s0 = rwkv_like(1, 20, 1, 64, seed=3)
-    s0.requires_grad_(True)
-    y, _ = wkv7(r, w, k, v, a, b, s0, backend="train")
-    y.sum().backward()
-    assert s0.grad is not None and s0.grad.abs().sum() > 0
+    inputs = rwkv_like(4, 50, 2, 64, seed=9)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(wkv_grads(lambda *x: wkv7(*x, backend="train"), inputs))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(x, y) for x, y in zip(results[0], other))
+
+
+def test_training_wkv_keeps_the_inputs_and_one_state_per_16_tokens():
+    from core.wkv import wkv7
+    leaves = [x.requires_grad_() for x in rwkv_like(2, 256, 2, 64, seed=2)]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        wkv7(*leaves, backend="train")
+    inputs = 6 * 2 * 256 * 2 * 64
+    assert sum(saved) == inputs + 2 * 2 * (256 // 16) * 64 * 64
+
+
+def test_training_wkv_falls_back_to_the_chunked_form():
+    """A head size that the C++ backward's column blocks do not divide, and float64, take the chunked
+    form; its gradients are those of the reference too."""
+    from core.wkv import _CpuWKV7, wkv7, wkv7_reference
+    for dtype, N in ((torch.float32, 12), (torch.float64, 64)):
+        inputs = [x.to(dtype) for x in rwkv_like(1, 20, 2, N, seed=N)]
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(_CpuWKV7, "apply", lambda *a: pytest.fail("the C++ path ran"))
+            got = wkv_grads(lambda *x: wkv7(*x, backend="train"), inputs)
+        want = wkv_grads(wkv7_reference, [x.double() for x in inputs])
+        for x, ref in zip(got, want):
+            assert ((x.double() - ref).norm() / ref.norm()).item() < 2e-6

@@ -150,8 +150,9 @@ def test_the_backend_argument_not_the_grad_mode_picks_the_code():
             on = model(idx, backend=backend)
         assert torch.equal(on, off), backend
         runs[backend] = off
-    assert not torch.equal(runs["train"], runs["prefill"])  # two codes (chunked, C++), equal up to rounding
-    close(runs["train"], runs["prefill"])
+    # on the CPU in float32 both run the C++ loop forward (training adds what its backward needs), so
+    # training and generation compute the same numbers
+    assert torch.equal(runs["train"], runs["prefill"])
     with torch.no_grad():
         assert torch.equal(model.eval()(idx), runs["prefill"])
         assert torch.equal(model.train()(idx), runs["train"])
