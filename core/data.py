@@ -336,6 +336,10 @@ class Window(NamedTuple):
     end: int               # one past the last token of the piece in this window
     header: tuple = ()     # tokens restated before it (empty at the piece's start)
 
+    @property
+    def n_tokens(self) -> int:
+        return len(self.header) + self.end - self.start
+
 
 def make_windows(pieces: Sequence[Piece], tokenizer, ctx_len: int) -> list[Window]:
     out: list[Window] = []
