@@ -185,6 +185,21 @@ def test_dropout_acts_in_training_passes_only():
         assert torch.equal(model(idx, backend="train"), plain_train)  # a pass in eval mode neither
 
 
+def test_dropout_drops_its_share_and_keeps_the_mean():
+    from core.model import dropout
+    x = torch.full((3, 1001), 2.0)  # an element count that 4 does not divide
+    torch.manual_seed(5)
+    y = dropout(x, 0.2)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 51 / 256) < 0.02  # 0.2 rounds to 51/256
+    assert torch.allclose(y.unique(), torch.tensor([0.0, 2.0 * 256 / 205]))  # the kept are scaled: the mean stays
+    assert abs(y.mean().item() - 2.0) < 0.1
+    assert torch.equal(dropout(x, 0.001), x)  # below 1/512: nothing to drop
+    leaf = x.clone().requires_grad_()
+    dropout(leaf, 0.5).sum().backward()
+    assert set(leaf.grad.unique().tolist()) == {0.0, 2.0}
+
+
 def test_from_scratch_initialisation_follows_the_rwkv_lm_recipe():
     torch.manual_seed(22)
     L = 4
