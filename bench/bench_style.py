@@ -81,6 +81,8 @@ class Candidate:
     lr_scale: float = 1.0        # times the mode's default learning rates (every part's)
     transpose: int = 0           # > 0: train with augmentation, transposing by up to this many semitones
     dropout: float | None = None  # None: the mode's default
+    weight_decay: float | None = None  # on the LoRA matrices; None: TrainConfig's
+    min_lr_ratio: float | None = None  # where the cosine ends, times the peak; None: TrainConfig's
 
     @classmethod
     def parse(cls, text: str) -> "Candidate":
@@ -89,7 +91,7 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank, lr_scale, transpose, dropout = [], None, None, 1.0, 0, None
+        parts, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor = [], None, None, 1.0, 0, None, None, None
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -104,15 +106,19 @@ class Candidate:
                     transpose = int(o[1:])
                 elif o[:1] == "d" and o[1:].isdigit():
                     dropout = int(o[1:]) / 100
+                elif o[:1] == "w" and o[1:].replace(".", "", 1).isdigit():
+                    decay = float(o[1:])
+                elif o[:1] == "m" and o[1:].replace(".", "", 1).isdigit():
+                    floor = float(o[1:])
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
                                      f"xF: learning rates times F, tN: transpose by up to N semitones, "
-                                     f"dN: dropout N%, d0: none)")
+                                     f"dN: dropout N%, d0: none, wF: weight decay F, mF: the rate ends at F x peak)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor)
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
@@ -163,6 +169,10 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
         if cand.transpose:
             cfg.augment, cfg.max_transpose = True, cand.transpose
         cfg.dropout = cand.dropout
+        if cand.weight_decay is not None:
+            cfg.weight_decay = cand.weight_decay
+        if cand.min_lr_ratio is not None:
+            cfg.min_lr_ratio = cand.min_lr_ratio
     marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:
