@@ -303,7 +303,8 @@ def plan_style(model: M.RWKV7, parts: tuple[str, ...], lora_rank: int | None = N
                                                             else 0) + 3
         return 2 * (elems16 + big) + (4 * small if "bias" in parts else 0) + 700 * tensors + 8192
 
-    lora_choices = [lora_rank] if lora_rank else [8, 6, 4, 2, 1]
+    # rank 16 against 8, 800 steps on 905 folk tunes: -17.9% bits/note against -17.1% (bench_style, r16)
+    lora_choices = [lora_rank] if lora_rank else [16, 12, 8, 6, 4, 2, 1]
     offset_choices = [offset_rank] if offset_rank is not None else [0, 32, 16, 8, 4, 2, 1]
     for orank in offset_choices:  # a full offset first, then the LoRA rank gives way before the offset's
         for lr in lora_choices:

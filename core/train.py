@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from core import data as D
 from core.atomic import atomic_write
-from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, TrainConfig, TrainEvent,
-                                TrainingError)
+from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_LARGE_FOLDER, TrainConfig,
+                                TrainEvent, TrainingError)
 from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap
 from core.train_options import add_train_arguments, config_from_args
 
@@ -168,7 +168,8 @@ class _Trainer:
         self._step_start = self.step
         self.emit(TrainEvent("step", step=self.step, total_steps=self.total, message=self.notice + (
             f"{len(self.train_pieces)} train / {len(self.val_pieces)} validation pieces, "
-            f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {self.total} steps of batch {cfg.batch_size}")))
+            f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {self.total} steps of batch {cfg.batch_size}, "
+            f"learning rate {self.peak_lr:g}")))
         if cfg.keep_best and self.val_windows and self.step == 0:
             self._validate()  # the starting point (a fine-tune: the base model) is a candidate too
         try:
@@ -289,6 +290,9 @@ class _Trainer:
         """AdamW (fused) over the trainable parameters at the run's peak learning rate."""
         cfg = self.config
         self.peak_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR["scratch" if not cfg.base else cfg.mode]
+        tokens, factor = STYLE_LARGE_FOLDER
+        if cfg.lr is None and cfg.mode == "style" and sum(len(p.tokens) for p in self.train_pieces) >= tokens:
+            self.peak_lr *= factor
         # a style's parts each have their own rate, all scaled by --lr / the mode's default
         if hasattr(self.module, "param_groups"):
             # state mode: its one part at the mode's own rate (2e-2, or --lr), as it always was

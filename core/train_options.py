@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.train_config import DEFAULT_DROPOUT, MODES, TrainConfig
+from core.train_config import DEFAULT_DROPOUT, MODES, STYLE_LARGE_FOLDER, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
@@ -58,7 +58,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--layers", type=int, default=_DEFAULTS["n_layer"], help="model depth when pretraining (no --base)")
     p.add_argument("--width", type=int, default=_DEFAULTS["n_embd"], help="model width when pretraining (no --base)")
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate (default by mode; a style from a folder of "
+                   f"{STYLE_LARGE_FOLDER[0]:,} tokens or more learns {STYLE_LARGE_FOLDER[1]:g}x faster)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     p.add_argument("--eval-every", type=int, default=_DEFAULTS["eval_every"],
                    help="steps between validation passes (default: about 8 a run, 10 to 100 steps apart)")
@@ -82,7 +83,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="style mode: what the style learns, joined by +: lora, offset (a state offset read at "
                         "every token), bias (LayerNorms, decay biases, token-shift mixes), state (the opening) "
                         f"(default {_DEFAULTS['style_parts']})")
-    p.add_argument("--style-rank", type=_positive_int, help="style mode: LoRA rank (default: 8, less if over 1 MB)")
+    p.add_argument("--style-rank", type=_positive_int, help="style mode: LoRA rank (default: 16, less if over 1 MB)")
     p.add_argument("--offset-rank", type=int,
                    help="style mode: rank of the state offset per head, 0 = full (default: full if it fits 1 MB)")
     p.add_argument("--infill-share", type=float, help="fraction of training windows made into infill examples "

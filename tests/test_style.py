@@ -5,6 +5,7 @@ reload, the file's size limit and its refusal on another base model, and the sty
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -202,7 +203,7 @@ def test_style_file_fits_1mb_and_is_refused_on_another_base(tmp_path):
     model, _ = load_checkpoint(str(BUNDLED))
     parts = ("lora", "offset", "bias", "state")
     lora_rank, offset_rank = plan_style(model, parts)
-    assert (lora_rank, offset_rank) == (8, 0)  # the bundled model's default style: rank-8 LoRA, full offset
+    assert (lora_rank, offset_rank) == (16, 0)  # the bundled model's default style: rank-16 LoRA, full offset
     tuner = StyleTuner(model, parts, lora_rank, offset_rank)
     with torch.no_grad():
         for p in tuner.parameters():
@@ -215,7 +216,7 @@ def test_style_file_fits_1mb_and_is_refused_on_another_base(tmp_path):
     base, _ = load_checkpoint(str(BUNDLED))
     loaded = load_style(str(path), base)  # the fresh base: the same fingerprint
     assert loaded.parts == parts and loaded.name == "jigs"
-    assert set(loaded.lora) == set(style.lora) and loaded.meta["lora_rank"] == 8
+    assert set(loaded.lora) == set(style.lora) and loaded.meta["lora_rank"] == 16
 
     other = load_checkpoint(str(BUNDLED))[0]
     with torch.no_grad():
@@ -313,6 +314,24 @@ def _config(folder, base, out, **kw) -> TrainConfig:
     return TrainConfig(data=str(folder), out=str(out), base=str(base), mode="style", ctx_len=32, batch_size=2,
                        steps=8, checkpoint_every=2, eval_every=2, style_rank=2, offset_rank=4, seed=5, workers=1,
                        **kw)
+
+
+def test_a_large_folder_learns_a_style_at_the_higher_rate(style_base, tmp_path, monkeypatch):
+    """STYLE_LARGE_FOLDER: the default rate doubles for a folder of enough tokens; a given --lr is kept."""
+    from core import train
+    from core.train_config import DEFAULT_LR
+    folder, base = style_base
+
+    def first_lr(out, threshold, **kw):
+        monkeypatch.setattr(train, "STYLE_LARGE_FOLDER", (threshold, 2.0))
+        events = []
+        run_training(replace(_config(folder, base, tmp_path / out, warmup_steps=0, **kw), steps=2), events.append)
+        return next(e.lr for e in events if e.kind == "step" and e.lr is not None)
+
+    small = first_lr("small", 10**9)  # this folder (three pieces) is below the threshold
+    assert small == pytest.approx(DEFAULT_LR["style"])
+    assert first_lr("large", 1) == pytest.approx(2 * small)
+    assert first_lr("given", 1, lr=1e-3) == pytest.approx(1e-3)
 
 
 def test_style_mode_pauses_resumes_and_exports_what_it_trained(style_base, tmp_path):
