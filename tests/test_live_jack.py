@@ -218,7 +218,7 @@ def test_cli_live_plays_a_continuation_to_a_jack_port(jack_server, tiny_checkpoi
                      "--out-port", rx.port_name]) == 0
         msgs = rx.wait_for(ends_with_all_notes_off)
     assert any(m.type == "note_on" for _, m in msgs)
-    assert sounding(msgs) == {}
+    assert sounding(msgs) == {}, "\n".join(f"{t:.4f} {m}" for t, m in msgs)
     assert "first note" in capsys.readouterr().out
 
 
