@@ -63,7 +63,9 @@ def gen(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def style_base(tmp_path_factory):
-    """A folder of three real pieces and a tiny base model pretrained on it (the style training tests)."""
+    """A folder of three real pieces and a tiny base model pretrained on it (the style and fine-tuning mode
+    tests). A few steps from scratch: a fresh RWKV-7 has zero output projections, so no gradient would reach
+    a style."""
     from core.train import run_training
     from core.train_config import TrainConfig
     from tests.test_data import make_folder

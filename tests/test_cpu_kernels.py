@@ -12,6 +12,7 @@ from core.checkpoint import load_checkpoint
 from core.model import ModelConfig, RWKV7
 from core.step import CppStepper, TorchStepper, cpp_applies, prepare
 from tests.small_models import odd_sized_model
+from tests.test_wkv import run_with_grads
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
 
@@ -134,15 +135,10 @@ def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
         assert torch.equal(start, s0)  # the caller's state is not modified
 
 
-def wkv_grads(op, inputs, seed=1):
-    """Output, final state and every input's gradient of a random linear loss on both outputs."""
-    leaves = [x.detach().clone().requires_grad_() for x in inputs]
-    y, s = op(*leaves)
-    g = torch.Generator().manual_seed(seed)
-    y_weight = torch.randn(y.shape, dtype=torch.float64, generator=g).to(y.dtype)
-    s_weight = torch.randn(s.shape, dtype=torch.float64, generator=g).to(s.dtype)
-    ((y * y_weight).sum() + (s * s_weight).sum()).backward()
-    return [y.detach(), s.detach()] + [leaf.grad for leaf in leaves]
+def wkv_grads(op, inputs):
+    """[y, final state, every input's gradient] of the random linear loss of tests/test_wkv.py."""
+    y, s, grads = run_with_grads(op, inputs)
+    return [y, s, *grads]
 
 
 @pytest.mark.parametrize("B, T, H, N", [(2, 37, 2, 64), (1, 16, 1, 8), (3, 70, 2, 16), (1, 1, 1, 64)])

@@ -8,19 +8,8 @@ import torch
 from core.checkpoint import load_checkpoint, load_state_file
 from core.train import run_training
 from core.train_config import TrainConfig
-from tests.test_data import make_folder
 
 STEPS, EVERY, PAUSE = 8, 2, 4
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("modes")
-    folder = make_folder(root, 3, broken=False)
-    # a few steps from scratch: a fresh RWKV-7 has zero output projections, so no gradient would reach a style
-    paths = run_training(TrainConfig(data=str(folder), out=str(root / "base"), n_layer=1, n_embd=64, ctx_len=32,
-                                     batch_size=2, steps=4, lr=5e-3, workers=1))
-    return folder, paths["result"]
 
 
 def _config(folder, base, out, mode, **kw) -> TrainConfig:
@@ -35,8 +24,8 @@ def _run(config: TrainConfig):
 
 
 @pytest.mark.parametrize("mode", ["full", "lora", "state"])
-def test_mode_trains_past_checkpoints_resumes_and_exports(setup, tmp_path, mode):
-    folder, base = setup
+def test_mode_trains_past_checkpoints_resumes_and_exports(style_base, tmp_path, mode):
+    folder, base = style_base
     out = tmp_path / "paused"
     _, first = _run(_config(folder, base, out, mode, stop_at_step=PAUSE))
     assert [e.step for e in first if e.kind == "checkpoint"] == [2, 4]
