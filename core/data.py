@@ -461,34 +461,57 @@ def without_flat(ids: Sequence[int], tokenizer) -> list[int]:
 # --- augmentation ------------------------------------------------------------------------------
 
 
-def augment_tokens(tokens: Sequence[int], tokenizer, rng, max_transpose: int = 5,
-                   tempo_jitter: float = 0.05) -> list[int]:
-    """The same window transposed by a random number of semitones (drums never; every pitched note
-    kept inside its instrument's range, or the range its notes already span) and with every tempo
-    scaled by one random factor in [1 - tempo_jitter, 1 + tempo_jitter]."""
+def _pitched_positions(tokens: Sequence[int], tokenizer) -> list[tuple[int, int]]:
+    """(index, program) of every pitch token of a pitched (not drum) instrument; the instrument is
+    restated after every Bar, so a pitch before that restatement has no known owner and is left out."""
     kinds = tokenizer.kind_ids
     bar, instrument_kind = tokenizer.bar_id, _kind_code(tokenizer, "instrument")
-    pitch_kind, tempo_kind = _kind_code(tokenizer, "pitch"), _kind_code(tokenizer, "tempo")
-    pitch0 = tokenizer.pitch_id(0)
-    out = [int(t) for t in tokens]
-    # which instrument each pitch token belongs to (the instrument is restated after every Bar)
-    owners: list[tuple[int, tuple[int, bool]]] = []
-    current = None
-    for i, t in enumerate(out):
+    pitch_kind = _kind_code(tokenizer, "pitch")
+    owners, current = [], None
+    for i, t in enumerate(tokens):
         k = kinds[t] if 0 <= t < len(kinds) else -1
         if t == bar:
             current = None
         elif k == instrument_kind:
             current = tokenizer.value(t)
         elif k == pitch_kind and current is not None and not current[1]:
-            owners.append((i, current))
-    lo, hi = -max_transpose, max_transpose
-    for i, (program, _) in owners:
+            owners.append((i, current[0]))
+    return owners
+
+
+def pitch_class_counts(tokens: Sequence[int], tokenizer) -> np.ndarray:
+    """How many pitched notes of each of the 12 pitch classes a token list holds (drums never count)."""
+    pitch0 = tokenizer.pitch_id(0)
+    counts = np.zeros(12)
+    for i, _ in _pitched_positions(tokens, tokenizer):
+        counts[(int(tokens[i]) - pitch0) % 12] += 1
+    return counts
+
+
+def augment_tokens(tokens: Sequence[int], tokenizer, rng, max_transpose: int = 5,
+                   tempo_jitter: float = 0.05, key_shift: int | None = None) -> list[int]:
+    """The same window transposed (drums never; every pitched note kept inside its instrument's range, or
+    the range its notes already span) and with every tempo scaled by one random factor in
+    [1 - tempo_jitter, 1 + tempo_jitter]. The shift is random within max_transpose semitones, or, with
+    key_shift, key_shift plus whole octaves, the smallest of them that fits (none fits: not transposed)."""
+    kinds = tokenizer.kind_ids
+    tempo_kind = _kind_code(tokenizer, "tempo")
+    pitch0 = tokenizer.pitch_id(0)
+    out = [int(t) for t in tokens]
+    owners = _pitched_positions(out, tokenizer)
+    lo, hi = (-max_transpose, max_transpose) if key_shift is None else (-127, 127)
+    for i, program in owners:
         pitch = out[i] - pitch0
         r_lo, r_hi = playable_range(program)
         lo = max(lo, min(r_lo, pitch) - pitch)
         hi = min(hi, max(r_hi, pitch) - pitch)
-    shift = rng.randint(lo, hi) if owners and lo <= hi else 0
+    if not owners or lo > hi:
+        shift = 0
+    elif key_shift is None:
+        shift = rng.randint(lo, hi)
+    else:
+        fits = [key_shift + 12 * k for k in range(-10, 11) if lo <= key_shift + 12 * k <= hi]
+        shift = min(fits, key=abs) if fits else 0
     factor = 1.0 + rng.uniform(-tempo_jitter, tempo_jitter) if tempo_jitter > 0 else 1.0
     if shift:
         for i, _ in owners:

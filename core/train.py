@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from core import data as D
 from core.atomic import atomic_write
+from core.keys import key_of_histogram, key_shift
 from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_LARGE_FOLDER, TrainConfig,
                                 TrainEvent, TrainingError)
 from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap
@@ -126,6 +128,8 @@ class _Trainer:
             raise TrainingError(f"batch {config.batch_size} does not divide over {self.world} processes")
         if config.ctx_len < 16:
             raise TrainingError("context length must be at least 16 tokens")
+        if not 0.0 <= config.key_augment_share <= 1.0:
+            raise TrainingError(f"the key augmentation share is a fraction from 0 to 1, not {config.key_augment:g}")
 
     def emit(self, event: TrainEvent) -> None:
         if self.rank != 0:
@@ -250,6 +254,9 @@ class _Trainer:
         self.train_pieces, self.val_pieces = D.cap_validation(train, val, tokenizer, cfg.ctx_len,
                                                               cfg.max_eval_batches * cfg.batch_size, cfg.seed)
         self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
+        # each piece's key, for moving windows into the keys the training pieces use (None: no key)
+        self.piece_keys = ([key_of_histogram(D.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
+                           if cfg.key_augment_share > 0 else [])
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
         self.fingerprint = _data_fingerprint(self.train_pieces)
@@ -319,6 +326,7 @@ class _Trainer:
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
         self.best: dict | None = resume.get("best") if resume else None
+        self.average: dict | None = resume.get("average") if resume else None
 
     def _read_resume(self) -> dict:
         cfg, path = self.config, self.out / RESUME_FILE
@@ -402,6 +410,22 @@ class _Trainer:
         self.index += 1
         if self.index >= self.batches.per_epoch:
             self.epoch, self.index = self.epoch + 1, 0
+        self._update_average()
+
+    def _update_average(self) -> None:
+        """The running mean of the trained parameters over every step since average_from x the steps: it
+        sits nearer the middle of the low-loss region the last steps wander in than any one of them."""
+        share = self.config.average_from
+        if share is None or self.step < max(1, math.ceil(share * self.total)):
+            return
+        with torch.no_grad():
+            current = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+            if self.average is None:
+                self.average = {"n": 1, "params": {n: p.detach().clone() for n, p in current.items()}}
+                return
+            self.average["n"] += 1
+            for n, mean in self.average["params"].items():
+                mean.add_(current[n].detach() - mean, alpha=1.0 / self.average["n"])
 
     def _log_progress(self) -> None:
         """A "step" event with the mean loss since the last one (the one host sync); stop when too many
@@ -436,6 +460,7 @@ class _Trainer:
             "step": self.step, "epoch": self.epoch, "index": self.index, "bad_steps": self.bad_steps,
             "total_steps": self.total, "data": self.fingerprint, "meta": self.meta,
             "module": self.module.state_dict(), "optimizer": self.opt.state_dict(), "best": self.best,
+            "average": self.average,
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
@@ -456,9 +481,28 @@ class _Trainer:
         return max(1, min(100, max(10, (total or self.total) // 8), self.batches.per_epoch // 2))
 
     def _validate(self) -> None:
-        self.last_val = self.evaluate()
-        self._remember_if_best()
+        with self._swapped_in(self.average["params"] if self.average else None):
+            self.last_val = self.evaluate()
+            self._remember_if_best()
         self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
+
+    @contextmanager
+    def _swapped_in(self, values: dict[str, torch.Tensor] | None):
+        """The module's parameters replaced by `values` for a while, the current ones put back exactly."""
+        if not values:
+            yield
+            return
+        params = dict(self.module.named_parameters())
+        current = {n: params[n].detach().clone() for n in values}
+        with torch.no_grad():
+            for n, t in values.items():
+                params[n].copy_(t)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, t in current.items():
+                    params[n].copy_(t)
 
     def _remember_if_best(self) -> None:
         """Keep a copy (on the CPU) of the trained parameters at the lowest validation loss so far: a small
@@ -478,18 +522,9 @@ class _Trainer:
         best = self.best
         if best is None or best["step"] == self.step:
             return export_result(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val})
-        params = dict(self.module.named_parameters())
-        current = {n: params[n].detach().clone() for n in best["params"]}
-        with torch.no_grad():
-            for n, t in best["params"].items():
-                params[n].copy_(t)
-        try:
+        with self._swapped_in(best["params"]):
             return export_result(self.module, self.config, self.out,
                                  {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
-        finally:
-            with torch.no_grad():
-                for n, t in current.items():
-                    params[n].copy_(t)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -510,6 +545,8 @@ class _Trainer:
         if cfg.augment:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
             tokens = D.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
+        if self.piece_keys:
+            tokens = self._in_another_key(tokens, w.piece, random.Random(f"key:{cfg.seed}:{epoch}:{position}"))
         if not cfg.dynamics_flag and tok.flat_id is not None:
             head -= tokens[:head].count(tok.flat_id)
             tokens = D.without_flat(tokens, tok)
@@ -520,6 +557,18 @@ class _Trainer:
                 if seq is not None:
                     tokens, head = seq, 0  # every token of an infill example is learnt
         return D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id)
+
+    def _in_another_key(self, tokens: list[int], piece: int, rng: random.Random) -> list[int]:
+        """With probability key_augment, the window moved into the key of a random training piece: the keys
+        seen keep the folder's own mix (a folder in D and G stays in D and G) while each tune is heard in
+        several of them. Pieces without a key are left as they are."""
+        source = self.piece_keys[piece]
+        if source is None or rng.random() >= self.config.key_augment_share:
+            return tokens
+        target = self.piece_keys[rng.randrange(len(self.piece_keys))]
+        if target is None:
+            return tokens
+        return D.augment_tokens(tokens, self.tokenizer, rng, tempo_jitter=0.0, key_shift=key_shift(source, target))
 
     @torch.no_grad()
     def evaluate(self) -> dict:

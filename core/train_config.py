@@ -21,6 +21,9 @@ DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style
 DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 # a style learns from a small folder for many passes: dropout keeps it from over-fitting (bench_style)
 DEFAULT_DROPOUT = {"style": 0.3}
+# share of a style's training windows moved into the key of another piece of the folder (bench_style, 905 folk
+# tunes, 800 steps: -18.1% bits/note with half of them, -17.9% with none)
+DEFAULT_KEY_AUGMENT = {"style": 0.5}
 # a style learns from a folder of this many training tokens or more at this factor times DEFAULT_LR's rates
 # (bench_style, 905 folk tunes, 800 steps: -17.9% bits/note at twice the rates, -15.4% at once); a smaller
 # folder at once them (twice made a 20-piece folder 5.7% worse than the base model: it over-fits in a few steps)
@@ -60,12 +63,16 @@ class TrainConfig:
     eval_every: int | None = None      # steps between validation passes (default: about 8 a run, 10-100 apart)
     max_eval_batches: int = 16         # validation windows: at most this many batches (the same ones each pass)
     keep_best: bool = True             # the result holds the weights of the lowest validation loss, not the last
+    average_from: float | None = None  # from this share of the steps on, validate (and keep) the running average
+                                       # of the trained weights instead of the current ones
     checkpoint_every: int = 200
     log_every: int | None = None       # default: every step on CPU, every 10 on CUDA
     completion_only: bool = False      # no loss on the header restated at a window's start
     augment: bool = False              # random transposition and small tempo changes
     max_transpose: int = 5
     tempo_jitter: float = 0.05
+    key_augment: float | None = None   # share of windows moved into another training piece's key (default:
+                                       # DEFAULT_KEY_AUGMENT, else 0)
     infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)
     part_share: float = 0.5            # of those, part infills where the bars hold two instruments
     dynamics_flag: bool = True         # keep the Flat token of one-velocity pieces (False: an ablation)
@@ -81,6 +88,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def key_augment_share(self) -> float:
+        return self.key_augment if self.key_augment is not None else DEFAULT_KEY_AUGMENT.get(self.mode, 0.0)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.train_config import DEFAULT_DROPOUT, MODES, STYLE_LARGE_FOLDER, TrainConfig
+from core.train_config import DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODES, STYLE_LARGE_FOLDER, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
@@ -17,7 +17,8 @@ _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "st
              "completion_only": "completion_only", "device": "device", "stop_at": "stop_at_step",
              "threads": "threads", "log_every": "log_every", "time_budget": "time_budget_s", "cache_dir": "cache_dir",
              "style_parts": "style_parts", "style_rank": "style_rank", "offset_rank": "offset_rank",
-             "infill_share": "infill_share", "part_share": "part_share", "dropout": "dropout"}
+             "infill_share": "infill_share", "part_share": "part_share", "dropout": "dropout",
+             "key_augment": "key_augment"}
 
 
 def _positive_int(text: str) -> int:
@@ -92,6 +93,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"of the infill examples, the part infills (default {_DEFAULTS['part_share']:g})")
     p.add_argument("--dropout", type=float, help="dropout on each block's outputs while training "
                                                  f"(default {DEFAULT_DROPOUT.get('style', 0):g} in style mode, else 0)")
+    p.add_argument("--key-augment", type=float, metavar="SHARE",
+                   help="share of training windows moved into the key of another piece of the folder, so each tune "
+                        "is heard in the folder's other keys while their mix stays the folder's "
+                        f"(default {DEFAULT_KEY_AUGMENT.get('style', 0):g} in style mode, else 0)")
     p.add_argument("--no-dynamics-flag", action="store_true",
                    help="leave out the Flat token of one-velocity pieces (to measure what it is worth)")
 

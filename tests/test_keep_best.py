@@ -66,3 +66,40 @@ def test_a_run_that_never_beats_its_start_gives_back_the_start(style_base, tmp_p
     assert min(val, key=val.get) == 0
     assert all(torch.count_nonzero(t) == 0 for t in _tensors(tmp_path / "run" / "style.pth").values())
     assert "no step did better than the start" in events[-1].message
+
+
+def test_averaged_weights_are_the_mean_of_every_step_since_the_start_and_survive_a_resume(style_base, tmp_path):
+    """average_from: from that share of the steps on, validation scores the running mean of the trained
+    weights (so the result is the best such mean) while training goes on from the current weights."""
+    from core.train import _Trainer
+    folder, base = style_base
+    config = replace(_config(folder, base, tmp_path / "run"), steps=STEPS, eval_every=100, average_from=0.5)
+    trainer = _Trainer(config, lambda e: None, lambda: False)
+    trainer._prepare()
+    trainer._acc_loss, trainer._acc_bad, trainer._acc_steps, trainer._acc_tokens = torch.zeros(()), torch.zeros(()), 0, 0
+    trained = lambda: {n: p.detach().clone() for n, p in trainer.module.named_parameters()  # noqa: E731
+                       if p.requires_grad}
+    seen = []
+    for step in range(1, STEPS + 1):
+        trainer._train_step()
+        seen.append(trained())
+        assert (trainer.average is None) == (step < STEPS // 2)
+    mean = {n: torch.stack([s[n] for s in seen[STEPS // 2 - 1:]]).mean(0) for n in seen[0]}
+    assert trainer.average["n"] == STEPS - STEPS // 2 + 1
+    assert all(torch.allclose(trainer.average["params"][n], mean[n], atol=1e-6) for n in mean)
+
+    current = trained()
+    trainer._validate()
+    assert all(torch.equal(current[n], p) for n, p in trained().items())  # training goes on from where it was
+    assert trainer.best["step"] == STEPS
+    assert all(torch.equal(trainer.best["params"][n], trainer.average["params"][n]) for n in mean)
+    with trainer._swapped_in(trainer.average["params"]):
+        assert trainer.evaluate()["val_loss"] == trainer.last_val["val_loss"]
+
+    # a paused run resumes with its running mean and ends where the straight run does
+    straight = replace(config, out=str(tmp_path / "straight"))
+    run_training(straight)
+    run_training(replace(config, out=str(tmp_path / "paused"), stop_at_step=STEPS - 2))
+    run_training(replace(config, out=str(tmp_path / "paused"), resume=True))
+    a, b = _tensors(tmp_path / "straight" / "style.pth"), _tensors(tmp_path / "paused" / "style.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)

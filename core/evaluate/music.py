@@ -9,8 +9,7 @@ the sum of their bin-wise minimums (1: the same shape, 0: nothing in common; 0 w
   an octave in time (bin = round(3 * log2(gap in beats)), from 1/16 beat to 4 beats, the rest clamped);
 - velocities: bins of VELOCITY_BIN (pianissimo to fortissimo in 16 steps), drums included;
 - note density: notes per bar;
-- key: Krumhansl-Schmuckler: the duration-weighted pitch-class distribution is correlated (Pearson) with
-  the Krumhansl-Kessler major and minor profiles in all 12 rotations; the best one is the key. Its scale
+- key: Krumhansl-Schmuckler on the duration-weighted pitch-class distribution (core/keys.py). Its scale
   is the major scale, or for minor the natural minor plus the raised 7th (harmonic/melodic leading tone).
 """
 from __future__ import annotations
@@ -20,11 +19,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..keys import key_of_histogram
 from ..score import PITCH_CLASS_NAMES
 
-# Krumhansl & Kessler's probe-tone ratings (1982), tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
 IOI_BIN_MIN, IOI_BIN_MAX = -12, 6  # 3 * log2(1/16) .. 3 * log2(4)
@@ -98,16 +95,7 @@ def duration_weighted_pitch_classes(notes: Iterable) -> np.ndarray:
 def estimate_key(notes: Iterable) -> tuple[int, str, float] | None:
     """(tonic pitch class, "major" | "minor", correlation) by Krumhansl-Schmuckler; None without pitched notes
     or with a flat distribution (every pitch class equally present: no key to speak of)."""
-    dist = duration_weighted_pitch_classes(notes)
-    if dist.sum() <= 0 or np.allclose(dist, dist[0]):
-        return None
-    best = None
-    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for tonic in range(12):
-            r = float(np.corrcoef(dist, np.roll(profile, tonic))[0, 1])
-            if best is None or r > best[2]:
-                best = (tonic, mode, r)
-    return best
+    return key_of_histogram(duration_weighted_pitch_classes(notes))
 
 
 def key_name(key: tuple[int, str, float] | None) -> str:
