@@ -84,6 +84,7 @@ class Candidate:
     weight_decay: float | None = None  # on the LoRA matrices; None: TrainConfig's
     min_lr_ratio: float | None = None  # where the cosine ends, times the peak; None: TrainConfig's
     average_from: float | None = None  # validate the running average of the weights from this share of the steps
+    crop_share: float = 0.0      # share of windows cropped from a random bar of their piece
     key_augment: float | None = None  # share of windows moved into another folder piece's key; None: the mode's
 
     @classmethod
@@ -94,7 +95,7 @@ class Candidate:
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
         parts, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor = [], None, None, 1.0, 0, None, None, None
-        keys, average = None, None
+        keys, average, crop = None, None, 0.0
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
@@ -117,16 +118,19 @@ class Candidate:
                     keys = int(o[1:]) / 100
                 elif o[:1] == "a" and o[1:].isdigit():
                     average = int(o[1:]) / 100
+                elif o[:1] == "c" and o[1:].isdigit():
+                    crop = int(o[1:]) / 100
                 else:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
                                      f"xF: learning rates times F, tN: transpose by up to N semitones, "
                                      f"dN: dropout N%, d0: none, wF: weight decay F, mF: the rate ends at F x peak, "
-                                     f"kN: N% of windows in another folder piece's key, aN: average the weights from N% of the steps)")
+                                     f"kN: N% of windows in another folder piece's key, aN: average the weights from N% of the steps, "
+                                     f"cN: N% of windows from a random bar)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor, average, keys)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor, average, crop, keys)
 
 
 # --- scoring -----------------------------------------------------------------------------------------------
@@ -183,6 +187,7 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
             cfg.min_lr_ratio = cand.min_lr_ratio
         cfg.key_augment = cand.key_augment
         cfg.average_from = cand.average_from
+        cfg.crop_share = cand.crop_share
     marks = {"step": 0, "t0": None}
 
     def emit(e) -> None:

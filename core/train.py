@@ -255,6 +255,9 @@ class _Trainer:
                                                               cfg.max_eval_batches * cfg.batch_size, cfg.seed)
         self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
         # each piece's key, for moving windows into the keys the training pieces use (None: no key)
+        # where a window may start instead of its fixed place: every Bar (index, restated header) of each piece
+        self.piece_bars = ([[(i, h) for i, h in tokenizer.bar_headers([int(t) for t in p.tokens]) if i > 0]
+                            for p in self.train_pieces] if cfg.crop_share > 0 else [])
         self.piece_keys = ([key_of_histogram(D.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
                            if cfg.key_augment_share > 0 else [])
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
@@ -542,6 +545,8 @@ class _Trainer:
         cfg, tok = self.config, self.tokenizer
         w = self.train_windows[window_index]
         tokens, head = D.window_tokens(self.train_pieces, w)
+        if self.piece_bars:
+            tokens, head = self._cropped(w, tokens, head, random.Random(f"crop:{cfg.seed}:{epoch}:{position}"))
         if cfg.augment:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
             tokens = D.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
@@ -557,6 +562,19 @@ class _Trainer:
                 if seq is not None:
                     tokens, head = seq, 0  # every token of an infill example is learnt
         return D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id)
+
+    def _cropped(self, w: D.Window, tokens: list[int], head: int, rng: random.Random) -> tuple[list[int], int]:
+        """With probability crop_share, a window of the same length from a random Bar of the same piece (its
+        header restated), so that over the epochs each bar is heard after other contexts. The piece's own
+        opening stays where it is the rest of the time."""
+        if rng.random() >= self.config.crop_share:
+            return tokens, head
+        ids = self.train_pieces[w.piece].tokens
+        fits = [(i, h) for i, h in self.piece_bars[w.piece] if len(h) + len(ids) - i - 1 >= w.n_tokens]
+        if not fits:
+            return tokens, head
+        i, h = fits[rng.randrange(len(fits))]
+        return list(h) + [int(t) for t in ids[i + 1:i + 1 + w.n_tokens - len(h)]], len(h)
 
     def _in_another_key(self, tokens: list[int], piece: int, rng: random.Random) -> list[int]:
         """With probability key_augment, the window moved into the key of a random training piece: the keys
@@ -627,6 +645,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_training(config_from_args(args), emit)
+        import torch.distributed as dist
+        if dist.is_initialized():
+            # every rank leaves together: a rank that tore its group down while rank 0 still wrote the result
+            # aborted now and then in gloo ("terminate called without an active exception")
+            dist.barrier()
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

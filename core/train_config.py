@@ -71,6 +71,7 @@ class TrainConfig:
     augment: bool = False              # random transposition and small tempo changes
     max_transpose: int = 5
     tempo_jitter: float = 0.05
+    crop_share: float = 0.0            # windows that start at a random Bar of their piece instead (same length)
     key_augment: float | None = None   # share of windows moved into another training piece's key (default:
                                        # DEFAULT_KEY_AUGMENT, else 0)
     infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)

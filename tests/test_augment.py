@@ -1,4 +1,5 @@
-"""core.keys and the key augmentation of training: windows moved into keys the folder's own pieces use."""
+"""Augmentations of a style's training windows: moved into keys the folder's own pieces use (core.keys), and
+cropped from a random bar of their piece."""
 from __future__ import annotations
 
 import collections
@@ -93,3 +94,29 @@ def test_a_share_outside_0_to_1_is_refused(tmp_path):
                  lambda: False)
     assert TrainConfig("d", "o", mode="style").key_augment_share == DEFAULT_KEY_AUGMENT["style"] > 0
     assert TrainConfig("d", "o", mode="full").key_augment_share == 0.0
+
+
+def test_cropped_windows_start_at_a_bar_with_its_header_and_keep_their_length(style_base, tmp_path):
+    from core.train import _Trainer
+    from core.train_config import TrainConfig
+    folder, base = style_base
+    cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", ctx_len=64,
+                      batch_size=2, steps=2, workers=1, key_augment=0.0, crop_share=1.0, val_fraction=0.0)
+    trainer = _Trainer(cfg, lambda e: None, lambda: False)
+    trainer.out.mkdir(parents=True)
+    trainer._prepare()
+    tok, starts = trainer.tokenizer, collections.defaultdict(set)
+    for position in range(60):
+        w = trainer.train_windows[position % len(trainer.train_windows)]
+        tokens, head = D.window_tokens(trainer.train_pieces, w)
+        cropped, cropped_head = trainer._cropped(w, tokens, head, random.Random(position))
+        assert len(cropped) == len(tokens)
+        ids = [int(t) for t in trainer.train_pieces[w.piece].tokens]
+        headers = dict(tok.bar_headers(ids))
+        # header + the piece from the bar after it, wherever the crop starts
+        matches = [i for i, h in headers.items() if i > 0 and cropped[:cropped_head] == h
+                   and cropped[cropped_head:] == ids[i + 1:i + 1 + len(cropped) - cropped_head]]
+        assert matches, "a crop is a restated header followed by the piece from that bar on"
+        tok.grammar(cropped[:-1])  # the grammar accepts it
+        starts[w].update(matches)
+    assert any(len(s) > 1 for s in starts.values())  # the same window starts at different bars
