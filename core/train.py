@@ -29,9 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import augment as A
 from core import data as D
 from core.atomic import atomic_write
-from core.keys import key_of_histogram, key_shift
+from core.keys import key_of_histogram
 from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_LARGE_FOLDER, TrainConfig,
                                 TrainEvent, TrainingError)
 from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap
@@ -254,11 +255,10 @@ class _Trainer:
         self.train_pieces, self.val_pieces = D.cap_validation(train, val, tokenizer, cfg.ctx_len,
                                                               cfg.max_eval_batches * cfg.batch_size, cfg.seed)
         self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
-        # each piece's key, for moving windows into the keys the training pieces use (None: no key)
-        # where a window may start instead of its fixed place: every Bar (index, restated header) of each piece
-        self.piece_bars = ([[(i, h) for i, h in tokenizer.bar_headers([int(t) for t in p.tokens]) if i > 0]
-                            for p in self.train_pieces] if cfg.crop_share > 0 else [])
-        self.piece_keys = ([key_of_histogram(D.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
+        # the Bars (index, restated header) a crop may start at, and each piece's key (None: no key)
+        self.piece_bars = ([tokenizer.bar_headers([int(t) for t in p.tokens]) for p in self.train_pieces]
+                           if cfg.crop_share > 0 else [])
+        self.piece_keys = ([key_of_histogram(A.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
                            if cfg.key_augment_share > 0 else [])
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
@@ -545,13 +545,17 @@ class _Trainer:
         cfg, tok = self.config, self.tokenizer
         w = self.train_windows[window_index]
         tokens, head = D.window_tokens(self.train_pieces, w)
-        if self.piece_bars:
-            tokens, head = self._cropped(w, tokens, head, random.Random(f"crop:{cfg.seed}:{epoch}:{position}"))
+        if self.piece_bars and random.Random(f"crop:{cfg.seed}:{epoch}:{position}").random() < cfg.crop_share:
+            crop = A.cropped(self.train_pieces[w.piece].tokens, self.piece_bars[w.piece], w.n_tokens,
+                             random.Random(f"crop-at:{cfg.seed}:{epoch}:{position}"))
+            if crop is not None:
+                tokens, head = crop
         if cfg.augment:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
-            tokens = D.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
-        if self.piece_keys:
-            tokens = self._in_another_key(tokens, w.piece, random.Random(f"key:{cfg.seed}:{epoch}:{position}"))
+            tokens = A.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
+        rng = random.Random(f"key:{cfg.seed}:{epoch}:{position}")
+        if self.piece_keys and rng.random() < cfg.key_augment_share:
+            tokens = A.in_another_key(tokens, tok, self.piece_keys[w.piece], self.piece_keys, rng)
         if not cfg.dynamics_flag and tok.flat_id is not None:
             head -= tokens[:head].count(tok.flat_id)
             tokens = D.without_flat(tokens, tok)
@@ -562,31 +566,6 @@ class _Trainer:
                 if seq is not None:
                     tokens, head = seq, 0  # every token of an infill example is learnt
         return D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id)
-
-    def _cropped(self, w: D.Window, tokens: list[int], head: int, rng: random.Random) -> tuple[list[int], int]:
-        """With probability crop_share, a window of the same length from a random Bar of the same piece (its
-        header restated), so that over the epochs each bar is heard after other contexts. The piece's own
-        opening stays where it is the rest of the time."""
-        if rng.random() >= self.config.crop_share:
-            return tokens, head
-        ids = self.train_pieces[w.piece].tokens
-        fits = [(i, h) for i, h in self.piece_bars[w.piece] if len(h) + len(ids) - i - 1 >= w.n_tokens]
-        if not fits:
-            return tokens, head
-        i, h = fits[rng.randrange(len(fits))]
-        return list(h) + [int(t) for t in ids[i + 1:i + 1 + w.n_tokens - len(h)]], len(h)
-
-    def _in_another_key(self, tokens: list[int], piece: int, rng: random.Random) -> list[int]:
-        """With probability key_augment, the window moved into the key of a random training piece: the keys
-        seen keep the folder's own mix (a folder in D and G stays in D and G) while each tune is heard in
-        several of them. Pieces without a key are left as they are."""
-        source = self.piece_keys[piece]
-        if source is None or rng.random() >= self.config.key_augment_share:
-            return tokens
-        target = self.piece_keys[rng.randrange(len(self.piece_keys))]
-        if target is None:
-            return tokens
-        return D.augment_tokens(tokens, self.tokenizer, rng, tempo_jitter=0.0, key_shift=key_shift(source, target))
 
     @torch.no_grad()
     def evaluate(self) -> dict:

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from core import augment as A
 from core import data as D
 from core.keys import MAJOR_PROFILE, key_of_histogram, key_shift
 from core.score import Note, Score, TempoChange, TimeSignature
@@ -45,16 +46,16 @@ def test_a_key_shift_moves_pitched_notes_by_its_octave_that_fits():
     tok = Tokenizer()
     ids = tok.encode(tune(C_MAJOR_TUNE, drums=True))
     for want in range(-6, 6):
-        out = D.augment_tokens(ids, tok, random.Random(0), tempo_jitter=0.0, key_shift=want)
+        out = A.augment_tokens(ids, tok, random.Random(0), tempo_jitter=0.0, key_shift=want)
         tok.grammar(out)
-        key = key_of_histogram(D.pitch_class_counts(out, tok))
+        key = key_of_histogram(A.pitch_class_counts(out, tok))
         assert key[:2] == (want % 12, "major")
         shifted, _ = tok.decode(out)
         assert sorted(n.pitch for n in shifted.notes if not n.drum) == sorted(p + want for p in C_MAJOR_TUNE)
         assert [n.pitch for n in shifted.notes if n.drum] == [36] * (len(C_MAJOR_TUNE) // 2)
     # a violin (program 40) tune at the top of its range goes down an octave rather than out of it
     high = tok.encode(tune([p + 36 for p in C_MAJOR_TUNE]))
-    out, _ = tok.decode(D.augment_tokens(high, tok, random.Random(0), tempo_jitter=0.0, key_shift=5))
+    out, _ = tok.decode(A.augment_tokens(high, tok, random.Random(0), tempo_jitter=0.0, key_shift=5))
     assert sorted(n.pitch for n in out.notes) == sorted(p + 36 - 7 for p in C_MAJOR_TUNE)
 
 
@@ -109,7 +110,8 @@ def test_cropped_windows_start_at_a_bar_with_its_header_and_keep_their_length(st
     for position in range(60):
         w = trainer.train_windows[position % len(trainer.train_windows)]
         tokens, head = D.window_tokens(trainer.train_pieces, w)
-        cropped, cropped_head = trainer._cropped(w, tokens, head, random.Random(position))
+        cropped, cropped_head = A.cropped(trainer.train_pieces[w.piece].tokens, trainer.piece_bars[w.piece],
+                                          w.n_tokens, random.Random(position))
         assert len(cropped) == len(tokens)
         ids = [int(t) for t in trainer.train_pieces[w.piece].tokens]
         headers = dict(tok.bar_headers(ids))

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from core import data as D
+from core.augment import augment_tokens
 from core.midi import read_midi
 from core.tokenizer import Tokenizer
 
@@ -254,7 +255,7 @@ def test_augmentation_transposes_pitched_notes_only_and_scales_tempo(tok):
     original, _ = tok.decode(ids)
     seen = set()
     for seed in range(12):
-        out = D.augment_tokens(ids, tok, random.Random(seed), max_transpose=5, tempo_jitter=0.1)
+        out = augment_tokens(ids, tok, random.Random(seed), max_transpose=5, tempo_jitter=0.1)
         tok.grammar(out)
         aug, _ = tok.decode(out)
         key = lambda n: (n.start, n.drum, n.program)  # noqa: E731
