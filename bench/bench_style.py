@@ -84,7 +84,7 @@ class Candidate:
     weight_decay: float | None = None  # on the LoRA matrices; None: TrainConfig's
     min_lr_ratio: float | None = None  # where the cosine ends, times the peak; None: TrainConfig's
     average_from: float | None = None  # validate the running average of the weights from this share of the steps
-    crop_share: float = 0.0      # share of windows cropped from a random bar of their piece
+    crop_share: float | None = None  # share of windows cropped from a random bar of their piece; None: the mode's
     key_augment: float | None = None  # share of windows moved into another folder piece's key; None: the mode's
 
     @classmethod
@@ -95,7 +95,7 @@ class Candidate:
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
         parts, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor = [], None, None, 1.0, 0, None, None, None
-        keys, average, crop = None, None, 0.0
+        keys, average, crop = None, None, None
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)

@@ -43,7 +43,9 @@ LN2 = math.log(2.0)
 
 
 # --- schedule and data bookkeeping ---------------------------------------------------------------
-BUDGET_FIT_STEPS = (3, 10, 30, 100)  # steps at which a time budget (re)sets the run's length
+# steps at which a time budget (re)sets the run's length; the late one because the first hundred steps ran
+# slower than the rest (600 s style runs ended after 554 s)
+BUDGET_FIT_STEPS = (3, 10, 30, 100, 300)
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -129,8 +131,10 @@ class _Trainer:
             raise TrainingError(f"batch {config.batch_size} does not divide over {self.world} processes")
         if config.ctx_len < 16:
             raise TrainingError("context length must be at least 16 tokens")
-        if not 0.0 <= config.key_augment_share <= 1.0:
-            raise TrainingError(f"the key augmentation share is a fraction from 0 to 1, not {config.key_augment:g}")
+        for name in ("key_augment", "crop_share", "average_from"):
+            value = config.resolved(name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise TrainingError(f"{name.replace('_', ' ')} is a fraction from 0 to 1, not {value:g}")
 
     def emit(self, event: TrainEvent) -> None:
         if self.rank != 0:
@@ -231,6 +235,7 @@ class _Trainer:
         self.meta = {**base_meta, "tokenizer": self.tokenizer.to_dict(),
                      "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
         self.last_val: dict = {}
+        self._eval_s = 0.0  # seconds spent validating, kept apart from the steps' own time
 
     def _tokenizer(self, resume: dict | None):
         from core.tokenizer import Tokenizer
@@ -257,9 +262,9 @@ class _Trainer:
         self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
         # the Bars (index, restated header) a crop may start at, and each piece's key (None: no key)
         self.piece_bars = ([tokenizer.bar_headers([int(t) for t in p.tokens]) for p in self.train_pieces]
-                           if cfg.crop_share > 0 else [])
+                           if cfg.resolved("crop_share") > 0 else [])
         self.piece_keys = ([key_of_histogram(A.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
-                           if cfg.key_augment_share > 0 else [])
+                           if cfg.resolved("key_augment") > 0 else [])
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
         self.fingerprint = _data_fingerprint(self.train_pieces)
@@ -350,21 +355,21 @@ class _Trainer:
         return resume
 
     def _fit_schedule_to_budget(self, budget_s: float) -> None:
-        """Set the run's length from the time the steps after the first took (the first also warms up), at
-        a few early steps, so that the whole schedule (warm-up, cosine decay) fits the wall-clock budget; the
+        """Set the run's length from the time the steps after the first took (the first also warms up; the
+        validation passes are timed apart), at a few steps (BUDGET_FIT_STEPS), so that the whole schedule (warm-up, cosine decay) fits the wall-clock budget; the
         validation passes are counted in. A run that still overshoots by 5% (a machine that got busier) ends
         there."""
         done = self.step - self._step_start
         now = time.monotonic()
         elapsed = now - self._t_start
         if done == 1:
-            self._t_first_step = now
+            self._t_first_step, self._eval_s_at_first = now, self._eval_s
         if elapsed > 1.05 * budget_s:
             self.total = self.stop_at = self.step
             return
         if done not in BUDGET_FIT_STEPS:
             return
-        per_step = (now - self._t_first_step) / (done - 1)
+        per_step = (now - self._t_first_step - (self._eval_s - self._eval_s_at_first)) / (done - 1)
         if self.val_windows:
             every = self._eval_interval(int((budget_s - elapsed) / per_step) + self.step)
             per_step *= 1 + min(self.config.max_eval_batches * self.config.batch_size, len(self.val_windows)) / (
@@ -418,7 +423,7 @@ class _Trainer:
     def _update_average(self) -> None:
         """The running mean of the trained parameters over every step since average_from x the steps: it
         sits nearer the middle of the low-loss region the last steps wander in than any one of them."""
-        share = self.config.average_from
+        share = self.config.resolved("average_from")
         if share is None or self.step < max(1, math.ceil(share * self.total)):
             return
         with torch.no_grad():
@@ -484,9 +489,11 @@ class _Trainer:
         return max(1, min(100, max(10, (total or self.total) // 8), self.batches.per_epoch // 2))
 
     def _validate(self) -> None:
+        t0 = time.monotonic()
         with self._swapped_in(self.average["params"] if self.average else None):
             self.last_val = self.evaluate()
             self._remember_if_best()
+        self._eval_s += time.monotonic() - t0
         self.emit(TrainEvent("eval", step=self.step, total_steps=self.total, **self.last_val))
 
     @contextmanager
@@ -545,7 +552,7 @@ class _Trainer:
         cfg, tok = self.config, self.tokenizer
         w = self.train_windows[window_index]
         tokens, head = D.window_tokens(self.train_pieces, w)
-        if self.piece_bars and random.Random(f"crop:{cfg.seed}:{epoch}:{position}").random() < cfg.crop_share:
+        if self.piece_bars and random.Random(f"crop:{cfg.seed}:{epoch}:{position}").random() < cfg.resolved("crop_share"):
             crop = A.cropped(self.train_pieces[w.piece].tokens, self.piece_bars[w.piece], w.n_tokens,
                              random.Random(f"crop-at:{cfg.seed}:{epoch}:{position}"))
             if crop is not None:
@@ -554,7 +561,7 @@ class _Trainer:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
             tokens = A.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
         rng = random.Random(f"key:{cfg.seed}:{epoch}:{position}")
-        if self.piece_keys and rng.random() < cfg.key_augment_share:
+        if self.piece_keys and rng.random() < cfg.resolved("key_augment"):
             tokens = A.in_another_key(tokens, tok, self.piece_keys[w.piece], self.piece_keys, rng)
         if not cfg.dynamics_flag and tok.flat_id is not None:
             head -= tokens[:head].count(tok.flat_id)

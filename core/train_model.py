@@ -14,7 +14,7 @@ from torch import nn
 
 from core import model as M
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import DEFAULT_DROPOUT, MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
+from core.train_config import MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
 
 
 def build_model(config: TrainConfig, tokenizer):
@@ -77,7 +77,7 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in sorted(M.UNUSED_PARAMETERS):
         model.get_parameter(name).requires_grad_(False)
-    dropout = config.dropout if config.dropout is not None else DEFAULT_DROPOUT.get(config.mode, 0.0)
+    dropout = config.resolved("dropout")
     if not 0.0 <= dropout < 1.0:
         raise TrainingError(f"dropout must be at least 0 and below 1, not {dropout:g}")
     model.dropout = dropout

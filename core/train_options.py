@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.train_config import DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODES, STYLE_LARGE_FOLDER, TrainConfig
+from core.train_config import DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
@@ -18,7 +18,7 @@ _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "st
              "threads": "threads", "log_every": "log_every", "time_budget": "time_budget_s", "cache_dir": "cache_dir",
              "style_parts": "style_parts", "style_rank": "style_rank", "offset_rank": "offset_rank",
              "infill_share": "infill_share", "part_share": "part_share", "dropout": "dropout",
-             "key_augment": "key_augment"}
+             "key_augment": "key_augment", "crop_share": "crop_share", "average_from": "average_from"}
 
 
 def _positive_int(text: str) -> int:
@@ -97,6 +97,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of training windows moved into the key of another piece of the folder, so each tune "
                         "is heard in the folder's other keys while their mix stays the folder's "
                         f"(default {DEFAULT_KEY_AUGMENT.get('style', 0):g} in style mode, else 0)")
+    p.add_argument("--crop-share", type=float, metavar="SHARE",
+                   help="share of training windows taken from a random bar of their piece instead of their fixed "
+                        f"place (default {MODE_DEFAULTS['crop_share'].get('style', 0):g} in style mode, else 0)")
+    p.add_argument("--average-from", type=float, metavar="SHARE",
+                   help="from this share of the steps on, validate and keep the running mean of the trained weights "
+                        f"(default {MODE_DEFAULTS['average_from'].get('style')} in style mode, else off)")
     p.add_argument("--no-dynamics-flag", action="store_true",
                    help="leave out the Flat token of one-velocity pieces (to measure what it is worth)")
 

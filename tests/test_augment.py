@@ -66,7 +66,7 @@ def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path)
     from core.train_config import TrainConfig
     folder, base = style_base
     cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", ctx_len=32,
-                      batch_size=2, steps=2, workers=1, key_augment=1.0, val_fraction=0.0)
+                      batch_size=2, steps=2, workers=1, key_augment=1.0, crop_share=0.0, val_fraction=0.0)
     trainer = _Trainer(cfg, lambda e: None, lambda: False)
     trainer.out.mkdir(parents=True)
     trainer._prepare()
@@ -90,11 +90,12 @@ def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path)
 def test_a_share_outside_0_to_1_is_refused(tmp_path):
     from core.train import _Trainer
     from core.train_config import DEFAULT_KEY_AUGMENT, TrainConfig, TrainingError
-    with pytest.raises(TrainingError, match="fraction from 0 to 1"):
+    with pytest.raises(TrainingError, match="key augment is a fraction from 0 to 1"):
         _Trainer(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), key_augment=1.5), lambda e: None,
                  lambda: False)
-    assert TrainConfig("d", "o", mode="style").key_augment_share == DEFAULT_KEY_AUGMENT["style"] > 0
-    assert TrainConfig("d", "o", mode="full").key_augment_share == 0.0
+    assert TrainConfig("d", "o", mode="style").resolved("key_augment") == DEFAULT_KEY_AUGMENT["style"] > 0
+    assert TrainConfig("d", "o", mode="full").resolved("key_augment") == 0.0
+    assert TrainConfig("d", "o", mode="full").resolved("average_from") is None
 
 
 def test_cropped_windows_start_at_a_bar_with_its_header_and_keep_their_length(style_base, tmp_path):
