@@ -37,7 +37,7 @@ from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor
 
 STYLE_FORMAT = FORMAT_NAME + "/style"
 LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
-MAX_STYLE_BYTES = 1 << 20   # a style file is at most 1 MB
+MAX_STYLE_BYTES = 1_000_000  # a style file is at most 1 MB (decimal: the stricter reading)
 PARTS = ("lora", "offset", "bias", "state")
 
 # The small always-applied parameters the "bias" part trains (layer 0's v0 is unused, k_k/k_a/r_k stay).
