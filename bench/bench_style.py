@@ -9,9 +9,11 @@ A candidate names the parts of a style (core/style.py), joined by "+", with opti
 `lora` (adapter, rank 8), `offset` (state offset read at every token, full), `offset:o8` (rank 8 per head),
 `bias` (LayerNorms, w0, a0, token-shift mixes), `state` (learned initial state, the older style),
 `lora+offset+bias+state`, `lora:r4+state`, `lora+state:x3` (every learning rate times 3), `lora:d0` (no dropout;
-`dN`: N%), `lora:t2` (transposed by up to 2 semitones) ... and, for reference, `model:lora` / `model:full`: a new
-merged model from the LoRA (rank 16) or full fine-tuning modes. Every candidate trains with core.train.run_training
-(`--mode style`, `--time-budget`) on the same folder, seed and threads.
+`dN`: N%), `lora:t2` (transposed by up to 2 semitones), `:k50` / `:c50` (half the windows in another folder
+piece's key / cropped from a random bar), `:a60` (the running mean of the weights from 60% of the steps) ...
+and, for reference, `model:lora` / `model:full`: a new merged model from the LoRA (rank 16) or full fine-tuning
+modes. Every candidate trains with core.train.run_training (`--mode style`, `--time-budget`) on the same folder,
+seed and threads.
 
 Tables:
 1. The held-out collection (--heldout: its training pieces are the folder, its test pieces the test): bits per
@@ -124,13 +126,15 @@ class Candidate:
                     raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
                                      f"xF: learning rates times F, tN: transpose by up to N semitones, "
                                      f"dN: dropout N%, d0: none, wF: weight decay F, mF: the rate ends at F x peak, "
-                                     f"kN: N% of windows in another folder piece's key, aN: average the weights from N% of the steps, "
+                                     f"kN: N% of windows in another folder piece's key, "
+                                     f"aN: average the weights from N% of the steps, "
                                      f"cN: N% of windows from a random bar)")
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor, average, crop, keys)
+        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor,
+                   average, crop, keys)
 
 
 # --- scoring -----------------------------------------------------------------------------------------------

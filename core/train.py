@@ -356,9 +356,9 @@ class _Trainer:
 
     def _fit_schedule_to_budget(self, budget_s: float) -> None:
         """Set the run's length from the time the steps after the first took (the first also warms up; the
-        validation passes are timed apart), at a few steps (BUDGET_FIT_STEPS), so that the whole schedule (warm-up, cosine decay) fits the wall-clock budget; the
-        validation passes are counted in. A run that still overshoots by 5% (a machine that got busier) ends
-        there."""
+        validation passes are timed apart), at a few steps (BUDGET_FIT_STEPS), so that the whole schedule
+        (warm-up, cosine decay) fits the wall-clock budget; the validation passes are counted in. A run that
+        still overshoots by 5% (a machine that got busier) ends there."""
         done = self.step - self._step_start
         now = time.monotonic()
         elapsed = now - self._t_start
@@ -552,7 +552,8 @@ class _Trainer:
         cfg, tok = self.config, self.tokenizer
         w = self.train_windows[window_index]
         tokens, head = D.window_tokens(self.train_pieces, w)
-        if self.piece_bars and random.Random(f"crop:{cfg.seed}:{epoch}:{position}").random() < cfg.resolved("crop_share"):
+        crop_draw = random.Random(f"crop:{cfg.seed}:{epoch}:{position}")
+        if self.piece_bars and crop_draw.random() < cfg.resolved("crop_share"):
             crop = A.cropped(self.train_pieces[w.piece].tokens, self.piece_bars[w.piece], w.n_tokens,
                              random.Random(f"crop-at:{cfg.seed}:{epoch}:{position}"))
             if crop is not None:

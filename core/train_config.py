@@ -20,7 +20,7 @@ MODES = ("full", "lora", "style", "state")  # state: a style of only the learned
 DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
 DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 # A style learns from a small folder for many passes; what keeps it from over-fitting, by mode (bench_style, 905
-# folk tunes, 800 steps, bits/note): dropout 0.3 (-17.9% against -17.1% at 0.2); half the windows moved into
+# folk tunes, 800 steps, bits/note): dropout 0.3 (-17.9%; 0.2: -17.7%, 0.4: -17.1%); half the windows moved into
 # another piece's key (-18.1%; all of them: -16.3%); then half of them cropped from a random bar, and the
 # running mean of the weights over the last 40% of the steps validated (-18.2% each; the three at 1200 steps: -20.9%)
 MODE_DEFAULTS = {"dropout": {"style": 0.3}, "key_augment": {"style": 0.5}, "crop_share": {"style": 0.5},

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.train_config import DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER, TrainConfig
+from core.train_config import (DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER,
+                               TrainConfig)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)

@@ -59,17 +59,23 @@ def test_a_key_shift_moves_pitched_notes_by_its_octave_that_fits():
     assert sorted(n.pitch for n in out.notes) == sorted(p + 36 - 7 for p in C_MAJOR_TUNE)
 
 
-def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path):
-    """With every window augmented, the keys training sees are those of the folder's pieces, each tune in
-    several of them, and the same seed gives the same examples."""
+def prepared_trainer(style_base, out, **settings):
+    """A style run on the conftest folder, set up (data, model) but not started."""
     from core.train import _Trainer
     from core.train_config import TrainConfig
     folder, base = style_base
-    cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", ctx_len=32,
-                      batch_size=2, steps=2, workers=1, key_augment=1.0, crop_share=0.0, val_fraction=0.0)
+    cfg = TrainConfig(data=str(folder), out=str(out), base=base, mode="style", batch_size=2, steps=2, workers=1,
+                      val_fraction=0.0, **settings)
     trainer = _Trainer(cfg, lambda e: None, lambda: False)
     trainer.out.mkdir(parents=True)
     trainer._prepare()
+    return trainer
+
+
+def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path):
+    """With every window augmented, the keys training sees are those of the folder's pieces, each tune in
+    several of them, and the same seed gives the same examples."""
+    trainer = prepared_trainer(style_base, tmp_path / "run", ctx_len=32, key_augment=1.0, crop_share=0.0)
     tok = trainer.tokenizer
     folder_keys = {k[:2] for k in trainer.piece_keys if k is not None}
     assert len(folder_keys) >= 2
@@ -99,14 +105,7 @@ def test_a_share_outside_0_to_1_is_refused(tmp_path):
 
 
 def test_cropped_windows_start_at_a_bar_with_its_header_and_keep_their_length(style_base, tmp_path):
-    from core.train import _Trainer
-    from core.train_config import TrainConfig
-    folder, base = style_base
-    cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", ctx_len=64,
-                      batch_size=2, steps=2, workers=1, key_augment=0.0, crop_share=1.0, val_fraction=0.0)
-    trainer = _Trainer(cfg, lambda e: None, lambda: False)
-    trainer.out.mkdir(parents=True)
-    trainer._prepare()
+    trainer = prepared_trainer(style_base, tmp_path / "run", ctx_len=64, key_augment=0.0, crop_share=1.0)
     tok, starts = trainer.tokenizer, collections.defaultdict(set)
     for position in range(60):
         w = trainer.train_windows[position % len(trainer.train_windows)]

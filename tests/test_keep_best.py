@@ -79,7 +79,8 @@ def test_averaged_weights_are_the_mean_of_every_step_since_the_start_and_survive
     config = replace(_config(folder, base, tmp_path / "run"), steps=n_steps, eval_every=100, average_from=0.5)
     trainer = _Trainer(config, lambda e: None, lambda: False)
     trainer._prepare()
-    trainer._acc_loss, trainer._acc_bad, trainer._acc_steps, trainer._acc_tokens = torch.zeros(()), torch.zeros(()), 0, 0
+    trainer._acc_loss, trainer._acc_bad = torch.zeros(()), torch.zeros(())
+    trainer._acc_steps = trainer._acc_tokens = 0
     trained = lambda: {n: p.detach().clone() for n, p in trainer.module.named_parameters()  # noqa: E731
                        if p.requires_grad}
     seen = []
