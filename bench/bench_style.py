@@ -96,45 +96,37 @@ class Candidate:
             if mode not in ("lora", "full"):
                 raise SystemExit(f"unknown reference candidate {text!r}: model:lora or model:full")
             return cls(text, mode)
-        parts, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor = [], None, None, 1.0, 0, None, None, None
-        keys, average, crop = None, None, None
+        parts, settings = [], {}
         for item in text.split("+"):
             name, *opts = item.split(":")
             parts.append(name)
             for o in opts:
-                if o[:1] == "r" and o[1:].isdigit():
-                    lora_rank = int(o[1:])
-                elif o[:1] == "o" and o[1:].isdigit():
-                    offset_rank = int(o[1:])
-                elif o[:1] == "x" and o[1:].replace(".", "", 1).isdigit():
-                    lr_scale = float(o[1:])
-                elif o[:1] == "t" and o[1:].isdigit():
-                    transpose = int(o[1:])
-                elif o[:1] == "d" and o[1:].isdigit():
-                    dropout = int(o[1:]) / 100
-                elif o[:1] == "w" and o[1:].replace(".", "", 1).isdigit():
-                    decay = float(o[1:])
-                elif o[:1] == "m" and o[1:].replace(".", "", 1).isdigit():
-                    floor = float(o[1:])
-                elif o[:1] == "k" and o[1:].isdigit():
-                    keys = int(o[1:]) / 100
-                elif o[:1] == "a" and o[1:].isdigit():
-                    average = int(o[1:]) / 100
-                elif o[:1] == "c" and o[1:].isdigit():
-                    crop = int(o[1:]) / 100
-                else:
-                    raise SystemExit(f"candidate {text!r}: unknown option {o!r} (rN: LoRA rank, oN: offset rank, "
-                                     f"xF: learning rates times F, tN: transpose by up to N semitones, "
-                                     f"dN: dropout N%, d0: none, wF: weight decay F, mF: the rate ends at F x peak, "
-                                     f"kN: N% of windows in another folder piece's key, "
-                                     f"aN: average the weights from N% of the steps, "
-                                     f"cN: N% of windows from a random bar)")
+                try:
+                    field_name, convert, _ = CANDIDATE_OPTIONS[o[:1]]
+                    settings[field_name] = convert(o[1:])
+                except (KeyError, ValueError):
+                    raise SystemExit(f"candidate {text!r}: unknown option {o!r} (" + ", ".join(
+                        f"{k}: {help_}" for k, (_, _, help_) in CANDIDATE_OPTIONS.items()) + ")") from None
         try:
             canonical = "+".join(parse_parts(parts))
         except ValueError as e:
             raise SystemExit(f"candidate {text!r}: {e}") from None
-        return cls(text, "style", canonical, lora_rank, offset_rank, lr_scale, transpose, dropout, decay, floor,
-                   average, crop, keys)
+        return cls(text, "style", canonical, **settings)
+
+
+# a candidate's options: letter -> (Candidate field, value of the text after the letter, help)
+CANDIDATE_OPTIONS = {
+    "r": ("style_rank", int, "LoRA rank N"),
+    "o": ("offset_rank", int, "offset rank N"),
+    "x": ("lr_scale", float, "learning rates times F"),
+    "t": ("transpose", int, "transpose by up to N semitones"),
+    "d": ("dropout", lambda n: int(n) / 100, "dropout N% (d0: none)"),
+    "w": ("weight_decay", float, "weight decay F"),
+    "m": ("min_lr_ratio", float, "the rate ends at F x peak"),
+    "k": ("key_augment", lambda n: int(n) / 100, "N% of windows in another folder piece's key"),
+    "a": ("average_from", lambda n: int(n) / 100, "average the weights from N% of the steps"),
+    "c": ("crop_share", lambda n: int(n) / 100, "N% of windows from a random bar"),
+}
 
 
 # --- scoring -----------------------------------------------------------------------------------------------

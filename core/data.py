@@ -271,21 +271,22 @@ def _mid_bar_start(tokenizer, ids: list[int], pos_index: int) -> tuple[int, list
     return i, head
 
 
-def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int) -> list[tuple[int, int, list[int]]]:
+def piece_windows(tokens: Sequence[int], tokenizer, ctx_len: int,
+                  bar_headers: Sequence[tuple[int, list[int]]] | None = None) -> list[tuple[int, int, list[int]]]:
     """(start, end, header) of the windows that tile one piece. A window's tokens are
     header + tokens[start:end]: the piece's own beginning (start 0, empty header), or the tokenizer's
     header for a Bar (BOS, tempo and meter in force, Bar) followed by what comes after that Bar.
     A bar too long for one window is continued from an onset inside it, with a header that also
     states the instrument and velocity in force there. Each window holds at most ctx_len + 1 tokens
     (ctx_len inputs and the last target); consecutive windows overlap by the bar (or onset) that the
-    previous one cut."""
+    previous one cut. `bar_headers`: tokenizer.bar_headers(tokens), when the caller has it already."""
     ids = [int(t) for t in tokens]
     n = len(ids)
     if n == 0:
         return []
     budget = ctx_len + 1
     # a Bar at i is replaced by its header: the window then continues at i + 1
-    heads = {i: h for i, h in tokenizer.bar_headers(ids) if 0 < i < n - 1}
+    heads = {i: h for i, h in (tokenizer.bar_headers(ids) if bar_headers is None else bar_headers) if 0 < i < n - 1}
     bars = sorted(heads)
     starts = {0: (0, [])}  # window start key (a Bar or Pos index) -> (first piece token, header)
     for i, h in heads.items():
@@ -340,10 +341,13 @@ class Window(NamedTuple):
         return len(self.header) + self.end - self.start
 
 
-def make_windows(pieces: Sequence[Piece], tokenizer, ctx_len: int) -> list[Window]:
+def make_windows(pieces: Sequence[Piece], tokenizer, ctx_len: int,
+                 bar_headers: Sequence | None = None) -> list[Window]:
+    """The windows that tile every piece (bar_headers: each piece's tokenizer.bar_headers, if known)."""
     out: list[Window] = []
     for i, p in enumerate(pieces):
-        out.extend(Window(i, s, e, tuple(h)) for s, e, h in piece_windows(p.tokens, tokenizer, ctx_len))
+        heads = None if bar_headers is None else bar_headers[i]
+        out.extend(Window(i, s, e, tuple(h)) for s, e, h in piece_windows(p.tokens, tokenizer, ctx_len, heads))
     return out
 
 

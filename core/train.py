@@ -259,12 +259,13 @@ class _Trainer:
         train, val = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
         self.train_pieces, self.val_pieces = D.cap_validation(train, val, tokenizer, cfg.ctx_len,
                                                               cfg.max_eval_batches * cfg.batch_size, cfg.seed)
-        self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len)
+        self.crop_share, self.key_share = cfg.resolved("crop_share"), cfg.resolved("key_augment")
         # the Bars (index, restated header) a crop may start at, and each piece's key (None: no key)
         self.piece_bars = ([tokenizer.bar_headers([int(t) for t in p.tokens]) for p in self.train_pieces]
-                           if cfg.resolved("crop_share") > 0 else [])
+                           if self.crop_share > 0 else [])
+        self.train_windows = D.make_windows(self.train_pieces, tokenizer, cfg.ctx_len, self.piece_bars or None)
         self.piece_keys = ([key_of_histogram(A.pitch_class_counts(p.tokens, tokenizer)) for p in self.train_pieces]
-                           if cfg.resolved("key_augment") > 0 else [])
+                           if self.key_share > 0 else [])
         self.val_windows = D.make_windows(self.val_pieces, tokenizer, cfg.ctx_len)
         self.is_note = note_token_table(tokenizer)
         self.fingerprint = _data_fingerprint(self.train_pieces)
@@ -553,7 +554,7 @@ class _Trainer:
         w = self.train_windows[window_index]
         tokens, head = D.window_tokens(self.train_pieces, w)
         crop_draw = random.Random(f"crop:{cfg.seed}:{epoch}:{position}")
-        if self.piece_bars and crop_draw.random() < cfg.resolved("crop_share"):
+        if self.piece_bars and crop_draw.random() < self.crop_share:
             crop = A.cropped(self.train_pieces[w.piece].tokens, self.piece_bars[w.piece], w.n_tokens,
                              random.Random(f"crop-at:{cfg.seed}:{epoch}:{position}"))
             if crop is not None:
@@ -562,7 +563,7 @@ class _Trainer:
             rng = random.Random(f"{cfg.seed}:{epoch}:{position}")
             tokens = A.augment_tokens(tokens, tok, rng, cfg.max_transpose, cfg.tempo_jitter)
         rng = random.Random(f"key:{cfg.seed}:{epoch}:{position}")
-        if self.piece_keys and rng.random() < cfg.resolved("key_augment"):
+        if self.piece_keys and rng.random() < self.key_share:
             tokens = A.in_another_key(tokens, tok, self.piece_keys[w.piece], self.piece_keys, rng)
         if not cfg.dynamics_flag and tok.flat_id is not None:
             head -= tokens[:head].count(tok.flat_id)
@@ -620,6 +621,8 @@ def run_training(config: TrainConfig, emit: Callable[[TrainEvent], None] | None 
 
 # --- command line (torchrun entry) -------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    import torch.distributed as dist
+
     p = argparse.ArgumentParser(prog="python -m core.train", description="train (data-parallel under torchrun)")
     add_train_arguments(p)
     args = p.parse_args(argv)
@@ -632,7 +635,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_training(config_from_args(args), emit)
-        import torch.distributed as dist
         if dist.is_initialized():
             # every rank leaves together: a rank that tore its group down while rank 0 still wrote the result
             # aborted now and then in gloo ("terminate called without an active exception")
@@ -641,7 +643,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        import torch.distributed as dist
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0

@@ -26,7 +26,6 @@ DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best 
 MODE_DEFAULTS = {"dropout": {"style": 0.3}, "key_augment": {"style": 0.5}, "crop_share": {"style": 0.5},
                  "average_from": {"style": 0.6}}
 DEFAULT_DROPOUT = MODE_DEFAULTS["dropout"]
-DEFAULT_KEY_AUGMENT = MODE_DEFAULTS["key_augment"]
 # a style learns from a folder of this many training tokens or more at this factor times DEFAULT_LR's rates
 # (bench_style, 905 folk tunes, 800 steps: -17.9% bits/note at twice the rates, -15.4% at once); a smaller
 # folder at once them (twice made a 20-piece folder 5.7% worse than the base model: it over-fits in a few steps)

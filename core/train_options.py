@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from core.train_config import (DEFAULT_DROPOUT, DEFAULT_KEY_AUGMENT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER,
-                               TrainConfig)
+from core.train_config import DEFAULT_DROPOUT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
@@ -97,7 +96,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-augment", type=float, metavar="SHARE",
                    help="share of training windows moved into the key of another piece of the folder, so each tune "
                         "is heard in the folder's other keys while their mix stays the folder's "
-                        f"(default {DEFAULT_KEY_AUGMENT.get('style', 0):g} in style mode, else 0)")
+                        f"(default {MODE_DEFAULTS['key_augment'].get('style', 0):g} in style mode, else 0)")
     p.add_argument("--crop-share", type=float, metavar="SHARE",
                    help="share of training windows taken from a random bar of their piece instead of their fixed "
                         f"place (default {MODE_DEFAULTS['crop_share'].get('style', 0):g} in style mode, else 0)")

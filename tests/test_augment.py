@@ -95,11 +95,11 @@ def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path)
 
 def test_a_share_outside_0_to_1_is_refused(tmp_path):
     from core.train import _Trainer
-    from core.train_config import DEFAULT_KEY_AUGMENT, TrainConfig, TrainingError
+    from core.train_config import MODE_DEFAULTS, TrainConfig, TrainingError
     with pytest.raises(TrainingError, match="key augment is a fraction from 0 to 1"):
         _Trainer(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), key_augment=1.5), lambda e: None,
                  lambda: False)
-    assert TrainConfig("d", "o", mode="style").resolved("key_augment") == DEFAULT_KEY_AUGMENT["style"] > 0
+    assert TrainConfig("d", "o", mode="style").resolved("key_augment") == MODE_DEFAULTS["key_augment"]["style"] > 0
     assert TrainConfig("d", "o", mode="full").resolved("key_augment") == 0.0
     assert TrainConfig("d", "o", mode="full").resolved("average_from") is None
 
