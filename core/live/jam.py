@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import mido
 
@@ -16,8 +16,7 @@ from .clock import ClockFollower
 from .player import Player
 from .timing import Timeline
 
-if TYPE_CHECKING:
-    from ..generate import SamplingConfig
+from ..sampling_config import SamplingConfig
     from .process import SchedulerProcess
     from .scheduler import Scheduler
 
@@ -145,8 +144,6 @@ class JamSession:
 
     def _answer(self) -> None:
         """Continue the captured phrase from the next bar line (called with the lock held)."""
-        from ..generate import SamplingConfig  # generate pulls in torch: only when a jam really answers
-
         cfg = self.config
         now = time.perf_counter()
         bpm = self.bpm

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 MODES = [("Style (a small file that steers the base model, up to 1 MB)", "style"),
          ("Opening style (learned initial state only)", "state"),
          ("LoRA (low-rank adapter, merged into a new model)", "lora"),
-         ("Full fine-tune (every weight)", "full")]
+         ("Full fine-tune (every weight)", "full"),
+         ("Memory only (the folder's notes, ready in seconds, no training)", "memory")]
 
 
 def format_duration(seconds: float | None) -> str:
