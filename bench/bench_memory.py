@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -121,12 +122,14 @@ def cmd_fit(args) -> None:
           f"{float(trace_bits(trace, PIECE_GATE)) / trace.notes:.3f}, fitted {float(trace_bits(trace, piece_gate)) / trace.notes:.3f}")
     print(f"PIECE_GATE = np.array({np.round(piece_gate, 3).tolist()})")
     folder_traces = []
-    for name, seqs in sets.items():
-        if len(seqs) < 4:
-            continue
-        half = len(seqs) // 2
-        folder = FolderMemory(seqs[:half])
-        folder_traces.append(memory_trace(model, tok, seqs[half:], which="folder", folder=folder))
+    for c in args.folder_collections:  # a folder of training pieces, other (validation) pieces as the test
+        for root in args.corpus:
+            found = corpus_files(Path(root), c, "train", args.folder_size)
+            if found:
+                folder = FolderMemory(encode_files(tok, found))
+                folder_traces.append(memory_trace(model, tok, sets[c], which="folder", folder=folder))
+                print(f"  folder gate: {len(found)} {c} training pieces as the folder, {len(sets[c])} validation pieces")
+                break
     if folder_traces:
         merged = type(folder_traces[0])(*(np.concatenate([getattr(t, f) for t in folder_traces])
                                           for f in ("below_t", "below_z", "mem_t", "mem_z", "escape", "features")),
@@ -232,6 +235,127 @@ def cmd_speed(args) -> None:
     print_table(["memory", "steps", "network step ms", "sampling + memory ms per token (outside the step)"], rows)
 
 
+def cmd_continue(args) -> None:
+    """Continuations of held-out prompts: the network alone, with the memories at their default, and "repeat
+    the prompt's last bars", each against the true continuation; the copy meter against a folder of other
+    tunes of the collection (the style's folder memory), beside the true continuation's own share."""
+    from core.copying import copy_share, folder_phrases, phrase_keys
+    from core.evaluate import music as MM
+    from core.generate import Generator
+    from core.sampling_config import SamplingConfig
+    from core.score import TICKS_PER_BEAT, Note
+    model, tok = load(args)
+    gen = Generator(model, tok)
+    oneills = sorted((Path(args.heldout) / "oneills1850").glob("*.mid"))
+    rng = random.Random(2)
+    rng.shuffle(oneills)
+    folder_tunes = encode_files(tok, oneills[:args.folder])
+    sets = {"folk (O'Neill's)": (oneills[args.folder:args.folder + 3 * args.prompts], 8, 4),
+            "pop (POP909 test, raw)": (pop909_files("test", 3 * args.prompts), 16, 4)}
+    summary = []
+    for name, (files, k, m) in sets.items():
+        rows = {"network": [], "memory": [], "memory + folder": [], "repeat last bars": [], "true": []}
+        copies = {key: [] for key in rows}
+        stacked = {key: 0 for key in rows}
+        used = 0
+        for f in files:
+            if used >= args.prompts:
+                break
+            score = read_midi(str(f))[0].token_view()
+            bars = score.bar_starts(score.end_tick)
+            if len(bars) < k + m + 1:
+                continue
+            split, stop = bars[k], bars[k + m]
+            prompt = score.slice(0, split)
+            prompt_notes = [n for n in score.notes if n.start < split]
+            true = [n for n in score.notes if split <= n.start < stop]
+            if not true:
+                continue
+            used += 1
+            lo = bars[k - m]
+            outputs = {"true": true,
+                       "repeat last bars": [Note(n.start + split - lo, n.duration, n.pitch, n.velocity, n.program, n.drum)
+                                            for n in prompt_notes if lo <= n.start]}
+            for label, memory, folder in (("network", 0.0, None), ("memory", args.memory, None),
+                                          ("memory + folder", args.memory, folder_tunes)):
+                gen.folder_memory = FolderMemory(folder) if folder else None
+                stream = gen.stream(prompt, bars=m, at_tick=split,
+                                    sampling=SamplingConfig(seed=used, memory=memory))
+                outputs[label] = [item.note for item in stream]
+            reference = folder_phrases(folder_tunes, tok)
+            prompt_keys = set(phrase_keys(prompt_notes, score))
+            for label, notes in outputs.items():
+                row = MM.compare_continuation(prompt_notes, notes, true, m, TICKS_PER_BEAT)
+                keys = phrase_keys(notes, score)
+                row["self_repetition"] = sum(k_ in prompt_keys for k_ in keys) / len(keys) if keys else math.nan
+                rows[label].append(row)
+                share = copy_share(notes, score, reference)
+                if share is not None:
+                    copies[label].append(share)
+                stacked[label] += len(notes) - len({(n.start, n.pitch, n.instrument) for n in notes})
+        gen.folder_memory = None
+        for label in rows:
+            mean = MM.mean_metrics(rows[label])
+            summary.append([f"{name} ({used})", label] + [f"{mean.get(c, math.nan):.3f}" for c in
+                           ("pitch_class_overlap", "ioi_overlap", "velocity_overlap", "density_ratio", "in_key",
+                            "self_repetition")]
+                           + [f"{statistics.mean(copies[label]):.3f}" if copies[label] else "-", stacked[label]])
+    print_table(["set (prompts)", "", "pitch-class overlap", "inter-onset overlap", "velocity overlap",
+                 "density ratio", "in key", "self-repetition", f"copy meter ({args.folder} tunes)",
+                 "stacked duplicates"], summary)
+
+
+@torch.no_grad()
+def hidden_and_probs(model, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's last hidden state (after ln_out) and next-token probabilities at every position."""
+    idx = torch.tensor(ids[:-1])[None]
+    x, _ = model._hidden(idx, None, "prefill")
+    h = model.ln_out(x)[0]
+    return h, torch.softmax(model.head(h).double(), -1)
+
+
+def cmd_knn(args) -> None:
+    """The other candidate for the piece memory: kNN over the network's own hidden states (kNN-LM,
+    Khandelwal et al. 2020), the datastore being the piece so far: for position i, the k nearest earlier
+    hidden states vote for the tokens that followed them (weights exp(-distance / T)), mixed at a fixed lambda.
+    Lambda and T are picked on the same pieces (an upper bound for it), against the fitted suffix memory."""
+    model, tok = load(args)
+    sets = heldout_sets(args, tok)
+    rows = []
+    for name, seqs in sets.items():
+        if name.startswith("drums"):
+            continue
+        grid = {(lam, temp): 0.0 for lam in (0.1, 0.2, 0.3, 0.5) for temp in (1.0, 3.0, 10.0)}
+        net = suffix = masked = 0.0
+        notes = 0
+        for ids in seqs:
+            h, p = hidden_and_probs(model, ids)
+            targets = torch.tensor(ids[1:])
+            n = len(targets)
+            p_t = p[torch.arange(n), targets]
+            d = torch.cdist(h.float(), h.float())  # [n, n]: position i may use j < i only
+            d = d.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(), float("inf"))
+            k = min(args.k, n)
+            dist, nn = torch.topk(d, k, dim=1, largest=False)
+            hit = (targets[nn] == targets[:, None]) & torch.isfinite(dist)
+            for (lam, temp) in grid:
+                w = torch.exp(-(dist - dist[:, :1]) / temp).masked_fill(~torch.isfinite(dist), 0.0)
+                knn_t = (w * hit).sum(1) / w.sum(1).clamp_min(1e-12)
+                has = torch.isfinite(dist[:, 0])
+                mixed = torch.where(has, (1 - lam) * p_t + lam * knn_t.double(), p_t)
+                grid[(lam, temp)] += float(-torch.log2(mixed).sum())
+            net += float(-torch.log2(p_t).sum())
+            bits = piece_bits(model, tok, ids, MemoryMixer(PieceMemory()))
+            suffix += float(bits.mixed.sum())
+            masked += float(bits.network.sum())
+            notes += bits.notes
+        (lam, temp), best = min(grid.items(), key=lambda kv: kv[1])
+        rows.append([name, len(seqs), f"{net / notes:.3f}", f"{best / notes:.3f} ({best / net - 1:+.1%}; lambda {lam}, T {temp})",
+                     f"{masked / notes:.3f}", f"{suffix / notes:.3f} ({suffix / masked - 1:+.1%})"])
+    print_table(["set", "pieces", "network", f"+ kNN of hidden states (k {args.k}, best of a grid)",
+                 "network, grammar-masked", "+ suffix memory (fitted gate), masked"], rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="default: the bundled base model")
@@ -241,6 +365,8 @@ def main() -> None:
     s.add_argument("--corpus", nargs="+", default=["data/corpus"], help="corpus folders (tools/make_corpus.py)")
     s.add_argument("--collections", nargs="*", default=["essenFolksong", "ryansMammoth", "bach"])
     s.add_argument("--pieces", type=int, default=12, help="per collection")
+    s.add_argument("--folder-collections", nargs="*", default=["essenFolksong", "ryansMammoth"])
+    s.add_argument("--folder-size", type=int, default=30)
     s = sub.add_parser("eval")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--pieces", type=int, default=60)
@@ -254,8 +380,18 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--repeat", type=int, default=3)
+    s = sub.add_parser("continue")
+    s.add_argument("--heldout", default="data/heldout")
+    s.add_argument("--prompts", type=int, default=20)
+    s.add_argument("--folder", type=int, default=20, help="O'Neill's tunes in the folder memory")
+    s.add_argument("--memory", type=float, default=1.0)
+    s = sub.add_parser("knn")
+    s.add_argument("--heldout", default="data/heldout")
+    s.add_argument("--pieces", type=int, default=20)
+    s.add_argument("--k", type=int, default=16)
     args = p.parse_args()
-    {"fit": cmd_fit, "eval": cmd_eval, "folder": cmd_folder, "speed": cmd_speed}[args.cmd](args)
+    {"fit": cmd_fit, "eval": cmd_eval, "folder": cmd_folder, "speed": cmd_speed, "continue": cmd_continue,
+     "knn": cmd_knn}[args.cmd](args)
 
 
 if __name__ == "__main__":

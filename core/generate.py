@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
+from .copying import copy_share, folder_phrases
 from .memory import FolderMemory, MemoryMixer, PieceMemory
 from .model import RWKV7, State
 from .sampling import Lane, StepCounter, new_seed, run_lanes, sample_tokens, torch_threads
@@ -85,6 +86,7 @@ class Generator:
         self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
         self._memory_cache: tuple[tuple, PieceMemory] | None = None  # the last piece memory built
         self.folder_memory: FolderMemory | None = None  # the style's folder, mixed in at every token
+        self._folder_phrases: tuple | None = None  # (folder memory, its 8-note phrases) for the copy meter
         self.style: Style | None = None
         self.strength = 1.0
         if style is not None:
@@ -119,6 +121,15 @@ class Generator:
         self.style, self.strength = style, float(strength)
         self.folder_memory = style.memory if style is not None else None
         self._prefill_cache.clear()  # prefilled states were computed under the old style
+
+    def copy_share(self, notes: list[Note], meter: Score) -> float | None:
+        """The copy meter (core.copying) of generated notes against the style's folder: the share of their
+        8-note phrases found in it. None without a folder memory or with too few notes."""
+        if self.folder_memory is None:
+            return None
+        if self._folder_phrases is None or self._folder_phrases[0] is not self.folder_memory:
+            self._folder_phrases = (self.folder_memory, folder_phrases(self.folder_memory.sequences, self.tokenizer))
+        return copy_share(notes, meter, self._folder_phrases[1])
 
     def set_strength(self, strength: float) -> None:
         """The current style at another strength (no file read, no reload)."""

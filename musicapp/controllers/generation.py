@@ -320,7 +320,13 @@ class GenerationController(QObject):
     def _on_done(self, count: int, seconds: float) -> None:
         preview = self.doc.preview
         n_var = max(self.panel.params()["variations"], len(preview.variations))
-        self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}). "
+        copied = ""
+        if self.generator is not None and preview.variations:
+            shares = [self.generator.copy_share(notes, self.doc.to_score()) for notes in preview.variations.values()]
+            shares = [s for s in shares if s is not None]
+            if shares:  # only with a style's folder memory: how much of it is quoted
+                copied = f" Copy meter: {max(shares):.0%} of the new 8-note phrases are in your folder."
+        self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}).{copied} "
                                   "Accept, reject, regenerate or pick another variation.")
 
     def set_strength(self, strength: float) -> None:
