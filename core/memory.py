@@ -219,8 +219,8 @@ def _features(r: Recall, net_entropy: float) -> np.ndarray:
 
 
 # Fitted on validation pieces of the pretraining corpus by bench/fit_memory_gate.py (see the README).
-PIECE_GATE = np.array([-3.956, 4.735, 1.378, -0.199, 1.851, 2.185])
-FOLDER_GATE = np.array([-2.0, 2.0, 1.0, 1.0, 0.5, 1.0])
+PIECE_GATE = np.array([-4.938, 4.553, 3.559, -0.858, 2.386, 3.097])
+FOLDER_GATE = np.array([-3.114, 0.621, -0.892, -0.472, 1.893, 0.244])
 
 
 def gate_weight(gate: np.ndarray, r: Recall, net_entropy: float) -> float:
