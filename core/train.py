@@ -232,7 +232,10 @@ class _Trainer:
         cfg = self.config
         if not Path(cfg.data).exists():
             raise TrainingError(f"no such folder: {cfg.data}")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"cannot create the output folder {self.out}: {e.strerror or e}") from None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = self._device()
@@ -354,8 +357,12 @@ class _Trainer:
         cfg, path = self.config, self.out / RESUME_FILE
         if not path.exists():
             raise TrainingError(f"nothing to resume: {path} does not exist")
-        resume = torch.load(path, map_location="cpu", weights_only=True)
-        if resume.get("format") != RESUME_FORMAT:
+        try:
+            resume = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or damaged file: torch raises several kinds
+            raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}); start the run "
+                                f"again without --resume, or into another --out") from None
+        if not isinstance(resume, dict) or resume.get("format") != RESUME_FORMAT:
             raise TrainingError(f"{path} is not a resume checkpoint of this version")
         try:
             saved = TrainConfig.from_dict(resume["config"])
@@ -632,7 +639,10 @@ def memory_only(config: TrainConfig, emit: Callable[[TrainEvent], None]) -> dict
     out = Path(config.out)
     if not Path(config.data).exists():
         raise TrainingError(f"no such folder: {config.data}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"cannot create the output folder {out}: {e.strerror or e}") from None
     tokenizer = base_tokenizer(config.base) if config.base else None
     if tokenizer is None:
         raise TrainingError("a folder memory belongs to a base model: give --base")

@@ -203,3 +203,4 @@ def test_copy_meter():
     moved = [Note(n.start + 120, n.duration, n.pitch, 80) for n in phrase]  # the same pitches off the beat
     assert copy_share(moved, meter, reference) == 0.0
     assert copy_share(phrase[:5], meter, reference) is None
+
