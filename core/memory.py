@@ -250,8 +250,8 @@ def _features(r: Recall, net_entropy: float) -> np.ndarray:
 
 
 # Fitted on validation pieces of the pretraining corpus by bench/fit_memory_gate.py (see the README).
-PIECE_GATE = np.array([-4.938, 4.553, 3.559, -0.858, 2.386, 3.097])
-FOLDER_GATE = np.array([-3.114, 0.621, -0.892, -0.472, 1.893, 0.244])
+PIECE_GATE = np.array([-4.892, 5.032, 3.532, -1.391, 2.649, 3.48])
+FOLDER_GATE = np.array([-4.418, -8.737, 2.451, -4.866, 6.982, 4.994])
 
 
 def gate_weight(gate: np.ndarray, r: Recall, net_entropy: float) -> float:
