@@ -183,8 +183,9 @@ def test_train_mode_memory_writes_a_style_in_seconds_and_every_command_uses_it(t
 
     def bits(text: str) -> float:
         return float(text.split("bits/token, ")[1].split(" bits/note")[0])
-    # the tune is in the folder: the folder memory knows it note for note (measured: 4.21 -> 3.28 bits/note)
-    assert bits(with_memory.stdout) < 0.9 * bits(piece_only.stdout)
+    # the tune is in the folder: its memory helps, if little, since the fitted gate trusts long folder matches
+    # least (a folder rarely holds the piece being played: quoting it is what the copy meter watches)
+    assert bits(with_memory.stdout) < bits(piece_only.stdout) < bits(bare.stdout)
     gen = subprocess.run(cli + ["generate", "--prompt", str(tune), "--style", str(style), "--bars", "2", "--seed", "1",
                                 "-o", str(tmp_path / "out.mid")], capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr and (tmp_path / "out.mid").is_file()
