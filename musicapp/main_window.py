@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLab
 
 from core import library
 from core.arrange import bars_between
-from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
+from core.live import choose_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
 from musicapp import editing
@@ -300,8 +300,12 @@ class MainWindow(QMainWindow):
 
     def start_background_loading(self) -> None:
         """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
-        self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], default_midi_api())
+        # the remembered system when it works, else what runs here (a JACK server, the ALSA sequencer)
+        api, advice = choose_midi_api(self.prefs.midi_api)
+        self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], api)
         self.refresh_ports()
+        if advice:  # nothing works: say what to do once, instead of each port's raw error
+            self.show_message(advice, "warning")
         self.refresh_models()
         # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
         self.finetune_panel.curve.ensure_plot()
