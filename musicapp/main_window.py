@@ -287,6 +287,7 @@ class MainWindow(QMainWindow):
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
         self._on_clock_mode(self.midi_panel.clock_mode())
         self.doc.documentReset.connect(self._update_tempo_label)
+        self.doc.documentReset.connect(self._on_document_reset)
         self.tracks_panel.mixChanged.connect(self._on_mix_changed)
         self.tracks_panel.message.connect(self.show_message)
 
@@ -428,6 +429,12 @@ class MainWindow(QMainWindow):
             beat = int((tick - bar.tick) // bar.beat_ticks) + 1
             seconds = self.doc.meta.seconds_at(tick)
             self.position_label.setText(f"bar {bar.index + 1}.{beat}   {int(seconds // 60)}:{seconds % 60:04.1f}")
+
+    def _on_document_reset(self) -> None:
+        """Another piece: the ruler region, Loop and the position were the previous piece's."""
+        self.transport.stop()
+        self._set_loop(0, 0, False)
+        self._on_position(0)
 
     def _on_playing(self, playing: bool) -> None:
         self.act_play.setChecked(playing)

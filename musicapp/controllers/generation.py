@@ -391,6 +391,8 @@ class GenerationController(QObject):
         if self.generator is not None:  # what the panel said was about the previous piece
             self.panel.status.setText(self._ready_text)
         self.panel.set_piece_instruments(sorted({n.instrument for n in self.doc.notes()}))
+        self._last_request = None
+        self._refresh_panel()  # no variations, no Accept: the continuation went with the previous piece
 
     def shutdown(self) -> None:
         stop_thread(self._worker, self._worker_thread)

@@ -1,0 +1,31 @@
+"""Nothing of one piece stays when another is opened: the ruler region and Loop, the position readout, the
+Continue panel's variations and Accept."""
+from __future__ import annotations
+
+from core.score import Note
+from musicapp import commands
+from musicapp.document import Preview
+from tests.gui.helpers import demo_score, write_demo
+
+
+def test_opening_another_piece_leaves_nothing_of_the_last(make_window, tmp_path, qtbot):
+    w = make_window()
+    w.doc.load_score(demo_score(bars=8))
+    w.roll._on_loop_dragged(2 * 1920, 4 * 1920)  # a ruler drag: region and Loop on
+    assert w.act_loop.isChecked() and w.transport.loop
+    w.seek(5 * 1920 + 480)
+    assert w.position_label.text().startswith("bar 6.2")
+    # a continuation with two variations is shown, the second picked
+    shown = Preview({0: [Note(8 * 1920, 480, 60)], 1: [Note(8 * 1920, 480, 64)]}, 1, 8 * 1920, 9 * 1920)
+    w.doc.undo_stack.push(commands.SetPreview(w.doc, Preview(), shown, "Continue"))
+    panel = w.continue_panel
+    assert panel.variation_box.currentText() == "2 of 2" and panel.accept_button.isEnabled()
+
+    path = tmp_path / "other.mid"
+    write_demo(path, bars=2, seed=5)
+    assert w.open_file(str(path))
+    assert w.roll.loop == (0, 0) and not w.roll.loop_enabled and not w.act_loop.isChecked()
+    assert w.transport.loop is None
+    assert w.position_label.text().startswith("bar 1.1")
+    assert panel.variation_box.count() == 0 and not panel.accept_button.isEnabled()
+    assert not panel.reject_button.isEnabled() and not panel.regenerate_button.isEnabled()
