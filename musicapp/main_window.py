@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLab
                                QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
-from core.arrange import bars_between
+from core.arrange import bars_between, position_text
 from core.live import choose_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
@@ -424,11 +424,9 @@ class MainWindow(QMainWindow):
         self.roll.set_playhead(tick)
         if self.transport.playing:
             self.roll.follow_playhead(tick)
-        bar = next(iter(bars_between(self.doc.meta, tick, tick)), None)
-        if bar is not None:
-            beat = int((tick - bar.tick) // bar.beat_ticks) + 1
-            seconds = self.doc.meta.seconds_at(tick)
-            self.position_label.setText(f"bar {bar.index + 1}.{beat}   {int(seconds // 60)}:{seconds % 60:04.1f}")
+        seconds = self.doc.meta.seconds_at(tick)
+        self.position_label.setText(f"bar {position_text(self.doc.meta, tick)}   "
+                                    f"{int(seconds // 60)}:{seconds % 60:04.1f}")
 
     def _on_document_reset(self) -> None:
         """Another piece: the ruler region, Loop and the position were the previous piece's."""

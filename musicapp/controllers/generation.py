@@ -166,8 +166,8 @@ class GenerationController(QObject):
                 source = "the end of the piece (no note before the playhead)"
             elif request < playhead:
                 source = "the last note before the playhead"
-            else:
-                source = "the playhead"
+            else:  # where the playhead is, as the status bar's readout says it
+                source = f"the playhead (bar {arrange.position_text(doc.meta, playhead)})"
             head = f"Next: bars {self._bar(start)}–{self._bar(end) - 1}, after {source}."
         else:
             start, end = doc.preview_region()

@@ -5,10 +5,13 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPolygonF
 from PySide6.QtWidgets import QWidget
 
+from core import arrange
+from core.score import TICKS_PER_BEAT
 from musicapp import editing
 from musicapp.pianoroll import grid
 
 DRAG_PX = 4
+BEAT_AIM_PX = 12  # a beat narrower than this is hard to hit: a click then snaps to the bar line
 
 
 class Ruler(QWidget):
@@ -103,7 +106,9 @@ class Ruler(QWidget):
                 self.update()
 
     def mouseReleaseEvent(self, event) -> None:
-        if self._press is not None and not self._dragging:  # on the grid, as loop ends and notes are
-            self.seekRequested.emit(self._tick_at(event.position().x()))
+        if self._press is not None and not self._dragging:  # on a beat, so the readout says exactly where
+            tick = self.view.tick_at_x(event.position().x())
+            narrow = TICKS_PER_BEAT * self.view.px_per_tick < BEAT_AIM_PX
+            self.seekRequested.emit(arrange.snap_playhead(self.doc.meta, tick, bars_only=narrow))
         self._press = None
         self._dragging = False
