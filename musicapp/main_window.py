@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
 from core.arrange import bars_between, position_text
@@ -31,9 +31,11 @@ from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
+from musicapp.shortcuts import ShortcutGuard, ShortcutsDialog, shortcut_rows
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
+RECENT_FILES = 10
 
 
 def _scrolling(panel: QWidget) -> QScrollArea:
@@ -72,7 +74,9 @@ class MainWindow(QMainWindow):
         self.panels.setDocumentMode(True)
         self.panel_dock = QDockWidget("Assistant", self)
         self.panel_dock.setObjectName("assistant")
-        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        # closable, so View > Assistant can hide and show it (Qt disables the toggle of an unclosable dock)
+        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                                    | QDockWidget.DockWidgetClosable)
         self.panel_dock.setWidget(self.panels)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
 
@@ -96,6 +100,8 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._build_toolbars()
+        self._build_menus()
+        self.shortcut_guard = ShortcutGuard(self)
         self._connect()
         self.doc.modifiedChanged.connect(self._update_title)
         self.doc.documentReset.connect(self._update_title)
@@ -126,6 +132,8 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self.act_new = self._action("&New", self.new_document, QKeySequence.New, file_menu)
         self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open, file_menu)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.act_save = self._action("&Save", self.save, QKeySequence.Save, file_menu)
         self.act_save_as = self._action("Save &As…", self.save_as_dialog, QKeySequence.SaveAs, file_menu)
         self.act_export = self._action("&Export with continuation…", self.export_dialog, "Ctrl+E", file_menu)
@@ -133,6 +141,7 @@ class MainWindow(QMainWindow):
         self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
 
         edit_menu = bar.addMenu("&Edit")
+        edit_menu.setObjectName("edit_menu")
         stack = self.doc.undo_stack
         # own actions (not createUndoAction): undo must wait while a continuation streams in
         self.act_undo = self._action("&Undo", self.undo, QKeySequence.Undo, edit_menu)
@@ -165,7 +174,10 @@ class MainWindow(QMainWindow):
         self._action("Zoom out", lambda: self.roll.view.set_zoom(self.roll.view.px_per_tick / 1.25),
                      QKeySequence.ZoomOut, view_menu)
         self._action("Zoom to fit", self.roll.zoom_to_fit, "Ctrl+0", view_menu)
-        view_menu.addAction(self.panel_dock.toggleViewAction())
+        self.act_assistant = self.panel_dock.toggleViewAction()  # enabled: the dock can be closed (below)
+        self.act_assistant.setText("&Assistant")
+        self.act_assistant.setShortcut(QKeySequence("F9"))
+        view_menu.addAction(self.act_assistant)
         self.view_menu = view_menu
 
     def _build_toolbars(self) -> None:
@@ -243,6 +255,37 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(QLabel(" Keys "))
         edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
+
+    def _build_menus(self) -> None:
+        """Every command with a key has a menu entry that shows it (not only a tooltip), and Help lists them."""
+        bar = self.menuBar()
+        transport = bar.addMenu("&Transport")
+        for a in (self.act_play, self.act_home, self.act_loop):
+            transport.addAction(a)
+        generate = bar.addMenu("&Generate")
+        for a in (self.act_continue, self.act_regenerate_bars, self.act_add_part, self.act_lock):
+            generate.addAction(a)
+        edit = self.findChild(QMenu, "edit_menu")
+        edit.addSeparator()
+        edit.addAction(self.act_draw)
+        edit.addAction(self.act_select)
+        help_menu = bar.addMenu("&Help")
+        self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, QKeySequence.HelpContents,
+                                          help_menu)
+        self._action("&About RWKV-Music", self._about, menu=help_menu)
+        self.menus = [m.menu() for m in bar.actions() if m.menu() is not None]
+
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        return shortcut_rows(self.menus)
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self.shortcut_rows(), self).exec()
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About RWKV-Music",
+                          "RWKV-Music: a piano roll that continues your music with an RWKV-7 model, "
+                          "fine-tunes it on your MIDI folder and jams over MIDI.\n\n"
+                          "Help > Keyboard shortcuts lists every key.")
 
     def _build_infill_actions(self, bar: QToolBar) -> None:
         """Regenerate bars (toolbar, Ctrl+R) and lock notes (Shift+L); with Add part, in the roll's menu."""
@@ -404,6 +447,7 @@ class MainWindow(QMainWindow):
         was_playing = self.transport.playing
         self.transport.stop()
         self.roll.set_playhead(tick)
+        self.roll.follow_playhead(tick)  # Home at bar 40 shows bar 1
         self._on_position(tick)
         if was_playing:
             self.toggle_play()
@@ -545,6 +589,7 @@ class MainWindow(QMainWindow):
             return False
         self.doc.load_score(score, path)
         self.prefs.set("files/last_dir", str(Path(path).parent))
+        self._remember_recent(path)
         self.roll.zoom_to_fit()
         n_tracks = len(score.tracks())
         summary = f"Opened {Path(path).name}: {len(score.notes)} notes, {n_tracks} track(s)"
@@ -555,6 +600,34 @@ class MainWindow(QMainWindow):
             self.messages.hide()
         self.statusBar().showMessage(summary, 5000)
         return True
+
+    def recent_files(self) -> list[str]:
+        value = self.prefs.qs.value("files/recent", []) or []  # an ini file gives one path as a string
+        return [str(p) for p in ([value] if isinstance(value, str) else value) if p]
+
+    def _remember_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        self.prefs.set("files/recent", ([path] + [p for p in self.recent_files() if p != path])[:RECENT_FILES])
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        for i, path in enumerate(self.recent_files()):
+            action = menu.addAction(f"&{i + 1} {Path(path).name}" if i < 9 else Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+        if menu.isEmpty():
+            menu.addAction("(none yet)").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear the list", lambda: self.prefs.set("files/recent", []))
+
+    def open_recent(self, path: str) -> bool:
+        if not Path(path).exists():  # moved or deleted since: say so and drop it from the list
+            self.prefs.set("files/recent", [p for p in self.recent_files() if p != path])
+            self.show_message(f"{Path(path).name} is no longer at {Path(path).parent}.", "warning")
+            return False
+        return self.open_file(path)
 
     def save(self) -> bool:
         if not self.doc.path or not self.doc.path.lower().endswith((".mid", ".midi")):
@@ -572,6 +645,7 @@ class MainWindow(QMainWindow):
         if not self._write(self.doc.to_score(), path):
             return False
         self.doc.path = path
+        self._remember_recent(path)
         self.doc.undo_stack.setClean()
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}", 4000)

@@ -1,0 +1,64 @@
+"""The window's keyboard shortcuts where users look for them: a list of every shortcut (Help menu), and
+the window-wide keys that a focused number field or slider must not swallow."""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (QAbstractSlider, QAbstractSpinBox, QApplication, QDialog, QDialogButtonBox,
+                               QHeaderView, QMenu, QTableWidget, QTableWidgetItem, QVBoxLayout)
+
+# Keys that mean the same everywhere in the window. A spin box takes Home/Ctrl+E as "cursor to the start /
+# end of the text" and a slider Home as "to the minimum": small conveniences that cost the user the
+# transport and Export while a panel's field has focus. Editing keys (digits, arrows, Delete) stay theirs.
+WINDOW_KEYS = {QKeySequence(k).toString() for k in
+               ("Home", "Space", "Ctrl+E", "Ctrl+Return", "Ctrl+R", "Shift+L", "L")}
+
+
+class ShortcutGuard(QObject):
+    """An application event filter: in `window`, a window-wide key pressed in a number field or slider
+    reaches the window's action instead of the field."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        QApplication.instance().installEventFilter(self)
+        window.destroyed.connect(lambda *_: QApplication.instance().removeEventFilter(self))
+
+    def eventFilter(self, obj, event) -> bool:
+        if (event.type() == QEvent.ShortcutOverride and isinstance(obj, (QAbstractSpinBox, QAbstractSlider))
+                and QKeySequence(event.keyCombination()).toString() in WINDOW_KEYS and obj.window() is self.window):
+            event.ignore()  # not overridden: the shortcut map triggers the window's action
+            return True
+        return False
+
+
+def shortcut_rows(menus: list[QMenu]) -> list[tuple[str, str, str]]:
+    """(menu, action, shortcuts) for every action with a shortcut, in menu order, from the actions themselves
+    (so the list cannot drift from what the keys do)."""
+    rows = []
+    for menu in menus:
+        for action in menu.actions():
+            keys = ", ".join(s.toString(QKeySequence.NativeText) for s in action.shortcuts())
+            if keys and not action.isSeparator():
+                rows.append((menu.title().replace("&", ""), action.text().replace("&", ""), keys))
+    return rows
+
+
+class ShortcutsDialog(QDialog):
+    def __init__(self, rows: list[tuple[str, str, str]], parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.table = QTableWidget(len(rows), 3)
+        self.table.setHorizontalHeaderLabels(["Menu", "Command", "Keys"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(buttons)
+        self.resize(520, 560)
