@@ -322,6 +322,7 @@ class MainWindow(QMainWindow):
         tr = self.training
         tr.message.connect(self.show_message)
         tr.modelsChanged.connect(self.refresh_models)
+        tr.runningChanged.connect(lambda _: self.refresh_models())  # the run's entry: "training" / "paused"
         self.jam.message.connect(self.show_message)
         self.midi_panel.systemChosen.connect(self._on_midi_system)
         self.midi_panel.outputChosen.connect(lambda choice: self._open_output(choice, reopen=True))
@@ -377,9 +378,12 @@ class MainWindow(QMainWindow):
         listed = library.picker_order(library.list_models(self.paths.resources, self.paths.user_data))
         self.models = [m for m, _ in listed]
         self.model_box.clear()
+        training = self.training.run_dir if self.training.running else None  # "training", not "paused"
         for m, depth in listed:  # each style under its base model
-            self.model_box.addItem(("    ↳ " if depth else "") + m.label, str(m.path))
-        self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], None)
+            self.model_box.addItem(("    ↳ " if depth else "") + m.label_while(training), str(m.path))
+        # a fine-tune starts from the bundled base model unless the user picks another in its panel
+        bundled = next((str(m.path) for m in self.models if m.kind == "base"), None)
+        self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], bundled)
         if not self.models:
             self.model_box.addItem("(no model found)", None)
             self.continue_panel.status.setText(
@@ -391,7 +395,6 @@ class MainWindow(QMainWindow):
         self.model_box.setCurrentIndex(index)
         if current is None or str(current.path) != self.model_box.itemData(index):
             self._on_model_chosen(index)
-        self.finetune_panel.select_base(self.base_checkpoint())
 
     def current_model(self) -> library.ModelEntry | None:
         index = self.model_box.currentIndex()
@@ -418,7 +421,6 @@ class MainWindow(QMainWindow):
             self.show_message(f"The style {entry.name} needs its base model, which is missing.", "error")
             return
         self.prefs.set("model/path", str(entry.path))
-        self.finetune_panel.select_base(checkpoint)  # a fine-tune starts from the model in use unless told
         self.device_label.setText(f"loading {entry.name}…")
         self.strength.setEnabled(entry.kind == "style")
         # another style of the loaded base model is applied to it in place; a jam's answers keep theirs
