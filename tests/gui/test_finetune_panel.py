@@ -92,11 +92,19 @@ def test_a_resumed_run_says_training_not_paused(make_window, app_paths, corpus, 
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("state"))
     panel.name.setText("long run")
+    shown = []  # what the panel showed after each event (the steps are fitted to the time at step 3)
+    show = panel.show_progress
+
+    def show_and_record(event):  # on the GUI thread, as the controller calls it
+        show(event)
+        shown.append((event.step, panel.progress.format(), panel.stats.text()))
+    panel.show_progress = show_and_record
     panel.start_button.click()
     assert library.run_info(w.training.run_dir)["config"]["time_budget_s"] == 600  # the default length
     qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
                     and w.training.last_event.step >= 1, timeout=120000)
-    assert "/ 10:00" in panel.progress.format() and "ETA" in panel.stats.text()
+    early = [(fmt, stats) for step, fmt, stats in shown if 1 <= step < 3]
+    assert early and all("/ 10:00" in fmt and "ETA" in stats for fmt, stats in early), shown
     with qtbot.waitSignal(w.training.finished, timeout=60000):
         panel.cancel_button.click()
     qtbot.waitUntil(lambda: not w.training.running, timeout=10000)
