@@ -13,11 +13,11 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLab
                                QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
-from core.arrange import bars_between, position_text
+from core.arrange import bar_start_at, bars_between, position_text
 from core.live import choose_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
-from core.score import Note, Score
-from musicapp import editing
+from core.score import Note, Score, meter_from, tempo_from
+from musicapp import commands, editing
 from musicapp.controllers.generation import GenerationController
 from musicapp.controllers.jam import JamController
 from musicapp.controllers.training import TrainingController
@@ -32,6 +32,7 @@ from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
 from musicapp.shortcuts import ShortcutGuard, ShortcutsDialog, shortcut_rows
+from musicapp.tempo_meter import TempoMeterBox
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
@@ -109,7 +110,7 @@ class MainWindow(QMainWindow):
         self.resize(1360, 820)
         self.resizeDocks([self.panel_dock], [400], Qt.Horizontal)  # the roll gets the room
         self._update_title()
-        self._update_tempo_label()
+        self._update_tempo_meter()
         QTimer.singleShot(0, lambda: (self.roll.view.center_on_pitch(60), self.roll.view.setFocus()))
 
     # --- actions --------------------------------------------------------------------------
@@ -197,9 +198,10 @@ class MainWindow(QMainWindow):
         bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         for a in (self.act_home, self.act_play, self.act_loop):
             bar.addAction(a)
-        self.tempo_label = QLabel()
-        self.tempo_label.setMinimumWidth(120)
-        bar.addWidget(self.tempo_label)
+        self.tempo_meter = TempoMeterBox()
+        self.tempo_meter.tempoEdited.connect(self.set_tempo)
+        self.tempo_meter.meterEdited.connect(self.set_meter)
+        bar.addWidget(self.tempo_meter)
         bar.addSeparator()
         bar.addWidget(QLabel(" Model "))
         self.model_box = QComboBox()
@@ -330,7 +332,10 @@ class MainWindow(QMainWindow):
         self.midi_panel.jamToggled.connect(self._on_jam)
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
         self._on_clock_mode(self.midi_panel.clock_mode())
-        self.doc.documentReset.connect(self._update_tempo_label)
+        self.doc.documentReset.connect(self._update_tempo_meter)
+        self.doc.metaChanged.connect(self._update_tempo_meter)
+        self.roll.playheadMoved.connect(self._update_tempo_meter)
+        self.doc.metaChanged.connect(lambda: self._on_position(self.roll.playhead_tick))  # bar.beat moved
         self.doc.documentReset.connect(self._on_document_reset)
         self.tracks_panel.mixChanged.connect(self._on_mix_changed)
         self.tracks_panel.message.connect(self.show_message)
@@ -490,12 +495,32 @@ class MainWindow(QMainWindow):
             a.setEnabled(not busy and (self.doc.undo_stack.canUndo() if a is self.act_undo
                                        else self.doc.undo_stack.canRedo()))
 
-    def _update_tempo_label(self) -> None:
-        meta = self.doc.meta
-        ts = meta.time_signatures[0]
-        changes = len(meta.tempos) - 1
-        self.tempo_label.setText(f"  {meta.tempos[0].bpm:g} BPM{'*' if changes else ''}  {ts.numerator}/{ts.denominator}")
-        self.tempo_label.setToolTip(f"{changes} tempo change(s) in the piece" if changes else "")
+    def _update_tempo_meter(self, *_) -> None:
+        """Tempo and meter in force at the playhead's bar (at 30 Hz while playing: only when they change)."""
+        meta, bar = self.doc.meta, bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        ts = meta.time_signature_at(bar)
+        shown = (meta.tempo_at(bar), ts.numerator, ts.denominator, meta.bar_at(bar) + 1,
+                 len(meta.tempos) - 1, len(meta.time_signatures) - 1)
+        if shown != getattr(self, "_tempo_meter_shown", None):
+            self._tempo_meter_shown = shown
+            self.tempo_meter.show_values(*shown)
+
+    def set_tempo(self, bpm: float) -> None:
+        """The tempo from the playhead's bar on (undoable; core.score.tempo_from holds the rule)."""
+        bar = bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        tempos = tempo_from(self.doc.meta, bar, bpm)
+        if tempos != self.doc.meta.tempos:
+            self.doc.undo_stack.push(commands.SetMeta(self.doc, tempos, self.doc.meta.time_signatures,
+                                                      f"Tempo {bpm:g} BPM", merge_key=("tempo", bar)))
+
+    def set_meter(self, numerator: int, denominator: int) -> None:
+        """The time signature from the playhead's bar on (undoable; core.score.meter_from holds the rule)."""
+        bar = bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        meters = meter_from(self.doc.meta, bar, numerator, denominator)
+        if meters != self.doc.meta.time_signatures:
+            self.doc.undo_stack.push(commands.SetMeta(self.doc, self.doc.meta.tempos, meters,
+                                                      f"Time signature {numerator}/{denominator}",
+                                                      merge_key=("meter", bar)))
 
     def _on_clock_mode(self, mode: str) -> None:
         self.transport.send_clock = mode == "send"

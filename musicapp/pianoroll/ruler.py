@@ -77,6 +77,10 @@ class Ruler(QWidget):
                     label += f"  {sig[0]}/{sig[1]}"  # the meter where it starts or changes, room allowing
                 p.drawText(QPointF(x + 3, h - 8), label)
             previous_sig = (b.signature.numerator, b.signature.denominator)
+        p.setPen(QColor("#e0b060"))  # tempo changes, where they start (the meter is in the bar labels)
+        for t in self.doc.meta.tempos[1:]:
+            if start <= t.tick <= end:
+                p.drawText(QPointF(self.view.x_of_tick(t.tick) + 3, 10), f"♩={t.bpm:g}")
         px = self.view.x_of_tick(self.playhead)
         p.setPen(Qt.NoPen)
         p.setBrush(grid.PLAYHEAD)
