@@ -20,6 +20,7 @@ from core.score import Note, Score, meter_from, tempo_from
 from musicapp import commands, editing
 from musicapp.controllers.generation import GenerationController
 from musicapp.controllers.jam import JamController
+from musicapp.controllers.recording import RecordController
 from musicapp.controllers.training import TrainingController
 from musicapp.document import NoteDocument
 from musicapp.dragout import DragOutButton
@@ -93,6 +94,7 @@ class MainWindow(QMainWindow):
         self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
         self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
         self.jam = JamController(self.doc, self.roll, self.transport, self.midi_panel, self)
+        self.recorder = RecordController(self.doc, self.roll, self.transport, self.midi_panel, self)
 
         self.device_label = QLabel("model: loading…")
         self.position_label = QLabel()
@@ -195,8 +197,12 @@ class MainWindow(QMainWindow):
         self.act_play.setToolTip("Play / stop (Space)")
         self.act_loop = self._action("Loop", self._on_loop_toggled, "L", checkable=True)
         self.act_loop.setToolTip("Loop the region set by dragging in the ruler (L)")
+        self.act_record = self._action("Record", self.toggle_record, "R", checkable=True)
+        self.act_record.setIcon(style.standardIcon(QStyle.SP_DialogNoButton))
+        self.act_record.setToolTip("Record from the MIDI input at the playhead after a bar of count-in; "
+                                   "stop with R or Space; Undo removes the take (R)")
         bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        for a in (self.act_home, self.act_play, self.act_loop):
+        for a in (self.act_home, self.act_play, self.act_record, self.act_loop):
             bar.addAction(a)
         self.tempo_meter = TempoMeterBox()
         self.tempo_meter.tempoEdited.connect(self.set_tempo)
@@ -262,7 +268,7 @@ class MainWindow(QMainWindow):
         """Every command with a key has a menu entry that shows it (not only a tooltip), and Help lists them."""
         bar = self.menuBar()
         transport = bar.addMenu("&Transport")
-        for a in (self.act_play, self.act_home, self.act_loop):
+        for a in (self.act_play, self.act_home, self.act_record, self.act_loop):
             transport.addAction(a)
         generate = bar.addMenu("&Generate")
         for a in (self.act_continue, self.act_regenerate_bars, self.act_add_part, self.act_lock):
@@ -326,6 +332,8 @@ class MainWindow(QMainWindow):
         tr.modelsChanged.connect(self.refresh_models)
         tr.runningChanged.connect(lambda _: self.refresh_models())  # the run's entry: "training" / "paused"
         self.jam.message.connect(self.show_message)
+        self.recorder.message.connect(self.show_message)
+        self.recorder.recordingChanged.connect(self.act_record.setChecked)
         self.midi_panel.systemChosen.connect(self._on_midi_system)
         self.midi_panel.outputChosen.connect(lambda choice: self._open_output(choice, reopen=True))
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
@@ -444,6 +452,16 @@ class MainWindow(QMainWindow):
         else:
             score = self.doc.to_score(include_preview=True)
             self.transport.play(score, int(self.roll.playhead_tick), self.tracks_panel.audible(score))
+
+    def toggle_record(self) -> None:
+        if self.recorder.recording:
+            self.recorder.stop()
+            return
+        if self.generation.generating:
+            self.generation.stop()
+        score = self.doc.to_score()
+        if not self.recorder.start(score, self.tracks_panel.audible(score), jam_active=self.jam.active):
+            self.act_record.setChecked(False)
 
     def _on_mix_changed(self) -> None:
         """Mute or solo while the piece plays: go on from where it is with the new mix."""
