@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractSlider, QAbstractSpinBox, QApplication, 
 # end of the text" and a slider Home as "to the minimum": small conveniences that cost the user the
 # transport and Export while a panel's field has focus. Editing keys (digits, arrows, Delete) stay theirs.
 WINDOW_KEYS = {QKeySequence(k).toString() for k in
-               ("Home", "Space", "Ctrl+E", "Ctrl+Return", "Ctrl+R", "Shift+L", "L")}
+               ("Home", "Space", "Ctrl+E", "Ctrl+Return", "Ctrl+R", "Shift+L", "L", "R")}
 
 
 class ShortcutGuard(QObject):

@@ -29,3 +29,23 @@ def test_opening_another_piece_leaves_nothing_of_the_last(make_window, tmp_path,
     assert w.position_label.text().startswith("bar 1.1")
     assert panel.variation_box.count() == 0 and not panel.accept_button.isEnabled()
     assert not panel.reject_button.isEnabled() and not panel.regenerate_button.isEnabled()
+
+
+def test_a_continuation_streaming_when_another_piece_opens_stays_with_the_old_one(make_window, app_paths, tmp_path,
+                                                                                  qtbot):
+    from tests.gui.models import make_tiny_checkpoint
+    make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")
+    w = make_window(start=True)
+    qtbot.waitUntil(lambda: w.generation.generator is not None, timeout=120000)
+    w.doc.load_score(demo_score(bars=4))
+    w.continue_panel.bars.setValue(32)  # long enough to be streaming still
+    w.seek(4 * 1920)
+    w.generation.start()
+    qtbot.waitUntil(lambda: len(w.doc.preview.notes) >= 1, timeout=60000)
+    path = tmp_path / "other.mid"
+    write_demo(path, bars=2, seed=5)
+    assert w.open_file(str(path))
+    qtbot.waitUntil(lambda: not w.generation.generating, timeout=60000)
+    qtbot.wait(100)  # anything still queued from the old stream arrives now
+    assert w.doc.preview.is_empty() and not w.doc.undo_stack.canUndo()
+    assert w.continue_panel.variation_box.count() == 0 and not w.continue_panel.accept_button.isEnabled()
