@@ -20,6 +20,7 @@ class TempoMeterBox(QWidget):
         self.tempo.setDecimals(1)
         self.tempo.setSingleStep(1)
         self.tempo.setSuffix(" BPM")
+        self.tempo.setFixedWidth(95)
         self.tempo.setKeyboardTracking(False)  # one edit when typing ends, not one per digit
         self.numerator = QSpinBox()
         self.numerator.setRange(1, 64)
@@ -56,6 +57,7 @@ class TempoMeterBox(QWidget):
                               f"removes its change. Undo: Ctrl+Z.")
         self.numerator.setToolTip(f"Beats per bar {where}")
         self.denominator.setToolTip(f"Beat value {where}")
-        marks = [f"{n_tempo} tempo" if n_tempo else "", f"{n_meter} meter" if n_meter else ""]
-        text = " + ".join(m for m in marks if m)
-        self.changes.setText(f"({text} change{'s' * (n_tempo + n_meter > 1)})" if text else "")
+        # a star, as on the ruler's marks: the piece changes tempo or meter somewhere (how often: tooltip)
+        self.changes.setText("*" if n_tempo + n_meter else "")
+        self.changes.setToolTip(f"{n_tempo} tempo change(s) and {n_meter} meter change(s) after the start; "
+                                f"the ruler shows where")

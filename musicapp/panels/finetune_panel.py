@@ -214,6 +214,7 @@ class FinetunePanel(QWidget):
         layout.addWidget(train_box, 1)
         self.set_running(False)
         self._say_length()
+        self._say_base()
         if self.prefs is not None and self.prefs.get("finetune/folder", ""):
             self.folder.setText(self.prefs.get("finetune/folder", ""))
             self.report_summary.setText("The folder you used last time; Choose… or Enter reads it again.")
@@ -245,6 +246,10 @@ class FinetunePanel(QWidget):
         index = self.base.findData(path) if path else -1
         if index >= 0:
             self.base.setCurrentIndex(index)
+
+    def showEvent(self, event) -> None:
+        self._say_length()  # "ends about" is the time from now
+        super().showEvent(event)
 
     def _say_base(self, *_) -> None:
         label = self.base.currentText()
