@@ -44,21 +44,38 @@ def shortcut_rows(menus: list[QMenu]) -> list[tuple[str, str, str]]:
     return rows
 
 
+# what the mouse does where no menu can show it (musicapp.pianoroll.view.wheelEvent, ruler, keyboard)
+MOUSE_ROWS = [
+    ("Roll", "Zoom in time", "Ctrl+wheel"),
+    ("Roll", "Key height", "Alt+wheel, Ctrl+Shift+wheel"),
+    ("Roll", "Scroll in time", "Shift+wheel"),
+    ("Roll", "Box-select (Draw tool)", "Shift/Ctrl+drag"),
+    ("Roll", "Duplicate notes (Select tool)", "Ctrl+drag a note"),
+    ("Ruler", "Move the playhead / set the loop region", "click / drag"),
+    ("Keyboard", "Hear a key", "click"),
+]
+
+
 class ShortcutsDialog(QDialog):
     def __init__(self, rows: list[tuple[str, str, str]], parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
+        rows = list(rows) + MOUSE_ROWS
         self.table = QTableWidget(len(rows), 3)
         self.table.setHorizontalHeaderLabels(["Menu", "Command", "Keys"])
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.NoSelection)
+        self.table.setShowGrid(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         layout.addWidget(buttons)
-        self.resize(520, 560)
+        self.resize(560, 720)

@@ -248,7 +248,8 @@ class FinetunePanel(QWidget):
             self.base.setCurrentIndex(index)
 
     def showEvent(self, event) -> None:
-        self._say_length()  # "ends about" is the time from now
+        if not getattr(self, "running", False):
+            self._say_length()  # "ends about" is the time from now
         super().showEvent(event)
 
     def _say_base(self, *_) -> None:
@@ -280,6 +281,9 @@ class FinetunePanel(QWidget):
         """A job starts: with a time budget, its progress and ETA come from the clock until it has fitted
         its steps to the time."""
         self._budget_s, self._t0 = budget_s, time.monotonic()
+        if budget_s:
+            end = datetime.now() + timedelta(seconds=budget_s)
+            self.length_note.setText(f"This run ends about {end:%H:%M}.")
 
     def _on_resume(self) -> None:
         run = self.resume_box.currentData()
@@ -323,6 +327,8 @@ class FinetunePanel(QWidget):
     def set_running(self, running: bool) -> None:
         self.running = running
         self._update_buttons()
+        if not running:
+            self._say_length()
 
     def _update_buttons(self) -> None:
         running = getattr(self, "running", False)
