@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QAbstractSlider, QAbstractSpinBox, QApplication, QDialog, QDialogButtonBox,
-                               QHeaderView, QMenu, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QAbstractSlider, QAbstractSpinBox, QDialog, QDialogButtonBox, QHeaderView, QMenu,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout)
 
 # Keys that mean the same everywhere in the window. A spin box takes Home/Ctrl+E as "cursor to the start /
 # end of the text" and a slider Home as "to the minimum": small conveniences that cost the user the
@@ -15,18 +15,18 @@ WINDOW_KEYS = {QKeySequence(k).toString() for k in
 
 
 class ShortcutGuard(QObject):
-    """An application event filter: in `window`, a window-wide key pressed in a number field or slider
-    reaches the window's action instead of the field."""
+    """An event filter on the window's number fields and sliders (they get the ShortcutOverride when they
+    have focus; filtering only them keeps Python out of every other event): a window-wide key reaches the
+    window's action instead of the field."""
 
     def __init__(self, window) -> None:
         super().__init__(window)
-        self.window = window
-        QApplication.instance().installEventFilter(self)
-        window.destroyed.connect(lambda *_: QApplication.instance().removeEventFilter(self))
+        for field in window.findChildren(QAbstractSpinBox) + window.findChildren(QAbstractSlider):
+            field.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:
-        if (event.type() == QEvent.ShortcutOverride and isinstance(obj, (QAbstractSpinBox, QAbstractSlider))
-                and QKeySequence(event.keyCombination()).toString() in WINDOW_KEYS and obj.window() is self.window):
+        if (event.type() == QEvent.ShortcutOverride
+                and QKeySequence(event.keyCombination()).toString() in WINDOW_KEYS):
             event.ignore()  # not overridden: the shortcut map triggers the window's action
             return True
         return False
