@@ -33,6 +33,6 @@ __all__ = [
     "APP_PORT_NAME", "CLOCKS_PER_BEAT", "ChannelMap", "ClockFollower", "ClockSender", "JACK_BACKEND",
     "JamConfig", "JamSession", "MIDI_APIS", "MidiCapture", "NO_MIDI_SYSTEM", "Player", "PortError", "PortListing",
     "SPIN_SECONDS", "Scheduler", "SchedulerProcess", "Timeline", "choose_midi_api", "default_midi_api",
-    "is_own_port", "list_ports", "midi_api_label", "midi_apis", "midi_backend", "open_input", "open_output", "raise_thread_priority",
-    "sleep_until", "supports_virtual_ports",
+    "is_own_port", "list_ports", "midi_api_label", "midi_apis", "midi_backend", "open_input", "open_output",
+    "raise_thread_priority", "sleep_until", "supports_virtual_ports",
 ]
