@@ -228,6 +228,20 @@ class MainWindow(QMainWindow):
         self._on_strength(self.strength.value())
         bar.addWidget(self.strength_label)
         bar.addWidget(self.strength)
+        # how strongly the memory of the piece (and of a style's folder) steers every note (0% = the network)
+        self.memory_label = QLabel()
+        self.memory = QSlider(Qt.Horizontal)
+        self.memory.setRange(0, 150)
+        self.memory.setSingleStep(5)
+        self.memory.setPageStep(25)
+        self.memory.setFixedWidth(90)
+        self.memory.setToolTip("Memory: how strongly what the piece (and a style's folder) already played steers "
+                               "each note. 0% is the bare network, 100% as fitted; more recalls motifs more exactly")
+        self.memory.setValue(self.prefs.get("model/memory", 100, int))
+        self.memory.valueChanged.connect(self._on_memory)
+        self._on_memory(self.memory.value())
+        bar.addWidget(self.memory_label)
+        bar.addWidget(self.memory)
         self.act_continue = self._action("✦ Continue", lambda: self.generation.start(), "Ctrl+Return")
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
@@ -438,6 +452,11 @@ class MainWindow(QMainWindow):
         self.strength.setEnabled(entry.kind == "style")
         # another style of the loaded base model is applied to it in place; a jam's answers keep theirs
         self.generation.load(entry, checkpoint, self.strength.value() / 100, reuse=not self.jam.active)
+
+    def _on_memory(self, value: int) -> None:
+        self.memory_label.setText(f" Memory {value}% ")
+        self.prefs.set("model/memory", value)
+        self.generation.memory = self.jam.memory = value / 100  # read when the next stream starts
 
     def _on_strength(self, value: int) -> None:
         self.strength_label.setText(f" Style {value}% ")

@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import arrange
 from core.library import ModelEntry
+from core.sampling_config import DEFAULT_MEMORY
 from core.score import GM_PROGRAM_NAMES, Track
 from musicapp import commands, main_thread_gc
 from musicapp.document import NoteDocument, Preview
@@ -38,6 +39,7 @@ class GenerationController(QObject):
         self.entry: ModelEntry | None = None
         self.checkpoint: str | None = None  # the base model file the generator holds
         self.strength = 1.0  # of the chosen style (0 = the base model)
+        self.memory = DEFAULT_MEMORY  # how strongly the piece's and the style's folder memory steer (0 = off)
         self.device = ""
         self._loader = self._loader_thread = None
         self._worker = self._worker_thread = None
@@ -208,7 +210,7 @@ class GenerationController(QObject):
         self._last_request = start
         self._replaced = self.doc.preview.copy()  # a regenerate's undo brings this back
         prompt = self.doc.to_score()
-        params = self.panel.params()
+        params = {**self.panel.params(), "memory": self.memory}
         self.doc.begin_stream(start)
         self.transport.stop()
         feed = NoteFeed() if self.play_while_generating else None
@@ -272,7 +274,7 @@ class GenerationController(QObject):
         self._replaced = self.doc.preview.copy()
         doc = self.doc
         piece = doc.to_score()
-        params = self.panel.params()
+        params = {**self.panel.params(), "memory": self.memory}
         part = None
         if request.part is not None:
             program, drum = request.part
@@ -325,7 +327,13 @@ class GenerationController(QObject):
     def _on_done(self, count: int, seconds: float) -> None:
         preview = self.doc.preview
         n_var = max(self.panel.params()["variations"], len(preview.variations))
-        self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}). "
+        copied = ""
+        if self.generator is not None and preview.variations:
+            shares = [self.generator.copy_share(notes, self.doc.to_score()) for notes in preview.variations.values()]
+            shares = [s for s in shares if s is not None]
+            if shares:  # only with a style's folder memory: how much of it is quoted
+                copied = f" Copy meter: {max(shares):.0%} of the new 8-note phrases are in your folder."
+        self.panel.status.setText(f"{count} notes in {seconds:.1f} s ({n_var} variation{'s' * (n_var > 1)}).{copied} "
                                   "Accept, reject, regenerate or pick another variation.")
 
     def set_strength(self, strength: float) -> None:

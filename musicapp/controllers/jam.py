@@ -7,6 +7,7 @@ from dataclasses import replace
 from PySide6.QtCore import QObject, Signal
 
 from core import arrange, live
+from core.sampling_config import DEFAULT_MEMORY, SamplingConfig
 from musicapp import commands
 from musicapp.document import NoteDocument, Preview
 
@@ -24,6 +25,7 @@ class JamController(QObject):
         self._anchor = 0         # roll tick where the current answer is shown
         self._answer_start = None
         self._before: Preview | None = None  # what was shown before the answer streaming in (for its undo)
+        self.memory = DEFAULT_MEMORY  # the toolbar's Memory, for the answers
         # both arrive from core.live's threads; as signals of this GUI-thread object they are queued to it
         self.stateChanged.connect(self._on_state)
         self.answerNote.connect(self._on_note)
@@ -43,7 +45,7 @@ class JamController(QObject):
         if not input_name:
             self.message.emit("Jam listens on a MIDI input: choose one in the MIDI panel.", "warning")
             return False
-        config = live.JamConfig(bars=self.panel.jam_bars.value(),
+        config = live.JamConfig(bars=self.panel.jam_bars.value(), sampling=SamplingConfig(memory=self.memory),
                                 pause_beats=self.panel.jam_pause.value() * self.doc.meta.tempos[0].bpm / 60.0,
                                 bpm=self.doc.meta.tempos[0].bpm,
                                 meter=(self.doc.meta.time_signatures[0].numerator,

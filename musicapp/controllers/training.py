@@ -116,6 +116,10 @@ class TrainingController(QObject):
             self.panel.show_report(ScanReport(**event.report))
         elif kind in ("step", "eval"):
             self.panel.show_progress(event)
+        elif kind == "memory":  # a style's first result: its folder's memory, usable while the style trains
+            self.panel.stats.setText(event.message)
+            self.message.emit(f"Your folder's {event.message} It is in the model picker now.", "info")
+            self.modelsChanged.emit()
         elif kind == "done":
             info = library.update_run(self.run_dir, finished=True, step=event.step, val_loss=event.val_loss)
             self.message.emit(f"Fine-tuning finished: “{info.get('name')}” is now in the model picker.", "info")

@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (QAbstractScrollArea, QApplication, QComboBox, QFi
 MODES = [("Style (a small file that steers the base model, up to 1 MB)", "style"),
          ("Opening style (learned initial state only)", "state"),
          ("LoRA (low-rank adapter, merged into a new model)", "lora"),
-         ("Full fine-tune (every weight)", "full")]
+         ("Full fine-tune (every weight)", "full"),
+         ("Memory only (the folder's notes, ready in seconds, no training)", "memory")]
 
 
 DEFAULT_MINUTES = 10
