@@ -208,7 +208,11 @@ class MainWindow(QMainWindow):
         self.tempo_meter.tempoEdited.connect(self.set_tempo)
         self.tempo_meter.meterEdited.connect(self.set_meter)
         bar.addWidget(self.tempo_meter)
-        bar.addSeparator()
+        # the model and what it writes: a row of their own, under the transport and edit tools
+        self.model_bar = QToolBar("Model")
+        self.model_bar.setObjectName("model")
+        self.model_bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        bar = self.model_bar
         bar.addWidget(QLabel(" Model "))
         self.model_box = QComboBox()
         self.model_box.setMinimumWidth(230)
@@ -277,6 +281,8 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(QLabel(" Keys "))
         edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
+        self.addToolBarBreak()
+        self.addToolBar(self.model_bar)
 
     def _build_menus(self) -> None:
         """Every command with a key has a menu entry that shows it (not only a tooltip), and Help lists them."""
