@@ -379,6 +379,30 @@ def _chased_state(events: list[Event], start: int) -> list[Event]:
     return [Event(0, e.data) for e in sorted(last.values(), key=lambda e: e.tick)]
 
 
+METER_DENOMINATORS = (1, 2, 4, 8, 16, 32)
+
+
+def tempo_from(meta: Score, tick: int, bpm: float) -> list[TempoChange]:
+    """The tempo map with `bpm` from `tick` (a bar line) up to the next change. A change that repeats the
+    tempo before it is dropped, so setting a bar back to the tempo before it removes its change."""
+    if not 10 <= bpm <= 1000:
+        raise ValueError(f"tempo {bpm:g} BPM is outside 10-1000")
+    kept = [t for t in meta.tempos if t.tick != tick] + [TempoChange(max(0, int(tick)), float(bpm))]
+    return _dedupe_changes(sorted(kept, key=lambda t: t.tick), TempoChange(0, DEFAULT_BPM),
+                           lambda a, b: a.bpm == b.bpm)
+
+
+def meter_from(meta: Score, tick: int, numerator: int, denominator: int) -> list[TimeSignature]:
+    """The meter map with numerator/denominator from `tick` (a bar line) up to the next change; a change
+    that repeats the meter before it is dropped. Notes keep their ticks: the bar lines after `tick` move."""
+    if denominator not in METER_DENOMINATORS or not 1 <= numerator <= 64:
+        raise ValueError(f"{numerator}/{denominator} is not a time signature")
+    kept = [t for t in meta.time_signatures if t.tick != tick] + [
+        TimeSignature(max(0, int(tick)), int(numerator), int(denominator))]
+    return _dedupe_changes(sorted(kept, key=lambda t: t.tick), TimeSignature(0, 4, 4),
+                           lambda a, b: (a.numerator, a.denominator) == (b.numerator, b.denominator))
+
+
 def _dedupe_changes(changes, default, same):
     """Keep the last change at each tick, drop changes that repeat the value in force."""
     by_tick = {}

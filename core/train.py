@@ -46,6 +46,7 @@ LN2 = math.log(2.0)
 # steps at which a time budget (re)sets the run's length; the late one because the first hundred steps ran
 # slower than the rest (600 s style runs ended after 554 s)
 BUDGET_FIT_STEPS = (3, 10, 30, 100, 300)
+UNFITTED_STEPS = 10**9  # a time-budget run's length until its first steps are timed
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -191,7 +192,7 @@ class _Trainer:
                                          message=f"stopped at step {self.step}; resume with --resume"))
                     return paths
                 self._train_step()
-                if cfg.time_budget_s and not cfg.resume:
+                if cfg.time_budget_s and (not cfg.resume or self._unfitted):
                     self._fit_schedule_to_budget(cfg.time_budget_s)
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
@@ -314,7 +315,9 @@ class _Trainer:
         else:
             self.total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * self.batches.per_epoch))
             if cfg.time_budget_s and cfg.epochs is None:
-                self.total = 10**9  # set from the first steps' time (_fit_schedule_to_budget)
+                self.total = UNFITTED_STEPS  # set from the first steps' time (_fit_schedule_to_budget)
+        # a budget run paused before its first steps were timed has no length yet: it fits one when resumed
+        self._unfitted = self.total >= UNFITTED_STEPS
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
 

@@ -56,6 +56,7 @@ def test_finetune_finishes_and_registers_its_model(trained_window, corpus, qtbot
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("full"))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(4)
     panel.name.setText("Bach chorales")
     gaps = GapMeter()
@@ -81,6 +82,7 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("state"))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(100_000)
     panel.name.setText("long run")
     panel.start_button.click()
@@ -114,6 +116,7 @@ def test_closing_the_window_mid_training_stops_the_job_resumably(trained_window,
     w = trained_window
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(100_000)
     panel.name.setText("interrupted")
     panel.start_button.click()
