@@ -207,10 +207,21 @@ class Score:
         edit the tracks, not this list."""
         return tokenizer_notes(self._tracks)[0]
 
-    def token_view(self) -> "Score":
+    def token_view(self, infer_meter: bool = True) -> "Score":
         """The Score the tokenizer sees: `notes` in one track per instrument, the tempo map and meter,
-        no other events (so that slicing it keeps pedal-folded durations whole)."""
-        return Score([replace(n, track=None) for n in self.notes], list(self.tempos), list(self.time_signatures))
+        no other events (so that slicing it keeps pedal-folded durations whole).
+
+        Where the declared meter cannot be the music's (a bar line on every beat: 1/4 or 1/8 throughout),
+        the view has the meter and downbeat core.meter infers from the notes instead (`infer_meter=False`:
+        the declared one, as read). The notes never move; only the bar lines of the view differ."""
+        notes = [replace(n, track=None) for n in self.notes]
+        time_signatures = list(self.time_signatures)
+        if infer_meter:
+            from .meter import model_meter  # core.meter imports this module
+            guess = model_meter(time_signatures, notes)
+            if guess is not None:
+                time_signatures = guess.time_signatures()
+        return Score(notes, list(self.tempos), time_signatures)
 
     # --- structure -----------------------------------------------------------------------
     def normalize(self) -> None:
