@@ -46,7 +46,12 @@ MIN_NOTES = 16  # fewer notes than this: too little to go on, the declared meter
 BAR_BEATS = (2, 3, 4, 6)
 # Prior per bar length (added to the contrast, in z units): 4 first, then the others.
 BAR_PRIOR = {2: -0.25, 3: -0.15, 4: 0.0, 6: -0.2}
-HALF_BAR_MARGIN = 0.8  # a bar of 2k beats beats one of k when its contrast is at least this share of k's
+# A bar of 2k beats wins over one of k when its contrast is at least this share of k's (a 4/4 downbeat
+# also makes a good 2/4 one; two bars of 3/4 make a fair 6/4, so 6 must do better than 3).
+LONGER_BAR_MARGIN = {2: 0.8, 3: 1.25}
+# Weights of the cues (onsets, bass, harmony): for the bar length, and for its offset (the downbeat).
+BAR_CUES = (1.0, 0.0, 0.5)
+DOWNBEAT_CUES = (0.5, 1.0, 1.0)  # a bar of 2k beats beats one of k when its contrast is at least this share of k's
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,10 @@ def _note_weights(notes: Sequence[Note]) -> np.ndarray:
     return np.log1p(dur / (BEAT / 4)) * (vel / 64.0) * low
 
 
-def beat_salience(notes: Sequence[Note], phase: float) -> np.ndarray:
-    """The salience of every beat (beat b at tick phase + b * BEAT; `phase` <= 0 and notes start at 0 or
-    later, so that each note's nearest beat is one of them), see the module doc; drums count for onsets only."""
+def beat_cues(notes: Sequence[Note], phase: float) -> np.ndarray:
+    """The three cues of every beat, z-scored over the beats where something sounds (NaN elsewhere):
+    [onsets, bass, harmony] x beats, beat b at tick phase + b * BEAT (`phase` <= 0 and notes start at 0
+    or later, so that each note's nearest beat is one of them). Drums count for onsets only."""
     starts = np.array([n.start for n in notes], dtype=float)
     beats = np.floor((starts - phase) / BEAT + 0.5).astype(int)  # the nearest beat
     nb = int(beats.max()) + 2
@@ -156,17 +162,18 @@ def beat_salience(notes: Sequence[Note], phase: float) -> np.ndarray:
         is_bass = pitched & near & (pitch <= low_line)
         bass = np.bincount(beats[is_bass], weights=np.log1p(dur[is_bass] / (BEAT / 4)), minlength=nb)[:nb]
 
-    chroma = np.zeros((nb, 12))
-    for n, p in zip(notes, pitched):  # the pitch classes sounding in each beat, by time
-        if not p:
-            continue
-        first = max(int(math.floor((n.start - phase) / BEAT)), 0)
-        last = min(int(math.floor((n.start + max(n.duration, 1) - 1 - phase) / BEAT)), nb - 1)
-        for b in range(first, min(last, first + 8) + 1):
-            lo, hi = phase + b * BEAT, phase + (b + 1) * BEAT
-            overlap = min(hi, n.start + n.duration) - max(lo, n.start)
-            if overlap > 0:
-                chroma[b, n.pitch % 12] += overlap
+    chroma = np.zeros((nb, 12))  # the pitch classes sounding in each beat, by time (at most 8 beats a note)
+    if pitched.any():
+        on = starts[pitched]
+        off = on + np.maximum(dur[pitched], 1)
+        pc = (pitch[pitched] % 12).astype(int)
+        first = np.maximum(np.floor((on - phase) / BEAT).astype(int), 0)
+        for j in range(9):
+            b = first + j
+            lo = phase + b * BEAT
+            overlap = np.minimum(lo + BEAT, off) - np.maximum(lo, on)
+            keep = (overlap > 0) & (b < nb)
+            np.add.at(chroma, (b[keep], pc[keep]), overlap[keep])
     norms = np.linalg.norm(chroma, axis=1)
     unit = chroma / np.maximum(norms, 1e-9)[:, None]
     change = np.zeros(nb)
@@ -174,19 +181,19 @@ def beat_salience(notes: Sequence[Note], phase: float) -> np.ndarray:
     change[1:][(norms[1:] == 0) | (norms[:-1] == 0)] = 0.0
 
     active = (onset > 0) | (norms > 0)
-    total = np.zeros(nb)
-    for cue, weight in ((onset, 1.0), (bass, 1.0), (change, 1.5)):
+    cues = np.full((3, nb), np.nan)
+    for i, cue in enumerate((onset, bass, change)):
         values = cue[active]
         sd = values.std()
-        if sd > 0:
-            total[active] += weight * (values - values.mean()) / sd
-    total[~active] = np.nan
-    return total
+        cues[i, active] = (values - values.mean()) / sd if sd > 0 else 0.0
+    return cues
 
 
-def bar_contrasts(salience: np.ndarray) -> dict[int, tuple[int, float]]:
-    """For every bar length, its best offset (in beats) and that offset's contrast."""
+def bar_contrasts(salience: np.ndarray, cues: np.ndarray) -> dict[int, tuple[int, float]]:
+    """For every bar length, its best offset (in beats) and that offset's contrast: the mean salience of the
+    beats at that offset against that of all beats (beats where nothing sounds left out)."""
     out = {}
+    salience = np.where(np.isnan(cues[0]), np.nan, salience)
     valid = ~np.isnan(salience)
     mean = salience[valid].mean() if valid.any() else 0.0
     for beats in BAR_BEATS:
@@ -210,7 +217,7 @@ def choose_bar(contrasts: dict[int, tuple[int, float]]) -> int:
     if not scored:
         return 4
     best = max(scored, key=lambda b: scored[b])
-    if best * 2 in scored and contrasts[best * 2][1] >= HALF_BAR_MARGIN * contrasts[best][1]:
+    if best in LONGER_BAR_MARGIN and contrasts[best * 2][1] >= LONGER_BAR_MARGIN[best] * contrasts[best][1]:
         best *= 2
     return best
 
@@ -222,10 +229,9 @@ def infer_meter(notes: Iterable[Note], reason: str = "") -> MeterGuess | None:
         return None
     phase = beat_phase(notes)
     origin = phase - BEAT  # beat 0: one before the phase, so that no note is nearer a beat before it
-    salience = beat_salience(notes, origin)
-    contrasts = bar_contrasts(salience)
-    beats = choose_bar(contrasts)
-    offset, contrast = contrasts[beats]
+    cues = beat_cues(notes, origin)
+    beats = choose_bar(bar_contrasts(np.asarray(BAR_CUES) @ np.nan_to_num(cues, nan=0.0), cues))
+    offset, contrast = bar_contrasts(np.asarray(DOWNBEAT_CUES) @ np.nan_to_num(cues, nan=0.0), cues)[beats]
     first = origin + offset * BEAT  # a downbeat
     bar = beats * BEAT
     downbeat = int(round((first % bar) / SIXTEENTH)) * SIXTEENTH % bar

@@ -20,6 +20,9 @@ Reading is tolerant of real-world files and strict about what cannot be trusted:
   force on its channel at its start.
 - Notes never released end at their track's end; zero-length notes stay zero-length in the document.
 - Meter changes land on bar lines: one placed mid-bar moves to the next bar line of the meter in force.
+- A declared meter that puts a bar line on every beat (1/4 or 1/8 throughout) is kept in the Score; the
+  model's view (Score.token_view) reads the meter core.meter infers from the notes instead, and the report
+  says so.
 - Tempo 0 and absurd meters are ignored; stray system real-time/common bytes are dropped.
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ import mido
 
 from .atomic import atomic_write
 from .channels import track_channels
+from .meter import declared_meter_text, model_meter
 from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
                     TempoChange, TimeSignature, Track, tokenizer_notes)
 
@@ -442,7 +446,10 @@ class _FileReader:
         score = Score((), self._tempo_map(), self._meter_map(), tracks=tracks)
 
         r = self.report
-        _, lengthened, zero_length = tokenizer_notes(score.tracks())
+        view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
+        guess = model_meter(score.time_signatures, view_notes)
+        if guess is not None:  # what Score.token_view() does with this file
+            r.add(guess.describe(declared_meter_text(score.time_signatures)), altered=False)
         if lengthened:
             r.add(f"sustain pedal: {lengthened} notes lengthened in the model's view (the piece keeps the pedal)",
                   altered=False)
