@@ -42,7 +42,8 @@ from .score import TICKS_PER_BEAT, Note, TimeSignature
 BEAT = TICKS_PER_BEAT
 SIXTEENTH = TICKS_PER_BEAT // 4  # the finest bar line the tokenizer's meters can place
 MAX_SHORT_BARS = 8  # more bars of a beat or less in a row than this: the declared meter is not a bar
-MIN_NOTES = 16  # fewer notes than this: too little to go on, the declared meter stays
+MIN_NOTES = 16
+GRID_SLACK = 10  # ticks: an onset this near a 16th or an 8th triplet of the file is on its grid  # fewer notes than this: too little to go on, the declared meter stays
 BAR_BEATS = (2, 3, 4, 6)
 # Prior per bar length (added to the contrast, in z units): 4 first, then the others.
 BAR_PRIOR = {2: -0.25, 3: -0.15, 4: 0.0, 6: -0.2}
@@ -62,7 +63,7 @@ class MeterGuess:
     downbeat: int
     phase: float  # the beat's phase in ticks (0 <= phase < a beat), before rounding to a 16th
     contrast: float  # the winning contrast (z units): how clearly the downbeats stand out
-    reason: str  # why the declared meter was replaced
+    reason: str  # why the declared meter was replaced (the start of the report's line)
 
     @property
     def bar_ticks(self) -> int:
@@ -76,13 +77,12 @@ class MeterGuess:
         out.append(TimeSignature(self.downbeat, self.beats, 4))
         return out
 
-    def describe(self, declared: str) -> str:
+    def describe(self) -> str:
         """One line for the read report."""
-        where = "from its first note" if self.downbeat == 0 else (
-            f"from beat {1 + self.downbeat / BEAT:g}" if self.downbeat % BEAT == 0
+        where = "from tick 0" if self.downbeat == 0 else (
+            f"from beat {1 + self.downbeat // BEAT}" if self.downbeat % BEAT == 0
             else f"with a pickup of {self.downbeat / BEAT:g} beats")
-        return (f"meter {declared} looks like a beat, not a bar: the model reads it as {self.beats}/4 "
-                f"{where} (the piece keeps {declared})")
+        return f"{self.reason}: the model reads it as {self.beats}/4 {where} (the piece keeps its meter)"
 
 
 def _meter_of_ticks(ticks: int) -> tuple[int, int]:
@@ -238,11 +238,30 @@ def infer_meter(notes: Iterable[Note], reason: str = "") -> MeterGuess | None:
     return MeterGuess(beats, downbeat, phase, contrast, reason)
 
 
+def off_grid_phase(notes: Sequence[Note]) -> float | None:
+    """The beat's phase when the music's beats clearly fall between the file's (a performance recorded
+    without the file's grid): over half the onsets off the file's 16th and 8th-triplet grid (by more than
+    GRID_SLACK ticks) and the beat's phase more than a 32nd from the file's beat; else None."""
+    if len(notes) < MIN_NOTES:
+        return None
+    starts = np.array([n.start for n in notes])
+    on_grid = np.minimum.reduce([np.minimum(starts % unit, unit - starts % unit) for unit in (SIXTEENTH, BEAT // 3)])
+    if np.mean(on_grid <= GRID_SLACK) >= 0.5:
+        return None
+    phase = beat_phase(notes)
+    return phase if min(phase, BEAT - phase) > BEAT / 8 else None
+
+
 def model_meter(time_signatures: Sequence[TimeSignature], notes: Sequence[Note]) -> MeterGuess | None:
     """The meter the model should read in place of the declared one, or None to keep the declared one
     (it is plausible, or the notes are too few to tell)."""
     notes = list(notes)
     end = max((n.end for n in notes), default=0)
-    if not implausible_meter(time_signatures, end):
-        return None
-    return infer_meter(notes, declared_meter_text(time_signatures))
+    declared = declared_meter_text(time_signatures)
+    if implausible_meter(time_signatures, end):
+        return infer_meter(notes, f"meter {declared} looks like a beat, not a bar")
+    phase = off_grid_phase(notes)
+    if phase is not None:
+        return infer_meter(notes, f"the beats fall {phase / BEAT:.2f} of a beat after those of the meter "
+                                  f"{declared}")
+    return None

@@ -38,7 +38,7 @@ import mido
 
 from .atomic import atomic_write
 from .channels import track_channels
-from .meter import declared_meter_text, model_meter
+from .meter import model_meter
 from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
                     TempoChange, TimeSignature, Track, tokenizer_notes)
 
@@ -449,7 +449,7 @@ class _FileReader:
         view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
         guess = model_meter(score.time_signatures, view_notes)
         if guess is not None:  # what Score.token_view() does with this file
-            r.add(guess.describe(declared_meter_text(score.time_signatures)), altered=False)
+            r.add(guess.describe(), altered=False)
         if lengthened:
             r.add(f"sustain pedal: {lengthened} notes lengthened in the model's view (the piece keeps the pedal)",
                   altered=False)
