@@ -173,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
 
     n = counts["files"]
-    print(f"\nPOP909 {args.split} split, {n} raw files ({counts['inferred']} with an implausible declared meter,"
-          f" inferred), {seconds:.0f} s")
+    print(f"\nPOP909 {args.split} split, {n} raw files ({counts['inferred']} whose declared meter the model's view"
+          f" replaces with the inferred one), {seconds:.0f} s")
     print("\nInferred meter against the beat annotations (share of files)")
-    print(f"{'':34}{'implausible meter (inferred)':>30}{'every file (inference forced)':>32}")
+    print(f"{'':34}{'meter replaced in the view':>30}{'every file (inference forced)':>32}")
     for key, label in (("bar", "right bar length"), ("downbeat", "right downbeat (within a 16th)"),
                        ("both", "right bar length and downbeat"), ("phase", "beat phase within a 32nd")):
         view, every, m = hits["view"][key], hits["all"][key], counts["inferred"]

@@ -1,13 +1,20 @@
 """The meter the music has, inferred from its notes, for the model's view of a file whose declared meter
-cannot be right (a bar line on every beat: 1/4 or 1/8 throughout, as exported performances and POP909 write).
+cannot be the music's: exported performances and POP909 write 1/4 or 1/8 throughout (a bar line on every
+beat), or no meter at all, or a 4/4 whose beats are not the performance's.
 
-The document and the saved file keep what the file says; only `Score.token_view()` (what the tokenizer,
-and so evaluation, training, continuation and infill, read) puts the inferred meter in place of the
-declared one, and `core.midi`'s read report says so.
+The document and the saved file keep what the file says; only `Score.token_view()` (what the tokenizer, and
+so evaluation, training, continuation and infill, read) puts the inferred meter in place of the declared
+one, and `core.midi`'s read report says so ("meter 1/4 throughout looks like a beat, not a bar: the model
+reads it as 4/4 from beat 3"). The notes never move: only the bar lines of the view differ.
 
-When the declared meter is implausible (`implausible_meter`): bars of one beat or less (1/4, 1/8, 2/8,
-3/16...) in force over more than MAX_SHORT_BARS bars in a row. Nothing else is touched: a piece that
-declares 2/4, 3/4, 4/4, 6/8... keeps its meter in the model's view exactly.
+When the declared meter is replaced (`model_meter`), one of:
+- bars of one beat or less (1/4, 1/8, 2/8, 3/16...) in force over more than MAX_SHORT_BARS bars in a row
+  (`implausible_meter`);
+- no meter in the file (the reader's 4/4 is marked undeclared), and the notes say something else than 4/4
+  from tick 0;
+- a performance off the file's grid: over half the onsets off its 16ths and 8th triplets, and the beat's
+  phase more than a 32nd from the file's beat (`off_grid_phase`; a notated file is always on its grid).
+Nothing else is touched: a file that declares 2/4, 3/4, 4/4, 6/8... on its grid keeps its meter exactly.
 
 How the meter is inferred (`infer_meter`), from onsets, durations, pitches and velocities only:
 
@@ -16,14 +23,16 @@ How the meter is inferred (`infer_meter`), from onsets, durations, pitches and v
    one beat, weighted by how much it marks a beat (longer, louder and lower notes weigh more); the weighted
    circular mean is the phase. The model's bars can only start on a 16th (the shortest bar the vocabulary
    has), so the downbeat is then rounded to the nearest 16th.
-2. The salience of each beat, three cues each normalised over the piece (z-scores), summed:
-   onsets (the weight of the notes struck within an eighth of the beat), bass (the lowest notes struck
-   there, by their length: bass lines move on downbeats) and harmony (how much the pitch classes sounding in
-   the beat differ from those of the beat before: chords change on downbeats).
+2. Three cues per beat, each normalised over the piece (z-scores): onsets (the weight of the notes struck
+   within an eighth of the beat), bass (the lowest notes struck there, by their length: bass lines move on
+   downbeats) and harmony (how much the pitch classes sounding in the beat differ from those of the beat
+   before: chords change on downbeats).
 3. The bar. For every bar length of 2, 3, 4 or 6 beats and every offset within it, the contrast of the mean
-   salience of the beats at that offset against all beats. The bar length is the one with the best contrast
-   after a prior that favours 4 (most music, and most of the music the model learnt from, is in 4) and
-   longer bars over their halves (a 4/4 downbeat also makes a good 2/4 one); the offset is its best one.
+   salience (a weighted sum of the cues) of the beats at that offset against all beats. The bar length is the
+   one with the best contrast of onsets and harmony (BAR_CUES) after a prior that favours 4 (most music, and
+   most of the music the model learnt from, is in 4) and longer bars over their halves (a 4/4 downbeat also
+   makes a good 2/4 one); the downbeat is its best offset by all three cues (DOWNBEAT_CUES, bass first).
+   The weights were chosen on POP909's training split against its beat annotations (bench/eval_meter.py).
 
 The result is a pickup bar of the downbeat's length (n/4, n/8 or n/16, none when the downbeat is at 0)
 followed by n/4 bars throughout: the layout the corpus builder (tools/make_pop909.py) gives POP909 from
@@ -260,6 +269,9 @@ def model_meter(time_signatures: Sequence[TimeSignature], notes: Sequence[Note])
     declared = declared_meter_text(time_signatures)
     if implausible_meter(time_signatures, end):
         return infer_meter(notes, f"meter {declared} looks like a beat, not a bar")
+    if not any(ts.declared for ts in time_signatures):
+        guess = infer_meter(notes, "no meter in the file")
+        return None if guess is None or guess.time_signatures() == [TimeSignature(0, 4, 4)] else guess
     phase = off_grid_phase(notes)
     if phase is not None:
         return infer_meter(notes, f"the beats fall {phase / BEAT:.2f} of a beat after those of the meter "

@@ -64,6 +64,9 @@ class TimeSignature:
     tick: int
     numerator: int
     denominator: int  # a power of two
+    # False only for the 4/4 a reader assumes where a file declares no meter: not written back, and the
+    # model's view infers the meter instead (core.meter). Not part of equality.
+    declared: bool = field(default=True, compare=False, repr=False)
 
     @property
     def bar_ticks(self) -> int:

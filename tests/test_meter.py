@@ -122,3 +122,39 @@ def test_a_continuation_of_a_1_4_file_starts_on_a_downbeat_of_the_model(bundled)
     assert stream.end_tick - stream.start_tick == 2 * 480  # two bars of the document's 1/4
     notes = [item.note for item in stream]
     assert all(stream.start_tick <= n.start < stream.end_tick for n in notes)
+
+
+def _file_without_meter(notes: list[Note]) -> bytes:
+    """A type 0 file of the notes with a tempo and no time signature, as a keyboard recording is written."""
+    import io
+
+    import mido
+    events = [(n.start, mido.Message("note_on", note=n.pitch, velocity=n.velocity)) for n in notes]
+    events += [(n.end, mido.Message("note_off", note=n.pitch, velocity=0)) for n in notes]
+    track, now = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000)]), 0
+    for tick, msg in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    data = io.BytesIO()
+    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(file=data)
+    return data.getvalue()
+
+
+def test_a_file_without_a_meter_is_read_with_the_pickup_its_notes_have(tmp_path):
+    import mido
+    data = _file_without_meter(_song(4, 3))
+    score, report = read_midi(data)
+    assert score.time_signatures == [TimeSignature(0, 4, 4)] and not score.time_signatures[0].declared
+    assert [(t.tick, t.numerator, t.denominator) for t in score.token_view().time_signatures] == \
+        [(0, 3, 4), (1440, 4, 4)]
+    assert "no meter in the file: the model reads it as 4/4 from beat 4 (the piece keeps its meter)" \
+        in report.messages
+    out = tmp_path / "saved.mid"
+    write_midi(score, out)  # saved as it was: still without a meter, and read the same way again
+    assert not [m for t in mido.MidiFile(out).tracks for m in t if m.type == "time_signature"]
+    again, _ = read_midi(out)
+    assert again.token_view().time_signatures == score.token_view().time_signatures
+    # a file without a meter whose notes are in 4/4 from the start: nothing to say, nothing changes
+    plain, report = read_midi(_file_without_meter(_song(4, 0)))
+    assert plain.token_view().time_signatures == [TimeSignature(0, 4, 4)]
+    assert not any("the model reads it as" in m for m in report.messages)
