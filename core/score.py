@@ -258,8 +258,8 @@ class Score:
         tempos = [TempoChange(0, self.tempo_at(start))] + [
             TempoChange(t.tick - start, t.bpm) for t in self.tempos if start < t.tick < end]
         ts0 = self.time_signature_at(start)
-        metres = [TimeSignature(0, ts0.numerator, ts0.denominator)] + [
-            TimeSignature(t.tick - start, t.numerator, t.denominator) for t in self.time_signatures if start < t.tick < end]
+        metres = [replace(ts0, tick=0)] + [
+            replace(t, tick=t.tick - start) for t in self.time_signatures if start < t.tick < end]
         return Score((), tempos, metres, tracks=tracks)
 
     # --- tempo map -----------------------------------------------------------------------
