@@ -14,7 +14,9 @@ Two tables:
    phase (the inferred phase within a 16th of the annotated beats').
 2. Bits per note of the model on the whole raw files, read as `rwkv-music eval` reads a file (one pass
    through the recurrent state): the declared meter (the model's view before core.meter), the inferred
-   one (today's view), the annotated meter with its downbeats on the nearest 16th (the best a view that
+   one (today's view), the inferred one with every note moved by the beat's offset from the view's 16th grid
+   (MeterGuess.grid_offset, at most a 32nd: a view that core.generate and core.infill would have to undo on
+   what they write, not done), the annotated meter with its downbeats on the nearest 16th (the best a view that
    moves no note can do), and the file as the corpus builder rewrites it for training (tools/make_pop909.py:
    annotated meter, every event moved by under half a beat to put the beats on the grid).
 """
@@ -23,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = tok.encode(view)
             return sequence_nll_bits(model, ids), sum(1 for t in ids if t in pitch)
 
-    rows, bits = [], {k: [0.0, 0] for k in ("declared", "inferred", "oracle16", "corpus")}
+    rows, bits = [], {k: [0.0, 0] for k in ("declared", "inferred", "moved", "oracle16", "corpus")}
     counts = {"files": 0, "inferred": 0}
     hits = {g: {"bar": 0, "downbeat": 0, "both": 0, "phase": 0} for g in ("view", "all")}
     t0 = time.perf_counter()
@@ -159,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         if scorer is not None:
             views = {"declared": declared, "inferred": score.token_view(),
                      "oracle16": Score(declared.notes, list(declared.tempos), oracle_meter(beats))}
+            if guess is not None:  # what a view that moved the notes onto its beat grid would give
+                offset = round(guess.grid_offset)
+                moved = [replace(n, start=max(n.start - offset, 0)) for n in declared.notes]
+                views["moved"] = Score(moved, list(declared.tempos), guess.time_signatures())
+            else:
+                views["moved"] = declared
             corpus_file = Path(workdir.name) / f"{name}.mid"
             convert(path, beat_file, corpus_file)
             views["corpus"] = read_midi(corpus_file)[0].token_view(infer_meter=False)
@@ -185,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nBits per note of the model on the whole raw files (as `rwkv-music eval` reads them)")
         for k, label in (("declared", "declared meter (before core.meter)"),
                          ("inferred", "inferred meter (core.meter, today)"),
+                         ("moved", "inferred meter, notes moved onto its beats"),
                          ("oracle16", "annotated meter, bar lines on 16ths"),
                          ("corpus", "corpus builder's file (training view)")):
             total, notes = bits[k]
-            print(f"{label:40}{total / max(notes, 1):>8.2f}")
+            print(f"{label:44}{total / max(notes, 1):>8.2f}")
     if args.json:
         args.json.write_text(json.dumps({"split": args.split, "counts": counts, "hits": hits,
                                          "bits_per_note": {k: v[0] / max(v[1], 1) for k, v in bits.items()},

@@ -51,17 +51,17 @@ from .score import TICKS_PER_BEAT, Note, TimeSignature
 BEAT = TICKS_PER_BEAT
 SIXTEENTH = TICKS_PER_BEAT // 4  # the finest bar line the tokenizer's meters can place
 MAX_SHORT_BARS = 8  # more bars of a beat or less in a row than this: the declared meter is not a bar
-MIN_NOTES = 16
-GRID_SLACK = 10  # ticks: an onset this near a 16th or an 8th triplet of the file is on its grid  # fewer notes than this: too little to go on, the declared meter stays
+MIN_NOTES = 16  # fewer notes than this: too little to go on, the declared meter stays
+GRID_SLACK = 10  # ticks: an onset this near a 16th or an 8th triplet of the file is on its grid
 BAR_BEATS = (2, 3, 4, 6)
 # Prior per bar length (added to the contrast, in z units): 4 first, then the others.
 BAR_PRIOR = {2: -0.25, 3: -0.15, 4: 0.0, 6: -0.2}
 # A bar of 2k beats wins over one of k when its contrast is at least this share of k's (a 4/4 downbeat
 # also makes a good 2/4 one; two bars of 3/4 make a fair 6/4, so 6 must do better than 3).
-LONGER_BAR_MARGIN = {2: 0.8, 3: 1.25}
+LONGER_BAR_MARGIN = {2: 0.8, 3: 1.25}  # (3/4 pieces still often read as 6/4: two bars as one)
 # Weights of the cues (onsets, bass, harmony): for the bar length, and for its offset (the downbeat).
 BAR_CUES = (1.0, 0.0, 0.5)
-DOWNBEAT_CUES = (0.5, 1.0, 1.0)  # a bar of 2k beats beats one of k when its contrast is at least this share of k's
+DOWNBEAT_CUES = (0.5, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class MeterGuess:
     @property
     def bar_ticks(self) -> int:
         return self.beats * BEAT
+
+    @property
+    def grid_offset(self) -> float:
+        """Ticks from the view's beat grid (from `downbeat`, on 16ths) to the music's beats (|offset| <= a 32nd):
+        what the view cannot express without moving the notes (bench/eval_meter.py measures what it costs)."""
+        return (self.phase - self.downbeat + BEAT / 2) % BEAT - BEAT / 2
 
     def time_signatures(self) -> list[TimeSignature]:
         """The meter map of the model's view: a pickup bar of the downbeat's length (if any), then n/4."""

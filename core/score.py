@@ -214,9 +214,10 @@ class Score:
         """The Score the tokenizer sees: `notes` in one track per instrument, the tempo map and meter,
         no other events (so that slicing it keeps pedal-folded durations whole).
 
-        Where the declared meter cannot be the music's (a bar line on every beat: 1/4 or 1/8 throughout),
-        the view has the meter and downbeat core.meter infers from the notes instead (`infer_meter=False`:
-        the declared one, as read). The notes never move; only the bar lines of the view differ."""
+        Where the declared meter cannot be the music's (a bar line on every beat as 1/4 or 1/8 throughout,
+        no meter in the file, or a performance whose beats fall between the file's), the view has the meter
+        and downbeat core.meter infers from the notes instead (`infer_meter=False`: the declared one, as
+        read). The notes never move; only the bar lines of the view differ."""
         notes = [replace(n, track=None) for n in self.notes]
         time_signatures = list(self.time_signatures)
         if infer_meter:
