@@ -12,8 +12,9 @@ When the declared meter is replaced (`model_meter`), one of:
   (`implausible_meter`);
 - no meter in the file (the reader's 4/4 is marked undeclared), and the notes say something else than 4/4
   from tick 0;
-- a performance off the file's grid: over half the onsets off its 16ths and 8th triplets, and the beat's
-  phase more than a 32nd from the file's beat (`off_grid_phase`; a notated file is always on its grid).
+- a quantised performance shifted off the file's grid: over half the onsets off its 16ths and 8th triplets
+  but on a 16th grid of their own, and the beat's phase more than a 32nd from the file's beat
+  (`off_grid_phase`; a notated file is always on its grid, a live one too unsteady to tell).
 Nothing else is touched: a file that declares 2/4, 3/4, 4/4, 6/8... on its grid keeps its meter exactly.
 
 How the meter is inferred (`infer_meter`), from onsets, durations, pitches and velocities only:
@@ -53,6 +54,7 @@ SIXTEENTH = TICKS_PER_BEAT // 4  # the finest bar line the tokenizer's meters ca
 MAX_SHORT_BARS = 8  # more bars of a beat or less in a row than this: the declared meter is not a bar
 MIN_NOTES = 16  # fewer notes than this: too little to go on, the declared meter stays
 GRID_SLACK = 10  # ticks: an onset this near a 16th or an 8th triplet of the file is on its grid
+MIN_GRID_AGREEMENT = 0.8  # see off_grid_phase (POP909's shifted files: 0.75-0.99; jitter of 20 ticks: 0.58)
 BAR_BEATS = (2, 3, 4, 6)
 # Prior per bar length (added to the contrast, in z units): 4 first, then the others.
 BAR_PRIOR = {2: -0.25, 3: -0.15, 4: 0.0, 6: -0.2}
@@ -254,14 +256,19 @@ def infer_meter(notes: Iterable[Note], reason: str = "") -> MeterGuess | None:
 
 
 def off_grid_phase(notes: Sequence[Note]) -> float | None:
-    """The beat's phase when the music's beats clearly fall between the file's (a performance recorded
-    without the file's grid): over half the onsets off the file's 16th and 8th-triplet grid (by more than
-    GRID_SLACK ticks) and the beat's phase more than a 32nd from the file's beat; else None."""
+    """The beat's phase when the music's beats clearly fall between the file's (a quantised performance
+    shifted off the file's grid, as POP909's are): over half the onsets off the file's 16th and 8th-triplet
+    grid (by more than GRID_SLACK ticks), the onsets on a 16th grid of their own (their phases within a 16th
+    agree: a resultant of at least MIN_GRID_AGREEMENT, which the jitter of a live or unquantised performance
+    does not give, so that a jam's captured phrase keeps the jam's meter) and the beat's phase more than a
+    32nd from the file's beat; else None."""
     if len(notes) < MIN_NOTES:
         return None
     starts = np.array([n.start for n in notes])
     on_grid = np.minimum.reduce([np.minimum(starts % unit, unit - starts % unit) for unit in (SIXTEENTH, BEAT // 3)])
     if np.mean(on_grid <= GRID_SLACK) >= 0.5:
+        return None
+    if abs(np.mean(np.exp(2j * math.pi * starts / SIXTEENTH))) < MIN_GRID_AGREEMENT:
         return None
     phase = beat_phase(notes)
     return phase if min(phase, BEAT - phase) > BEAT / 8 else None

@@ -158,3 +158,18 @@ def test_a_file_without_a_meter_is_read_with_the_pickup_its_notes_have(tmp_path)
     plain, report = read_midi(_file_without_meter(_song(4, 0)))
     assert plain.token_view().time_signatures == [TimeSignature(0, 4, 4)]
     assert not any("the model reads it as" in m for m in report.messages)
+
+
+def test_a_performance_shifted_off_the_grid_is_read_on_its_beats_but_a_jittered_one_is_left_alone():
+    import random
+    notes = _song(4, 0)
+    shifted = Score([Note(n.start + 200, n.duration, n.pitch, n.velocity) for n in notes], None,
+                    [TimeSignature(0, 4, 4)])
+    guess = model_meter(shifted.time_signatures, shifted.notes)
+    assert guess is not None and guess.reason.startswith("the beats fall 0.42 of a beat after those of the meter")
+    assert [(t.tick, t.numerator, t.denominator) for t in shifted.token_view().time_signatures] == \
+        [(0, 1, 8), (240, 4, 4)]  # the downbeat at 200 ticks, on the nearest 16th (a pickup of an 8th)
+    rng = random.Random(1)  # a live phrase: late by 80 ticks on average, unsteady by 25 (a jam's capture)
+    live = Score([Note(max(0, n.start + 80 + round(rng.gauss(0, 25))), n.duration, n.pitch, n.velocity)
+                  for n in notes], None, [TimeSignature(0, 4, 4)])
+    assert live.token_view().time_signatures == [TimeSignature(0, 4, 4)]
