@@ -12,8 +12,8 @@ Two tables:
    between downbeats, in beats) and the downbeat (right when at least half the annotated downbeats lie
    within a 16th of a bar line of the inferred meter, whose bar lines can only be on 16ths); the beat
    phase (the inferred phase within a 16th of the annotated beats').
-2. Bits per note of the model on the whole raw files, read as `rwkv-music eval` reads a file (one pass
-   through the recurrent state): the declared meter (the model's view before core.meter), the inferred
+2. Bits per note of the model on the whole raw files, read as `rwkv-music eval --no-memory` reads a file
+   (the bare network, one pass through the recurrent state): the declared meter (the model's view before core.meter), the inferred
    one (today's view), the inferred one with every note moved by the beat's offset from the view's 16th grid
    (MeterGuess.grid_offset, at most a 32nd: a view that core.generate and core.infill would have to undo on
    what they write, not done), the annotated meter with its downbeats on the nearest 16th (the best a view that
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         view, every, m = hits["view"][key], hits["all"][key], counts["inferred"]
         print(f"{label:34}{f'{view}/{m}':>22}{view / max(m, 1):>8.1%}{f'{every}/{n}':>24}{every / max(n, 1):>8.1%}")
     if scorer is not None:
-        print("\nBits per note of the model on the whole raw files (as `rwkv-music eval` reads them)")
+        print("\nBits per note of the model on the whole raw files (as `rwkv-music eval --no-memory` reads them)")
         for k, label in (("declared", "declared meter (before core.meter)"),
                          ("inferred", "inferred meter (core.meter, today)"),
                          ("moved", "inferred meter, notes moved onto its beats"),
