@@ -39,7 +39,6 @@ import mido
 
 from .atomic import atomic_write
 from .channels import track_channels
-from .meter import model_meter
 from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
                     TempoChange, TimeSignature, Track, tokenizer_notes)
 
@@ -448,6 +447,7 @@ class _FileReader:
 
         r = self.report
         view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
+        from .meter import model_meter  # numpy: not at import (core.live's capture reads through this module)
         guess = model_meter(score.time_signatures, view_notes)
         if guess is not None:  # what Score.token_view() does with this file
             r.add(guess.describe(), altered=False)
