@@ -276,7 +276,8 @@ def cmd_continue(args) -> None:
         for f in files:
             if used >= args.prompts:
                 break
-            score = read_midi(str(f))[0].token_view()
+            # the piece as the model sees it (its grid, its meter), so that every output is compared on one grid
+            score, _ = tok.decode(tok.encode(read_midi(str(f))[0]))
             bars = score.bar_starts(score.end_tick)
             if len(bars) < k + m + 1:
                 continue
@@ -347,6 +348,7 @@ def cmd_style(args) -> None:
                                      mode="style", time_budget_s=args.budget, threads=args.threads, workers=1))
             trained = time.perf_counter() - t0
             style = load_style(str(work / "run" / "style.pth"), model)
+            steps = f"{style.meta.get('step', '?')} of {style.meta.get('last_step', style.meta.get('step', '?'))}"
             test = encode_files(tok, pick[n:])
             totals = {k: 0.0 for k in ("network", "style", "memory", "style + memory")}
             notes = 0
@@ -363,10 +365,10 @@ def cmd_style(args) -> None:
                 notes += bare.notes
             remove_style(model)
             net = totals["network"] / notes
-            rows.append([n, draw + 1, f"{trained:.0f}", f"{net:.3f}"] +
+            rows.append([n, draw + 1, f"{trained:.0f}", steps, f"{net:.3f}"] +
                         [f"{totals[k] / notes:.3f} ({totals[k] / notes / net:.0%})" for k in ("style", "memory", "style + memory")])
             shutil.rmtree(work, ignore_errors=True)
-    print_table(["folder tunes", "draw", "train s", "network", "style", "memories (piece + folder)",
+    print_table(["folder tunes", "draw", "train s", "step kept, of", "network", "style", "memories (piece + folder)",
                  "style + memories"], rows)
 
 
