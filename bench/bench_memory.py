@@ -56,7 +56,7 @@ def encode_files(tok: Tokenizer, paths: list[Path]) -> list[list[int]]:
     out = []
     for p in paths:
         try:
-            out.append(tok.encode(read_midi(str(p))[0]))
+            out.append(tok.encode(read_midi(str(p))[0].token_view()))  # as `rwkv-music eval` reads a file
         except (MidiReadError, OSError) as e:
             print(f"skipped {p}: {e}", file=sys.stderr)
     return [ids for ids in out if len(ids) > 2]
@@ -277,7 +277,7 @@ def cmd_continue(args) -> None:
             if used >= args.prompts:
                 break
             # the piece as the model sees it (its grid, its meter), so that every output is compared on one grid
-            score, _ = tok.decode(tok.encode(read_midi(str(f))[0]))
+            score, _ = tok.decode(tok.encode(read_midi(str(f))[0].token_view()))
             bars = score.bar_starts(score.end_tick)
             if len(bars) < k + m + 1:
                 continue
