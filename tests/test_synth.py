@@ -152,3 +152,35 @@ def test_bad_input_says_why(tmp_path):
     junk.write_bytes(b"RIFF0000junk")
     with pytest.raises(SynthError, match="cannot load the SoundFont"):
         SynthEngine(junk)
+
+
+def test_a_key_struck_again_under_the_pedal_does_not_hang():
+    engine = SynthEngine(sample_rate=SR)
+    on = lambda: engine.handle(mido.Message("note_on", channel=0, note=60, velocity=100))  # noqa: E731
+    off = lambda: engine.handle(mido.Message("note_off", channel=0, note=60))  # noqa: E731
+    engine.handle(mido.Message("program_change", channel=0, program=19))  # an organ sustains until released
+    engine.handle(mido.Message("control_change", channel=0, control=64, value=127))
+    for _ in range(3):
+        on(), engine.render(SR // 10), off(), engine.render(SR // 10)
+    engine.handle(mido.Message("control_change", channel=0, control=64, value=0))
+    engine.render(2 * SR)
+    assert np.abs(engine.render(SR // 10)).max() < 1e-4
+
+
+def test_cli_render_writes_a_wav_faster_than_real_time(tmp_path, capsys):
+    from core.cli import main
+
+    notes = [(ch, 48 + (i * 7 + ch * 5) % 36, i * 0.25, i * 0.25 + 0.5, (0, 24, 48, 0)[ch]) for i in range(120)
+             for ch in range(3)]
+    notes += [(9, 36 + i % 10, i * 0.25, i * 0.25 + 0.1, 0) for i in range(120)]
+    src = tmp_path / "in.mid"
+    src.write_bytes(midi_bytes(notes))
+    out = tmp_path / "out.wav"
+    assert main(["render", str(src), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    speed = float(printed.rsplit("(", 1)[1].split("x")[0])
+    assert speed >= 20, printed  # 30 s of four parts
+    with wave.open(str(out)) as w:
+        assert w.getnframes() / w.getframerate() > 30
+    assert main(["render", str(tmp_path / "missing.mid"), "-o", str(out)]) == 2
+    assert "cannot read the MIDI file" in capsys.readouterr().err

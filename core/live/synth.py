@@ -99,7 +99,9 @@ class SynthEngine:
     def handle(self, msg: mido.Message) -> None:
         t = msg.type
         if t == "note_on" and msg.velocity > 0:
-            self._held[msg.channel].discard(msg.note)
+            if msg.note in self._held[msg.channel]:  # struck again under the pedal: end the held voice, or
+                self._held[msg.channel].discard(msg.note)  # TinySoundFont's next note-off (oldest voice
+                self.synth.noteoff(msg.channel, msg.note)  # first) would leave the new one hanging
             self.synth.noteon(msg.channel, msg.note, msg.velocity)
         elif t in ("note_off", "note_on"):
             if self._pedal[msg.channel]:
