@@ -9,12 +9,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow,
+                               QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout,
+                               QWidget)
 
 from core import library
 from core.arrange import bars_between
 from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
+from core.live.synth import SynthError, audio_devices, render_score, write_wav
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score
 from musicapp import editing
@@ -26,7 +28,7 @@ from musicapp.dragout import DragOutButton
 from musicapp.messages import MessageBar
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.panels.finetune_panel import FinetunePanel
-from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
+from musicapp.panels.midi_panel import SYNTH, VIRTUAL, MidiPanel
 from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
@@ -34,6 +36,7 @@ from musicapp.settings import AppPaths, Preferences
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
+WAV_FILTER = "WAV audio (*.wav)"
 
 
 def _scrolling(panel: QWidget) -> QScrollArea:
@@ -129,6 +132,9 @@ class MainWindow(QMainWindow):
         self.act_save = self._action("&Save", self.save, QKeySequence.Save, file_menu)
         self.act_save_as = self._action("Save &As…", self.save_as_dialog, QKeySequence.SaveAs, file_menu)
         self.act_export = self._action("&Export with continuation…", self.export_dialog, "Ctrl+E", file_menu)
+        self.act_export_audio = self._action("Export &audio…", self.export_audio_dialog, "Ctrl+Shift+E", file_menu)
+        self.act_export_audio.setToolTip("Render the piece, with the shown continuation, to a WAV file "
+                                         "through the built-in synth")
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
 
@@ -268,7 +274,7 @@ class MainWindow(QMainWindow):
         t.positionChanged.connect(self._on_position)
         t.playingChanged.connect(self._on_playing)
         t.error.connect(self._on_transport_error)  # may come from the scheduler's thread: a bound slot is queued
-        t.portChanged.connect(lambda name: self.statusBar().showMessage(f"MIDI output: {name or 'none'}", 4000))
+        t.portChanged.connect(lambda name: self.statusBar().showMessage(f"Output: {name or 'none'}", 4000))
         g = self.generation
         g.message.connect(self.show_message)
         self.continue_panel.rejectRequested.connect(self.statusBar().clearMessage)
@@ -285,6 +291,10 @@ class MainWindow(QMainWindow):
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
         self.midi_panel.jamToggled.connect(self._on_jam)
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
+        self.midi_panel.audioDeviceChosen.connect(lambda _: self._open_output(SYNTH, reopen=True)
+                                                  if self.midi_panel.chosen_output() == SYNTH else None)
+        self.midi_panel.volumeChanged.connect(t.set_volume)
+        t.set_volume(self.midi_panel.chosen_volume())
         self._on_clock_mode(self.midi_panel.clock_mode())
         self.doc.documentReset.connect(self._update_tempo_label)
         self.tracks_panel.mixChanged.connect(self._on_mix_changed)
@@ -299,8 +309,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def start_background_loading(self) -> None:
-        """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
+        """After the window is on screen: MIDI ports and the synth, the model list, then the model (torch) in a
+        thread."""
         self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], default_midi_api())
+        self.midi_panel.set_audio_devices(audio_devices())
         self.refresh_ports()
         self.refresh_models()
         # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
@@ -315,8 +327,12 @@ class MainWindow(QMainWindow):
         self._open_output(self.midi_panel.chosen_output())
 
     def _open_output(self, choice: str | None, reopen: bool = False) -> None:
-        self.transport.open_output(None if choice in (None, VIRTUAL) else choice, self.midi_panel.chosen_system(),
-                                   reopen=reopen)
+        """The built-in synth, or a MIDI output; one that cannot be opened gives way to the synth."""
+        if choice in (None, SYNTH):
+            self.transport.open_synth(self.midi_panel.chosen_audio_device(), reopen=reopen)
+        else:
+            self.transport.open_output(None if choice == VIRTUAL else choice, self.midi_panel.chosen_system(),
+                                       reopen=reopen, fallback_to_synth=True)
 
     def _on_midi_system(self, api: str) -> None:
         if self.jam.active:  # its input belongs to the other system
@@ -579,6 +595,28 @@ class MainWindow(QMainWindow):
         if ok:
             self.statusBar().showMessage(f"Exported {path}", 4000)
         return ok
+
+    def export_audio_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export audio (piece and shown continuation)",
+                                              self.prefs.get("files/last_dir", ""), WAV_FILTER)
+        if path:
+            self.export_audio_to(path)
+
+    def export_audio_to(self, path: str, sample_rate: int = 44100) -> bool:
+        """Render through the built-in synth (core.live.synth: far faster than real time) and write a WAV."""
+        if not path.lower().endswith(".wav"):
+            path += ".wav"
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            score = self.doc.to_score(include_preview=True)
+            write_wav(path, render_score(score, sample_rate=sample_rate), sample_rate)
+        except (SynthError, OSError) as e:
+            self.messages.show_message(f"Could not export {path}: {getattr(e, 'strerror', None) or e}", "error")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"Exported {path}", 4000)
+        return True
 
     def _write(self, score, path: str) -> bool:
         try:

@@ -282,24 +282,33 @@ class SynthPort:
     def _open_device(self) -> None:
         ma = _miniaudio()
         cfg = self.config
-        device_id = None
-        if cfg.device:
-            found = [d for d in ma.Devices(backends=_backends(cfg.backend)).get_playbacks() if d["name"] == cfg.device]
-            if not found:
-                raise SynthError(f"no audio device named {cfg.device!r}")
-            device_id = found[0]["id"]
-        try:
-            self.device = ma.PlaybackDevice(output_format=ma.SampleFormat.FLOAT32, nchannels=2,
-                                            sample_rate=cfg.sample_rate, buffersize_msec=cfg.buffer_ms,
-                                            device_id=device_id, backends=_backends(cfg.backend),
-                                            app_name="RWKV-Music")
-            stream = self._stream()
-            next(stream)
-            self.device.start(stream)
-        except ma.MiniaudioError as e:
-            self.device = None
-            raise SynthError(f"no audio output: {e}") from e
-        self.backend = getattr(self.device, "backend", "")
+        chosen = _backends(cfg.backend)
+        # miniaudio settles on the first sound system whose library loads (ALSA's, even with no card):
+        # where that fails, JACK is tried next, for a machine that has only a JACK server
+        tries = [chosen] if chosen is not None else [None, [ma.Backend.JACK]] if os.name == "posix" else [None]
+        errors = []
+        for backends in tries:
+            try:
+                device_id = None
+                if cfg.device:
+                    found = [d for d in ma.Devices(backends=backends).get_playbacks() if d["name"] == cfg.device]
+                    if not found:
+                        raise SynthError(f"no audio device named {cfg.device!r}")
+                    device_id = found[0]["id"]
+                self.device = ma.PlaybackDevice(output_format=ma.SampleFormat.FLOAT32, nchannels=2,
+                                                sample_rate=cfg.sample_rate, buffersize_msec=cfg.buffer_ms,
+                                                device_id=device_id, backends=backends, app_name="RWKV-Music")
+                stream = self._stream()
+                next(stream)
+                self.device.start(stream)
+                self.backend = getattr(self.device, "backend", "")
+                return
+            except (ma.MiniaudioError, SynthError) as e:
+                if self.device is not None:
+                    self.device.close()
+                self.device = None
+                errors.append(str(e))
+        raise SynthError(f"no audio output: {'; '.join(dict.fromkeys(errors))}")
 
     # the mido port interface, for the Scheduler
     def send(self, msg: mido.Message) -> None:
