@@ -188,8 +188,12 @@ class MainWindow(QMainWindow):
         self.act_play.setToolTip("Play / stop (Space)")
         self.act_loop = self._action("Loop", self._on_loop_toggled, "L", checkable=True)
         self.act_loop.setToolTip("Loop the region set by dragging in the ruler (L)")
+        self.act_metronome = self._action("Metronome", self._on_metronome, "M", checkable=True)
+        self.act_metronome.setToolTip("Click on every beat while the piece plays, after a one-bar count-in (M)")
+        self.act_metronome.setChecked(self.prefs.get("transport/metronome", False, bool))
+        self._on_metronome(self.act_metronome.isChecked())
         bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        for a in (self.act_home, self.act_play, self.act_loop):
+        for a in (self.act_home, self.act_play, self.act_loop, self.act_metronome):
             bar.addAction(a)
         self.tempo_label = QLabel()
         self.tempo_label.setMinimumWidth(120)
@@ -423,6 +427,10 @@ class MainWindow(QMainWindow):
         self.roll.set_loop(start, end, enabled)
         self.act_loop.setChecked(enabled)
         self.transport.loop = (start, end) if enabled and end > start else None
+
+    def _on_metronome(self, on: bool) -> None:
+        self.transport.metronome = on
+        self.prefs.set("transport/metronome", on)
 
     def _on_loop_toggled(self, checked: bool) -> None:
         start, end = self.roll.loop

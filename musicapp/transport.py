@@ -13,6 +13,7 @@ import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import live
+from core.live import metronome
 from core.live.synth import SYNTH_OUTPUT, SynthConfig
 from core.score import Note, Score
 
@@ -95,6 +96,7 @@ class Transport(QObject):
         self.channels = live.ChannelMap()
         self.loop: tuple[int, int] | None = None
         self.send_clock = False  # MIDI clock (24 per beat, start/stop) to the output while playing
+        self.metronome = False   # a click on every beat while the piece plays, after a one-bar count-in
         self._clock: live.ClockSender | None = None
         self.playing = False
         self._tempo_map = Score()
@@ -207,12 +209,20 @@ class Transport(QObject):
         self.stop()
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
-        self._notes = sorted((score if audible is None else audible).notes, key=lambda n: n.start)
+        notes = list((score if audible is None else audible).notes)
         self.channels.use(score)  # the channels and programs the piece's file has
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
         at = time.perf_counter() + LOOKAHEAD_S
+        if self.metronome:
+            last = end if end is not None else max((n.end for n in notes), default=start_tick)
+            notes += metronome.clicks(self._tempo_map, 0, max(last, start_tick + 1))
+            beats, length = metronome.count_in(self._tempo_map, start_tick)
+            at += length  # the piece starts after one bar of clicks
+            for before, click in beats:
+                self._sound(click, at - before, 0.1)
+        self._notes = sorted(notes, key=lambda n: n.start)
         self._current = self._schedule(start_tick, end, at)
         if self.send_clock and not isinstance(self.port, (SilentPort, SynthHandle)):
             self._clock = live.ClockSender(self.port, bpm=self._tempo_map.tempo_at(start_tick)).start(at=at)
@@ -262,12 +272,15 @@ class Transport(QObject):
     def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
         """Let the user hear one key (keyboard click, drawing a note)."""
         self._say_if_silent()
+        self._sound(Note(0, 1, pitch, velocity, program, drum), time.perf_counter())
+
+    def _sound(self, note: Note, at: float, seconds: float = AUDITION_S) -> None:
+        """One note at a perf_counter time, outside any pass (a key clicked, a count-in's click)."""
         scheduler = self.ensure_scheduler()
-        channel, new = self.channels.channel(Note(0, 1, pitch, velocity, program, drum))
-        now = time.perf_counter()
+        channel, new = self.channels.channel(note)
         if new:
-            scheduler.send_at(now, mido.Message("program_change", channel=channel, program=program))
-        scheduler.note(channel, pitch, velocity, now, now + AUDITION_S)
+            scheduler.send_at(at, mido.Message("program_change", channel=channel, program=note.program))
+        scheduler.note(channel, note.pitch, note.velocity, at, at + seconds)
 
     def position(self) -> float | None:
         p = self._current

@@ -103,3 +103,27 @@ def test_export_audio_writes_the_piece(make_window, tmp_path, qtbot):
     assert 4.0 <= seconds < 8.0 and np.abs(samples).max() > 1000
     assert not w.export_audio_to(str(tmp_path / "no" / "such" / "dir.wav"))
     assert "Could not export" in w.messages.text
+
+
+def test_metronome_counts_in_one_bar_then_clicks(capture, make_window, prefs, qtbot):
+    from core.live.metronome import count_in
+    from tests.test_synth_jack import first_sound_after
+
+    w = make_window(start=True)
+    capture.wait_ports()
+    w.act_metronome.trigger()
+    assert w.transport.metronome and prefs.get("transport/metronome", False, bool)
+    score = demo_score(bars=2, bpm=240)
+    w.doc.load_score(score)
+    qtbot.wait(300)
+    capture.clear()
+    w.toggle_play()
+    piece_starts = w.transport._current.player.timeline.time_at(0)
+    qtbot.wait(2000)
+    w.toggle_play()
+    audio, t0 = capture.audio()
+    _, bar = count_in(score, 0)
+    first = first_sound_after(audio, t0, piece_starts - bar - 0.1)
+    assert bar == 1.0 and abs(first - (piece_starts - bar)) < 0.03  # the count-in's first click, on time
+    w.act_metronome.trigger()
+    assert not w.transport.metronome
