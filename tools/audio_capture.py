@@ -9,6 +9,7 @@ the median at 64-frame periods).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -28,6 +29,8 @@ class AudioCapture:
         self.inports = [self.client.inports.register(f"in_{i}") for i in (1, 2)]
         self._blocks: list[tuple[int, np.ndarray]] = []  # (first frame, (n, 2) samples)
         self._offsets: list[float] = []  # per callback: perf_counter seconds minus frame / rate
+        self.xruns = 0  # the server's, as it reports them to every client
+        self.client.set_xrun_callback(self._xrun)
         self._lock = threading.Lock()
         self.client.set_process_callback(self._process)
 
@@ -41,6 +44,9 @@ class AudioCapture:
             self._offsets.append(offset)
             del self._offsets[:-2000]
             self._blocks.append((first, block))
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
 
     def start(self) -> "AudioCapture":
         self.client.activate()
@@ -89,3 +95,26 @@ class AudioCapture:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _record(prefix: str, seconds: float, path: str) -> None:
+    """`python -m tools.audio_capture PREFIX SECONDS OUT.npz`: record in a process of its own (a benchmark's
+    busy process would delay this client's callbacks and count its own dropouts as the synth's)."""
+    import sys
+
+    with AudioCapture(prefix, name=f"rec{os.getpid()}") as cap:
+        cap.wait_ports()
+        print("ready", flush=True)
+        sys.stdin.readline()  # recording starts when told, as the measured stretch begins
+        cap.clear()
+        xruns = cap.xruns
+        time.sleep(seconds)
+        audio, t0 = cap.audio()
+        np.savez(path, audio=audio, t0=t0, xruns=cap.xruns - xruns, rate=cap.rate)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _record(sys.argv[1], float(sys.argv[2]), sys.argv[3])

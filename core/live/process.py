@@ -8,7 +8,7 @@ import mido
 
 from .ports import APP_PORT_NAME, PortError, open_output
 from .scheduler import Scheduler
-from .timing import raise_thread_priority, wait_until
+from .timing import SPIN_SECONDS, raise_thread_priority, wait_until
 
 
 class SchedulerProcess:
@@ -135,7 +135,9 @@ def _scheduler_process_main(conn, port_name, virtual, backend, history, synth) -
     except Exception as e:
         conn.send(("error", str(e)))
         return
-    scheduler = Scheduler(port, history=history).start()
+    # the synth places each message at its deadline's sample itself: no spinning for the last ms, which would
+    # hold this process's GIL while the audio callback needs it
+    scheduler = Scheduler(port, history=history, spin=0.0 if synth is not None else SPIN_SECONDS).start()
     conn.send(("ready", getattr(port, "name", port_name or APP_PORT_NAME)))
     try:
         while True:

@@ -11,8 +11,8 @@ sound system at run time: PulseAudio, ALSA or JACK on Linux, CoreAudio, WASAPI).
 - SynthPort: the real-time output, with the send()/close() of a mido port so that a Scheduler drives it.
   It is opened by SchedulerProcess in its child process (SYNTH_OUTPUT as the port name): the scheduler
   thread and the audio callback there share no GIL with the model, the GUI or a fine-tune.
-  Each message is stamped when the scheduler sends it and sounds `latency` seconds later, at its own
-  sample inside the buffer: constant latency without a buffer's jitter.
+  Each message is stamped with its deadline (or when it is sent) and sounds `latency` seconds later, at
+  its own sample inside the buffer: constant latency without a buffer's jitter.
 """
 from __future__ import annotations
 
@@ -313,6 +313,11 @@ class SynthPort:
     # the mido port interface, for the Scheduler
     def send(self, msg: mido.Message) -> None:
         self._queue.append((time.perf_counter(), msg))
+
+    def send_timed(self, msg: mido.Message, deadline: float) -> None:
+        """What the Scheduler calls: the message sounds `latency` after its deadline, however late the
+        scheduler's thread woke (so it need not spin for the last millisecond, holding the GIL)."""
+        self._queue.append((deadline, msg))
 
     def reset(self) -> None:
         for ch in range(16):
