@@ -63,11 +63,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """The process's own resident memory (anonymous + file) and its resident shared memory (MB): with JACK
+    the second is mostly the server's shared segments that every client maps."""
+    kb = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            kb[key] = int(value.split()[0])
+    return (kb.get("RssAnon", 0) + kb.get("RssFile", 0)) / 1024, kb.get("RssShmem", 0) / 1024
 
 
 def latency(synth: SchedulerProcess, notes: int = 30, spacing: float = 0.4) -> tuple[float, float, float]:
@@ -94,6 +98,22 @@ def latency(synth: SchedulerProcess, notes: int = 30, spacing: float = 0.4) -> t
         if len(loud):
             out.append((t0 + (i + loud[0]) / rate - t) * 1000)
     return percentile(out, 50), percentile(out, 99), max(out)
+
+
+def server_alone(seconds: float) -> float:
+    """xruns per minute of the JACK server with only a recorder on it (from the dummy driver's capture ports):
+    what this machine's load does to any JACK client, before the synth adds anything."""
+    out = tempfile.mktemp(suffix=".npz")
+    rec = subprocess.Popen([sys.executable, "-m", "tools.audio_capture", "system:capture", str(seconds), out],
+                           cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert rec.stdout.readline().strip() == "ready"
+    rec.stdin.write("go\n")
+    rec.stdin.flush()
+    assert rec.stdout.readline().strip() == "done"
+    rec.wait()
+    xruns = int(np.load(out)["xruns"])
+    os.unlink(out)
+    return xruns / (seconds / 60)
 
 
 def sustained(synth: SchedulerProcess, seconds: float, period: int) -> dict:
@@ -194,6 +214,8 @@ def main() -> int:
         return 0
     rows = []
     with JackServer(period=args.period) as jack:
+        rows.append(("no synth: the JACK server and a recorder", "-", f"{server_alone(args.seconds):.1f}", "-", "-",
+                     "-", "-"))
         synth = SchedulerProcess(synth=SynthConfig(backend="jack", volume=1.0)).start()
         try:
             p50, p99, worst = latency(synth)
@@ -220,7 +242,7 @@ def main() -> int:
                         job.cancel()
                         job.wait(60)
                 rows.append((label, f"{r['dropouts']:.1f}", f"{r['xruns']:.1f}", f"{r['gaps']:.1f}", r["late"],
-                             f"{r['cpu']:.1f}%", f"{r['rss']:.0f} MB"))
+                             f"{r['cpu']:.1f}%", f"{r['rss'][0]:.0f} MB (+{r['rss'][1]:.0f} MB shm)"))
         finally:
             synth.close()
     table(f"sustained chord, {args.seconds:g} s each (per minute; synth process CPU share of one core, RSS)",

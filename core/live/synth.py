@@ -270,7 +270,8 @@ class SynthPort:
         self.latency = self.config.latency_ms / 1000
         self._queue: deque[tuple[float, mido.Message]] = deque()
         self._pending: list[tuple[float, mido.Message]] = []  # taken from the queue, due in a later buffer
-        self._origin: float | None = None  # perf_counter time of frame 0 of the stream
+        self._origin = 0.0  # perf_counter time of frame 0 of the stream, as estimated
+        self._seen: deque[float] = deque(maxlen=64)
         self._frames = 0
         self._last_callback = 0.0
         self.callbacks = self.late = self.gaps = 0
@@ -345,13 +346,11 @@ class SynthPort:
     def _fill(self, frames: int) -> np.ndarray:
         now = time.perf_counter()
         sr = self.engine.sample_rate
-        # frame 0's time: the earliest estimate seen (a callback is never early, often late), following a
-        # lasting change slowly (clock drift, a device restart)
-        seen = now - self._frames / sr
-        if self._origin is None or seen < self._origin:
-            self._origin = seen
-        else:
-            self._origin += 0.001 * (seen - self._origin)
+        # frame 0's time: the earliest estimate over the last 64 callbacks (a callback is never early, often
+        # late); a window, not the minimum ever, so that a stall (an xrun skips cycles) or clock drift is
+        # followed within a third of a second instead of adding its length to every later note
+        self._seen.append(now - self._frames / sr)
+        self._origin = min(self._seen)
         self.callbacks += 1
         if self._last_callback and now - self._last_callback > 1.5 * frames / sr:
             self.gaps += 1
