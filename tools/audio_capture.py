@@ -97,6 +97,127 @@ class AudioCapture:
         self.close()
 
 
+class CaptureProcess:
+    """AudioCapture in a child process, for tests whose own process also opens JACK clients through
+    rtmidi: rtmidi holds the GIL while it waits for the server, and the server then waits for an in-process
+    capture callback that needs the GIL (a deadlock, measured). Same use: level(), clear(), audio()."""
+
+    def __init__(self, source_prefix: str):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen([sys.executable, "-m", "tools.audio_capture", "serve", source_prefix],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self._levels: list[tuple[float, float]] = []  # (perf_counter time, peak of the 10 ms before it)
+        self._replies: list[str] = []
+        self._cond = threading.Condition()
+        self.rate = 48000
+        threading.Thread(target=self._read, daemon=True).start()
+        if self._reply(30) != "ready":
+            self.close()
+            raise RuntimeError(f"the audio recorder found no outputs of {source_prefix!r}")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            kind, _, rest = line.strip().partition(" ")
+            with self._cond:
+                if kind == "level":
+                    t, peak = rest.split()
+                    self._levels.append((float(t), float(peak)))
+                else:
+                    self._replies.append(line.strip())
+                self._cond.notify_all()
+        with self._cond:
+            self._replies.append("")  # the child is gone
+            self._cond.notify_all()
+
+    def _reply(self, timeout: float = 10.0) -> str:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._replies, timeout):
+                return ""
+            return self._replies.pop(0)
+
+    def _command(self, text: str, timeout: float = 10.0) -> str:
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        return self._reply(timeout)
+
+    def level(self, seconds: float) -> float:
+        """The peak over the last `seconds` of audio."""
+        since = time.perf_counter() - seconds
+        with self._cond:
+            return max((p for t, p in self._levels if t >= since), default=0.0)
+
+    def clear(self) -> None:
+        self._command("clear")
+        with self._cond:
+            self._levels.clear()
+
+    def audio(self) -> tuple[np.ndarray, float]:
+        import tempfile
+
+        path = tempfile.mktemp(suffix=".npz")
+        assert self._command(f"save {path}") == "saved"
+        data = np.load(path)
+        os.unlink(path)
+        return data["audio"], float(data["t0"])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "CaptureProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve(prefix: str) -> None:
+    """The child of CaptureProcess: commands on stdin (clear, save PATH), a level line every 10 ms."""
+    import sys
+
+    with AudioCapture(prefix, name=f"rec{os.getpid()}") as cap:
+        try:
+            cap.wait_ports()
+        except RuntimeError:
+            print("missing", flush=True)
+            return
+        print("ready", flush=True)
+        done = threading.Event()
+
+        def levels():
+            seen = 0
+            while not done.wait(0.01):
+                with cap._lock:
+                    fresh = [b for _, b in cap._blocks[seen:]] if seen <= len(cap._blocks) else []
+                    seen = len(cap._blocks)
+                if fresh:
+                    peak = float(max(np.abs(b).max() for b in fresh))
+                    print(f"level {time.perf_counter()!r} {peak!r}", flush=True)
+
+        threading.Thread(target=levels, daemon=True).start()
+        for line in sys.stdin:
+            command, _, arg = line.strip().partition(" ")
+            if command == "clear":
+                cap.clear()
+                print("cleared", flush=True)
+            elif command == "save":
+                audio, t0 = cap.audio()
+                np.savez(arg, audio=audio, t0=t0)
+                print("saved", flush=True)
+        done.set()
+
+
 def _record(prefix: str, seconds: float, path: str) -> None:
     """`python -m tools.audio_capture PREFIX SECONDS OUT.npz`: record in a process of its own (a benchmark's
     busy process would delay this client's callbacks and count its own dropouts as the synth's)."""
@@ -117,4 +238,7 @@ def _record(prefix: str, seconds: float, path: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    _record(sys.argv[1], float(sys.argv[2]), sys.argv[3])
+    if sys.argv[1] == "serve":
+        _serve(sys.argv[2])
+    else:
+        _record(sys.argv[1], float(sys.argv[2]), sys.argv[3])

@@ -20,22 +20,30 @@ except (ImportError, OSError) as e:
 from core.live import JACK_BACKEND  # noqa: E402
 from musicapp.panels.midi_panel import SYNTH, VIRTUAL  # noqa: E402
 from tests.gui.helpers import demo_score  # noqa: E402
-from tools.audio_capture import AudioCapture  # noqa: E402
+from tools.audio_capture import CaptureProcess  # noqa: E402
 
 pytestmark = pytest.mark.jack
 
 
 @pytest.fixture
 def capture(jack_server, monkeypatch):
+    """capture(): a recorder of the synth's JACK outputs, in its own process (one in this process would
+    deadlock with rtmidi's JACK calls here), started once the window's synth is up."""
     monkeypatch.setenv("RWKV_MUSIC_AUDIO_BACKEND", "jack")  # no sound card here: the suite's JACK server
-    with AudioCapture("RWKV-Music", name="speaker") as cap:
-        yield cap
+    started = []
+
+    def start() -> CaptureProcess:
+        started.append(CaptureProcess("RWKV-Music"))
+        time.sleep(0.2)  # JACK connects it in a later cycle
+        return started[-1]
+
+    yield start
+    for cap in started:
+        cap.close()
 
 
 def level(cap, seconds: float) -> float:
-    audio, _ = cap.audio()
-    tail = audio[-int(seconds * cap.rate):]
-    return float(np.abs(tail).max()) if len(tail) else 0.0
+    return cap.level(seconds)
 
 
 def choose(panel, combo, data) -> None:
@@ -50,7 +58,7 @@ def test_synth_is_the_default_plays_stops_and_quits_cleanly(capture, make_window
     assert w.midi_panel.chosen_output() == SYNTH and w.transport.synth_on
     assert w.midi_panel.sound_box.isEnabled()
     process = w.transport.scheduler._process
-    capture.wait_ports()
+    capture = capture()
     w.doc.load_score(demo_score(bars=8, bpm=200))
     capture.clear()
     pressed = time.perf_counter()
@@ -78,7 +86,7 @@ def test_choosing_outputs_in_the_midi_tab(capture, make_window, prefs, qtbot, mo
     assert not w.transport.synth_on and not panel.sound_box.isEnabled()
     choose(panel, panel.output, SYNTH)
     assert w.transport.synth_on and panel.sound_box.isEnabled() and prefs.get("midi/output") == SYNTH
-    capture.wait_ports()
+    capture = capture()
     panel.volume.setValue(30)
     assert w.transport.volume == pytest.approx(0.3) and prefs.get("audio/volume", 0, int) == 30
     capture.clear()
@@ -113,7 +121,7 @@ def test_metronome_counts_in_one_bar_then_clicks(capture, make_window, prefs, qt
     from tests.test_synth_jack import first_sound_after
 
     w = make_window(start=True)
-    capture.wait_ports()
+    capture = capture()
     w.act_metronome.trigger()
     assert w.transport.metronome and prefs.get("transport/metronome", False, bool)
     score = demo_score(bars=2, bpm=240)
