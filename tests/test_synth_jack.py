@@ -102,3 +102,14 @@ def test_volume_scales_the_output(synth_out):
         audio, _ = cap.audio()
         levels.append(np.abs(audio).max())
     assert levels[1] == pytest.approx(levels[0] * 0.25, rel=0.1)
+
+
+def test_a_synth_process_that_dies_breaks_nothing_here(jack_server):
+    out = SchedulerProcess(synth=SynthConfig(backend="jack")).start()
+    out._process.kill()
+    out._process.join(5)
+    now = time.perf_counter()
+    out.note(0, 60, 100, now, now + 0.1)  # no exception: the GUI's slots and the player's thread go on
+    out.stop()
+    assert out.idle() and out.synth_stats() == {} and out.error is not None
+    out.close()

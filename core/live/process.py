@@ -35,6 +35,7 @@ class SchedulerProcess:
                                     name="midi-scheduler", daemon=True)
         self._child_end = child_end
         self._lock = threading.Lock()  # one request and its reply at a time
+        self.error: Exception | None = None  # set once the child has gone: later requests do nothing
         self.port_name = ""
 
     def start(self, timeout: float = 30.0) -> "SchedulerProcess":
@@ -55,12 +56,21 @@ class SchedulerProcess:
 
     def _post(self, *command) -> None:
         with self._lock:
-            self._conn.send(command)
+            try:
+                self._conn.send(command)
+            except (OSError, EOFError, ValueError) as e:  # the child is gone (it released what it could)
+                self.error = self.error or e
+
+    _GONE = {"status": (0, 0), "lateness": [], "stats": {}}  # what a child that is gone answers
 
     def _ask(self, *command):
         with self._lock:
-            self._conn.send(command)
-            return self._conn.recv()
+            try:
+                self._conn.send(command)
+                return self._conn.recv()
+            except (OSError, EOFError, ValueError) as e:
+                self.error = self.error or e
+                return self._GONE[command[0]]
 
     def send_at(self, deadline: float, message: mido.Message) -> None:
         self._post("at", deadline, bytes(message.bytes()))
