@@ -279,6 +279,9 @@ class MainWindow(QMainWindow):
         t.playingChanged.connect(self._on_playing)
         t.error.connect(self._on_transport_error)  # may come from the scheduler's thread: a bound slot is queued
         t.portChanged.connect(lambda name: self.statusBar().showMessage(f"Output: {name or 'none'}", 4000))
+        # the synth's device and volume apply whenever it plays, also in place of a port that failed
+        t.portChanged.connect(lambda _: self.midi_panel.sound_box.setEnabled(
+            t.synth_on or self.midi_panel.chosen_output() == SYNTH))  # chosen but failed: pick another device
         g = self.generation
         g.message.connect(self.show_message)
         self.continue_panel.rejectRequested.connect(self.statusBar().clearMessage)

@@ -99,7 +99,7 @@ def test_choosing_outputs_in_the_midi_tab(capture, make_window, prefs, qtbot, mo
 def test_a_midi_port_that_cannot_open_gives_way_to_the_synth(capture, make_window, prefs, qtbot):
     prefs.set("midi/output", "No Such Synth:port 0")
     w = make_window(start=True)
-    assert w.transport.synth_on
+    assert w.transport.synth_on and w.midi_panel.sound_box.isEnabled()  # its volume applies
     assert "No MIDI output" in w.messages.text and "built-in synth instead" in w.messages.text
 
 
