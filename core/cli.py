@@ -67,7 +67,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot read {args.file}: {e.strerror or e}") from e
     tok = Tokenizer()
-    ids, encode_report = tok.encode_with_report(score)
+    ids, encode_report = tok.encode_with_report(score.token_view())  # the model's view (core.meter)
     notes = len(score.notes)
     per_note = round(len(ids) / notes, 4) if notes else None
     if args.json:
@@ -209,7 +209,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate.files import EvaluationError, evaluate_files
 
     try:
-        result = evaluate_files(args.model, args.path, args.style, strength=args.style_strength)
+        result = evaluate_files(args.model, args.path, args.style, strength=args.style_strength,
+                                memory=args.memory)
     except EvaluationError as e:
         raise CliError(str(e)) from None
     if args.json:
@@ -220,7 +221,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for s in result["skipped"]:
         print(f"{s['path']}: skipped ({s['reason']})")
     if result["bits_per_token"] is not None:
-        print(f"total: {result['bits_per_token']:.4f} bits/token, {result['bits_per_note']:.4f} bits/note")
+        print(f"total: {result['bits_per_token']:.4f} bits/token, {result['bits_per_note']:.4f} bits/note "
+              f"({result['scored']})")
     return 0
 
 
@@ -264,7 +266,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     import os
 
-    from .generate import Generator, SamplingConfig, parse_instruments
+    from .generate import Generator, parse_instruments
     from .midi import MidiReadError, read_midi, write_midi
 
     try:
@@ -275,8 +277,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CliError(e) from None
     if args.bars < 1 or args.variations < 1:
         raise CliError("--bars and --variations must be at least 1")
-    sampling = SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
-    stream = gen.stream(prompt, bars=args.bars, variations=args.variations, sampling=sampling,
+    stream = gen.stream(prompt, bars=args.bars, variations=args.variations, sampling=_sampling(args),
                         instruments=instruments)
     notes = [[] for _ in range(args.variations)]
     for item in stream:
@@ -339,11 +340,11 @@ def _write_infill(args: argparse.Namespace, stream, what: str) -> int:
 
 
 def _sampling(args: argparse.Namespace):
-    from .generate import SamplingConfig
+    from .sampling_config import SamplingConfig
 
     if args.variations < 1:
         raise CliError("--variations must be at least 1")
-    return SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
+    return SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed, args.memory)
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
@@ -406,7 +407,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise CliError(e) from None
     print(f"playing on {scheduler.port_name}", flush=True)
     pressed = time.perf_counter()
-    stream = gen.stream(prompt, bars=args.bars)
+    from .sampling_config import SamplingConfig
+    stream = gen.stream(prompt, bars=args.bars, sampling=SamplingConfig(memory=args.memory))
     player = Player(scheduler).play((item.note for item in stream), prompt, start_tick=stream.start_tick)
     try:
         while not player.wait(0.1):
@@ -438,7 +440,8 @@ def cmd_jam(args: argparse.Namespace) -> int:
         scheduler = SchedulerProcess(args.out_port, backend=args.midi_api).start()
     except (OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
-    jam = JamSession(gen, scheduler, JamConfig(), clock=ClockFollower(),
+    from .sampling_config import SamplingConfig
+    jam = JamSession(gen, scheduler, JamConfig(sampling=SamplingConfig(memory=args.memory)), clock=ClockFollower(),
                      on_state=lambda state: print(state, flush=True))
     try:
         inp = open_input(args.in_port, jam.on_message, backend=args.midi_api)
@@ -473,6 +476,25 @@ def _add_style(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-strength", type=_strength, default=1.0, metavar="S",
                         help="how strongly the style steers: 0 = the base model, 1 = as trained (default), "
                              "above 1 exaggerates")
+
+
+def _add_memory(parser: argparse.ArgumentParser) -> None:
+    from .sampling_config import DEFAULT_MEMORY
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--memory", type=_strength, default=DEFAULT_MEMORY, metavar="M",
+                   help="how strongly the memory of the piece so far (and of the style's folder) steers every "
+                        "note: 0 = the bare network, 1 = as fitted (default)")
+    g.add_argument("--no-memory", dest="memory", action="store_const", const=0.0, help="the bare network (--memory 0)")
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    from .sampling_config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+    parser.add_argument("--variations", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="0: always the likeliest note")
+    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int)
+    _add_memory(parser)
 
 
 def _add_midi_api(parser: argparse.ArgumentParser) -> None:
@@ -512,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="+")
     s.add_argument("--model", help="default: the bundled base model")
     _add_style(s)
+    _add_memory(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
@@ -531,11 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_style(s)
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
-    s.add_argument("--variations", type=int, default=1)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-p", type=float, default=0.95)
-    s.add_argument("--top-k", type=int, default=0)
-    s.add_argument("--seed", type=int)
+    _add_sampling(s)
     s.add_argument("--instruments", nargs="*")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_generate)
@@ -554,11 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--instrument", required=True, help='GM name or program number, e.g. "Electric Bass '
                                                                '(finger)" or 33, or drums')
             s.add_argument("--bars", help="bars the part covers, e.g. 1-16 (default: the whole piece)")
-        s.add_argument("--variations", type=int, default=1)
-        s.add_argument("--temperature", type=float, default=1.0)
-        s.add_argument("--top-p", type=float, default=0.95)
-        s.add_argument("--top-k", type=int, default=0)
-        s.add_argument("--seed", type=int)
+        _add_sampling(s)
         s.add_argument("-o", "--output", required=True, metavar="OUT.mid")
         s.set_defaults(func=cmd_infill if verb == "infill" else cmd_accompany)
 
@@ -567,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_style(s)
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
+    _add_memory(s)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--out-port")
     g.add_argument("--virtual", action="store_true")
@@ -578,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_style(s)
     s.add_argument("--in-port", required=True)
     s.add_argument("--out-port", required=True)
+    _add_memory(s)
     _add_midi_api(s)
     s.set_defaults(func=cmd_jam)
     return p

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -17,22 +16,19 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
+from .copying import copy_share, folder_phrases
+from .memory import FolderMemory, MemoryMixer, PieceMemory
 from .model import RWKV7, State
+from .sampling import Lane, StepCounter, new_seed, run_lanes, sample_tokens, torch_threads
+from .sampling_config import SamplingConfig
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
 
 DEFAULT_CTX = 1024
 PREFILL_CACHE_SIZE = 4
+MAX_MEMORY_FORKS = 8  # a piece memory extended more often than this is rebuilt (lookups read every fork)
 TOKENS_PER_BAR_LIMIT = 400  # a runaway bar (a note flood) is cut here; the remaining bars stay empty
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 1.0  # 0: always the most likely valid token
-    top_p: float = 0.95  # nucleus: the smallest set of tokens with this much probability
-    top_k: int = 0  # 0: no limit
-    seed: int | None = None  # None: a fresh random seed
 
 
 @dataclass(frozen=True)
@@ -65,41 +61,6 @@ def parse_instruments(specs: Iterable[str | int]) -> list[tuple[int, bool]]:
     return out
 
 
-def sample_tokens(logits: torch.Tensor, allowed: torch.Tensor, cfg: SamplingConfig,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One token per row of logits [B,V], only among `allowed` [B,V] (bool), after temperature, top-k, top-p."""
-    logits = logits.float().masked_fill(~allowed, float("-inf"))
-    if cfg.temperature <= 0:
-        return logits.argmax(dim=-1)
-    logits = logits / cfg.temperature
-    if cfg.top_k and cfg.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if cfg.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > cfg.top_p  # the first always stays
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run torch ops on n intra-op threads for a while (None: leave as is). One-token steps are too small
-    to gain from threads, and threads that spin-wait on a busy machine (a fine-tuning job beside us)
-    make each step tens of times slower (measured: 4 ms -> 160 ms per step)."""
-    previous = torch.get_num_threads()
-    if n is None or n == previous:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @dataclass
 class _Window:
     """The prompt as the model sees it: at most ctx tokens, ending where the continuation starts."""
@@ -123,6 +84,9 @@ class Generator:
                              f"tokenizer's ({self.tokenizer.vocab_size})")
         self.ctx = ctx
         self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
+        self._memory_cache: tuple[tuple, PieceMemory] | None = None  # the last piece memory built
+        self.folder_memory: FolderMemory | None = None  # the style's folder, mixed in at every token
+        self._folder_phrases: tuple | None = None  # (folder memory, its 8-note phrases) for the copy meter
         self.style: Style | None = None
         self.strength = 1.0
         if style is not None:
@@ -155,7 +119,17 @@ class Generator:
             style = Style(state=style.float())
         apply_style(self.model, style, strength)  # checks the style fits this base model first
         self.style, self.strength = style, float(strength)
+        self.folder_memory = style.memory if style is not None else None
         self._prefill_cache.clear()  # prefilled states were computed under the old style
+
+    def copy_share(self, notes: list[Note], meter: Score) -> float | None:
+        """The copy meter (core.copying) of generated notes against the style's folder: the share of their
+        8-note phrases found in it. None without a folder memory or with too few notes."""
+        if self.folder_memory is None:
+            return None
+        if self._folder_phrases is None or self._folder_phrases[0] is not self.folder_memory:
+            self._folder_phrases = (self.folder_memory, folder_phrases(self.folder_memory.sequences, self.tokenizer))
+        return copy_share(notes, meter, self._folder_phrases[1])
 
     def set_strength(self, strength: float) -> None:
         """The current style at another strength (no file read, no reload)."""
@@ -258,24 +232,48 @@ class Generator:
         self._prefill_cache = [(key, logits, state)] + self._prefill_cache[:PREFILL_CACHE_SIZE - 1]
         return logits, state
 
-    def _step_rows(self, state: State, toks: list[int], rows: list[int]) -> tuple[torch.Tensor, State, float]:
-        """One step for the batch rows that go on (`rows`, in order: the others leave the state), each on its
-        token toks[row]: (logits, state, seconds the step took)."""
-        if len(rows) < len(toks):
-            state = state.select(rows)
-        t1 = time.perf_counter()
-        with torch_threads(self.threads):
-            ids = torch.tensor([toks[r] for r in rows], device=self.model.emb.weight.device)
-            logits, state = self.model.step(ids, state)
-        return logits, state, time.perf_counter() - t1
+    def memory(self, piece_ids: list[int], strength: float) -> MemoryMixer | None:
+        """The memories of a stream that has read `piece_ids` (the piece so far, from its start): None at
+        strength 0. Each stream gets its own fork, so variations never see each other's tokens; the last
+        piece memory is kept, and a piece that extends it only counts its new tokens."""
+        if strength <= 0:
+            return None
+        key = tuple(piece_ids)
+        cached = self._memory_cache
+        if cached is not None and key[:len(cached[0])] == cached[0] and cached[1].depth < MAX_MEMORY_FORKS:
+            piece = cached[1].fork() if len(key) > len(cached[0]) else cached[1]
+            piece.extend(key[len(cached[0]):])
+        else:
+            piece = PieceMemory(key)
+        self._memory_cache = (key, piece)
+        return MemoryMixer(piece.fork(), self.folder_memory, strength)
 
 
-@dataclass
-class _Variation:
-    decoder: StreamDecoder
-    tokens: list[int] = field(default_factory=list)
-    done: bool = False
-    reason: str = ""  # why it stopped: "bars", "beats", "eos", "tokens", "closed"
+class _ContinuationLane(Lane):
+    """One variation of a continuation: it samples under the grammar (the prompt's tempo and meter kept,
+    EOS only without a length) and stops at EOS, at the first token past the requested end, or at the
+    token limit; the stopping token is not taken."""
+
+    def __init__(self, stream: "ContinuationStream", index: int, keep: np.ndarray, memory: MemoryMixer | None):
+        self.stream, self.index, self.keep, self.memory = stream, index, keep, memory
+        self.decoder = stream._new_decoder()
+        self.tokens: list[int] = []
+        self.done = False
+        self.reason = ""  # why it stopped: "bars", "beats", "eos", "tokens", "closed"
+
+    def allowed(self) -> np.ndarray:
+        return self.decoder.grammar.allowed() & self.keep
+
+    def take(self, t: int, forced: bool) -> tuple[list, str]:
+        reason = self.stream._stop_reason(self, t)
+        if reason:
+            self.done, self.reason = True, reason
+            return [], reason
+        self.tokens.append(t)
+        notes = [self.stream._emit(self.index, note) for note in self.decoder.feed(t)]
+        if len(self.tokens) >= self.stream.max_tokens:
+            self.done, self.reason = True, "tokens"
+        return notes, self.reason
 
 
 class NoteStream:
@@ -298,7 +296,7 @@ class NoteStream:
         raise NotImplementedError
 
 
-class ContinuationStream(NoteStream):
+class ContinuationStream(NoteStream, StepCounter):
     """Iterating yields StreamedNote in sampling order (per variation, note starts never go back).
 
     Known before iterating: `start_tick` (the bar line the continuation starts on), `end_tick` (where the
@@ -335,7 +333,7 @@ class ContinuationStream(NoteStream):
         self.prefill_seconds = 0.0
         self.step_seconds = 0.0
         self.steps = 0
-        self._vars: list[_Variation] = []
+        self._vars: list[_ContinuationLane] = []
 
     @property
     def tokens(self) -> list[list[int]]:
@@ -367,7 +365,7 @@ class ContinuationStream(NoteStream):
             dec.grammar.restrict_instruments(self.instruments)
         return dec
 
-    def _stop_reason(self, v: _Variation, t: int) -> str:
+    def _stop_reason(self, v: _ContinuationLane, t: int) -> str:
         """Why token t ends variation v ("" if it does not): EOS, or the first token past the limit."""
         tok, g = self.gen.tokenizer, v.decoder.grammar
         if t == tok.eos_id:
@@ -389,48 +387,27 @@ class ContinuationStream(NoteStream):
             duration = max(1, min(duration, self.end_tick - start))  # the continuation ends at its last bar line
         return StreamedNote(v, Note(start, duration, note.pitch, note.velocity, note.program, note.drum))
 
+    def _piece_ids(self) -> list[int]:
+        """The piece up to the continuation point, from its first bar (the window may start later)."""
+        if self.window.start_tick == 0:
+            return self.window.ids
+        return self.gen._encode_tail(self.prompt.token_view(), 0, self.requested_tick)[0]
+
     def _run(self) -> Iterator[StreamedNote]:
         gen, cfg = self.gen, self.sampling
-        self._vars = [_Variation(self._new_decoder()) for _ in range(self.variations)]
-        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         keep = gen._no_eos if self.end_tick is not None else gen._keep_meter_and_tempo
+        memory = gen.memory(self._piece_ids(), cfg.memory)
+        self._vars = [_ContinuationLane(self, v, keep, memory.fork() if memory else None)
+                      for v in range(self.variations)]
         t0 = time.perf_counter()
         logits, state = gen._prefill(self.window.ids)
         self.prefill_seconds = time.perf_counter() - t0
-        rng = torch.Generator(device=logits.device).manual_seed(seed)  # multinomial samples where the logits are
+        rng = torch.Generator(device=logits.device).manual_seed(new_seed(cfg))  # samples where the logits are
         if self.variations > 1:
             state = state.repeat(self.variations)
             logits = logits.expand(self.variations, -1)
-        alive = list(range(self.variations))  # the variation of each batch row
-        device = logits.device
-        V = gen.tokenizer.vocab_size
         try:
-            while alive:
-                masks = np.stack([self._vars[v].decoder.grammar.allowed() & keep for v in alive])
-                allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
-                allowed[:, :V] = torch.from_numpy(masks)
-                with torch_threads(gen.threads):
-                    toks = sample_tokens(logits, allowed.to(device), cfg, rng).tolist()
-                rows = []
-                for row, (v, t) in enumerate(zip(alive, toks)):
-                    var = self._vars[v]
-                    reason = self._stop_reason(var, t)
-                    if reason:
-                        var.done, var.reason = True, reason
-                        continue
-                    var.tokens.append(t)
-                    for note in var.decoder.feed(t):
-                        yield self._emit(v, note)
-                    if len(var.tokens) >= self.max_tokens:
-                        var.done, var.reason = True, "tokens"
-                        continue
-                    rows.append(row)
-                if not rows:
-                    break
-                alive = [alive[r] for r in rows]
-                logits, state, seconds = gen._step_rows(state, toks, rows)
-                self.step_seconds += seconds
-                self.steps += 1
+            yield from run_lanes(gen, self._vars, logits, state, cfg, rng, self)
         finally:
             for var in self._vars:
                 if not var.done:

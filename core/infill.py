@@ -31,9 +31,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .generate import (TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfig, StreamedNote, sample_tokens,
-                       torch_threads)
+from .generate import TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfig, StreamedNote
 from .model import State
+from .sampling import Lane, StepCounter, new_seed, run_lanes
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
 from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
 
@@ -255,7 +255,7 @@ class _Variation:
     reasons: list[str] = field(default_factory=list)  # per chunk: "eos", "tokens", "closed"
 
 
-class InfillStream(NoteStream):
+class InfillStream(NoteStream, StepCounter):
     """Iterating yields StreamedNote (absolute ticks in the piece) as each generated note is complete; per
     variation, note starts never go back. Kept notes are not yielded (they are in the piece already).
 
@@ -464,7 +464,7 @@ class InfillStream(NoteStream):
     # --- the sampling loop ---------------------------------------------------------------------
     def _run(self) -> Iterator[StreamedNote]:
         cfg = self.sampling
-        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        seed = new_seed(cfg)
         rng = None
         self._t_start = time.perf_counter()
         try:
@@ -473,7 +473,8 @@ class InfillStream(NoteStream):
                 logits, state = self._prefill_rows(prompts)
                 if rng is None:  # multinomial samples where the logits are
                     rng = torch.Generator(device=logits.device).manual_seed(seed)
-                yield from self._sample_chunk(chunk, prompts, middles, logits, state, rng)
+                lanes = self._lanes(chunk, prompts, middles)
+                yield from run_lanes(self.gen, lanes, logits, state, cfg, rng, self)
         finally:
             for var in self._vars:  # a chunk left unfinished was closed
                 var.reasons[:] = [r or "closed" for r in var.reasons]
@@ -511,66 +512,18 @@ class InfillStream(NoteStream):
         self.prefill_seconds += time.perf_counter() - t0
         return logits, state
 
-    def _decoders(self, chunk: Chunk, prompts: list[list[int]], middles: list[_Middle]):
-        """Per variation: the decoder after its prompt, the forcing of its kept notes, and the tick of the
-        piece where the decoder puts the middle."""
-        decoders, forcings, origins = [], [], []
-        for ids, middle in zip(prompts, middles):
+    def _lanes(self, chunk: Chunk, prompts: list[list[int]], middles: list[_Middle]) -> list["_InfillLane"]:
+        """Per variation, the lane that writes its middle of `chunk`: the decoder after its prompt, the
+        forcing of its kept notes, the tick where the decoder puts the middle, its memory of the prompt."""
+        lanes = []
+        origin = chunk.context_start if self.part is not None else chunk.start
+        for v, (ids, middle) in enumerate(zip(prompts, middles)):
             dec = self.tok.stream_decoder()
             dec.grammar = self.tok.grammar(ids, instruments=self.instruments, playable=True)
-            decoders.append(dec)
-            forcings.append(_Forcing(self.tok, middle))
-            origin = chunk.context_start if self.part is not None else chunk.start
-            origins.append(origin - dec.grammar.gap_tick)
-        return decoders, forcings, origins
-
-    def _sample_chunk(self, chunk: Chunk, prompts, middles, logits: torch.Tensor, state: State,
-                      rng: torch.Generator) -> Iterator[StreamedNote]:
-        """Every variation's middle of `chunk`, token by token, until EOS or the chunk's token limit."""
-        decoders, forcings, origins = self._decoders(chunk, prompts, middles)
-        limit = self.max_tokens_per_bar * chunk.bars
-        alive = list(range(self.variations))
-        while alive:
-            forced, toks = self._choose(alive, logits, decoders, forcings, rng)
-            rows = []
-            for row, (v, t) in enumerate(zip(alive, toks)):
-                var, dec = self._vars[v], decoders[v]
-                var.tokens[-1].append(t)
-                notes = _force(dec, t) if forced[row] is not None else dec.feed(t)
-                forcings[v].fed(dec.grammar, t)
-                if forced[row] is None:
-                    for note in notes:
-                        yield self._emit(v, note, origins[v])
-                if t == self.tok.eos_id:
-                    var.reasons[-1] = "eos"
-                elif len(var.tokens[-1]) >= limit:
-                    var.reasons[-1] = "tokens"  # a runaway: the rest of the chunk stays as it is
-                else:
-                    rows.append(row)
-            if not rows:
-                break
-            alive = [alive[r] for r in rows]
-            logits, state, seconds = self.gen._step_rows(state, toks, rows)
-            self.step_seconds += seconds
-            self.steps += 1
-
-    def _choose(self, alive: list[int], logits: torch.Tensor, decoders, forcings,
-                rng: torch.Generator) -> tuple[list[int | None], list[int]]:
-        """The next token of each live variation: (the forced token or None, the token) per row. Where no
-        kept note is due, it is sampled under the grammar, the forcing's limits and the kept tempo and meter."""
-        gen, cfg = self.gen, self.sampling
-        keep = gen._keep_meter_and_tempo  # tempo and meter only where forced
-        forced = [forcings[v].next_token(decoders[v].grammar) for v in alive]
-        allowed = torch.zeros(len(alive), logits.shape[-1], dtype=torch.bool)
-        for row, v in enumerate(alive):
-            if forced[row] is not None:
-                allowed[row, forced[row]] = True
-            else:
-                g = decoders[v].grammar
-                allowed[row, :self.tok.vocab_size] = torch.from_numpy(forcings[v].restrict(g, g.allowed() & keep))
-        with torch_threads(gen.threads):
-            sampled = sample_tokens(logits, allowed.to(logits.device), cfg, rng).tolist()
-        return forced, [f if f is not None else s for f, s in zip(forced, sampled)]
+            memory = self.gen.memory(ids, self.sampling.memory)
+            lanes.append(_InfillLane(self, v, dec, _Forcing(self.tok, middle), origin - dec.grammar.gap_tick,
+                                     self.max_tokens_per_bar * chunk.bars, memory))
+        return lanes
 
     def _emit(self, v: int, note: Note, origin: int) -> StreamedNote:
         """A sampled note of variation v, in the piece's ticks and cut at the range's end; kept in the variation."""
@@ -581,6 +534,36 @@ class InfillStream(NoteStream):
         if self.first_note_seconds is None:
             self.first_note_seconds = time.perf_counter() - self._t_start
         return StreamedNote(v, note)
+
+
+class _InfillLane(Lane):
+    """One variation's middle of one chunk: kept notes are forced at their onsets, the rest is sampled
+    under the grammar, the forcing's limits and the kept tempo and meter, until EOS or the token limit."""
+
+    def __init__(self, stream: InfillStream, index: int, decoder: StreamDecoder, forcing: _Forcing, origin: int,
+                 limit: int, memory):
+        self.stream, self.index, self.decoder, self.forcing = stream, index, decoder, forcing
+        self.origin, self.limit, self.memory = origin, limit, memory
+        self.var = stream._vars[index]
+
+    def forced(self) -> int | None:
+        return self.forcing.next_token(self.decoder.grammar)
+
+    def allowed(self) -> np.ndarray:
+        g = self.decoder.grammar
+        return self.forcing.restrict(g, g.allowed() & self.stream.gen._keep_meter_and_tempo)
+
+    def take(self, t: int, forced: bool) -> tuple[list, str]:
+        tokens = self.var.tokens[-1]
+        tokens.append(t)
+        notes = _force(self.decoder, t) if forced else self.decoder.feed(t)
+        self.forcing.fed(self.decoder.grammar, t)
+        out = [] if forced else [self.stream._emit(self.index, note, self.origin) for note in notes]
+        if t == self.stream.tok.eos_id:
+            self.var.reasons[-1] = "eos"
+        elif len(tokens) >= self.limit:
+            self.var.reasons[-1] = "tokens"  # a runaway: the rest of the chunk stays as it is
+        return out, self.var.reasons[-1]
 
 
 def infill(gen: Generator, score: Score, start_tick: int, end_tick: int, **kwargs) -> InfillStream:

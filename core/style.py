@@ -11,6 +11,10 @@ A style holds any of four parts (all optional, all relative to the base model, s
             in-context-rate biases w0 and a0, the token-shift mixes;
 - "state":  a learned initial WKV state (the older "state tuning"): it shapes the opening of a piece,
             and the recurrence forgets it within a few hundred tokens.
+A style may also carry the folder's memory (core.memory.FolderMemory): the token ids of the pieces it was
+made from (int16), rebuilt into an index when first used, and mixed into every token at sampling time.
+It is not part of the model's weights, so strength does not scale it (the sampling's `memory` does), and
+MAX_STYLE_BYTES bounds the adapters alone; the memory has its own bound (MAX_MEMORY_TOKENS).
 
 `apply_style(model, style, strength)` changes a loaded model in place (weights, `style_offset`,
 `style_state`) and `remove_style(model)` restores the base bit for bit, so switching styles never
@@ -27,17 +31,20 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from core import model as M
+from core.memory import FolderMemory
 from core.atomic import atomic_write
 from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
                              tensor_json)
 
 STYLE_FORMAT = FORMAT_NAME + "/style"
 LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
-MAX_STYLE_BYTES = 1_000_000  # a style file is at most 1 MB (decimal: the stricter reading)
+MAX_STYLE_BYTES = 1_000_000  # a style's adapters are at most 1 MB (decimal: the stricter reading)
+MAX_MEMORY_TOKENS = 2_000_000  # a folder memory of at most 4 MB (about 700 pop songs)
 PARTS = ("lora", "offset", "bias", "state")
 
 # The small always-applied parameters the "bias" part trains (layer 0's v0 is unused, k_k/k_a/r_k stay).
@@ -76,12 +83,26 @@ class Style:
     deltas: dict[str, torch.Tensor] = field(default_factory=dict)                   # parameter -> change
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # weight -> (A, B)
     meta: dict = field(default_factory=dict)
+    memory_pieces: list[np.ndarray] = field(default_factory=list)  # the folder's token ids, one array a piece
+    _memory: FolderMemory | None = field(default=None, repr=False, compare=False)
 
     @property
     def parts(self) -> tuple[str, ...]:
+        """The trained parts it holds (PARTS order); the memory is not one of them (see `has_memory`)."""
         have = {"lora": bool(self.lora), "offset": self.offset is not None or self.offset_u is not None,
                 "bias": bool(self.deltas), "state": self.state is not None}
         return tuple(p for p in PARTS if have[p])
+
+    @property
+    def has_memory(self) -> bool:
+        return bool(self.memory_pieces)
+
+    @property
+    def memory(self) -> FolderMemory | None:
+        """The folder memory (built on first use, then kept), or None."""
+        if self._memory is None and self.memory_pieces:
+            self._memory = FolderMemory(self.memory_pieces)
+        return self._memory
 
     def offset_matrix(self) -> torch.Tensor | None:
         if self.offset is not None:
@@ -128,8 +149,18 @@ def _tensors(style: Style, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return out
 
 
-def _serialise(style: Style, meta: dict, dtype: torch.dtype) -> bytes:
+def _memory_tensors(style: Style) -> dict[str, torch.Tensor]:
+    if not style.memory_pieces:
+        return {}
+    tokens = np.concatenate(style.memory_pieces).astype(np.int16)
+    lengths = np.array([len(p) for p in style.memory_pieces], dtype=np.int64)
+    return {"memory:tokens": torch.from_numpy(tokens), "memory:lengths": torch.from_numpy(lengths)}
+
+
+def _serialise(style: Style, meta: dict, dtype: torch.dtype, with_memory: bool = True) -> bytes:
     obj = _tensors(style, dtype)
+    if with_memory:
+        obj.update(_memory_tensors(style))
     obj[META_KEY] = json_tensor(meta)
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -139,10 +170,18 @@ def _serialise(style: Style, meta: dict, dtype: torch.dtype) -> bytes:
 def style_bytes(style: Style, meta: dict | None = None, max_bytes: int = MAX_STYLE_BYTES) -> tuple[bytes, str]:
     """The file's bytes and the storage dtype: float32 where the file then fits `max_bytes`, else float16."""
     meta = {"format": STYLE_FORMAT, **(meta or {})}
-    data = _serialise(style, {**meta, "dtype": "float32"}, torch.float32)
-    if len(data) <= max_bytes:
-        return data, "float32"
+    if len(_serialise(style, {**meta, "dtype": "float32"}, torch.float32, with_memory=False)) <= max_bytes:
+        return _serialise(style, {**meta, "dtype": "float32"}, torch.float32), "float32"
     return _serialise(style, {**meta, "dtype": "float16"}, torch.float16), "float16"
+
+
+def adapter_bytes(style: Style, meta: dict | None = None, max_bytes: int = MAX_STYLE_BYTES) -> int:
+    """The size of the file without its memory: what MAX_STYLE_BYTES bounds."""
+    meta = {"format": STYLE_FORMAT, **(meta or {})}
+    dtype = torch.float32
+    if len(_serialise(style, {**meta, "dtype": "float32"}, dtype, with_memory=False)) > max_bytes:
+        dtype = torch.float16
+    return len(_serialise(style, {**meta, "dtype": str(dtype)[6:]}, dtype, with_memory=False))
 
 
 def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict | None = None, *,
@@ -151,6 +190,11 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
     `base` (a loaded model, with or without a style applied) or `base_fingerprint` + style.meta's config.
     A style over `max_bytes` even in float16 is refused (StyleError) and nothing is written."""
     full = {**style.meta, **(meta or {}), "parts": list(style.parts)}
+    if style.has_memory:
+        full["memory"] = {"pieces": len(style.memory_pieces), "tokens": int(sum(map(len, style.memory_pieces)))}
+        if full["memory"]["tokens"] > MAX_MEMORY_TOKENS:
+            raise StyleError(f"the folder memory holds {full['memory']['tokens']:,} tokens, over the "
+                             f"{MAX_MEMORY_TOKENS:,} limit: use a smaller folder")
     if base is not None:
         full["base_config"] = base.config.to_dict()
         full["base_fingerprint"] = model_fingerprint(base)
@@ -159,8 +203,9 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
     if "base_fingerprint" not in full:
         raise ValueError("a style needs its base model's fingerprint")
     data, _ = style_bytes(style, full, max_bytes)
-    if len(data) > max_bytes:
-        raise StyleError(f"the style would take {len(data) / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB "
+    adapters = adapter_bytes(style, full, max_bytes)
+    if adapters > max_bytes:
+        raise StyleError(f"the style would take {adapters / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB "
                          "limit: use a lower rank or fewer parts")
     import os
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
@@ -184,6 +229,12 @@ def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
         raise StyleError(f"{path}: not a style file (non-tensor entries)")
     style = Style(meta=meta)
     try:
+        if "memory:tokens" in obj:
+            tokens = obj.pop("memory:tokens").numpy().astype(np.int64)
+            lengths = obj.pop("memory:lengths").numpy()
+            if lengths.sum() != len(tokens) or (lengths < 0).any():
+                raise StyleError(f"{path}: a damaged style file (its memory's lengths do not add up)")
+            style.memory_pieces = np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
         for key, t in obj.items():
             t = t.float()
             if key == "wkv":
@@ -201,7 +252,7 @@ def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
         raise StyleError(f"{path}: a damaged style file (missing {e.args[0]})") from None
     if (style.offset_u is None) != (style.offset_v is None):
         raise StyleError(f"{path}: a damaged style file (half of a low-rank offset)")
-    if not style.parts:
+    if not style.parts and not style.has_memory:
         raise StyleError(f"{path}: the style file holds nothing")
     if model is not None:
         check_style(style, model, path)
@@ -222,6 +273,8 @@ def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
     if style.base_fingerprint not in (None, model_fingerprint(model)):
         raise StyleError(f"{where}: learnt on another base model{learnt_on}; it only fits that model "
                          f"(fingerprint {style.base_fingerprint}, this model's {model_fingerprint(model)})")
+    if style.memory_pieces and max(int(p.max(initial=0)) for p in style.memory_pieces) >= cfg.vocab_size:
+        raise StyleError(f"{where}: its folder memory holds token ids outside this model's vocabulary")
     square = (cfg.n_layer, cfg.n_head, cfg.head_size, cfg.head_size)
     for name, t in (("state", style.state), ("offset", style.offset_matrix())):
         if t is not None and tuple(t.shape) != square:

@@ -35,7 +35,7 @@ from core.atomic import atomic_write
 from core.keys import key_of_histogram
 from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_LARGE_FOLDER, TrainConfig,
                                 TrainEvent, TrainingError)
-from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap
+from core.train_model import base_tokenizer, build_model, export_result, param_groups, wrap, write_memory_style
 from core.train_options import add_train_arguments, config_from_args
 
 RESUME_FORMAT = "rwkv-music-resume/1"
@@ -46,6 +46,7 @@ LN2 = math.log(2.0)
 # steps at which a time budget (re)sets the run's length; the late one because the first hundred steps ran
 # slower than the rest (600 s style runs ended after 554 s)
 BUDGET_FIT_STEPS = (3, 10, 30, 100, 300)
+UNFITTED_STEPS = 10**9  # a time-budget run's length until its first steps are timed
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -179,6 +180,8 @@ class _Trainer:
             f"{len(self.train_pieces)} train / {len(self.val_pieces)} validation pieces, "
             f"{len(self.train_windows)} windows of {cfg.ctx_len} tokens, {self.total} steps of batch {cfg.batch_size}, "
             f"learning rate {self.peak_lr:g}")))
+        if self.memory_pieces and self.rank == 0 and not cfg.resume:
+            self._write_memory()
         if cfg.keep_best and self.val_windows and self.step == 0:
             self._validate()  # the starting point (a fine-tune: the base model) is a candidate too
         try:
@@ -189,7 +192,7 @@ class _Trainer:
                                          message=f"stopped at step {self.step}; resume with --resume"))
                     return paths
                 self._train_step()
-                if cfg.time_budget_s and not cfg.resume:
+                if cfg.time_budget_s and (not cfg.resume or self._unfitted):
                     self._fit_schedule_to_budget(cfg.time_budget_s)
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
@@ -215,13 +218,25 @@ class _Trainer:
                                                        else f"paused at step {self.step}; resume with --resume")))
         return paths
 
+    def _write_memory(self) -> None:
+        """The style's first result, in seconds: the folder's memory alone, while the adapters train."""
+        t0 = time.monotonic()
+        path = write_memory_style(self.config, self.memory_pieces, self.tokenizer)
+        self.emit(TrainEvent("memory", step=self.step, total_steps=self.total, paths={"result": str(path)},
+                             message=f"memory: learnt {len(self.memory_pieces)} pieces in "
+                                     f"{time.monotonic() - self._t_start:.1f} s (written in "
+                                     f"{time.monotonic() - t0:.1f} s); the style trains on"))
+
     def _prepare(self) -> None:
         """Data, model, optimizer and position: fresh, or exactly as the resume checkpoint left them. The
         order of the steps is part of exact resume (seeds, then weights, then the checkpoint's RNG state)."""
         cfg = self.config
         if not Path(cfg.data).exists():
             raise TrainingError(f"no such folder: {cfg.data}")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"cannot create the output folder {self.out}: {e.strerror or e}") from None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = self._device()
@@ -256,6 +271,8 @@ class _Trainer:
                              paths={"scan_report": str(self.out / SCAN_FILE)}))
         if not pieces:
             raise TrainingError(f"no usable MIDI file in {cfg.data} ({len(report.skipped)} skipped)")
+        # a style keeps every piece of the folder in its memory (validation pieces too: it is the user's music)
+        self.memory_pieces = [p.tokens for p in pieces] if cfg.mode == "style" else None
         train, val = D.split_pieces(pieces, cfg.val_fraction, cfg.seed)
         self.train_pieces, self.val_pieces = D.cap_validation(train, val, tokenizer, cfg.ctx_len,
                                                               cfg.max_eval_batches * cfg.batch_size, cfg.seed)
@@ -298,7 +315,9 @@ class _Trainer:
         else:
             self.total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * self.batches.per_epoch))
             if cfg.time_budget_s and cfg.epochs is None:
-                self.total = 10**9  # set from the first steps' time (_fit_schedule_to_budget)
+                self.total = UNFITTED_STEPS  # set from the first steps' time (_fit_schedule_to_budget)
+        # a budget run paused before its first steps were timed has no length yet: it fits one when resumed
+        self._unfitted = self.total >= UNFITTED_STEPS
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
 
@@ -341,8 +360,12 @@ class _Trainer:
         cfg, path = self.config, self.out / RESUME_FILE
         if not path.exists():
             raise TrainingError(f"nothing to resume: {path} does not exist")
-        resume = torch.load(path, map_location="cpu", weights_only=True)
-        if resume.get("format") != RESUME_FORMAT:
+        try:
+            resume = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or damaged file: torch raises several kinds
+            raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}); start the run "
+                                f"again without --resume, or into another --out") from None
+        if not isinstance(resume, dict) or resume.get("format") != RESUME_FORMAT:
             raise TrainingError(f"{path} is not a resume checkpoint of this version")
         try:
             saved = TrainConfig.from_dict(resume["config"])
@@ -532,10 +555,12 @@ class _Trainer:
         The best ones are swapped in for the export and the current ones put back exactly."""
         best = self.best
         if best is None or best["step"] == self.step:
-            return export_result(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val})
+            return export_result(self.module, self.config, self.out, {**self.meta, "step": self.step, **self.last_val},
+                                 self.memory_pieces)
         with self._swapped_in(best["params"]):
             return export_result(self.module, self.config, self.out,
-                                 {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]})
+                                 {**self.meta, "step": best["step"], "last_step": self.step, **best["val"]},
+                                 self.memory_pieces)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -611,10 +636,39 @@ def _to_tuple(x):
     return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def memory_only(config: TrainConfig, emit: Callable[[TrainEvent], None]) -> dict:
+    """--mode memory: scan the folder and write a style of its memory alone (no training)."""
+    t0 = time.monotonic()
+    out = Path(config.out)
+    if not Path(config.data).exists():
+        raise TrainingError(f"no such folder: {config.data}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"cannot create the output folder {out}: {e.strerror or e}") from None
+    tokenizer = base_tokenizer(config.base) if config.base else None
+    if tokenizer is None:
+        raise TrainingError("a folder memory belongs to a base model: give --base")
+    pieces, report = D.scan_folder(config.data, tokenizer, cache_dir=config.cache_dir or str(out / "token_cache"),
+                                   workers=config.workers)
+    (out / SCAN_FILE).write_text(json.dumps(report.to_dict(), indent=1))
+    emit(TrainEvent("scan", message=report.summary(), report=report.to_dict(), paths={"scan_report": str(out / SCAN_FILE)}))
+    if not pieces:
+        raise TrainingError(f"no usable MIDI file in {config.data} ({len(report.skipped)} skipped)")
+    path = write_memory_style(config, [p.tokens for p in pieces], tokenizer)
+    paths = {"result": str(path), "scan_report": str(out / SCAN_FILE)}
+    tokens = sum(len(p.tokens) for p in pieces)
+    emit(TrainEvent("done", paths=paths, message=f"memory: learnt {len(pieces)} pieces ({tokens:,} tokens) in "
+                                                   f"{time.monotonic() - t0:.1f} s: {path}"))
+    return paths
+
+
 def run_training(config: TrainConfig, emit: Callable[[TrainEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> dict:
     """Train in this process. Events go to `emit`; `should_stop()` is asked before every step (a True
     ends the run with a checkpoint). Returns the result paths. Raises TrainingError for user errors."""
+    if config.mode == "memory":
+        return memory_only(config, emit or (lambda e: None))
     trainer = _Trainer(config, emit or (lambda e: None), should_stop or (lambda: False))
     return trainer.run()
 

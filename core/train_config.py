@@ -16,7 +16,8 @@ STYLE_FILE = "style.pth"
 LOG_FILE = "train_log.jsonl"
 SCAN_FILE = "scan_report.json"
 
-MODES = ("full", "lora", "style", "state")  # state: a style of only the learned initial state
+# state: a style of only the learned initial state; memory: a style of only the folder's memory (seconds)
+MODES = ("full", "lora", "style", "state", "memory")
 DEFAULT_LR = {"scratch": 1e-3, "full": 1e-4, "lora": 1e-3, "state": 2e-2, "style": 3e-3}  # style: LoRA's part
 DEFAULT_STYLE_PARTS = "lora+offset+bias+state"  # the combination measured best (bench/bench_style.py)
 # A style learns from a small folder for many passes; what keeps it from over-fitting, by mode (bench_style, 905
@@ -115,7 +116,7 @@ class TrainEvent:
     """One progress report. Losses are mean nats per scored token (loss: the training batches since
     the last step event; val_loss: the validation windows); bits_per_note is the validation total in
     bits over the notes (pitch tokens) scored. paths: resume/result (and log, scan_report at the end)."""
-    kind: str  # scan | step | eval | checkpoint | done | error | cancelled
+    kind: str  # scan | memory (the folder's memory is written) | step | eval | checkpoint | done | error | cancelled
     step: int = 0
     total_steps: int = 0
     loss: float | None = None

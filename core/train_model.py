@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -105,15 +106,19 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict) -> Path:
-    """Write the usable result (model.pth or style.pth) atomically; returns its path."""
+def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict,
+                  memory_pieces: list | None = None) -> Path:
+    """Write the usable result (model.pth or style.pth) atomically; returns its path. A style also
+    carries the folder's memory (`memory_pieces`: the token ids of every piece)."""
     # both writers are atomic (temp file + os.replace)
     if config.mode in ("state", "style"):
         from core.style import save_style
         path = out / STYLE_FILE
         base = (meta.get("training") or {}).get("base")
-        save_style(str(path), module.export(), None, {**meta, "name": Path(config.out).name,
-                                                      "base_name": Path(base).name if base else None},
+        style = module.export()
+        style.memory_pieces = list(memory_pieces or [])
+        save_style(str(path), style, None, {**meta, "name": Path(config.out).name,
+                                            "base_name": Path(base).name if base else None},
                    base_fingerprint=module.base_fingerprint)
     else:
         model = module.model
@@ -125,4 +130,27 @@ def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict)
             model = plain
         path = out / MODEL_FILE
         save_checkpoint(model, str(path), meta)
+    return path
+
+
+def write_memory_style(config: TrainConfig, pieces: list, tokenizer) -> Path:
+    # pieces: the token ids of every piece
+    """A style file that holds only the folder's memory (every piece's tokens), for `config.base`: the
+    result of --mode memory, and the first result of a style run while its adapters train."""
+    from core.checkpoint import load_checkpoint, model_fingerprint
+    from core.style import Style, save_style
+    if not config.base:
+        raise TrainingError("a folder memory belongs to a base model: give --base")
+    try:
+        base, _ = load_checkpoint(config.base)
+    except FileNotFoundError:
+        raise TrainingError(f"base model not found: {config.base}") from None
+    except CheckpointError as e:
+        raise TrainingError(str(e)) from None
+    out = Path(config.out)
+    path = out / STYLE_FILE
+    style = Style(memory_pieces=[np.asarray(p, dtype=np.int64) for p in pieces])
+    save_style(str(path), style, base, {"name": out.name, "base_name": Path(config.base).name,
+                                        "tokenizer": tokenizer.to_dict(),
+                                        "training": {"mode": "memory", "base": config.base, "data": str(config.data)}})
     return path

@@ -20,8 +20,7 @@ def switch_style(generator, style: str | None, strength: float = 1.0) -> None:
 def open_stream(generator, prompt, start_tick: int, params: dict):
     """A core.generate ContinuationStream of (variation, note); its `start_tick` is the bar line where
     the continuation really begins (at or after `start_tick`)."""
-    from core.generate import SamplingConfig
-    sampling = SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"))
+    sampling = _sampling(params)
     return generator.stream(prompt, bars=params["bars"], at_tick=start_tick, variations=params["variations"],
                             sampling=sampling, instruments=params.get("instruments"))
 
@@ -31,14 +30,19 @@ def open_infill(generator, score, start_tick: int, end_tick: int, params: dict, 
     notes and the instruments the model is not asked to write), or with `part` = (program, drum) a new
     part over those bars. Raises ValueError with a message for the user (a model without infill tokens,
     an empty range)."""
-    from core.generate import SamplingConfig
     from core.infill import add_part, infill
-    sampling = SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"))
+    sampling = _sampling(params)
     if part is not None:
         return add_part(generator, score, part, start_tick, end_tick, variations=params["variations"],
                         sampling=sampling)
     return infill(generator, score, start_tick, end_tick, variations=params["variations"], sampling=sampling,
                   instruments=params.get("instruments"), locked=list(locked))
+
+
+def _sampling(params: dict):
+    from core.sampling_config import DEFAULT_MEMORY, SamplingConfig
+    return SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"),
+                          memory=params.get("memory", DEFAULT_MEMORY))
 
 
 def replaced_by(stream, note) -> bool:

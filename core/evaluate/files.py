@@ -37,20 +37,26 @@ def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) ->
 
 
 def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,
-                   device: str = "auto", strength: float = 1.0) -> dict:
+                   device: str = "auto", strength: float = 1.0, memory: float = 0.0) -> dict:
     """Bits per token and per note of a model (and optional style, at `strength`) on MIDI files or folders,
-    each file tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped"."""
+    each file tokenized as `rwkv-music tokens` does. Unreadable files are listed under "skipped".
+
+    memory > 0: the model as generation uses it, the piece memory (and the style's folder memory) mixed in
+    at that strength and the grammar masking every token (core.evaluate.memory_bits); "scored" says which."""
     from core.checkpoint import CheckpointError, load_checkpoint
     from core.data import find_midi_files
     from core.midi import MidiReadError, read_midi
     from core.tokenizer import Tokenizer
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = None
     try:
         model, meta = load_checkpoint(model_path, device=device)
         if style_path:
             from core.style import apply_style, load_style
-            apply_style(model, load_style(style_path, model), strength)
+            style = load_style(style_path, model)
+            apply_style(model, style, strength)
+            folder = style.memory
     except FileNotFoundError as e:
         raise EvaluationError(f"no such file: {e.filename or model_path}") from None
     except (CheckpointError, ValueError) as e:  # ValueError: a strength below 0
@@ -66,18 +72,29 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             raise EvaluationError(f"no such file or folder: {path}")
         for f in find_midi_files(path):
             try:
-                ids = tokenizer.encode(read_midi(str(f))[0])
+                ids = tokenizer.encode(read_midi(str(f))[0].token_view())  # the model's view (core.meter)
             except (MidiReadError, OSError) as e:
                 skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
                 continue
-            bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's
+            if memory > 0:
+                from core.memory import MemoryMixer, PieceMemory
+                from .memory_bits import piece_bits
+                bits = float(piece_bits(model, tokenizer, ids, MemoryMixer(PieceMemory(), folder, memory)).mixed.sum())
+            else:
+                bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's
             notes = sum(1 for t in ids if t in pitch)
             files.append({"path": str(f), "tokens": len(ids), "notes": notes, "nll_bits": bits,
                           "bits_per_token": bits / max(1, len(ids) - 1)})
     predicted = sum(max(0, f["tokens"] - 1) for f in files)
     bits = sum(f["nll_bits"] for f in files)
     notes = sum(f["notes"] for f in files)
+    if memory > 0:
+        scored = (f"network + piece memory{' + folder memory' if folder is not None else ''} at strength "
+                  f"{memory:g}, grammar-masked")
+    else:
+        scored = "the bare network (no memory, no grammar mask)"
     return {"model": model_path, "style": style_path, "strength": strength if style_path else None,
+            "memory": memory, "scored": scored,
             "files": files, "skipped": skipped,
             "bits_per_token": bits / predicted if predicted else None,
             "bits_per_note": bits / notes if notes else None}

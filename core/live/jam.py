@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 import mido
 
 from ..channels import ChannelMap
+from ..sampling_config import SamplingConfig
 from ..score import TICKS_PER_BEAT, Note
 from .capture import MidiCapture
 from .clock import ClockFollower
@@ -17,7 +18,6 @@ from .player import Player
 from .timing import Timeline
 
 if TYPE_CHECKING:
-    from ..generate import SamplingConfig
     from .process import SchedulerProcess
     from .scheduler import Scheduler
 
@@ -145,8 +145,6 @@ class JamSession:
 
     def _answer(self) -> None:
         """Continue the captured phrase from the next bar line (called with the lock held)."""
-        from ..generate import SamplingConfig  # generate pulls in torch: only when a jam really answers
-
         cfg = self.config
         now = time.perf_counter()
         bpm = self.bpm
