@@ -14,6 +14,7 @@ TORCH_INDEX   ?=
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	./tools/install_torch.sh $(PY) "$(TORCH_VERSION)" "$(TORCH_INDEX)"
+	$(PY) -m pip install --no-deps "tinysoundfont==0.3.7"   # the synth engine; see pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 

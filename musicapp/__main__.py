@@ -1,10 +1,10 @@
 """`python -m musicapp`, and the `rwkv-music-app` command that `pip install .` creates."""
 import sys
 
-from musicapp.app import run
-
 
 def main() -> int:
+    from musicapp.app import run  # here: a "spawn" child (the synth's process) re-imports this module
+
     return run(sys.argv)
 
 

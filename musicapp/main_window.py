@@ -9,12 +9,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
-                               QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow,
+                               QMenu, QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout,
+                               QWidget)
 
 from core import library
 from core.arrange import bar_start_at, bars_between, position_text
 from core.live import choose_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
+from core.live.synth import SynthError, audio_devices, render_score, write_wav
 from core.midi import MidiReadError, read_midi, write_midi
 from core.score import Note, Score, meter_from, tempo_from
 from musicapp import commands, editing
@@ -27,7 +29,7 @@ from musicapp.dragout import DragOutButton
 from musicapp.messages import MessageBar
 from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.panels.finetune_panel import FinetunePanel
-from musicapp.panels.midi_panel import VIRTUAL, MidiPanel
+from musicapp.panels.midi_panel import SYNTH, VIRTUAL, MidiPanel
 from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
@@ -37,6 +39,7 @@ from musicapp.tempo_meter import TempoMeterBox
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
+WAV_FILTER = "WAV audio (*.wav)"
 RECENT_FILES = 10
 
 
@@ -140,6 +143,9 @@ class MainWindow(QMainWindow):
         self.act_save = self._action("&Save", self.save, QKeySequence.Save, file_menu)
         self.act_save_as = self._action("Save &As…", self.save_as_dialog, QKeySequence.SaveAs, file_menu)
         self.act_export = self._action("&Export with continuation…", self.export_dialog, "Ctrl+E", file_menu)
+        self.act_export_audio = self._action("Export &audio…", self.export_audio_dialog, "Ctrl+Shift+E", file_menu)
+        self.act_export_audio.setToolTip("Render the piece, with the shown continuation, to a WAV file "
+                                         "through the built-in synth")
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
 
@@ -201,8 +207,12 @@ class MainWindow(QMainWindow):
         self.act_record.setIcon(style.standardIcon(QStyle.SP_DialogNoButton))
         self.act_record.setToolTip("Record from the MIDI input at the playhead after a bar of count-in; "
                                    "stop with R or Space; Undo removes the take (R)")
+        self.act_metronome = self._action("Metronome", self._on_metronome, "M", checkable=True)
+        self.act_metronome.setToolTip("Click on every beat while the piece plays, after a one-bar count-in (M)")
+        self.act_metronome.setChecked(self.prefs.get("transport/metronome", False, bool))
+        self._on_metronome(self.act_metronome.isChecked())
         bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        for a in (self.act_home, self.act_play, self.act_record, self.act_loop):
+        for a in (self.act_home, self.act_play, self.act_record, self.act_loop, self.act_metronome):
             bar.addAction(a)
         self.tempo_meter = TempoMeterBox()
         self.tempo_meter.tempoEdited.connect(self.set_tempo)
@@ -339,7 +349,10 @@ class MainWindow(QMainWindow):
         t.positionChanged.connect(self._on_position)
         t.playingChanged.connect(self._on_playing)
         t.error.connect(self._on_transport_error)  # may come from the scheduler's thread: a bound slot is queued
-        t.portChanged.connect(lambda name: self.statusBar().showMessage(f"MIDI output: {name or 'none'}", 4000))
+        t.portChanged.connect(lambda name: self.statusBar().showMessage(f"Output: {name or 'none'}", 4000))
+        # the synth's device and volume apply whenever it plays, also in place of a port that failed
+        t.portChanged.connect(lambda _: self.midi_panel.sound_box.setEnabled(
+            t.synth_on or self.midi_panel.chosen_output() == SYNTH))  # chosen but failed: pick another device
         g = self.generation
         g.message.connect(self.show_message)
         self.continue_panel.rejectRequested.connect(self.statusBar().clearMessage)
@@ -359,6 +372,10 @@ class MainWindow(QMainWindow):
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
         self.midi_panel.jamToggled.connect(self._on_jam)
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
+        self.midi_panel.audioDeviceChosen.connect(lambda _: self._open_output(SYNTH, reopen=True)
+                                                  if self.midi_panel.chosen_output() == SYNTH else None)
+        self.midi_panel.volumeChanged.connect(t.set_volume)
+        t.set_volume(self.midi_panel.chosen_volume())
         self._on_clock_mode(self.midi_panel.clock_mode())
         self.doc.documentReset.connect(self._update_tempo_meter)
         self.doc.metaChanged.connect(self._update_tempo_meter)
@@ -377,10 +394,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def start_background_loading(self) -> None:
-        """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
+        """After the window is on screen: MIDI ports and the synth, the model list, then the model (torch) in a
+        thread."""
         # the remembered system when it works, else what runs here (a JACK server, the ALSA sequencer)
         api, advice = choose_midi_api(self.prefs.midi_api)
         self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], api)
+        self.midi_panel.set_audio_devices(audio_devices())
         self.refresh_ports()
         if advice:  # nothing works: say what to do once, instead of each port's raw error
             self.show_message(advice, "warning")
@@ -397,8 +416,12 @@ class MainWindow(QMainWindow):
         self._open_output(self.midi_panel.chosen_output())
 
     def _open_output(self, choice: str | None, reopen: bool = False) -> None:
-        self.transport.open_output(None if choice in (None, VIRTUAL) else choice, self.midi_panel.chosen_system(),
-                                   reopen=reopen)
+        """The built-in synth, or a MIDI output; one that cannot be opened gives way to the synth."""
+        if choice in (None, SYNTH):
+            self.transport.open_synth(self.midi_panel.chosen_audio_device(), reopen=reopen)
+        else:
+            self.transport.open_output(None if choice == VIRTUAL else choice, self.midi_panel.chosen_system(),
+                                       reopen=reopen, fallback_to_synth=True)
 
     def _on_midi_system(self, api: str) -> None:
         if self.jam.active:  # its input belongs to the other system
@@ -506,6 +529,10 @@ class MainWindow(QMainWindow):
         self.roll.set_loop(start, end, enabled)
         self.act_loop.setChecked(enabled)
         self.transport.loop = (start, end) if enabled and end > start else None
+
+    def _on_metronome(self, on: bool) -> None:
+        self.transport.metronome = on
+        self.prefs.set("transport/metronome", on)
 
     def _on_loop_toggled(self, checked: bool) -> None:
         start, end = self.roll.loop
@@ -732,6 +759,28 @@ class MainWindow(QMainWindow):
         if ok:
             self.statusBar().showMessage(f"Exported {path}", 4000)
         return ok
+
+    def export_audio_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export audio (piece and shown continuation)",
+                                              self.prefs.get("files/last_dir", ""), WAV_FILTER)
+        if path:
+            self.export_audio_to(path)
+
+    def export_audio_to(self, path: str, sample_rate: int = 44100) -> bool:
+        """Render through the built-in synth (core.live.synth: far faster than real time) and write a WAV."""
+        if not path.lower().endswith(".wav"):
+            path += ".wav"
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            score = self.doc.to_score(include_preview=True)
+            write_wav(path, render_score(score, sample_rate=sample_rate), sample_rate)
+        except (SynthError, OSError) as e:
+            self.messages.show_message(f"Could not export {path}: {getattr(e, 'strerror', None) or e}", "error")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"Exported {path}", 4000)
+        return True
 
     def _write(self, score, path: str) -> bool:
         try:

@@ -1,6 +1,7 @@
-"""Playback through the chosen MIDI output: play/stop/loop of the piece, streaming of a continuation
-as it is generated, and auditioning single keys. Timing lives in core.live (a scheduler on its own
-thread); this object only decides what to play and reports the position to the GUI at 30 Hz.
+"""Playback through the chosen output, a MIDI port or the built-in synth: play/stop/loop of the piece,
+streaming of a continuation as it is generated, and auditioning single keys. Timing lives in core.live
+(a scheduler on its own thread, or for the synth in its own process with the audio); this object only
+decides what to play and reports the position to the GUI at 30 Hz.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import live
+from core.live import metronome
+from core.live.synth import SYNTH_OUTPUT, SynthConfig
 from core.score import Note, Score
 
 LOOKAHEAD_S = 0.08       # first note this far after pressing play: nothing starts late
@@ -23,6 +26,17 @@ CLICK = ((76, 110), (77, 80))  # count-in on the GM kit: Hi Wood Block on the ba
 class SilentPort:
     """Stands in for a MIDI output that could not be opened, so the playhead still runs."""
     name = "(no output)"
+
+    def send(self, message) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SynthHandle:
+    """Stands in, in this process, for the built-in synth: the child process that runs it owns the real port."""
+    name = SYNTH_OUTPUT
 
     def send(self, message) -> None:
         pass
@@ -79,10 +93,12 @@ class Transport(QObject):
         self.port_name = ""
         self.target: tuple[str | None, str | None] | None = None  # (port or None: virtual, MIDI system)
         self._silence_said = False
-        self.scheduler: live.Scheduler | None = None
+        self.scheduler: live.Scheduler | live.SchedulerProcess | None = None
+        self.volume = 0.8  # the built-in synth's
         self.channels = live.ChannelMap()
         self.loop: tuple[int, int] | None = None
         self.send_clock = False  # MIDI clock (24 per beat, start/stop) to the output while playing
+        self.metronome = False   # a click on every beat while the piece plays, after a one-bar count-in
         self._clock: live.ClockSender | None = None
         self.playing = False
         self._tempo_map = Score()
@@ -95,11 +111,12 @@ class Transport(QObject):
         self._timer.timeout.connect(self._tick)
 
     # --- ports ------------------------------------------------------------------------------
-    def open_output(self, name: str | None, api: str | None = None, reopen: bool = False) -> bool:
+    def open_output(self, name: str | None, api: str | None = None, reopen: bool = False,
+                    fallback_to_synth: bool = False) -> bool:
         """Open `name`, or the app's virtual port when None, on the MIDI system `api` (None: the default).
-        On failure play silently and say why. A port asked for again stays as it is; `reopen` re-opens a
-        named one (it reconnects a device plugged back in), never the virtual port: re-creating that
-        would drop every connection a DAW has made to it."""
+        On failure play through the built-in synth if `fallback_to_synth`, else silently, and say why. A
+        port asked for again stays as it is; `reopen` re-opens a named one (it reconnects a device plugged
+        back in), never the virtual port: re-creating that would drop every connection a DAW has made to it."""
         if (name, api) == self.target and not isinstance(self.port, SilentPort) and (name is None or not reopen):
             return True
         self.stop()
@@ -111,12 +128,58 @@ class Transport(QObject):
             ok = True
         except (live.PortError, OSError, ImportError) as e:
             self.port, self.port_name, ok = SilentPort(), "", False
-            self.error.emit(f"No MIDI output ({e}). Playback is silent; choose another output in the MIDI panel.")
+            failure = self._start_synth(None) if fallback_to_synth else "not tried"
+            if failure is None:
+                self.error.emit(f"No MIDI output ({e}). Playing through the built-in synth instead; "
+                                "choose another output in the MIDI tab.")
+                self.portChanged.emit(self.port_name)
+                return False
+            also = f", and the built-in synth cannot play ({failure})" if fallback_to_synth else ""
+            self.error.emit(f"No MIDI output ({e}){also}. Playback is silent; choose another output in the "
+                            "MIDI panel.")
         self.scheduler = live.Scheduler(self.port, on_error=lambda e: self.error.emit(f"MIDI output failed: {e}"))
         self.scheduler.start()
         self.channels = live.ChannelMap()
         self.portChanged.emit(self.port_name)
         return ok
+
+    @property
+    def synth_on(self) -> bool:
+        return isinstance(self.port, SynthHandle)
+
+    def open_synth(self, device: str | None = None, reopen: bool = False) -> bool:
+        """Play through the built-in General MIDI synth on the audio `device` (None: the system's default).
+        It runs in a child process with its scheduler, where neither the model nor the GUI can delay it.
+        On failure play silently and say why."""
+        if self.target == (SYNTH_OUTPUT, device) and self.synth_on and not reopen:
+            return True
+        self.stop()
+        self._close_port()
+        self.target, self._silence_said = (SYNTH_OUTPUT, device), False
+        failure = self._start_synth(device)
+        if failure is not None:
+            self.error.emit(f"The built-in synth cannot play ({failure}). Playback is silent; choose another "
+                            "audio device or a MIDI output in the MIDI tab.")
+            self.scheduler = live.Scheduler(self.port).start()
+        self.portChanged.emit(self.port_name)
+        return failure is None
+
+    def _start_synth(self, device: str | None) -> str | None:
+        """Start the synth's process; None, or why it failed."""
+        try:
+            self.scheduler = live.SchedulerProcess(synth=SynthConfig(device=device, volume=self.volume)).start()
+        except (live.PortError, OSError) as e:
+            self.scheduler = None
+            return str(e)
+        self.port, self.port_name = SynthHandle(), SYNTH_OUTPUT
+        self.channels = live.ChannelMap()
+        return None
+
+    def set_volume(self, volume: float) -> None:
+        """The built-in synth's volume, 0..1 (remembered for the next time it opens)."""
+        self.volume = volume
+        if self.synth_on and isinstance(self.scheduler, live.SchedulerProcess):
+            self.scheduler.set_volume(volume)
 
     def ensure_scheduler(self) -> live.Scheduler:
         if self.scheduler is None:
@@ -137,8 +200,9 @@ class Transport(QObject):
         """Once per port choice: playing with no output open is silent, and the user should know how to fix it."""
         if isinstance(self.port, SilentPort) and not self._silence_said:
             self._silence_said = True
-            self.error.emit("Playback is silent: no MIDI output is open. Choose an output in the MIDI tab "
-                            "(Ports > Output), or the app's virtual port and connect your DAW or synth to it.")
+            self.error.emit("Playback is silent: no output is open. Choose an output in the MIDI tab "
+                            "(Ports > Output): the built-in synth, a MIDI port, or the app's virtual port "
+                            "connected to your DAW or synth.")
 
     # --- playback ---------------------------------------------------------------------------
     def play(self, score: Score, start_tick: int, audible: Score | None = None, count_in: int = 0,
@@ -150,17 +214,26 @@ class Transport(QObject):
         self.stop()
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
-        self._notes = sorted((score if audible is None else audible).notes, key=lambda n: n.start)
+        notes = list((score if audible is None else audible).notes)
         self.channels.use(score)  # the channels and programs the piece's file has
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
         at = time.perf_counter() + LOOKAHEAD_S
-        if count_in:
+        if self.metronome:
+            last = end if end is not None else max((n.end for n in notes), default=start_tick)
+            notes += metronome.clicks(self._tempo_map, 0, max(last, start_tick + 1))
+        self._notes = sorted(notes, key=lambda n: n.start)
+        if count_in:  # a recording's own count-in, in beats
             at = self._count_in(start_tick, count_in, at)
+        elif self.metronome:  # the piece starts after one bar of clicks
+            beats, length = metronome.count_in(self._tempo_map, start_tick)
+            at += length
+            for before, click in beats:
+                self._sound(click, at - before, 0.1)
         self._current = self._schedule(start_tick, end, at)
         self._current.open = until_stopped
-        if self.send_clock and not isinstance(self.port, SilentPort):
+        if self.send_clock and not isinstance(self.port, (SilentPort, SynthHandle)):
             self._clock = live.ClockSender(self.port, bpm=self._tempo_map.tempo_at(start_tick)).start(at=at)
         self._set_playing(True)
         return at
@@ -219,12 +292,15 @@ class Transport(QObject):
     def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
         """Let the user hear one key (keyboard click, drawing a note)."""
         self._say_if_silent()
+        self._sound(Note(0, 1, pitch, velocity, program, drum), time.perf_counter())
+
+    def _sound(self, note: Note, at: float, seconds: float = AUDITION_S) -> None:
+        """One note at a perf_counter time, outside any pass (a key clicked, a count-in's click)."""
         scheduler = self.ensure_scheduler()
-        channel, new = self.channels.channel(Note(0, 1, pitch, velocity, program, drum))
-        now = time.perf_counter()
+        channel, new = self.channels.channel(note)
         if new:
-            scheduler.send_at(now, mido.Message("program_change", channel=channel, program=program))
-        scheduler.note(channel, pitch, velocity, now, now + AUDITION_S)
+            scheduler.send_at(at, mido.Message("program_change", channel=channel, program=note.program))
+        scheduler.note(channel, note.pitch, note.velocity, at, at + seconds)
 
     def position(self) -> float | None:
         p = self._current

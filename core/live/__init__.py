@@ -15,6 +15,9 @@ One job per module:
     capture     MidiCapture: what arrives on an input, as a Score
     clock       ClockFollower (a DAW's MIDI clock) and ClockSender (ours)
     jam         JamSession: answers a player; the only module that uses the model, and only to answer
+    synth       the built-in General MIDI synth: SynthPort (an output for a scheduler, opened in
+                SchedulerProcess's child), offline rendering to WAV (`rwkv-music render`)
+    metronome   clicks on the beats and a one-bar count-in, as GM drum notes
 Which channel a note sounds on is core.channels' rule, shared with the MIDI file writer.
 """
 from ..channels import ChannelMap

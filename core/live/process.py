@@ -1,4 +1,5 @@
-"""SchedulerProcess: the Scheduler in a child process that owns the MIDI output, driven through a pipe."""
+"""SchedulerProcess: the Scheduler in a child process that owns the MIDI output (or the built-in synth and
+its audio device), driven through a pipe."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +8,7 @@ import mido
 
 from .ports import APP_PORT_NAME, PortError, open_output
 from .scheduler import Scheduler
-from .timing import raise_thread_priority, wait_until
+from .timing import SPIN_SECONDS, raise_thread_priority, wait_until
 
 
 class SchedulerProcess:
@@ -18,19 +19,23 @@ class SchedulerProcess:
     Same methods as Scheduler; deadlines are this process's time.perf_counter() values, which the child
     shares (a system-wide monotonic clock). stop() is asynchronous: the child releases on receipt.
     `history`: as the Scheduler's, kept in the child.
+
+    With `synth` (a SynthConfig) the child's output is the built-in synth (core.live.synth) instead of a
+    MIDI port: its audio callback runs there too, out of reach of this process's GIL.
     """
 
     def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None,
-                 history: int = 0):
+                 history: int = 0, synth=None):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe()
         self._process = ctx.Process(target=_scheduler_process_main,
-                                    args=(child_end, port_name, virtual, backend, history),
+                                    args=(child_end, port_name, virtual, backend, history, synth),
                                     name="midi-scheduler", daemon=True)
         self._child_end = child_end
         self._lock = threading.Lock()  # one request and its reply at a time
+        self.error: Exception | None = None  # set once the child has gone: later requests do nothing
         self.port_name = ""
 
     def start(self, timeout: float = 30.0) -> "SchedulerProcess":
@@ -51,12 +56,21 @@ class SchedulerProcess:
 
     def _post(self, *command) -> None:
         with self._lock:
-            self._conn.send(command)
+            try:
+                self._conn.send(command)
+            except (OSError, EOFError, ValueError) as e:  # the child is gone (it released what it could)
+                self.error = self.error or e
+
+    _GONE = {"status": (0, 0), "lateness": [], "stats": {}}  # what a child that is gone answers
 
     def _ask(self, *command):
         with self._lock:
-            self._conn.send(command)
-            return self._conn.recv()
+            try:
+                self._conn.send(command)
+                return self._conn.recv()
+            except (OSError, EOFError, ValueError) as e:
+                self.error = self.error or e
+                return self._GONE[command[0]]
 
     def send_at(self, deadline: float, message: mido.Message) -> None:
         self._post("at", deadline, bytes(message.bytes()))
@@ -66,6 +80,14 @@ class SchedulerProcess:
 
     def stop(self) -> None:
         self._post("stop")
+
+    def set_volume(self, volume: float) -> None:
+        """The synth's volume, 0..1 (a MIDI port ignores it)."""
+        self._post("volume", float(volume))
+
+    def synth_stats(self) -> dict:
+        """The synth's counters (SynthPort.stats); {} for a MIDI port."""
+        return self._ask("stats")
 
     @property
     def pending(self) -> int:
@@ -110,15 +132,22 @@ class SchedulerProcess:
         self.close()
 
 
-def _scheduler_process_main(conn, port_name, virtual, backend, history) -> None:
+def _scheduler_process_main(conn, port_name, virtual, backend, history, synth) -> None:
     """The child of SchedulerProcess: open the port, then obey the pipe until "close" or until it breaks."""
     raise_thread_priority(4)  # this thread takes the GIL too: unpreempted, it never makes the scheduler wait
     try:
-        port = open_output(port_name, virtual=virtual, backend=backend)
+        if synth is not None:
+            from .synth import SynthPort  # only this child loads the engine and the audio library
+
+            port = SynthPort(synth)
+        else:
+            port = open_output(port_name, virtual=virtual, backend=backend)
     except Exception as e:
         conn.send(("error", str(e)))
         return
-    scheduler = Scheduler(port, history=history).start()
+    # the synth places each message at its deadline's sample itself: no spinning for the last ms, which would
+    # hold this process's GIL while the audio callback needs it
+    scheduler = Scheduler(port, history=history, spin=0.0 if synth is not None else SPIN_SECONDS).start()
     conn.send(("ready", getattr(port, "name", port_name or APP_PORT_NAME)))
     try:
         while True:
@@ -137,6 +166,11 @@ def _scheduler_process_main(conn, port_name, virtual, backend, history) -> None:
                 conn.send((scheduler.pending, scheduler.sounding))
             elif op == "lateness":
                 conn.send(list(scheduler.lateness) if history else [scheduler.max_lateness])
+            elif op == "volume":
+                if hasattr(port, "set_volume"):
+                    port.set_volume(command[1])
+            elif op == "stats":
+                conn.send(port.stats() if hasattr(port, "stats") else {})
             elif op == "close":
                 break
     finally:

@@ -1,12 +1,16 @@
-"""The MIDI panel: MIDI system, output and input ports, clock, and the Jam toggle. Choices persist
-(QSettings)."""
+"""The MIDI panel: MIDI system, output (the built-in synth, the virtual port or a MIDI port) and input ports,
+clock, the synth's audio device and volume, and the Jam toggle. Choices persist (QSettings)."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
+from core.live.synth import SYNTH_OUTPUT
+
+SYNTH = "__synth__"
 VIRTUAL = "__virtual__"
+DEFAULT_DEVICE = ""
 NO_INPUT = ""
 CLOCK_MODES = [("Internal (the piece's tempo)", "internal"), ("Send MIDI clock to the output", "send"),
                ("Follow MIDI clock from the input", "follow")]
@@ -19,6 +23,8 @@ class MidiPanel(QWidget):
     clockChosen = Signal(str)
     jamToggled = Signal(bool)
     refreshRequested = Signal()
+    audioDeviceChosen = Signal(str)  # DEFAULT_DEVICE or a device name
+    volumeChanged = Signal(float)    # 0..1
 
     def __init__(self, prefs, parent=None) -> None:
         super().__init__(parent)
@@ -35,6 +41,13 @@ class MidiPanel(QWidget):
         self.refresh.clicked.connect(self.refreshRequested)
         self.port_note = QLabel("")
         self.port_note.setWordWrap(True)
+
+        self.audio_device = QComboBox()
+        self.audio_device.setToolTip("Where the built-in synth plays")
+        self.volume = QSlider(Qt.Horizontal)
+        self.volume.setRange(0, 100)
+        self.volume.setValue(self.prefs.get("audio/volume", 80, int))
+        self.volume.setToolTip("The built-in synth's volume")
 
         self.jam = QCheckBox("Jam: answer when I pause")
         self.jam.setToolTip("Listen on the MIDI input; when you stop playing, the model answers and its notes "
@@ -57,6 +70,10 @@ class MidiPanel(QWidget):
         form.addRow("Clock", self.clock)
         form.addRow(self.refresh)
         form.addRow(self.port_note)
+        self.sound_box = QGroupBox("Built-in synth")
+        sound_form = QFormLayout(self.sound_box)
+        sound_form.addRow("Audio device", self.audio_device)
+        sound_form.addRow("Volume", self.volume)
         jam_box = QGroupBox("Jam")
         jam_form = QFormLayout(jam_box)
         jam_form.addRow(self.jam)
@@ -64,6 +81,7 @@ class MidiPanel(QWidget):
         jam_form.addRow("Answer length", self.jam_bars)
         layout = QVBoxLayout(self)
         layout.addWidget(ports)
+        layout.addWidget(self.sound_box)
         layout.addWidget(jam_box)
         layout.addStretch(1)
 
@@ -73,6 +91,8 @@ class MidiPanel(QWidget):
         self.output.activated.connect(self._on_output)
         self.input.activated.connect(self._on_input)
         self.clock.activated.connect(self._on_clock)
+        self.audio_device.activated.connect(self._on_audio_device)
+        self.volume.valueChanged.connect(self._on_volume)
         self.jam.toggled.connect(self.jamToggled)
         self.jam_pause.valueChanged.connect(lambda v: self.prefs.set("jam/pause_s", v))
         self.jam_bars.valueChanged.connect(lambda v: self.prefs.set("jam/bars", v))
@@ -90,8 +110,9 @@ class MidiPanel(QWidget):
         return self.system.currentData()
 
     def set_ports(self, outputs: list[str], inputs: list[str], virtual_ok: bool, reason: str = "") -> None:
-        """Fill the lists and select the remembered choices (or the virtual port / no input)."""
+        """Fill the lists and select the remembered choices (or the built-in synth / no input)."""
         self.output.clear()
+        self.output.addItem(SYNTH_OUTPUT, SYNTH)
         if virtual_ok:
             self.output.addItem("RWKV-Music (virtual port for your DAW)", VIRTUAL)
         for name in outputs:
@@ -100,14 +121,41 @@ class MidiPanel(QWidget):
         self.input.addItem("(none)", NO_INPUT)
         for name in inputs:
             self.input.addItem(name, name)
-        out = self.prefs.get("midi/output", VIRTUAL)
-        self.output.setCurrentIndex(max(0, self.output.findData(out)))
+        out = self.prefs.get("midi/output", SYNTH)
+        index = self.output.findData(out)
+        if index < 0 and out not in (SYNTH, VIRTUAL):
+            # a port that is not there now stays the choice, to be tried (and, failing, replaced by the synth)
+            self.output.addItem(f"{out} (not found)", out)
+            index = self.output.count() - 1
+        self.output.setCurrentIndex(max(0, index))
+        self.sound_box.setEnabled(self.chosen_output() == SYNTH)
         inp = self.prefs.get("midi/input", NO_INPUT)
         self.input.setCurrentIndex(max(0, self.input.findData(inp)))
         self.port_note.setText(f"MIDI system: {reason}" if reason else "")
 
     def chosen_output(self) -> str | None:
         return self.output.currentData()
+
+    def set_audio_devices(self, devices: list[str]) -> None:
+        self.audio_device.clear()
+        self.audio_device.addItem("System default", DEFAULT_DEVICE)
+        for name in devices:
+            self.audio_device.addItem(name, name)
+        self.audio_device.setCurrentIndex(max(0, self.audio_device.findData(self.prefs.get("audio/device", ""))))
+
+    def chosen_audio_device(self) -> str | None:
+        return self.audio_device.currentData() or None
+
+    def chosen_volume(self) -> float:
+        return self.volume.value() / 100
+
+    def _on_audio_device(self, index: int) -> None:
+        self.prefs.set("audio/device", self.audio_device.itemData(index))
+        self.audioDeviceChosen.emit(self.audio_device.itemData(index))
+
+    def _on_volume(self, value: int) -> None:
+        self.prefs.set("audio/volume", value)
+        self.volumeChanged.emit(value / 100)
 
     def chosen_input(self) -> str:
         return self.input.currentData() or NO_INPUT
@@ -121,6 +169,7 @@ class MidiPanel(QWidget):
 
     def _on_output(self, index: int) -> None:
         self.prefs.set("midi/output", self.output.itemData(index))
+        self.sound_box.setEnabled(self.output.itemData(index) == SYNTH)
         self.outputChosen.emit(self.output.itemData(index))
 
     def _on_input(self, index: int) -> None:

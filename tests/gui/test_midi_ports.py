@@ -29,6 +29,7 @@ def test_refresh_keeps_the_daws_connection_to_the_virtual_port(jack_server, monk
         pytest.skip("jack_connect is not installed (it comes with jackd2)")
     monkeypatch.delenv("MIDO_BACKEND", raising=False)
     prefs.midi_api = "jack"  # chosen in an earlier run
+    prefs.set("midi/output", "__virtual__")  # and the app's virtual port (the default is the built-in synth)
     with MidiRecorder() as daw:
         w = make_window(start=True)
         assert w.midi_panel.chosen_system() == "jack" and w.midi_panel.chosen_output() == "__virtual__"
@@ -54,6 +55,7 @@ def test_refresh_keeps_the_daws_connection_to_the_virtual_port(jack_server, monk
 def test_midi_system_choice_opens_ports_there_and_is_remembered(jack_server, monkeypatch, make_window, prefs,
                                                                  qtbot):
     monkeypatch.delenv("MIDO_BACKEND", raising=False)
+    prefs.set("midi/output", "__virtual__")  # the app's virtual port (the default is the built-in synth)
     with MidiRecorder() as daw:
         w = make_window(start=True)
         panel = w.midi_panel
