@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import mido
 
@@ -17,6 +17,8 @@ from .player import Player
 from .timing import Timeline
 
 from ..sampling_config import SamplingConfig
+
+if TYPE_CHECKING:
     from .process import SchedulerProcess
     from .scheduler import Scheduler
 
