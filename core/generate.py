@@ -24,6 +24,7 @@ from .sampling_config import SamplingConfig
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
+from . import voices
 
 DEFAULT_CTX = 1024
 PREFILL_CACHE_SIZE = 4
@@ -350,10 +351,12 @@ class ContinuationStream(NoteStream, StepCounter):
                 v.done, v.reason = True, "closed"
 
     def score(self, notes: list[Note]) -> Score:
-        """The prompt up to the continuation point (its tracks and their events) plus `notes`, each in a track
-        of its instrument (a new one if the prompt has none), with the prompt's tempo map and meter."""
+        """The prompt up to the continuation point (its tracks and their events) plus `notes`, each in the
+        track whose part it continues (core.voices; a new track of its instrument if the prompt has none),
+        with the prompt's tempo map and meter."""
         piece = self.prompt.slice(0, self.requested_tick)
-        piece.add_notes([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
+        tracks = [t.notes for t in piece.tracks(include_empty=True)]
+        piece.add_notes(voices.placed(tracks, notes, self.start_tick))
         return piece
 
     # -- the sampling loop

@@ -120,7 +120,8 @@ class NoteDocument(QObject):
             tracks.append(p.part.copy(notes=False))
             new = [replace(n, track=len(tracks) - 1) for n in p.notes]
         else:
-            new = arrange.home_tracks([self._notes[i] for i in gone if i in self._notes], p.notes)
+            start, end = self.preview_region()
+            new = arrange.home_tracks(notes, [self._notes[i] for i in gone if i in self._notes], p.notes, start, end)
         return Score(notes + new, list(self.meta.tempos), list(self.meta.time_signatures), tracks=tracks)
 
     def preview_region(self) -> tuple[int, int]:
