@@ -114,14 +114,154 @@ def placement(args) -> None:
         print(f"{r[0]:58s} {r[1]:6d} {r[2]:11.1%} {r[3]:7.1%} {r[4]:18.1%} {r[5]:7.1%} {r[6]:6.1%}")
 
 
+class _Switch:
+    """Today's rules on or off: the sampling limits (core.idiom via GrammarState.limit_onsets), the part's
+    shaping, the placement in tracks (off: every note to the first track of its instrument)."""
+
+    def __init__(self, limits: bool = True, placement: bool = True):
+        self.limits, self.placement = limits, placement
+
+    def __enter__(self):
+        from core import idiom, tokenizer
+        self.saved = (tokenizer.GrammarState.limit_onsets, idiom.shape_part, voices.place_notes, voices.untangle)
+        if not self.limits:
+            tokenizer.GrammarState.limit_onsets = lambda self, caps=None, ranges=None: None
+            idiom.shape_part = lambda notes, instrument: notes
+        if not self.placement:
+            voices.place_notes = lambda tracks, new, start, end=None: [None] * len(new)
+            voices.untangle = lambda notes, fixed=(): notes
+        return self
+
+    def __exit__(self, *exc):
+        from core import idiom, tokenizer
+        (tokenizer.GrammarState.limit_onsets, idiom.shape_part, voices.place_notes, voices.untangle) = self.saved
+
+
+def _gen():
+    from core.generate import Generator
+    from core.paths import base_model
+    return Generator.load(str(base_model()))
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def bass(args) -> None:
+    """Add part on the first 16 bars of POP909 test songs, over bars 5-12."""
+    from collections import Counter
+    from statistics import median
+
+    from core import idiom
+    from core.generate import SamplingConfig
+    from core.infill import add_part
+    gen = _gen()
+    files = test_files("pop909")[:args.pieces]
+    print(f"\nAdd part over bars 5-12 of the first 16 bars of {len(files)} POP909 test songs, {args.variations} "
+          f"variations each (means over takes; max: the most of any take)")
+    print(f"{'part':28s} {'rules':6s} {'notes/bar':>9s} {'at one onset':>12s} {'max':>4s} {'sounding':>8s} {'max':>4s} "
+          f"{'lowest':>6s} {'highest':>7s} {'median beats':>12s}")
+    for name, instrument in (("Electric Bass (finger)", (33, False)), ("Flute", (73, False)), ("Drums", (0, True)),
+                             ("Acoustic Guitar (nylon)", (24, False))):
+        for on in (False, True):
+            rows = []
+            with _Switch(limits=on):
+                for path in files:
+                    score = _read(path)
+                    bars = score.bar_starts(score.end_tick)
+                    if len(bars) < 17:
+                        continue
+                    piece = score.slice(0, bars[16])
+                    stream = add_part(gen, piece, instrument, bars[4], bars[12], variations=args.variations,
+                                      sampling=SamplingConfig(seed=args.seed))
+                    for out in stream.generate():
+                        notes = [n for t in out.tracks() if t.instrument == instrument and t.name in (
+                            "Drums", name) for n in t.notes]
+                        if not notes:
+                            continue
+                        onset = Counter(n.start for n in notes)
+                        rows.append((len(notes) / 8, _mean(list(onset.values())), max(onset.values()),
+                                     idiom.most_at_once(notes), min(n.pitch for n in notes),
+                                     max(n.pitch for n in notes), median(n.duration for n in notes) / 480))
+            if not rows:
+                continue
+            col = list(zip(*rows))
+            print(f"{name:28s} {'on' if on else 'off':6s} {_mean(col[0]):9.1f} {_mean(col[1]):12.2f} {max(col[2]):4d} "
+                  f"{_mean(col[3]):8.1f} {max(col[3]):4d} {min(col[4]):6d} {max(col[5]):7d} {_mean(col[6]):12.2f}")
+
+
+def density_rows(gen, files, args, on: bool, memory: float | None):
+    """Continuations of the first k bars (m bars, v variations): per take, notes per bar against the
+    prompt's last 8 bars, the most notes sounding at once, MELODY's top-voice share, invented tracks."""
+    from core.generate import SamplingConfig
+    from core import idiom
+    from core.midi import score_to_bytes
+    rows = []
+    k, m = args.prompt_bars[0], args.bars
+    with _Switch(limits=on, placement=on):
+        for path in files:
+            score = _read(path)
+            bars = score.bar_starts(score.end_tick)
+            if len(bars) < k + 1:
+                continue
+            prompt = score.slice(0, bars[k])
+            tail = [n for n in prompt.notes if n.start >= bars[max(0, k - 8)]]
+            prompt_density = len(tail) / min(8, k)
+            cfg = SamplingConfig(seed=args.seed) if memory is None else SamplingConfig(seed=args.seed, memory=memory)
+            stream = gen.stream(prompt, bars=m, variations=args.variations, sampling=cfg)
+            takes = [[] for _ in range(args.variations)]
+            for item in stream:
+                takes[item.variation].append(item.note)
+            names = [t.name for t in prompt.tracks()]
+            for notes in takes:
+                out = stream.score(notes)
+                saved = [t.name for t in read_midi(score_to_bytes(out))[0].tracks()]
+                melody = [n for t in out.tracks() if t.name == "MELODY" for n in t.notes if n.start >= stream.start_tick]
+                rows.append({"ratio": len(notes) / m / max(prompt_density, 1e-9),
+                             "at_once": idiom.most_at_once(notes),
+                             "prompt_at_once": idiom.most_at_once(tail),
+                             "top": top_voice_share(melody, notes) if melody else None,
+                             "invented": len(saved) - len(names)})
+    return rows
+
+
+def generate(args) -> None:
+    gen = _gen()
+    k, m = args.prompt_bars[0], args.bars
+    print(f"\nContinuations of the first {k} bars, {m} bars generated, {args.variations} variations, seed {args.seed} "
+          f"(density: notes per bar against the prompt's last 8 bars)")
+    print(f"{'collection':22s} {'rules':6s} {'memory':>6s} {'takes':>5s} {'ratio median':>12s} {'in 0.5-2x':>9s} "
+          f"{'>2x':>5s} {'at once':>7s} {'max':>4s} {'prompt':>6s} {'MELODY top':>10s} {'tracks added':>12s}")
+    from core.sampling_config import DEFAULT_MEMORY
+    for collection in ("pop909", "bach"):
+        files = test_files(collection)[:args.pieces]
+        for on, memory in ((False, 0.0), (False, None), (True, None)):
+            rows = density_rows(gen, files, args, on, memory)
+            if not rows:
+                continue
+            ratios = sorted(r["ratio"] for r in rows)
+            inside = sum(0.5 <= r <= 2 for r in ratios) / len(ratios)
+            over = sum(r > 2 for r in ratios) / len(ratios)
+            print(f"{collection:22s} {'on' if on else 'off':6s} {DEFAULT_MEMORY if memory is None else memory:6.2f} "
+                  f"{len(rows):5d} {ratios[len(ratios) // 2]:12.2f} {inside:9.0%} {over:5.0%} "
+                  f"{_mean([r['at_once'] for r in rows]):7.1f} {max(r['at_once'] for r in rows):4d} "
+                  f"{_mean([r['prompt_at_once'] for r in rows]):6.1f} {_mean([r['top'] for r in rows]):10.0%} "
+                  f"{sum(r['invented'] for r in rows):12d}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["placement", "generate", "bass"])
     ap.add_argument("--pieces", type=int, default=50)
     ap.add_argument("--prompt-bars", type=int, nargs="+", default=[8, 16, 24])
     ap.add_argument("--bars", type=int, default=8)
+    ap.add_argument("--variations", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    {"placement": placement}[args.what](args)
+    if args.what == "generate" and args.prompt_bars == [8, 16, 24]:
+        args.prompt_bars = [16]  # as the issue's takes: the first 16 bars
+    {"placement": placement, "bass": bass, "generate": generate}[args.what](args)
 
 
 if __name__ == "__main__":

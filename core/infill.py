@@ -35,7 +35,7 @@ from .generate import TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfi
 from .model import State
 from .sampling import Lane, StepCounter, new_seed, run_lanes
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
-from . import voices
+from . import idiom, voices
 from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
 
 BEFORE_BARS = 16  # at most this many bars before a bar range are read (fewer where the budget is short)
@@ -346,6 +346,7 @@ class InfillStream(NoteStream, StepCounter):
         piece = self.document.copy()
         notes = _restruck([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
         if self.part is not None:
+            notes = idiom.shape_part(notes, self.part)  # a bass line: each note ends where the next begins
             program, drum = self.part
             name = "Drums" if drum else GM_PROGRAM_NAMES[program]
             tracks = piece.tracks(include_empty=True) + [Track(name, None, program, drum, notes)]
@@ -507,9 +508,11 @@ class InfillStream(NoteStream, StepCounter):
         forcing of its kept notes, the tick where the decoder puts the middle, its memory of the prompt."""
         lanes = []
         origin = chunk.context_start if self.part is not None else chunk.start
+        caps, ranges = idiom.part_limits(self.part) if self.part is not None else (None, None)  # (core.idiom)
         for v, (ids, middle) in enumerate(zip(prompts, middles)):
             dec = self.tok.stream_decoder()
             dec.grammar = self.tok.grammar(ids, instruments=self.instruments, playable=True)
+            dec.grammar.limit_onsets(caps, ranges)
             memory = self.gen.memory(ids, self.sampling.memory)
             lanes.append(_InfillLane(self, v, dec, _Forcing(self.tok, middle), origin - dec.grammar.gap_tick,
                                      self.max_tokens_per_bar * chunk.bars, memory))

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from PySide6.QtGui import QUndoCommand
 
-from core import arrange
+from core import arrange, idiom
 from core.score import Note, TempoChange, TimeSignature, Track
 from musicapp.document import LOCK_COMMAND_ID, PREVIEW_COMMAND_ID, NoteDocument, Preview
 
@@ -148,7 +148,8 @@ def _accept_in_place(doc: NoteDocument) -> None:
     stack.beginMacro("Accept part" if preview.part is not None else "Accept regenerated bars")
     if preview.part is not None:
         stack.push(SetTracks(doc, doc.tracks + [preview.part], "Add track"))
-        notes = [replace(n, track=len(doc.tracks) - 1) for n in preview.notes]
+        notes = idiom.shape_part([replace(n, track=len(doc.tracks) - 1) for n in preview.notes],
+                                 preview.part.instrument)
     else:
         gone = set(removed)
         start, end = doc.preview_region()
