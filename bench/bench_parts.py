@@ -236,7 +236,7 @@ def generate(args) -> None:
     from core.sampling_config import DEFAULT_MEMORY
     for collection in ("pop909", "bach"):
         files = test_files(collection)[:args.pieces]
-        for on, memory in ((False, 0.0), (False, None), (True, None)):
+        for on, memory in args.configs:
             rows = density_rows(gen, files, args, on, memory)
             if not rows:
                 continue
@@ -258,7 +258,9 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--variations", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--all", action="store_true", help="generate: also without the memory")
     args = ap.parse_args()
+    args.configs = [(False, 0.0), (False, None), (True, 0.0), (True, None)] if args.all else [(False, None), (True, None)]
     if args.what == "generate" and args.prompt_bars == [8, 16, 24]:
         args.prompt_bars = [16]  # as the takes: the first 16 bars
     {"placement": placement, "bass": bass, "generate": generate}[args.what](args)

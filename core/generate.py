@@ -24,7 +24,7 @@ from .sampling_config import SamplingConfig
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
-from . import voices
+from . import idiom, voices
 
 DEFAULT_CTX = 1024
 PREFILL_CACHE_SIZE = 4
@@ -329,6 +329,9 @@ class ContinuationStream(NoteStream, StepCounter):
         if instruments is None:
             instruments = {n.instrument for n in prompt.notes if n.start < self.requested_tick} or None
         self.instruments = None if instruments is None else sorted(set(instruments))
+        # the prompt's texture: each instrument starts at most as many notes at once as in its last bars
+        before = [n for n in prompt.token_view().notes if n.start < self.requested_tick]
+        self.chord_caps = idiom.chord_caps(before, self.start_tick, instruments=self.instruments or ())
         limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
         self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
         self.prefill_seconds = 0.0
@@ -366,6 +369,7 @@ class ContinuationStream(NoteStream, StepCounter):
         dec.grammar.playable = True  # every note within its instrument's range
         if self.instruments is not None:
             dec.grammar.restrict_instruments(self.instruments)
+        dec.grammar.limit_onsets(self.chord_caps)
         return dec
 
     def _stop_reason(self, v: _ContinuationLane, t: int) -> str:

@@ -96,3 +96,27 @@ def test_the_bundled_models_flute_and_drums_play_as_they_do(bundled):
         saved = read_midi(score_to_bytes(score))[0]
         kit = [t for t in saved.tracks() if t.drum]
         assert len(kit) == 1 and kit[0].channel == 9 and len(kit[0].notes) == len(drums.notes)  # channel 10
+
+
+def test_chord_caps_are_what_the_prompts_last_bars_start_at_once():
+    from core.score import Note
+    notes = [Note(0, 480, p) for p in (48, 52, 55, 60)] + [Note(480, 480, 64), Note(0, 480, 40, program=33),
+                                                            Note(-99_999, 480, 70, program=40)]
+    caps = idiom.chord_caps(notes, 1920, instruments=[(0, False), (73, False), (0, True)])
+    assert caps == {(0, False): 4, (33, False): 1, (73, False): 1, (0, True): 4}  # long ago: not counted
+
+
+def test_the_bundled_models_continuation_keeps_the_prompts_density(bundled):
+    """POP909 002 after 16 bars: one take of four was 3.4x as dense as the prompt's last 8 bars, with
+    7 notes at one onset where the prompt has 4 at most."""
+    prompt, _ = read_midi(POP.with_name("002.mid"))
+    bars = prompt.bar_starts()
+    prompt = prompt.slice(0, bars[16])
+    per_bar = sum(1 for n in prompt.notes if n.start >= bars[8]) / 8
+    stream = bundled.stream(prompt, bars=4, variations=4, sampling=SamplingConfig(seed=3))
+    takes = [[], [], [], []]
+    for item in stream:
+        takes[item.variation].append(item.note)
+    for notes in takes:
+        assert 0.5 <= len(notes) / 4 / per_bar <= 2.0, len(notes) / 4 / per_bar
+        assert max(Counter((n.start, n.instrument) for n in notes).values()) <= stream.chord_caps[(0, False)] == 4
