@@ -177,6 +177,9 @@ def test_add_part_makes_a_track_of_the_instrument_and_saves_it(infill_window, qt
     part = doc.preview.notes
     assert part and all(n.instrument == (33, False) and n.start < 4 * BAR for n in part)
     assert doc.preview.part.label == "Electric Bass (finger)"
+    # a bass line, whatever the model: one note at a time in the bass register (core.idiom)
+    from core import idiom
+    assert idiom.most_at_once(part) == 1 and all(28 <= n.pitch <= 55 for n in part)
     assert doc.placement_plan().removed == [] and snapshot(doc) == before
     heard = doc.to_score(include_preview=True)  # what Play plays while the part is shown: it and the rest
     assert sorted(fields(n)[:6] for n in heard.notes) == sorted([f[:6] for f in before.values()] +
