@@ -56,7 +56,7 @@ def encode_files(tok: Tokenizer, paths: list[Path]) -> list[list[int]]:
     out = []
     for p in paths:
         try:
-            out.append(tok.encode(read_midi(str(p))[0]))
+            out.append(tok.encode(read_midi(str(p))[0].token_view()))  # as `rwkv-music eval` reads a file
         except (MidiReadError, OSError) as e:
             print(f"skipped {p}: {e}", file=sys.stderr)
     return [ids for ids in out if len(ids) > 2]
@@ -112,15 +112,16 @@ def cmd_fit(args) -> None:
             if found:
                 sets[c] = encode_files(tok, found)
                 break
-    pieces = [ids for s in sets.values() for ids in s]
-    print(f"fitting the piece gate on {len(pieces)} validation pieces ({', '.join(f'{k} {len(v)}' for k, v in sets.items())})")
-    t0 = time.perf_counter()
-    trace = memory_trace(model, tok, pieces)
-    net = float(-np.log2(trace.below_t / trace.below_z).sum()) / trace.notes
-    piece_gate = fit_gate(trace, PIECE_GATE)
-    print(f"  traced in {time.perf_counter() - t0:.0f} s; network {net:.3f} bits/note, today's gate "
-          f"{float(trace_bits(trace, PIECE_GATE)) / trace.notes:.3f}, fitted {float(trace_bits(trace, piece_gate)) / trace.notes:.3f}")
-    print(f"PIECE_GATE = np.array({np.round(piece_gate, 3).tolist()})")
+    if not args.folder_only:
+        pieces = [ids for s in sets.values() for ids in s]
+        print(f"fitting the piece gate on {len(pieces)} validation pieces ({', '.join(f'{k} {len(v)}' for k, v in sets.items())})")
+        t0 = time.perf_counter()
+        trace = memory_trace(model, tok, pieces)
+        net = float(-np.log2(trace.below_t / trace.below_z).sum()) / trace.notes
+        piece_gate = fit_gate(trace, PIECE_GATE)
+        print(f"  traced in {time.perf_counter() - t0:.0f} s; network {net:.3f} bits/note, today's gate "
+              f"{float(trace_bits(trace, PIECE_GATE)) / trace.notes:.3f}, fitted {float(trace_bits(trace, piece_gate)) / trace.notes:.3f}")
+        print(f"PIECE_GATE = np.array({np.round(piece_gate, 3).tolist()})")
     folder_traces = []
     for c in args.folder_collections:  # a folder of training pieces, other (validation) pieces as the test
         for root in args.corpus:
@@ -130,6 +131,11 @@ def cmd_fit(args) -> None:
                 folder_traces.append(memory_trace(model, tok, sets[c], which="folder", folder=folder))
                 print(f"  folder gate: {len(found)} {c} training pieces as the folder, {len(sets[c])} validation pieces")
                 break
+    if args.groove:  # music the bundled network never heard: Groove's training grooves (its validation split
+        grooves = encode_files(tok, groove_files("train", args.folder_size + args.pieces))  # is held out)
+        folder = FolderMemory(grooves[:args.folder_size])
+        folder_traces.append(memory_trace(model, tok, grooves[args.folder_size:], which="folder", folder=folder))
+        print(f"  folder gate: {args.folder_size} Groove training grooves as the folder, {args.pieces} others")
     if folder_traces:
         merged = type(folder_traces[0])(*(np.concatenate([getattr(t, f) for t in folder_traces])
                                           for f in ("below_t", "below_z", "mem_t", "mem_z", "escape", "features")),
@@ -164,18 +170,27 @@ def cmd_eval(args) -> None:
 
 
 def cmd_folder(args) -> None:
-    """Folder memory against folder size: N tunes of O'Neill's as the folder, `--test` others scored, with
-    the piece memory on throughout (as the product runs); several draws."""
+    """Folder memory against folder size: N tunes of O'Neill's (or N Groove grooves: --set drums, folders
+    from its training split, tests from its validation split) as the folder, `--test` others scored, with and
+    without the piece memory; several draws."""
     model, tok = load(args)
-    tunes = encode_files(tok, sorted((Path(args.heldout) / "oneills1850").glob("*.mid")))
+    if args.set == "drums":
+        tunes = encode_files(tok, groove_files("train", 400))
+        tests = encode_files(tok, groove_files("validation", 200))
+    else:
+        tunes = encode_files(tok, sorted((Path(args.heldout) / "oneills1850").glob("*.mid")))
+        tests = None
     rng = random.Random(1)
     rows = []
     for n in args.sizes:
         results = {"network": [], "piece": [], "piece + folder": [], "folder": []}
         build = []
         for draw in range(args.draws):
-            pick = rng.sample(range(len(tunes)), n + args.test)
-            folder_ids, test_ids = [tunes[i] for i in pick[:n]], [tunes[i] for i in pick[n:]]
+            if tests is None:
+                pick = rng.sample(range(len(tunes)), n + args.test)
+                folder_ids, test_ids = [tunes[i] for i in pick[:n]], [tunes[i] for i in pick[n:]]
+            else:
+                folder_ids, test_ids = rng.sample(tunes, n), rng.sample(tests, args.test)
             t0 = time.perf_counter()
             folder = FolderMemory(folder_ids)
             build.append(time.perf_counter() - t0)
@@ -261,7 +276,8 @@ def cmd_continue(args) -> None:
         for f in files:
             if used >= args.prompts:
                 break
-            score = read_midi(str(f))[0].token_view()
+            # the piece as the model sees it (its grid, its meter), so that every output is compared on one grid
+            score, _ = tok.decode(tok.encode(read_midi(str(f))[0].token_view()))
             bars = score.bar_starts(score.end_tick)
             if len(bars) < k + m + 1:
                 continue
@@ -303,6 +319,57 @@ def cmd_continue(args) -> None:
     print_table(["set (prompts)", "", "pitch-class overlap", "inter-onset overlap", "velocity overlap",
                  "density ratio", "in key", "self-repetition", f"copy meter ({args.folder} tunes)",
                  "stacked duplicates"], summary)
+
+
+def cmd_style(args) -> None:
+    """The product's default with a trained style: N tunes of O'Neill's as the user's folder, a style trained
+    on them for --budget seconds (`rwkv-music train --mode style`, which also writes the folder's memory),
+    other tunes as the test: the bare network, the style alone, the memories alone, both."""
+    import shutil
+    import tempfile
+
+    from core.style import apply_style, load_style, remove_style
+    from core.train import run_training
+    from core.train_config import TrainConfig
+    model, tok = load(args)
+    tunes = sorted((Path(args.heldout) / "oneills1850").glob("*.mid"))
+    rng = random.Random(3)
+    rows = []
+    for n in args.sizes:
+        for draw in range(args.draws):
+            pick = rng.sample(tunes, n + args.test)
+            work = Path(tempfile.mkdtemp(prefix="bench_memory_style_"))
+            folder = work / "folder"
+            folder.mkdir()
+            for f in pick[:n]:
+                (folder / f.name).symlink_to(f.resolve())
+            t0 = time.perf_counter()
+            run_training(TrainConfig(data=str(folder), out=str(work / "run"), base=args.model or str(base_model()),
+                                     mode="style", time_budget_s=args.budget, threads=args.threads, workers=1))
+            trained = time.perf_counter() - t0
+            style = load_style(str(work / "run" / "style.pth"), model)
+            steps = f"{style.meta.get('step', '?')} of {style.meta.get('last_step', style.meta.get('step', '?'))}"
+            test = encode_files(tok, pick[n:])
+            totals = {k: 0.0 for k in ("network", "style", "memory", "style + memory")}
+            notes = 0
+            for ids in test:
+                remove_style(model)
+                p_net = network_probs(model, ids)
+                bare = piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), style.memory), p_net)
+                apply_style(model, style)
+                styled = piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), style.memory))
+                totals["network"] += float(bare.network.sum())
+                totals["memory"] += float(bare.mixed.sum())
+                totals["style"] += float(styled.network.sum())
+                totals["style + memory"] += float(styled.mixed.sum())
+                notes += bare.notes
+            remove_style(model)
+            net = totals["network"] / notes
+            rows.append([n, draw + 1, f"{trained:.0f}", steps, f"{net:.3f}"] +
+                        [f"{totals[k] / notes:.3f} ({totals[k] / notes / net:.0%})" for k in ("style", "memory", "style + memory")])
+            shutil.rmtree(work, ignore_errors=True)
+    print_table(["folder tunes", "draw", "train s", "step kept, of", "network", "style", "memories (piece + folder)",
+                 "style + memories"], rows)
 
 
 @torch.no_grad()
@@ -367,6 +434,8 @@ def main() -> None:
     s.add_argument("--pieces", type=int, default=12, help="per collection")
     s.add_argument("--folder-collections", nargs="*", default=["essenFolksong", "ryansMammoth"])
     s.add_argument("--folder-size", type=int, default=30)
+    s.add_argument("--groove", action="store_true", help="fit the folder gate on drum grooves too")
+    s.add_argument("--folder-only", action="store_true", help="fit the folder gate only")
     s = sub.add_parser("eval")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--pieces", type=int, default=60)
@@ -377,6 +446,7 @@ def main() -> None:
     s.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 50])
     s.add_argument("--draws", type=int, default=3)
     s.add_argument("--test", type=int, default=30)
+    s.add_argument("--set", choices=["folk", "drums"], default="folk")
     s = sub.add_parser("speed")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--repeat", type=int, default=3)
@@ -385,13 +455,19 @@ def main() -> None:
     s.add_argument("--prompts", type=int, default=20)
     s.add_argument("--folder", type=int, default=20, help="O'Neill's tunes in the folder memory")
     s.add_argument("--memory", type=float, default=1.0)
+    s = sub.add_parser("style")
+    s.add_argument("--heldout", default="data/heldout")
+    s.add_argument("--sizes", type=int, nargs="+", default=[10])
+    s.add_argument("--draws", type=int, default=1)
+    s.add_argument("--test", type=int, default=30)
+    s.add_argument("--budget", type=float, default=120.0)
     s = sub.add_parser("knn")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--pieces", type=int, default=20)
     s.add_argument("--k", type=int, default=16)
     args = p.parse_args()
     {"fit": cmd_fit, "eval": cmd_eval, "folder": cmd_folder, "speed": cmd_speed, "continue": cmd_continue,
-     "knn": cmd_knn}[args.cmd](args)
+     "knn": cmd_knn, "style": cmd_style}[args.cmd](args)
 
 
 if __name__ == "__main__":

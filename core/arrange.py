@@ -82,6 +82,29 @@ def bars_between(meta: Score, start: float, end: float) -> Iterator[Bar]:
         index += seg_bars or 0
 
 
+# --- the playhead ----------------------------------------------------------------------------------
+def snap_playhead(meta: Score, tick: float, bars_only: bool = False) -> int:
+    """Where a click in the ruler puts the playhead: on the nearest beat (`bars_only`: the nearest bar line,
+    for a view too narrow to show beats). So the readout's bar.beat is exactly where it is, and a playhead
+    on bar N's line continues from bar N."""
+    start = bar_start_at(meta, tick)
+    following = bar_line_at_or_after(meta, start + 1)
+    if bars_only:
+        return start if tick - start <= following - tick else following
+    beat = TICKS_PER_BEAT * 4 // meta.time_signature_at(start).denominator
+    return min(following, snap_tick(meta, tick, beat))
+
+
+def position_text(meta: Score, tick: float) -> str:
+    """The bar and beat at `tick`, one-based, as "33.1"; between beats the sixteenth too ("33.1.3"), so a
+    position just after a bar line never reads as that bar line."""
+    tick = max(0, int(tick))
+    bar = next(iter(bars_between(meta, tick, tick)))
+    beat, rest = divmod(tick - bar.tick, bar.beat_ticks)
+    text = f"{bar.index + 1}.{beat + 1}"
+    return f"{text}.{rest * 4 // bar.beat_ticks + 1}" if rest else text
+
+
 # --- where a continuation begins ------------------------------------------------------------------
 def continuation_request(notes: Iterable[Note], at_tick: float) -> int:
     """The tick to continue from when the user asks at `at_tick` (the playhead).

@@ -67,7 +67,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot read {args.file}: {e.strerror or e}") from e
     tok = Tokenizer()
-    ids, encode_report = tok.encode_with_report(score)
+    ids, encode_report = tok.encode_with_report(score.token_view())  # the model's view (core.meter)
     notes = len(score.notes)
     per_note = round(len(ids) / notes, 4) if notes else None
     if args.json:

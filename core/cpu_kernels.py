@@ -1,6 +1,7 @@
 """The C++ CPU kernels (cpu_kernels.cpp, built just in time) and their build: the fused one-token
-step (core/step.py packs the weights for it) and the forward-only WKV-7 recurrence that core/wkv.py
-runs for prefill and scoring. Both are float32 only.
+step (core/step.py packs the weights for it) and the WKV-7 recurrence that core/wkv.py runs on the
+CPU: forward for prefill and scoring, forward and backward (recomputed from kept states) for training.
+All float32 only.
 
 Build: `python -m core.cpu_kernels` (the Makefile runs it after installing), else on first use. It
 is cached under ~/.cache/rwkv-music/cpu-kernels/<key>; RWKV_MUSIC_NO_CPU_STEP=1 turns it off (the

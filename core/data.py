@@ -76,9 +76,12 @@ def default_cache_dir() -> Path:
     return paths.cache_dir("tokens")
 
 
+VIEW_VERSION = 2  # of Score.token_view; 2: the inferred meter of files that declare a beat as the bar (core.meter)
+
+
 def _tokenizer_key(tokenizer) -> str:
     config = json.dumps(tokenizer.to_dict(), sort_keys=True, default=str).encode()
-    return f"v{tokenizer.VERSION}-{hashlib.sha1(config).hexdigest()[:10]}"
+    return f"v{tokenizer.VERSION}-{hashlib.sha1(config).hexdigest()[:10]}-view{VIEW_VERSION}"
 
 
 def _tokenize_bytes(data: bytes, tokenizer_dict: dict) -> tuple[list[int] | None, int, str]:
@@ -87,7 +90,7 @@ def _tokenize_bytes(data: bytes, tokenizer_dict: dict) -> tuple[list[int] | None
         from core.midi import read_midi
         from core.tokenizer import Tokenizer
         score, _report = read_midi(data)
-        tokens = Tokenizer.from_dict(tokenizer_dict).encode(score)
+        tokens = Tokenizer.from_dict(tokenizer_dict).encode(score.token_view())  # the model's view (core.meter)
         if not score.notes:
             return None, 0, "no notes"
         return list(tokens), len(score.notes), ""

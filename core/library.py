@@ -38,9 +38,15 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
+        return self.label_while(None)
+
+    def label_while(self, training_run: str | os.PathLike | None) -> str:
+        """What the picker says; a run that stopped before its end is "paused", unless it is the run being
+        trained now (`training_run`, its folder): then "training"."""
         suffix = {"base": "base model", "finetuned": "fine-tuned", "style": "style"}[self.kind]
         if self.info.get("finished") is False:
-            suffix += ", paused"
+            training = training_run is not None and self.path.parent == Path(training_run)
+            suffix += ", training" if training else ", paused"
         return f"{self.name} ({suffix})"
 
     def to_dict(self) -> dict:
@@ -124,16 +130,28 @@ def _slug(name: str) -> str:
     return slug[:60] or "model"
 
 
-def new_run(user_dir: str | os.PathLike, name: str, mode: str, base: str | os.PathLike | None,
-            data_folder: str | os.PathLike | None = None) -> Path:
-    """Create `<user>/runs/<unique name>/` with its run.json; training writes its results there."""
-    runs = Path(user_dir) / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+def _free_run_folder(runs: Path, name: str) -> tuple[Path, int]:
     slug, n = _slug(name), 1
     folder = runs / slug
     while folder.exists():
         n += 1
         folder = runs / f"{slug}-{n}"
+    return folder, n
+
+
+def run_name_for(user_dir: str | os.PathLike, name: str) -> str:
+    """The name new_run gives a run asked to be `name`: `name` itself when free, else "name 2", "name 3"...
+    (so the GUI can ask before a name in use gets a number)."""
+    _, n = _free_run_folder(Path(user_dir) / "runs", name)
+    return name if n == 1 else f"{name} {n}"
+
+
+def new_run(user_dir: str | os.PathLike, name: str, mode: str, base: str | os.PathLike | None,
+            data_folder: str | os.PathLike | None = None) -> Path:
+    """Create `<user>/runs/<unique name>/` with its run.json; training writes its results there."""
+    runs = Path(user_dir) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    folder, n = _free_run_folder(runs, name)
     folder.mkdir()
     info = {"name": name if n == 1 else f"{name} {n}", "mode": mode, "base": str(base) if base else None,
             "data": str(data_folder) if data_folder else None, "created": time.time(), "finished": False}

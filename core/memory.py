@@ -6,9 +6,9 @@ itself. Two memories recall what was actually played:
 - `PieceMemory`: the piece so far (the prompt, then every token sampled or forced), updated online;
 - `FolderMemory`: the user's folder, built once from its token sequences (numpy, seconds) and frozen.
 
-Both count, for every context of the last k tokens (k = 1..max_order), which tokens followed it. A context
+Both count, for every context of the last k tokens (k in ORDERS, 2..24), which tokens followed it. A context
 is named by a 64-bit polynomial hash of its tokens and its order, the same in both memories:
-h_k = sum_{j<k} (t_{i-j} + 1) * P^j + k * Q  (mod 2^64).
+h_k = (sum_{j<k} (t_{i-j} + 1) * P^j mod 2^64) xor k * Q.
 
 Their prediction is PPM-like (Cleary & Witten; method C escapes): from the longest context seen before
 down to MIN_ORDER, order k gives count(x) / (n_k + d_k) of the mass that the orders above left, and keeps
@@ -31,25 +31,26 @@ from typing import Iterable, Sequence
 import numpy as np
 
 MAX_ORDER = 24  # tokens of context (about 8 notes); longer matches add little beyond "it matched"
-MIN_ORDER = 2  # one token of context says too little to override the network
+# The context lengths counted: a geometric ladder instead of every length from 2 to 24 keeps a lookup and an
+# update to 8 table operations per token (the gaps cost nothing measurable: bench_memory.py fit).
+ORDERS = (2, 3, 4, 6, 8, 12, 16, 24)
+MIN_ORDER = ORDERS[0]  # one token of context says too little to override the network
 _P = 0x9E3779B97F4A7C15  # odd 64-bit multipliers for the context hash
 _Q = 0xC2B2AE3D27D4EB4F
 _MASK = (1 << 64) - 1
 _POW = [pow(_P, j, 1 << 64) for j in range(MAX_ORDER + 1)]
+_SALT = {k: (k * _Q) & _MASK for k in ORDERS}
 N_FEATURES = 6
 
 
-def _order_salt(k: int) -> int:
-    return (k * _Q) & _MASK
-
-
-def context_hashes(tail: Sequence[int], max_order: int = MAX_ORDER) -> list[int]:
-    """Hashes of the contexts ending at tail[-1]: entry k-1 names the last k tokens (as many as tail has)."""
+def context_hashes(tail: Sequence[int]) -> list[tuple[int, int]]:
+    """(k, hash) of the contexts ending at tail[-1], for every k of ORDERS that tail is long enough for."""
     out, h = [], 0
-    n = min(len(tail), max_order)
+    n = min(len(tail), MAX_ORDER)
     for k in range(1, n + 1):
         h = (h + (int(tail[-k]) + 1) * _POW[k - 1]) & _MASK
-        out.append(h ^ _order_salt(k))
+        if k in _SALT:
+            out.append((k, h ^ _SALT[k]))
     return out
 
 
@@ -72,44 +73,109 @@ class Recall:
 NO_RECALL = Recall(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0, 0, 0, 0)
 
 
-def _ppm(orders: list[tuple[int, np.ndarray, np.ndarray]]) -> Recall:
-    """PPM blend of (order, tokens, counts), highest order first."""
-    if not orders:
-        return NO_RECALL
-    toks, masses = [], []
+PPM_CUTOFF = 1e-3  # orders below one that leaves less than this mass add too little to be worth a lookup
+
+
+def _ppm(rows: Iterable[tuple[int, dict[int, float]]]) -> Recall:
+    """PPM blend of the rows (order, {token: count}) that matched, highest order first (looked up lazily:
+    once the escape left is below PPM_CUTOFF, the lower orders are not read, and it goes to the network)."""
+    acc: dict[int, float] = {}
     left = 1.0
-    for _, t, c in orders:
-        n, d = float(c.sum()), len(c)
-        toks.append(t)
-        masses.append(c * (left / (n + d)))
+    top = None
+    for k, row in rows:
+        if top is None:
+            top = (k, row)
+        n, d = sum(row.values()), len(row)
+        share = left / (n + d)
+        for t, c in row.items():
+            acc[t] = acc.get(t, 0.0) + c * share
         left *= d / (n + d)
-    top, t0, c0 = orders[0]
-    tokens = np.concatenate(toks)
-    mass = np.concatenate(masses)
-    if len(orders) > 1:  # a token seen after several orders: one entry
-        tokens, inverse = np.unique(tokens, return_inverse=True)
-        mass = np.bincount(inverse, weights=mass)
-    return Recall(tokens, mass, left, top, int(c0.sum()), len(c0))
+        if left < PPM_CUTOFF:
+            break
+    if top is None:
+        return NO_RECALL
+    return Recall(np.fromiter(acc.keys(), np.int64, len(acc)), np.fromiter(acc.values(), np.float64, len(acc)),
+                  left, top[0], int(sum(top[1].values())), len(top[1]))
+
+
+class CountIndex:
+    """Frozen counts of what followed every context (of ORDERS) in some token sequences: sorted numpy arrays
+    built in one vectorised pass, looked up with one searchsorted per token. Contexts never span two
+    sequences."""
+
+    def __init__(self, sequences: Sequence[Sequence[int]]):
+        keys, nexts = [], []
+        for seq in sequences:
+            seq = np.asarray(seq, dtype=np.int64)
+            n = len(seq)
+            if n < 2:
+                continue
+            h = np.zeros(n - 1, dtype=np.uint64)  # the context ending at i, for i < n - 1
+            with np.errstate(over="ignore"):
+                for k in range(1, min(MAX_ORDER, n - 1) + 1):
+                    i = np.arange(k - 1, n - 1)
+                    h[k - 1:] += (seq[i - k + 1] + 1).astype(np.uint64) * np.uint64(_POW[k - 1])
+                    if k in _SALT:
+                        keys.append(h[k - 1:] ^ np.uint64(_SALT[k]))
+                        nexts.append(seq[k:])
+        if not keys:
+            self._ctx = np.zeros(0, dtype=np.uint64)
+            return
+        key = np.concatenate(keys)
+        nxt = np.concatenate(nexts)
+        order = np.lexsort((nxt, key))
+        key, nxt = key[order], nxt[order]
+        change = np.ones(len(key), dtype=bool)
+        change[1:] = (key[1:] != key[:-1]) | (nxt[1:] != nxt[:-1])
+        starts = np.flatnonzero(change)
+        pair_key = key[starts]
+        self._next = nxt[starts]
+        self._count = np.diff(np.append(starts, len(key))).astype(np.float64)
+        first = np.ones(len(pair_key), dtype=bool)
+        first[1:] = pair_key[1:] != pair_key[:-1]
+        self._start = np.flatnonzero(first)
+        self._ctx = pair_key[self._start]
+        self._end = np.append(self._start[1:], len(pair_key))
+
+    def rows(self, hashes: list[tuple[int, int]]) -> dict[int, tuple[int, int]]:
+        """{hash: (start, end)} of the contexts of `hashes` that were seen (one vectorised search); `row`
+        reads one of them."""
+        if not len(self._ctx) or not hashes:
+            return {}
+        q = np.fromiter((h for _, h in hashes), np.uint64, len(hashes))
+        idx = np.minimum(np.searchsorted(self._ctx, q), len(self._ctx) - 1)
+        found = np.flatnonzero(self._ctx[idx] == q).tolist()
+        idx = idx.tolist()
+        return {hashes[j][1]: (int(self._start[idx[j]]), int(self._end[idx[j]])) for j in found}
+
+    def row(self, span: tuple[int, int]) -> dict[int, float]:
+        a, b = span
+        return dict(zip(self._next[a:b].tolist(), self._count[a:b].tolist()))
 
 
 class PieceMemory:
-    """The piece so far, counted online: append() costs max_order dictionary updates (O(1) per token).
+    """The piece so far: what it was built with (a CountIndex, built at once) and what was appended since
+    (hash tables, 8 updates per token: O(1)).
 
     `fork()` gives a child that sees everything this memory holds and adds its own tokens without copying
     or changing it: one per variation, over the prompt's memory."""
 
-    def __init__(self, tokens: Iterable[int] = (), max_order: int = MAX_ORDER, *, _parent: "PieceMemory | None" = None):
-        self.max_order = max_order
+    def __init__(self, tokens: Iterable[int] = (), *, _parent: "PieceMemory | None" = None):
         self._parent = _parent
         self._counts: dict[int, dict[int, int]] = {}  # context hash -> {next token: count}
-        self._tail: list[int] = list(_parent._tail) if _parent else []
-        self._hashes: list[int] = list(_parent._hashes) if _parent else []
-        self.length = _parent.length if _parent else 0
-        self.depth = _parent.depth + 1 if _parent else 0  # forks above it: each lookup reads them all
-        self.extend(tokens)
+        if _parent is None:
+            tokens = [int(t) for t in tokens]
+            self._tail = tokens[-MAX_ORDER:]
+            self._index = CountIndex([tokens]) if len(tokens) > 1 else None
+            self.length = len(tokens)
+            self.depth = 0
+        else:
+            self._tail, self._index = list(_parent._tail), None
+            self.length, self.depth = _parent.length, _parent.depth + 1  # each lookup reads every fork above
+        self._hashes = context_hashes(self._tail)
 
     def fork(self) -> "PieceMemory":
-        return PieceMemory(max_order=self.max_order, _parent=self)
+        return PieceMemory(_parent=self)
 
     def extend(self, tokens: Iterable[int]) -> None:
         for t in tokens:
@@ -118,76 +184,49 @@ class PieceMemory:
     def append(self, t: int) -> None:
         t = int(t)
         counts = self._counts
-        for h in self._hashes:  # every context ending at the previous token was followed by t
+        for _, h in self._hashes:  # every context ending at the previous token was followed by t
             row = counts.get(h)
             if row is None:
                 counts[h] = {t: 1}
             else:
                 row[t] = row.get(t, 0) + 1
         self._tail.append(t)
-        if len(self._tail) > 2 * self.max_order:
-            del self._tail[:-self.max_order]
-        self._hashes = context_hashes(self._tail, self.max_order)
+        if len(self._tail) > 2 * MAX_ORDER:
+            del self._tail[:-MAX_ORDER]
+        self._hashes = context_hashes(self._tail)
         self.length += 1
-
-    def _row(self, h: int) -> dict[int, int] | None:
-        own = self._counts.get(h)
-        above = self._parent._row(h) if self._parent is not None else None
-        if above is None or own is None:
-            return own if above is None else above
-        merged = dict(above)
-        for t, c in own.items():
-            merged[t] = merged.get(t, 0) + c
-        return merged
 
     def recall(self) -> Recall:
         """The memory's view of the token after everything appended so far."""
-        orders = []
-        for k in range(len(self._hashes), MIN_ORDER - 1, -1):
-            row = self._row(self._hashes[k - 1])
-            if row:
-                orders.append((k, np.fromiter(row.keys(), np.int64, len(row)),
-                               np.fromiter(row.values(), np.float64, len(row))))
-        return _ppm(orders)
+        chain = [self]
+        while chain[-1]._parent is not None:
+            chain.append(chain[-1]._parent)
+        root = chain[-1]
+        spans = root._index.rows(self._hashes) if root._index is not None else {}
+
+        def row(h: int) -> dict[int, float] | None:
+            out = root._index.row(spans[h]) if h in spans else None
+            for memory in chain:
+                own = memory._counts.get(h)
+                if own:
+                    if out is None:
+                        out = dict(own)
+                    else:
+                        for t, c in own.items():
+                            out[t] = out.get(t, 0) + c
+            return out
+
+        rows = ((k, row(h)) for k, h in reversed(self._hashes))
+        return _ppm((k, r) for k, r in rows if r)
 
 
 class FolderMemory:
-    """The user's folder: every context of every piece (and what followed it), in sorted numpy arrays;
-    built in one vectorised pass, looked up with one searchsorted per token. Frozen once built.
+    """The user's folder: a CountIndex over its pieces, frozen once built. `sequences` are kept (the token
+    ids) so that a style file can store them and rebuild the index on load."""
 
-    `sequences` are kept (int16 ids) so that a style file can store them and rebuild the index on load."""
-
-    def __init__(self, sequences: Sequence[Sequence[int]], max_order: int = MAX_ORDER):
-        self.max_order = max_order
+    def __init__(self, sequences: Sequence[Sequence[int]]):
         self.sequences = [np.asarray(s, dtype=np.int64) for s in sequences if len(s) > 1]
-        keys, nexts = [], []
-        for seq in self.sequences:
-            n = len(seq)
-            h = np.zeros(n - 1, dtype=np.uint64)  # the context ending at i, for i < n - 1
-            with np.errstate(over="ignore"):
-                for k in range(1, min(max_order, n - 1) + 1):
-                    i = np.arange(k - 1, n - 1)
-                    h[k - 1:] += (seq[i - k + 1] + 1).astype(np.uint64) * np.uint64(_POW[k - 1])
-                    keys.append(h[k - 1:] ^ np.uint64(_order_salt(k)))
-                    nexts.append(seq[k:])
-        if keys:
-            key = np.concatenate(keys)
-            nxt = np.concatenate(nexts)
-            order = np.lexsort((nxt, key))
-            key, nxt = key[order], nxt[order]
-            change = np.ones(len(key), dtype=bool)
-            change[1:] = (key[1:] != key[:-1]) | (nxt[1:] != nxt[:-1])
-            starts = np.flatnonzero(change)
-            self._pair_key = key[starts]
-            self._next = nxt[starts].astype(np.int32)
-            self._count = np.diff(np.append(starts, len(key))).astype(np.float64)
-            first = np.ones(len(self._pair_key), dtype=bool)
-            first[1:] = self._pair_key[1:] != self._pair_key[:-1]
-            self._ctx_start = np.flatnonzero(first)
-            self._ctx = self._pair_key[self._ctx_start]
-            self._ctx_end = np.append(self._ctx_start[1:], len(self._pair_key))
-        else:
-            self._ctx = np.zeros(0, dtype=np.uint64)
+        self._index = CountIndex(self.sequences)
 
     @property
     def pieces(self) -> int:
@@ -197,18 +236,10 @@ class FolderMemory:
     def tokens(self) -> int:
         return int(sum(len(s) for s in self.sequences))
 
-    def recall(self, hashes: Sequence[int]) -> Recall:
+    def recall(self, hashes: list[tuple[int, int]]) -> Recall:
         """The folder's view of the next token after a context whose hashes (context_hashes) are given."""
-        if not len(self._ctx) or len(hashes) < MIN_ORDER:
-            return NO_RECALL
-        q = np.array(hashes[MIN_ORDER - 1:], dtype=np.uint64)
-        idx = np.minimum(np.searchsorted(self._ctx, q), len(self._ctx) - 1)
-        found = np.flatnonzero(self._ctx[idx] == q)
-        orders = []
-        for j in found[::-1]:
-            a, b = self._ctx_start[idx[j]], self._ctx_end[idx[j]]
-            orders.append((int(j) + MIN_ORDER, self._next[a:b], self._count[a:b]))
-        return _ppm(orders)
+        spans = self._index.rows(hashes)
+        return _ppm((k, self._index.row(spans[h])) for k, h in reversed(hashes) if h in spans)
 
 
 def _features(r: Recall, net_entropy: float) -> np.ndarray:
@@ -219,8 +250,8 @@ def _features(r: Recall, net_entropy: float) -> np.ndarray:
 
 
 # Fitted on validation pieces of the pretraining corpus by bench/fit_memory_gate.py (see the README).
-PIECE_GATE = np.array([-3.956, 4.735, 1.378, -0.199, 1.851, 2.185])
-FOLDER_GATE = np.array([-2.0, 2.0, 1.0, 1.0, 0.5, 1.0])
+PIECE_GATE = np.array([-4.892, 5.032, 3.532, -1.391, 2.649, 3.48])
+FOLDER_GATE = np.array([-4.418, -8.737, 2.451, -4.866, 6.982, 4.994])
 
 
 def gate_weight(gate: np.ndarray, r: Recall, net_entropy: float) -> float:
@@ -280,4 +311,5 @@ class MemoryMixer:
         return p
 
 
-__all__ = ["FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "mix", "MAX_ORDER"]
+__all__ = ["CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "mix", "MAX_ORDER",
+           "ORDERS"]

@@ -20,6 +20,10 @@ Reading is tolerant of real-world files and strict about what cannot be trusted:
   force on its channel at its start.
 - Notes never released end at their track's end; zero-length notes stay zero-length in the document.
 - Meter changes land on bar lines: one placed mid-bar moves to the next bar line of the meter in force.
+- A file without a time signature is in 4/4 (the MIDI default) marked undeclared, and is written back without
+  one. Where the meter cannot be the music's (none declared, a bar line on every beat as 1/4 or 1/8
+  throughout, or the beats of a performance between the file's), the Score keeps what the file says and the
+  model's view (Score.token_view) reads the meter core.meter infers from the notes; the report says so.
 - Tempo 0 and absurd meters are ignored; stray system real-time/common bytes are dropped.
 """
 from __future__ import annotations
@@ -442,7 +446,11 @@ class _FileReader:
         score = Score((), self._tempo_map(), self._meter_map(), tracks=tracks)
 
         r = self.report
-        _, lengthened, zero_length = tokenizer_notes(score.tracks())
+        view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
+        from .meter import model_meter  # numpy: not at import (core.live's capture reads through this module)
+        guess = model_meter(score.time_signatures, view_notes)
+        if guess is not None:  # what Score.token_view() does with this file
+            r.add(guess.describe(), altered=False)
         if lengthened:
             r.add(f"sustain pedal: {lengthened} notes lengthened in the model's view (the piece keeps the pedal)",
                   altered=False)
@@ -497,7 +505,7 @@ class _FileReader:
 
     def _meter_map(self) -> list[TimeSignature]:
         """Meter changes on bar lines: one placed mid-bar moves to the next bar line of the meter in force."""
-        meters = [TimeSignature(0, 4, 4)]  # the MIDI default before any time signature
+        meters = [TimeSignature(0, 4, 4, declared=False)]  # the MIDI default before any time signature
         moved = 0
         for file_tick, num, den in sorted(self.meters, key=lambda m: m[0]):
             current = meters[-1]
@@ -578,7 +586,7 @@ def score_to_bytes(score: Score) -> bytes:
     conductor = [(t.tick, _EVENT, _meta(0x51, min(max(round(60e6 / t.bpm), 1), 0xFFFFFF).to_bytes(3, "big")))
                  for t in score.tempos]
     conductor += [(ts.tick, _EVENT, _meta(0x58, bytes((ts.numerator, ts.denominator.bit_length() - 1, 24, 8))))
-                  for ts in score.time_signatures]
+                  for ts in score.time_signatures if ts.declared]  # a file without a meter stays without
     chunks = []
     if not tracks or tracks[0].notes:
         chunks.append(_track_chunk([(0, _EVENT, _meta(TRACK_NAME, b"Conductor"))] + conductor, 0))

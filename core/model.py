@@ -20,7 +20,7 @@ module's train()/eval() mode; `step(..., backend=)`):
 
 | use                          | backend        | CPU, float32                      | CPU, other dtypes | CUDA                 |
 |------------------------------|----------------|-----------------------------------|-------------------|----------------------|
-| training (autograd)          | "train"        | chunked WKV with its own backward | chunked WKV       | WKV CUDA kernel      |
+| training (autograd)          | "train"        | C++ WKV loop with a C++ backward  | chunked WKV       | WKV CUDA kernel      |
 | prefill, scoring             | "prefill"      | C++ forward-only WKV              | chunked WKV       | WKV CUDA kernel      |
 | one-token step (live)        | "step-cpp"     | fused C++ step (not DeepEmbed)    | torch-op step     | torch-op step        |
 | one-token step, for checking | "step-torch"   | torch-op step                     | torch-op step     | torch-op step        |

@@ -64,6 +64,9 @@ class TimeSignature:
     tick: int
     numerator: int
     denominator: int  # a power of two
+    # False only for the 4/4 a reader assumes where a file declares no meter: not written back, and the
+    # model's view infers the meter instead (core.meter). Not part of equality.
+    declared: bool = field(default=True, compare=False, repr=False)
 
     @property
     def bar_ticks(self) -> int:
@@ -207,10 +210,22 @@ class Score:
         edit the tracks, not this list."""
         return tokenizer_notes(self._tracks)[0]
 
-    def token_view(self) -> "Score":
+    def token_view(self, infer_meter: bool = True) -> "Score":
         """The Score the tokenizer sees: `notes` in one track per instrument, the tempo map and meter,
-        no other events (so that slicing it keeps pedal-folded durations whole)."""
-        return Score([replace(n, track=None) for n in self.notes], list(self.tempos), list(self.time_signatures))
+        no other events (so that slicing it keeps pedal-folded durations whole).
+
+        Where the declared meter cannot be the music's (a bar line on every beat as 1/4 or 1/8 throughout,
+        no meter in the file, or a performance whose beats fall between the file's), the view has the meter
+        and downbeat core.meter infers from the notes instead (`infer_meter=False`: the declared one, as
+        read). The notes never move; only the bar lines of the view differ."""
+        notes = [replace(n, track=None) for n in self.notes]
+        time_signatures = list(self.time_signatures)
+        if infer_meter:
+            from .meter import model_meter  # core.meter imports this module
+            guess = model_meter(time_signatures, notes)
+            if guess is not None:
+                time_signatures = guess.time_signatures()
+        return Score(notes, list(self.tempos), time_signatures)
 
     # --- structure -----------------------------------------------------------------------
     def normalize(self) -> None:
@@ -244,8 +259,8 @@ class Score:
         tempos = [TempoChange(0, self.tempo_at(start))] + [
             TempoChange(t.tick - start, t.bpm) for t in self.tempos if start < t.tick < end]
         ts0 = self.time_signature_at(start)
-        metres = [TimeSignature(0, ts0.numerator, ts0.denominator)] + [
-            TimeSignature(t.tick - start, t.numerator, t.denominator) for t in self.time_signatures if start < t.tick < end]
+        metres = [replace(ts0, tick=0)] + [
+            replace(t, tick=t.tick - start) for t in self.time_signatures if start < t.tick < end]
         return Score((), tempos, metres, tracks=tracks)
 
     # --- tempo map -----------------------------------------------------------------------
@@ -377,6 +392,30 @@ def _chased_state(events: list[Event], start: int) -> list[Event]:
         elif e.kind in (0xC0, 0xD0, 0xE0):
             last[(e.kind, e.channel)] = e
     return [Event(0, e.data) for e in sorted(last.values(), key=lambda e: e.tick)]
+
+
+METER_DENOMINATORS = (1, 2, 4, 8, 16, 32)
+
+
+def tempo_from(meta: Score, tick: int, bpm: float) -> list[TempoChange]:
+    """The tempo map with `bpm` from `tick` (a bar line) up to the next change. A change that repeats the
+    tempo before it is dropped, so setting a bar back to the tempo before it removes its change."""
+    if not 10 <= bpm <= 1000:
+        raise ValueError(f"tempo {bpm:g} BPM is outside 10-1000")
+    kept = [t for t in meta.tempos if t.tick != tick] + [TempoChange(max(0, int(tick)), float(bpm))]
+    return _dedupe_changes(sorted(kept, key=lambda t: t.tick), TempoChange(0, DEFAULT_BPM),
+                           lambda a, b: a.bpm == b.bpm)
+
+
+def meter_from(meta: Score, tick: int, numerator: int, denominator: int) -> list[TimeSignature]:
+    """The meter map with numerator/denominator from `tick` (a bar line) up to the next change; a change
+    that repeats the meter before it is dropped. Notes keep their ticks: the bar lines after `tick` move."""
+    if denominator not in METER_DENOMINATORS or not 1 <= numerator <= 64:
+        raise ValueError(f"{numerator}/{denominator} is not a time signature")
+    kept = [t for t in meta.time_signatures if t.tick != tick] + [
+        TimeSignature(max(0, int(tick)), int(numerator), int(denominator))]
+    return _dedupe_changes(sorted(kept, key=lambda t: t.tick), TimeSignature(0, 4, 4),
+                           lambda a, b: (a.numerator, a.denominator) == (b.numerator, b.denominator))
 
 
 def _dedupe_changes(changes, default, same):

@@ -46,6 +46,7 @@ LN2 = math.log(2.0)
 # steps at which a time budget (re)sets the run's length; the late one because the first hundred steps ran
 # slower than the rest (600 s style runs ended after 554 s)
 BUDGET_FIT_STEPS = (3, 10, 30, 100, 300)
+UNFITTED_STEPS = 10**9  # a time-budget run's length until its first steps are timed
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
@@ -191,7 +192,7 @@ class _Trainer:
                                          message=f"stopped at step {self.step}; resume with --resume"))
                     return paths
                 self._train_step()
-                if cfg.time_budget_s and not cfg.resume:
+                if cfg.time_budget_s and (not cfg.resume or self._unfitted):
                     self._fit_schedule_to_budget(cfg.time_budget_s)
                 if self.step % log_every == 0 or self.step == self.stop_at:
                     self._log_progress()
@@ -232,7 +233,10 @@ class _Trainer:
         cfg = self.config
         if not Path(cfg.data).exists():
             raise TrainingError(f"no such folder: {cfg.data}")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"cannot create the output folder {self.out}: {e.strerror or e}") from None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = self._device()
@@ -311,7 +315,9 @@ class _Trainer:
         else:
             self.total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * self.batches.per_epoch))
             if cfg.time_budget_s and cfg.epochs is None:
-                self.total = 10**9  # set from the first steps' time (_fit_schedule_to_budget)
+                self.total = UNFITTED_STEPS  # set from the first steps' time (_fit_schedule_to_budget)
+        # a budget run paused before its first steps were timed has no length yet: it fits one when resumed
+        self._unfitted = self.total >= UNFITTED_STEPS
         self.stop_at = min(self.total, cfg.stop_at_step) if cfg.stop_at_step is not None else self.total
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, self.total // 20)
 
@@ -354,8 +360,12 @@ class _Trainer:
         cfg, path = self.config, self.out / RESUME_FILE
         if not path.exists():
             raise TrainingError(f"nothing to resume: {path} does not exist")
-        resume = torch.load(path, map_location="cpu", weights_only=True)
-        if resume.get("format") != RESUME_FORMAT:
+        try:
+            resume = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or damaged file: torch raises several kinds
+            raise TrainingError(f"{path} is damaged and cannot be resumed ({type(e).__name__}); start the run "
+                                f"again without --resume, or into another --out") from None
+        if not isinstance(resume, dict) or resume.get("format") != RESUME_FORMAT:
             raise TrainingError(f"{path} is not a resume checkpoint of this version")
         try:
             saved = TrainConfig.from_dict(resume["config"])
@@ -632,7 +642,10 @@ def memory_only(config: TrainConfig, emit: Callable[[TrainEvent], None]) -> dict
     out = Path(config.out)
     if not Path(config.data).exists():
         raise TrainingError(f"no such folder: {config.data}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"cannot create the output folder {out}: {e.strerror or e}") from None
     tokenizer = base_tokenizer(config.base) if config.base else None
     if tokenizer is None:
         raise TrainingError("a folder memory belongs to a base model: give --base")

@@ -79,21 +79,34 @@ class SetPreview(QUndoCommand):
         return PREVIEW_COMMAND_ID
 
 
+META_COMMAND_ID = 1003
+
+
 class SetMeta(QUndoCommand):
     """Replace the tempo map and meter (inserting bars moves the changes after them)."""
 
     def __init__(self, doc: NoteDocument, tempos: list[TempoChange], time_signatures: list[TimeSignature],
-                 text: str = "Tempo and meter") -> None:
+                 text: str = "Tempo and meter", merge_key=None) -> None:
         super().__init__(text)
         self.doc = doc
         self.old = (list(doc.meta.tempos), list(doc.meta.time_signatures))
         self.new = (list(tempos), list(time_signatures))
+        self.merge_key = merge_key  # edits in a row of one field at one bar (arrow clicks) undo as one
 
     def redo(self) -> None:
         self.doc.replace_meta(*self.new)
 
     def undo(self) -> None:
         self.doc.replace_meta(*self.old)
+
+    def id(self) -> int:
+        return META_COMMAND_ID if self.merge_key is not None else -1
+
+    def mergeWith(self, other) -> bool:
+        if getattr(other, "merge_key", None) != self.merge_key:
+            return False
+        self.new = other.new
+        return True
 
 
 class SetTracks(QUndoCommand):

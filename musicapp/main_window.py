@@ -9,17 +9,18 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QScrollArea, QSlider, QStyle, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from core import library
-from core.arrange import bars_between
-from core.live import default_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
+from core.arrange import bar_start_at, bars_between, position_text
+from core.live import choose_midi_api, list_ports, midi_api_label, midi_apis, supports_virtual_ports
 from core.midi import MidiReadError, read_midi, write_midi
-from core.score import Note, Score
-from musicapp import editing
+from core.score import Note, Score, meter_from, tempo_from
+from musicapp import commands, editing
 from musicapp.controllers.generation import GenerationController
 from musicapp.controllers.jam import JamController
+from musicapp.controllers.recording import RecordController
 from musicapp.controllers.training import TrainingController
 from musicapp.document import NoteDocument
 from musicapp.dragout import DragOutButton
@@ -31,9 +32,12 @@ from musicapp.panels.tracks_panel import TracksPanel
 from musicapp.pianoroll import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
+from musicapp.shortcuts import ShortcutGuard, ShortcutsDialog, shortcut_rows
+from musicapp.tempo_meter import TempoMeterBox
 from musicapp.transport import Transport
 
 MIDI_FILTER = "MIDI files (*.mid *.midi)"
+RECENT_FILES = 10
 
 
 def _scrolling(panel: QWidget) -> QScrollArea:
@@ -72,7 +76,9 @@ class MainWindow(QMainWindow):
         self.panels.setDocumentMode(True)
         self.panel_dock = QDockWidget("Assistant", self)
         self.panel_dock.setObjectName("assistant")
-        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        # closable, so View > Assistant can hide and show it (Qt disables the toggle of an unclosable dock)
+        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                                    | QDockWidget.DockWidgetClosable)
         self.panel_dock.setWidget(self.panels)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
 
@@ -88,6 +94,7 @@ class MainWindow(QMainWindow):
         self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
         self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
         self.jam = JamController(self.doc, self.roll, self.transport, self.midi_panel, self)
+        self.recorder = RecordController(self.doc, self.roll, self.transport, self.midi_panel, self)
 
         self.device_label = QLabel("model: loading…")
         self.position_label = QLabel()
@@ -96,6 +103,8 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._build_toolbars()
+        self._build_menus()
+        self.shortcut_guard = ShortcutGuard(self)
         self._connect()
         self.doc.modifiedChanged.connect(self._update_title)
         self.doc.documentReset.connect(self._update_title)
@@ -103,7 +112,7 @@ class MainWindow(QMainWindow):
         self.resize(1360, 820)
         self.resizeDocks([self.panel_dock], [400], Qt.Horizontal)  # the roll gets the room
         self._update_title()
-        self._update_tempo_label()
+        self._update_tempo_meter()
         QTimer.singleShot(0, lambda: (self.roll.view.center_on_pitch(60), self.roll.view.setFocus()))
 
     # --- actions --------------------------------------------------------------------------
@@ -126,6 +135,8 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self.act_new = self._action("&New", self.new_document, QKeySequence.New, file_menu)
         self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open, file_menu)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.act_save = self._action("&Save", self.save, QKeySequence.Save, file_menu)
         self.act_save_as = self._action("Save &As…", self.save_as_dialog, QKeySequence.SaveAs, file_menu)
         self.act_export = self._action("&Export with continuation…", self.export_dialog, "Ctrl+E", file_menu)
@@ -133,6 +144,7 @@ class MainWindow(QMainWindow):
         self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
 
         edit_menu = bar.addMenu("&Edit")
+        edit_menu.setObjectName("edit_menu")
         stack = self.doc.undo_stack
         # own actions (not createUndoAction): undo must wait while a continuation streams in
         self.act_undo = self._action("&Undo", self.undo, QKeySequence.Undo, edit_menu)
@@ -165,7 +177,10 @@ class MainWindow(QMainWindow):
         self._action("Zoom out", lambda: self.roll.view.set_zoom(self.roll.view.px_per_tick / 1.25),
                      QKeySequence.ZoomOut, view_menu)
         self._action("Zoom to fit", self.roll.zoom_to_fit, "Ctrl+0", view_menu)
-        view_menu.addAction(self.panel_dock.toggleViewAction())
+        self.act_assistant = self.panel_dock.toggleViewAction()  # enabled: the dock can be closed (below)
+        self.act_assistant.setText("&Assistant")
+        self.act_assistant.setShortcut(QKeySequence("F9"))
+        view_menu.addAction(self.act_assistant)
         self.view_menu = view_menu
 
     def _build_toolbars(self) -> None:
@@ -182,13 +197,22 @@ class MainWindow(QMainWindow):
         self.act_play.setToolTip("Play / stop (Space)")
         self.act_loop = self._action("Loop", self._on_loop_toggled, "L", checkable=True)
         self.act_loop.setToolTip("Loop the region set by dragging in the ruler (L)")
+        self.act_record = self._action("Record", self.toggle_record, "R", checkable=True)
+        self.act_record.setIcon(style.standardIcon(QStyle.SP_DialogNoButton))
+        self.act_record.setToolTip("Record from the MIDI input at the playhead after a bar of count-in; "
+                                   "stop with R or Space; Undo removes the take (R)")
         bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        for a in (self.act_home, self.act_play, self.act_loop):
+        for a in (self.act_home, self.act_play, self.act_record, self.act_loop):
             bar.addAction(a)
-        self.tempo_label = QLabel()
-        self.tempo_label.setMinimumWidth(120)
-        bar.addWidget(self.tempo_label)
-        bar.addSeparator()
+        self.tempo_meter = TempoMeterBox()
+        self.tempo_meter.tempoEdited.connect(self.set_tempo)
+        self.tempo_meter.meterEdited.connect(self.set_meter)
+        bar.addWidget(self.tempo_meter)
+        # the model and what it writes: a row of their own, under the transport and edit tools
+        self.model_bar = QToolBar("Model")
+        self.model_bar.setObjectName("model")
+        self.model_bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        bar = self.model_bar
         bar.addWidget(QLabel(" Model "))
         self.model_box = QComboBox()
         self.model_box.setMinimumWidth(230)
@@ -257,6 +281,39 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(QLabel(" Keys "))
         edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
+        self.addToolBarBreak()
+        self.addToolBar(self.model_bar)
+
+    def _build_menus(self) -> None:
+        """Every command with a key has a menu entry that shows it (not only a tooltip), and Help lists them."""
+        bar = self.menuBar()
+        transport = bar.addMenu("&Transport")
+        for a in (self.act_play, self.act_home, self.act_record, self.act_loop):
+            transport.addAction(a)
+        generate = bar.addMenu("&Generate")
+        for a in (self.act_continue, self.act_regenerate_bars, self.act_add_part, self.act_lock):
+            generate.addAction(a)
+        edit = self.findChild(QMenu, "edit_menu")
+        edit.addSeparator()
+        edit.addAction(self.act_draw)
+        edit.addAction(self.act_select)
+        help_menu = bar.addMenu("&Help")
+        self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, QKeySequence.HelpContents,
+                                          help_menu)
+        self._action("&About RWKV-Music", self._about, menu=help_menu)
+        self.menus = [m.menu() for m in bar.actions() if m.menu() is not None]
+
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        return shortcut_rows(self.menus)
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self.shortcut_rows(), self).exec()
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About RWKV-Music",
+                          "RWKV-Music: a piano roll that continues your music with an RWKV-7 model, "
+                          "fine-tunes it on your MIDI folder and jams over MIDI.\n\n"
+                          "Help > Keyboard shortcuts lists every key.")
 
     def _build_infill_actions(self, bar: QToolBar) -> None:
         """Regenerate bars (toolbar, Ctrl+R) and lock notes (Shift+L); with Add part, in the roll's menu."""
@@ -293,14 +350,21 @@ class MainWindow(QMainWindow):
         tr = self.training
         tr.message.connect(self.show_message)
         tr.modelsChanged.connect(self.refresh_models)
+        tr.runningChanged.connect(lambda _: self.refresh_models())  # the run's entry: "training" / "paused"
         self.jam.message.connect(self.show_message)
+        self.recorder.message.connect(self.show_message)
+        self.recorder.recordingChanged.connect(self.act_record.setChecked)
         self.midi_panel.systemChosen.connect(self._on_midi_system)
         self.midi_panel.outputChosen.connect(lambda choice: self._open_output(choice, reopen=True))
         self.midi_panel.refreshRequested.connect(self.refresh_ports)
         self.midi_panel.jamToggled.connect(self._on_jam)
         self.midi_panel.clockChosen.connect(self._on_clock_mode)
         self._on_clock_mode(self.midi_panel.clock_mode())
-        self.doc.documentReset.connect(self._update_tempo_label)
+        self.doc.documentReset.connect(self._update_tempo_meter)
+        self.doc.metaChanged.connect(self._update_tempo_meter)
+        self.roll.playheadMoved.connect(self._update_tempo_meter)
+        self.doc.metaChanged.connect(lambda: self._on_position(self.roll.playhead_tick))  # bar.beat moved
+        self.doc.documentReset.connect(self._on_document_reset)
         self.tracks_panel.mixChanged.connect(self._on_mix_changed)
         self.tracks_panel.message.connect(self.show_message)
 
@@ -314,8 +378,12 @@ class MainWindow(QMainWindow):
 
     def start_background_loading(self) -> None:
         """After the window is on screen: MIDI ports, the model list, then the model (torch) in a thread."""
-        self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], default_midi_api())
+        # the remembered system when it works, else what runs here (a JACK server, the ALSA sequencer)
+        api, advice = choose_midi_api(self.prefs.midi_api)
+        self.midi_panel.set_systems([(key, midi_api_label(key)) for key in midi_apis()], api)
         self.refresh_ports()
+        if advice:  # nothing works: say what to do once, instead of each port's raw error
+            self.show_message(advice, "warning")
         self.refresh_models()
         # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
         self.finetune_panel.curve.ensure_plot()
@@ -343,9 +411,12 @@ class MainWindow(QMainWindow):
         listed = library.picker_order(library.list_models(self.paths.resources, self.paths.user_data))
         self.models = [m for m, _ in listed]
         self.model_box.clear()
+        training = self.training.run_dir if self.training.running else None  # "training", not "paused"
         for m, depth in listed:  # each style under its base model
-            self.model_box.addItem(("    ↳ " if depth else "") + m.label, str(m.path))
-        self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], None)
+            self.model_box.addItem(("    ↳ " if depth else "") + m.label_while(training), str(m.path))
+        # a fine-tune starts from the bundled base model unless the user picks another in its panel
+        bundled = next((str(m.path) for m in self.models if m.kind == "base"), None)
+        self.finetune_panel.set_bases([(m.label, str(m.path)) for m in self.models if m.kind != "style"], bundled)
         if not self.models:
             self.model_box.addItem("(no model found)", None)
             self.continue_panel.status.setText(
@@ -357,7 +428,6 @@ class MainWindow(QMainWindow):
         self.model_box.setCurrentIndex(index)
         if current is None or str(current.path) != self.model_box.itemData(index):
             self._on_model_chosen(index)
-        self.finetune_panel.select_base(self.base_checkpoint())
 
     def current_model(self) -> library.ModelEntry | None:
         index = self.model_box.currentIndex()
@@ -384,7 +454,6 @@ class MainWindow(QMainWindow):
             self.show_message(f"The style {entry.name} needs its base model, which is missing.", "error")
             return
         self.prefs.set("model/path", str(entry.path))
-        self.finetune_panel.select_base(checkpoint)  # a fine-tune starts from the model in use unless told
         self.device_label.setText(f"loading {entry.name}…")
         self.strength.setEnabled(entry.kind == "style")
         # another style of the loaded base model is applied to it in place; a jam's answers keep theirs
@@ -409,6 +478,16 @@ class MainWindow(QMainWindow):
             score = self.doc.to_score(include_preview=True)
             self.transport.play(score, int(self.roll.playhead_tick), self.tracks_panel.audible(score))
 
+    def toggle_record(self) -> None:
+        if self.recorder.recording:
+            self.recorder.stop()
+            return
+        if self.generation.generating:
+            self.generation.stop()
+        score = self.doc.to_score()
+        if not self.recorder.start(score, self.tracks_panel.audible(score), jam_active=self.jam.active):
+            self.act_record.setChecked(False)
+
     def _on_mix_changed(self) -> None:
         """Mute or solo while the piece plays: go on from where it is with the new mix."""
         if self.transport.playing and not self.generation.generating:
@@ -418,6 +497,7 @@ class MainWindow(QMainWindow):
         was_playing = self.transport.playing
         self.transport.stop()
         self.roll.set_playhead(tick)
+        self.roll.follow_playhead(tick)  # Home at bar 40 shows bar 1
         self._on_position(tick)
         if was_playing:
             self.toggle_play()
@@ -438,11 +518,15 @@ class MainWindow(QMainWindow):
         self.roll.set_playhead(tick)
         if self.transport.playing:
             self.roll.follow_playhead(tick)
-        bar = next(iter(bars_between(self.doc.meta, tick, tick)), None)
-        if bar is not None:
-            beat = int((tick - bar.tick) // bar.beat_ticks) + 1
-            seconds = self.doc.meta.seconds_at(tick)
-            self.position_label.setText(f"bar {bar.index + 1}.{beat}   {int(seconds // 60)}:{seconds % 60:04.1f}")
+        seconds = self.doc.meta.seconds_at(tick)
+        self.position_label.setText(f"bar {position_text(self.doc.meta, tick)}   "
+                                    f"{int(seconds // 60)}:{seconds % 60:04.1f}")
+
+    def _on_document_reset(self) -> None:
+        """Another piece: the ruler region, Loop and the position were the previous piece's."""
+        self.transport.stop()
+        self._set_loop(0, 0, False)
+        self._on_position(0)
 
     def _on_playing(self, playing: bool) -> None:
         self.act_play.setChecked(playing)
@@ -454,12 +538,32 @@ class MainWindow(QMainWindow):
             a.setEnabled(not busy and (self.doc.undo_stack.canUndo() if a is self.act_undo
                                        else self.doc.undo_stack.canRedo()))
 
-    def _update_tempo_label(self) -> None:
-        meta = self.doc.meta
-        ts = meta.time_signatures[0]
-        changes = len(meta.tempos) - 1
-        self.tempo_label.setText(f"  {meta.tempos[0].bpm:g} BPM{'*' if changes else ''}  {ts.numerator}/{ts.denominator}")
-        self.tempo_label.setToolTip(f"{changes} tempo change(s) in the piece" if changes else "")
+    def _update_tempo_meter(self, *_) -> None:
+        """Tempo and meter in force at the playhead's bar (at 30 Hz while playing: only when they change)."""
+        meta, bar = self.doc.meta, bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        ts = meta.time_signature_at(bar)
+        shown = (meta.tempo_at(bar), ts.numerator, ts.denominator, meta.bar_at(bar) + 1,
+                 len(meta.tempos) - 1, len(meta.time_signatures) - 1)
+        if shown != getattr(self, "_tempo_meter_shown", None):
+            self._tempo_meter_shown = shown
+            self.tempo_meter.show_values(*shown)
+
+    def set_tempo(self, bpm: float) -> None:
+        """The tempo from the playhead's bar on (undoable; core.score.tempo_from holds the rule)."""
+        bar = bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        tempos = tempo_from(self.doc.meta, bar, bpm)
+        if tempos != self.doc.meta.tempos:
+            self.doc.undo_stack.push(commands.SetMeta(self.doc, tempos, self.doc.meta.time_signatures,
+                                                      f"Tempo {bpm:g} BPM", merge_key=("tempo", bar)))
+
+    def set_meter(self, numerator: int, denominator: int) -> None:
+        """The time signature from the playhead's bar on (undoable; core.score.meter_from holds the rule)."""
+        bar = bar_start_at(self.doc.meta, self.roll.playhead_tick)
+        meters = meter_from(self.doc.meta, bar, numerator, denominator)
+        if meters != self.doc.meta.time_signatures:
+            self.doc.undo_stack.push(commands.SetMeta(self.doc, self.doc.meta.tempos, meters,
+                                                      f"Time signature {numerator}/{denominator}",
+                                                      merge_key=("meter", bar)))
 
     def _on_clock_mode(self, mode: str) -> None:
         self.transport.send_clock = mode == "send"
@@ -555,6 +659,7 @@ class MainWindow(QMainWindow):
             return False
         self.doc.load_score(score, path)
         self.prefs.set("files/last_dir", str(Path(path).parent))
+        self._remember_recent(path)
         self.roll.zoom_to_fit()
         n_tracks = len(score.tracks())
         summary = f"Opened {Path(path).name}: {len(score.notes)} notes, {n_tracks} track(s)"
@@ -565,6 +670,34 @@ class MainWindow(QMainWindow):
             self.messages.hide()
         self.statusBar().showMessage(summary, 5000)
         return True
+
+    def recent_files(self) -> list[str]:
+        value = self.prefs.qs.value("files/recent", []) or []  # an ini file gives one path as a string
+        return [str(p) for p in ([value] if isinstance(value, str) else value) if p]
+
+    def _remember_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        self.prefs.set("files/recent", ([path] + [p for p in self.recent_files() if p != path])[:RECENT_FILES])
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        for i, path in enumerate(self.recent_files()):
+            action = menu.addAction(f"&{i + 1} {Path(path).name}" if i < 9 else Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+        if menu.isEmpty():
+            menu.addAction("(none yet)").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear the list", lambda: self.prefs.set("files/recent", []))
+
+    def open_recent(self, path: str) -> bool:
+        if not Path(path).exists():  # moved or deleted since: say so and drop it from the list
+            self.prefs.set("files/recent", [p for p in self.recent_files() if p != path])
+            self.show_message(f"{Path(path).name} is no longer at {Path(path).parent}.", "warning")
+            return False
+        return self.open_file(path)
 
     def save(self) -> bool:
         if not self.doc.path or not self.doc.path.lower().endswith((".mid", ".midi")):
@@ -582,6 +715,7 @@ class MainWindow(QMainWindow):
         if not self._write(self.doc.to_score(), path):
             return False
         self.doc.path = path
+        self._remember_recent(path)
         self.doc.undo_stack.setClean()
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}", 4000)

@@ -17,6 +17,7 @@ from core.score import Note, Score
 LOOKAHEAD_S = 0.08       # first note this far after pressing play: nothing starts late
 LOOP_PREPARE_S = 0.4     # schedule the next loop pass this long before the wrap
 AUDITION_S = 0.35
+CLICK = ((76, 110), (77, 80))  # count-in on the GM kit: Hi Wood Block on the bar's first beat, Low after
 
 
 class SilentPort:
@@ -63,6 +64,7 @@ class _Pass:
     start_tick: float
     end_tick: float | None
     end_time: float | None
+    open: bool = False  # goes on past its last note until stopped (recording)
 
 
 class Transport(QObject):
@@ -139,9 +141,12 @@ class Transport(QObject):
                             "(Ports > Output), or the app's virtual port and connect your DAW or synth to it.")
 
     # --- playback ---------------------------------------------------------------------------
-    def play(self, score: Score, start_tick: int, audible: Score | None = None) -> None:
+    def play(self, score: Score, start_tick: int, audible: Score | None = None, count_in: int = 0,
+             until_stopped: bool = False) -> float:
         """Play `score` from `start_tick`, or only the notes of `audible` (the piece without its muted tracks)
-        on the channels `score` gives them, so that a track keeps its channel whatever else is muted."""
+        on the channels `score` gives them, so that a track keeps its channel whatever else is muted.
+        `count_in` beats of clicks come first; `until_stopped` goes on past the last note (recording).
+        Returns the perf_counter time at which `start_tick` sounds."""
         self.stop()
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
@@ -151,10 +156,24 @@ class Transport(QObject):
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
         at = time.perf_counter() + LOOKAHEAD_S
+        if count_in:
+            at = self._count_in(start_tick, count_in, at)
         self._current = self._schedule(start_tick, end, at)
+        self._current.open = until_stopped
         if self.send_clock and not isinstance(self.port, SilentPort):
             self._clock = live.ClockSender(self.port, bpm=self._tempo_map.tempo_at(start_tick)).start(at=at)
         self._set_playing(True)
+        return at
+
+    def _count_in(self, start_tick: int, beats: int, at: float) -> float:
+        """Clicks on the beats before `at`, in the tempo and beat value at `start_tick`; returns when they end."""
+        beat_s = 60.0 / self._tempo_map.tempo_at(start_tick) * 4 / self._tempo_map.time_signature_at(
+            start_tick).denominator
+        scheduler = self.ensure_scheduler()
+        for k in range(beats):
+            pitch, velocity = CLICK[0] if k == 0 else CLICK[1]
+            scheduler.note(9, pitch, velocity, at + k * beat_s, at + k * beat_s + min(0.1, beat_s / 2))
+        return at + beats * beat_s
 
     def _schedule(self, start: float, end: float | None, at: float) -> _Pass:
         notes = [n for n in self._notes if n.start >= start and (end is None or n.start < end)]
@@ -230,7 +249,7 @@ class Transport(QObject):
             if now >= p.end_time and self._next is not None:
                 self._current, self._next = self._next, None
                 p = self._current
-        elif p.end_time is not None and now > p.end_time + 0.05:
+        elif p.end_time is not None and now > p.end_time + 0.05 and not p.open:
             self.positionChanged.emit(float(p.end_tick))
             return self.stop()
         elif p.end_time is None and not p.player.feeding and self.scheduler is not None and self.scheduler.idle():

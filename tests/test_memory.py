@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.copying import copy_share, folder_phrases, phrase_keys
-from core.memory import MIN_ORDER, FolderMemory, MemoryMixer, PieceMemory, mix
+from core.memory import MIN_ORDER, ORDERS, FolderMemory, MemoryMixer, PieceMemory, mix
 from core.score import Note, Score, TimeSignature
 
 DATA = Path(__file__).parent / "data"
@@ -30,7 +30,7 @@ def test_piece_memory_recalls_what_followed_each_context():
     memory = PieceMemory(seq)
     r = memory.recall()
     # the top order is the longest context seen before, and its counts are the brute-force ones
-    longest = max(k for k in range(1, 25) if brute_force_counts(seq, k))
+    longest = max(k for k in ORDERS if brute_force_counts(seq, k))
     assert r.order == longest
     top = brute_force_counts(seq, longest)
     assert r.seen == sum(top.values()) and r.distinct == len(top)
@@ -38,7 +38,7 @@ def test_piece_memory_recalls_what_followed_each_context():
     assert abs(r.mass.sum() + r.escape - 1.0) < 1e-12
     assert 0 < r.escape < 1
     seen_after = set()
-    for k in range(MIN_ORDER, longest + 1):
+    for k in (k for k in ORDERS if k <= longest):
         seen_after |= set(brute_force_counts(seq, k))
     assert set(r.tokens.tolist()) == seen_after
 
@@ -176,13 +176,16 @@ def test_train_mode_memory_writes_a_style_in_seconds_and_every_command_uses_it(t
                                  timeout=300)
     assert with_memory.returncode == 0, with_memory.stderr
     assert "folder memory" in with_memory.stdout
+    piece_only = subprocess.run(cli + ["eval", str(tune)], capture_output=True, text=True, timeout=300)
+    assert "piece memory at strength 1" in piece_only.stdout and "folder" not in piece_only.stdout
     bare = subprocess.run(cli + ["eval", str(tune), "--no-memory"], capture_output=True, text=True, timeout=300)
     assert "bare network" in bare.stdout
 
     def bits(text: str) -> float:
         return float(text.split("bits/token, ")[1].split(" bits/note")[0])
-    # the tune is in the folder: the folder memory knows it note for note
-    assert bits(with_memory.stdout) < 0.5 * bits(bare.stdout)
+    # the tune is in the folder: its memory helps, if little, since the fitted gate trusts long folder matches
+    # least (a folder rarely holds the piece being played: quoting it is what the copy meter watches)
+    assert bits(with_memory.stdout) < bits(piece_only.stdout) < bits(bare.stdout)
     gen = subprocess.run(cli + ["generate", "--prompt", str(tune), "--style", str(style), "--bars", "2", "--seed", "1",
                                 "-o", str(tmp_path / "out.mid")], capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr and (tmp_path / "out.mid").is_file()
@@ -201,3 +204,4 @@ def test_copy_meter():
     moved = [Note(n.start + 120, n.duration, n.pitch, 80) for n in phrase]  # the same pitches off the beat
     assert copy_share(moved, meter, reference) == 0.0
     assert copy_share(phrase[:5], meter, reference) is None
+

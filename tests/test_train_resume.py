@@ -85,3 +85,22 @@ def test_threads_option_reaches_the_config_and_refuses_nonsense(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(["f", "--out", "o", "--threads", bad])
         assert "positive whole number" in capsys.readouterr().err
+
+
+def test_a_budget_run_paused_before_its_length_was_fitted_fits_it_when_resumed(tmp_path):
+    """A run with a time budget has no length until its first steps are timed (step 3); paused before that
+    (the GUI's Cancel in the first seconds), its resume times its steps and fits the budget, instead of
+    going on for the placeholder's billion steps."""
+    folder = make_folder(tmp_path, 3)
+    out = tmp_path / "budget"
+    base = dict(data=str(folder), out=str(out), n_layer=1, n_embd=64, ctx_len=32, batch_size=2, seed=3,
+                threads=THREADS, time_budget_s=3.0, checkpoint_every=1000)
+    paused = []
+    run_training(TrainConfig(**base, stop_at_step=2), paused.append)
+    assert paused[-1].kind == "cancelled" and paused[-1].step == 2
+    events = []
+    give_up = time.monotonic() + 60  # without the fit it would train for ever: fail instead
+    run_training(TrainConfig(**base, resume=True), events.append, lambda: time.monotonic() > give_up)
+    totals = [e.total_steps for e in events if e.kind == "step"]
+    assert totals and totals[-1] < 10**6, totals[-5:]
+    assert events[-1].kind == "done" and events[-1].step == totals[-1]

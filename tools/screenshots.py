@@ -28,10 +28,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--model")
     p.add_argument("--piece", default=str(ROOT / "tests/data/corpus/bach/bwv10.7.mid"))
-    p.add_argument("--only", nargs="+", choices=["basic", "placement", "infill", "tracks", "finetune"],
+    p.add_argument("--only", nargs="+", choices=["basic", "placement", "infill", "tracks", "finetune", "help"],
                    help="take only these groups of pictures (default: all)")
     args = p.parse_args(argv)
-    groups = set(args.only or ["basic", "placement", "infill", "tracks", "finetune"])
+    groups = set(args.only or ["basic", "placement", "infill", "tracks", "finetune", "help"])
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -84,7 +84,13 @@ def main(argv=None) -> int:
     w.open_file(args.piece)
     w.roll.view.center_on_pitch(62)
     if "basic" in groups:
+        bar = w.doc.meta.time_signature_at(0).bar_ticks
+        w.seek(8 * bar)
+        w.set_tempo(84)  # a tempo change at bar 9: the transport bar edits, the ruler marks it
+        w.seek(0)
         shot("piece.png")
+    if "help" in groups:
+        help_shot(w, out, pump)
     if "placement" in groups:
         placement_shots(w, pump, wait_for, shot)
     if "infill" in groups:
@@ -203,6 +209,18 @@ def tracks_shot(w, shot) -> None:
     w.panels.setCurrentIndex(0)
 
 
+def help_shot(w, out, pump) -> None:
+    """Help > Keyboard shortcuts: every key, listed from the window's actions."""
+    from musicapp.shortcuts import ShortcutsDialog
+    dialog = ShortcutsDialog(w.shortcut_rows(), w)
+    dialog.show()
+    pump(0.3)
+    path = out / "shortcuts.png"
+    dialog.grab().save(str(path))
+    print(f"saved {path}")
+    dialog.close()
+
+
 def finetune_shot(w, tmp, wait_for, shot) -> None:
     """Fine-tuning, grabbed once the curve has some points."""
     corpus = tmp / "my music"
@@ -214,8 +232,7 @@ def finetune_shot(w, tmp, wait_for, shot) -> None:
     panel.folder.setText(str(corpus))
     w.training.scan(str(corpus))
     wait_for(lambda: "used" in panel.report_summary.text(), 60)
-    panel.mode.setCurrentIndex(panel.mode.findData("lora"))
-    panel.steps.setValue(400)
+    panel.mode.setCurrentIndex(panel.mode.findData("lora"))  # the length: 10 minutes, the default
     panel.name.setText("My folk tunes")
     w.training.extra_config = {"ctx_len": 128, "batch_size": 4, "eval_every": 10, "max_eval_batches": 2,
                                "threads": 1, "workers": 1}

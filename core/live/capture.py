@@ -4,11 +4,12 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import replace
 
 import mido
 
 from ..midi import read_midi
-from ..score import TICKS_PER_BEAT, Score, TempoChange, TimeSignature
+from ..score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
 
 
 class MidiCapture:
@@ -77,3 +78,17 @@ class MidiCapture:
         mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT, tracks=[track]).save(file=data)
         played, _ = read_midi(data.getvalue())
         return Score(played.notes, [TempoChange(0, bpm)], [TimeSignature(0, numerator, denominator)])
+
+    def notes_in(self, tempo_map: Score, start_tick: int, origin_time: float, *, until: float | None = None,
+                 early_s: float = 0.0) -> list[Note]:
+        """The captured notes placed in a piece (recording at the playhead): what was played s seconds after
+        `origin_time` lands s seconds after `start_tick` in `tempo_map`, following its tempo changes. A note
+        played up to `early_s` before the origin (a player slightly ahead of the downbeat) starts on it."""
+        played = self.to_score(60.0, origin_time - early_s, until=until)  # at 60 BPM a beat's ticks are a second
+        t0 = tempo_map.seconds_at(start_tick) - early_s
+        notes = []
+        for n in played.notes:
+            on = max(start_tick, round(tempo_map.tick_at(t0 + n.start / TICKS_PER_BEAT)))
+            off = round(tempo_map.tick_at(t0 + n.end / TICKS_PER_BEAT))
+            notes.append(replace(n, start=on, duration=max(1, off - on)))
+        return notes

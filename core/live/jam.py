@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Callable
 import mido
 
 from ..channels import ChannelMap
+from ..sampling_config import SamplingConfig
 from ..score import TICKS_PER_BEAT, Note
 from .capture import MidiCapture
 from .clock import ClockFollower
 from .player import Player
 from .timing import Timeline
-
-from ..sampling_config import SamplingConfig
 
 if TYPE_CHECKING:
     from .process import SchedulerProcess

@@ -98,9 +98,56 @@ def list_ports(backend: mido.Backend | str | None = None) -> PortListing:
         try:
             setattr(listing, attr, [n for n in getter() if not is_own_port(n)])
         except (OSError, RuntimeError, ValueError) as e:  # rtmidi.SystemError is an OSError
-            reasons.append(str(e))
+            reasons.append(plain_reason(_api_of(be), str(e)))
     listing.reason = "; ".join(dict.fromkeys(reasons))
     return listing
+
+
+# what to do, in plain words, when a MIDI system cannot be reached (rtmidi's own text names C++ classes)
+_UNREACHABLE = {
+    "jack": "No JACK server is running. Start one (QjackCtl, or `jackd -d alsa`), then press Refresh ports; "
+            "or choose ALSA.",
+    "alsa": "The ALSA sequencer is not available (no /dev/snd/seq). Load it (`sudo modprobe snd-seq`), or "
+            "start a JACK server and choose JACK, then press Refresh ports.",
+}
+_UNREACHABLE_SIGNS = {"jack": ("JACK server not running", "jack server is not running"),
+                      "alsa": ("ALSA sequencer", "/dev/snd/seq")}
+NO_MIDI_SYSTEM = ("No MIDI system is running here, so playback is silent. On Linux start a JACK server "
+                  "(QjackCtl) or load the ALSA sequencer (`sudo modprobe snd-seq`), then press Refresh ports.")
+
+
+def plain_reason(api: str | None, error: str) -> str:
+    """rtmidi's error for a MIDI system that cannot be reached, said as what the user can do."""
+    for key, signs in _UNREACHABLE_SIGNS.items():
+        if (api in (None, key)) and any(s.lower() in error.lower() for s in signs):
+            return _UNREACHABLE[key]
+    return error
+
+
+def probe_midi_api(api: str) -> str:
+    """'' when the MIDI system `api` answers (a JACK server runs, the ALSA sequencer opens), else why not,
+    in plain words. Cheap (one client opened and closed, ~0.1 s), and never starts a JACK server."""
+    return list_ports(api).reason
+
+
+# on Linux a running JACK server comes first: a DAW on JACK sees the app's port only there
+_PREFERENCE = ("jack", "coremidi", "alsa", "winmm")
+
+
+def choose_midi_api(remembered: str | None = None) -> tuple[str | None, str]:
+    """The MIDI system to open at start-up, and '' or what to do in plain words: the remembered choice
+    when it works, else the first that works (JACK when its server runs, then the platform's own), else
+    the platform's first with the advice NO_MIDI_SYSTEM."""
+    apis = midi_apis()
+    if not apis:
+        return None, "No MIDI support (python-rtmidi) is installed: playback is silent."
+    env = default_midi_api() if os.environ.get("MIDO_BACKEND") else None
+    candidates = [a for a in (remembered, env) if a in apis]
+    candidates += [a for a in _PREFERENCE if a in apis and a not in candidates]
+    for api in candidates:
+        if not probe_midi_api(api):
+            return api, ""
+    return (candidates[0] if remembered in apis else apis[0]), NO_MIDI_SYSTEM
 
 
 def supports_virtual_ports(api: str | None = None) -> bool:
@@ -131,7 +178,8 @@ def open_output(name: str | None = None, *, virtual: bool | None = None,
     except PortError:
         raise
     except (OSError, RuntimeError) as e:
-        raise PortError(f"cannot open MIDI output {name or APP_PORT_NAME!r}: {e}") from e
+        said = plain_reason(_api_of(be), str(e))
+        raise PortError(said if said != str(e) else f"cannot open MIDI output {name or APP_PORT_NAME!r}: {e}") from e
 
 
 def open_input(name: str | None, callback: Callable[[mido.Message], None], *, virtual: bool = False,
@@ -150,4 +198,5 @@ def open_input(name: str | None, callback: Callable[[mido.Message], None], *, vi
     except PortError:
         raise
     except (OSError, RuntimeError) as e:
-        raise PortError(f"cannot open MIDI input {name!r}: {e}") from e
+        said = plain_reason(_api_of(be), str(e))
+        raise PortError(said if said != str(e) else f"cannot open MIDI input {name!r}: {e}") from e

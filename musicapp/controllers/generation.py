@@ -47,6 +47,7 @@ class GenerationController(QObject):
         self.play_while_generating = True
         self._last_request: int | InfillRequest | None = None
         self._replaced = Preview()
+        self._orphan = None  # a stream that was running when another piece was opened
         self._ready_text = "Loading the model…"
         doc.set_placement(panel.placement_mode())
         panel.placementChosen.connect(doc.set_placement)
@@ -168,8 +169,8 @@ class GenerationController(QObject):
                 source = "the end of the piece (no note before the playhead)"
             elif request < playhead:
                 source = "the last note before the playhead"
-            else:
-                source = "the playhead"
+            else:  # where the playhead is, as the status bar's readout says it
+                source = f"the playhead (bar {arrange.position_text(doc.meta, playhead)})"
             head = f"Next: bars {self._bar(start)}–{self._bar(end) - 1}, after {source}."
         else:
             start, end = doc.preview_region()
@@ -295,7 +296,7 @@ class GenerationController(QObject):
 
     def _launch(self, worker: GenerationWorker) -> None:
         worker.opened.connect(self._on_opened)
-        worker.noteReady.connect(self.doc.stream_note)
+        worker.noteReady.connect(self._on_note)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_generation_failed)
         worker.finished.connect(self._on_finished)
@@ -305,9 +306,15 @@ class GenerationController(QObject):
         self._refresh_panel()
         self.busyChanged.emit(True)
 
+    def _on_note(self, variation: int, note) -> None:
+        if self.sender() is not self._orphan:  # notes of a stream begun in the previous piece are dropped
+            self.doc.stream_note(variation, note)
+
     def _on_opened(self, start_tick: int, end_tick: int) -> None:
         """The stream knows the bars it fills (from the bar line at or after the request): show them, and
         play from there."""
+        if self.sender() is self._orphan:
+            return
         self.doc.set_preview_region(start_tick, None if end_tick < 0 else end_tick)
         worker = self.sender()
         if worker is self._worker and worker.feed is not None:
@@ -399,10 +406,13 @@ class GenerationController(QObject):
         self.canContinueChanged.emit(self.generator is not None and not self.generating)
 
     def _on_document_reset(self) -> None:
+        self._orphan, self._replaced = self._worker, Preview()  # a stream still ending: not for this piece
         self.stop()
         if self.generator is not None:  # what the panel said was about the previous piece
             self.panel.status.setText(self._ready_text)
         self.panel.set_piece_instruments(sorted({n.instrument for n in self.doc.notes()}))
+        self._last_request = None
+        self._refresh_panel()  # no variations, no Accept: the continuation went with the previous piece
 
     def shutdown(self) -> None:
         stop_thread(self._worker, self._worker_thread)

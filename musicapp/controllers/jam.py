@@ -8,7 +8,8 @@ from PySide6.QtCore import QObject, Signal
 
 from core import arrange, live
 from core.sampling_config import DEFAULT_MEMORY, SamplingConfig
-from musicapp.document import NoteDocument
+from musicapp import commands
+from musicapp.document import NoteDocument, Preview
 
 
 class JamController(QObject):
@@ -23,10 +24,12 @@ class JamController(QObject):
         self.port = None
         self._anchor = 0         # roll tick where the current answer is shown
         self._answer_start = None
+        self._before: Preview | None = None  # what was shown before the answer streaming in (for its undo)
         self.memory = DEFAULT_MEMORY  # the toolbar's Memory, for the answers
         # both arrive from core.live's threads; as signals of this GUI-thread object they are queued to it
         self.stateChanged.connect(self._on_state)
         self.answerNote.connect(self._on_note)
+        doc.documentReset.connect(self._forget_answer)
 
     @property
     def active(self) -> bool:
@@ -73,6 +76,7 @@ class JamController(QObject):
         self.stateChanged.emit("off")
 
     def _on_state(self, state: str) -> None:
+        self._finish_answer()  # a new answer, back to listening or off: the last one is complete
         if state == "answering":
             self._answer_start = None
             self._anchor = arrange.bar_start_at(self.doc.meta, self.roll.playhead_tick)
@@ -85,6 +89,20 @@ class JamController(QObject):
         stream = self.session.last_stream
         if self._answer_start is None:
             self._answer_start = stream.start_tick if stream is not None else note.start
+            self._before = self.doc.preview.copy()
             self.doc.begin_stream(self._anchor)
         shifted = replace(note, start=self._anchor + note.start - self._answer_start)
         self.doc.stream_note(0, shifted)
+
+    def _finish_answer(self) -> None:
+        """An answer that has streamed in becomes a continuation like Continue's: one undo step (before the
+        user's notes), with Accept and Reject, still there after Jam is switched off."""
+        before, self._before = self._before, None
+        if before is None or self.doc.preview.is_empty():
+            return
+        self.doc.undo_stack.push(commands.SetPreview(self.doc, before, self.doc.preview, "Jam answer",
+                                                     already_applied=True))
+        self.doc.previewChanged.emit()  # the Continue panel offers Accept / Reject now
+
+    def _forget_answer(self) -> None:
+        self._before, self._answer_start = None, None  # another piece: the answer went with the old one

@@ -67,12 +67,17 @@ class TrainingController(QObject):
         if not Path(base).is_file():
             self.message.emit(f"The base model {base} is missing: pick another one.", "error")
             return
+        name = library.run_name_for(self.user_dir, s["name"])
+        if name != s["name"] and not self.panel.ask_name_reuse(s["name"], name):
+            return  # the user picks another name
         self.panel.remember_folder(s["folder"])
         run_dir = library.new_run(self.user_dir, s["name"], s["mode"], base, s["folder"])
         config = {"data": s["folder"], "out": str(run_dir), "base": str(base), "mode": s["mode"],
-                  "steps": s["steps"], "cache_dir": str(self.user_dir / "token_cache"), **self.extra_config}
+                  "steps": s["steps"], "time_budget_s": s["time_budget_s"],
+                  "cache_dir": str(self.user_dir / "token_cache"), **self.extra_config}
         library.update_run(run_dir, config=config)
         self._launch(run_dir, config)
+        self.panel.begin_run(s["time_budget_s"])
 
     def resume(self, run_dir: str) -> None:
         if self.running:
@@ -82,6 +87,7 @@ class TrainingController(QObject):
             self.message.emit(f"Cannot resume {Path(run_dir).name}: its settings are missing.", "error")
             return
         self._launch(Path(run_dir), {**config, "resume": True})
+        self.panel.begin_run(None)  # it keeps the length it was fitted to: steps from the first event
         self.panel.curve.set_history(*library.loss_history(run_dir))  # the curve goes on where it stopped
 
     def _launch(self, run_dir: Path, config: dict) -> None:

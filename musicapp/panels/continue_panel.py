@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
                                QSpinBox, QVBoxLayout, QWidget)
 
 from core.arrange import INSERT, REPLACE
+from core.sampling_config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from core.score import GM_PROGRAM_NAMES
 from musicapp.panels.infill_box import InfillBox
 
@@ -46,14 +47,15 @@ class ContinuePanel(QWidget):
         self.bars.setValue(4)
         self.bars.setSuffix(" bars")
         self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.1, 2.0)
+        self.temperature.setRange(0.0, 2.0)
         self.temperature.setSingleStep(0.05)
-        self.temperature.setValue(1.0)
+        self.temperature.setSpecialValueText("0 (always the likeliest)")
+        self.temperature.setValue(DEFAULT_TEMPERATURE)
         self.temperature.setToolTip("Lower: safer, more repetitive. Higher: more surprising.")
         self.top_p = QDoubleSpinBox()
         self.top_p.setRange(0.1, 1.0)
         self.top_p.setSingleStep(0.01)
-        self.top_p.setValue(0.95)
+        self.top_p.setValue(DEFAULT_TOP_P)
         self.top_p.setToolTip("Sample only from the most likely choices that together hold this probability.")
         self.variations = QSpinBox()
         self.variations.setRange(1, 8)

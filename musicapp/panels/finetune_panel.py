@@ -3,18 +3,24 @@ progress, ETA, tokens/s and a live loss curve. It shows state and collects setti
 remembered between runs); the main window runs jobs."""
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import (QAbstractScrollArea, QApplication, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox,
+                               QStackedWidget, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 MODES = [("Style (a small file that steers the base model, up to 1 MB)", "style"),
          ("Opening style (learned initial state only)", "state"),
          ("LoRA (low-rank adapter, merged into a new model)", "lora"),
          ("Full fine-tune (every weight)", "full"),
          ("Memory only (the folder's notes, ready in seconds, no training)", "memory")]
+
+
+DEFAULT_MINUTES = 10
+UNFITTED_STEPS = 10**8  # a time-budget run reports a placeholder length until its first steps are timed
 
 
 def format_duration(seconds: float | None) -> str:
@@ -24,6 +30,25 @@ def format_duration(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _WheelToParent(QObject):
+    """The wheel over the plot scrolls the panel (the user is scrolling past it) instead of zooming the plot,
+    which would then stop following the curve: the event goes to the scroll bar of the scroll area around."""
+
+    def __init__(self, plot) -> None:
+        super().__init__(plot)
+        self.plot = plot
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() != QEvent.Wheel:
+            return False
+        area = self.plot.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            QApplication.sendEvent(area.verticalScrollBar(), event)
+        return True
 
 
 class LossPlot(QWidget):
@@ -48,6 +73,12 @@ class LossPlot(QWidget):
         self.plot.setLabel("left", "loss (nats/token)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.addLegend(offset=(-10, 10))
+        # a live curve that always shows the whole run: no zoom or pan to lose it by (wheel, drag, menu)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self._wheel = _WheelToParent(self.plot)
+        self.plot.viewport().installEventFilter(self._wheel)
         self.train_curve = self.plot.plot([], [], pen=pg.mkPen("#5fb3ff", width=2), name="training")
         self.val_curve = self.plot.plot([], [], pen=pg.mkPen("#ffa640", width=2), symbol="o", symbolSize=6,
                                         symbolBrush="#ffa640", name="validation")
@@ -103,21 +134,45 @@ class FinetunePanel(QWidget):
         self.report.setColumnWidth(0, 170)
 
         self.base = QComboBox()
-        self.base.setToolTip("The model the fine-tune starts from (a style belongs to this model). "
-                             "By default the one chosen in the toolbar, or the model a chosen style belongs to.")
+        self.base.setToolTip("The model the fine-tune starts from (a style belongs to this model). The bundled "
+                             "base model unless you choose another here; the toolbar's picker does not change it.")
+        self.base_note = QLabel("")
+        self.base_note.setWordWrap(True)
+        self.base.currentIndexChanged.connect(self._say_base)
         self.mode = QComboBox()
         for label, mode in MODES:
             self.mode.addItem(label, mode)
+        # length: a time (the trainer fits its schedule to it, as `rwkv-music train --time-budget`) or steps
+        self.length_unit = QComboBox()
+        self.length_unit.addItem("Time", "time")
+        self.length_unit.addItem("Steps", "steps")
+        self.minutes = QSpinBox()
+        self.minutes.setRange(1, 24 * 60)
+        self.minutes.setValue(DEFAULT_MINUTES)
+        self.minutes.setSuffix(" min")
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
         self.steps.setValue(300)
         self.steps.setSuffix(" steps")
+        self.length_stack = QStackedWidget()
+        self.length_stack.addWidget(self.minutes)
+        self.length_stack.addWidget(self.steps)
+        self.length_unit.currentIndexChanged.connect(self._on_length_unit)
+        self.minutes.valueChanged.connect(self._say_length)
+        length_row = QHBoxLayout()
+        length_row.addWidget(self.length_stack, 1)
+        length_row.addWidget(self.length_unit)
+        self.length_note = QLabel("")
+        self._budget_s: float | None = None  # of the running job, when it was given a time
+        self._t0 = 0.0
         self.name = QLineEdit()
         self.name.setPlaceholderText("name of the new model")
         form = QFormLayout()
         form.addRow("Base model", self.base)
+        form.addRow("", self.base_note)
         form.addRow("Mode", self.mode)
-        form.addRow("Length", self.steps)
+        form.addRow("Length", length_row)
+        form.addRow("", self.length_note)
         form.addRow("Name", self.name)
 
         self.start_button = QPushButton("Start fine-tuning")
@@ -159,6 +214,8 @@ class FinetunePanel(QWidget):
         layout.addWidget(data_box)
         layout.addWidget(train_box, 1)
         self.set_running(False)
+        self._say_length()
+        self._say_base()
         if self.prefs is not None and self.prefs.get("finetune/folder", ""):
             self.folder.setText(self.prefs.get("finetune/folder", ""))
             self.report_summary.setText("The folder you used last time; Choose… or Enter reads it again.")
@@ -175,16 +232,59 @@ class FinetunePanel(QWidget):
             self.folderChosen.emit(folder)
 
     def set_bases(self, models: list[tuple[str, str]], default: str | None) -> None:
-        """(label, checkpoint path) of the models a fine-tune can start from; `default` is preselected."""
+        """(label, checkpoint path) of the models a fine-tune can start from. The user's choice stays while
+        it is listed; else `default` (the bundled base model) is selected."""
+        chosen = self.base.currentData()
+        self.base.blockSignals(True)
         self.base.clear()
         for label, path in models:
             self.base.addItem(label, path)
-        self.select_base(default)
+        self.base.blockSignals(False)
+        self.select_base(chosen if chosen and self.base.findData(chosen) >= 0 else default)
+        self._say_base()
 
     def select_base(self, path: str | None) -> None:
         index = self.base.findData(path) if path else -1
         if index >= 0:
             self.base.setCurrentIndex(index)
+
+    def showEvent(self, event) -> None:
+        if not getattr(self, "running", False):
+            self._say_length()  # "ends about" is the time from now
+        super().showEvent(event)
+
+    def _say_base(self, *_) -> None:
+        label = self.base.currentText()
+        self.base_note.setText(f"Trains on top of {label}." if label else "No model to start from yet.")
+
+    def _on_length_unit(self, index: int) -> None:
+        self.length_stack.setCurrentIndex(index)
+        self._say_length()
+
+    def _say_length(self, *_) -> None:
+        if self.length_unit.currentData() == "time":
+            end = datetime.now() + timedelta(minutes=self.minutes.value())
+            self.length_note.setText(f"Ends about {end:%H:%M} if started now; the steps are fitted to the time.")
+        else:
+            self.length_note.setText("The time per step depends on your machine: the ETA shows once it runs.")
+
+    def ask_name_reuse(self, name: str, new_name: str) -> bool:
+        """True: save under `new_name`; False: the user chooses another name."""
+        answer = QMessageBox.question(
+            self, "Name in use", f"A model named “{name}” exists already. Save the new one as “{new_name}”?\n\n"
+            "No: choose another name first.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if answer != QMessageBox.Yes:
+            self.name.setFocus()
+            self.name.selectAll()
+        return answer == QMessageBox.Yes
+
+    def begin_run(self, budget_s: float | None) -> None:
+        """A job starts: with a time budget, its progress and ETA come from the clock until it has fitted
+        its steps to the time."""
+        self._budget_s, self._t0 = budget_s, time.monotonic()
+        if budget_s:
+            end = datetime.now() + timedelta(seconds=budget_s)
+            self.length_note.setText(f"This run ends about {end:%H:%M}.")
 
     def _on_resume(self) -> None:
         run = self.resume_box.currentData()
@@ -194,7 +294,9 @@ class FinetunePanel(QWidget):
     # --- what the window shows here ------------------------------------------------------------
     def settings(self) -> dict:
         folder = self.folder.text().strip()
-        return {"folder": folder, "mode": self.mode.currentData(), "steps": self.steps.value(),
+        timed = self.length_unit.currentData() == "time"
+        return {"folder": folder, "mode": self.mode.currentData(), "steps": None if timed else self.steps.value(),
+                "time_budget_s": self.minutes.value() * 60.0 if timed else None,
                 "name": self.name.text().strip() or (Path(folder).name if folder else "my model"),
                 "base": self.base.currentData()}
 
@@ -226,6 +328,8 @@ class FinetunePanel(QWidget):
     def set_running(self, running: bool) -> None:
         self.running = running
         self._update_buttons()
+        if not running:
+            self._say_length()
 
     def _update_buttons(self) -> None:
         running = getattr(self, "running", False)
@@ -235,15 +339,23 @@ class FinetunePanel(QWidget):
         self.resume_button.setEnabled(not running and self.resume_box.count() > 0)
 
     def show_progress(self, event) -> None:
-        if event.total_steps:
+        total, eta = event.total_steps, event.eta_s
+        if self._budget_s and (not total or total >= UNFITTED_STEPS):
+            # not fitted yet: the time itself is the progress
+            elapsed = time.monotonic() - self._t0
+            self.progress.setRange(0, int(self._budget_s))
+            self.progress.setValue(min(int(elapsed), int(self._budget_s)))
+            self.progress.setFormat(f"{format_duration(elapsed)} / {format_duration(self._budget_s)}")
+            total, eta = None, max(0.0, self._budget_s - elapsed)
+        elif total:
             self.progress.setFormat("%v / %m steps")
-            self.progress.setRange(0, event.total_steps)
+            self.progress.setRange(0, total)
             self.progress.setValue(event.step)
-        parts = [f"step {event.step} / {event.total_steps}"] if event.total_steps else []
+        parts = [f"step {event.step} / {total}"] if total else [f"step {event.step}"]
         if event.tokens_per_s:
             parts.append(f"{event.tokens_per_s:,.0f} tokens/s")
-        if event.eta_s is not None:
-            parts.append(f"ETA {format_duration(event.eta_s)}")
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
         if event.loss is not None:
             parts.append(f"loss {event.loss:.3f}")
         if event.val_loss is not None:

@@ -77,13 +77,13 @@ class MidiPanel(QWidget):
         self.jam_pause.valueChanged.connect(lambda v: self.prefs.set("jam/pause_s", v))
         self.jam_bars.valueChanged.connect(lambda v: self.prefs.set("jam/bars", v))
 
-    def set_systems(self, systems: list[tuple[str, str]], default: str | None) -> None:
-        """Offer the MIDI systems ((key, label) pairs); select the remembered one, else `default`."""
+    def set_systems(self, systems: list[tuple[str, str]], chosen: str | None) -> None:
+        """Offer the MIDI systems ((key, label) pairs) with `chosen` selected (core.live.choose_midi_api:
+        the remembered one when it works). The remembered choice stays until the user picks another."""
         self.system.clear()
         for key, label in systems:
             self.system.addItem(label, key)
-        index = self.system.findData(self.prefs.midi_api)
-        self.system.setCurrentIndex(index if index >= 0 else max(0, self.system.findData(default)))
+        self.system.setCurrentIndex(max(0, self.system.findData(chosen)))
         self.system.setEnabled(self.system.count() > 1)
 
     def chosen_system(self) -> str | None:

@@ -5,10 +5,13 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPolygonF
 from PySide6.QtWidgets import QWidget
 
+from core import arrange
+from core.score import TICKS_PER_BEAT
 from musicapp import editing
 from musicapp.pianoroll import grid
 
 DRAG_PX = 4
+BEAT_AIM_PX = 12  # a beat narrower than this is hard to hit: a click then snaps to the bar line
 
 
 class Ruler(QWidget):
@@ -74,6 +77,10 @@ class Ruler(QWidget):
                     label += f"  {sig[0]}/{sig[1]}"  # the meter where it starts or changes, room allowing
                 p.drawText(QPointF(x + 3, h - 8), label)
             previous_sig = (b.signature.numerator, b.signature.denominator)
+        p.setPen(QColor("#e0b060"))  # tempo changes, where they start (the meter is in the bar labels)
+        for t in self.doc.meta.tempos[1:]:
+            if start <= t.tick <= end:
+                p.drawText(QPointF(self.view.x_of_tick(t.tick) + 3, 10), f"♩={t.bpm:g}")
         px = self.view.x_of_tick(self.playhead)
         p.setPen(Qt.NoPen)
         p.setBrush(grid.PLAYHEAD)
@@ -103,7 +110,9 @@ class Ruler(QWidget):
                 self.update()
 
     def mouseReleaseEvent(self, event) -> None:
-        if self._press is not None and not self._dragging:  # on the grid, as loop ends and notes are
-            self.seekRequested.emit(self._tick_at(event.position().x()))
+        if self._press is not None and not self._dragging:  # on a beat, so the readout says exactly where
+            tick = self.view.tick_at_x(event.position().x())
+            narrow = TICKS_PER_BEAT * self.view.px_per_tick < BEAT_AIM_PX
+            self.seekRequested.emit(arrange.snap_playhead(self.doc.meta, tick, bars_only=narrow))
         self._press = None
         self._dragging = False

@@ -56,6 +56,7 @@ def test_finetune_finishes_and_registers_its_model(trained_window, corpus, qtbot
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("full"))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(4)
     panel.name.setText("Bach chorales")
     gaps = GapMeter()
@@ -81,6 +82,7 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("state"))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(100_000)
     panel.name.setText("long run")
     panel.start_button.click()
@@ -114,6 +116,7 @@ def test_closing_the_window_mid_training_stops_the_job_resumably(trained_window,
     w = trained_window
     panel = w.finetune_panel
     panel.folder.setText(str(corpus))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(100_000)
     panel.name.setText("interrupted")
     panel.start_button.click()
@@ -123,3 +126,23 @@ def test_closing_the_window_mid_training_stops_the_job_resumably(trained_window,
     w.close()  # cancel, quit, wait: the child checkpoints and exits
     assert not thread.isRunning()
     assert [r.name for r in library.resumable_runs(app_paths.user_data)] == ["interrupted"]
+
+
+def test_a_style_run_offers_the_folders_memory_first(trained_window, corpus, qtbot, app_paths):
+    """Fine-tune in style mode: the folder's memory is in the model picker seconds after the start, while the
+    style trains; cancelling keeps it."""
+    w = trained_window
+    panel = w.finetune_panel
+    panel.folder.setText(str(corpus))
+    panel.mode.setCurrentIndex(panel.mode.findData("style"))
+    panel.steps.setValue(200)
+    panel.name.setText("Bach memory")
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: any(m.name == "Bach memory" for m in w.models), timeout=120000)
+    assert "memory: learnt 3 pieces" in w.messages.text and "model picker" in w.messages.text
+    entry = next(m for m in w.models if m.name == "Bach memory")
+    from core.style import load_style
+    assert load_style(str(entry.path)).memory.pieces == 3
+    with qtbot.waitSignal(w.training.finished, timeout=120000):
+        panel.cancel_button.click()
+    assert load_style(str(entry.path)).has_memory

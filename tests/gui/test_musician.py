@@ -277,20 +277,23 @@ def test_finetune_shows_and_uses_the_chosen_base(make_window, app_paths, qtbot, 
     assert panel.base.currentData() == w.base_checkpoint() == str(app_paths.resources / "alpha.pth")
     w.model_box.setCurrentIndex(w.model_box.findData(str(style_run / library.STYLE_FILE)))
     w._on_model_chosen(w.model_box.currentIndex())
-    assert panel.base.currentData() == str(app_paths.resources / "beta.pth")  # the style's own base is shown
-    panel.base.setCurrentIndex(0)  # the user picks alpha
+    # the toolbar's picker does not choose what a fine-tune trains on (issue 29): the bundled base stays
+    assert panel.base.currentData() == str(app_paths.resources / "alpha.pth")
+    panel.base.setCurrentIndex(1)  # the user picks beta
+    assert "beta" in panel.base_note.text()
     corpus = tmp_path / "music"
     corpus.mkdir()
     for f in sorted((CORPUS / "bach").glob("*.mid"))[:2]:
         shutil.copy(f, corpus / f.name)
     panel.folder.setText(str(corpus))
     panel.mode.setCurrentIndex(panel.mode.findData("state"))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
     panel.steps.setValue(100_000)
     w.training.extra_config = {"ctx_len": 64, "batch_size": 2, "eval_every": 1000, "threads": 1, "workers": 1}
     with qtbot.waitSignal(w.training.finished, timeout=120000):
         panel.start_button.click()
         info = library.run_info(w.training.run_dir)
-        assert info["base"] == info["config"]["base"] == str(app_paths.resources / "alpha.pth")
+        assert info["base"] == info["config"]["base"] == str(app_paths.resources / "beta.pth")
         w.training.cancel()
 
 

@@ -53,7 +53,7 @@ def test_open_file_shows_its_notes(make_window, tmp_path):
         assert int(r.width()) == n.duration
     assert {(n.start, n.pitch) for n in w.doc.notes()} == by_key
     assert "demo.mid" in w.windowTitle()
-    assert "100 BPM" in w.tempo_label.text()
+    assert w.tempo_meter.tempo.value() == 100 and w.tempo_meter.numerator.value() == 4
 
 
 def test_broken_file_is_reported_not_raised(make_window, tmp_path):

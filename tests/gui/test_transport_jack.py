@@ -78,6 +78,9 @@ def test_jam_answers_appear_in_the_roll_and_play(jam_window, qtbot):
     w, rx, player = jam_window
     w.midi_panel.jam_pause.setValue(0.4)
     w.midi_panel.jam_bars.setValue(1)
+    from core.score import Note
+    from musicapp import commands
+    w.doc.undo_stack.push(commands.AddNotes(w.doc, [Note(0, 480, 48)]))  # the user's own note, drawn first
     w.midi_panel.jam.setChecked(True)
     assert w.jam.active, w.messages.text
     import mido
@@ -86,10 +89,18 @@ def test_jam_answers_appear_in_the_roll_and_play(jam_window, qtbot):
         time.sleep(0.12)
         player.send(mido.Message("note_off", note=pitch, velocity=0))
     qtbot.waitUntil(lambda: len(w.doc.preview.notes) >= 1, timeout=60000)
-    assert len(w.doc) == 0  # answers are shown as a continuation, not written into the piece
+    assert len(w.doc) == 1  # answers are shown as a continuation, not written into the piece
     arrived(rx, lambda ms: any(m.type == "note_on" and m.velocity > 0 for _, m in ms), 20, "the jam's answer")
     w.midi_panel.jam.setChecked(False)
     assert not w.jam.active
+    # the answer stays as a continuation to accept or reject, and is the first thing Undo takes back
+    panel = w.continue_panel
+    assert w.doc.preview.notes and panel.accept_button.isEnabled() and panel.reject_button.isEnabled()
+    w.undo()
+    assert w.doc.preview.is_empty() and len(w.doc) == 1
+    w.redo()
+    panel.accept_button.click()
+    assert w.doc.preview.is_empty() and len(w.doc) > 1
 
 
 @pytest.fixture
