@@ -1,7 +1,7 @@
 """Generated notes in their tracks, parts that play their instrument, continuations as dense as the prompt.
 
     nice .venv/bin/python bench/bench_parts.py placement       # held-out true continuations, tracks hidden
-    nice .venv/bin/python bench/bench_parts.py generate        # the bundled model's continuations (slow)
+    nice .venv/bin/python bench/bench_parts.py generate [--all] # the bundled model's continuations (slow)
     nice .venv/bin/python bench/bench_parts.py bass            # Add part "Electric Bass (finger)"
 
 placement: POP909 test songs (resources/base-v2-corpus-manifest.json's split, raw files from
@@ -10,6 +10,15 @@ where /work/data/bach_programs holds them): the prompt is the first k bars, the 
 tracks and core.voices places them again. Printed: the share of notes back in their own track, against
 "every note in the first track of its instrument" (what Score.add_notes did), and the share of the notes
 placed in MELODY that are the top voice at their onset.
+
+generate: the bundled model continues the first 16 bars of POP909 test songs and Bach test chorales by 8
+bars (default sampling: memory on), rules off (no placement, no chord caps: what main did) and on. Printed
+per take: notes per bar against the prompt's last 8 bars (median; share of takes in 0.5-2x; over 2x), the
+most notes sounding at once, MELODY's top-voice share, tracks a save adds, and of the generated notes that
+hit a true next note (same onset and pitch) the share placed in that note's track. --all: memory 0 too.
+
+bass: Add part over bars 5-12 of the first 16 bars of POP909 test songs (bass, flute, drums, guitar), the
+idiom limits off and on: notes per bar, notes per onset, notes sounding at once, register, median length.
 """
 from __future__ import annotations
 
@@ -214,15 +223,22 @@ def density_rows(gen, files, args, on: bool, memory: float | None):
             for item in stream:
                 takes[item.variation].append(item.note)
             names = [t.name for t in prompt.tracks()]
+            end = bars[min(k + m, len(bars) - 1)]
+            true_track = {(n.start, n.pitch): t.name for t in score.tracks() for n in t.notes if bars[k] <= n.start < end}
             for notes in takes:
                 out = stream.score(notes)
                 saved = [t.name for t in read_midi(score_to_bytes(out))[0].tracks()]
                 melody = [n for t in out.tracks() if t.name == "MELODY" for n in t.notes if n.start >= stream.start_tick]
+                placed_in = {(n.start, n.pitch): t.name for t in out.tracks() for n in t.notes
+                             if n.start >= stream.start_tick}
+                matched = [key for key in placed_in if key in true_track]
                 rows.append({"ratio": len(notes) / m / max(prompt_density, 1e-9),
                              "at_once": idiom.most_at_once(notes),
                              "prompt_at_once": idiom.most_at_once(tail),
                              "top": top_voice_share(melody, notes) if melody else None,
-                             "invented": len(saved) - len(names)})
+                             "invented": len(saved) - len(names),
+                             "matched": len(matched),
+                             "same_track": sum(placed_in[key] == true_track[key] for key in matched)})
     return rows
 
 
@@ -232,7 +248,8 @@ def generate(args) -> None:
     print(f"\nContinuations of the first {k} bars, {m} bars generated, {args.variations} variations, seed {args.seed} "
           f"(density: notes per bar against the prompt's last 8 bars)")
     print(f"{'collection':22s} {'rules':6s} {'memory':>6s} {'takes':>5s} {'ratio median':>12s} {'in 0.5-2x':>9s} "
-          f"{'>2x':>5s} {'at once':>7s} {'max':>4s} {'prompt':>6s} {'MELODY top':>10s} {'tracks added':>12s}")
+          f"{'>2x':>5s} {'at once':>7s} {'max':>4s} {'prompt':>6s} {'MELODY top':>10s} {'tracks added':>12s} "
+          f"{'true notes hit':>14s} {'in their track':>14s}")
     from core.sampling_config import DEFAULT_MEMORY
     for collection in ("pop909", "bach"):
         files = test_files(collection)[:args.pieces]
@@ -247,7 +264,8 @@ def generate(args) -> None:
                   f"{len(rows):5d} {ratios[len(ratios) // 2]:12.2f} {inside:9.0%} {over:5.0%} "
                   f"{_mean([r['at_once'] for r in rows]):7.1f} {max(r['at_once'] for r in rows):4d} "
                   f"{_mean([r['prompt_at_once'] for r in rows]):6.1f} {_mean([r['top'] for r in rows]):10.0%} "
-                  f"{sum(r['invented'] for r in rows):12d}", flush=True)
+                  f"{sum(r['invented'] for r in rows):12d} {sum(r['matched'] for r in rows):14d} "
+                  f"{sum(r['same_track'] for r in rows) / max(1, sum(r['matched'] for r in rows)):14.0%}", flush=True)
 
 
 def main() -> None:
