@@ -14,7 +14,8 @@ placed in MELODY that are the top voice at their onset.
 generate: the bundled model continues the first 16 bars of POP909 test songs and Bach test chorales by 8
 bars (default sampling: memory on), rules off (no placement, no chord caps: what main did) and on. Printed
 per take: notes per bar against the prompt's last 8 bars (median; share of takes in 0.5-2x; over 2x), the
-most notes sounding at once, MELODY's top-voice share, tracks a save adds, and of the generated notes that
+most notes sounding at once, the share of takes with a bigger chord (notes of one instrument at one onset)
+than any in the prompt's last 8 bars, MELODY's top-voice share, tracks a save adds, and of the generated notes that
 hit a true next note (same onset and pitch) the share placed in that note's track. --all: memory 0 too.
 
 bass: Add part over bars 5-12 of the first 16 bars of POP909 test songs (bass, flute, drums, guitar), the
@@ -205,6 +206,8 @@ def density_rows(gen, files, args, on: bool, memory: float | None):
     prompt's last 8 bars, the most notes sounding at once, MELODY's top-voice share, invented tracks."""
     from core.generate import SamplingConfig
     from core import idiom
+    from collections import Counter
+
     from core.midi import score_to_bytes
     rows = []
     k, m = args.prompt_bars[0], args.bars
@@ -235,6 +238,8 @@ def density_rows(gen, files, args, on: bool, memory: float | None):
                 rows.append({"ratio": len(notes) / m / max(prompt_density, 1e-9),
                              "at_once": idiom.most_at_once(notes),
                              "prompt_at_once": idiom.most_at_once(tail),
+                             "chord_over": max(Counter((n.start, n.instrument) for n in notes).values(), default=0)
+                             > max(Counter((n.start, n.instrument) for n in tail).values(), default=0),
                              "top": top_voice_share(melody, notes) if melody else None,
                              "invented": len(saved) - len(names),
                              "matched": len(matched),
@@ -249,7 +254,7 @@ def generate(args) -> None:
           f"(density: notes per bar against the prompt's last 8 bars)")
     print(f"{'collection':22s} {'rules':6s} {'memory':>6s} {'takes':>5s} {'ratio median':>12s} {'in 0.5-2x':>9s} "
           f"{'>2x':>5s} {'at once':>7s} {'max':>4s} {'prompt':>6s} {'MELODY top':>10s} {'tracks added':>12s} "
-          f"{'true notes hit':>14s} {'in their track':>14s}")
+          f"{'true notes hit':>14s} {'in their track':>14s} {'chords > prompt':>15s}")
     from core.sampling_config import DEFAULT_MEMORY
     for collection in ("pop909", "bach"):
         files = test_files(collection)[:args.pieces]
@@ -265,7 +270,8 @@ def generate(args) -> None:
                   f"{_mean([r['at_once'] for r in rows]):7.1f} {max(r['at_once'] for r in rows):4d} "
                   f"{_mean([r['prompt_at_once'] for r in rows]):6.1f} {_mean([r['top'] for r in rows]):10.0%} "
                   f"{sum(r['invented'] for r in rows):12d} {sum(r['matched'] for r in rows):14d} "
-                  f"{sum(r['same_track'] for r in rows) / max(1, sum(r['matched'] for r in rows)):14.0%}", flush=True)
+                  f"{sum(r['same_track'] for r in rows) / max(1, sum(r['matched'] for r in rows)):14.0%} "
+                  f"{_mean([r['chord_over'] for r in rows]):15.0%}", flush=True)
 
 
 def main() -> None:

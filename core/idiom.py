@@ -60,7 +60,8 @@ _PROGRAM = {
     104: Idiom(48, 84, 4), 105: Idiom(48, 84, 4), 106: Idiom(48, 84, 3), 107: Idiom(48, 84, 4),
     108: Idiom(60, 84, 2), 109: Idiom(55, 77, 1, True), 110: Idiom(55, 96, 2, True), 111: Idiom(55, 88, 1, True),
 }
-DRUMS = Idiom(35, 81, 4)  # the General MIDI kit's sounds (acoustic bass drum .. open triangle); kick, snare, hats, a cymbal
+# the General MIDI kit's sounds (acoustic bass drum .. open triangle): kick, snare, hats and a cymbal at once
+DRUMS = Idiom(35, 81, 4)
 
 
 def idiom(program: int, drum: bool = False) -> Idiom:

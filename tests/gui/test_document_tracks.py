@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from core import arrange
 from core.cli import main
-from core.midi import read_midi
+from core.midi import read_midi, write_midi
 from core.score import Note
 from musicapp import editing
 from musicapp.commands import accept_preview
@@ -99,11 +99,11 @@ def test_accepting_a_continuation_puts_each_note_in_the_part_it_continues(qapp, 
     prompt = score.slice(0, start)
     doc = NoteDocument()
     doc.load_score(prompt)
-    new = [Note(n.start, n.duration, n.pitch, n.velocity) for t in score.tracks() for n in t.notes if start <= n.start < end]
+    new = [Note(n.start, n.duration, n.pitch, n.velocity) for t in score.tracks() for n in t.notes
+           if start <= n.start < end]
     doc.set_preview(Preview({0: new}, 0, start, end))
     accept_preview(doc)
     path = tmp_path / "accepted.mid"
-    from core.midi import write_midi
     write_midi(doc.to_score(), path)
     back, _ = read_midi(path)
     assert [t.name for t in back.tracks()] == ["MELODY", "BRIDGE", "PIANO"]
