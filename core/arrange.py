@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Hashable, Iterable, Iterator, Mapping
 
+from core import voices
 from core.score import (PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score, TempoChange, TimeSignature,
                         Track)
 
@@ -146,19 +147,30 @@ def bars_of_notes(meta: Score, notes: Iterable[Note]) -> tuple[int, int] | None:
     return whole_bars(meta, min(starts), max(starts) + 1)
 
 
-def home_tracks(replaced: Iterable[Note], new: Iterable[Note]) -> list[Note]:
-    """Copies of the `new` notes, each naming the track that held most of the `replaced` notes of its
-    instrument (ties: the first track), so regenerated bars stay in their voice's track; a note whose
-    instrument replaced nothing names none (it goes to a track of its instrument)."""
+def home_tracks(kept: Iterable[Note], replaced: Iterable[Note], new: Iterable[Note], start: int,
+                end: int | None = None) -> list[Note]:
+    """Copies of the `new` notes, each naming the track whose part it continues: core.voices reads the
+    `kept` notes of each track (Note.track) around the bars [start, end) they fill (before them only for a
+    continuation, `end` None), so the melody stays the melody and the bass the bass where tracks share an
+    instrument; notes of one pitch in a track never overlap. A note whose instrument no kept track plays
+    there goes to the track that held most of the `replaced` notes of its instrument (ties: the first), else
+    it names none (Score.add_notes: a track of its instrument)."""
+    kept, replaced, new = list(kept), list(replaced), list(new)
+    size = 1 + max((n.track for n in kept + replaced if n.track is not None), default=-1)
+    tracks: list[list[Note]] = [[] for _ in range(size)]
+    for n in kept:
+        if n.track is not None and n.track >= 0:
+            tracks[n.track].append(n)
     counts: dict[tuple[int, bool], dict[int, int]] = {}
     for n in replaced:
         if n.track is not None:
             by_track = counts.setdefault(n.instrument, {})
             by_track[n.track] = by_track.get(n.track, 0) + 1
-    out = []
-    for n in new:
+    out = voices.placed(tracks, new, start, end)
+    for n in out:
         by_track = counts.get(n.instrument)
-        out.append(replace(n, track=max(by_track, key=lambda t: (by_track[t], -t)) if by_track else None))
+        if n.track is None and by_track:
+            n.track = max(by_track, key=lambda t: (by_track[t], -t))
     return out
 
 
@@ -203,12 +215,13 @@ def place_continuation(notes: Mapping[Hashable, Note], meta: Score, start: int, 
 
 def placed_score(piece: Score, continuation: Iterable[Note], start: int, end: int, mode: str) -> Score:
     """The piece as it will be once the continuation over [start, end) is accepted with `mode`."""
-    notes = dict(enumerate(piece.document_notes()))  # each keeps its track; the continuation's go to their
-    plan = place_continuation(notes, piece, start, end, mode)  # instrument's track (a new one if none)
+    notes = dict(enumerate(piece.document_notes()))  # each keeps its track; the continuation's go to the
+    plan = place_continuation(notes, piece, start, end, mode)  # tracks whose parts they continue (home_tracks)
     removed = set(plan.removed)
     kept = [replace(plan.moved.get(k, n)) for k, n in notes.items() if k not in removed]
     tracks = piece.skeleton() if plan.events_shift is None else shifted_tracks(piece.skeleton(), *plan.events_shift)
-    return Score(kept + [replace(n, track=None) for n in continuation], plan.tempos, plan.time_signatures,
+    new = home_tracks([n for n in kept if n.start < start], (), continuation, start)
+    return Score(kept + new, plan.tempos, plan.time_signatures,
                  tracks=tracks)
 
 

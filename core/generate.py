@@ -24,6 +24,7 @@ from .sampling_config import SamplingConfig
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
+from . import idiom, voices
 
 DEFAULT_CTX = 1024
 PREFILL_CACHE_SIZE = 4
@@ -328,6 +329,9 @@ class ContinuationStream(NoteStream, StepCounter):
         if instruments is None:
             instruments = {n.instrument for n in prompt.notes if n.start < self.requested_tick} or None
         self.instruments = None if instruments is None else sorted(set(instruments))
+        # the prompt's texture: each instrument starts at most as many notes at once as in its last bars
+        before = [n for n in prompt.token_view().notes if n.start < self.requested_tick]
+        self.chord_caps = idiom.chord_caps(before, self.start_tick, instruments=self.instruments or ())
         limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
         self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
         self.prefill_seconds = 0.0
@@ -350,10 +354,12 @@ class ContinuationStream(NoteStream, StepCounter):
                 v.done, v.reason = True, "closed"
 
     def score(self, notes: list[Note]) -> Score:
-        """The prompt up to the continuation point (its tracks and their events) plus `notes`, each in a track
-        of its instrument (a new one if the prompt has none), with the prompt's tempo map and meter."""
+        """The prompt up to the continuation point (its tracks and their events) plus `notes`, each in the
+        track whose part it continues (core.voices; a new track of its instrument if the prompt has none),
+        with the prompt's tempo map and meter."""
         piece = self.prompt.slice(0, self.requested_tick)
-        piece.add_notes([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
+        tracks = [t.notes for t in piece.tracks(include_empty=True)]
+        piece.add_notes(voices.placed(tracks, notes, self.start_tick))
         return piece
 
     # -- the sampling loop
@@ -363,6 +369,7 @@ class ContinuationStream(NoteStream, StepCounter):
         dec.grammar.playable = True  # every note within its instrument's range
         if self.instruments is not None:
             dec.grammar.restrict_instruments(self.instruments)
+        dec.grammar.limit_onsets(self.chord_caps)
         return dec
 
     def _stop_reason(self, v: _ContinuationLane, t: int) -> str:

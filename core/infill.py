@@ -35,6 +35,7 @@ from .generate import TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfi
 from .model import State
 from .sampling import Lane, StepCounter, new_seed, run_lanes
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
+from . import idiom, voices
 from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
 
 BEFORE_BARS = 16  # at most this many bars before a bar range are read (fewer where the budget is short)
@@ -339,31 +340,21 @@ class InfillStream(NoteStream, StepCounter):
         return self._replaced(note)
 
     def score(self, notes: Iterable[Note]) -> Score:
-        """The document with `notes` in the range: in a bar range the replaced notes go and the new ones join
-        the track that held most of their instrument's replaced notes (else one of that instrument); a part
-        is a new track. Every other track, note and event is the document's own."""
+        """The document with `notes` in the range: in a bar range the replaced notes go and each new one joins
+        the track whose part it continues (core.voices: register, voice leading and polyphony of the tracks
+        around the range); a part is a new track. Every other track, note and event is the document's own."""
         piece = self.document.copy()
         notes = _restruck([Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in notes])
         if self.part is not None:
+            notes = idiom.shape_part(notes, self.part)  # a bass line: each note ends where the next begins
             program, drum = self.part
             name = "Drums" if drum else GM_PROGRAM_NAMES[program]
             tracks = piece.tracks(include_empty=True) + [Track(name, None, program, drum, notes)]
             return Score((), list(piece.tempos), list(piece.time_signatures), tracks=tracks)
-        home: dict[tuple, dict[int, int]] = {}
-        for i, t in enumerate(piece.tracks(include_empty=True)):
-            kept = []
-            for n in t.notes:
-                if self._replaced(n):
-                    counts = home.setdefault(n.instrument, {})
-                    counts[i] = counts.get(i, 0) + 1
-                else:
-                    kept.append(n)
-            t.notes[:] = kept
-        for n in notes:
-            counts = home.get(n.instrument)
-            if counts:
-                n.track = max(counts, key=lambda i: (counts[i], -i))
-        piece.add_notes(notes)
+        tracks = piece.tracks(include_empty=True)
+        for t in tracks:
+            t.notes[:] = [n for n in t.notes if not self._replaced(n)]
+        piece.add_notes(voices.placed([t.notes for t in tracks], notes, self.start_tick, self.end_tick))
         return piece
 
     def generate(self) -> list[Score]:
@@ -517,9 +508,11 @@ class InfillStream(NoteStream, StepCounter):
         forcing of its kept notes, the tick where the decoder puts the middle, its memory of the prompt."""
         lanes = []
         origin = chunk.context_start if self.part is not None else chunk.start
+        caps, ranges = idiom.part_limits(self.part) if self.part is not None else (None, None)  # (core.idiom)
         for v, (ids, middle) in enumerate(zip(prompts, middles)):
             dec = self.tok.stream_decoder()
             dec.grammar = self.tok.grammar(ids, instruments=self.instruments, playable=True)
+            dec.grammar.limit_onsets(caps, ranges)
             memory = self.gen.memory(ids, self.sampling.memory)
             lanes.append(_InfillLane(self, v, dec, _Forcing(self.tok, middle), origin - dec.grammar.gap_tick,
                                      self.max_tokens_per_bar * chunk.bars, memory))

@@ -356,9 +356,13 @@ class Tokenizer:
         mask = _MASK_CACHE.get(key)
         if mask is None:
             mask = np.zeros(self.vocab_size, dtype=bool)
-            for t in range(self.vocab_size):
-                if _KINDS[t] != POS and _KINDS[t] != PITCH:
-                    mask[t] = g.accepts(t)
+            onset, g._onset = g._onset, {}  # which instruments are full at this onset is not in the key:
+            try:  # GrammarState.allowed takes them out per call
+                for t in range(self.vocab_size):
+                    if _KINDS[t] != POS and _KINDS[t] != PITCH:
+                        mask[t] = g.accepts(t)
+            finally:
+                g._onset = onset
             mask.flags.writeable = False
             _MASK_CACHE[key] = mask
         return mask
@@ -588,7 +592,7 @@ class GrammarState:
 
     __slots__ = ("tok", "state", "meter", "bar_steps", "bar_start", "pos", "instrument", "velocity", "pitch",
                  "duration", "tempo", "bars", "flat", "playable", "segment", "fill_bars", "fill_left",
-                 "gap_tick", "next_start", "_restriction", "_velocities", "_onset")
+                 "gap_tick", "next_start", "_restriction", "_velocities", "_onset", "_caps", "_ranges")
 
     def __init__(self, tokenizer: Tokenizer | None = None, instruments=None) -> None:
         self.tok = tokenizer if tokenizer is not None else _default_tokenizer()
@@ -613,6 +617,8 @@ class GrammarState:
         self.gap_tick = 0  # where the middle goes
         self.next_start: int | None = None  # tick of the next Bar when it does not simply follow the last
         self._restriction: frozenset | None = None
+        self._caps: dict | None = None  # sampling: instrument -> most notes it starts at one onset
+        self._ranges: dict | None = None  # sampling: instrument -> (lowest, highest) pitch, for playable_range
         if instruments is not None:
             self.restrict_instruments(instruments)
 
@@ -655,6 +661,13 @@ class GrammarState:
             raise ValueError(f"instruments must be a non-empty set of (program 0..127, drum): {instruments!r}")
         self._restriction = allowed
 
+    def limit_onsets(self, caps=None, ranges=None) -> None:
+        """While sampling (`playable`): at most caps[instrument] notes of an instrument start at one onset,
+        and its pitches lie in ranges[instrument] instead of its playable range (core.idiom says how an
+        instrument is played, and how many notes the piece's instruments start together). None: no limit."""
+        self._caps = dict(caps) if caps else None
+        self._ranges = dict(ranges) if ranges else None
+
     def _instrument_ok(self) -> bool:
         return self.instrument is not None and (self._restriction is None or self.instrument in self._restriction)
 
@@ -662,10 +675,15 @@ class GrammarState:
         """Pitches an instrument (the current one by default) may start now (empty when lo > hi): rising
         within an onset, at most MAX_ONSET_NOTES, and inside the playable range when asked."""
         instrument = instrument or self.instrument
-        lo, hi = playable_range(*instrument) if self.playable else (0, 127)
+        cap = MAX_ONSET_NOTES
+        if self.playable:
+            lo, hi = (self._ranges or {}).get(instrument) or playable_range(*instrument)
+            cap = min(cap, (self._caps or {}).get(instrument, cap))
+        else:
+            lo, hi = 0, 127
         done = self._onset.get(instrument)
         if done is not None:
-            if done[1] >= MAX_ONSET_NOTES:
+            if done[1] >= cap:
                 return 1, 0
             lo = max(lo, done[0] + 1)
         return lo, hi

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from PySide6.QtGui import QUndoCommand
 
-from core import arrange
+from core import arrange, idiom
 from core.score import Note, TempoChange, TimeSignature, Track
 from musicapp.document import LOCK_COMMAND_ID, PREVIEW_COMMAND_ID, NoteDocument, Preview
 
@@ -161,9 +161,13 @@ def _accept_in_place(doc: NoteDocument) -> None:
     stack.beginMacro("Accept part" if preview.part is not None else "Accept regenerated bars")
     if preview.part is not None:
         stack.push(SetTracks(doc, doc.tracks + [preview.part], "Add track"))
-        notes = [replace(n, track=len(doc.tracks) - 1) for n in preview.notes]
+        notes = idiom.shape_part([replace(n, track=len(doc.tracks) - 1) for n in preview.notes],
+                                 preview.part.instrument)
     else:
-        notes = arrange.home_tracks(doc.notes(removed), preview.notes)
+        gone = set(removed)
+        start, end = doc.preview_region()
+        notes = arrange.home_tracks([n for i, n in doc.items() if i not in gone], doc.notes(removed),
+                                    preview.notes, start, end)
     if removed:
         stack.push(RemoveNotes(doc, removed, "Replace notes"))
     stack.push(AddNotes(doc, notes, "Accept notes"))
@@ -192,8 +196,10 @@ def accept_preview(doc: NoteDocument) -> None:
         tracks = arrange.shifted_tracks(doc.tracks, *plan.events_shift)
         if [(t.events, t.end) for t in tracks] != [(t.events, t.end) for t in doc.tracks]:
             stack.push(SetTracks(doc, tracks))
-    # The model's notes name no track: each goes to a track of its instrument (a new one if none) on save.
-    stack.push(AddNotes(doc, [replace(n, track=None) for n in doc.preview.notes], "Accept continuation"))
+    # Each of the model's notes goes to the track whose part it continues (a new one for a new instrument).
+    start = doc.preview_region()[0]
+    new = arrange.home_tracks([n for n in doc.notes() if n.start < start], (), doc.preview.notes, start)
+    stack.push(AddNotes(doc, new, "Accept continuation"))
     stack.push(SetPreview(doc, doc.preview, Preview(), "Clear continuation"))
     stack.endMacro()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from core import arrange
+from core import arrange, idiom
 from core.score import Note, Score, TempoChange, TimeSignature, Track
 
 PREVIEW_COMMAND_ID = 1001  # QUndoCommand.id() of commands that only show, switch or drop the preview
@@ -118,9 +118,10 @@ class NoteDocument(QObject):
         notes = [replace(n) for i, n in self._notes.items() if i not in gone]
         if p.part is not None:
             tracks.append(p.part.copy(notes=False))
-            new = [replace(n, track=len(tracks) - 1) for n in p.notes]
+            new = idiom.shape_part([replace(n, track=len(tracks) - 1) for n in p.notes], p.part.instrument)
         else:
-            new = arrange.home_tracks([self._notes[i] for i in gone if i in self._notes], p.notes)
+            start, end = self.preview_region()
+            new = arrange.home_tracks(notes, [self._notes[i] for i in gone if i in self._notes], p.notes, start, end)
         return Score(notes + new, list(self.meta.tempos), list(self.meta.time_signatures), tracks=tracks)
 
     def preview_region(self) -> tuple[int, int]:

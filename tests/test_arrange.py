@@ -96,7 +96,7 @@ def test_new_notes_go_to_the_track_of_the_notes_they_replace():
     replaced = [Note(0, 480, 60, track=2), Note(480, 480, 62, track=2), Note(0, 480, 67, track=1),
                 Note(0, 960, 40, program=33, track=3)]
     new = [Note(0, 240, 64), Note(0, 240, 45, program=33), Note(0, 240, 50, program=40)]
-    homes = arrange.home_tracks(replaced, new)
+    homes = arrange.home_tracks((), replaced, new, 0, 960)  # no other notes: the replaced notes' tracks
     assert [n.track for n in homes] == [2, 3, None]  # most of the piano's replaced notes were in track 2
     assert [(n.start, n.pitch, n.program) for n in homes] == [(n.start, n.pitch, n.program) for n in new]
     assert all(n.track is None for n in new)  # copies

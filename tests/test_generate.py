@@ -81,7 +81,10 @@ def test_same_seed_same_notes_and_stream_equals_generate(gen, prompt, two_bars):
     scores = gen.generate(prompt, bars=2, variations=3, sampling=SamplingConfig(seed=7, memory=0))
     for notes, score in zip(streamed, scores):
         continuation = [n for n in score.notes if n.start >= 4 * BAR_3_4]
-        assert sorted(map(note_key, continuation)) == sorted(map(note_key, notes))
+        # the same notes; one re-struck while it sounds in its track ends there (a file holds it in one track)
+        got, want = (sorted((k[:1] + k[2:], k[1]) for k in map(note_key, ns)) for ns in (continuation, notes))
+        assert [k for k, _ in got] == [k for k, _ in want]
+        assert all(g <= w for (_, g), (_, w) in zip(got, want))
         assert [n.start for n in score.notes if n.start < 4 * BAR_3_4] == [n.start for n in prompt.notes]
     other = gen.generate(prompt, bars=1, sampling=SamplingConfig(seed=8))[0]
     assert [n.pitch for n in other.notes[len(prompt.notes):]] != \

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from core import arrange
+from core import arrange, idiom
 from core.library import ModelEntry
 from core.sampling_config import DEFAULT_MEMORY
 from core.score import GM_PROGRAM_NAMES, Track
@@ -360,6 +360,10 @@ class GenerationController(QObject):
             self.doc.previewChanged.emit()
         elif preview.is_empty() and preview.end_tick is not None:
             self.doc.set_preview(Preview())  # nothing came: no bars to show
+        if preview.part is not None and not preview.is_empty():  # a bass line: each note ends where the next begins
+            for notes in preview.variations.values():
+                idiom.shape_part(notes, preview.part.instrument)
+            self.doc.previewChanged.emit()
         replaced, self._replaced = self._replaced, Preview()
         if not self.doc.preview.is_empty() or not replaced.is_empty():
             text = "Regenerate" if not replaced.is_empty() else (

@@ -60,9 +60,29 @@ def track_colours(tracks) -> dict[int, QColor]:
     instrument has the instrument's colour (as its notes had before they named a track), later ones of the
     same instrument other hues, so that a piece of three piano tracks still reads as three parts."""
     seen: dict[tuple[int, bool], int] = {}
-    colours = {}
+    colours: dict[int, QColor] = {}
     for index, program, drum in tracks:
         key = (0, True) if drum else (program, False)
-        colours[index] = instrument_colour(program, drum, seen.get(key, 0))
-        seen[key] = seen.get(key, 0) + 1
+        variant = seen.get(key, 0)
+        # a colour no other track has: another instrument's hue may come close (bass 33 beside piano 0)
+        options = [instrument_colour(program, drum, variant + k) for k in range(MAX_COLOUR_TRIES)]
+        colours[index] = next((c for c in options if _apart(c, colours.values())),
+                              max(options, key=lambda c: min((_distance(c, o) for o in colours.values()), default=360)))
+        seen[key] = variant + 1
     return colours
+
+
+MIN_HUE_APART = 18  # degrees between the colours of two tracks
+MAX_COLOUR_TRIES = 16
+
+
+def _distance(a: QColor, b: QColor) -> float:
+    """How far two track colours are apart, in hue degrees (greys: by brightness and tint)."""
+    if (a.saturation() < 80) != (b.saturation() < 80):
+        return 360.0
+    d = abs(a.hue() - b.hue())
+    return min(d, 360 - d) if a.hue() >= 0 and b.hue() >= 0 else (0.0 if a.name() == b.name() else 360.0)
+
+
+def _apart(colour: QColor, others) -> bool:
+    return all(_distance(colour, o) >= MIN_HUE_APART for o in others)

@@ -177,3 +177,17 @@ def test_opening_another_piece_leaves_no_widgets_of_the_old_rows_on_show(make_wi
     editing.add(w.doc, [Note(0, 480, 90, track=1)])
     assert names(panel) == ["MELODY", "BRIDGE", "PIANO"] and len(panel.rows[0].note_ids) == 265
     assert panel.table.cellWidget(0, INSTRUMENT) is box  # an edit does not rebuild the row's widgets
+
+
+def test_an_added_part_gets_a_colour_no_other_track_has():
+    # Electric Bass's own hue (201) sits next to the piano's (200): the bass track is turned away from it
+    assert abs(grid.instrument_colour(33, False).hue() - grid.instrument_colour(0, False).hue()) < 5
+    tracks = [(1, 0, False), (2, 0, False), (3, 0, False), (4, 33, False), (5, 0, True), (6, 73, False)]
+    colours = grid.track_colours(tracks)
+    hues = [c.hue() for k, c in colours.items() if k != 5]
+    for i, a in enumerate(hues):
+        for b in hues[i + 1:]:
+            assert min(abs(a - b), 360 - abs(a - b)) >= grid.MIN_HUE_APART, (a, b)
+    for program in range(128):  # whatever the part's instrument, beside a pop song's three piano tracks
+        colours = grid.track_colours(tracks[:3] + [(4, program, False)])
+        assert len({c.name() for c in colours.values()}) == 4
