@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?=
 
-.PHONY: run test native clean
+.PHONY: run test test-fast native clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: native
 
 test: native
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# the inner loop: everything but the tests marked slow (CI runs `make test`, all of them)
+test-fast: native
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

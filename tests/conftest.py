@@ -68,7 +68,7 @@ def style_base(tmp_path_factory):
     a style."""
     from core.train import run_training
     from core.train_config import TrainConfig
-    from tests.test_data import make_folder
+    from tests.folders import make_folder
     root = tmp_path_factory.mktemp("style")
     folder = make_folder(root, 3, broken=False)
     paths = run_training(TrainConfig(data=str(folder), out=str(root / "base"), n_layer=1, n_embd=64, ctx_len=32,

@@ -8,7 +8,7 @@ import torch
 
 from core.checkpoint import (META_KEY, CheckpointError, load_checkpoint, load_state_file, save_checkpoint,
                              save_state_file)
-from tests.test_model import V, perturbed_model
+from tests.small_models import V, perturbed_model
 
 
 def test_checkpoint_round_trip_keeps_layout_logits_and_meta(tmp_path):

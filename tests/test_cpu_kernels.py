@@ -10,25 +10,10 @@ import torch
 from core import cpu_kernels, jit_build
 from core.checkpoint import load_checkpoint
 from core.model import ModelConfig, RWKV7
-from core.step import CppStepper, TorchStepper, cpp_applies, prepare
-from tests.small_models import odd_sized_model
-from tests.test_wkv import run_with_grads
+from core.step import TorchStepper, cpp_applies, prepare
+from tests.small_models import odd_sized_model, run_both, run_with_grads
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
-
-
-def run_both(model, tokens, state):
-    """Step through tokens [B,T] with the fused step and with the torch-op step from `state`;
-    returns the logits [B,T,V] and final states of each."""
-    results = []
-    for backend in ("step-cpp", "step-torch"):
-        s, outs = state, []
-        for t in range(tokens.shape[1]):
-            logits, s = model.step(tokens[:, t], s, backend)
-            outs.append(logits)
-        assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
-        results.append((torch.stack(outs, 1), s))
-    return results
 
 
 def assert_close(a, b, tol=1e-5):

@@ -1,10 +1,7 @@
 """core.data: scanning real MIDI folders, windows that keep tempo and meter, aligned examples."""
 from __future__ import annotations
 
-import os
 import random
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,29 +12,7 @@ from core import data as D
 from core.augment import augment_tokens
 from core.midi import read_midi
 from core.tokenizer import Tokenizer
-
-CORPUS = Path(os.environ.get("RWKV_MUSIC_TEST_CORPUS", Path(__file__).parent / "data" / "corpus"))
-
-
-def corpus_files(n: int | None = None) -> list[Path]:
-    """Real pieces (from the music21 corpus) shipped with the tests, smallest first."""
-    files = sorted(CORPUS.rglob("*.mid"), key=lambda p: (p.stat().st_size, p.as_posix()))
-    assert files, f"no test MIDI files in {CORPUS}"
-    return files[:n] if n else files
-
-
-def make_folder(root: Path, n: int, broken: bool = True) -> Path:
-    """A user-like folder: real pieces in nested folders with mixed-case suffixes, plus broken files."""
-    folder = root / "midi"
-    (folder / "nested" / "deeper").mkdir(parents=True)
-    for i, f in enumerate(corpus_files(n)):
-        target = folder / ("nested" if i % 2 else "") / f"{i:02d}-{f.stem}{'.MID' if i % 3 == 2 else '.mid'}"
-        shutil.copy(f, target)
-    if broken:
-        (folder / "nested" / "deeper" / "noise.mid").write_bytes(bytes(range(256)) * 4)
-        (folder / "cut.midi").write_bytes(corpus_files(1)[0].read_bytes()[:60])
-        (folder / "notes.txt").write_text("not music, and not a .mid: never looked at")
-    return folder
+from tests.folders import CORPUS, corpus_files, make_folder
 
 
 @pytest.fixture(scope="module")

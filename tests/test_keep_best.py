@@ -9,7 +9,7 @@ import torch
 from core.checkpoint import read_checkpoint_meta
 from core.style import load_style
 from core.train import run_training
-from tests.test_style import _config
+from tests.small_models import style_config as _config
 
 STEPS = 7  # at a constant rate of 2e-2 the validation loss of this set-up is lowest at step 4
 

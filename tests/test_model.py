@@ -4,29 +4,7 @@ import pytest
 import torch
 
 from core.model import ModelConfig, RWKV7, State
-
-V = 97
-
-
-
-
-def perturbed_model(seed=0, deep_embed=False, n_layer=2, n_embd=128) -> RWKV7:
-    """A freshly initialised model with every parameter perturbed: zero-initialised weights
-    (output, ffn.value, LoRA downs) would otherwise hide whole terms of the maths."""
-    torch.manual_seed(seed)
-    model = RWKV7(ModelConfig(n_layer=n_layer, n_embd=n_embd, vocab_size=V, deep_embed=deep_embed))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model.eval()
-
-
-def random_state(model: RWKV7, batch: int, seed=1) -> State:
-    g = torch.Generator().manual_seed(seed)
-    s = model.init_state(batch)
-    for t in s.att_x + s.ffn_x + s.wkv:
-        t.copy_(torch.randn(t.shape, generator=g))
-    return s
+from tests.small_models import V, perturbed_model, random_state
 
 
 def close(a, b, tol=1e-5):

@@ -14,15 +14,12 @@ import torch
 from core import cli
 from core.generate import Generator, SamplingConfig
 from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
-from core.model import RWKV7
 from core.step import CppStepper, TorchStepper, prepare
-from core.style import (MAX_STYLE_BYTES, Style, StyleError, StyleTuner, apply_style, applied_style, load_style,
-                        plan_style, remove_style, save_style, set_strength, small_parameter_names)
+from core.style import (MAX_STYLE_BYTES, StyleError, StyleTuner, apply_style, applied_style, load_style, plan_style,
+                        remove_style, save_style, set_strength)
 from core.train import run_training
-from core.train_config import TrainConfig
-from tests.small_models import odd_sized_model
-from tests.test_cpu_kernels import run_both
-from tests.test_model import perturbed_model, random_state
+from tests.small_models import odd_sized_model, perturbed_model, random_state, random_style, run_both
+from tests.small_models import style_config as _config
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
 
@@ -30,33 +27,6 @@ BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.
 def close(a, b, tol):
     scale = max(1.0, b.abs().max().item())
     assert (a - b).abs().max().item() <= tol * scale
-
-
-def random_style(model: RWKV7, seed: int = 0, parts=("lora", "offset", "bias", "state"), offset_rank: int = 0,
-                 lora_rank: int = 4, size: float = 0.05) -> Style:
-    """A style with every part filled with small random values (a trained one's shapes, not its values)."""
-    g = torch.Generator().manual_seed(seed)
-    cfg = model.config
-    L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
-
-    def rnd(*shape):
-        return torch.randn(*shape, generator=g) * size
-
-    style = Style(meta={"base_config": cfg.to_dict()})
-    if "state" in parts:
-        style.state = rnd(L, H, N, N) * 10
-    if "offset" in parts:
-        if offset_rank:
-            style.offset_u, style.offset_v = rnd(L, H, N, offset_rank) * 3, rnd(L, H, offset_rank, N) * 3
-        else:
-            style.offset = rnd(L, H, N, N)
-    if "bias" in parts:
-        style.deltas = {n: rnd(*model.get_parameter(n).shape) for n in small_parameter_names(model)}
-    if "lora" in parts:
-        for name, p in model.named_parameters():
-            if name.endswith(("att.receptance.weight", "att.output.weight", "ffn.key.weight")):
-                style.lora[name] = (rnd(lora_rank, p.shape[1]), rnd(p.shape[0], lora_rank))
-    return style
 
 
 # --- the maths -----------------------------------------------------------------------------------------------
@@ -311,10 +281,6 @@ def gen_prompt():
 
 
 # --- training -------------------------------------------------------------------------------------------------------
-def _config(folder, base, out, **kw) -> TrainConfig:
-    return TrainConfig(data=str(folder), out=str(out), base=str(base), mode="style", ctx_len=32, batch_size=2,
-                       steps=8, checkpoint_every=2, eval_every=2, style_rank=2, offset_rank=4, seed=5, workers=1,
-                       **kw)
 
 
 def test_a_large_folder_learns_a_style_at_the_higher_rate(style_base, tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ pytest.importorskip("tinysoundfont")
 
 from core.live.synth import SynthEngine, SynthError, midi_events, render_events, render_midi, write_wav  # noqa: E402
 from core.score import Note, Score  # noqa: E402
+from tests.audio_checks import SR, pitch_of  # noqa: E402
 
-SR = 48000
 
 
 def midi_bytes(notes, tempo_bpm=120, extra=()) -> bytes:
@@ -40,16 +40,6 @@ def midi_bytes(notes, tempo_bpm=120, extra=()) -> bytes:
     buf = io.BytesIO()
     mid.save(file=buf)
     return buf.getvalue()
-
-
-def pitch_of(audio: np.ndarray, start: float, end: float) -> float:
-    """The strongest frequency between two times (mono, Hann window, parabolic peak interpolation)."""
-    x = audio[int(start * SR):int(end * SR)].mean(axis=1)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), n=8 * len(x)))
-    k = int(np.argmax(spectrum[1:])) + 1
-    a, b, c = np.log(spectrum[k - 1:k + 2] + 1e-12)
-    k += 0.5 * (a - c) / (a - 2 * b + c)
-    return k * SR / (8 * len(x))
 
 
 def onset_near(audio: np.ndarray, when: float, hop: float = 0.001) -> float:

@@ -16,18 +16,10 @@ except (ImportError, OSError) as e:
 
 from core.live import SchedulerProcess  # noqa: E402
 from core.live.synth import SynthConfig  # noqa: E402
-from tests.test_synth import pitch_of  # noqa: E402
+from tests.audio_checks import SR, first_sound_after, pitch_of  # noqa: E402
 from tools.audio_capture import AudioCapture  # noqa: E402
 
 pytestmark = pytest.mark.jack
-SR = 48000
-
-
-def first_sound_after(audio: np.ndarray, t0: float, when: float, threshold: float = 0.002) -> float:
-    """perf_counter time of the first sample over `threshold` after `when` - 5 ms (audio starts at t0)."""
-    i = max(0, int((when - 0.005 - t0) * SR))
-    loud = np.nonzero(np.abs(audio[i:]).max(axis=1) > threshold)[0]
-    return t0 + (i + loud[0]) / SR if len(loud) else float("nan")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from core.tokenizer import Tokenizer
 from core.train import _Batches, lr_at, run_training
 from core.train_config import TrainConfig, TrainingError
 from core.train_job import start_job
-from tests.test_data import make_folder
+from tests.folders import make_folder
 
 TINY = ["--layers", "1", "--width", "64", "--ctx", "32", "--batch", "4"]
 

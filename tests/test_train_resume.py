@@ -17,7 +17,7 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.train import run_training
 from core.train_config import TrainConfig
-from tests.test_data import make_folder
+from tests.folders import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, EVERY = 16, 4

@@ -9,6 +9,7 @@ import torch
 
 from core import wkv
 from core.wkv import wkv7, wkv7_chunked, wkv7_reference
+from tests.small_models import run_with_grads
 
 NAMES = ("r", "w", "k", "v", "a", "b", "state")
 
@@ -34,18 +35,6 @@ def rwkv_inputs(B, T, H, N, dtype=torch.float64, seed=0, w_range=(-0.6066, 0.0))
     rate = torch.sigmoid(rand(B, T, H, N))
     state = 0.3 * rand(B, H, N, N)
     return [r, w, k, v, -kk, kk * rate, state]
-
-
-def run_with_grads(op, tensors, seed=1):
-    """Output, final state and the gradient of every input of a random linear loss on both outputs."""
-    leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    y, s = op(*leaves)
-    g = torch.Generator().manual_seed(seed)
-    # Drawn in float64 then cast, so float32 and float64 runs get the same loss.
-    y_weight = torch.randn(y.shape, dtype=torch.float64, generator=g).to(y.dtype)
-    s_weight = torch.randn(s.shape, dtype=torch.float64, generator=g).to(s.dtype)
-    ((y * y_weight).sum() + (s * s_weight).sum()).backward()
-    return y.detach(), s.detach(), [leaf.grad for leaf in leaves]
 
 
 def rel_err(x, ref):

@@ -3,13 +3,16 @@ that is always shut down properly (threads stopped, notes released)."""
 from __future__ import annotations
 
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
+from core.live import JACK_BACKEND  # noqa: E402
 from musicapp.settings import AppPaths, Preferences  # noqa: E402
+from tools.jack import MidiRecorder  # noqa: E402
 
 
 @pytest.fixture
@@ -53,3 +56,13 @@ def make_window(qtbot, app_paths, prefs):
     yield make
     for w in windows:
         w.close()  # closeEvent: cancel, quit and wait every thread
+
+
+@pytest.fixture
+def jack_window(jack_server, monkeypatch, make_window, prefs):
+    monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
+    with MidiRecorder() as rx:
+        prefs.set("midi/output", rx.port_name)
+        w = make_window(start=True)
+        time.sleep(0.1)  # JACK makes the connection in its next process cycle
+        yield w, rx

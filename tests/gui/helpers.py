@@ -23,3 +23,11 @@ def write_demo(path, **kw) -> Score:
     score = demo_score(**kw)
     write_midi(score, path)
     return score
+
+
+def arrived(rx, predicate, timeout: float, what: str) -> list:
+    """The recorded messages once `predicate` holds; fails the test when it still does not at the timeout
+    (MidiRecorder.wait_for then returns what it has)."""
+    messages = rx.wait_for(predicate, timeout=timeout)
+    assert predicate(messages), f"{what}: not heard within {timeout:g} s ({len(messages)} messages recorded)"
+    return messages

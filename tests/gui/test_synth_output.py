@@ -118,7 +118,7 @@ def test_export_audio_writes_the_piece(make_window, tmp_path, qtbot):
 
 def test_metronome_counts_in_one_bar_then_clicks(capture, make_window, prefs, qtbot):
     from core.live.metronome import count_in
-    from tests.test_synth_jack import first_sound_after
+    from tests.audio_checks import first_sound_after
 
     w = make_window(start=True)
     capture = capture()

@@ -9,7 +9,7 @@ import pytest
 
 from core.midi import read_midi
 from musicapp.panels.tracks_panel import MUTE, SOLO
-from tests.gui.test_transport_jack import arrived, jack_window  # noqa: F401  (jack_window is a fixture)
+from tests.gui.helpers import arrived
 from tests.midi_checks import sounding
 
 pytestmark = pytest.mark.jack

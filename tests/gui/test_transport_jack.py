@@ -8,29 +8,11 @@ import uuid
 import pytest
 
 from core.live import JACK_BACKEND
-from tests.gui.helpers import demo_score
+from tests.gui.helpers import arrived, demo_score
 from tests.midi_checks import sounding
 from tools.jack import MidiRecorder
 
 pytestmark = pytest.mark.jack
-
-
-@pytest.fixture
-def jack_window(jack_server, monkeypatch, make_window, prefs):
-    monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)
-    with MidiRecorder() as rx:
-        prefs.set("midi/output", rx.port_name)
-        w = make_window(start=True)
-        time.sleep(0.1)  # JACK makes the connection in its next process cycle
-        yield w, rx
-
-
-def arrived(rx, predicate, timeout: float, what: str) -> list:
-    """The recorded messages once `predicate` holds; fails the test when it still does not at the timeout
-    (MidiRecorder.wait_for then returns what it has)."""
-    messages = rx.wait_for(predicate, timeout=timeout)
-    assert predicate(messages), f"{what}: not heard within {timeout:g} s ({len(messages)} messages recorded)"
-    return messages
 
 
 def test_play_then_stop_releases_every_note(jack_window, qtbot):
