@@ -39,14 +39,14 @@ import mido
 
 from .atomic import atomic_write
 from .channels import track_channels
-from .score import (DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score,
-                    TempoChange, TimeSignature, Track, tokenizer_notes)
+from .score import (DEFAULT_BPM, DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event,
+                    Note, Score, TempoChange, TimeSignature, Track, tokenizer_notes)
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real score; larger files are almost surely not music
 MAX_NOTES = 250_000
 MAX_BEATS = 20_000  # piece length cap (~2.8 h at 120 BPM); protects against absurd delta times
 MAX_BPM = 1000.0
-SMPTE_BPM = 120.0  # SMPTE files count seconds, not beats: map them onto this tempo
+SMPTE_BPM = DEFAULT_BPM  # SMPTE files count seconds, not beats: map them onto this tempo
 ALL_NOTES_OFF_CONTROLLERS = (120, 123)  # all sound off, all notes off
 
 
@@ -500,7 +500,7 @@ class _FileReader:
         tempos = [TempoChange(self._to_score_ticks(t), _bpm(us))
                   for t, us in sorted(self.tempos, key=lambda c: c[0])]
         if not tempos or tempos[0].tick != 0:
-            tempos.insert(0, TempoChange(0, 120.0))  # the MIDI default before any tempo event
+            tempos.insert(0, TempoChange(0, DEFAULT_BPM))  # the MIDI default before any tempo event
         return tempos
 
     def _meter_map(self) -> list[TimeSignature]:

@@ -41,7 +41,7 @@ from typing import Iterable
 
 import numpy as np
 
-from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
+from core.score import DEFAULT_BPM, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
 
 GRID = 24  # steps per quarter note: 32nd notes (3 steps) and triplets down to 16th triplets (4 steps)
 STEP_TICKS = TICKS_PER_BEAT // GRID
@@ -962,7 +962,7 @@ class StreamDecoder:
         """Everything decoded so far (fresh Note objects: the Score may be edited freely)."""
         notes = [Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum) for n in self.notes]
         notes.sort(key=lambda n: n.start)  # an infill's middle comes after the context that follows it
-        return Score(notes, _changes(self.tempos, "bpm") or [TempoChange(0, 120.0)],
+        return Score(notes, _changes(self.tempos, "bpm") or [TempoChange(0, DEFAULT_BPM)],
                      _changes(self.time_signatures, "numerator", "denominator") or [TimeSignature(0, 4, 4)])
 
     def stats(self) -> DecodeStats:

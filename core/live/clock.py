@@ -7,6 +7,7 @@ from collections import deque
 
 import mido
 
+from ..score import DEFAULT_BPM
 from .timing import raise_thread_priority, sleep_until
 
 CLOCKS_PER_BEAT = 24
@@ -75,7 +76,7 @@ class ClockFollower:
 class ClockSender:
     """Sends MIDI clock (24 per quarter note) with start/stop, on absolute deadlines from its own thread."""
 
-    def __init__(self, port, bpm: float = 120.0):
+    def __init__(self, port, bpm: float = DEFAULT_BPM):
         self.port = port
         self.bpm = bpm
         self.sent_times: deque[tuple[float, float]] = deque(maxlen=10_000)  # (deadline, sent)

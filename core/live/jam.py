@@ -11,7 +11,7 @@ import mido
 
 from ..channels import ChannelMap
 from ..sampling_config import SamplingConfig
-from ..score import TICKS_PER_BEAT, Note
+from ..score import DEFAULT_BPM, TICKS_PER_BEAT, Note
 from .capture import MidiCapture
 from .clock import ClockFollower
 from .player import Player
@@ -27,7 +27,7 @@ class JamConfig:
     bars: int = 2  # length of each answer
     pause_beats: float = 2.0  # this much silence after the player's last note-off triggers an answer
     trigger_cc: int | None = None  # or this controller (value >= 64) does
-    bpm: float = 120.0  # the tempo when no clock is followed
+    bpm: float = DEFAULT_BPM  # the tempo when no clock is followed
     meter: tuple[int, int] = (4, 4)
     lead: float = 0.05  # seconds between deciding to answer and the earliest bar line the answer may start on
     sampling: SamplingConfig | None = None
