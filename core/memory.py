@@ -296,18 +296,33 @@ class MemoryMixer:
     def append(self, t: int) -> None:
         self.piece.append(t)
 
+    def mixture(self, net_entropy: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """The mixture as (scale, tokens, extra): p = scale * p_net, plus `extra` at `tokens`. Both memories'
+        mixes, the folder's then the piece's, fold into this form, so a caller never builds a whole
+        distribution in Python (the sampler applies it to the logits)."""
+        scale, tokens, extra = 1.0, np.zeros(0, dtype=np.int64), np.zeros(0)
+        recalls = []
+        if self.folder is not None:
+            recalls.append((self.folder.recall(self.piece._hashes), self.folder_gate))
+        if self.use_piece:
+            recalls.append((self.piece.recall(), self.piece_gate))
+        for r, gate in recalls:
+            w = min(1.0, self.strength * gate_weight(gate, r, net_entropy))
+            if w <= 0.0:
+                continue
+            keep = 1.0 - w + w * r.escape  # (1 - w) p + w (m + e p) = keep p + w m
+            scale, extra = scale * keep, extra * keep
+            tokens, inverse = np.unique(np.concatenate([tokens, r.tokens]), return_inverse=True)
+            extra = np.bincount(inverse, weights=np.concatenate([extra, w * r.mass]), minlength=len(tokens))
+        return scale, tokens, extra
+
     def mixed(self, p_net: np.ndarray) -> np.ndarray:
         """The next-token distribution: the network's (probabilities, [V]) with the memories mixed in."""
         if not self.active:
             return p_net
-        h = entropy_bits(p_net)
-        p = p_net
-        if self.folder is not None:
-            r = self.folder.recall(self.piece._hashes)
-            p = mix(p, r, min(1.0, self.strength * gate_weight(self.folder_gate, r, h)))
-        if self.use_piece:
-            r = self.piece.recall()
-            p = mix(p, r, min(1.0, self.strength * gate_weight(self.piece_gate, r, h)))
+        scale, tokens, extra = self.mixture(entropy_bits(p_net))
+        p = p_net * scale
+        p[tokens] += extra
         return p
 
 

@@ -8,6 +8,7 @@ then one batched recurrent step for the rows that go on.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -62,16 +63,22 @@ def new_seed(cfg: SamplingConfig) -> int:
 
 def with_memories(logits: torch.Tensor, memories: Sequence[MemoryMixer | None]) -> torch.Tensor:
     """Logits [B,V] with each row's memories mixed into its distribution (log of the mixture; rows without
-    an active memory are returned as they are)."""
+    an active memory are returned as they are). The mixture is scale * p + extra at a few tokens
+    (MemoryMixer.mixture): a shift of the whole row and a handful of exact values."""
     if not any(m is not None and m.active for m in memories):
         return logits
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    entropy = (-(logp.exp() * logp).nan_to_num().sum(-1) / math.log(2)).tolist()
     out = logits.float().clone()
-    probs = torch.softmax(out, dim=-1).double().cpu().numpy()
     for row, memory in enumerate(memories):
-        if memory is not None and memory.active:
-            mixed = memory.mixed(probs[row])
-            with np.errstate(divide="ignore"):
-                out[row] = torch.from_numpy(np.log(mixed)).to(out)
+        if memory is None or not memory.active:
+            continue
+        scale, tokens, extra = memory.mixture(entropy[row])
+        mixed = logp[row] + (math.log(scale) if scale > 0 else -math.inf)
+        if len(tokens):
+            idx = torch.from_numpy(tokens).to(logits.device)
+            mixed[idx] = torch.log(scale * logp[row, idx].exp() + torch.from_numpy(extra).to(logp))
+        out[row] = mixed.to(out)
     return out
 
 

@@ -87,6 +87,20 @@ def test_the_mixture_is_a_distribution_and_strength_zero_is_the_network():
     assert np.allclose(mix(p, r, 1.0).sum(), 1.0)
 
 
+def test_the_sampler_mixes_as_eval_does():
+    """The sampler folds the mixture into the logits (core.sampling.with_memories); eval builds the whole
+    distribution (MemoryMixer.mixed): the same probabilities, with the folder and the piece memory."""
+    from core.sampling import with_memories
+    rng = np.random.default_rng(3)
+    logits = torch.from_numpy(rng.normal(size=(2, 40)) * 3)
+    seq = list(rng.integers(0, 8, 300))
+    memory = MemoryMixer(PieceMemory(seq), FolderMemory([seq[:150], list(rng.integers(0, 8, 200))]))
+    out = with_memories(logits, [memory, None])
+    p = torch.softmax(logits.double(), -1).numpy()
+    assert np.allclose(torch.softmax(out[0].double(), -1).numpy(), memory.mixed(p[0].copy()), atol=1e-6)
+    assert torch.equal(out[1], logits[1].float())  # a row without memory is left as it is
+
+
 @pytest.fixture(scope="module")
 def bundled():
     from core.checkpoint import load_checkpoint
