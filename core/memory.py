@@ -300,7 +300,8 @@ class MemoryMixer:
         """The mixture as (scale, tokens, extra): p = scale * p_net, plus `extra` at `tokens`. Both memories'
         mixes, the folder's then the piece's, fold into this form, so a caller never builds a whole
         distribution in Python (the sampler applies it to the logits)."""
-        scale, tokens, extra = 1.0, np.zeros(0, dtype=np.int64), np.zeros(0)
+        scale = 1.0
+        extra: dict[int, float] = {}
         recalls = []
         if self.folder is not None:
             recalls.append((self.folder.recall(self.piece._hashes), self.folder_gate))
@@ -311,10 +312,11 @@ class MemoryMixer:
             if w <= 0.0:
                 continue
             keep = 1.0 - w + w * r.escape  # (1 - w) p + w (m + e p) = keep p + w m
-            scale, extra = scale * keep, extra * keep
-            tokens, inverse = np.unique(np.concatenate([tokens, r.tokens]), return_inverse=True)
-            extra = np.bincount(inverse, weights=np.concatenate([extra, w * r.mass]), minlength=len(tokens))
-        return scale, tokens, extra
+            scale *= keep
+            extra = {t: m * keep for t, m in extra.items()}
+            for t, m in zip(r.tokens.tolist(), r.mass.tolist()):
+                extra[t] = extra.get(t, 0.0) + w * m
+        return scale, np.fromiter(extra.keys(), np.int64, len(extra)), np.fromiter(extra.values(), np.float64, len(extra))
 
     def mixed(self, p_net: np.ndarray) -> np.ndarray:
         """The next-token distribution: the network's (probabilities, [V]) with the memories mixed in."""

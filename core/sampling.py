@@ -67,19 +67,21 @@ def with_memories(logits: torch.Tensor, memories: Sequence[MemoryMixer | None]) 
     (MemoryMixer.mixture): a shift of the whole row and a handful of exact values."""
     if not any(m is not None and m.active for m in memories):
         return logits
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    entropy = (-(logp.exp() * logp).nan_to_num().sum(-1) / math.log(2)).tolist()
-    out = logits.float().clone()
+    # numpy on the CPU: a step's few small operations cost far less there than as torch calls
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+    out = logits.float().cpu().numpy().copy()
     for row, memory in enumerate(memories):
         if memory is None or not memory.active:
             continue
-        scale, tokens, extra = memory.mixture(entropy[row])
-        mixed = logp[row] + (math.log(scale) if scale > 0 else -math.inf)
-        if len(tokens):
-            idx = torch.from_numpy(tokens).to(logits.device)
-            mixed[idx] = torch.log(scale * logp[row, idx].exp() + torch.from_numpy(extra).to(logp))
-        out[row] = mixed.to(out)
-    return out
+        lp = logp[row]
+        p = np.exp(lp)
+        entropy = float(-(p[p > 0] * lp[p > 0]).sum()) / math.log(2)
+        scale, tokens, extra = memory.mixture(entropy)
+        with np.errstate(divide="ignore"):
+            mixed = lp + math.log(scale) if scale > 0 else np.full_like(lp, -np.inf)
+            mixed[tokens] = np.log(scale * p[tokens] + extra)
+        out[row] = mixed
+    return torch.from_numpy(out).to(logits.device)
 
 
 class Lane:
