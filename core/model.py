@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import core.cuda  # noqa: F401  (registers the CUDA WKV kernel with core.wkv)
 from core.wkv import WKV_BACKENDS, wkv7
 
 # decay = exp(-DECAY_SCALE * sigmoid(z)). The `rwkv` package (the oracle) uses this rounded

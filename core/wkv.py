@@ -352,12 +352,3 @@ class _CpuWKV7(torch.autograd.Function):
         return (None, *grads, d_state)
 
 
-def _cuda_kernel(r, w, k, v, a, b, state=None):
-    """The CUDA kernel of core/cuda (built with ninja on first use). It returns None for what it
-    declines (float64, head size != 64, a failed build: it warns once) -> the chunked path."""
-    from core.cuda import wkv7_cuda
-    out = wkv7_cuda(r, w, k, v, a, b, state)
-    return out if out is not None else wkv7_chunked(r, w, k, v, a, b, state)
-
-
-register_backend("cuda", _cuda_kernel)

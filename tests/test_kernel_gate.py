@@ -152,7 +152,7 @@ def test_the_self_test_leaves_the_callers_random_stream_and_modes_alone():
 def test_the_real_kernel_passes_its_self_test_on_this_gpu(dtype):
     if op.load_extension() is None:
         pytest.skip("the CUDA kernel could not be built here (see the warning)")
-    gate = op.KernelGate(op._kernel_for)
+    gate = op.KernelGate(op._kernel_for, wkv7_chunked)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert gate.trusted(torch.device("cuda"), dtype, backward=True), gate.reasons

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from core.cuda.build import load_extension
+from core.wkv import wkv7_chunked  # the self-test reference: the chunked PyTorch path
 
 HEAD_SIZE = 64
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
@@ -141,8 +142,8 @@ class KernelGate:
     """Whether to use a kernel: decided once per (device, dtype, forward or training) by
     compare_backends against the chunked PyTorch path; a failure is warned about once."""
 
-    def __init__(self, kernel: Callable[[bool], Callable], reference: Callable | None = None) -> None:
-        # kernel(for_backward) -> fn(r, w, k, v, a, b, state) -> (y, final state)
+    def __init__(self, kernel: Callable[[bool], Callable], reference: Callable) -> None:
+        # kernel(for_backward) -> fn(r, w, k, v, a, b, state) -> (y, final state); reference: the same contract
         self._kernel, self._reference = kernel, reference
         self._lock = threading.Lock()
         self._verdicts: dict[tuple, bool] = {}
@@ -158,9 +159,6 @@ class KernelGate:
             return self._verdicts[key]
 
     def _decide(self, key, device, dtype, backward) -> None:
-        if self._reference is None:
-            from core.wkv import wkv7_chunked
-            self._reference = wkv7_chunked
         started = time.monotonic()
         why = compare_backends(self._kernel(backward), self._reference, device, dtype, backward)
         self._verdicts[key] = why is None
@@ -196,7 +194,7 @@ def _kernel_for(for_backward: bool) -> Callable:
     return run
 
 
-_gate = KernelGate(_kernel_for)
+_gate = KernelGate(_kernel_for, wkv7_chunked)
 
 
 def wkv7_cuda(r, w, k, v, a, b, state=None):
