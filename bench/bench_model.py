@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import save_checkpoint  # noqa: E402
 from core.model import ModelConfig, RWKV7  # noqa: E402
+from core.step import step_tokens  # noqa: E402
 
 # The `rwkv` package reads RWKV_V7_ON when it is imported; this script is its own process, so
 # setting it here affects nothing else. Ours and theirs then run in alternating rounds, so that
@@ -73,13 +74,13 @@ def step_latencies_ms(model: RWKV7, path: Path, rounds: int) -> dict[str, float]
     one, four = torch.tensor([3]), torch.arange(4) % 7
 
     def step_ours1():
-        _, ours1[0] = model.step(one, ours1[0])
+        _, ours1[0] = step_tokens(model, one, ours1[0])
 
     def step_ours4():
-        _, ours4[0] = model.step(four, ours4[0])
+        _, ours4[0] = step_tokens(model, four, ours4[0])
 
     def step_torch_op():
-        _, torch_op[0] = torch_op_model.step(one, torch_op[0], "step-torch")
+        _, torch_op[0] = step_tokens(torch_op_model, one, torch_op[0], "step-torch")
 
     def step_theirs():
         _, their_state[0] = theirs.forward([3], their_state[0])

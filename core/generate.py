@@ -21,6 +21,7 @@ from .memory import FolderMemory, MemoryMixer, PieceMemory
 from .model import RWKV7, State
 from .sampling import Lane, StepCounter, new_seed, run_lanes, sample_tokens, torch_threads
 from .sampling_config import SamplingConfig
+from .step import prepare as prepare_step
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
 from .style import Style, apply_style, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
@@ -107,7 +108,7 @@ class Generator:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
         style = load_style(style_path, model) if style_path else None
         gen = cls(model, tokenizer, style=style, strength=strength, ctx=ctx, threads=threads)
-        model.prepare_step()  # the first continuation should not wait for the step's set-up
+        prepare_step(model)  # the first continuation should not wait for the step's set-up
         return gen
 
     def set_style(self, style: Style | str | os.PathLike | torch.Tensor | None, strength: float = 1.0) -> None:

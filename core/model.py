@@ -16,7 +16,7 @@ DeepEmbed). Around the blocks: ln0 on the embedding, x += time mix(ln1 x), x += 
 logits = head(ln_out x). A style (core/style.py) may add a state offset dS, read as S_t + dS.
 
 Which code runs is chosen by an explicit `backend` argument (`forward(..., backend=)`, default by the
-module's train()/eval() mode; `step(..., backend=)`):
+module's train()/eval() mode; `core.step.step_tokens(model, ..., backend=)`):
 
 | use                          | backend        | CPU, float32                      | CPU, other dtypes | CUDA                 |
 |------------------------------|----------------|-----------------------------------|-------------------|----------------------|
@@ -277,7 +277,6 @@ class RWKV7(nn.Module):
         # Plain attributes, not parameters: the checkpoint layout stays the ecosystem's.
         self.style_offset: torch.Tensor | None = None
         self.style_state: torch.Tensor | None = None
-        self._step_cache: tuple | None = None  # core.step keeps the stepper for the current weights here
         self.dropout = 0.0  # on each block's two outputs, in training passes only (set by the trainer)
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
@@ -409,15 +408,3 @@ class RWKV7(nn.Module):
             mats = [wkv[i].to(device=p.device, dtype=wkv_dtype).unsqueeze(0).expand(B, H, N, N)
                     for i in range(cfg.n_layer)]
         return State(zeros, mats, [z.clone() for z in zeros])
-
-    def prepare_step(self, backend: str = "step-cpp") -> None:
-        """Load the step's extension and arrange the weights now, so that the first `step` of a
-        live session does not pay for it."""
-        import core.step  # core/step.py builds on this module
-        core.step.prepare(self, backend)
-
-    def step(self, tokens: torch.Tensor, state: State, backend: str = "step-cpp") -> tuple[torch.Tensor, State]:
-        """One token for each of B streams: tokens [B] long -> (logits [B,V], new State), no autograd.
-        The given state is left unchanged (branch from it freely). `backend`: see the table above."""
-        import core.step
-        return core.step.prepare(self, backend).step(tokens, state)

@@ -9,12 +9,13 @@ autograd, for live generation. Two steppers compute the network's function, one 
 
 `prepare(model, backend)` is where the choice is made: "step-cpp" takes the C++ step where it applies
 (and builds), else the torch-op step; "step-torch" always takes the torch-op step. The stepper is kept
-on the model and made again when its weights change.
+here for each model and made again when its weights change. `step_tokens(model, tokens, state)` runs one.
 """
 from __future__ import annotations
 
 import math
 import time
+import weakref
 from typing import Protocol
 
 import torch
@@ -34,6 +35,10 @@ class Stepper(Protocol):
         ...
 
 
+# model -> (what its weights were, C++ or not, its stepper): the steppers belong here, not to the model
+_STEPPERS: "weakref.WeakKeyDictionary[RWKV7, tuple]" = weakref.WeakKeyDictionary()
+
+
 def prepare(model: RWKV7, backend: str = "step-cpp") -> Stepper:
     """The stepper for `model`'s current weights (see the module docstring). Made again whenever a
     parameter changed in place (optimizer step, load_state_dict, an applied style: all bump its version
@@ -41,12 +46,19 @@ def prepare(model: RWKV7, backend: str = "step-cpp") -> Stepper:
     if backend not in STEP_BACKENDS:
         raise ValueError(f"step backend must be one of {STEP_BACKENDS}, not {backend!r}")
     cpp = backend == "step-cpp" and cpp_applies(model)
-    cache = model._step_cache
+    cache = _STEPPERS.get(model)
     if cache is None or cache[0].changed(model) or cache[1] != cpp:
         ext = cpu_kernels.load_extension() if cpp else None
         stepper = CppStepper(model, ext) if ext is not None else TorchStepper(model)
-        cache = model._step_cache = (_WeightsWatch(model), cpp, stepper)
+        cache = _STEPPERS[model] = (_WeightsWatch(model), cpp, stepper)
     return cache[2]
+
+
+def step_tokens(model: RWKV7, tokens: torch.Tensor, state: State,
+                backend: str = "step-cpp") -> tuple[torch.Tensor, State]:
+    """One token for each of B streams: tokens [B] long -> (logits [B,V], new State), no autograd. The
+    given state is left unchanged (branch from it freely). `backend`: see core/model.py's table."""
+    return prepare(model, backend).step(tokens, state)
 
 
 def cpp_applies(model: RWKV7) -> bool:

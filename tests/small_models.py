@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from core.model import ModelConfig, RWKV7, State
-from core.step import CppStepper, TorchStepper, prepare
+from core.step import CppStepper, TorchStepper, prepare, step_tokens
 from core.style import Style, small_parameter_names
 from core.train_config import TrainConfig
 
@@ -49,7 +49,7 @@ def run_both(model, tokens, state):
     for backend in ("step-cpp", "step-torch"):
         s, outs = state, []
         for t in range(tokens.shape[1]):
-            logits, s = model.step(tokens[:, t], s, backend)
+            logits, s = step_tokens(model, tokens[:, t], s, backend)
             outs.append(logits)
         assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
         results.append((torch.stack(outs, 1), s))

@@ -10,7 +10,7 @@ import torch
 from core import cpu_kernels, jit_build
 from core.checkpoint import load_checkpoint
 from core.model import ModelConfig, RWKV7
-from core.step import TorchStepper, cpp_applies, prepare
+from core.step import TorchStepper, cpp_applies, prepare, step_tokens
 from tests.small_models import odd_sized_model, run_both, run_with_grads
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
@@ -53,7 +53,7 @@ def test_fused_step_handles_odd_sizes_and_a_style_state():
 def test_fused_step_rejects_bad_tokens_with_a_clear_error():
     model, _ = load_checkpoint(str(BUNDLED))
     with pytest.raises(RuntimeError, match="out of range"):
-        model.step(torch.tensor([model.config.vocab_size]), model.init_state(1))
+        step_tokens(model, torch.tensor([model.config.vocab_size]), model.init_state(1))
 
 
 def test_a_broken_compiler_falls_back_to_the_torch_op_step(tmp_path, monkeypatch):
@@ -63,12 +63,12 @@ def test_a_broken_compiler_falls_back_to_the_torch_op_step(tmp_path, monkeypatch
     try:
         model, _ = load_checkpoint(str(BUNDLED))
         with pytest.warns(RuntimeWarning, match="(?s)fused CPU step unavailable.*failed.*torch-op step"):
-            logits, _ = model.step(torch.tensor([3]), model.init_state(1))
+            logits, _ = step_tokens(model, torch.tensor([3]), model.init_state(1))
         assert isinstance(prepare(model), TorchStepper)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # said once
             model2, _ = load_checkpoint(str(BUNDLED))
-            again, _ = model2.step(torch.tensor([3]), model2.init_state(1))
+            again, _ = step_tokens(model2, torch.tensor([3]), model2.init_state(1))
         assert torch.equal(logits, again)
     finally:
         cpu_kernels._builds.forget()
@@ -87,7 +87,7 @@ def test_deep_embed_and_float64_models_keep_the_torch_op_step():
     assert not cpp_applies(model)
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=20)).eval().double()
     assert not cpp_applies(model)
-    model.step(torch.tensor([1]), model.init_state(1))
+    step_tokens(model, torch.tensor([1]), model.init_state(1))
     assert isinstance(prepare(model), TorchStepper)
 
 

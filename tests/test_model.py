@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from core.model import ModelConfig, RWKV7, State
+from core.step import step_tokens
 from tests.small_models import V, perturbed_model, random_state
 
 
@@ -31,7 +32,7 @@ def test_parallel_equals_prefill_then_steps(deep_embed, dtype, tol):
     close(logits_all, full[:, :split], tol)
     stepped = []
     for t in range(split, T):
-        logits, state = model.step(idx[:, t], state)
+        logits, state = step_tokens(model, idx[:, t], state)
         stepped.append(logits)
     assert stepped[0].dtype == dtype
     close(torch.stack(stepped, dim=1), full[:, split:], tol)
@@ -44,13 +45,13 @@ def test_steps_from_zero_state_match_parallel_and_leave_input_state_alone():
         full, final = model(idx, return_state=True)
     state = model.init_state(2)
     before = state.clone()
-    logits, after_first = model.step(idx[:, 0], state)
+    logits, after_first = step_tokens(model, idx[:, 0], state)
     for a, b in zip(state.wkv + state.att_x, before.wkv + before.att_x):
         assert torch.equal(a, b)  # step returns a new state; the old one still branches
     state = after_first
     outs = [logits]
     for t in range(1, 12):
-        logits, state = model.step(idx[:, t], state)
+        logits, state = step_tokens(model, idx[:, t], state)
         outs.append(logits)
     close(torch.stack(outs, 1), full)
     for a, b in zip(state.wkv + state.att_x + state.ffn_x, final.wkv + final.att_x + final.ffn_x):
@@ -80,15 +81,15 @@ def test_step_streams_are_independent_and_state_helpers_agree():
     _, one = model.prefill(prompt)
     four = one.repeat(4)
     assert four.batch_size == 4
-    logits, after = model.step(torch.tensor([5, 5, 9, 5]), four)
+    logits, after = step_tokens(model, torch.tensor([5, 5, 9, 5]), four)
     close(logits[0], logits[1])
     close(logits[0], logits[3])
     assert (logits[0] - logits[2]).abs().max() > 1e-3
     picked = after.select([2, 0])
     assert picked.batch_size == 2
     close(picked.wkv[1][0], after.wkv[1][2])
-    nxt, _ = model.step(torch.tensor([3, 3]), picked)
-    nxt_ref, _ = model.step(torch.tensor([3]), after.select([2]))
+    nxt, _ = step_tokens(model, torch.tensor([3, 3]), picked)
+    nxt_ref, _ = step_tokens(model, torch.tensor([3]), after.select([2]))
     close(nxt[0], nxt_ref[0])
     both = State.cat([after.select([0]), after.select([2])])
     close(both.att_x[0], picked.att_x[0].flip(0))
@@ -97,10 +98,10 @@ def test_step_streams_are_independent_and_state_helpers_agree():
 def test_step_sees_weight_updates():
     model = perturbed_model(seed=9)
     tok = torch.tensor([4])
-    before, _ = model.step(tok, model.init_state(1))
+    before, _ = step_tokens(model, tok, model.init_state(1))
     with torch.no_grad():
         model.head.weight.mul_(2.0)  # in place, as an optimizer step would do
-    after, _ = model.step(tok, model.init_state(1))
+    after, _ = step_tokens(model, tok, model.init_state(1))
     close(after, before * 2.0)
 
 
@@ -143,7 +144,7 @@ def test_the_backend_argument_not_the_grad_mode_picks_the_code():
     with pytest.raises(ValueError, match="backend must be one of"):
         model(idx, backend="cuda")
     with pytest.raises(ValueError, match="backend must be one of"):
-        model.step(idx[:, 0], model.init_state(2), backend="prefill")
+        step_tokens(model, idx[:, 0], model.init_state(2), backend="prefill")
 
 
 def test_dropout_acts_in_training_passes_only():

@@ -15,6 +15,7 @@ import torch
 
 from core.checkpoint import save_checkpoint
 from core.model import ModelConfig, RWKV7
+from core.step import step_tokens
 
 pytest.importorskip("rwkv")
 
@@ -70,7 +71,7 @@ def test_logits_match_the_rwkv_package(tmp_path, deep_embed):
     _, state = model.prefill(idx[:, :T_PROMPT])
     stepped = []
     for tok in tokens[T_PROMPT:]:
-        logits, state = model.step(torch.tensor([tok]), state)
+        logits, state = step_tokens(model, torch.tensor([tok]), state)
         stepped.append(logits[0])
     ours_recurrent = torch.stack(stepped)
 

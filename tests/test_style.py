@@ -14,7 +14,7 @@ import torch
 from core import cli
 from core.generate import Generator, SamplingConfig
 from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
-from core.step import CppStepper, TorchStepper, prepare
+from core.step import CppStepper, TorchStepper, prepare, step_tokens
 from core.style import (MAX_STYLE_BYTES, StyleError, StyleTuner, apply_style, applied_style, load_style, plan_style,
                         remove_style, save_style, set_strength)
 from core.train import run_training
@@ -46,7 +46,7 @@ def test_offset_parallel_equals_prefill_then_torch_op_steps(dtype, tol, offset_r
     close(last, full[:, split - 1], tol)
     stepped = []
     for t in range(split, T):
-        logits, state = model.step(idx[:, t], state, "step-torch")
+        logits, state = step_tokens(model, idx[:, t], state, "step-torch")
         stepped.append(logits)
     assert isinstance(prepare(model, "step-torch"), TorchStepper)
     close(torch.stack(stepped, 1), full[:, split:], tol)
@@ -87,7 +87,7 @@ def test_fused_step_with_a_low_rank_offset_on_odd_sizes():
     s = model.init_state(3)
     outs = []
     for t in range(tokens.shape[1]):
-        logits, s = model.step(tokens[:, t], s)
+        logits, s = step_tokens(model, tokens[:, t], s)
         outs.append(logits)
     assert isinstance(prepare(model), CppStepper)
     close(torch.stack(outs, 1), full, 1e-5)
@@ -103,7 +103,7 @@ def test_strength_zero_and_removal_give_the_base_logits_exactly():
         logits, state = model.prefill(idx[:, :30])
         steps = [logits]
         for t in range(30, 50):
-            logits, state = model.step(idx[:, t], state)
+            logits, state = step_tokens(model, idx[:, t], state)
             steps.append(logits)
         return par, torch.stack(steps)
 
@@ -161,7 +161,7 @@ def test_a_saved_style_applied_to_the_model_gives_the_tuners_logits(tmp_path):
         logits, state = model.prefill(idx[:, :30])
         steps = [logits]
         for t in range(30, 39):
-            logits, state = model.step(idx[:, t], state)
+            logits, state = step_tokens(model, idx[:, t], state)
             steps.append(logits)
     assert (trained - base).abs().max() > 0.1  # the style changes the logits ...
     close(parallel, trained, 2e-3)  # ... and the file keeps that change (LoRA in fp16)

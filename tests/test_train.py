@@ -17,6 +17,7 @@ from core.tokenizer import Tokenizer
 from core.train import _Batches, lr_at, run_training
 from core.train_config import TrainConfig, TrainingError
 from core.train_job import start_job
+from core.step import step_tokens
 from tests.folders import make_folder
 
 TINY = ["--layers", "1", "--width", "64", "--ctx", "32", "--batch", "4"]
@@ -103,7 +104,7 @@ def test_eval_matches_the_recurrent_step(base_run, capsys):
     model, _ = load_checkpoint(str(out / "model.pth"))
     state, bits = model.init_state(1), 0.0
     for cur, nxt in zip(ids[:-1], ids[1:]):
-        logits, state = model.step(torch.tensor([cur]), state)
+        logits, state = step_tokens(model, torch.tensor([cur]), state)
         bits -= torch.log_softmax(logits[0].double(), -1)[nxt].item() / math.log(2)
     assert entry["tokens"] == len(ids) and entry["nll_bits"] == pytest.approx(bits, rel=1e-4)
     notes = sum(1 for t in ids if tok.kind(t) == "pitch")
