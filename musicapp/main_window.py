@@ -31,7 +31,7 @@ from musicapp.panels.continue_panel import ContinuePanel
 from musicapp.panels.finetune_panel import FinetunePanel
 from musicapp.panels.midi_panel import SYNTH, VIRTUAL, MidiPanel
 from musicapp.panels.tracks_panel import TracksPanel
-from musicapp.pianoroll import PianoRoll
+from musicapp.pianoroll.widget import PianoRoll
 from musicapp.pianoroll.view import Tool, midi_paths
 from musicapp.settings import AppPaths, Preferences
 from musicapp.shortcuts import ShortcutGuard, ShortcutsDialog, shortcut_rows

@@ -11,29 +11,19 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .scoring import LN2
+from .scoring import LN2, whole_piece_logits
 
-EVAL_CHUNK = 1024  # tokens per parallel forward; the state carries across chunks
 
 
 class EvaluationError(Exception):
     """A failure to tell the user as one line (a missing file, a model or style that does not load)."""
 
 
-@torch.no_grad()
 def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
     """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
     style's WKV state)."""
-    device = next(model.parameters()).device
-    seq = torch.tensor(ids, dtype=torch.long, device=device)
-    state = model.init_state(1, wkv=wkv)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for begin in range(0, len(ids) - 1, EVAL_CHUNK):
-        chunk = seq[begin:min(begin + EVAL_CHUNK, len(ids) - 1)]
-        targets = seq[begin + 1:begin + 1 + len(chunk)]
-        logits, state = model(chunk[None], state=state, return_state=True)
-        total += F.cross_entropy(logits[0].float(), targets, reduction="sum").double()
-    return float(total) / LN2
+    return sum(float(F.cross_entropy(logits.float(), targets, reduction="sum").double())
+               for _, logits, targets in whole_piece_logits(model, ids, wkv)) / LN2
 
 
 def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,

@@ -17,23 +17,15 @@ import torch
 
 from ..memory import (MAX_ORDER, FolderMemory, MemoryMixer, PieceMemory, Recall, _features, entropy_bits,
                       gate_weight, mix)
-from .files import EVAL_CHUNK
+from .scoring import whole_piece_logits
 
 POSITION_BUCKETS = (0, 512, 1024, 2048, 4096, 8192)
 
 
-@torch.no_grad()
 def network_probs(model, ids: list[int]) -> np.ndarray:
     """p(next | prefix) of the network for every prefix of ids[:-1]: [len(ids) - 1, V] (float64)."""
-    device = next(model.parameters()).device
-    seq = torch.tensor(ids, dtype=torch.long, device=device)
-    state = model.init_state(1)
-    out = []
-    for begin in range(0, len(ids) - 1, EVAL_CHUNK):
-        chunk = seq[begin:min(begin + EVAL_CHUNK, len(ids) - 1)]
-        logits, state = model(chunk[None], state=state, return_state=True)
-        out.append(torch.softmax(logits[0].double(), -1).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([torch.softmax(logits.double(), -1).cpu().numpy()
+                           for _, logits, _ in whole_piece_logits(model, ids)])
 
 
 @dataclass

@@ -34,6 +34,21 @@ import torch
 import torch.nn.functional as F
 
 LN2 = math.log(2.0)
+EVAL_CHUNK = 1024  # tokens per parallel forward of a whole piece; the state carries across chunks
+
+
+@torch.no_grad()
+def whole_piece_logits(model, ids: Sequence[int], wkv: torch.Tensor | None = None):
+    """The logits after every prefix of a whole piece, read in EVAL_CHUNK-token forwards with the recurrent
+    state carried from its first token (or a style's WKV state): yields (first index, logits [n,V], the
+    tokens they predict [n]) chunk by chunk."""
+    device = next(model.parameters()).device
+    seq = torch.tensor(list(ids), dtype=torch.long, device=device)
+    state = model.init_state(1, wkv=wkv)
+    for begin in range(0, len(seq) - 1, EVAL_CHUNK):
+        chunk = seq[begin:min(begin + EVAL_CHUNK, len(seq) - 1)]
+        logits, state = model(chunk[None], state=state, return_state=True)
+        yield begin, logits[0], seq[begin + 1:begin + 1 + len(chunk)]
 
 
 @dataclass
