@@ -18,15 +18,20 @@ from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_me
 from core.train_config import MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
 
 
+def _load_base(path: str):
+    """(model, meta) of a base checkpoint; what goes wrong is a TrainingError of one line."""
+    try:
+        return load_checkpoint(path)
+    except FileNotFoundError:
+        raise TrainingError(f"base model not found: {path}") from None
+    except CheckpointError as e:
+        raise TrainingError(str(e)) from None
+
+
 def build_model(config: TrainConfig, tokenizer):
     """(model, meta of the base or {}): the base checkpoint, or a fresh model of the given size."""
     if config.base:
-        try:
-            model, meta = load_checkpoint(config.base)
-        except FileNotFoundError:
-            raise TrainingError(f"base model not found: {config.base}") from None
-        except CheckpointError as e:
-            raise TrainingError(str(e)) from None
+        model, meta = _load_base(config.base)
         if model.config.vocab_size != tokenizer.vocab_size:
             raise TrainingError(f"base model vocabulary ({model.config.vocab_size}) does not match the "
                                 f"tokenizer ({tokenizer.vocab_size})")
@@ -137,16 +142,10 @@ def write_memory_style(config: TrainConfig, pieces: list, tokenizer) -> Path:
     # pieces: the token ids of every piece
     """A style file that holds only the folder's memory (every piece's tokens), for `config.base`: the
     result of --mode memory, and the first result of a style run while its adapters train."""
-    from core.checkpoint import load_checkpoint, model_fingerprint
     from core.style import Style, save_style
     if not config.base:
         raise TrainingError("a folder memory belongs to a base model: give --base")
-    try:
-        base, _ = load_checkpoint(config.base)
-    except FileNotFoundError:
-        raise TrainingError(f"base model not found: {config.base}") from None
-    except CheckpointError as e:
-        raise TrainingError(str(e)) from None
+    base, _ = _load_base(config.base)
     out = Path(config.out)
     path = out / STYLE_FILE
     style = Style(memory_pieces=[np.asarray(p, dtype=np.int64) for p in pieces])

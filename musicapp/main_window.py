@@ -230,32 +230,16 @@ class MainWindow(QMainWindow):
         self.model_box.activated.connect(self._on_model_chosen)
         bar.addWidget(self.model_box)
         # how strongly a chosen style steers (0% = its base model, 100% = as trained)
-        self.strength_label = QLabel()
-        self.strength = QSlider(Qt.Horizontal)
-        self.strength.setRange(0, 150)
-        self.strength.setSingleStep(5)
-        self.strength.setPageStep(25)
-        self.strength.setFixedWidth(90)
-        self.strength.setToolTip("Style strength: 0% is the base model, 100% the style as trained")
-        self.strength.setValue(self.prefs.get("model/style_strength", 100, int))
-        self.strength.valueChanged.connect(self._on_strength)
-        self._on_strength(self.strength.value())
-        bar.addWidget(self.strength_label)
-        bar.addWidget(self.strength)
+        self.strength_label, self.strength = self._percent_slider(
+            bar, "Style strength: 0% is the base model, 100% the style as trained", "model/style_strength",
+            self._on_strength)
         # how strongly the memory of the piece (and of a style's folder) steers every note (0% = the network)
-        self.memory_label = QLabel()
-        self.memory = QSlider(Qt.Horizontal)
-        self.memory.setRange(0, 150)
-        self.memory.setSingleStep(5)
-        self.memory.setPageStep(25)
-        self.memory.setFixedWidth(90)
-        self.memory.setToolTip("Memory: how strongly what the piece (and a style's folder) already played steers "
-                               "each note. 0% is the bare network, 100% as fitted; more recalls motifs more exactly")
-        self.memory.setValue(self.prefs.get("model/memory", 100, int))
-        self.memory.valueChanged.connect(self._on_memory)
+        self.memory_label, self.memory = self._percent_slider(
+            bar, "Memory: how strongly what the piece (and a style's folder) already played steers each note. "
+                 "0% is the bare network, 100% as fitted; more recalls motifs more exactly", "model/memory",
+            self._on_memory)
+        self._on_strength(self.strength.value())
         self._on_memory(self.memory.value())
-        bar.addWidget(self.memory_label)
-        bar.addWidget(self.memory)
         self.act_continue = self._action("✦ Continue", lambda: self.generation.start(), "Ctrl+Return")
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
@@ -481,6 +465,20 @@ class MainWindow(QMainWindow):
         self.strength.setEnabled(entry.kind == "style")
         # another style of the loaded base model is applied to it in place; a jam's answers keep theirs
         self.generation.load(entry, checkpoint, self.strength.value() / 100, reuse=not self.jam.active)
+
+    def _percent_slider(self, bar, tooltip: str, pref: str, on_change) -> tuple[QLabel, QSlider]:
+        """A labelled 0-150% slider in the toolbar, remembered under `pref` (100% by default)."""
+        label, slider = QLabel(), QSlider(Qt.Horizontal)
+        slider.setRange(0, 150)
+        slider.setSingleStep(5)
+        slider.setPageStep(25)
+        slider.setFixedWidth(90)
+        slider.setToolTip(tooltip)
+        slider.setValue(self.prefs.get(pref, 100, int))
+        slider.valueChanged.connect(on_change)
+        bar.addWidget(label)
+        bar.addWidget(slider)
+        return label, slider
 
     def _on_memory(self, value: int) -> None:
         self.memory_label.setText(f" Memory {value}% ")
