@@ -74,3 +74,21 @@ def test_a_named_part_gets_its_program():
     programs = [p.getInstrument(returnDefault=False).midiProgram for p in score.parts]
     assert programs == [instrument.Violin().midiProgram, instrument.Soprano().midiProgram, None]
     assert music21.__version__
+
+
+def test_link_training_takes_the_training_split_and_keeps_held_out_pieces_out(tmp_path):
+    from tools.link_training import held_out_files, link
+    src = tmp_path / "corpus"
+    pieces = [("a/1.mid", "a", "train"), ("a/2.mid", "a", "test"), ("a/3.mid", "a", "train"),
+              ("b/1.mid", "b", "train"), ("h/1.mid", "h", "train")]
+    for f, _, _ in pieces:
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_bytes(b"MThd")
+    (src / "manifest.json").write_text(json.dumps({"pieces": [{"file": f, "collection": c, "split": s}
+                                                              for f, c, s in pieces]}))
+    old = tmp_path / "old.json"  # an earlier model measured itself on a/3.mid
+    old.write_text(json.dumps({"pieces": [{"file": "a/3.mid", "split": "validation"}]}))
+    linked = link([src], tmp_path / "train", {"h"}, held_out_files([old]))
+    assert sorted(e["file"] for e in linked) == ["a/1.mid", "b/1.mid"]
+    assert (tmp_path / "train" / "a" / "1.mid").resolve() == (src / "a" / "1.mid").resolve()
+    assert link([src], tmp_path / "none", set(), set(), {"a": 1e-9, "b": 1e-9, "h": 1e-9}) == []
