@@ -9,7 +9,8 @@ no --held-out manifest (an earlier model's) puts a piece of that name in its val
 a new model never trains on what an older one was measured on. --share COLLECTION=F keeps the fraction F of a
 collection's training files (chosen by a hash of the file name, so the same ones every time): a short run
 then sees a mix weighted toward what it has to learn. --manifest writes the list of what was linked
-(and from where), the record a model card points to.
+(and from where), the record a model card points to. A file name in two source folders is the same piece
+(the names come from the source's path): the first folder's copy is linked.
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def link(sources: list[pathlib.Path], out: pathlib.Path, without: set[str], held
                 continue
             if not kept(p["file"], (shares or {}).get(p["collection"], 1.0)):
                 continue
-            if p["file"] in seen:
-                raise SystemExit(f"error: {p['file']} is in two source folders")
+            if p["file"] in seen:  # the same piece built twice (a larger build of a collection): the first wins
+                continue
             seen.add(p["file"])
             target = out / p["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
