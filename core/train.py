@@ -342,7 +342,8 @@ class _Trainer:
             random.setstate(_to_tuple(resume["rng"]["python"]))
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        self.best: dict | None = resume.get("best") if resume else None
+        # a run resumed with --keep-last exports its current weights, not a best point it kept before
+        self.best: dict | None = resume.get("best") if resume and self.config.keep_best else None
         self.average: dict | None = resume.get("average") if resume else None
 
     def _read_resume(self) -> dict:
