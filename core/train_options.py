@@ -11,7 +11,8 @@ from core.train_config import DEFAULT_DROPOUT, MODE_DEFAULTS, MODES, STYLE_LARGE
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
 _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "steps": "steps", "epochs": "epochs",
-             "ctx": "ctx_len", "bptt": "bptt", "batch": "batch_size", "resume": "resume", "layers": "n_layer", "width": "n_embd",
+             "ctx": "ctx_len", "bptt": "bptt", "batch": "batch_size", "resume": "resume", "layers": "n_layer",
+             "width": "n_embd",
              "lr": "lr", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
              "val_fraction": "val_fraction", "warmup": "warmup_steps", "augment": "augment",
              "completion_only": "completion_only", "device": "device", "stop_at": "stop_at_step",

@@ -30,7 +30,8 @@ def _groove(tmp_path, rows):
     lines = ["drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,duration,split,file"]
     for name, split in rows:
         _drum_file(src / "midi" / name)
-        lines.append(f"drummer1,drummer1/session1,drummer1/session1/1,rock,120,beat,4-4,x/{name},2.0,{split},midi/{name}")
+        lines.append(f"drummer1,drummer1/session1,drummer1/session1/1,rock,120,beat,4-4,x/{name},2.0,{split},"
+                     f"midi/{name}")
     (src / "info.csv").write_text("\n".join(lines) + "\n")
     return src
 
