@@ -132,6 +132,13 @@ class _Trainer:
             raise TrainingError(f"batch {config.batch_size} does not divide over {self.world} processes")
         if config.ctx_len < 16:
             raise TrainingError("context length must be at least 16 tokens")
+        if config.bptt is not None:
+            if config.bptt < D.PAD_MULTIPLE or config.bptt % D.PAD_MULTIPLE:
+                raise TrainingError(f"--bptt must be a multiple of {D.PAD_MULTIPLE} tokens, not {config.bptt}")
+            if config.mode not in ("full", "lora"):
+                raise TrainingError(f"--bptt trains the whole network (full or lora mode), not {config.mode}")
+            if self.world > 1:  # ranks would run different numbers of spans, each a backward pass of its own
+                raise TrainingError("--bptt runs in one process, not under torchrun")
         for name in ("key_augment", "crop_share", "average_from"):
             value = config.resolved(name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -248,7 +255,8 @@ class _Trainer:
         self._prepare_optimizer()
         self._restore_position(resume)
         self.meta = {**base_meta, "tokenizer": self.tokenizer.to_dict(),
-                     "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len}}
+                     "training": {"mode": cfg.mode, "base": cfg.base, "data": str(cfg.data), "ctx_len": cfg.ctx_len,
+                                  "bptt": cfg.bptt}}
         self.last_val: dict = {}
         self._eval_s = 0.0  # seconds spent validating, kept apart from the steps' own time
 
@@ -353,7 +361,8 @@ class _Trainer:
             random.setstate(_to_tuple(resume["rng"]["python"]))
             if torch.cuda.is_available() and resume["rng"].get("cuda"):
                 torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        self.best: dict | None = resume.get("best") if resume else None
+        # a run resumed with --keep-last exports its current weights, not a best point it kept before
+        self.best: dict | None = resume.get("best") if resume and self.config.keep_best else None
         self.average: dict | None = resume.get("average") if resume else None
 
     def _read_resume(self) -> dict:
@@ -422,12 +431,15 @@ class _Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr * g.get("lr_scale", 1.0)  # a style's parts each have their own rate
 
-        with self._autocast():
-            logits = self.forward_module(inputs)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-        loss_sum = (nll * mask.flatten()).sum()
-        # the mean over the whole global batch: DDP averages gradients over ranks, hence * world
-        (loss_sum * (self.world / global_count)).backward()
+        if cfg.bptt is not None:
+            loss_sum = self._span_nll(inputs, targets, mask, backward_scale=1.0 / global_count)
+        else:
+            with self._autocast():
+                logits = self.forward_module(inputs)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+            loss_sum = (nll * mask.flatten()).sum()
+            # the mean over the whole global batch: DDP averages gradients over ranks, hence * world
+            (loss_sum * (self.world / global_count)).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
         self.found_inf.copy_((~torch.isfinite(grad_norm)).float())
         self.opt.found_inf = self.found_inf  # fused AdamW skips the whole update when it is 1
@@ -443,6 +455,38 @@ class _Trainer:
         if self.index >= self.batches.per_epoch:
             self.epoch, self.index = self.epoch + 1, 0
         self._update_average()
+
+    def _span_nll(self, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                  backward_scale: float | None = None) -> torch.Tensor:
+        """The summed masked NLL of a batch run in spans of `bptt` tokens, the recurrent state carried from
+        each span to the next: the logits are those of one pass over the whole window. With
+        `backward_scale`, each span's loss (times it) is backpropagated at once and the state detached
+        after it (truncated BPTT), so memory holds one span, not the window. A row leaves the batch after
+        its last scored target, so a short piece beside a long one costs no padded spans."""
+        span, model = self.config.bptt, self.module.model
+        T = inputs.shape[1]
+        scored = mask > 0
+        ends = torch.where(scored.any(1), T - scored.flip(1).int().argmax(1), 0)  # one past the last target
+        rows = torch.arange(inputs.shape[0], device=inputs.device)
+        total, state = torch.zeros((), device=inputs.device), None
+        for start in range(0, T, span):
+            keep = ends[rows] > start
+            if not bool(keep.all()):
+                if state is not None:
+                    state = state.select(keep.nonzero().flatten())
+                rows = rows[keep]
+            if len(rows) == 0:
+                break
+            stop = min(T, start + span)
+            with self._autocast():
+                logits, state = model(inputs[rows, start:stop], state, return_state=True)
+            nll = F.cross_entropy(logits.float().flatten(0, 1), targets[rows, start:stop].flatten(), reduction="none")
+            part = (nll * mask[rows, start:stop].flatten()).sum()
+            if backward_scale is not None:
+                (part * backward_scale).backward()
+                state = state.detach()
+            total = total + part.detach()
+        return total
 
     def _update_average(self) -> None:
         """The running mean of the trained parameters over every step since average_from x the steps: it
@@ -619,11 +663,14 @@ class _Trainer:
                 exs.append(D.build_example(tokens, cfg.ctx_len, head if cfg.completion_only else 0, tok.pad_id))
             inputs, targets, mask = D.collate(exs, tok.pad_id)
             notes = float((self.is_note[targets.numpy()] * mask.numpy()).sum())
-            with self._autocast():
-                logits = module(inputs.to(self.device))
-            nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(self.device).flatten(), reduction="none")
-            totals += torch.tensor([float((nll.cpu() * mask.flatten()).sum()), float(mask.sum()), notes],
-                                   dtype=torch.float64)
+            if cfg.bptt is not None:  # a long window in spans, the state carried: the same sums, less memory
+                nll_sum = float(self._span_nll(inputs.to(self.device), targets.to(self.device), mask.to(self.device)))
+            else:
+                with self._autocast():
+                    logits = module(inputs.to(self.device))
+                nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(self.device).flatten(), reduction="none")
+                nll_sum = float((nll.cpu() * mask.flatten()).sum())
+            totals += torch.tensor([nll_sum, float(mask.sum()), notes], dtype=torch.float64)
         if self.world > 1:
             import torch.distributed as dist
             dist.all_reduce(totals)

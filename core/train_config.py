@@ -46,6 +46,9 @@ class TrainConfig:
     steps: int | None = None           # total optimizer steps; or
     epochs: float | None = None        # passes over the training windows (default 1 when neither)
     ctx_len: int = 512
+    bptt: int | None = None            # run each window in spans of this many tokens, the state carried from one
+                                       # span to the next and backpropagation cut between them (truncated BPTT:
+                                       # windows far longer than memory allows); None: a window in one pass
     batch_size: int = 8
     lr: float | None = None            # default depends on the mode, see DEFAULT_LR (and STYLE_LARGE_FOLDER)
     min_lr_ratio: float = 0.1          # cosine decays to lr * this

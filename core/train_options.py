@@ -11,7 +11,8 @@ from core.train_config import DEFAULT_DROPOUT, MODE_DEFAULTS, MODES, STYLE_LARGE
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)
 _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "steps": "steps", "epochs": "epochs",
-             "ctx": "ctx_len", "batch": "batch_size", "resume": "resume", "layers": "n_layer", "width": "n_embd",
+             "ctx": "ctx_len", "bptt": "bptt", "batch": "batch_size", "resume": "resume", "layers": "n_layer",
+             "width": "n_embd",
              "lr": "lr", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
              "val_fraction": "val_fraction", "warmup": "warmup_steps", "augment": "augment",
              "completion_only": "completion_only", "device": "device", "stop_at": "stop_at_step",
@@ -55,6 +56,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int)
     g.add_argument("--epochs", type=float)
     p.add_argument("--ctx", type=int, default=_DEFAULTS["ctx_len"])
+    p.add_argument("--bptt", type=_positive_int, metavar="TOKENS",
+                   help="run each window (--ctx tokens, e.g. a whole song) in spans of this many tokens with the "
+                        "state carried from span to span and backpropagation cut between them (a multiple of 16; "
+                        "full and LoRA modes, one process)")
     p.add_argument("--batch", type=int, default=_DEFAULTS["batch_size"])
     p.add_argument("--resume", action="store_true")
     p.add_argument("--layers", type=int, default=_DEFAULTS["n_layer"], help="model depth when pretraining (no --base)")

@@ -56,6 +56,13 @@ def test_the_result_is_the_lowest_validation_loss_and_a_resume_keeps_it(style_ba
     assert read_checkpoint_meta(str(tmp_path / "last" / "style.pth"))["step"] == STEPS
     assert "lowest validation loss" not in last[-1].message
 
+    # paused after the best step and resumed with --keep-last: the last weights, not the best point kept before
+    _run(folder, base, tmp_path / "resumed_last", stop_at_step=min(STEPS - 1, best_step + 1))
+    _run(folder, base, tmp_path / "resumed_last", resume=True, keep_best=False)
+    assert read_checkpoint_meta(str(tmp_path / "resumed_last" / "style.pth"))["step"] == STEPS
+    resumed_last = _tensors(tmp_path / "resumed_last" / "style.pth")
+    assert all(torch.equal(resumed_last[k], v) for k, v in _tensors(tmp_path / "last" / "style.pth").items())
+
 
 def test_a_run_that_never_beats_its_start_gives_back_the_start(style_base, tmp_path):
     """Far too high a rate: every step is worse than the base model on the validation pieces, so the style

@@ -5,7 +5,8 @@
 Every piece becomes one .mid file, checked by reading it back with core.midi; a manifest.json beside them
 records for each file its source, collection, composer, title and a train/validation/test split decided by
 hashing the piece name (so a piece keeps its split whatever else is added). Pieces that fail are skipped and
-listed in the manifest. A full build takes long (thousands of pieces): run it on demand, not in tests.
+listed in the manifest. A part that names its instrument is written with that instrument's MIDI program
+(`name_programs`), not program 0. A full build takes long (thousands of pieces): run it on demand, not in tests.
 """
 from __future__ import annotations
 
@@ -97,6 +98,32 @@ def _write_midi(m21_score, path: pathlib.Path) -> None:
         m21_score.write("midi", fp=str(path))
 
 
+def name_programs(m21_score) -> int:
+    """Give each part that names its instrument ("Violin", "Soprano", "Basso continuo") but carries no MIDI
+    program the program music21 knows for that name, so the file says what plays instead of program 0
+    (a piano). Parts without a name, or with one music21 does not know, stay as they are. Returns how many
+    parts got a program."""
+    from music21 import instrument
+    named = 0
+    for part in getattr(m21_score, "parts", []):
+        current = part.getInstrument(returnDefault=False)
+        if current is not None and current.midiProgram is not None:
+            continue  # the score says it already
+        for name in (part.partName, current.instrumentName if current is not None else None):
+            try:
+                known = instrument.fromString(name) if name else None
+            except Exception:  # music21 raises InstrumentException, or worse, for a name it cannot place
+                known = None
+            if known is not None and known.midiProgram is not None:
+                if current is None:
+                    part.insert(0, known)
+                else:
+                    current.midiProgram = known.midiProgram
+                named += 1
+                break
+    return named
+
+
 def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
     """Convert one piece to MIDI and check that core.midi reads it back with notes.
     Returns its manifest entry, or {"source", "reason"} when it failed."""
@@ -118,6 +145,7 @@ def convert_piece(task: tuple[str, str, int | None, str, int]) -> dict:
     try:
         m21_score = converter.parse(source, number=number) if number is not None else converter.parse(source)
         target.parent.mkdir(parents=True, exist_ok=True)
+        name_programs(m21_score)
         _write_midi(m21_score, target)
         if target.stat().st_size > max_bytes:
             raise ValueError(f"its MIDI file of {target.stat().st_size} bytes is over --max-bytes")
