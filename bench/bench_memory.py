@@ -262,6 +262,8 @@ def cmd_continue(args) -> None:
     rng = random.Random(2)
     rng.shuffle(oneills)
     folder_tunes = encode_files(tok, oneills[:args.folder])
+    folder = FolderMemory(folder_tunes)  # the style's folder memory, and its phrases for the copy meter
+    reference = folder_phrases(folder_tunes, tok)
     sets = {"folk (O'Neill's)": (oneills[args.folder:args.folder + 3 * args.prompts], 8, 4),
             "pop (POP909 test, raw)": (pop909_files("test", 3 * args.prompts), 16, 4)}
     summary = []
@@ -289,13 +291,12 @@ def cmd_continue(args) -> None:
             outputs = {"true": true,
                        "repeat last bars": [Note(n.start + split - lo, n.duration, n.pitch, n.velocity, n.program, n.drum)
                                             for n in prompt_notes if lo <= n.start]}
-            for label, memory, folder in (("network", 0.0, None), ("memory", args.memory, None),
-                                          ("memory + folder", args.memory, folder_tunes)):
-                gen.folder_memory = FolderMemory(folder) if folder else None
+            for label, memory, folder_memory in (("network", 0.0, None), ("memory", args.memory, None),
+                                                 ("memory + folder", args.memory, folder)):
+                gen.folder_memory = folder_memory
                 stream = gen.stream(prompt, bars=m, at_tick=split,
                                     sampling=SamplingConfig(seed=used, memory=memory))
                 outputs[label] = [item.note for item in stream]
-            reference = folder_phrases(folder_tunes, tok)
             prompt_keys = set(phrase_keys(prompt_notes, score))
             for label, notes in outputs.items():
                 row = MM.compare_continuation(prompt_notes, notes, true, m, TICKS_PER_BEAT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -144,7 +144,10 @@ class Generator:
 
         Only the tail of a long prompt is encoded (the last 8, 16, 32... bars until ctx is filled), and
         where several cuts fit, the one that extends a window already prefilled is taken."""
-        prompt = prompt.token_view()  # the pedal folded over the whole piece, before any cut
+        return self.view_window(prompt.token_view(), at_tick)  # the pedal folded over the whole piece first
+
+    def view_window(self, prompt: Score, at_tick: int | None = None) -> _Window:
+        """`window` of a prompt that is already a token view (Score.token_view)."""
         at_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
         bar_lines = prompt.bar_starts(at_tick)
         n_bars = 8
@@ -235,9 +238,9 @@ class Generator:
         return logits, state
 
     def memory(self, piece_ids: list[int], strength: float) -> MemoryMixer | None:
-        """The memories of a stream that has read `piece_ids` (the piece so far, from its start): None at
-        strength 0. Each stream gets its own fork, so variations never see each other's tokens; the last
-        piece memory is kept, and a piece that extends it only counts its new tokens."""
+        """The memories of streams that have read `piece_ids` (the piece so far, from its start): None at
+        strength 0. It is shared: fork it for each stream, so that variations never see each other's tokens.
+        The last piece memory is kept, and a piece that extends it only counts its new tokens."""
         if strength <= 0:
             return None
         key = tuple(piece_ids)
@@ -248,7 +251,7 @@ class Generator:
         else:
             piece = PieceMemory(key)
         self._memory_cache = (key, piece)
-        return MemoryMixer(piece.fork(), self.folder_memory, strength)
+        return MemoryMixer(piece, self.folder_memory, strength)
 
 
 class _ContinuationLane(Lane):
@@ -317,7 +320,8 @@ class ContinuationStream(NoteStream, StepCounter):
         self.variations = variations
         self.sampling = sampling
         self.requested_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
-        self.window = gen.window(prompt, self.requested_tick)
+        self.view = prompt.token_view()  # once: the window, the chord caps and the piece memory read it
+        self.window = gen.view_window(self.view, self.requested_tick)
         self.start_tick = self.window.continuation_tick
         bar_ticks = prompt.time_signature_at(self.start_tick).bar_ticks
         ends = []
@@ -328,16 +332,14 @@ class ContinuationStream(NoteStream, StepCounter):
         self.end_tick = min(ends) if ends else None
         self.bars = bars
         if instruments is None:
-            instruments = {n.instrument for n in prompt.notes if n.start < self.requested_tick} or None
+            instruments = {n.instrument for n in self.view.notes if n.start < self.requested_tick} or None
         self.instruments = None if instruments is None else sorted(set(instruments))
         # the prompt's texture: each instrument starts at most as many notes at once as in its last bars
-        before = [n for n in prompt.token_view().notes if n.start < self.requested_tick]
+        before = [n for n in self.view.notes if n.start < self.requested_tick]
         self.chord_caps = idiom.chord_caps(before, self.start_tick, instruments=self.instruments or ())
         limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
         self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
         self.prefill_seconds = 0.0
-        self.step_seconds = 0.0
-        self.steps = 0
         self._vars: list[_ContinuationLane] = []
 
     @property
@@ -399,7 +401,7 @@ class ContinuationStream(NoteStream, StepCounter):
         """The piece up to the continuation point, from its first bar (the window may start later)."""
         if self.window.start_tick == 0:
             return self.window.ids
-        return self.gen._encode_tail(self.prompt.token_view(), 0, self.requested_tick)[0]
+        return self.gen._encode_tail(self.view, 0, self.requested_tick)[0]
 
     def _run(self) -> Iterator[StreamedNote]:
         gen, cfg = self.gen, self.sampling

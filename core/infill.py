@@ -23,7 +23,6 @@ of the new part given (written into its prompt), so the part goes on where the l
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -310,9 +309,8 @@ class InfillStream(NoteStream, StepCounter):
         self._replaced = replaced
         self.kept = [n for n in self.notes if not replaced(n)]  # the tokenizer's view of what stays
         self.chunks = self._plan()
-        self.prefill_seconds = self.step_seconds = 0.0
+        self.prefill_seconds = 0.0
         self.first_note_seconds: float | None = None
-        self.steps = 0
         self._vars = [_Variation() for _ in range(variations)]
 
     # --- results -------------------------------------------------------------------------------
@@ -515,7 +513,7 @@ class InfillStream(NoteStream, StepCounter):
             dec.grammar.limit_onsets(caps, ranges)
             memory = self.gen.memory(ids, self.sampling.memory)
             lanes.append(_InfillLane(self, v, dec, _Forcing(self.tok, middle), origin - dec.grammar.gap_tick,
-                                     self.max_tokens_per_bar * chunk.bars, memory))
+                                     self.max_tokens_per_bar * chunk.bars, memory.fork() if memory else None))
         return lanes
 
     def _emit(self, v: int, note: Note, origin: int) -> StreamedNote:

@@ -167,11 +167,10 @@ class PieceMemory:
             tokens = [int(t) for t in tokens]
             self._tail = tokens[-MAX_ORDER:]
             self._index = CountIndex([tokens]) if len(tokens) > 1 else None
-            self.length = len(tokens)
             self.depth = 0
         else:
             self._tail, self._index = list(_parent._tail), None
-            self.length, self.depth = _parent.length, _parent.depth + 1  # each lookup reads every fork above
+            self.depth = _parent.depth + 1  # each lookup reads every fork above
         self._hashes = context_hashes(self._tail)
 
     def fork(self) -> "PieceMemory":
@@ -194,7 +193,6 @@ class PieceMemory:
         if len(self._tail) > 2 * MAX_ORDER:
             del self._tail[:-MAX_ORDER]
         self._hashes = context_hashes(self._tail)
-        self.length += 1
 
     def recall(self) -> Recall:
         """The memory's view of the token after everything appended so far."""
@@ -260,15 +258,6 @@ def gate_weight(gate: np.ndarray, r: Recall, net_entropy: float) -> float:
     return float(1.0 / (1.0 + math.exp(-float(gate @ _features(r, net_entropy)))))
 
 
-def mix(p_below: np.ndarray, r: Recall, w: float) -> np.ndarray:
-    """(1 - w) p_below + w (memory + escape * p_below); sums to one when p_below does."""
-    if w <= 0.0 or r.empty:
-        return p_below
-    out = p_below * (1.0 - w + w * r.escape)
-    out[r.tokens] += w * r.mass
-    return out
-
-
 def entropy_bits(p: np.ndarray) -> float:
     nz = p[p > 0]
     return float(-(nz * np.log2(nz)).sum())
@@ -328,5 +317,5 @@ class MemoryMixer:
         return p
 
 
-__all__ = ["CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "mix", "MAX_ORDER",
+__all__ = ["CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "MAX_ORDER",
            "ORDERS"]

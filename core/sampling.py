@@ -103,7 +103,8 @@ class Lane:
 
 
 class StepCounter:
-    """Time and count of the batched steps of a stream (read by benchmarks and the app's status)."""
+    """Time and count of the batched steps of a stream (read by benchmarks and the app's status); each
+    stream's own once it has stepped."""
     steps = 0
     step_seconds = 0.0
 

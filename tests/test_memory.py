@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.copying import copy_share, folder_phrases, phrase_keys
-from core.memory import MIN_ORDER, ORDERS, FolderMemory, MemoryMixer, PieceMemory, mix
+from core.memory import MIN_ORDER, ORDERS, FolderMemory, MemoryMixer, PieceMemory
 from core.score import Note, Score, TimeSignature
 
 DATA = Path(__file__).parent / "data"
@@ -83,8 +83,8 @@ def test_the_mixture_is_a_distribution_and_strength_zero_is_the_network():
     q = memory.mixed(p)
     assert abs(q.sum() - 1) < 1e-9 and q[1] > p[1]  # after "... 2 3" comes 1
     assert np.array_equal(MemoryMixer(PieceMemory([1, 2, 3] * 20), strength=0).mixed(p), p)
-    r = memory.piece.recall()
-    assert np.allclose(mix(p, r, 1.0).sum(), 1.0)
+    full = MemoryMixer(PieceMemory([1, 2, 3] * 20), strength=1e6)  # the gate's weight at its cap of 1
+    assert np.allclose(full.mixed(p).sum(), 1.0)
 
 
 def test_the_sampler_mixes_as_eval_does():

@@ -11,6 +11,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..memory import MemoryMixer, PieceMemory
+from .memory_bits import piece_bits
 from .scoring import LN2, whole_piece_logits
 
 
@@ -67,8 +69,6 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
                 skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
                 continue
             if memory > 0:
-                from core.memory import MemoryMixer, PieceMemory
-                from .memory_bits import piece_bits
                 bits = float(piece_bits(model, tokenizer, ids, MemoryMixer(PieceMemory(), folder, memory)).mixed.sum())
             else:
                 bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's

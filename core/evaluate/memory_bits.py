@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..memory import (MAX_ORDER, FolderMemory, MemoryMixer, PieceMemory, Recall, _features, entropy_bits,
-                      gate_weight, mix)
+from ..memory import N_FEATURES, FolderMemory, MemoryMixer, PieceMemory, Recall, _features, entropy_bits
 from .scoring import whole_piece_logits
 
 POSITION_BUCKETS = (0, 512, 1024, 2048, 4096, 8192)
@@ -107,9 +106,9 @@ def memory_trace(model, tokenizer, pieces: list[list[int]], *, which: str = "pie
             allowed = g.allowed()
             p = p_net[i, :V]
             h = entropy_bits(p)
-            if below is not None and below.folder is not None:
-                r0 = below.folder.recall(memory._hashes)
-                p = mix(p, r0, min(1.0, below.strength * gate_weight(below.folder_gate, r0, h)))
+            if below is not None and below.folder is not None:  # the folder mixed in as the product mixes it
+                p = MemoryMixer(memory, below.folder, below.strength, use_piece=False,
+                                folder_gate=below.folder_gate).mixed(p)
             r: Recall = memory.recall() if which == "piece" else folder.recall(memory._hashes)
             cols["below_t"].append(p[t])
             cols["below_z"].append(p[allowed].sum())
@@ -117,7 +116,7 @@ def memory_trace(model, tokenizer, pieces: list[list[int]], *, which: str = "pie
                 cols["mem_t"].append(0.0)
                 cols["mem_z"].append(0.0)
                 cols["escape"].append(1.0)
-                cols["features"].append(np.zeros(6))
+                cols["features"].append(np.zeros(N_FEATURES))
             else:
                 hit = np.flatnonzero(r.tokens == t)
                 cols["mem_t"].append(float(r.mass[hit[0]]) if len(hit) else 0.0)
@@ -156,4 +155,4 @@ def fit_gate(trace: Trace, start: np.ndarray, steps: int = 300) -> np.ndarray:
 
 
 __all__ = ["PieceBits", "Trace", "by_position", "fit_gate", "memory_trace", "network_probs", "piece_bits",
-           "trace_bits", "MAX_ORDER"]
+           "trace_bits"]
