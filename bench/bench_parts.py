@@ -28,10 +28,10 @@ import glob
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.evaluate.music import hide_tracks  # noqa: E402
 from core.midi import read_midi  # noqa: E402
 from core.score import Note, Score  # noqa: E402
 from core import voices  # noqa: E402
@@ -69,20 +69,11 @@ def top_voice_share(notes: list[Note], all_notes: list[Note]) -> float | None:
 
 
 def placement_case(score: Score, k: int, m: int):
-    bars = score.bar_starts(score.end_tick)
-    if len(bars) < k + m + 1:
+    case = hide_tracks(score, k, m)
+    if case is None or not case[1]:
         return None
-    start, end = bars[k], bars[k + m]
+    before, new, truth, start = case
     tracks = score.tracks(include_empty=True)
-    before = [[n for n in t.notes if n.start < start] for t in tracks]
-    truth, new = [], []
-    for i, t in enumerate(tracks):
-        for n in t.notes:
-            if start <= n.start < end:
-                truth.append(i)
-                new.append(Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum))
-    if not new:
-        return None
     where = voices.place_notes(before, new, start)
     first = {}
     for i, t in enumerate(tracks):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 SR = 48000  # the test JACK server's rate
 
@@ -20,3 +21,14 @@ def pitch_of(audio: np.ndarray, start: float, end: float) -> float:
     a, b, c = np.log(spectrum[k - 1:k + 2] + 1e-12)
     k += 0.5 * (a - c) / (a - 2 * b + c)
     return k * SR / (8 * len(x))
+
+
+def skip_without_synth_and_jack_client() -> None:
+    """Skip the calling test module (call it at import) without the synth's engine and audio library or the
+    JACK client library that records it."""
+    pytest.importorskip("tinysoundfont")
+    pytest.importorskip("miniaudio")
+    try:
+        import jack  # noqa: F401  (JACK-Client: raises OSError, not ImportError, where libjack is missing)
+    except (ImportError, OSError) as e:
+        pytest.skip(f"no JACK client library: {e}", allow_module_level=True)

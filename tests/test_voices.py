@@ -10,6 +10,7 @@ import pytest
 
 from core import voices
 from core.generate import Generator, SamplingConfig
+from core.evaluate.music import hide_tracks
 from core.midi import read_midi, score_to_bytes
 from core.paths import base_model
 from core.score import Note
@@ -22,17 +23,7 @@ POP = DATA / "pop909" / "001.mid"
 def hidden_next_bars(path: Path, k: int, m: int):
     """The tracks' notes before bar k, the true notes of bars k..k+m without their tracks, and their tracks."""
     score, _ = read_midi(path)
-    bars = score.bar_starts(score.end_tick)
-    start, end = bars[k], bars[k + m]
-    tracks = score.tracks(include_empty=True)
-    before = [[n for n in t.notes if n.start < start] for t in tracks]
-    truth, new = [], []
-    for i, t in enumerate(tracks):
-        for n in t.notes:
-            if start <= n.start < end:
-                truth.append(i)
-                new.append(Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum))
-    return score, before, new, truth, start
+    return (score, *hide_tracks(score, k, m))
 
 
 def top_share(notes, among) -> float:

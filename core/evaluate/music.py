@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..keys import key_of_histogram
-from ..score import PITCH_CLASS_NAMES
+from ..score import PITCH_CLASS_NAMES, Note, Score
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
@@ -141,3 +141,22 @@ def mean_metrics(rows: Sequence[dict]) -> dict:
         if values or isinstance(rows[0][name], (int, float)):
             out[name] = float(np.mean(values)) if values else math.nan
     return out
+
+
+def hide_tracks(score: Score, first_bar: int, bars: int):
+    """A placement case (core.voices): every track's notes before bar `first_bar` (counted from 0), the notes
+    of the `bars` bars from there without their tracks, the index of the track each came from, and the tick
+    where they start. None if the piece is shorter."""
+    lines = score.bar_starts(score.end_tick)
+    if len(lines) < first_bar + bars + 1:
+        return None
+    start, end = lines[first_bar], lines[first_bar + bars]
+    tracks = score.tracks(include_empty=True)
+    before = [[n for n in t.notes if n.start < start] for t in tracks]
+    truth, new = [], []
+    for i, t in enumerate(tracks):
+        for n in t.notes:
+            if start <= n.start < end:
+                truth.append(i)
+                new.append(Note(n.start, n.duration, n.pitch, n.velocity, n.program, n.drum))
+    return before, new, truth, start

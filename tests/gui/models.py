@@ -5,6 +5,11 @@ import threading
 from pathlib import Path
 
 
+# fine-tuning runs in GUI tests: tiny windows and batches, one thread, no checkpoints on the way
+TINY_TRAINING = {"ctx_len": 64, "batch_size": 2, "eval_every": 2, "max_eval_batches": 1, "threads": 1,
+                 "workers": 1, "checkpoint_every": 1000}
+
+
 def make_tiny_checkpoint(path: Path, n_layer: int = 2, n_embd: int = 64, seed: int = 0,
                          tokenizer_version: str | None = None) -> Path:
     """`tokenizer_version`: None for the latest (with infill tokens); "rwkvmusic-tok-1" for a model made

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from core import library
-from tests.gui.models import GapMeter, make_tiny_checkpoint
+from tests.folders import CORPUS
+from tests.gui.models import TINY_TRAINING, GapMeter, make_tiny_checkpoint
 
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
-TINY_TRAINING = {"ctx_len": 64, "batch_size": 2, "eval_every": 2, "max_eval_batches": 1, "threads": 1,
-                 "workers": 1, "checkpoint_every": 1000}
 
 
 @pytest.fixture

@@ -13,11 +13,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import library
 from core.train_config import TrainEvent
-from tests.gui.models import make_tiny_checkpoint
+from tests.folders import CORPUS
+from tests.gui.models import TINY_TRAINING, make_tiny_checkpoint
 
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
-TINY_TRAINING = {"ctx_len": 64, "batch_size": 2, "eval_every": 2, "max_eval_batches": 1, "threads": 1,
-                 "workers": 1, "checkpoint_every": 1000}
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from musicapp.document import Preview
 from musicapp.pianoroll import grid
 from musicapp.pianoroll.scene import PREVIEW_ID
 from musicapp.settings import Preferences
+from tests.folders import CORPUS
 from tests.gui.helpers import demo_score, write_demo
 from tests.gui.models import make_tiny_checkpoint
 
 BAR = 1920
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 
 
 def show_continuation(w, start: int, bars: int, pitch: int = 96) -> list[Note]:

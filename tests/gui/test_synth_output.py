@@ -10,12 +10,9 @@ import wave
 import numpy as np
 import pytest
 
-pytest.importorskip("tinysoundfont")
-pytest.importorskip("miniaudio")
-try:
-    import jack  # noqa: F401  (JACK-Client: raises OSError, not ImportError, where libjack is missing)
-except (ImportError, OSError) as e:
-    pytest.skip(f"no JACK client library: {e}", allow_module_level=True)
+from tests.audio_checks import skip_without_synth_and_jack_client
+
+skip_without_synth_and_jack_client()
 
 from core.live import JACK_BACKEND  # noqa: E402
 from musicapp.panels.midi_panel import SYNTH, VIRTUAL  # noqa: E402
