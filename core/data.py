@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from .atomic import atomic_write
+from . import infill_layout
 from . import paths
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -374,18 +375,13 @@ def _bars(tokenizer, ids: list[int]) -> tuple[list[int], dict[int, list[int]], i
     return [b for b in sorted(heads) if b < end], heads, end
 
 
-def _restated(tokenizer, header: list[int]) -> list[int]:
-    """A bar header without BOS and Flat: Tempo Bar [TimeSig], as the grammar wants after Gap and Fill."""
-    return [t for t in header if t != tokenizer.bos_id and t != tokenizer.flat_id]
-
-
 def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: int = 8,
                       layout: tuple | None = None) -> list[int] | None:
-    """A fill-in-the-middle example cut from one valid sequence (a window): bars before, Gap_k, the bars
-    after (restated), Fill, the k missing bars, EOS. At most `budget` tokens (the bars furthest from the
-    gap are left out first); None when the sequence has no bar to take out. `layout`: _bars(ids) if known."""
+    """A fill-in-the-middle example cut from one valid sequence (a window), k bars at random taken out
+    (bar_gap_tokens). None when the sequence has no bar to take out. `layout`: _bars(ids) if known."""
     ids = [int(t) for t in ids]
-    bars, heads, end = layout or _bars(tokenizer, ids)
+    layout = layout or _bars(tokenizer, ids)
+    bars, _, end = layout
     if len(bars) < 2 or not tokenizer.infill:
         return None
     bar_end = bars[1:] + [end]
@@ -393,35 +389,32 @@ def bar_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int, max_gap: 
     a = rng.randint(0, len(bars) - k)
     while k > 1 and bar_end[a + k - 1] - bars[a] > budget // 2:  # the middle gets at most half the budget
         k -= 1
-    middle = [tokenizer.fill_id] + _restated(tokenizer, heads[bars[a]]) + ids[bars[a] + 1:bar_end[a + k - 1]]
+    return bar_gap_tokens(ids, tokenizer, a, k, budget, layout)
+
+
+def bar_gap_tokens(ids: list[int], tokenizer, first: int, k: int, budget: int,
+                   layout: tuple | None = None) -> list[int] | None:
+    """The example with the k bars from the window's bar `first` (counted from 0) taken out, laid out by
+    core.infill_layout: bars before, Gap_k, the bars after, Fill, the k bars, EOS. At most `budget` tokens
+    (the bars furthest from the gap are left out first); None when even the gap alone is over."""
+    bars, heads, end = layout or _bars(tokenizer, ids)
+    bar_end = bars[1:] + [end]
+    middle = infill_layout.middle(tokenizer, heads[bars[first]] + ids[bars[first] + 1:bar_end[first + k - 1]])
     middle.append(tokenizer.eos_id)
-    first, last = 0, len(bars)  # bars of the context: [first, a) before, [a + k, last) after
-    while True:
-        if first == 0:
-            before = ids[:bars[a]]
-        elif first < a:
-            before = heads[bars[first]] + ids[bars[first] + 1:bars[a]]
-        else:  # no bar left before the gap: the header without its Bar, as at a piece's start
-            before = heads[bars[a]][:heads[bars[a]].index(tokenizer.bar_id)]
-        after = [tokenizer.gap_id(k)]
-        if a + k < last:
-            after += _restated(tokenizer, heads[bars[a + k]]) + ids[bars[a + k] + 1:bar_end[last - 1]]
-        seq = before + after + middle
-        if len(seq) <= budget or (first >= a and last <= a + k):
-            return seq if len(seq) <= budget else None
-        # drop the context bar furthest from the gap
-        if last > a + k and (first >= a or last - (a + k) >= a - first):
-            last -= 1
-        else:
-            first += 1
+    after = heads[bars[first + k]] + ids[bars[first + k] + 1:end] if first + k < len(bars) else []
+    gap = infill_layout.bar_gap(tokenizer, k, ids[:bars[first]], [(b, heads[b]) for b in bars[:first]],
+                                infill_layout.opening(tokenizer, heads[bars[first]]), after)
+    seq = gap.fitted(lambda context: len(context) + len(middle) <= budget) + middle
+    return seq if len(seq) <= budget else None
 
 
 def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
                        max_bars: int = MAX_PART_BARS, layout: tuple | None = None) -> list[int] | None:
-    """A part-infill example cut from one valid sequence: bars of every instrument but one, Part, that
-    instrument, Fill, the same bars with only its notes, EOS. None without two instruments in the bars."""
+    """A part-infill example cut from one valid sequence, bars and instrument at random (part_span_tokens).
+    None without two instruments in the bars."""
     ids = [int(t) for t in ids]
-    bars, heads, end = layout or _bars(tokenizer, ids)
+    layout = layout or _bars(tokenizer, ids)
+    bars, _, end = layout
     if not bars or not tokenizer.infill:
         return None
     bar_end = bars[1:] + [end]
@@ -429,14 +422,26 @@ def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
     s = rng.randint(0, len(bars) - n)
     while n > 1 and bar_end[s + n - 1] - bars[s] > budget // 2:
         n -= 1
-    span = heads[bars[s]] + ids[bars[s] + 1:bar_end[s + n - 1]]
+    return part_span_tokens(ids, tokenizer, s, n, lambda instruments: instruments[rng.randrange(len(instruments))],
+                            budget, layout)
+
+
+def part_span_tokens(ids: list[int], tokenizer, first: int, n: int, pick: Callable[[list], tuple], budget: int,
+                     layout: tuple | None = None) -> list[int] | None:
+    """The part-infill example of the n bars from the window's bar `first`, laid out by core.infill_layout:
+    those bars without one instrument, Part, that instrument, Fill, the same bars with only its notes, EOS.
+    `pick(instruments)` chooses the instrument among those of the bars (sorted); None with fewer than two
+    there, or over `budget`."""
+    bars, heads, end = layout or _bars(tokenizer, ids)
+    bar_end = bars[1:] + [end]
+    span = heads[bars[first]] + ids[bars[first] + 1:bar_end[first + n - 1]]
     dec = tokenizer.stream_decoder()
     dec.feed_many(span)
     score = dec.score()
     instruments = sorted({note.instrument for note in score.notes})
     if len(instruments) < 2:
         return None
-    part = instruments[rng.randrange(len(instruments))]
+    part = pick(instruments)
     end_tick = dec.grammar.bar_start + dec.grammar.bar_ticks
     from core.score import Score
     context = tokenizer.encode(Score([x for x in score.notes if x.instrument != part], score.tempos,
@@ -445,8 +450,7 @@ def part_infill_tokens(ids: Sequence[int], tokenizer, rng, budget: int,
                                     score.time_signatures), eos=True, end_tick=end_tick)
     if context.count(tokenizer.bar_id) != middle.count(tokenizer.bar_id):
         return None  # (not expected: both laid out over the same bars)
-    seq = context + [tokenizer.part_id, tokenizer.instrument_id(*part), tokenizer.fill_id]
-    seq += _restated(tokenizer, middle[1:])
+    seq = infill_layout.part_context(tokenizer, context, part) + infill_layout.middle(tokenizer, middle)
     return seq if len(seq) <= budget else None
 
 

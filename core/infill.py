@@ -1,8 +1,8 @@
 """Infill: regenerate a bar range, or add a part, through the recurrent state.
 
 The context is read once (prefill), then the middle streams note by note under the grammar, with the
-sampler, masks and batched variations of continuation (core.generate). The prompt is laid out as the
-infill examples of training are (core.data.bar_infill_tokens / part_infill_tokens, tokenizer v2):
+sampler, masks and batched variations of continuation (core.generate). The prompt is laid out by
+core.infill_layout, which lays out the infill examples of training too (tokenizer v2):
 
     bars:  <before> Gap_k  Tempo Bar TimeSig <after>  Fill Tempo Bar TimeSig | <k bars, sampled>  EOS
     part:  <the bars, without p>  Part Program_p  Fill Tempo Bar TimeSig | <the same bars, p only>  EOS
@@ -34,7 +34,7 @@ from .generate import TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfi
 from .model import State
 from .sampling import Lane, StepCounter, new_seed, run_lanes
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
-from . import idiom, voices
+from . import idiom, infill_layout, voices
 from .tokenizer import MAX_BAR_QUARTERS, MAX_GAP_BARS, GrammarState, StreamDecoder, velocity_level
 
 BEFORE_BARS = 16  # at most this many bars before a bar range are read (fewer where the budget is short)
@@ -119,20 +119,17 @@ class _Middle:
 
 
 def _middle(tok, score: Score, length: int, given: int) -> _Middle:
-    """`score` (kept notes of the chunk, from its start) as a middle: Fill, the restated header, the first
-    `given` bars whole; the rest becomes the schedule of forced tokens."""
+    """`score` (kept notes of the chunk, from its start) as a middle: its prompt (core.infill_layout.middle:
+    Fill, the restated header, the first `given` bars whole); the rest becomes the schedule of forced tokens."""
     ids = tok.encode(score, eos=False, end_tick=length)
     g = GrammarState(tok)
-    restated = [tok.fill_id]
-    out = _Middle(restated, ids.count(tok.bar_id), given)
-    onset = None
-    for t in ids:
+    out = _Middle([], ids.count(tok.bar_id), given)
+    known, onset = 0, None  # known: how many of `ids` the prompt holds (BOS to the first bar's header, given bars)
+    for i, t in enumerate(ids):
         g.advance(t)
         kind = tok.kind(t)
-        if kind in ("bos", "flat"):
-            continue  # _restated: the middle's header is Tempo Bar TimeSig
         if g.bars <= given or (g.bars == 1 and kind in ("tempo", "bar", "timesig") and onset is None):
-            restated.append(t)  # given bars, and the header of the first bar
+            known = i + 1
             continue
         if kind == "timesig":
             out.meters[g.bars] = t
@@ -143,6 +140,7 @@ def _middle(tok, score: Score, length: int, given: int) -> _Middle:
             onset.tempo = t
         elif kind == "duration":
             onset.notes.append((g.instrument, g.velocity, g.pitch, t))
+    out.prompt = infill_layout.middle(tok, ids[:known])
     return out
 
 
@@ -395,45 +393,25 @@ class InfillStream(NoteStream, StepCounter):
         return ids
 
     def _bar_context(self, chunk: Chunk, before_notes: list[Note]) -> list[int]:
-        """before + Gap_k + after, within the context budget (the bar furthest from the gap is left out
-        first, as in training)."""
+        """before + Gap_k + after (core.infill_layout), within the context budget (the bar furthest from the
+        gap is left out first, as in training)."""
         tok, view, lines = self.tok, self.view, self.lines
         s, e = lines.index(chunk.start), lines.index(chunk.end)
         b0 = lines[max(0, s - BEFORE_BARS)]
-        before = self._flat(tok.encode(_span(before_notes, view, b0, chunk.start), eos=False,
-                                       end_tick=chunk.start - b0)) if chunk.start > b0 else []
+        opening = self._flat([tok.bos_id, tok.tempo_id(view.tempo_at(chunk.start))])  # BOS [Flat] Tempo
+        if chunk.start > b0:
+            before = self._flat(tok.encode(_span(before_notes, view, b0, chunk.start), eos=False,
+                                           end_tick=chunk.start - b0))
+        else:  # the gap starts the piece: before it, what a piece starts with
+            before = opening
         last_onset = max((n.start for n in self.notes), default=-1)
         a_end = e
         while a_end < min(e + AFTER_BARS, len(lines) - 1) and lines[a_end] <= last_onset:
             a_end += 1
         after = tok.encode(_span(self.notes, view, chunk.end, lines[a_end]), eos=False,
-                           end_tick=lines[a_end] - chunk.end)[1:] if a_end > e else []
-        after = [t for t in after if t != tok.flat_id]
-        heads = tok.bar_headers(before) if before else []  # (index, header) of each before bar
-        after_bars = [i for i, t in enumerate(after) if t == tok.bar_id]
-        first, keep_after = 0, len(after_bars)  # before bars from `first`, the first `keep_after` after bars
-
-        def assemble() -> list[int]:
-            if first >= len(heads):  # no bar before: BOS [Flat] and the tempo where the gap starts
-                ids = self._flat([tok.bos_id, tok.tempo_id(view.tempo_at(chunk.start))])
-            elif first == 0:
-                ids = list(before)
-            else:
-                index, header = heads[first]
-                ids = header + before[index + 1:]
-            ids.append(tok.gap_id(chunk.bars))
-            if keep_after:
-                ids += after[:after_bars[keep_after]] if keep_after < len(after_bars) else after
-            return ids
-
-        ids = assemble()
-        while len(ids) > self.context_tokens and (first < len(heads) or keep_after):
-            if keep_after and (first >= len(heads) or keep_after >= len(heads) - first):
-                keep_after -= 1
-            else:
-                first += 1
-            ids = assemble()
-        return ids
+                           end_tick=lines[a_end] - chunk.end) if a_end > e else []
+        gap = infill_layout.bar_gap(tok, chunk.bars, before, tok.bar_headers(before), opening, after)
+        return gap.fitted(lambda context: len(context) <= self.context_tokens)
 
     def _prompt(self, chunk: Chunk, var: _Variation) -> tuple[list[int], _Middle]:
         tok, view = self.tok, self.view
@@ -447,7 +425,7 @@ class InfillStream(NoteStream, StepCounter):
             given = [n for n in self.notes if n.instrument == self.part and a <= n.start < chunk.end]
             given += [n for n in var.notes if n.start >= a]  # the part's overlap bars, as the last chunk wrote them
             middle = _middle(tok, _span(given, view, a, chunk.end), chunk.end - a, chunk.given)
-            context = self._part_context(a, chunk.end) + [tok.part_id, tok.instrument_id(*self.part)]
+            context = infill_layout.part_context(tok, self._part_context(a, chunk.end), self.part)
         return context + middle.prompt, middle
 
     # --- the sampling loop ---------------------------------------------------------------------

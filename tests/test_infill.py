@@ -206,48 +206,6 @@ def test_a_range_longer_than_16_bars_is_done_in_chunks(gen):
     assert {(n.pitch, n.start - origin) for n in first_chunk if n.start >= 12 * 1920 - 8 * 1920} <= read_back
 
 
-def test_prompts_are_laid_out_as_the_training_examples_are(gen, piece):
-    """The prompt is what core.data cuts for training, up to the middle's first bar line: before, Gap_k, the
-    bars after (restated header), Fill, Tempo Bar TimeSig; for a part: the other parts, Part, Program, Fill..."""
-    import random
-
-    from core.data import bar_infill_tokens, part_infill_tokens
-
-    tok = gen.tokenizer
-    flat = Score([Note(n.start, n.duration, n.pitch, 80, n.program) for n in piece.notes], list(piece.tempos),
-                 list(piece.time_signatures))  # one velocity throughout: the Flat flag is part of the layout
-    lines = token_bar_lines(piece, tok, bars=12)
-    checked = set()
-    for seed in range(200):
-        for score in (piece, flat):
-            ids = tok.encode(score)
-            seq = bar_infill_tokens(ids, tok, random.Random(seed), 4096)
-            gap = next(i for i, t in enumerate(seq) if tok.kind(t) == "gap")
-            k, a = tok.value(seq[gap]), seq[:gap].count(tok.bar_id)
-            if a + k < 4 or (score is flat, a == 0) in checked:
-                continue  # the app reads at most AFTER_BARS bars after the range
-            checked.add((score is flat, a == 0))
-            prompt = infill(gen, score, lines[a], lines[a + k]).prompt
-            assert prompt == seq[:len(prompt)] and seq[len(prompt) - 4] == tok.fill_id
-            assert tok.kind(seq[len(prompt)]) != "timesig"  # the middle's header is all in the prompt
-        if len(checked) == 4:
-            break
-    assert checked == {(False, False), (False, True), (True, False), (True, True)}
-    parts = set()
-    for seed in range(100):
-        seq = part_infill_tokens(tok.encode(piece), tok, random.Random(seed), 4096)
-        fill = seq.index(tok.fill_id) if seq else 0
-        if not seq or tok.value(seq[fill - 1]) in parts:
-            continue
-        part, n = tok.value(seq[fill - 1]), seq[:fill].count(tok.bar_id)
-        prompts = (add_part(gen, piece, part, lines[s], lines[s + n]).prompt for s in range(len(lines) - 1 - n))
-        assert any(p == seq[:len(p)] and p[-4] == tok.fill_id for p in prompts)  # the bars it took
-        parts.add(part)
-        if len(parts) == 2:
-            break
-    assert parts == {(0, False), BASS}
-
-
 def test_a_style_steers_the_infill(tiny_checkpoint, gen, piece, tmp_path):
     from core.checkpoint import save_state_file
 

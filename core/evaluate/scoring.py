@@ -183,7 +183,7 @@ def infill_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], pieces, token
     """Bits per note of the missing bars of bar-infill examples (pieces: core.data.Piece): with the bars
     after the gap in the context ("before_and_after") and with the bars before it only ("before_only"),
     the same middle tokens scored both ways; "middle_notes" and "examples" say how much was scored."""
-    from .. import data as D
+    from .. import data as D, infill_layout
     rng = random.Random(seed)
     totals = {"before_and_after": 0.0, "before_only": 0.0}
     notes = done = 0
@@ -198,7 +198,7 @@ def infill_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], pieces, token
         gap = next(i for i, t in enumerate(seq) if tokenizer.kind(t) == "gap")
         variants = {"before_and_after": seq, "before_only": seq[:gap + 1] + seq[fill:]}
         for name, ids in variants.items():
-            start = ids.index(tokenizer.fill_id) + 1  # the first scored token: the middle's header
+            start = infill_layout.middle_start(tokenizer, ids)  # the first scored token: the middle's header
             x = torch.tensor(ids[:-1], device=device)[None]
             logp = torch.log_softmax(logits_fn(x)[0].float(), -1)
             y = torch.tensor(ids[1:], device=device)
