@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.checkpoint import load_checkpoint  # noqa: E402
+from core.evaluate.bits import bits_per_note  # noqa: E402
 from core.evaluate.memory_bits import (by_position, fit_gate, memory_trace, network_probs, piece_bits,  # noqa: E402
                                        trace_bits)
 from core.memory import FOLDER_GATE, PIECE_GATE, FolderMemory, MemoryMixer, PieceMemory  # noqa: E402
@@ -117,10 +118,11 @@ def cmd_fit(args) -> None:
         print(f"fitting the piece gate on {len(pieces)} validation pieces ({', '.join(f'{k} {len(v)}' for k, v in sets.items())})")
         t0 = time.perf_counter()
         trace = memory_trace(model, tok, pieces)
-        net = float(-np.log2(trace.below_t / trace.below_z).sum()) / trace.notes
+        net = bits_per_note(float(-np.log2(trace.below_t / trace.below_z).sum()), trace.notes)
         piece_gate = fit_gate(trace, PIECE_GATE)
         print(f"  traced in {time.perf_counter() - t0:.0f} s; network {net:.3f} bits/note, today's gate "
-              f"{float(trace_bits(trace, PIECE_GATE)) / trace.notes:.3f}, fitted {float(trace_bits(trace, piece_gate)) / trace.notes:.3f}")
+              f"{bits_per_note(float(trace_bits(trace, PIECE_GATE)), trace.notes):.3f}, "
+              f"fitted {bits_per_note(float(trace_bits(trace, piece_gate)), trace.notes):.3f}")
         print(f"PIECE_GATE = np.array({np.round(piece_gate, 3).tolist()})")
     folder_traces = []
     for c in args.folder_collections:  # a folder of training pieces, other (validation) pieces as the test
@@ -141,9 +143,10 @@ def cmd_fit(args) -> None:
                                           for f in ("below_t", "below_z", "mem_t", "mem_z", "escape", "features")),
                                         sum(t.notes for t in folder_traces))
         folder_gate = fit_gate(merged, FOLDER_GATE)
-        print(f"  folder: network {float(-np.log2(merged.below_t / merged.below_z).sum()) / merged.notes:.3f}, "
-              f"today's gate {float(trace_bits(merged, FOLDER_GATE)) / merged.notes:.3f}, fitted "
-              f"{float(trace_bits(merged, folder_gate)) / merged.notes:.3f} bits/note")
+        network = bits_per_note(float(-np.log2(merged.below_t / merged.below_z).sum()), merged.notes)
+        print(f"  folder: network {network:.3f}, "
+              f"today's gate {bits_per_note(float(trace_bits(merged, FOLDER_GATE)), merged.notes):.3f}, fitted "
+              f"{bits_per_note(float(trace_bits(merged, folder_gate)), merged.notes):.3f} bits/note")
         print(f"FOLDER_GATE = np.array({np.round(folder_gate, 3).tolist()})")
 
 
@@ -154,8 +157,8 @@ def cmd_eval(args) -> None:
         t0 = time.perf_counter()
         bits = [piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), strength=args.memory)) for ids in seqs]
         notes = sum(b.notes for b in bits)
-        net = sum(float(b.network.sum()) for b in bits) / notes
-        mixed = sum(float(b.mixed.sum()) for b in bits) / notes
+        net = bits_per_note(sum(float(b.network.sum()) for b in bits), notes)
+        mixed = bits_per_note(sum(float(b.mixed.sum()) for b in bits), notes)
         rows.append([name, len(seqs), notes, f"{net:.2f}", f"{mixed:.2f}", f"{mixed / net - 1:+.1%}",
                      f"{time.perf_counter() - t0:.0f}"])
         for r in by_position(bits):
@@ -207,7 +210,7 @@ def cmd_folder(args) -> None:
                 totals["folder"] += float(alone.mixed.sum())
                 notes += both.notes
             for k in results:
-                results[k].append(totals[k] / notes)
+                results[k].append(bits_per_note(totals[k], notes))
         net = statistics.mean(results["network"])
         rows.append([n, args.draws, f"{net:.3f}"] + [f"{statistics.mean(results[k]):.3f} ({statistics.mean(results[k]) / net - 1:+.0%})"
                                                        for k in ("folder", "piece", "piece + folder")]
@@ -362,9 +365,9 @@ def cmd_style(args) -> None:
                 totals["style + memory"] += float(styled.mixed.sum())
                 notes += bare.notes
             remove_style(model)
-            net = totals["network"] / notes
+            net = bits_per_note(totals["network"], notes)
             rows.append([n, draw + 1, f"{trained:.0f}", steps, f"{net:.3f}"] +
-                        [f"{totals[k] / notes:.3f} ({totals[k] / notes / net:.0%})" for k in ("style", "memory", "style + memory")])
+                        [f"{bits_per_note(totals[k], notes):.3f} ({bits_per_note(totals[k], notes) / net:.0%})" for k in ("style", "memory", "style + memory")])
             shutil.rmtree(work, ignore_errors=True)
     print_table(["folder tunes", "draw", "train s", "step kept, of", "network", "style", "memories (piece + folder)",
                  "style + memories"], rows)
@@ -415,8 +418,9 @@ def cmd_knn(args) -> None:
             masked += float(bits.network.sum())
             notes += bits.notes
         (lam, temp), best = min(grid.items(), key=lambda kv: kv[1])
-        rows.append([name, len(seqs), f"{net / notes:.3f}", f"{best / notes:.3f} ({best / net - 1:+.1%}; lambda {lam}, T {temp})",
-                     f"{masked / notes:.3f}", f"{suffix / notes:.3f} ({suffix / masked - 1:+.1%})"])
+        rows.append([name, len(seqs), f"{bits_per_note(net, notes):.3f}",
+                     f"{bits_per_note(best, notes):.3f} ({best / net - 1:+.1%}; lambda {lam}, T {temp})",
+                     f"{bits_per_note(masked, notes):.3f}", f"{bits_per_note(suffix, notes):.3f} ({suffix / masked - 1:+.1%})"])
     print_table(["set", "pieces", "network", f"+ kNN of hidden states (k {args.k}, best of a grid)",
                  "network, grammar-masked", "+ suffix memory (fitted gate), masked"], rows)
 

@@ -51,7 +51,8 @@ from bench.corpus import Corpus, link_folder  # noqa: E402
 from core import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.tables import jsonable, print_table  # noqa: E402
-from core.evaluate.scoring import LN2, POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
+from core.evaluate.bits import nats_to_bits  # noqa: E402
+from core.evaluate.scoring import POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
 from core.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_meta  # noqa: E402
@@ -144,7 +145,7 @@ def position_bits(model, pieces: list[list[int]], chunk: int = 1024) -> tuple[np
             inp = seq[begin:min(begin + chunk, len(ids) - 1)]
             logits, state = model(inp[None], state=state, return_state=True)
             bits.append(F.cross_entropy(logits[0].float(), seq[begin + 1:begin + 1 + len(inp)], reduction="none"))
-        bits = (torch.cat(bits) / LN2).cpu().numpy()
+        bits = nats_to_bits(torch.cat(bits)).cpu().numpy()
         for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
             sums[b] += float(bits[lo:hi].sum())
             counts[b] += len(bits[lo:hi])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from core.evaluate.bits import bits_per_note, nats_to_bits  # noqa: E402
+
 POSITION_EDGES = (0, 512, 1024, 2048, 4096, 8192)
 CHUNK = 2048  # tokens per parallel forward; the state carries across chunks
-LN2 = math.log(2.0)
 
 
 def set_files(path: str) -> list[Path]:
@@ -55,7 +55,8 @@ def token_bits(model, ids: list[int]) -> np.ndarray:
     for begin in range(0, len(ids) - 1, CHUNK):
         chunk = seq[begin:min(begin + CHUNK, len(ids) - 1)]
         logits, state = model(chunk[None], state=state, return_state=True)
-        out.append(F.cross_entropy(logits[0].float(), seq[begin + 1:begin + 1 + len(chunk)], reduction="none") / LN2)
+        out.append(nats_to_bits(F.cross_entropy(logits[0].float(), seq[begin + 1:begin + 1 + len(chunk)],
+                                                reduction="none")))
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
@@ -89,9 +90,9 @@ def score(model_path: str, files: list[Path]) -> dict:
     for k, (lo, hi) in enumerate(zip(edges, edges[1:])):
         if tokens[k]:
             rows.append({"positions": f"{lo}-{hi}" if hi < 10 ** 9 else f"{lo}-", "tokens": int(tokens[k]),
-                         "notes": int(notes[k]), "bits_per_note": bits[k] / max(notes[k], 1)})
+                         "notes": int(notes[k]), "bits_per_note": bits_per_note(bits[k], notes[k])})
     return {"model": model_path, "files": len(files) - skipped, "skipped": skipped,
-            "bits_per_note": bits.sum() / max(notes.sum(), 1), "notes": int(notes.sum()), "by_position": rows}
+            "bits_per_note": bits_per_note(bits.sum(), notes.sum()), "notes": int(notes.sum()), "by_position": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.evaluate.bits import bits_per_note  # noqa: E402
 from core.meter import BEAT, SIXTEENTH, infer_meter, model_meter  # noqa: E402
 from core.midi import read_midi  # noqa: E402
 from core.score import Score, TimeSignature  # noqa: E402
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 b, n = scorer(view)
                 bits[k][0] += b
                 bits[k][1] += n
-                row[f"bits_{k}"] = round(b / max(n, 1), 3)
+                row[f"bits_{k}"] = round(bits_per_note(b, n), 3)
         rows.append(row)
         if args.verbose:
             print(row, flush=True)
@@ -197,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                          ("oracle16", "annotated meter, bar lines on 16ths"),
                          ("corpus", "corpus builder's file (training view)")):
             total, notes = bits[k]
-            print(f"{label:44}{total / max(notes, 1):>8.2f}")
+            print(f"{label:44}{bits_per_note(total, notes):>8.2f}")
     if args.json:
         args.json.write_text(json.dumps({"split": args.split, "counts": counts, "hits": hits,
-                                         "bits_per_note": {k: v[0] / max(v[1], 1) for k, v in bits.items()},
+                                         "bits_per_note": {k: bits_per_note(*v) for k, v in bits.items()},
                                          "rows": rows}, indent=1) + "\n")
     return 0
 

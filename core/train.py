@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from core import augment as A
 from core import data as D
 from core.atomic import atomic_write
+from core.evaluate.bits import bits_per_note, nats_to_bits
 from core.keys import key_of_histogram
 from core.train_config import (DEFAULT_LR, LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, STYLE_LARGE_FOLDER, TrainConfig,
                                 TrainEvent, TrainingError)
@@ -39,7 +40,6 @@ from core.train_model import base_tokenizer, build_model, export_result, param_g
 from core.train_options import add_train_arguments, config_from_args
 
 RESUME_FORMAT = "rwkv-music-resume/1"
-LN2 = math.log(2.0)
 
 
 # --- schedule and data bookkeeping ---------------------------------------------------------------
@@ -676,7 +676,7 @@ class _Trainer:
             dist.all_reduce(totals)
         module.train(was_training)
         nll, n_tok, n_notes = totals.tolist()
-        return {"val_loss": nll / max(n_tok, 1.0), "bits_per_note": nll / LN2 / max(n_notes, 1.0)}
+        return {"val_loss": nll / max(n_tok, 1.0), "bits_per_note": bits_per_note(nats_to_bits(nll), n_notes)}
 
 
 def _to_tuple(x):

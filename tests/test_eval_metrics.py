@@ -17,6 +17,7 @@ import torch
 
 from core.data import Piece
 from core.evaluate import music as MM
+from core.evaluate.bits import bits_per_note, nats_to_bits
 from core.evaluate.ngram import KneserNeyNGram
 from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile, scoring_windows,
                                    torch_window_bits, uniform_window_bits)
@@ -204,6 +205,16 @@ def _rwkv(tok, uses_context: bool) -> RWKV7:
             elif name.endswith("head.weight"):
                 p.normal_(0.0, 0.5)  # distinct predictions per token, so a wrong span would show
     return model
+
+
+def test_bits_per_note_has_one_torch_free_home():
+    """Every report's bits per note comes from core.evaluate.bits, which the training job and the bench tools
+    share without loading torch for it."""
+    assert nats_to_bits(6 * math.log(2)) == pytest.approx(6.0)
+    assert bits_per_note(6.0, 3) == 2.0 and bits_per_note(6.0, 0) == 6.0  # no note: the bits, not a crash
+    code = "import sys, core.evaluate.bits; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
 def test_infill_bits_score_the_same_middle_with_and_without_the_bars_after(piece_ids, tok):

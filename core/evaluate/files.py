@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..memory import MemoryMixer, PieceMemory
+from .bits import bits_per_note, nats_to_bits
 from .memory_bits import piece_bits
-from .scoring import LN2, whole_piece_logits
+from .scoring import whole_piece_logits
 
 
 
@@ -24,8 +25,8 @@ class EvaluationError(Exception):
 def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
     """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
     style's WKV state)."""
-    return sum(float(F.cross_entropy(logits.float(), targets, reduction="sum").double())
-               for _, logits, targets in whole_piece_logits(model, ids, wkv)) / LN2
+    return nats_to_bits(sum(float(F.cross_entropy(logits.float(), targets, reduction="sum").double())
+                            for _, logits, targets in whole_piece_logits(model, ids, wkv)))
 
 
 def evaluate_files(model_path: str, paths: list[str], style_path: str | None = None,
@@ -87,4 +88,4 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             "memory": memory, "scored": scored,
             "files": files, "skipped": skipped,
             "bits_per_token": bits / predicted if predicted else None,
-            "bits_per_note": bits / notes if notes else None}
+            "bits_per_note": bits_per_note(bits, notes) if notes else None}

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LN2 = math.log(2.0)
+from .bits import bits_per_note, nats_to_bits
+
 EVAL_CHUNK = 1024  # tokens per parallel forward of a whole piece; the state carries across chunks
 
 
@@ -129,12 +130,12 @@ class PieceSet:
             bits[labels[w.piece]] = bits.get(labels[w.piece], 0.0) + float(b)
         for label, n in zip(labels, self.notes):
             notes[label] = notes.get(label, 0) + n
-        return {label: bits.get(label, 0.0) / max(notes[label], 1) for label in sorted(notes)}
+        return {label: bits_per_note(bits.get(label, 0.0), notes[label]) for label in sorted(notes)}
 
     def summary(self, window_bits: np.ndarray) -> dict:
         """Bits per note and per token from the bits of each window."""
         total = float(np.sum(window_bits))
-        return {"bits_per_note": total / max(self.total_notes, 1),
+        return {"bits_per_note": bits_per_note(total, self.total_notes),
                 "bits_per_token": total / max(self.scored_tokens, 1),
                 "pieces": len(self.ids), "notes": self.total_notes, "tokens": self.scored_tokens,
                 "windows": len(self.windows), "cut_windows": self.cut_windows}
@@ -162,7 +163,7 @@ def torch_window_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], windows
             mask[row, w.score_from - 1:len(seq) - 1] = 1.0  # target j predicts tokens[j + 1]
         logits = logits_fn(inputs.to(device)).float()
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="none")
-        bits = (nll.view(len(group), T).cpu() * mask).sum(dim=1) / LN2
+        bits = nats_to_bits((nll.view(len(group), T).cpu() * mask).sum(dim=1))
         out[group] = bits.double().numpy()
     return out
 
@@ -203,10 +204,10 @@ def infill_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], pieces, token
             logp = torch.log_softmax(logits_fn(x)[0].float(), -1)
             y = torch.tensor(ids[1:], device=device)
             nll = -logp[torch.arange(len(y), device=device), y][start - 1:]
-            totals[name] += float(nll.sum()) / LN2
+            totals[name] += nats_to_bits(float(nll.sum()))
         notes += sum(1 for t in seq[fill:] if t in pitch)
         done += 1
-    return {k: v / max(notes, 1) for k, v in totals.items()} | {"middle_notes": notes, "examples": done}
+    return {k: bits_per_note(v, notes) for k, v in totals.items()} | {"middle_notes": notes, "examples": done}
 
 
 POSITION_EDGES = (0, 16, 64, 256, 1024)
@@ -224,7 +225,7 @@ def position_profile(model, wkv: torch.Tensor, pieces: list[list[int]]) -> list[
         idx = torch.tensor(ids, device=device)[None]
         for name, start in (("base", None), ("style", wkv)):
             logits = model(idx[:, :-1], state=model.init_state(1, wkv=start))
-            bits = (F.cross_entropy(logits[0].float(), idx[0, 1:], reduction="none") / LN2).cpu()
+            bits = nats_to_bits(F.cross_entropy(logits[0].float(), idx[0, 1:], reduction="none")).cpu()
             for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
                 sums[name][b] += float(bits[lo:hi].sum())
                 if name == "base":
