@@ -1,6 +1,8 @@
 """Live output through a REAL JACK MIDI loopback (a private jackd on the dummy driver, see conftest)."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -274,3 +276,36 @@ def test_scheduler_process_releases_everything_when_its_parent_goes(jack_server)
     assert sounding(msgs) == {}
     assert {(m.channel, m.control) for _, m in msgs if m.type == "control_change"} == {(0, 64), (0, 123), (1, 64),
                                                                                      (1, 123)}
+
+
+def test_a_child_that_stops_answering_is_gone_within_the_reply_timeout(jack_server):
+    """A stopped (or hung) scheduler child: a question waits at most reply_timeout, then the child counts as
+    gone (as when its pipe closes), `error` says why and nothing waits on it again; once it runs again, closing
+    it still releases its notes."""
+    from core.live import SchedulerProcess
+
+    timeout = 0.5
+    with MidiRecorder() as rx:
+        sched = SchedulerProcess(rx.port_name, backend="jack", reply_timeout=timeout).start()
+        pid = sched._process.pid
+        try:
+            t0 = time.perf_counter() + 0.02
+            sched.note(0, 60, 90, t0, t0 + 30)
+            rx.wait_for(lambda m: any(x.type == "note_on" for _, x in m))
+            assert sched.sounding == 1 and sched.error is None
+            os.kill(pid, signal.SIGSTOP)
+            asked = time.perf_counter()
+            assert sched.idle()  # what a gone child answers: nothing pending, nothing sounding
+            waited = time.perf_counter() - asked
+            assert timeout <= waited < timeout + 1.0, waited
+            assert isinstance(sched.error, TimeoutError) and f"did not answer within {timeout:g} s" in str(sched.error)
+            asked = time.perf_counter()
+            assert sched.sounding == 0 and sched.lateness == [] and sched.wait_idle(1)
+            sched.note(0, 62, 90, t0, t0 + 30)  # sent nowhere: a child that is not reading could fill the pipe
+            assert time.perf_counter() - asked < 0.1  # not asked again
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            sched.close()
+        msgs = rx.wait_for(lambda m: any(x.type == "control_change" and x.control == 123 for _, x in m))
+    assert sched._process.exitcode == 0  # it ended by itself, releasing what it played
+    assert [m.note for _, m in msgs if m.type == "note_on" and m.velocity] == [60] and sounding(msgs) == {}

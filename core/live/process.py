@@ -10,6 +10,8 @@ from .ports import APP_PORT_NAME, PortError, open_output
 from .scheduler import Scheduler
 from .timing import SPIN_SECONDS, raise_thread_priority, wait_until
 
+REPLY_TIMEOUT = 5.0  # seconds a child has to answer; it answers in microseconds unless stopped or hung
+
 
 class SchedulerProcess:
     """The Scheduler in a child process that owns the MIDI output, so nothing this process does (the
@@ -25,7 +27,7 @@ class SchedulerProcess:
     """
 
     def __init__(self, port_name: str | None = None, *, virtual: bool | None = None, backend: str | None = None,
-                 history: int = 0, synth=None):
+                 history: int = 0, synth=None, reply_timeout: float = REPLY_TIMEOUT):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
@@ -35,6 +37,7 @@ class SchedulerProcess:
                                     name="midi-scheduler", daemon=True)
         self._child_end = child_end
         self._lock = threading.Lock()  # one request and its reply at a time
+        self.reply_timeout = reply_timeout
         self.error: Exception | None = None  # set once the child has gone: later requests do nothing
         self.port_name = ""
 
@@ -56,21 +59,31 @@ class SchedulerProcess:
 
     def _post(self, *command) -> None:
         with self._lock:
+            if self.error is not None:  # gone, or not reading: a send could block once the pipe is full
+                return
             try:
                 self._conn.send(command)
             except (OSError, EOFError, ValueError) as e:  # the child is gone (it released what it could)
-                self.error = self.error or e
+                self.error = e
 
     _GONE = {"status": (0, 0), "lateness": [], "stats": {}}  # what a child that is gone answers
 
     def _ask(self, *command):
+        """The child's reply, or what a gone child answers once it has closed its pipe or not answered
+        within `reply_timeout` seconds (a stopped or hung child): either way it is gone from then on, and
+        `error` says why. A late reply would answer the wrong question, so nothing is asked after that."""
         with self._lock:
+            if self.error is not None:
+                return self._GONE[command[0]]
             try:
                 self._conn.send(command)
-                return self._conn.recv()
+                if self._conn.poll(self.reply_timeout):  # also true at EOF: recv then raises EOFError
+                    return self._conn.recv()
+                self.error = TimeoutError(f"the MIDI scheduler process did not answer within "
+                                          f"{self.reply_timeout:g} s")
             except (OSError, EOFError, ValueError) as e:
-                self.error = self.error or e
-                return self._GONE[command[0]]
+                self.error = e
+            return self._GONE[command[0]]
 
     def send_at(self, deadline: float, message: mido.Message) -> None:
         self._post("at", deadline, bytes(message.bytes()))
@@ -114,16 +127,16 @@ class SchedulerProcess:
         return wait_until(self.idle, timeout, poll=0.005)  # each poll is a round trip to the child
 
     def close(self) -> None:
-        """Release everything, close the port and end the child."""
-        if self._process.is_alive():
-            try:
-                self._post("close")
-            except (OSError, EOFError):
-                pass
+        """Release everything, close the port and end the child. The pipe closes before the wait: a child that
+        stopped answering (asked nothing more) then releases and ends as soon as it runs again."""
+        alive = self._process.is_alive()
+        if alive:
+            self._post("close")
+        self._conn.close()
+        if alive:
             self._process.join(5)
             if self._process.is_alive():
                 self._process.kill()
-        self._conn.close()
 
     def __enter__(self) -> "SchedulerProcess":
         return self.start()
@@ -155,7 +168,7 @@ def _scheduler_process_main(conn, port_name, virtual, backend, history, synth) -
                 command = conn.recv()
             except (EOFError, OSError):
                 break  # the parent is gone: release everything below
-            op = command[0]
+            op, reply = command[0], None
             if op == "note":
                 scheduler.note(*command[1:])
             elif op == "at":
@@ -163,16 +176,21 @@ def _scheduler_process_main(conn, port_name, virtual, backend, history, synth) -
             elif op == "stop":
                 scheduler.stop()
             elif op == "status":
-                conn.send((scheduler.pending, scheduler.sounding))
+                reply = (scheduler.pending, scheduler.sounding)
             elif op == "lateness":
-                conn.send(list(scheduler.lateness) if history else [scheduler.max_lateness])
+                reply = list(scheduler.lateness) if history else [scheduler.max_lateness]
             elif op == "volume":
                 if hasattr(port, "set_volume"):
                     port.set_volume(command[1])
             elif op == "stats":
-                conn.send(port.stats() if hasattr(port, "stats") else {})
+                reply = port.stats() if hasattr(port, "stats") else {}
             elif op == "close":
                 break
+            if reply is not None:
+                try:
+                    conn.send(reply)
+                except OSError:
+                    break  # the parent closed the pipe without waiting for the answer: release below
     finally:
         scheduler.close()
         port.close()
