@@ -27,8 +27,9 @@ module's train()/eval() mode; `core.step.step_tokens(model, ..., backend=)`):
 
 The WKV choice is made in core.wkv.wkv7, the step's in core.step.prepare; the C++ kernels are in
 core/cpu_kernels.cpp, the CUDA one in core/cuda/. Where a kernel declines the tensors (the CUDA one:
-float64, head size not 64) or its build fails (one warning), the chunked WKV or the torch-op step
-runs. `prefill` and `step` give the logits of `forward` (up to rounding).
+float64, a head size other than 64, or a failed self-test on the device; the C++ training loop: a head
+size not a multiple of 8, which the C++ forward-only loop takes) or its build fails (one warning), the
+chunked WKV or the torch-op step runs. `prefill` and `step` give the logits of `forward` (up to rounding).
 """
 from __future__ import annotations
 

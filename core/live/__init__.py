@@ -1,10 +1,11 @@
-"""Real-time MIDI: ports, a scheduler on absolute deadlines, input capture, clock sync and jam mode.
+"""Real-time MIDI: ports, a scheduler on absolute deadlines (in a child process too), playing notes,
+input capture, clock sync, jam mode, the built-in synth and the metronome.
 
 Time in here is `time.perf_counter()` seconds; music is Score ticks, mapped to seconds through the
-Score's tempo map by a Timeline. Everything that sends runs on the Scheduler's thread, which tracks
-every sounding note so that stop, seek, error and exit always release them (a note never hangs).
-SchedulerProcess runs that thread in a child process, out of reach of this process's GIL (the
-generator, the GUI); a Player feeds either from a stream of notes.
+Score's tempo map by a Timeline. Every note is sent from the Scheduler's thread, which tracks every
+sounding note so that stop, seek, error and exit always release them (a note never hangs); only MIDI
+clock has a thread of its own (ClockSender). SchedulerProcess runs the Scheduler in a child process,
+out of reach of this process's GIL (the generator, the GUI); a Player feeds either from a stream of notes.
 
 One job per module:
     ports       which MIDI systems exist, listing and opening ports (PortError says why not)
