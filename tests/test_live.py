@@ -277,16 +277,27 @@ def test_sleep_until_is_interruptible_and_precise():
     stop = threading.Event()
     threading.Timer(0.01, stop.set).start()
     t = time.perf_counter()
-    assert not sleep_until(t + 5, stop)
+    assert not sleep_until(t + 5, stop) and stop.is_set()  # it returned because it was stopped, not before
     assert time.perf_counter() - t < 1
 
 
 def test_cli_ports_lists_or_explains(capsys):
+    """`rwkv-music ports` prints every port that list_ports finds ("none" for an empty list) and, where a MIDI
+    system cannot be reached, why."""
     from core.cli import main
+    from core.live import default_midi_api
 
     assert main(["ports"]) == 0
-    out = capsys.readouterr().out
-    assert "inputs:" in out and "outputs:" in out
+    lines = capsys.readouterr().out.splitlines()
+    listing = list_ports(default_midi_api())
+
+    def section(title: str, names: list[str]) -> list[str]:
+        return [f"{title}:"] + [f"  {name}" for name in names] if names else [f"{title}: none"]
+
+    assert lines[0].startswith("MIDI system: ")
+    assert lines[1:] == (section("inputs", listing.inputs) + section("outputs", listing.outputs)
+                         + ([f"note: {listing.reason}"] if listing.reason else []))
+    assert listing.inputs or listing.outputs or listing.reason  # ports, or why there are none
 
 
 def test_scheduler_process_reports_a_port_it_cannot_open():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -13,6 +14,28 @@ from tests.midi_checks import sounding
 from tools.jack import MidiRecorder
 
 pytestmark = pytest.mark.jack
+
+
+def onsets(notes) -> list[list[int]]:
+    """The pitches of each onset of `notes`, in time order (each onset's sorted)."""
+    return [sorted(n.pitch for n in notes if n.start == t) for t in sorted({n.start for n in notes})]
+
+
+def onsets_heard(heard: list[int], expected: list[list[int]]) -> int:
+    """How many onsets of `expected` the note-ons `heard` play, in order (one onset's notes in any order);
+    fails the test on anything else, the last onset cut short by a stop excepted."""
+    at = 0
+    for count, pitches in enumerate(expected):
+        if at == len(heard):
+            return count
+        got = heard[at:at + len(pitches)]
+        if len(got) < len(pitches):  # stopped while sending this onset
+            assert not Counter(got) - Counter(pitches), heard
+            return count
+        assert sorted(got) == pitches, heard
+        at += len(pitches)
+    assert at == len(heard), heard
+    return len(expected)
 
 
 def test_play_then_stop_releases_every_note(jack_window, qtbot):
@@ -28,10 +51,8 @@ def test_play_then_stop_releases_every_note(jack_window, qtbot):
     assert not w.transport.playing
     time.sleep(0.2)
     messages = rx.messages()
-    ons = [m for _, m in messages if m.type == "note_on" and m.velocity > 0]
-    expected = sorted(score.notes, key=lambda n: (n.start, n.pitch))
-    assert [m.note for m in ons[:4]] == [n.pitch for n in expected[:4]] or \
-        sorted(m.note for m in ons[:4]) == sorted(n.pitch for n in expected[:4])
+    heard = [m.note for _, m in messages if m.type == "note_on" and m.velocity > 0]
+    assert onsets_heard(heard, onsets(score.notes)) >= 6  # the piece from its start, in order, up to the stop
     assert sounding(messages) == {}
     assert messages[-1][1].type == "control_change" and messages[-1][1].control == 123
 
@@ -45,10 +66,10 @@ def test_loop_wraps_and_keyboard_click_is_heard(jack_window, qtbot):
     w.toggle_play()
     time.sleep(0.2)
     messages = rx.messages()
-    first_bar = {n.pitch for n in demo_score(bars=2, bpm=300).notes if n.start < 1920}
-    ons = [m.note for _, m in messages if m.type == "note_on" and m.velocity > 0]
-    # the first bar's 9 notes at least twice, and nothing from the second bar
-    assert len(ons) >= 18 and set(ons) <= first_bar
+    first_bar = onsets([n for n in demo_score(bars=2, bpm=300).notes if n.start < 1920])
+    heard = [m.note for _, m in messages if m.type == "note_on" and m.velocity > 0]
+    # the first bar again and again, in order, at least twice whole; nothing of the second bar
+    assert onsets_heard(heard, first_bar * 10) >= 2 * len(first_bar)
     assert sounding(messages) == {}
 
     before = len(rx.messages())
