@@ -367,7 +367,8 @@ def cmd_style(args) -> None:
             remove_style(model)
             net = bits_per_note(totals["network"], notes)
             rows.append([n, draw + 1, f"{trained:.0f}", steps, f"{net:.3f}"] +
-                        [f"{bits_per_note(totals[k], notes):.3f} ({bits_per_note(totals[k], notes) / net:.0%})" for k in ("style", "memory", "style + memory")])
+                        [f"{bits_per_note(totals[k], notes):.3f} ({bits_per_note(totals[k], notes) / net:.0%})"
+                         for k in ("style", "memory", "style + memory")])
             shutil.rmtree(work, ignore_errors=True)
     print_table(["folder tunes", "draw", "train s", "step kept, of", "network", "style", "memories (piece + folder)",
                  "style + memories"], rows)
@@ -420,7 +421,8 @@ def cmd_knn(args) -> None:
         (lam, temp), best = min(grid.items(), key=lambda kv: kv[1])
         rows.append([name, len(seqs), f"{bits_per_note(net, notes):.3f}",
                      f"{bits_per_note(best, notes):.3f} ({best / net - 1:+.1%}; lambda {lam}, T {temp})",
-                     f"{bits_per_note(masked, notes):.3f}", f"{bits_per_note(suffix, notes):.3f} ({suffix / masked - 1:+.1%})"])
+                     f"{bits_per_note(masked, notes):.3f}",
+                     f"{bits_per_note(suffix, notes):.3f} ({suffix / masked - 1:+.1%})"])
     print_table(["set", "pieces", "network", f"+ kNN of hidden states (k {args.k}, best of a grid)",
                  "network, grammar-masked", "+ suffix memory (fitted gate), masked"], rows)
 
