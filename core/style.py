@@ -16,9 +16,10 @@ made from (int16), rebuilt into an index when first used, and mixed into every t
 It is not part of the model's weights, so strength does not scale it (the sampling's `memory` does), and
 MAX_STYLE_BYTES bounds the adapters alone; the memory has its own bound (MAX_MEMORY_TOKENS).
 
-`apply_style(model, style, strength)` changes a loaded model in place (weights, `style_offset`,
-`style_state`) and `remove_style(model)` restores the base bit for bit, so switching styles never
-reloads the base model. Strength s scales every part linearly: W + s * dW, s * dS, s * S0.
+`StyledModel(model)` owns a loaded model's style: `apply(style, strength)` changes the weights in place and
+keeps the state offset and the initial state, which it passes to the network as values; `remove()` restores
+the base bit for bit, so switching styles never reloads the base model. Strength s scales every part
+linearly: W + s * dW, s * dS, s * S0.
 
 A style file records the base model's fingerprint (a hash of its config and weights) and is refused on
 another base. Files are read with map_location="cpu" (a style learnt on a GPU loads anywhere). The older
@@ -40,6 +41,7 @@ from core.memory import FolderMemory
 from core.atomic import atomic_write
 from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
                              tensor_json)
+from core.step import Stepper, prepare, step_tokens
 
 STYLE_FORMAT = FORMAT_NAME + "/style"
 LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
@@ -184,11 +186,11 @@ def adapter_bytes(style: Style, meta: dict | None = None, max_bytes: int = MAX_S
     return len(_serialise(style, {**meta, "dtype": str(dtype)[6:]}, dtype, with_memory=False))
 
 
-def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict | None = None, *,
+def save_style(path: str, style: Style, base: M.RWKV7 | StyledModel | None = None, meta: dict | None = None, *,
                base_fingerprint: str | None = None, max_bytes: int = MAX_STYLE_BYTES) -> int:
     """Write `style` (atomically) for its base model; returns the file size. The base's identity comes from
-    `base` (a loaded model, with or without a style applied) or `base_fingerprint` + style.meta's config.
-    A style over `max_bytes` even in float16 is refused (StyleError) and nothing is written."""
+    `base` (a loaded network, or a StyledModel with or without a style applied) or `base_fingerprint` +
+    style.meta's config. A style over `max_bytes` even in float16 is refused (StyleError), nothing written."""
     full = {**style.meta, **(meta or {}), "parts": list(style.parts)}
     if style.has_memory:
         full["memory"] = {"pieces": len(style.memory_pieces), "tokens": int(sum(map(len, style.memory_pieces)))}
@@ -214,8 +216,9 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
     return len(data)
 
 
-def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
-    """Read a style file (CPU tensors, float32). With `model`, refuse one learnt on another base model."""
+def load_style(path: str, model: M.RWKV7 | StyledModel | None = None) -> Style:
+    """Read a style file (CPU tensors, float32). With `model` (a network or a StyledModel), refuse one learnt
+    on another base model."""
     obj = safe_load(path, "cpu")
     if META_KEY not in obj:
         raise StyleError(f"{path}: not a style file")
@@ -259,8 +262,9 @@ def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
     return style
 
 
-def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
-    """Refuse (StyleError) a style that was not learnt on this model, or whose shapes do not fit it."""
+def check_style(style: Style, model: M.RWKV7 | StyledModel, where: str = "the style") -> None:
+    """Refuse (StyleError) a style that was not learnt on this model, or whose shapes do not fit it. `model`: a
+    network, or a StyledModel (checked against its base model, whatever style it has applied)."""
     cfg = model.config
     base_cfg = style.meta.get("base_config")
     base_name = (style.meta.get("training") or {}).get("base") or style.meta.get("base_name")
@@ -279,63 +283,139 @@ def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
     for name, t in (("state", style.state), ("offset", style.offset_matrix())):
         if t is not None and tuple(t.shape) != square:
             raise StyleError(f"{where}: its {name} has shape {tuple(t.shape)}, this model needs {square}")
-    params = dict(model.named_parameters())
+    params = dict((model.model if isinstance(model, StyledModel) else model).named_parameters())
     for name, d in style.weight_deltas():
         if name not in params or params[name].shape != d.shape:
             raise StyleError(f"{where}: changes {name}, which this model does not have in that shape")
 
 
 # --- applying a style to a loaded model ---------------------------------------------------------------
-def applied_style(model: M.RWKV7) -> tuple[Style, float] | None:
-    """(style, strength) applied to `model`, or None."""
-    return getattr(model, "_applied_style", None)
+class StyledModel:
+    """A loaded base model and the style applied to it: the one owner of everything a style changes.
 
+    `apply(style, strength)` makes the network (`model`, an RWKV7) the base plus `strength` times the style:
+    the weights the style changes are changed in place (their base values kept here, to restore them bit for
+    bit), and the state offset dS and the initial WKV state are kept here, passed to the network as values
+    (`forward`/`prefill`'s `offset=`, core.step's `offset=`, `init_state(wkv=)`). `remove()` restores the
+    base; switching styles never reloads it. Run a styled model through this object (`__call__`, `prefill`,
+    `init_state`, `step`); `model_fingerprint(styled)` is the base model's (`base_weights`).
+    """
 
-@torch.no_grad()
-def apply_style(model: M.RWKV7, style: Style | None, strength: float = 1.0, *, check: bool = True) -> None:
-    """Make `model` the base model plus `strength` times the style (None: the base). Changes the weights in
-    place (the step repacks them by itself); the base weights are kept to restore them exactly."""
-    strength = float(strength)
-    if not math.isfinite(strength) or strength < 0:
-        raise ValueError(f"style strength must be a number >= 0, not {strength}")
-    remove_style(model)
-    if style is None:
-        return
-    if check:
-        check_style(style, model)
-    model._applied_style = (style, strength)
-    if strength == 0:
-        return  # the base model, untouched: its logits exactly
-    device = model.emb.weight.device
-    backup: dict[str, torch.Tensor] = {}
-    for name, delta in style.weight_deltas():
-        p = model.get_parameter(name)
-        backup[name] = p.detach().clone()
-        p.add_((delta.to(device) * strength).to(p.dtype))  # in place: bumps the version, so the step repacks
-    model._style_backup = backup
-    offset = style.offset_matrix()
-    if offset is not None:
-        model.style_offset = (offset * strength).to(device)
-    if style.state is not None:
-        model.style_state = (style.state.float() * strength).to(device)
+    def __init__(self, model: M.RWKV7, style: Style | None = None, strength: float = 1.0, *,
+                 check: bool = True) -> None:
+        self.model = model
+        self._style: Style | None = None
+        self._strength = 1.0
+        self._backup: dict[str, torch.Tensor] = {}  # parameter -> its base value, for the ones changed
+        self._offset: torch.Tensor | None = None    # [L,H,N,N] state offset dS, strength applied
+        self._initial: torch.Tensor | None = None   # [L,H,N,N] initial WKV state, strength applied
+        if style is not None:
+            self.apply(style, strength, check=check)
 
+    # -- what is applied
+    @property
+    def style(self) -> Style | None:
+        return self._style
 
-@torch.no_grad()
-def remove_style(model: M.RWKV7) -> None:
-    """Back to the base model, bit for bit."""
-    for name, base in getattr(model, "_style_backup", {}).items():
-        model.get_parameter(name).copy_(base)
-    model._style_backup = {}
-    model._applied_style = None
-    model.style_offset = None
-    model.style_state = None
+    @property
+    def strength(self) -> float:
+        """The strength last asked for (1.0 at first); it steers only while a style is applied."""
+        return self._strength
 
+    @property
+    def applied(self) -> tuple[Style, float] | None:
+        """(style, strength), or None for the base model."""
+        return None if self._style is None else (self._style, self._strength)
 
-def set_strength(model: M.RWKV7, strength: float) -> None:
-    """Re-apply the applied style at another strength (no file read, no base reload)."""
-    current = applied_style(model)
-    if current is not None:
-        apply_style(model, current[0], strength, check=False)
+    @property
+    def offset(self) -> torch.Tensor | None:
+        """The state offset dS [L,H,N,N] the network reads at every token (strength applied), or None.
+        A new tensor whenever it changes (never changed in place)."""
+        return self._offset
+
+    @property
+    def initial_state(self) -> torch.Tensor | None:
+        """The initial WKV state [L,H,N,N] (strength applied), or None: the zero state."""
+        return self._initial
+
+    @property
+    def config(self) -> M.ModelConfig:
+        return self.model.config
+
+    def base_weights(self) -> dict[str, torch.Tensor]:
+        """The base model's weights by name (the network's own, with the base values of those the style
+        changed): what core.checkpoint.model_fingerprint hashes."""
+        return {**self.model.state_dict(), **self._backup}
+
+    # -- applying
+    @torch.no_grad()
+    def apply(self, style: Style | None, strength: float = 1.0, *, check: bool = True) -> None:
+        """Make the model the base model plus `strength` times `style` (None: the base). Changes the weights
+        in place (the step repacks them by itself); the base weights are kept to restore them exactly. A
+        style that does not fit the base (check_style) is refused before anything changes."""
+        strength = float(strength)
+        if not math.isfinite(strength) or strength < 0:
+            raise ValueError(f"style strength must be a number >= 0, not {strength}")
+        if style is not None and check:
+            check_style(style, self)
+        self.remove()
+        self._style, self._strength = style, strength
+        if style is None or strength == 0:
+            return  # the base model, untouched: its logits exactly
+        device = self.model.emb.weight.device
+        backup: dict[str, torch.Tensor] = {}
+        for name, delta in style.weight_deltas():
+            p = self.model.get_parameter(name)
+            backup[name] = p.detach().clone()
+            p.add_((delta.to(device) * strength).to(p.dtype))  # in place: bumps the version, so the step repacks
+        self._backup = backup
+        offset = style.offset_matrix()
+        if offset is not None:
+            self._offset = (offset * strength).to(device)
+        if style.state is not None:
+            self._initial = (style.state.float() * strength).to(device)
+
+    @torch.no_grad()
+    def remove(self) -> None:
+        """Back to the base model, bit for bit."""
+        for name, base in self._backup.items():
+            self.model.get_parameter(name).copy_(base)
+        self._backup = {}
+        self._style = None
+        self._offset = None
+        self._initial = None
+
+    def set_strength(self, strength: float) -> None:
+        """Re-apply the applied style at another strength (no file read, no base reload)."""
+        if self._style is not None:
+            self.apply(self._style, strength, check=False)
+
+    # -- running the styled model
+    def init_state(self, batch_size: int = 1, wkv: torch.Tensor | None = None) -> M.State:
+        """The state before the first token: `wkv` [L,H,N,N] if given, else the style's initial state, in
+        every stream (zeros without either): RWKV7.init_state with the style."""
+        return self.model.init_state(batch_size, wkv=self._initial if wkv is None else wkv)
+
+    def _start(self, idx: torch.Tensor, state: M.State | None) -> M.State | None:
+        return self.init_state(idx.shape[0]) if state is None and self._initial is not None else state
+
+    def __call__(self, idx: torch.Tensor, state: M.State | None = None, return_state: bool = False,
+                 backend: str | None = None):
+        """The network's parallel forward (RWKV7.forward) with the style: from `state`, or from the style's
+        initial state when none is given."""
+        return self.model(idx, self._start(idx, state), return_state, backend, offset=self._offset)
+
+    def prefill(self, idx: torch.Tensor, state: M.State | None = None, full_output: bool = False):
+        """RWKV7.prefill with the style (from its initial state when no state is given)."""
+        return self.model.prefill(idx, self._start(idx, state), full_output, offset=self._offset)
+
+    def prepare_step(self, backend: str = "step-cpp") -> Stepper:
+        """The one-token stepper (core.step.prepare) for the styled weights, made now if it must be."""
+        return prepare(self.model, backend, self._offset)
+
+    def step(self, tokens: torch.Tensor, state: M.State, backend: str = "step-cpp") -> tuple[torch.Tensor, M.State]:
+        """One token for each of B streams with the style (core.step.step_tokens): tokens [B] -> (logits, State)."""
+        return step_tokens(self.model, tokens, state, backend, offset=self._offset)
 
 
 # --- training ------------------------------------------------------------------------------------------
@@ -423,12 +503,8 @@ class StyleTuner(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         model = self.model
-        model.style_offset = self.offset_matrix()
-        try:
-            state = model.init_state(idx.shape[0], wkv=self.wkv) if "state" in self.parts else None
-            return model(idx, state=state)
-        finally:
-            model.style_offset = None
+        state = model.init_state(idx.shape[0], wkv=self.wkv) if "state" in self.parts else None
+        return model(idx, state=state, offset=self.offset_matrix())
 
     def param_groups(self, weight_decay: float, reference_lr: float) -> list[dict]:
         """AdamW groups, one per part, each with `lr_scale` = its learning rate / `reference_lr`."""
