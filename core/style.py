@@ -461,16 +461,13 @@ class StyleTuner(nn.Module):
     """A frozen base model plus the trainable parts of a style. Every part starts at zero change (LoRA's B,
     the offset's V or the whole offset, the initial state), so training starts from the base model."""
 
-    # learning rate of each part at the default peak: the state needs a far higher one (RWKV's own
-    # state-tuning guide), the offset sits in the state's units too. Three times the LoRA mode's 1e-3 (and
-    # the state mode's 2e-2): -10.0% against -8.4% at 1x in 120 s on the held-out collection, and better than
-    # 1x and 10x after 60 short steps (bench/bench_style.py, candidates ":x3", ":x10").
-    PART_LR = {"lora": 3e-3, "bias": 3e-3, "offset": 3e-2, "state": 6e-2}
-
     def __init__(self, model: M.RWKV7, parts: tuple[str, ...], lora_rank: int = 8, offset_rank: int = 0,
-                 base_fingerprint: str | None = None) -> None:
+                 base_fingerprint: str | None = None, lr_scale: dict[str, float] | None = None) -> None:
         super().__init__()
         self.model, self.parts = model, tuple(parts)
+        from core.train_config import PART_LR_SCALE
+        # each part's learning rate / the run's: a style's by default, the state mode passes its own
+        self.lr_scale = dict(lr_scale or PART_LR_SCALE["style"])
         self.lora_rank, self.offset_rank = lora_rank, offset_rank
         self.base_fingerprint = base_fingerprint or model_fingerprint(model)
         cfg = model.config
@@ -506,8 +503,8 @@ class StyleTuner(nn.Module):
         state = model.init_state(idx.shape[0], wkv=self.wkv) if "state" in self.parts else None
         return model(idx, state=state, offset=self.offset_matrix())
 
-    def param_groups(self, weight_decay: float, reference_lr: float) -> list[dict]:
-        """AdamW groups, one per part, each with `lr_scale` = its learning rate / `reference_lr`."""
+    def optimizer_groups(self, peak_lr: float, weight_decay: float) -> list[dict]:
+        """AdamW groups, one per part, each at its own rate: `lr_scale` times the run's (`peak_lr` at the peak)."""
         from core.lora import lora_parameters
         named = {"lora": lora_parameters(self.model) if "lora" in self.parts else [],
                  "bias": [self.model.get_parameter(n) for n in self._small_base],
@@ -518,7 +515,7 @@ class StyleTuner(nn.Module):
             params = named[part]
             if params:
                 groups.append({"params": params, "weight_decay": weight_decay if part == "lora" else 0.0,
-                               "lr_scale": self.PART_LR[part] / reference_lr, "part": part})
+                               "lr": peak_lr * self.lr_scale[part], "lr_scale": self.lr_scale[part], "part": part})
         return groups
 
     @torch.no_grad()

@@ -155,8 +155,9 @@ def test_offset_and_every_part_get_gradients_in_the_tuner():
     tuner.train()  # the model was eval()'d, prefill has no backward
     attributes = {name: id(value) for name, value in vars(model).items()}
     tuner(idx).logsumexp(-1).sum().backward()
-    groups = tuner.param_groups(0.01, 1e-3)
+    groups = tuner.optimizer_groups(1e-3, 0.01)
     assert [g["part"] for g in groups] == ["lora", "offset", "bias", "state"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2, 1e-3, 2e-2])  # core.train_config.PART_LR_SCALE
     for g in groups:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g["params"]), g["part"]
     # the tuner leaves the model as it found it: the offset and the state are passed as values
@@ -316,12 +317,12 @@ def gen_prompt():
 
 def test_a_large_folder_learns_a_style_at_the_higher_rate(style_base, tmp_path, monkeypatch):
     """STYLE_LARGE_FOLDER: the default rate doubles for a folder of enough tokens; a given --lr is kept."""
-    from core import train
+    from core import train_config
     from core.train_config import DEFAULT_LR
     folder, base = style_base
 
     def first_lr(out, threshold, **kw):
-        monkeypatch.setattr(train, "STYLE_LARGE_FOLDER", (threshold, 2.0))
+        monkeypatch.setattr(train_config, "STYLE_LARGE_FOLDER", (threshold, 2.0))
         events = []
         run_training(replace(_config(folder, base, tmp_path / out, warmup_steps=0, **kw), steps=2), events.append)
         return next(e.lr for e in events if e.kind == "step" and e.lr is not None)
