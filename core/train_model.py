@@ -2,7 +2,7 @@
 
 The model: the base checkpoint (with the tokenizer it was trained with) or a fresh model of the asked size,
 wrapped for the run's mode: `Plain` (pretraining, full fine-tune), core.lora.LoRATuner (LoRA) or a
-core.style.StyleTuner (style and state tuning). Each wrapper gives its AdamW groups the same way,
+core.style_tuning.StyleTuner (style and state tuning). Each wrapper gives its AdamW groups the same way,
 `optimizer_groups(peak_lr, weight_decay)`, every group's rate a multiple (`lr_scale`) of the run's. The result:
 model.pth (LoRA merged into the weights) or style.pth. The loop that trains it is core/train.py.
 """
@@ -98,7 +98,8 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
         raise TrainingError(f"dropout must be at least 0 and below 1, not {dropout:g}")
     model.dropout = dropout
     if config.mode in ("state", "style"):
-        from core.style import StyleError, StyleTuner, plan_style
+        from core.style import StyleError
+        from core.style_tuning import StyleTuner, plan_style
         parts = style_parts(config)
         try:
             lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)

@@ -5,7 +5,8 @@ import torch
 
 from core.model import ModelConfig, RWKV7, State
 from core.step import CppStepper, TorchStepper, prepare, step_tokens
-from core.style import Style, small_parameter_names
+from core.style import Style
+from core.style_tuning import small_parameter_names
 from core.train_config import TrainConfig
 
 

@@ -16,7 +16,8 @@ from core import cli
 from core.generate import Generator, SamplingConfig
 from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
 from core.step import CppStepper, TorchStepper
-from core.style import MAX_STYLE_BYTES, StyledModel, StyleError, StyleTuner, load_style, plan_style, save_style
+from core.style import MAX_STYLE_BYTES, StyledModel, StyleError, load_style, save_style
+from core.style_tuning import StyleTuner, plan_style
 from core.train import run_training
 from tests.small_models import odd_sized_model, perturbed_model, random_state, random_style, run_both
 from tests.small_models import style_config as _config
