@@ -329,10 +329,11 @@ def cmd_style(args) -> None:
     import shutil
     import tempfile
 
-    from core.style import apply_style, load_style, remove_style
+    from core.style import StyledModel, load_style
     from core.train import run_training
     from core.train_config import TrainConfig
     model, tok = load(args)
+    styled_model = StyledModel(model)  # the network with the style, while one is applied
     tunes = sorted((Path(args.heldout) / "oneills1850").glob("*.mid"))
     rng = random.Random(3)
     rows = []
@@ -354,17 +355,17 @@ def cmd_style(args) -> None:
             totals = {k: 0.0 for k in ("network", "style", "memory", "style + memory")}
             notes = 0
             for ids in test:
-                remove_style(model)
+                styled_model.remove()
                 p_net = network_probs(model, ids)
                 bare = piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), style.memory), p_net)
-                apply_style(model, style)
-                styled = piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), style.memory))
+                styled_model.apply(style)
+                styled = piece_bits(styled_model, tok, ids, MemoryMixer(PieceMemory(), style.memory))
                 totals["network"] += float(bare.network.sum())
                 totals["memory"] += float(bare.mixed.sum())
                 totals["style"] += float(styled.network.sum())
                 totals["style + memory"] += float(styled.mixed.sum())
                 notes += bare.notes
-            remove_style(model)
+            styled_model.remove()
             net = bits_per_note(totals["network"], notes)
             rows.append([n, draw + 1, f"{trained:.0f}", steps, f"{net:.3f}"] +
                         [f"{bits_per_note(totals[k], notes):.3f} ({bits_per_note(totals[k], notes) / net:.0%})"

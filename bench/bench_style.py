@@ -57,7 +57,7 @@ from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
 from core.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_meta  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
-from core.style import apply_style, load_style, parse_parts, remove_style  # noqa: E402
+from core.style import StyledModel, load_style, parse_parts  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.train import run_training  # noqa: E402
 from core.train_config import DEFAULT_LR, TrainConfig  # noqa: E402
@@ -132,12 +132,12 @@ CANDIDATE_OPTIONS = {
 
 # --- scoring -----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def position_bits(model, pieces: list[list[int]], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def position_bits(model, pieces: list[list[int]], device: str,
+                  chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Bits and token counts per position bucket (POSITION_EDGES) over whole pieces through the recurrent
-    state, as the model is (an applied style's offset and initial state included)."""
+    state, as the model is (a network, or a StyledModel: its style's offset and initial state included)."""
     edges = [*POSITION_EDGES, 10 ** 9]
     sums, counts = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1, dtype=np.int64)
-    device = model.emb.weight.device
     for ids in pieces:
         seq = torch.tensor(ids, device=device)
         state, bits = None, []
@@ -204,21 +204,24 @@ def train(cand: Candidate, args, folder: Path, out: Path, budget: float, cache: 
 
 
 class Evaluated:
-    """The base model loaded once; each candidate's result is applied to it (styles) or loaded (models)."""
+    """The base model loaded once; each candidate's result is applied to it (styles: `styled`, the base's one
+    StyledModel) or loaded (models)."""
 
     def __init__(self, model_path: str, device: str) -> None:
         self.base, self.meta = load_checkpoint(model_path, device=device)
+        self.styled = StyledModel(self.base)
         self.device = device
 
     def model_for(self, cand: Candidate, result: str):
+        """The styled base (a StyledModel) for a style, else the candidate's own model."""
         if cand.mode == "style":
-            apply_style(self.base, load_style(result, self.base))
-            return self.base
-        remove_style(self.base)
+            self.styled.apply(load_style(result, self.styled))
+            return self.styled
+        self.styled.remove()
         return load_checkpoint(result, device=self.device)[0]
 
     def done(self) -> None:
-        remove_style(self.base)
+        self.styled.remove()
 
 
 # --- continuations -----------------------------------------------------------------------------------------
@@ -238,8 +241,10 @@ def folder_histograms(paths: list[Path]) -> dict:
 
 
 def continuations(gen_model, tok, prompts, args) -> list:
-    """The generated notes for each (prompt score, split tick), one seed per prompt."""
+    """The generated notes for each (prompt score, split tick), one seed per prompt. `gen_model`: a network or a
+    StyledModel (the network with its style, without the style's folder memory: the style alone is measured)."""
     gen = Generator(gen_model, tok, threads=1)
+    gen.folder_memory = None
     out = []
     for i, (prompt, split) in enumerate(prompts):
         stream = gen.stream(prompt, bars=args.gen_bars, at_tick=split,
@@ -312,7 +317,7 @@ def main(argv=None) -> int:
     ev = Evaluated(args.model, args.device)
     tok = Tokenizer.from_dict(ev.meta["tokenizer"]) if "tokenizer" in ev.meta else Tokenizer()
     results: dict = {"command": " ".join(sys.argv), "model": args.model_given, "heldout": held,
-                     "model_fingerprint": model_fingerprint(ev.base)}
+                     "model_fingerprint": model_fingerprint(ev.styled)}
 
     def tokenized(name: str, files: list[str]) -> list[D.Piece]:
         pieces, report = D.scan_folder(link_folder(corpus, files, work / name), tok, cache_dir=cache,
@@ -328,7 +333,7 @@ def main(argv=None) -> int:
     test = tokenized("test", test_files)
     tests = PieceSet.build([p.path for p in test], [p.tokens for p in test], tok, args.ctx)
     before = score(ev.base, tests, tok, args.eval_batch, args.device)
-    base_pos = position_bits(ev.base, tests.ids)
+    base_pos = position_bits(ev.base, tests.ids, args.device)
 
     # 1 and 2: every candidate at every budget on the held-out collection
     rows, profiles, styled = [{"candidate": "base model", **before}], {}, {}
@@ -341,7 +346,7 @@ def main(argv=None) -> int:
             row = {"candidate": cand.name, "budget_s": None if args.steps else budget, **run, **after,
                    "reduction": 1 - after["bits_per_note"] / before["bits_per_note"]}
             if budget == args.budgets[-1]:
-                profiles[cand.name] = position_bits(model, tests.ids)
+                profiles[cand.name] = position_bits(model, tests.ids, args.device)
                 styled[cand] = run["result"]
             ev.done()
             rows.append(row)
@@ -415,7 +420,7 @@ def main(argv=None) -> int:
                 split = bars[args.prompt_bars]
                 prompts.append((s.slice(0, split), split))
         reference = folder_histograms([corpus.root / f for f in train_files[:300]])
-        remove_style(ev.base)
+        ev.done()
         cont_rows = [{"candidate": "base model", **histogram_overlaps(continuations(ev.base, tok, prompts, args),
                                                                        reference)}]
         for cand, result in styled.items():

@@ -69,7 +69,6 @@ from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.train import run_training  # noqa: E402
 from core.train_config import DEFAULT_LR, RESUME_FILE, TrainConfig  # noqa: E402
-from core.step import step_tokens  # noqa: E402
 
 SECTIONS = (1, 2, 3, 4, 5, 6)
 DEFAULT_SECTIONS = (1, 3, 5, 6)  # the base model's evidence; 2 and 4 on request
@@ -582,7 +581,7 @@ def section_live(run: Run) -> dict:
     with torch_threads(1):
         for _ in range(args.live_steps):
             t0 = time.perf_counter()
-            step_tokens(gen.model, token, state)
+            gen.styled.step(token, state)
             times.append(time.perf_counter() - t0)
     step_ms = statistics.median(times) * 1000
     rate = BL.sustained(gen, prompt, 1, args.live_steps)

@@ -120,11 +120,12 @@ def read_checkpoint_meta(path: str) -> dict:
     return tensor_json(sd[META_KEY]) if META_KEY in sd else {}
 
 
-def model_fingerprint(model: RWKV7) -> str:
-    """A short hash of the config and every weight: the identity a style file is tied to. A model with a
-    style applied (core.style) gives its base model's fingerprint."""
+def model_fingerprint(model) -> str:
+    """A short hash of the config and every weight: the identity a style file is tied to. `model`: a network
+    (RWKV7), or a model with a style applied (core.style.StyledModel), which gives its base model's weights
+    (`base_weights()`), so the fingerprint is its base model's."""
     h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    weights = {**model.state_dict(), **getattr(model, "_style_backup", {})}
+    weights = model.state_dict() if isinstance(model, nn.Module) else model.base_weights()
     for name, p in sorted(weights.items()):
         h.update(name.encode())
         h.update(p.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())

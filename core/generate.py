@@ -21,9 +21,8 @@ from .memory import FolderMemory, MemoryMixer, PieceMemory
 from .model import RWKV7, State
 from .sampling import Lane, StepCounter, new_seed, run_lanes, sample_tokens, torch_threads
 from .sampling_config import SamplingConfig
-from .step import prepare as prepare_step
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
-from .style import Style, apply_style, load_style
+from .style import Style, StyledModel, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
 from . import idiom, voices
 
@@ -73,24 +72,28 @@ class _Window:
 
 
 class Generator:
-    """A model, its tokenizer and an optional style (core.style, at a strength), ready to continue Scores."""
+    """A model, its tokenizer and an optional style (core.style, at a strength), ready to continue Scores.
 
-    def __init__(self, model: RWKV7, tokenizer: Tokenizer | None = None, *,
+    `model` is the network; `styled` (a core.style.StyledModel over it) owns the applied style and runs the
+    network with it: every prefill and step goes through `styled`. Given a StyledModel, the generator shares
+    it (its style, if one is applied, steers, and its folder memory is mixed in)."""
+
+    def __init__(self, model: RWKV7 | StyledModel, tokenizer: Tokenizer | None = None, *,
                  style: Style | torch.Tensor | None = None, strength: float = 1.0,
                  ctx: int = DEFAULT_CTX, threads: int | None = 1):
-        self.model = model.eval()
+        self.styled = model if isinstance(model, StyledModel) else StyledModel(model)  # the base until set_style
+        self.model = self.styled.model.eval()
         self.threads = threads
         self.tokenizer = tokenizer or Tokenizer()
-        if self.tokenizer.vocab_size > model.config.vocab_size:
-            raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the "
+        if self.tokenizer.vocab_size > self.model.config.vocab_size:
+            raise ValueError(f"the model's vocabulary ({self.model.config.vocab_size}) is smaller than the "
                              f"tokenizer's ({self.tokenizer.vocab_size})")
         self.ctx = ctx
         self._prefill_cache: list[tuple] = []  # (window ids, logits, state), newest first
         self._memory_cache: tuple[tuple, PieceMemory] | None = None  # the last piece memory built
-        self.folder_memory: FolderMemory | None = None  # the style's folder, mixed in at every token
+        # the style's folder, mixed in at every token
+        self.folder_memory: FolderMemory | None = self.style.memory if self.style is not None else None
         self._folder_phrases: tuple | None = None  # (folder memory, its 8-note phrases) for the copy meter
-        self.style: Style | None = None
-        self.strength = 1.0
         if style is not None:
             self.set_style(style, strength)
         # Masks on top of the grammar: the prompt's tempo and meter stay; with a length, EOS never cuts it short.
@@ -108,19 +111,28 @@ class Generator:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"]) if "tokenizer" in meta else Tokenizer()
         style = load_style(style_path, model) if style_path else None
         gen = cls(model, tokenizer, style=style, strength=strength, ctx=ctx, threads=threads)
-        prepare_step(model)  # the first continuation should not wait for the step's set-up
+        gen.styled.prepare_step()  # the first continuation should not wait for the step's set-up
         return gen
+
+    @property
+    def style(self) -> Style | None:
+        """The applied style (None: the base model)."""
+        return self.styled.style
+
+    @property
+    def strength(self) -> float:
+        """The style's strength (0 = the base model, 1 = as trained)."""
+        return self.styled.strength
 
     def set_style(self, style: Style | str | os.PathLike | torch.Tensor | None, strength: float = 1.0) -> None:
         """Steer the loaded model with a style (a Style, a style file's path, or a bare initial WKV state
         [L,H,N,N]) at `strength` (0 = the base model, 1 = as trained), or go back to the base (None). The base
         model is never reloaded. Not while a stream of this generator runs: its tokens would mix styles."""
         if isinstance(style, (str, os.PathLike)):
-            style = load_style(os.fspath(style), self.model)
+            style = load_style(os.fspath(style), self.styled)  # checked against the base, whatever is applied
         elif isinstance(style, torch.Tensor):
             style = Style(state=style.float())
-        apply_style(self.model, style, strength)  # checks the style fits this base model first
-        self.style, self.strength = style, float(strength)
+        self.styled.apply(style, strength)  # checks the style fits this base model first
         self.folder_memory = style.memory if style is not None else None
         self._prefill_cache.clear()  # prefilled states were computed under the old style
 
@@ -229,10 +241,10 @@ class Generator:
         if best is not None:
             state, rest = best[2], ids[len(best[0]):]
         else:
-            state = None  # the zero state, or an applied style's initial state (the model's own)
+            state = None  # the zero state, or an applied style's initial state (StyledModel.prefill's)
             rest = ids
         with torch_threads(self.threads):
-            logits, state = self.model.prefill(torch.tensor([rest], dtype=torch.long, device=device), state)
+            logits, state = self.styled.prefill(torch.tensor([rest], dtype=torch.long, device=device), state)
         # step() never changes the state it is given, so cached states stay valid.
         self._prefill_cache = [(key, logits, state)] + self._prefill_cache[:PREFILL_CACHE_SIZE - 1]
         return logits, state

@@ -11,7 +11,7 @@ user's file, which may hold anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from .score import TICKS_PER_BEAT, Note
 

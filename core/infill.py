@@ -211,14 +211,10 @@ def _force(dec: StreamDecoder, t: int) -> list[Note]:
     """Feed a forced token: a kept note may lie outside the instruments or the playable range that bind
     the model's own notes."""
     g = dec.grammar
-    restriction, playable = g._restriction, g.playable
-    g._restriction, g.playable = None, False
-    try:
+    with g.unrestricted():
         if not g.accepts(t):
-            raise AssertionError(f"forced token {dec.grammar.tok.token_name(t)} is not valid here")
+            raise AssertionError(f"forced token {g.tok.token_name(t)} is not valid here")
         return dec.feed(t)
-    finally:
-        g._restriction, g.playable = restriction, playable
 
 
 def _restruck(notes: list[Note]) -> list[Note]:

@@ -2,7 +2,7 @@
 
 An adapter is a torch parametrization: the weight the model reads is W + (alpha / rank) * B @ A with
 W frozen, so the model's own forward code needs no change, and `merge_lora` leaves a model whose
-state_dict has exactly the ecosystem's layout again.
+state_dict has exactly the ecosystem's layout again. `LoRATuner` is the LoRA training mode's module.
 """
 from __future__ import annotations
 
@@ -79,3 +79,20 @@ def merge_lora(model: nn.Module) -> nn.Module:
             for attr in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
     return model
+
+
+class LoRATuner(nn.Module):
+    """The LoRA mode's trainable module: the model with adapters on its large matrices, everything else frozen.
+    Its state_dict keys ("model." + the model's) are those of the plain full-model wrapper's."""
+
+    def __init__(self, model: nn.Module, rank: int = 16, alpha: float = 32.0, targets: str = DEFAULT_TARGETS) -> None:
+        super().__init__()
+        apply_lora(model, rank, alpha, targets)
+        self.model = model
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def optimizer_groups(self, peak_lr: float, weight_decay: float) -> list[dict]:
+        """One AdamW group at the run's rate: the adapters' A and B, matrices all, so all decay like a full model's."""
+        return [{"params": lora_parameters(self.model), "weight_decay": weight_decay, "lr": peak_lr, "lr_scale": 1.0}]

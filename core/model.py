@@ -13,7 +13,9 @@ the previous token's (zero, or the carried state, before the first token):
     out = W_o ((GroupNorm_H(y) + (sum_per_head r * k * r_k) v) * g)
 and the channel mix relu(W_k lerp(x, x', mu_k))^2 through W_v (optionally gated per token by
 DeepEmbed). Around the blocks: ln0 on the embedding, x += time mix(ln1 x), x += channel mix(ln2 x),
-logits = head(ln_out x). A style (core/style.py) may add a state offset dS, read as S_t + dS.
+logits = head(ln_out x). A style (core/style.py) may add a state offset dS, read as S_t + dS: it is an
+argument (`offset=`) of `forward` and `prefill` (and of core.step's step), never state of the network; its
+learned initial state is an ordinary `state` (`init_state(wkv=)`). core.style.StyledModel passes both.
 
 Which code runs is chosen by an explicit `backend` argument (`forward(..., backend=)`, default by the
 module's train()/eval() mode; `core.step.step_tokens(model, ..., backend=)`):
@@ -273,11 +275,6 @@ class RWKV7(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_out = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        # What an applied style (core.style) adds to the network at every token: a state offset dS
-        # [L,H,N,N] read with the state, and a learned initial WKV state [L,H,N,N]; None: the base.
-        # Plain attributes, not parameters: the checkpoint layout stays the ecosystem's.
-        self.style_offset: torch.Tensor | None = None
-        self.style_state: torch.Tensor | None = None
         self.dropout = 0.0  # on each block's two outputs, in training passes only (set by the trainer)
         if init:  # skipped when a checkpoint will overwrite every weight anyway
             self.init_weights()
@@ -336,14 +333,16 @@ class RWKV7(nn.Module):
 
     # -- parallel form -------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, state: State | None = None, return_state: bool = False,
-                backend: str | None = None):
+                backend: str | None = None, *, offset: torch.Tensor | None = None):
         """idx [B,T] long -> logits [B,T,V] (and the State after the last token if asked).
 
         `state` is the state before the first token; its WKV tensors may require grad (state
         tuning). Sequences in a batch never interact, so right-padding one leaves the others'
         logits unchanged (and its own logits up to its last real token); the returned state is
-        the one after the last column, padding included. `backend`: see `forward_backend`."""
-        x, new_state = self._hidden(idx, state, self.forward_backend(backend))
+        the one after the last column, padding included. `backend`: see `forward_backend`.
+        `offset` [L,H,N,N]: a style's state offset dS (may require grad: style training), read with
+        the state at every token; None: the network alone."""
+        x, new_state = self._hidden(idx, state, self.forward_backend(backend), offset)
         logits = self.head(self.ln_out(x))
         return (logits, new_state) if return_state else logits
 
@@ -357,10 +356,7 @@ class RWKV7(nn.Module):
             raise ValueError(f"forward backend must be one of {WKV_BACKENDS}, not {backend!r}")
         return backend
 
-    def _hidden(self, idx: torch.Tensor, state: State | None, backend: str):
-        if state is None and self.style_state is not None:
-            state = self.init_state(idx.shape[0])  # a style's learned initial state
-        offset = self.style_offset
+    def _hidden(self, idx: torch.Tensor, state: State | None, backend: str, offset: torch.Tensor | None = None):
         drop = self.dropout if backend == "train" and self.training else 0.0
         x = self.blocks[0].ln0(self.emb(idx))
         x0 = x if self.config.deep_embed else None
@@ -381,10 +377,11 @@ class RWKV7(nn.Module):
         return x, State(att_x, wkv, ffn_x)
 
     @torch.inference_mode()
-    def prefill(self, idx: torch.Tensor, state: State | None = None, full_output: bool = False):
+    def prefill(self, idx: torch.Tensor, state: State | None = None, full_output: bool = False, *,
+                offset: torch.Tensor | None = None):
         """Run a prompt [B,T] in parallel form -> (logits of the last token [B,V], or of every
-        token [B,T,V] with full_output, State to continue with `step`)."""
-        x, new_state = self._hidden(idx, state, "prefill")
+        token [B,T,V] with full_output, State to continue with `step`). `offset`: as in `forward`."""
+        x, new_state = self._hidden(idx, state, "prefill", offset)
         if not full_output:
             x = x[:, -1]
         return self.head(self.ln_out(x)), new_state
@@ -392,15 +389,12 @@ class RWKV7(nn.Module):
     # -- recurrent form ------------------------------------------------------------------------
     def init_state(self, batch_size: int = 1, wkv: torch.Tensor | None = None) -> State:
         """The zero state for `batch_size` streams; `wkv` [L,H,N,N] (a learned initial state) seeds
-        every stream's WKV matrices (kept differentiable if it requires grad). Without `wkv`, an
-        applied style's initial state (`style_state`) does, if it has one."""
+        every stream's WKV matrices (kept differentiable if it requires grad)."""
         cfg = self.config
         p = self.emb.weight
         B, C, H, N = batch_size, cfg.n_embd, cfg.n_head, cfg.head_size
         zeros = [torch.zeros(B, C, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         wkv_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32  # as core.wkv keeps it
-        if wkv is None:
-            wkv = self.style_state
         if wkv is None:
             mats = [torch.zeros(B, H, N, N, dtype=wkv_dtype, device=p.device) for _ in range(cfg.n_layer)]
         else:

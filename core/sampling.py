@@ -20,7 +20,6 @@ import torch
 from .memory import MemoryMixer
 from .model import State
 from .sampling_config import SamplingConfig
-from .step import step_tokens
 
 
 def sample_tokens(logits: torch.Tensor, allowed: torch.Tensor, cfg: SamplingConfig,
@@ -148,7 +147,7 @@ def run_lanes(gen, lanes: Sequence[Lane], logits: torch.Tensor, state: State, cf
         t1 = time.perf_counter()
         with torch_threads(gen.threads):
             ids = torch.tensor([toks[r] for r in rows], device=logits.device)
-            logits, state = step_tokens(gen.model, ids, state)
+            logits, state = gen.styled.step(ids, state)  # the network with the generator's style
         counter.step_seconds += time.perf_counter() - t1
         counter.steps += 1
 

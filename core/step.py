@@ -7,9 +7,11 @@ autograd, for live generation. Two steppers compute the network's function, one 
   read every weight once. Float32 models on the CPU without DeepEmbed.
 - TorchStepper: torch ops over weights rearranged into few, large ops (any device, any dtype).
 
-`prepare(model, backend)` is where the choice is made: "step-cpp" takes the C++ step where it applies
-(and builds), else the torch-op step; "step-torch" always takes the torch-op step. The stepper is kept
-here for each model and made again when its weights change. `step_tokens(model, tokens, state)` runs one.
+`prepare(model, backend, offset=)` is where the choice is made: "step-cpp" takes the C++ step where it
+applies (and builds), else the torch-op step; "step-torch" always takes the torch-op step. A style's state
+offset dS [L,H,N,N] is an argument, packed with the weights (core.style.StyledModel passes its own). The
+stepper is kept here for each model and made again when its weights change or another offset is given.
+`step_tokens(model, tokens, state, offset=)` runs one.
 """
 from __future__ import annotations
 
@@ -35,30 +37,34 @@ class Stepper(Protocol):
         ...
 
 
-# model -> (what its weights were, C++ or not, its stepper): the steppers belong here, not to the model
+# model -> (what its weights and offset were, C++ or not, its stepper): the steppers belong here, not to
+# the model
 _STEPPERS: "weakref.WeakKeyDictionary[RWKV7, tuple]" = weakref.WeakKeyDictionary()
 
 
-def prepare(model: RWKV7, backend: str = "step-cpp") -> Stepper:
-    """The stepper for `model`'s current weights (see the module docstring). Made again whenever a
-    parameter changed in place (optimizer step, load_state_dict, an applied style: all bump its version
-    counter), the model moved to another device or dtype, or another backend is asked for."""
+def prepare(model: RWKV7, backend: str = "step-cpp", offset: torch.Tensor | None = None) -> Stepper:
+    """The stepper for `model`'s current weights and the state offset `offset` [L,H,N,N] (None: none; see
+    the module docstring). Made again whenever a parameter changed in place (optimizer step,
+    load_state_dict, an applied style: all bump its version counter), the model moved to another device or
+    dtype, another backend is asked for, or another offset tensor is given. The offset is a value: give a
+    new tensor for a new offset (one changed in place is not noticed)."""
     if backend not in STEP_BACKENDS:
         raise ValueError(f"step backend must be one of {STEP_BACKENDS}, not {backend!r}")
     cpp = backend == "step-cpp" and cpp_applies(model)
     cache = _STEPPERS.get(model)
-    if cache is None or cache[0].changed(model) or cache[1] != cpp:
+    if cache is None or cache[0].changed(model, offset) or cache[1] != cpp:
         ext = cpu_kernels.load_extension() if cpp else None
-        stepper = CppStepper(model, ext) if ext is not None else TorchStepper(model)
-        cache = _STEPPERS[model] = (_WeightsWatch(model), cpp, stepper)
+        stepper = CppStepper(model, ext, offset) if ext is not None else TorchStepper(model, offset)
+        cache = _STEPPERS[model] = (_WeightsWatch(model, offset), cpp, stepper)
     return cache[2]
 
 
-def step_tokens(model: RWKV7, tokens: torch.Tensor, state: State,
-                backend: str = "step-cpp") -> tuple[torch.Tensor, State]:
+def step_tokens(model: RWKV7, tokens: torch.Tensor, state: State, backend: str = "step-cpp", *,
+                offset: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
     """One token for each of B streams: tokens [B] long -> (logits [B,V], new State), no autograd. The
-    given state is left unchanged (branch from it freely). `backend`: see core/model.py's table."""
-    return prepare(model, backend).step(tokens, state)
+    given state is left unchanged (branch from it freely). `backend`: see core/model.py's table; `offset`:
+    a style's state offset dS [L,H,N,N] (see `prepare`)."""
+    return prepare(model, backend, offset).step(tokens, state)
 
 
 def cpp_applies(model: RWKV7) -> bool:
@@ -68,24 +74,19 @@ def cpp_applies(model: RWKV7) -> bool:
 
 
 class _WeightsWatch:
-    """Notices that the model's weights changed since it was made: a parameter's version counter
-    moved (in-place update) or the weights moved to another device or dtype."""
+    """Notices that the step's weights changed since it was made: a parameter's version counter moved
+    (in-place update), the weights moved to another device or dtype, or another state offset is given (a
+    style's offset is part of the step's weights; held here, so its identity is never reused)."""
 
-    def __init__(self, model: RWKV7):
+    def __init__(self, model: RWKV7, offset: torch.Tensor | None):
         self._params = list(model.parameters())
         self._versions = [p._version for p in self._params]
         self._where = (model.emb.weight.data_ptr(), model.emb.weight.dtype)
-        self._offset = self._offset_key(model)
+        self._offset = offset
 
-    @staticmethod
-    def _offset_key(model: RWKV7):
-        """A style's state offset is part of the step's weights: another tensor, or one changed in place."""
-        t = model.style_offset
-        return None if t is None else (id(t), t._version)
-
-    def changed(self, model: RWKV7) -> bool:
+    def changed(self, model: RWKV7, offset: torch.Tensor | None) -> bool:
         w = model.emb.weight
-        return ((w.data_ptr(), w.dtype) != self._where or self._offset_key(model) != self._offset
+        return (offset is not self._offset or (w.data_ptr(), w.dtype) != self._where
                 or any(p._version != v for p, v in zip(self._params, self._versions)))
 
 
@@ -100,22 +101,22 @@ GLOBAL_PARTS = ("emb", "ln_out_w", "ln_out_b", "head")
 class CppStepper:
     """One model's weights packed for cpu_kernels.cpp's step; `step` runs B streams one token."""
 
-    def __init__(self, model: RWKV7, extension) -> None:
+    def __init__(self, model: RWKV7, extension, offset: torch.Tensor | None = None) -> None:
         self.ext = extension
         self.decay_scale, self.group_norm_eps = float(DECAY_SCALE), float(GROUP_NORM_EPS)
         cfg = model.config
         self.dims = [cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.head_size, cfg.vocab_size,
                      model.blocks[0].ffn.key.weight.shape[0], cfg.dim_w, cfg.dim_a, cfg.dim_v, cfg.dim_g,
-                     int(model.style_offset is not None)]
+                     int(offset is not None)]
         with torch.inference_mode():
-            self.weights, self.offsets = self._pack(model)
+            self.weights, self.offsets = self._pack(model, offset)
 
     @staticmethod
-    def _parts(model: RWKV7):
-        """(name, tensor) in packing order, every matrix [out, in] as the C++ products read it."""
+    def _parts(model: RWKV7, offset: torch.Tensor | None):
+        """(name, tensor) in packing order, every matrix [out, in] as the C++ products read it; `offset`: a
+        style's state offset [L,H,N,N] (None: an empty part)."""
         cfg = model.config
         b0 = model.blocks[0]
-        offset = model.style_offset  # a style's state offset [L,H,N,N]; none: an empty part
         for i, block in enumerate(model.blocks):
             att, ffn = block.att, block.ffn
             yield from {
@@ -137,10 +138,10 @@ class CppStepper:
         yield "ln_out_b", model.ln_out.bias
         yield "head", model.head.weight
 
-    def _pack(self, model: RWKV7) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pack(self, model: RWKV7, offset: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         names = [*LAYER_PARTS * model.config.n_layer, *GLOBAL_PARTS]
         pieces, offsets, at = [], [], 0
-        for expected, (name, tensor) in zip(names, self._parts(model), strict=True):
+        for expected, (name, tensor) in zip(names, self._parts(model, offset), strict=True):
             assert name == expected, f"packing order: {name} where {expected} belongs"
             flat = tensor.detach().to(torch.float32).reshape(-1)
             pad = -at % 16  # 64-byte aligned rows start
@@ -211,13 +212,14 @@ class TorchStepper:
     """Weights rearranged for the one-token step (few, large torch ops: at one token per call
     the cost is per-op overhead plus streaming the weights once): the token-shift mixes as one
     [7,1,C] lerp weight, the four low-rank paths (w, a, v, g) as two batched matmuls,
-    big matrices as _Product (fastest layout), ln0 folded into the embedding table."""
+    big matrices as _Product (fastest layout), ln0 folded into the embedding table; `offset`: a style's
+    state offset [L,H,N,N] (None: none)."""
 
-    def __init__(self, model: RWKV7):
+    def __init__(self, model: RWKV7, offset: torch.Tensor | None = None):
         with torch.inference_mode():
-            self._build(model)
+            self._build(model, offset)
 
-    def _build(self, model: RWKV7):
+    def _build(self, model: RWKV7, offset: torch.Tensor | None):
         cfg = model.config
         self.C, self.H, self.N = cfg.n_embd, cfg.n_head, cfg.head_size
         self.deep_embed = cfg.deep_embed
@@ -256,7 +258,7 @@ class TorchStepper:
                 "ffn_key": _Product(ffn.key.weight),
                 "ffn_value": _Product(ffn.value.weight),
                 # a style's state offset dS [H,N,N], in the state's dtype (None: no offset)
-                "ds": None if model.style_offset is None else model.style_offset[i].detach().to(
+                "ds": None if offset is None else offset[i].detach().to(
                     torch.float64 if att.w0.dtype == torch.float64 else torch.float32).contiguous(),
             }
             if cfg.deep_embed:

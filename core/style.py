@@ -2,9 +2,9 @@
 
 A style holds any of four parts (all optional, all relative to the base model, so strength 0 is the base):
 - "lora":   low-rank adapters B @ A on the large matrices (core/lora.py targets) and on the low-rank
-            projections that set each token's decay, in-context rate, value mix and gate (STYLE_TARGETS),
-            kept apart from the base and merged into the loaded model's weights only while the style is
-            applied (fp16 in the file);
+            projections that set each token's decay, in-context rate, value mix and gate
+            (core.style_tuning.STYLE_TARGETS), kept apart from the base and merged into the loaded model's
+            weights only while the style is applied (fp16 in the file);
 - "offset": a state offset dS per layer and head, read with the WKV state at every token:
             o_t = r_t (S_t + dS) (after Kang et al., "State-offset tuning", ACL 2025); full or low rank;
 - "bias":   changes to the small always-applied parameters: LayerNorm gains and biases, the decay and
@@ -16,9 +16,10 @@ made from (int16), rebuilt into an index when first used, and mixed into every t
 It is not part of the model's weights, so strength does not scale it (the sampling's `memory` does), and
 MAX_STYLE_BYTES bounds the adapters alone; the memory has its own bound (MAX_MEMORY_TOKENS).
 
-`apply_style(model, style, strength)` changes a loaded model in place (weights, `style_offset`,
-`style_state`) and `remove_style(model)` restores the base bit for bit, so switching styles never
-reloads the base model. Strength s scales every part linearly: W + s * dW, s * dS, s * S0.
+`StyledModel(model)` owns a loaded model's style: `apply(style, strength)` changes the weights in place and
+keeps the state offset and the initial state, which it passes to the network as values; `remove()` restores
+the base bit for bit, so switching styles never reloads the base model. Strength s scales every part
+linearly: W + s * dW, s * dS, s * S0.
 
 A style file records the base model's fingerprint (a hash of its config and weights) and is refused on
 another base. Files are read with map_location="cpu" (a style learnt on a GPU loads anywhere). The older
@@ -33,32 +34,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from core import model as M
 from core.memory import FolderMemory
 from core.atomic import atomic_write
 from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
                              tensor_json)
+from core.step import Stepper, prepare, step_tokens
 
 STYLE_FORMAT = FORMAT_NAME + "/style"
 LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
 MAX_STYLE_BYTES = 1_000_000  # a style's adapters are at most 1 MB (decimal: the stricter reading)
 MAX_MEMORY_TOKENS = 2_000_000  # a folder memory of at most 4 MB (about 700 pop songs)
 PARTS = ("lora", "offset", "bias", "state")
-
-# The small always-applied parameters the "bias" part trains (layer 0's v0 is unused, k_k/k_a/r_k stay).
-SMALL_PARAMS = re.compile(r"(^|\.)(ln0|ln1|ln2|ln_out|ln_x)\.(weight|bias)$"
-                          r"|\.att\.(w0|a0|x_r|x_w|x_k|x_v|x_a|x_g)$|\.ffn\.x_k$")
-
-
-# LoRA's matrices and the projections behind each token's decay, in-context learning rate, value residual and
-# gate (w1 w2, a1 a2, v1 v2, g1 g2): how the model reads its context is part of a style (bench_style, 905 folk
-# tunes, 800 steps: -18.6% bits/note at rank 12 against -18.1% at rank 16 on the large matrices only)
-# (layer 0 has no value residual: its v1 v2 are unused)
-STYLE_TARGETS = (r"blocks\.\d+\.(att\.(receptance|key|value|output)\.weight|att\.[wag][12]|(?<!blocks\.0\.)att\.v[12]"
-                 r"|ffn\.(key|value)\.weight)$")
-
 
 class StyleError(CheckpointError):
     """A style that cannot be used here: not a style file, another base model, too large."""
@@ -184,11 +172,11 @@ def adapter_bytes(style: Style, meta: dict | None = None, max_bytes: int = MAX_S
     return len(_serialise(style, {**meta, "dtype": str(dtype)[6:]}, dtype, with_memory=False))
 
 
-def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict | None = None, *,
+def save_style(path: str, style: Style, base: M.RWKV7 | StyledModel | None = None, meta: dict | None = None, *,
                base_fingerprint: str | None = None, max_bytes: int = MAX_STYLE_BYTES) -> int:
     """Write `style` (atomically) for its base model; returns the file size. The base's identity comes from
-    `base` (a loaded model, with or without a style applied) or `base_fingerprint` + style.meta's config.
-    A style over `max_bytes` even in float16 is refused (StyleError) and nothing is written."""
+    `base` (a loaded network, or a StyledModel with or without a style applied) or `base_fingerprint` +
+    style.meta's config. A style over `max_bytes` even in float16 is refused (StyleError), nothing written."""
     full = {**style.meta, **(meta or {}), "parts": list(style.parts)}
     if style.has_memory:
         full["memory"] = {"pieces": len(style.memory_pieces), "tokens": int(sum(map(len, style.memory_pieces)))}
@@ -214,8 +202,9 @@ def save_style(path: str, style: Style, base: M.RWKV7 | None = None, meta: dict 
     return len(data)
 
 
-def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
-    """Read a style file (CPU tensors, float32). With `model`, refuse one learnt on another base model."""
+def load_style(path: str, model: M.RWKV7 | StyledModel | None = None) -> Style:
+    """Read a style file (CPU tensors, float32). With `model` (a network or a StyledModel), refuse one learnt
+    on another base model."""
     obj = safe_load(path, "cpu")
     if META_KEY not in obj:
         raise StyleError(f"{path}: not a style file")
@@ -259,8 +248,9 @@ def load_style(path: str, model: M.RWKV7 | None = None) -> Style:
     return style
 
 
-def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
-    """Refuse (StyleError) a style that was not learnt on this model, or whose shapes do not fit it."""
+def check_style(style: Style, model: M.RWKV7 | StyledModel, where: str = "the style") -> None:
+    """Refuse (StyleError) a style that was not learnt on this model, or whose shapes do not fit it. `model`: a
+    network, or a StyledModel (checked against its base model, whatever style it has applied)."""
     cfg = model.config
     base_cfg = style.meta.get("base_config")
     base_name = (style.meta.get("training") or {}).get("base") or style.meta.get("base_name")
@@ -279,194 +269,136 @@ def check_style(style: Style, model: M.RWKV7, where: str = "the style") -> None:
     for name, t in (("state", style.state), ("offset", style.offset_matrix())):
         if t is not None and tuple(t.shape) != square:
             raise StyleError(f"{where}: its {name} has shape {tuple(t.shape)}, this model needs {square}")
-    params = dict(model.named_parameters())
+    params = dict((model.model if isinstance(model, StyledModel) else model).named_parameters())
     for name, d in style.weight_deltas():
         if name not in params or params[name].shape != d.shape:
             raise StyleError(f"{where}: changes {name}, which this model does not have in that shape")
 
 
 # --- applying a style to a loaded model ---------------------------------------------------------------
-def applied_style(model: M.RWKV7) -> tuple[Style, float] | None:
-    """(style, strength) applied to `model`, or None."""
-    return getattr(model, "_applied_style", None)
+class StyledModel:
+    """A loaded base model and the style applied to it: the one owner of everything a style changes.
 
+    `apply(style, strength)` makes the network (`model`, an RWKV7) the base plus `strength` times the style:
+    the weights the style changes are changed in place (their base values kept here, to restore them bit for
+    bit), and the state offset dS and the initial WKV state are kept here, passed to the network as values
+    (`forward`/`prefill`'s `offset=`, core.step's `offset=`, `init_state(wkv=)`). `remove()` restores the
+    base; switching styles never reloads it. Run a styled model through this object (`__call__`, `prefill`,
+    `init_state`, `step`); `model_fingerprint(styled)` is the base model's (`base_weights`).
+    """
 
-@torch.no_grad()
-def apply_style(model: M.RWKV7, style: Style | None, strength: float = 1.0, *, check: bool = True) -> None:
-    """Make `model` the base model plus `strength` times the style (None: the base). Changes the weights in
-    place (the step repacks them by itself); the base weights are kept to restore them exactly."""
-    strength = float(strength)
-    if not math.isfinite(strength) or strength < 0:
-        raise ValueError(f"style strength must be a number >= 0, not {strength}")
-    remove_style(model)
-    if style is None:
-        return
-    if check:
-        check_style(style, model)
-    model._applied_style = (style, strength)
-    if strength == 0:
-        return  # the base model, untouched: its logits exactly
-    device = model.emb.weight.device
-    backup: dict[str, torch.Tensor] = {}
-    for name, delta in style.weight_deltas():
-        p = model.get_parameter(name)
-        backup[name] = p.detach().clone()
-        p.add_((delta.to(device) * strength).to(p.dtype))  # in place: bumps the version, so the step repacks
-    model._style_backup = backup
-    offset = style.offset_matrix()
-    if offset is not None:
-        model.style_offset = (offset * strength).to(device)
-    if style.state is not None:
-        model.style_state = (style.state.float() * strength).to(device)
+    def __init__(self, model: M.RWKV7, style: Style | None = None, strength: float = 1.0, *,
+                 check: bool = True) -> None:
+        self.model = model
+        self._style: Style | None = None
+        self._strength = 1.0
+        self._backup: dict[str, torch.Tensor] = {}  # parameter -> its base value, for the ones changed
+        self._offset: torch.Tensor | None = None    # [L,H,N,N] state offset dS, strength applied
+        self._initial: torch.Tensor | None = None   # [L,H,N,N] initial WKV state, strength applied
+        if style is not None:
+            self.apply(style, strength, check=check)
 
+    # -- what is applied
+    @property
+    def style(self) -> Style | None:
+        return self._style
 
-@torch.no_grad()
-def remove_style(model: M.RWKV7) -> None:
-    """Back to the base model, bit for bit."""
-    for name, base in getattr(model, "_style_backup", {}).items():
-        model.get_parameter(name).copy_(base)
-    model._style_backup = {}
-    model._applied_style = None
-    model.style_offset = None
-    model.style_state = None
+    @property
+    def strength(self) -> float:
+        """The strength last asked for (1.0 at first); it steers only while a style is applied."""
+        return self._strength
 
+    @property
+    def applied(self) -> tuple[Style, float] | None:
+        """(style, strength), or None for the base model."""
+        return None if self._style is None else (self._style, self._strength)
 
-def set_strength(model: M.RWKV7, strength: float) -> None:
-    """Re-apply the applied style at another strength (no file read, no base reload)."""
-    current = applied_style(model)
-    if current is not None:
-        apply_style(model, current[0], strength, check=False)
+    @property
+    def offset(self) -> torch.Tensor | None:
+        """The state offset dS [L,H,N,N] the network reads at every token (strength applied), or None.
+        A new tensor whenever it changes (never changed in place)."""
+        return self._offset
 
+    @property
+    def initial_state(self) -> torch.Tensor | None:
+        """The initial WKV state [L,H,N,N] (strength applied), or None: the zero state."""
+        return self._initial
 
-# --- training ------------------------------------------------------------------------------------------
-def small_parameter_names(model: nn.Module) -> list[str]:
-    return [n for n, _ in model.named_parameters() if SMALL_PARAMS.search(n) and n not in M.UNUSED_PARAMETERS]
+    @property
+    def config(self) -> M.ModelConfig:
+        return self.model.config
 
+    def base_weights(self) -> dict[str, torch.Tensor]:
+        """The base model's weights by name (the network's own, with the base values of those the style
+        changed): what core.checkpoint.model_fingerprint hashes."""
+        return {**self.model.state_dict(), **self._backup}
 
-def plan_style(model: M.RWKV7, parts: tuple[str, ...], lora_rank: int | None = None,
-               offset_rank: int | None = None, max_bytes: int = MAX_STYLE_BYTES) -> tuple[int, int]:
-    """(LoRA rank, offset rank; 0 = full) for a style of `parts` on `model` that fits `max_bytes`. Ranks
-    given are kept (a StyleError if the file would not fit); unset ones take the largest that fits."""
-    cfg = model.config
-    targets = re.compile(STYLE_TARGETS)
-    lora_numel = sum(p.shape[0] + p.shape[1] for n, p in model.named_parameters() if targets.search(n))
-    n_lora = sum(1 for n, _ in model.named_parameters() if targets.search(n))
-    small = sum(p.numel() for n, p in model.named_parameters() if n in set(small_parameter_names(model)))
-    L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
-
-    def size(lr: int, orank: int) -> int:
-        elems16 = lora_numel * lr if "lora" in parts else 0  # fp16
-        big = 0  # state and offset, counted at fp16 (what the writer falls back to)
-        if "state" in parts:
-            big += L * H * N * N
-        if "offset" in parts:
-            big += L * H * N * N if orank == 0 else 2 * L * H * N * orank
-        tensors = (2 * n_lora if "lora" in parts else 0) + (len(small_parameter_names(model)) if "bias" in parts
-                                                            else 0) + 3
-        return 2 * (elems16 + big) + (4 * small if "bias" in parts else 0) + 700 * tensors + 8192
-
-    # rank 16 against 8, 800 steps on 905 folk tunes: -17.9% bits/note against -17.1% (bench_style, r16); with
-    # STYLE_TARGETS the bundled model's file fits rank 12
-    lora_choices = [lora_rank] if lora_rank else [16, 12, 8, 6, 4, 2, 1]
-    offset_choices = [offset_rank] if offset_rank is not None else [0, 32, 16, 8, 4, 2, 1]
-    for orank in offset_choices:  # a full offset first, then the LoRA rank gives way before the offset's
-        for lr in lora_choices:
-            if size(lr, orank) <= max_bytes:
-                return lr, orank
-    raise StyleError(f"a style of {'+'.join(parts)} does not fit {max_bytes / 1e6:.2f} MB on this "
-                     f"{cfg.n_layer}x{cfg.n_embd} model at these ranks: use lower ranks or fewer parts")
-
-
-class StyleTuner(nn.Module):
-    """A frozen base model plus the trainable parts of a style. Every part starts at zero change (LoRA's B,
-    the offset's V or the whole offset, the initial state), so training starts from the base model."""
-
-    # learning rate of each part at the default peak: the state needs a far higher one (RWKV's own
-    # state-tuning guide), the offset sits in the state's units too. Three times the LoRA mode's 1e-3 (and
-    # the state mode's 2e-2): -10.0% against -8.4% at 1x in 120 s on the held-out collection, and better than
-    # 1x and 10x after 60 short steps (bench/bench_style.py, candidates ":x3", ":x10").
-    PART_LR = {"lora": 3e-3, "bias": 3e-3, "offset": 3e-2, "state": 6e-2}
-
-    def __init__(self, model: M.RWKV7, parts: tuple[str, ...], lora_rank: int = 8, offset_rank: int = 0,
-                 base_fingerprint: str | None = None) -> None:
-        super().__init__()
-        self.model, self.parts = model, tuple(parts)
-        self.lora_rank, self.offset_rank = lora_rank, offset_rank
-        self.base_fingerprint = base_fingerprint or model_fingerprint(model)
-        cfg = model.config
-        L, H, N = cfg.n_layer, cfg.n_head, cfg.head_size
-        for p in model.parameters():
-            p.requires_grad_(False)
-        if "lora" in parts:
-            from core.lora import apply_lora
-            apply_lora(model, lora_rank, 2.0 * lora_rank, STYLE_TARGETS)  # scale 2, as the LoRA mode's 16/32
-        self._small_base: dict[str, torch.Tensor] = {}
-        if "bias" in parts:
-            for name in small_parameter_names(model):
-                p = model.get_parameter(name)
-                self._small_base[name] = p.detach().clone()
-                p.requires_grad_(True)
-        if "state" in parts:
-            self.wkv = nn.Parameter(torch.zeros(L, H, N, N))  # the name the "state" mode always had
-        if "offset" in parts:
-            if offset_rank:
-                g = torch.Generator().manual_seed(0)
-                self.offset_u = nn.Parameter(torch.randn(L, H, N, offset_rank, generator=g) / math.sqrt(N))
-                self.offset_v = nn.Parameter(torch.zeros(L, H, offset_rank, N))
-            else:
-                self.offset = nn.Parameter(torch.zeros(L, H, N, N))
-
-    def offset_matrix(self) -> torch.Tensor | None:
-        if "offset" not in self.parts:
-            return None
-        return self.offset_u @ self.offset_v if self.offset_rank else self.offset
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        model = self.model
-        model.style_offset = self.offset_matrix()
-        try:
-            state = model.init_state(idx.shape[0], wkv=self.wkv) if "state" in self.parts else None
-            return model(idx, state=state)
-        finally:
-            model.style_offset = None
-
-    def param_groups(self, weight_decay: float, reference_lr: float) -> list[dict]:
-        """AdamW groups, one per part, each with `lr_scale` = its learning rate / `reference_lr`."""
-        from core.lora import lora_parameters
-        named = {"lora": lora_parameters(self.model) if "lora" in self.parts else [],
-                 "bias": [self.model.get_parameter(n) for n in self._small_base],
-                 "offset": [p for n, p in self.named_parameters(recurse=False) if n.startswith("offset")],
-                 "state": [self.wkv] if "state" in self.parts else []}
-        groups = []
-        for part in self.parts:
-            params = named[part]
-            if params:
-                groups.append({"params": params, "weight_decay": weight_decay if part == "lora" else 0.0,
-                               "lr_scale": self.PART_LR[part] / reference_lr, "part": part})
-        return groups
+    # -- applying
+    @torch.no_grad()
+    def apply(self, style: Style | None, strength: float = 1.0, *, check: bool = True) -> None:
+        """Make the model the base model plus `strength` times `style` (None: the base). Changes the weights
+        in place (the step repacks them by itself); the base weights are kept to restore them exactly. A
+        style that does not fit the base (check_style) is refused before anything changes."""
+        strength = float(strength)
+        if not math.isfinite(strength) or strength < 0:
+            raise ValueError(f"style strength must be a number >= 0, not {strength}")
+        if style is not None and check:
+            check_style(style, self)
+        self.remove()
+        self._style, self._strength = style, strength
+        if style is None or strength == 0:
+            return  # the base model, untouched: its logits exactly
+        device = self.model.emb.weight.device
+        backup: dict[str, torch.Tensor] = {}
+        for name, delta in style.weight_deltas():
+            p = self.model.get_parameter(name)
+            backup[name] = p.detach().clone()
+            p.add_((delta.to(device) * strength).to(p.dtype))  # in place: bumps the version, so the step repacks
+        self._backup = backup
+        offset = style.offset_matrix()
+        if offset is not None:
+            self._offset = (offset * strength).to(device)
+        if style.state is not None:
+            self._initial = (style.state.float() * strength).to(device)
 
     @torch.no_grad()
-    def export(self) -> Style:
-        """The learnt style (CPU, float32; LoRA as (A, B * scale))."""
-        from core.lora import LoRADelta
-        style = Style(meta={"base_config": self.model.config.to_dict(), "base_fingerprint": self.base_fingerprint,
-                            "lora_rank": self.lora_rank if "lora" in self.parts else None,
-                            "offset_rank": self.offset_rank if "offset" in self.parts else None})
-        if "state" in self.parts:
-            style.state = self.wkv.detach().float().cpu().clone()
-        if "offset" in self.parts:
-            if self.offset_rank:
-                style.offset_u = self.offset_u.detach().float().cpu().clone()
-                style.offset_v = self.offset_v.detach().float().cpu().clone()
-            else:
-                style.offset = self.offset.detach().float().cpu().clone()
-        for name, base in self._small_base.items():
-            p = self.model.get_parameter(name).detach()
-            style.deltas[name] = (p.float() - base.to(p.device).float()).cpu()
-        for module_name, module in self.model.named_modules():
-            if isinstance(module, LoRADelta):
-                owner = module_name.split(".parametrizations.")[0]
-                attr = module_name.split(".parametrizations.")[1].split(".")[0]
-                style.lora[f"{owner}.{attr}"] = (module.A.detach().float().cpu().clone(),
-                                                 (module.B.detach().float() * module.scale).cpu().clone())
-        return style
+    def remove(self) -> None:
+        """Back to the base model, bit for bit."""
+        for name, base in self._backup.items():
+            self.model.get_parameter(name).copy_(base)
+        self._backup = {}
+        self._style = None
+        self._offset = None
+        self._initial = None
+
+    def set_strength(self, strength: float) -> None:
+        """Re-apply the applied style at another strength (no file read, no base reload)."""
+        if self._style is not None:
+            self.apply(self._style, strength, check=False)
+
+    # -- running the styled model
+    def init_state(self, batch_size: int = 1, wkv: torch.Tensor | None = None) -> M.State:
+        """The state before the first token: `wkv` [L,H,N,N] if given, else the style's initial state, in
+        every stream (zeros without either): RWKV7.init_state with the style."""
+        return self.model.init_state(batch_size, wkv=self._initial if wkv is None else wkv)
+
+    def _start(self, idx: torch.Tensor, state: M.State | None) -> M.State | None:
+        return self.init_state(idx.shape[0]) if state is None and self._initial is not None else state
+
+    def __call__(self, idx: torch.Tensor, state: M.State | None = None, return_state: bool = False,
+                 backend: str | None = None):
+        """The network's parallel forward (RWKV7.forward) with the style: from `state`, or from the style's
+        initial state when none is given."""
+        return self.model(idx, self._start(idx, state), return_state, backend, offset=self._offset)
+
+    def prefill(self, idx: torch.Tensor, state: M.State | None = None, full_output: bool = False):
+        """RWKV7.prefill with the style (from its initial state when no state is given)."""
+        return self.model.prefill(idx, self._start(idx, state), full_output, offset=self._offset)
+
+    def prepare_step(self, backend: str = "step-cpp") -> Stepper:
+        """The one-token stepper (core.step.prepare) for the styled weights, made now if it must be."""
+        return prepare(self.model, backend, self._offset)
+
+    def step(self, tokens: torch.Tensor, state: M.State, backend: str = "step-cpp") -> tuple[torch.Tensor, M.State]:
+        """One token for each of B streams with the style (core.step.step_tokens): tokens [B] -> (logits, State)."""
+        return step_tokens(self.model, tokens, state, backend, offset=self._offset)

@@ -1,9 +1,10 @@
 """What a training run trains and how its result is written.
 
 The model: the base checkpoint (with the tokenizer it was trained with) or a fresh model of the asked size,
-wrapped for the run's mode: `Plain` (pretraining, full fine-tune, LoRA with its adapters applied) or a
-core.style.StyleTuner (style and state tuning); its optimizer groups. The result: model.pth (LoRA merged into
-the weights) or style.pth. The loop that trains it is core/train.py.
+wrapped for the run's mode: `Plain` (pretraining, full fine-tune), core.lora.LoRATuner (LoRA) or a
+core.style_tuning.StyleTuner (style and state tuning). Each wrapper gives its AdamW groups the same way,
+`optimizer_groups(peak_lr, weight_decay)`, every group's rate a multiple (`lr_scale`) of the run's. The result:
+model.pth (LoRA merged into the weights) or style.pth. The loop that trains it is core/train.py.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from core import model as M
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import MODEL_FILE, STYLE_FILE, TrainConfig, TrainingError
+from core.train_config import MODEL_FILE, PART_LR_SCALE, STYLE_FILE, TrainConfig, TrainingError
 
 
 def _load_base(path: str):
@@ -67,7 +68,7 @@ def base_tokenizer(path: str):
 
 
 class Plain(nn.Module):
-    """The model as it is (full fine-tune, LoRA, pretraining): one wrapper type for DDP and checkpoints."""
+    """The model as it is, every weight trained (pretraining, full fine-tune): one wrapper type for DDP."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -76,9 +77,18 @@ class Plain(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
 
+    def optimizer_groups(self, peak_lr: float, weight_decay: float) -> list[dict]:
+        """AdamW groups of the trainable parameters at the run's rate: weight decay on matrices only."""
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if p.dim() == 2 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [{**g, "lr": peak_lr, "lr_scale": 1.0} for g in groups if g["params"]]
+
 
 def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
-    """The module the run trains: a StyleTuner (style, state) or Plain (with LoRA adapters in lora mode)."""
+    """The module the run trains: a StyleTuner (style, state), a LoRATuner (lora) or Plain."""
     # layer 0's value-residual weights exist in the file layout but are never used: keep them out of
     # the optimizer (and out of DDP's gradient bookkeeping)
     for name in sorted(M.UNUSED_PARAMETERS):
@@ -88,27 +98,18 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
         raise TrainingError(f"dropout must be at least 0 and below 1, not {dropout:g}")
     model.dropout = dropout
     if config.mode in ("state", "style"):
-        from core.style import StyleError, StyleTuner, plan_style
+        from core.style import StyleError
+        from core.style_tuning import StyleTuner, plan_style
         parts = style_parts(config)
         try:
             lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)
         except StyleError as e:
             raise TrainingError(str(e)) from None
-        return StyleTuner(model, parts, lora_rank, offset_rank)
+        return StyleTuner(model, parts, lora_rank, offset_rank, lr_scale=PART_LR_SCALE[config.mode])
     if config.mode == "lora":
-        from core.lora import apply_lora
-        apply_lora(model, config.lora_rank, config.lora_alpha)
+        from core.lora import LoRATuner
+        return LoRATuner(model, config.lora_rank, config.lora_alpha)
     return Plain(model)
-
-
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups of the trainable parameters: weight decay on matrices only."""
-    decay, no_decay = [], []
-    for p in module.parameters():
-        if p.requires_grad:
-            (decay if p.dim() == 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
 
 
 def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict,

@@ -5,7 +5,8 @@ import torch
 
 from core.model import ModelConfig, RWKV7, State
 from core.step import CppStepper, TorchStepper, prepare, step_tokens
-from core.style import Style, small_parameter_names
+from core.style import Style
+from core.style_tuning import small_parameter_names
 from core.train_config import TrainConfig
 
 
@@ -42,16 +43,16 @@ def random_state(model: RWKV7, batch: int, seed=1) -> State:
     return s
 
 
-def run_both(model, tokens, state):
-    """Step through tokens [B,T] with the fused step and with the torch-op step from `state`;
-    returns the logits [B,T,V] and final states of each."""
+def run_both(model, tokens, state, offset=None):
+    """Step through tokens [B,T] with the fused step and with the torch-op step from `state` (with a style's
+    state `offset`, if given); returns the logits [B,T,V] and final states of each."""
     results = []
     for backend in ("step-cpp", "step-torch"):
         s, outs = state, []
         for t in range(tokens.shape[1]):
-            logits, s = step_tokens(model, tokens[:, t], s, backend)
+            logits, s = step_tokens(model, tokens[:, t], s, backend, offset=offset)
             outs.append(logits)
-        assert isinstance(prepare(model, backend), CppStepper if backend == "step-cpp" else TorchStepper)
+        assert isinstance(prepare(model, backend, offset), CppStepper if backend == "step-cpp" else TorchStepper)
         results.append((torch.stack(outs, 1), s))
     return results
 

@@ -59,37 +59,39 @@ def test_a_key_shift_moves_pitched_notes_by_its_octave_that_fits():
     assert sorted(n.pitch for n in out.notes) == sorted(p + 36 - 7 for p in C_MAJOR_TUNE)
 
 
-def prepared_trainer(style_base, out, **settings):
-    """A style run on the conftest folder, set up (data, model) but not started."""
-    from core.train import _Trainer
+def training_set(style_base, tmp_path, **settings):
+    """The conftest folder cut into windows as a style run on it cuts them (no model, no trainer): the set,
+    the run's settings and its tokenizer."""
     from core.train_config import TrainConfig
+    from core.train_data import TrainingSet
+    from core.train_model import base_tokenizer
     folder, base = style_base
-    cfg = TrainConfig(data=str(folder), out=str(out), base=base, mode="style", batch_size=2, steps=2, workers=1,
-                      val_fraction=0.0, **settings)
-    trainer = _Trainer(cfg, lambda e: None, lambda: False)
-    trainer.out.mkdir(parents=True)
-    trainer._prepare()
-    return trainer
+    cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", batch_size=2, steps=2,
+                      workers=1, val_fraction=0.0, **settings)
+    tok = base_tokenizer(base)
+    pieces, _ = D.scan_folder(cfg.data, tok, cache_dir=str(tmp_path / "cache"), workers=1)
+    return TrainingSet.split(pieces, cfg, tok), cfg, tok
 
 
 def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path):
     """With every window augmented, the keys training sees are those of the folder's pieces, each tune in
     several of them, and the same seed gives the same examples."""
-    trainer = prepared_trainer(style_base, tmp_path / "run", ctx_len=32, key_augment=1.0, crop_share=0.0)
-    tok = trainer.tokenizer
-    folder_keys = {k[:2] for k in trainer.piece_keys if k is not None}
+    from core.train_example import draw_example, example_seed
+    data, cfg, tok = training_set(style_base, tmp_path, ctx_len=32, key_augment=1.0, crop_share=0.0)
+    folder_keys = {k[:2] for k in data.piece_keys if k is not None}
     assert len(folder_keys) >= 2
     moved = collections.defaultdict(set)
     for position in range(40):
-        w = position % len(trainer.train_windows)
-        ex = trainer._example(w, 0, position)
-        assert np.array_equal(ex.inputs, trainer._example(w, 0, position).inputs)
-        original, _ = D.window_tokens(trainer.train_pieces, trainer.train_windows[w])
+        w = position % len(data.train_windows)
+        seed = example_seed(cfg.seed, 0, position)
+        ex = draw_example(data.source(w), cfg, tok, seed)
+        assert np.array_equal(ex.inputs, draw_example(data.source(w), cfg, tok, seed).inputs)
+        original, _ = D.window_tokens(data.train_pieces, data.train_windows[w])
         shift = {int(a) - int(b) for a, b in zip(ex.inputs, original[:-1]) if a != b}  # inputs: all but the last
         assert len(shift) <= 1  # only pitches change, all by one interval
-        piece_key = trainer.piece_keys[trainer.train_windows[w].piece]
+        piece_key = data.piece_keys[data.train_windows[w].piece]
         tonic = (piece_key[0] + (shift.pop() if shift else 0)) % 12
-        moved[trainer.train_windows[w].piece].add(tonic)
+        moved[data.train_windows[w].piece].add(tonic)
     assert any(len(tonics) > 1 for tonics in moved.values())
 
 
@@ -105,15 +107,15 @@ def test_a_share_outside_0_to_1_is_refused(tmp_path):
 
 
 def test_cropped_windows_start_at_a_bar_with_its_header_and_keep_their_length(style_base, tmp_path):
-    trainer = prepared_trainer(style_base, tmp_path / "run", ctx_len=64, key_augment=0.0, crop_share=1.0)
-    tok, starts = trainer.tokenizer, collections.defaultdict(set)
+    data, _, tok = training_set(style_base, tmp_path, ctx_len=64, key_augment=0.0, crop_share=1.0)
+    starts = collections.defaultdict(set)
     for position in range(60):
-        w = trainer.train_windows[position % len(trainer.train_windows)]
-        tokens, head = D.window_tokens(trainer.train_pieces, w)
-        cropped, cropped_head = A.cropped(trainer.train_pieces[w.piece].tokens, trainer.piece_bars[w.piece],
+        w = data.train_windows[position % len(data.train_windows)]
+        tokens, head = D.window_tokens(data.train_pieces, w)
+        cropped, cropped_head = A.cropped(data.train_pieces[w.piece].tokens, data.piece_bars[w.piece],
                                           w.n_tokens, random.Random(position))
         assert len(cropped) == len(tokens)
-        ids = [int(t) for t in trainer.train_pieces[w.piece].tokens]
+        ids = [int(t) for t in data.train_pieces[w.piece].tokens]
         headers = dict(tok.bar_headers(ids))
         # header + the piece from the bar after it, wherever the crop starts
         matches = [i for i, h in headers.items() if i > 0 and cropped[:cropped_head] == h

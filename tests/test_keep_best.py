@@ -81,31 +81,33 @@ def test_averaged_weights_are_the_mean_of_every_step_since_the_start_and_survive
     """average_from: from that share of the steps on, validation scores the running mean of the trained
     weights (so the result is the best such mean) while training goes on from the current weights."""
     from core.train import _Trainer
+    from core.train_loss import validation_loss
+    from core.train_weights import swapped_in
     folder, base = style_base
     n_steps = 8
     config = replace(_config(folder, base, tmp_path / "run"), steps=n_steps, eval_every=100, average_from=0.5)
     trainer = _Trainer(config, lambda e: None, lambda: False)
     trainer._prepare()
-    trainer._acc_loss, trainer._acc_bad = torch.zeros(()), torch.zeros(())
-    trainer._acc_steps = trainer._acc_tokens = 0
     trained = lambda: {n: p.detach().clone() for n, p in trainer.module.named_parameters()  # noqa: E731
                        if p.requires_grad}
     seen = []
     for step in range(1, n_steps + 1):
         trainer._train_step()
         seen.append(trained())
-        assert (trainer.average is None) == (step < n_steps // 2)
+        assert (trainer.average.params is None) == (step < n_steps // 2)
     mean = {n: torch.stack([s[n] for s in seen[n_steps // 2 - 1:]]).mean(0) for n in seen[0]}
-    assert trainer.average["n"] == n_steps - n_steps // 2 + 1
-    assert all(torch.allclose(trainer.average["params"][n], mean[n], atol=1e-6) for n in mean)
+    assert trainer.average.count == n_steps - n_steps // 2 + 1
+    assert all(torch.allclose(trainer.average.params[n], mean[n], atol=1e-6) for n in mean)
 
     current = trained()
     trainer._validate()
     assert all(torch.equal(current[n], p) for n, p in trained().items())  # training goes on from where it was
-    assert trainer.best["step"] == n_steps
-    assert all(torch.equal(trainer.best["params"][n], trainer.average["params"][n]) for n in mean)
-    with trainer._swapped_in(trainer.average["params"]):
-        assert trainer.evaluate()["val_loss"] == trainer.last_val["val_loss"]
+    assert trainer.best.step == n_steps
+    assert all(torch.equal(trainer.best.point["params"][n], trainer.average.params[n]) for n in mean)
+    with swapped_in(trainer.module, trainer.average.params):
+        val = validation_loss(trainer.module, trainer.data.val_pieces, trainer.data.val_windows, config,
+                              trainer.tokenizer, trainer.device)
+        assert val["val_loss"] == trainer.last_val["val_loss"]
 
     # a paused run resumes with its running mean and ends where the straight run does
     straight = replace(config, out=str(tmp_path / "straight"))
@@ -114,3 +116,36 @@ def test_averaged_weights_are_the_mean_of_every_step_since_the_start_and_survive
     run_training(replace(config, out=str(tmp_path / "paused"), resume=True))
     a, b = _tensors(tmp_path / "straight" / "style.pth"), _tensors(tmp_path / "paused" / "style.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keep_best_keeps_the_lowest_finite_loss_and_the_average_counts_from_its_share():
+    """The two weight keepers on their own, on a one-layer module: no run, no data."""
+    from torch import nn
+
+    from core.train_weights import KeepBest, RunningAverage, swapped_in
+    module = nn.Linear(3, 2)
+    module.bias.requires_grad_(False)  # only the trained parameters are kept
+    best = KeepBest(enabled=True)
+    for step, loss in ((0, 2.0), (1, 1.5), (2, float("nan")), (3, 1.7)):
+        with torch.no_grad():
+            module.weight.fill_(step)
+        best.offer(module, step, {"val_loss": loss, "bits_per_note": loss * 2})
+    assert best.step == 1 and best.point["val"] == {"val_loss": 1.5, "bits_per_note": 3.0}
+    assert list(best.point["params"]) == ["weight"] and torch.equal(best.point["params"]["weight"], torch.ones(2, 3))
+    assert KeepBest(enabled=False, saved=best.state()).point is None  # --keep-last drops a kept point
+    best.offer(module, 4, {"val_loss": 0.1}, keep_params=False)  # a rank that writes no result
+    assert best.step == 4 and best.point["params"] == {}
+
+    average = RunningAverage(0.5)
+    for step in range(1, 9):  # of 8 steps, from step 4 on
+        with torch.no_grad():
+            module.weight.fill_(step)
+        average.update(module, step, total=8)
+    assert average.count == 5 and torch.equal(average.params["weight"], torch.full((2, 3), 6.0))
+    resumed = RunningAverage(0.5, saved=average.state())
+    assert resumed.count == 5 and resumed.params is average.params
+    assert RunningAverage(None).state() is None
+
+    with swapped_in(module, average.params):
+        assert torch.equal(module.weight, torch.full((2, 3), 6.0))
+    assert torch.equal(module.weight, torch.full((2, 3), 8.0))  # put back exactly

@@ -160,7 +160,7 @@ def test_model_stream_plays_live_through_jack(loopback, jack_server, tiny_checkp
 
 def test_jam_answers_a_phrase_and_falls_silent_when_the_player_returns(jack_server, tiny_checkpoint):
     from core.generate import Generator, SamplingConfig
-    from core.live import JamConfig, JamSession, open_input
+    from core.live import JamConfig, JamSession
 
     backend = midi_backend("jack")
     rx = MidiRecorder().start()

@@ -5,6 +5,7 @@ reload, the file's size limit and its refusal on another base model, and the sty
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,9 +15,9 @@ import torch
 from core import cli
 from core.generate import Generator, SamplingConfig
 from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
-from core.step import CppStepper, TorchStepper, prepare, step_tokens
-from core.style import (MAX_STYLE_BYTES, StyleError, StyleTuner, apply_style, applied_style, load_style, plan_style,
-                        remove_style, save_style, set_strength)
+from core.step import CppStepper, TorchStepper
+from core.style import MAX_STYLE_BYTES, StyledModel, StyleError, load_style, save_style
+from core.style_tuning import StyleTuner, plan_style
 from core.train import run_training
 from tests.small_models import odd_sized_model, perturbed_model, random_state, random_style, run_both
 from tests.small_models import style_config as _config
@@ -36,90 +37,115 @@ def test_offset_parallel_equals_prefill_then_torch_op_steps(dtype, tol, offset_r
     model = perturbed_model(seed=21).to(dtype)
     B, T, split = 2, 30, 11
     start = random_state(model, B)
-    apply_style(model, random_style(model, 1, offset_rank=offset_rank), check=False)
-    assert model.style_offset is not None and model.style_state is not None
+    styled = StyledModel(model, random_style(model, 1, offset_rank=offset_rank), check=False)
+    assert styled.offset is not None and styled.initial_state is not None
     idx = torch.randint(0, 97, (B, T), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        full = model(idx, start)
-        plain = model(idx)  # from the style's initial state
-    last, state = model.prefill(idx[:, :split], start)
+        full = styled(idx, start)
+        plain = styled(idx)  # from the style's initial state
+    last, state = styled.prefill(idx[:, :split], start)
     close(last, full[:, split - 1], tol)
     stepped = []
     for t in range(split, T):
-        logits, state = step_tokens(model, idx[:, t], state, "step-torch")
+        logits, state = styled.step(idx[:, t], state, "step-torch")
         stepped.append(logits)
-    assert isinstance(prepare(model, "step-torch"), TorchStepper)
+    assert isinstance(styled.prepare_step("step-torch"), TorchStepper)
     close(torch.stack(stepped, 1), full[:, split:], tol)
     # from no state: prefill and the parallel form both start from the style's initial state
-    last, _ = model.prefill(idx[:, :split])
+    last, _ = styled.prefill(idx[:, :split])
     close(last, plain[:, split - 1], tol)
 
-    # the offset acts at every token, the late ones included, and only through the offset term
-    saved, model.style_offset = model.style_offset, None
+    # the offset acts at every token, the late ones included, and only through the offset term: the network
+    # (the style's weights merged) without it
     with torch.no_grad():
         without = model(idx, start)
     assert (full[:, -5:] - without[:, -5:]).abs().max() > 1e-3
-    model.style_offset = saved
 
 
 def test_fused_step_with_offset_matches_the_torch_op_step_on_the_bundled_model():
     model, _ = load_checkpoint(str(BUNDLED))
-    apply_style(model, random_style(model, 2), check=False)
+    styled = StyledModel(model, random_style(model, 2), check=False)
     g = torch.Generator().manual_seed(4)
     prompt = torch.randint(0, model.config.vocab_size, (2, 40), generator=g)
     tokens = torch.randint(0, model.config.vocab_size, (2, 60), generator=g)
-    _, start = model.prefill(prompt)
-    (fused, f_state), (ref, r_state) = run_both(model, tokens, start)
+    _, start = styled.prefill(prompt)
+    (fused, f_state), (ref, r_state) = run_both(model, tokens, start, offset=styled.offset)
     close(fused, ref, 1e-5)
     for a, b in zip(f_state.wkv, r_state.wkv):
         close(a, b, 1e-5)
     with torch.no_grad():
-        full = model(torch.cat([prompt, tokens], 1))
+        full = styled(torch.cat([prompt, tokens], 1))
     close(fused, full[:, 40:], 1e-5)
 
 
 def test_fused_step_with_a_low_rank_offset_on_odd_sizes():
     model = odd_sized_model()
-    apply_style(model, random_style(model, 5, parts=("offset",), offset_rank=2), check=False)
+    styled = StyledModel(model, random_style(model, 5, parts=("offset",), offset_rank=2), check=False)
     tokens = torch.randint(0, 53, (3, 25), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        full = model(tokens)
-    s = model.init_state(3)
+        full = styled(tokens)
+    s = styled.init_state(3)
     outs = []
     for t in range(tokens.shape[1]):
-        logits, s = step_tokens(model, tokens[:, t], s)
+        logits, s = styled.step(tokens[:, t], s)
         outs.append(logits)
-    assert isinstance(prepare(model), CppStepper)
+    assert isinstance(styled.prepare_step(), CppStepper)
     close(torch.stack(outs, 1), full, 1e-5)
+
+
+# --- one owner ------------------------------------------------------------------------------------------------
+STYLE_STATE = re.compile(r"_style_backup|_applied_style|\bstyle_offset\b|\bstyle_state\b")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_module_outside_the_styled_model_touches_a_models_style_state():
+    """A style's state has one owner, core.style.StyledModel: no other module reads or writes style state on the
+    network (the offset and the initial state reach it as arguments)."""
+    sources = [p for folder in ("core", "musicapp", "bench", "tools") for p in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(sources) > 50
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sources if p != ROOT / "core" / "style.py"
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if STYLE_STATE.search(line)]
+    assert found == []
+
+
+def test_applying_a_style_leaves_no_state_on_the_network():
+    model = perturbed_model(seed=3)
+    attributes = {name: id(value) for name, value in vars(model).items()}
+    styled = StyledModel(model, random_style(model, 1), check=False)
+    assert styled.offset is not None and styled.initial_state is not None and styled.base_weights()
+    assert {name: id(value) for name, value in vars(model).items()} == attributes
+    styled.remove()
+    assert {name: id(value) for name, value in vars(model).items()} == attributes
 
 
 def test_strength_zero_and_removal_give_the_base_logits_exactly():
     model, _ = load_checkpoint(str(BUNDLED))
+    styled = StyledModel(model)
     idx = torch.randint(0, model.config.vocab_size, (1, 50), generator=torch.Generator().manual_seed(6))
 
     def outputs():
         with torch.no_grad():
-            par = model(idx)
-        logits, state = model.prefill(idx[:, :30])
+            par = styled(idx)
+        logits, state = styled.prefill(idx[:, :30])
         steps = [logits]
         for t in range(30, 50):
-            logits, state = step_tokens(model, idx[:, t], state)
+            logits, state = styled.step(idx[:, t], state)
             steps.append(logits)
         return par, torch.stack(steps)
 
     base = outputs()
     style = random_style(model, 7, size=0.005)
-    apply_style(model, style, 0.0)
-    assert applied_style(model) == (style, 0.0)
+    styled.apply(style, 0.0)
+    assert styled.applied == (style, 0.0)
     assert all(torch.equal(a, b) for a, b in zip(outputs(), base))
-    set_strength(model, 1.0)
+    styled.set_strength(1.0)
     full = outputs()
     assert (full[0] - base[0]).abs().max() > 1e-2
-    set_strength(model, 0.5)
+    styled.set_strength(0.5)
     half = outputs()
     assert 0 < (half[0] - base[0]).abs().mean() < (full[0] - base[0]).abs().mean()
-    remove_style(model)
-    assert applied_style(model) is None and model.style_offset is None and model.style_state is None
+    styled.remove()
+    assert styled.applied is None and styled.offset is None and styled.initial_state is None
     assert all(torch.equal(a, b) for a, b in zip(outputs(), base))
 
 
@@ -127,12 +153,16 @@ def test_offset_and_every_part_get_gradients_in_the_tuner():
     model = perturbed_model(seed=8)
     tuner = StyleTuner(model, ("lora", "offset", "bias", "state"), lora_rank=2, offset_rank=4)
     idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(9))
-    tuner.train()(idx).logsumexp(-1).sum().backward()  # train(): the model was eval()'d, prefill has no backward
-    groups = tuner.param_groups(0.01, 1e-3)
+    tuner.train()  # the model was eval()'d, prefill has no backward
+    attributes = {name: id(value) for name, value in vars(model).items()}
+    tuner(idx).logsumexp(-1).sum().backward()
+    groups = tuner.optimizer_groups(1e-3, 0.01)
     assert [g["part"] for g in groups] == ["lora", "offset", "bias", "state"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2, 1e-3, 2e-2])  # core.train_config.PART_LR_SCALE
     for g in groups:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g["params"]), g["part"]
-    assert model.style_offset is None  # the tuner leaves the model as it found it
+    # the tuner leaves the model as it found it: the offset and the state are passed as values
+    assert {name: id(value) for name, value in vars(model).items()} == attributes
     assert {p for g in groups for p in g["params"]} == {p for p in tuner.parameters() if p.requires_grad}
 
 
@@ -155,13 +185,13 @@ def test_a_saved_style_applied_to_the_model_gives_the_tuners_logits(tmp_path):
     base = model(idx).detach()
     loaded = load_style(str(tmp_path / "s.pth"), model)
     assert loaded.parts == style.parts
-    apply_style(model, loaded)
+    styled = StyledModel(model, loaded)
     with torch.no_grad():
-        parallel = model(idx, state=model.init_state(1, wkv=model.style_state))
-        logits, state = model.prefill(idx[:, :30])
+        parallel = styled(idx, state=model.init_state(1, wkv=styled.initial_state))
+        logits, state = styled.prefill(idx[:, :30])
         steps = [logits]
         for t in range(30, 39):
-            logits, state = step_tokens(model, idx[:, t], state)
+            logits, state = styled.step(idx[:, t], state)
             steps.append(logits)
     assert (trained - base).abs().max() > 0.1  # the style changes the logits ...
     close(parallel, trained, 2e-3)  # ... and the file keeps that change (LoRA in fp16)
@@ -195,7 +225,7 @@ def test_style_file_fits_1mb_and_is_refused_on_another_base(tmp_path):
     with pytest.raises(StyleError, match="another base model"):
         load_style(str(path), other)
     with pytest.raises(StyleError, match="another base model"):
-        apply_style(other, loaded)  # checked when applied too
+        StyledModel(other, loaded)  # checked when applied too
     with pytest.raises(StyleError, match="another base model.*another shape .n_layer 6 there, 2 here"):
         load_style(str(path), perturbed_model())
     torch.save({"wkv": torch.zeros(2)}, tmp_path / "foreign.pth")
@@ -216,13 +246,16 @@ def test_fingerprint_is_the_base_models_while_a_style_is_applied(tmp_path):
     model, _ = load_checkpoint(str(BUNDLED))
     base_print = model_fingerprint(model)
     save_style(str(tmp_path / "s.pth"), random_style(model, 3), model)
-    apply_style(model, load_style(str(tmp_path / "s.pth"), model))
-    assert model_fingerprint(model) == base_print  # the merged weights are not the identity
-    save_style(str(tmp_path / "t.pth"), random_style(model, 4), model)  # saved while styled
-    other = load_style(str(tmp_path / "t.pth"), model)  # switching: checked against the base, not the merge
+    styled = StyledModel(model, load_style(str(tmp_path / "s.pth"), model))
+    assert model_fingerprint(styled) == base_print  # the merged weights are not the identity ...
+    assert model_fingerprint(model) != base_print  # ... which the network alone holds
+    save_style(str(tmp_path / "t.pth"), random_style(model, 4), styled)  # saved while styled
+    other = load_style(str(tmp_path / "t.pth"), styled)  # switching: checked against the base, not the merge
     assert other.base_fingerprint == base_print
-    apply_style(model, other)
-    assert applied_style(model)[0] is other
+    styled.apply(other)
+    assert styled.applied[0] is other
+    styled.remove()
+    assert model_fingerprint(model) == base_print
 
 
 def test_an_older_state_file_loads_as_a_style(tmp_path):
@@ -241,8 +274,8 @@ def test_a_style_learnt_on_the_gpu_loads_on_the_cpu(tmp_path):
     tuner = StyleTuner(gpu_model, ("lora", "offset", "bias", "state"), 4, 0).cuda()
     style = tuner.export()
     save_style(str(tmp_path / "gpu.pth"), style, base_fingerprint=tuner.base_fingerprint)
-    apply_style(cpu_model, load_style(str(tmp_path / "gpu.pth"), cpu_model))
-    assert cpu_model.style_offset.device.type == "cpu"
+    styled = StyledModel(cpu_model, load_style(str(tmp_path / "gpu.pth"), cpu_model))
+    assert styled.offset.device.type == "cpu"
 
 
 # --- switching without a reload -----------------------------------------------------------------------------------
@@ -285,12 +318,12 @@ def gen_prompt():
 
 def test_a_large_folder_learns_a_style_at_the_higher_rate(style_base, tmp_path, monkeypatch):
     """STYLE_LARGE_FOLDER: the default rate doubles for a folder of enough tokens; a given --lr is kept."""
-    from core import train
+    from core import train_config
     from core.train_config import DEFAULT_LR
     folder, base = style_base
 
     def first_lr(out, threshold, **kw):
-        monkeypatch.setattr(train, "STYLE_LARGE_FOLDER", (threshold, 2.0))
+        monkeypatch.setattr(train_config, "STYLE_LARGE_FOLDER", (threshold, 2.0))
         events = []
         run_training(replace(_config(folder, base, tmp_path / out, warmup_steps=0, **kw), steps=2), events.append)
         return next(e.lr for e in events if e.kind == "step" and e.lr is not None)
@@ -332,8 +365,7 @@ def test_style_mode_pauses_resumes_and_exports_what_it_trained(style_base, tmp_p
     idx = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = tuner(idx)
-        apply_style(model, style)
-        got = model(idx)
+        got = StyledModel(model, style)(idx)
     close(got, expected, 2e-3)
 
 

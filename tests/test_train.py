@@ -14,10 +14,12 @@ from core.lora import apply_lora, merge_lora
 from core.checkpoint import load_checkpoint, load_state_file
 from core.model import ModelConfig, RWKV7
 from core.tokenizer import Tokenizer
-from core.train import _Batches, lr_at, run_training
+from core.train import run_training
 from core.train_config import TrainConfig, TrainingError
+from core.train_data import BatchOrder
 from core.train_job import start_job
 from core.step import step_tokens
+from core.train_schedule import lr_at
 from tests.folders import make_folder
 
 TINY = ["--layers", "1", "--width", "64", "--ctx", "32", "--batch", "4"]
@@ -47,10 +49,31 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_at(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
 
 
+def test_a_time_budget_sets_the_length_from_the_first_steps_and_ends_an_overshooting_run():
+    """BudgetFit on a made-up clock: the first step (it warms up) is left out of the speed, the length is set
+    at step 3, and a run 5% past its budget ends at once."""
+    from core.train_schedule import UNFITTED_STEPS, BudgetFit, Schedule
+    config = TrainConfig(data="d", out="o", time_budget_s=100.0, stop_at_step=60)
+    schedule = Schedule.plan(config, steps_per_epoch=10)
+    assert schedule.unfitted and schedule.total == UNFITTED_STEPS and schedule.stop_at == 60
+    fit = BudgetFit(config, started=0.0, first_step=0, validation_windows=0, steps_per_epoch=10)
+    assert fit.after_step(schedule, 1, now=5.0) is None and fit.after_step(schedule, 2, now=6.0) is None
+    assert fit.after_step(schedule, 3, now=7.0) == "1.00 s per step: 96 steps fit the time budget"
+    assert (schedule.total, schedule.stop_at, schedule.warmup) == (96, 60, 4)
+    assert fit.after_step(schedule, 50, now=106.0) is None
+    assert (schedule.total, schedule.stop_at) == (50, 50)
+    capped_config = TrainConfig(data="d", out="o", time_budget_s=100.0, steps=20)
+    capped = Schedule.plan(capped_config, steps_per_epoch=10)
+    fit = BudgetFit(capped_config, started=0.0, first_step=0, validation_windows=0, steps_per_epoch=10)
+    for step, now in ((1, 5.0), (2, 6.0), (3, 7.0)):
+        fit.after_step(capped, step, now)
+    assert capped.total == 20  # --steps is the most a budget gives
+
+
 def test_batches_deal_every_window_once_an_epoch_with_like_lengths_together():
     rng = np.random.default_rng(0)
     lengths = rng.integers(40, 514, size=800).tolist()  # a folder of short tunes: most windows not full
-    batches = _Batches(lengths, batch=8, seed=3)
+    batches = BatchOrder(lengths, batch=8, seed=3)
     epoch = [batches.indices(0, i) for i in range(batches.per_epoch)]
     assert sorted(i for b in epoch for i in b) == list(range(800))
 
@@ -60,16 +83,16 @@ def test_batches_deal_every_window_once_an_epoch_with_like_lengths_together():
     shuffled = np.random.default_rng(1).permutation(800).reshape(100, 8).tolist()
     assert padded(epoch) < 0.8 * padded(shuffled)
     # deterministic from (seed, epoch); another epoch or seed is another order
-    assert epoch == [_Batches(lengths, 8, 3).indices(0, i) for i in range(100)]
+    assert epoch == [BatchOrder(lengths, 8, 3).indices(0, i) for i in range(100)]
     assert epoch != [batches.indices(1, i) for i in range(100)]
-    assert epoch != [_Batches(lengths, 8, 4).indices(0, i) for i in range(100)]
+    assert epoch != [BatchOrder(lengths, 8, 4).indices(0, i) for i in range(100)]
     # the batch order is shuffled, not sorted by length
     longest = [max(lengths[i] for i in b) for b in epoch]
     assert longest != sorted(longest) and longest != sorted(longest, reverse=True)
 
 
 def test_fewer_windows_than_a_batch_repeat_them():
-    batches = _Batches([10, 20, 30], batch=8, seed=0)
+    batches = BatchOrder([10, 20, 30], batch=8, seed=0)
     assert batches.per_epoch == 1
     assert sorted(set(batches.indices(0, 0))) == [0, 1, 2] and len(batches.indices(0, 0)) == 8
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from core import data as D
 from core.train import _Trainer, run_training
 from core.train_config import TrainConfig, TrainingError
+from core.train_loss import span_nll
 from tests.test_data import make_folder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
@@ -28,9 +29,9 @@ def _trainer(tmp_path: Path, **kw) -> _Trainer:
 def _batch(trainer: _Trainer, lengths: tuple[int, int]):
     """Two real windows cut to different lengths (the shorter one leaves the spans early)."""
     exs = []
-    longest = sorted(trainer.train_windows, key=lambda w: -w.n_tokens)[:2]
+    longest = sorted(trainer.data.train_windows, key=lambda w: -w.n_tokens)[:2]
     for w, n in zip(longest, lengths):
-        tokens, _ = D.window_tokens(trainer.train_pieces, w)
+        tokens, _ = D.window_tokens(trainer.data.train_pieces, w)
         assert len(tokens) > n
         exs.append(D.build_example(tokens[:n + 1], trainer.config.ctx_len, 0, trainer.tokenizer.pad_id))
     return D.collate(exs, trainer.tokenizer.pad_id)
@@ -54,10 +55,10 @@ def test_spans_with_the_state_carried_equal_one_pass(tmp_path):
     trainer.module.eval()
     with torch.no_grad():
         whole = _one_pass_nll(trainer, inputs, targets, mask)
-        spans = trainer._span_nll(inputs, targets, mask)
+        spans = span_nll(trainer.module.model, inputs, targets, mask, 48)
     assert torch.allclose(spans, whole, rtol=1e-5), (float(spans), float(whole))
     zero = torch.zeros_like(mask)  # nothing scored: nothing run
-    assert float(trainer._span_nll(inputs, targets, zero)) == 0.0
+    assert float(span_nll(trainer.module.model, inputs, targets, zero, 48)) == 0.0
 
 
 def test_a_span_holding_the_window_gives_its_gradient_and_shorter_spans_truncate_it(tmp_path):
@@ -66,12 +67,11 @@ def test_a_span_holding_the_window_gives_its_gradient_and_shorter_spans_truncate
     trainer.module.train()
     _one_pass_nll(trainer, inputs, targets, mask).backward()
     reference = _grads(trainer)
-    loss = trainer._span_nll(inputs, targets, mask, backward_scale=1.0)
+    loss = span_nll(trainer.module.model, inputs, targets, mask, 128, backward_scale=1.0)
     same = _grads(trainer)
     for name, g in reference.items():
         assert torch.allclose(same[name], g, rtol=1e-4, atol=1e-6), name
-    trainer.config.bptt = 32
-    truncated = trainer._span_nll(inputs, targets, mask, backward_scale=1.0)
+    truncated = span_nll(trainer.module.model, inputs, targets, mask, 32, backward_scale=1.0)
     cut = _grads(trainer)
     assert torch.allclose(truncated, loss, rtol=1e-5)  # the loss is the window's either way
     assert all(torch.isfinite(g).all() for g in cut.values())

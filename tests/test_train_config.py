@@ -12,9 +12,10 @@ import sys
 import pytest
 import torch
 
-from core.train import RESUME_FORMAT, run_training
+from core.train import run_training
 from core.train_config import DEFAULT_DROPOUT, DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
 from core.train_options import add_train_arguments, config_from_args
+from core.train_resume import RESUME_FORMAT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -61,3 +61,22 @@ def test_mode_trains_past_checkpoints_resumes_and_exports(style_base, tmp_path, 
         assert all(k.endswith(("receptance.weight", "key.weight", "value.weight", "output.weight")) for k in changed)
     for k, v in ref_model.state_dict().items():
         torch.testing.assert_close(sd[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("mode, scales", [("full", {None: 1.0}), ("lora", {None: 1.0}), ("state", {"state": 1.0}),
+                                          ("style", {"lora": 1.0, "offset": 10.0, "bias": 1.0, "state": 20.0})])
+def test_every_mode_gives_its_optimizer_groups_the_same_way(mode, scales):
+    """wrap(model)'s module, whatever the mode, names its AdamW groups with optimizer_groups(peak_lr, weight_decay):
+    every trainable parameter once, each group at its multiple of the run's rate (core.train_config.PART_LR_SCALE)."""
+    from core.model import ModelConfig, RWKV7
+    from core.train_model import wrap
+    model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=97))
+    module = wrap(model, TrainConfig(data="d", out="o", mode=mode, lora_rank=4, style_rank=2, offset_rank=4))
+    groups = module.optimizer_groups(2e-3, 0.05)
+    assert {g.get("part") for g in groups} == set(scales)
+    for g in groups:
+        assert g["lr_scale"] == scales[g.get("part")] and g["lr"] == pytest.approx(2e-3 * g["lr_scale"])
+        assert g["weight_decay"] in (0.0, 0.05)
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped})
+    assert {id(p) for p in grouped} == {id(p) for p in module.parameters() if p.requires_grad}

@@ -104,3 +104,84 @@ def test_a_budget_run_paused_before_its_length_was_fitted_fits_it_when_resumed(t
     totals = [e.total_steps for e in events if e.kind == "step"]
     assert totals and totals[-1] < 10**6, totals[-5:]
     assert events[-1].kind == "done" and events[-1].step == totals[-1]
+
+
+# --- the file itself (core.train_resume.ResumeState) ---------------------------------------------------------------
+# the entries of resume.pt since its first format: files written before keep resuming
+FIRST_FORMAT_KEYS = ["format", "config", "tokenizer", "step", "epoch", "index", "bad_steps", "total_steps", "data",
+                     "meta", "module", "optimizer", "best", "average", "rng"]
+
+
+def _equal(a, b) -> bool:
+    """Nested dicts, lists and tensors equal, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_a_resume_file_round_trips_and_keeps_the_first_formats_entries(tmp_path):
+    from dataclasses import fields
+
+    from core.train_resume import RESUME_FORMAT, ResumeState
+    folder = make_folder(tmp_path, 3)
+    out = tmp_path / "run"
+    run_training(_config(folder, out, stop_at_step=10, average_from=0.5, val_fraction=0.3, eval_every=1))
+    written = torch.load(out / "resume.pt", weights_only=True)
+    assert list(written) == FIRST_FORMAT_KEYS and written["format"] == RESUME_FORMAT
+    state = ResumeState.from_file(out / "resume.pt")
+    assert state.step == 10 and state.total_steps == STEPS and state.average["n"] == 3 and state.best["step"] >= 0
+    state.to_file(tmp_path / "again.pt")
+    again = ResumeState.from_file(tmp_path / "again.pt")
+    for f in fields(ResumeState):
+        assert _equal(getattr(state, f.name), getattr(again, f.name)), f.name
+    assert _equal(torch.load(tmp_path / "again.pt", weights_only=True), written)
+
+
+def test_a_resume_file_of_an_earlier_version_without_best_or_average_reads(tmp_path):
+    from core.train_resume import ResumeState
+    folder = make_folder(tmp_path, 3)
+    out = tmp_path / "run"
+    run_training(_config(folder, out, stop_at_step=2))
+    entries = torch.load(out / "resume.pt", weights_only=True)
+    del entries["best"], entries["average"]  # the first versions wrote neither
+    torch.save(entries, out / "resume.pt")
+    state = ResumeState.from_file(out / "resume.pt")
+    assert state.best is None and state.average is None and state.step == 2
+    events = []
+    run_training(_config(folder, out, resume=True), events.append)
+    assert events[-1].kind == "done" and events[-1].step == STEPS
+
+
+def test_what_is_not_a_resume_file_is_one_clear_error(tmp_path):
+    from core.train_config import TrainingError
+    from core.train_resume import ResumeState
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        ResumeState.from_file(tmp_path / "none.pt")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 a few bytes of a zip")
+    with pytest.raises(TrainingError, match="is damaged and cannot be resumed"):
+        ResumeState.from_file(tmp_path / "cut.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(TrainingError, match="not a resume checkpoint"):
+        ResumeState.from_file(tmp_path / "other.pt")
+    config = _config(tmp_path, tmp_path / "run")
+    torch.save({"format": "rwkv-music-resume/1", "config": config.to_dict()}, tmp_path / "half.pt")
+    with pytest.raises(TrainingError, match="damaged .*'tokenizer'"):
+        ResumeState.from_file(tmp_path / "half.pt")
+
+
+def test_a_resume_refuses_settings_that_shape_the_run(tmp_path):
+    from dataclasses import replace
+
+    from core.train_config import TrainingError
+    from core.train_resume import ResumeState
+    folder = make_folder(tmp_path, 3)
+    config = _config(folder, tmp_path / "run", stop_at_step=1)
+    run_training(config)
+    state = ResumeState.from_file(tmp_path / "run" / "resume.pt")
+    state.check_resumable(replace(config, steps=STEPS * 2, lr=1e-4))  # the length and the rate may change
+    with pytest.raises(TrainingError, match="different ctx_len"):
+        state.check_resumable(replace(config, ctx_len=64))

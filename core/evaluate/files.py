@@ -24,7 +24,7 @@ class EvaluationError(Exception):
 
 def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
     """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
-    style's WKV state)."""
+    style's WKV state). `model`: a network or a core.style.StyledModel (see whole_piece_logits)."""
     return nats_to_bits(sum(float(F.cross_entropy(logits.float(), targets, reduction="sum").double())
                             for _, logits, targets in whole_piece_logits(model, ids, wkv)))
 
@@ -39,16 +39,17 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
     from core.checkpoint import CheckpointError, load_checkpoint
     from core.data import find_midi_files
     from core.midi import MidiReadError, read_midi
+    from core.style import StyledModel, load_style
     from core.tokenizer import Tokenizer
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = None
     try:
-        model, meta = load_checkpoint(model_path, device=device)
+        network, meta = load_checkpoint(model_path, device=device)
+        model = StyledModel(network)  # the network and the style scored with it
         if style_path:
-            from core.style import apply_style, load_style
             style = load_style(style_path, model)
-            apply_style(model, style, strength)
+            model.apply(style, strength)
             folder = style.memory
     except FileNotFoundError as e:
         raise EvaluationError(f"no such file: {e.filename or model_path}") from None
@@ -72,7 +73,7 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             if memory > 0:
                 bits = float(piece_bits(model, tokenizer, ids, MemoryMixer(PieceMemory(), folder, memory)).mixed.sum())
             else:
-                bits = sequence_nll_bits(model, ids)  # an applied style's initial state is the model's
+                bits = sequence_nll_bits(model, ids)  # from an applied style's initial state
             notes = sum(1 for t in ids if t in pitch)
             files.append({"path": str(f), "tokens": len(ids), "notes": notes, "nll_bits": bits,
                           "bits_per_token": bits / max(1, len(ids) - 1)})

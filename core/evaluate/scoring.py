@@ -42,10 +42,10 @@ EVAL_CHUNK = 1024  # tokens per parallel forward of a whole piece; the state car
 def whole_piece_logits(model, ids: Sequence[int], wkv: torch.Tensor | None = None):
     """The logits after every prefix of a whole piece, read in EVAL_CHUNK-token forwards with the recurrent
     state carried from its first token (or a style's WKV state): yields (first index, logits [n,V], the
-    tokens they predict [n]) chunk by chunk."""
-    device = next(model.parameters()).device
-    seq = torch.tensor(list(ids), dtype=torch.long, device=device)
+    tokens they predict [n]) chunk by chunk. `model`: a network (RWKV7) or a core.style.StyledModel (the
+    network with its style: its offset, and its initial state unless `wkv` is given)."""
     state = model.init_state(1, wkv=wkv)
+    seq = torch.tensor(list(ids), dtype=torch.long, device=state.wkv[0].device)  # where the model is
     for begin in range(0, len(seq) - 1, EVAL_CHUNK):
         chunk = seq[begin:min(begin + EVAL_CHUNK, len(seq) - 1)]
         logits, state = model(chunk[None], state=state, return_state=True)

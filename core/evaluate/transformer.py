@@ -3,7 +3,7 @@
 The loop mirrors core.train's for a fair comparison: the same training windows (core.data.make_windows:
 pieces cut at bars with the tokenizer's header), the same examples and loss mask (build_example, collate),
 the loss summed over a batch's scored tokens divided by their count, AdamW with weight decay on 2-D
-weights only, gradient clipping, and core.train.lr_at's warm-up + cosine schedule.
+weights only, gradient clipping, and core.train_schedule.lr_at's warm-up + cosine schedule.
 save_transformer / load_transformer keep a trained baseline (its config and weights) for later scoring.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
-from ..train import lr_at
+from ..train_schedule import lr_at
 
 
 @dataclass

@@ -2,8 +2,6 @@
 a fine-tune with nothing to learn from."""
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def test_missing_output_port_is_reported_and_playback_stays_silent(make_window, prefs, qtbot):
     w = make_window(start=True)

@@ -32,16 +32,18 @@ def test_styles_switch_on_the_loaded_base_model_and_take_a_strength(make_window,
         w._on_model_chosen(index)
         qtbot.waitUntil(lambda: g.generator is not None, timeout=60000)
 
+    styled = g.generator.styled  # the loaded model's one owner of its style
     for name in ("jigs", "reels"):
         choose(name)
-        assert g.generator.model is loaded  # the base model was not loaded again
-        assert g.generator.style.name == name and loaded.style_offset is not None
+        assert g.generator.model is loaded and g.generator.styled is styled  # the base was not loaded again
+        assert g.generator.style.name == name and styled.applied[0].name == name and styled.offset is not None
         assert w.strength.isEnabled()
     w.strength.setValue(0)
-    assert g.generator.strength == 0.0 and loaded.style_offset is None  # 0%: the base model itself
+    assert g.generator.strength == 0.0 and styled.offset is None  # 0%: the base model itself
     w.strength.setValue(50)
-    assert g.generator.strength == 0.5 and loaded.style_offset is not None
+    assert g.generator.strength == 0.5 and styled.offset is not None
     assert "50%" in w.strength_label.text()
     choose("tiny-base")
-    assert g.generator.model is loaded and g.generator.style is None and loaded.style_offset is None
+    assert g.generator.model is loaded and g.generator.style is None and styled.applied is None
+    assert styled.offset is None
     assert not w.strength.isEnabled()
