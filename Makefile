@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 
 # the C++ CPU kernels: fused step, prefill WKV (built with ninja; a no-op when the cached build is current)
 native: $(STAMP)
-	$(PY) -m core.cpu_kernels
+	$(PY) -m core.network.cpu_kernels
 
 # check_qt_libs names the system packages Qt's X11 plugin lacks (it stops only when X11 would be used)
 run: native

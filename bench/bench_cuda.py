@@ -3,9 +3,9 @@
 Run: .venv/bin/python bench/bench_cuda.py [--ctx 4096] [--batch 4] [--models 12x768 6x384 4x256]
 
 Table 1, WKV-7 forward+backward (bf16 in, fp32 state) per backend: our kernel, the portable
-chunked PyTorch path (core.wkv.wkv7_chunked), and flash-linear-attention's chunk_rwkv7 when it is
+chunked PyTorch path (core.network.wkv.wkv7_chunked), and flash-linear-attention's chunk_rwkv7 when it is
 installed: milliseconds, peak extra memory, and the error of y against the float32 chunked path.
-Table 2, training steps of core.model.RWKV7 under bf16 autocast with AdamW: tokens/s and peak
+Table 2, training steps of core.network.model.RWKV7 under bf16 autocast with AdamW: tokens/s and peak
 memory, with the WKV through the kernel, through the chunked path, and through the kernel with
 per-block gradient checkpointing. Needs a CUDA GPU; without one it says so and exits.
 """
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.cuda import build  # noqa: E402
+from core.network.cuda import build  # noqa: E402
 from tools.cuda_training import checkpointed, mixed_precision  # noqa: E402
-from core.wkv import wkv7_chunked  # noqa: E402
+from core.network.wkv import wkv7_chunked  # noqa: E402
 
 HEAD = 64
 
@@ -80,7 +80,7 @@ def wkv_backends(device):
     """name -> fn(r, w, k, v, a, b, state) -> (y, final state S[value, key])."""
     backends = {}
     if device.type == "cuda" and build.load_extension(device) is not None:
-        from core.cuda import wkv7_cuda
+        from core.network.cuda import wkv7_cuda
         backends["cuda kernel"] = wkv7_cuda
     backends["torch chunked"] = wkv7_chunked
     try:
@@ -148,7 +148,7 @@ def use_block_checkpointing(model):
 
 
 def bench_training(models, batch, ctx, device, warmup, repeat, vocab):
-    from core.model import ModelConfig, RWKV7
+    from core.network.model import ModelConfig, RWKV7
     print(f"\nTraining step (bf16 autocast, AdamW), batch {batch} x ctx {ctx}, vocab {vocab} "
           f"({device})")
     print(f"{'model':>8} | {'params M':>8} | {'WKV path':>22} | {'tokens/s':>9} | "
@@ -176,7 +176,7 @@ def bench_training(models, batch, ctx, device, warmup, repeat, vocab):
                 optimiser.step()
 
             saved = os.environ.get(build.DISABLE_ENV)
-            if chunked:  # the CUDA backend declines, core.wkv falls back to the chunked path
+            if chunked:  # the CUDA backend declines, core.network.wkv falls back to the chunked path
                 os.environ[build.DISABLE_ENV] = "1"
             try:
                 base = reset_peak(device)

@@ -30,8 +30,8 @@ from core.generate import Generator, SamplingConfig  # noqa: E402
 from tools.jack import JackServer, MidiRecorder, jackd_available  # noqa: E402
 from core.live import Player, Scheduler, SchedulerProcess  # noqa: E402
 from core.midi import read_midi  # noqa: E402
-from core.checkpoint import save_checkpoint  # noqa: E402
-from core.model import RWKV7, ModelConfig  # noqa: E402
+from core.network.checkpoint import save_checkpoint  # noqa: E402
+from core.network.model import RWKV7, ModelConfig  # noqa: E402
 from core.score import Score  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 
@@ -177,8 +177,8 @@ def while_generating(gen: Generator, prompt: Score, seconds: float, sched):
 
 
 def while_training(seconds: float, folder: str):
-    from core.train_config import TrainConfig
-    from core.train_job import start_job
+    from core.training.train_config import TrainConfig
+    from core.training.train_job import start_job
 
     config = TrainConfig(data=str(CORPUS), out=os.path.join(folder, "train"), steps=100000, n_layer=2, n_embd=128,
                          ctx_len=256, batch_size=4, eval_every=10**9, checkpoint_every=10**9, device="cpu",

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.checkpoint import load_checkpoint  # noqa: E402
+from core.network.checkpoint import load_checkpoint  # noqa: E402
 from core.evaluate.bits import bits_per_note  # noqa: E402
 from core.evaluate.memory_bits import (by_position, fit_gate, memory_trace, network_probs, piece_bits,  # noqa: E402
                                        trace_bits)
@@ -329,9 +329,9 @@ def cmd_style(args) -> None:
     import shutil
     import tempfile
 
-    from core.style import StyledModel, load_style
-    from core.train import run_training
-    from core.train_config import TrainConfig
+    from core.network.style import StyledModel, load_style
+    from core.training.train import run_training
+    from core.training.train_config import TrainConfig
     model, tok = load(args)
     styled_model = StyledModel(model)  # the network with the style, while one is applied
     tunes = sorted((Path(args.heldout) / "oneills1850").glob("*.mid"))

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.checkpoint import save_checkpoint  # noqa: E402
-from core.model import ModelConfig, RWKV7  # noqa: E402
-from core.step import step_tokens  # noqa: E402
+from core.network.checkpoint import save_checkpoint  # noqa: E402
+from core.network.model import ModelConfig, RWKV7  # noqa: E402
+from core.network.step import step_tokens  # noqa: E402
 
 # The `rwkv` package reads RWKV_V7_ON when it is imported; this script is its own process, so
 # setting it here affects nothing else. Ours and theirs then run in alternating rounds, so that

@@ -5,14 +5,14 @@ One command (the tables of the README come from it):
     .venv/bin/python bench/bench_style.py --model resources/rwkv7-music-base.pth --corpus data/corpus \
         --heldout oneills1850 --budgets 120 300 600 --threads 2 --json docs/bench_style.json
 
-A candidate names the parts of a style (core/style.py), joined by "+", with optional ranks:
+A candidate names the parts of a style (core/network/style.py), joined by "+", with optional ranks:
 `lora` (adapter, rank 8), `offset` (state offset read at every token, full), `offset:o8` (rank 8 per head),
 `bias` (LayerNorms, w0, a0, token-shift mixes), `state` (learned initial state, the older style),
 `lora+offset+bias+state`, `lora:r4+state`, `lora+state:x3` (every learning rate times 3), `lora:d0` (no dropout;
 `dN`: N%), `lora:t2` (transposed by up to 2 semitones), `:k50` / `:c50` (half the windows in another folder
 piece's key / cropped from a random bar), `:a60` (the running mean of the weights from 60% of the steps) ...
 and, for reference, `model:lora` / `model:full`: a new merged model from the LoRA (rank 16) or full fine-tuning
-modes. Every candidate trains with core.train.run_training (`--mode style`, `--time-budget`) on the same folder,
+modes. Every candidate trains with core.training.train.run_training (`--mode style`, `--time-budget`) on the same folder,
 seed and threads.
 
 Tables:
@@ -48,19 +48,19 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.corpus import Corpus, link_folder  # noqa: E402
-from core import data as D  # noqa: E402
+from core.training import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.bits import nats_to_bits  # noqa: E402
 from core.evaluate.scoring import POSITION_EDGES, PieceSet, torch_window_bits  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from core.midi import MidiReadError, read_midi  # noqa: E402
-from core.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_meta  # noqa: E402
+from core.network.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_meta  # noqa: E402
 from core.score import TICKS_PER_BEAT  # noqa: E402
-from core.style import StyledModel, load_style, parse_parts  # noqa: E402
+from core.network.style import StyledModel, load_style, parse_parts  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import run_training  # noqa: E402
-from core.train_config import DEFAULT_LR, TrainConfig  # noqa: E402
+from core.training.train import run_training  # noqa: E402
+from core.training.train_config import DEFAULT_LR, TrainConfig  # noqa: E402
 
 DEFAULT_CANDIDATES = ("state", "lora", "offset", "bias", "offset+state", "lora+state", "lora+offset+bias+state")
 

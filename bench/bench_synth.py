@@ -152,10 +152,10 @@ def generating(stop: threading.Event, threads: int) -> threading.Thread:
     """A generator sampling non-stop in this process (as the app's Continue does), on a random 6 x 384 model."""
     import torch
 
-    from core.checkpoint import save_checkpoint
+    from core.network.checkpoint import save_checkpoint
     from core.generate import Generator, SamplingConfig
     from core.midi import read_midi
-    from core.model import RWKV7, ModelConfig
+    from core.network.model import RWKV7, ModelConfig
     from core.tokenizer import Tokenizer
 
     tok = Tokenizer()
@@ -180,8 +180,8 @@ def generating(stop: threading.Event, threads: int) -> threading.Thread:
 
 
 def training(folder: str):
-    from core.train_config import TrainConfig
-    from core.train_job import start_job
+    from core.training.train_config import TrainConfig
+    from core.training.train_job import start_job
 
     config = TrainConfig(data=str(CORPUS), out=os.path.join(folder, "train"), steps=100000, n_layer=2, n_embd=128,
                          ctx_len=256, batch_size=4, eval_every=10**9, checkpoint_every=10**9, device="cpu",

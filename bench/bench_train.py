@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_train.py [--models 6x384 4x256] [--ctx 256] [--batch 4] [--steps 4]
 
 For each size a base model (fresh weights: throughput does not depend on what was learnt) is saved,
-then `core.train.run_training` runs full fine-tuning, LoRA and state tuning on the test corpus
+then `core.training.train.run_training` runs full fine-tuning, LoRA and state tuning on the test corpus
 (tests/data/corpus). The first step (warm-up, allocations) is left out of the figures; tokens are
 the scored (non-padding) tokens. Prints one table.
 """
@@ -20,11 +20,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from core.checkpoint import save_checkpoint  # noqa: E402
-from core.model import ModelConfig, RWKV7  # noqa: E402
+from core.network.checkpoint import save_checkpoint  # noqa: E402
+from core.network.model import ModelConfig, RWKV7  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import run_training  # noqa: E402
-from core.train_config import TrainConfig  # noqa: E402
+from core.training.train import run_training  # noqa: E402
+from core.training.train_config import TrainConfig  # noqa: E402
 
 
 def bench_one(base: str, mode: str, args, work: Path) -> tuple[float, float, float]:

@@ -1,5 +1,5 @@
 """Time the WKV-7 backends on the CPU: forward and forward+backward, float32, 2 threads.
-(the reference, the chunked form at each --chunks size, and the C++ loop of core/cpu_kernels.cpp)
+(the reference, the chunked form at each --chunks size, and the C++ loop of core/network/cpu_kernels.cpp)
 
 Run: .venv/bin/python bench/bench_wkv.py [--chunks 16 32] [--repeat 5] [--threads 2] [--cpu-time]
 Prints one table row per (shape, backend), with the memory autograd keeps for backward.
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core import cpu_kernels  # noqa: E402
-from core.wkv import wkv7, wkv7_chunked, wkv7_reference  # noqa: E402
+from core.network import cpu_kernels  # noqa: E402
+from core.network.wkv import wkv7, wkv7_chunked, wkv7_reference  # noqa: E402
 
 SHAPES = [(8, 512, 6, 64), (1, 1024, 6, 64)]
 

@@ -32,7 +32,7 @@ CHUNK = 2048  # tokens per parallel forward; the state carries across chunks
 
 
 def set_files(path: str) -> list[Path]:
-    from core.data import find_midi_files
+    from core.training.data import find_midi_files
     p = Path(path)
     if p.is_dir():
         return find_midi_files(p)
@@ -61,7 +61,7 @@ def token_bits(model, ids: list[int]) -> np.ndarray:
 
 
 def score(model_path: str, files: list[Path]) -> dict:
-    from core.checkpoint import load_checkpoint
+    from core.network.checkpoint import load_checkpoint
     from core.midi import read_midi
     from core.tokenizer import Tokenizer
     model, meta = load_checkpoint(model_path)

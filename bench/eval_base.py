@@ -56,19 +56,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.corpus import Corpus, link_folder  # noqa: E402
-from core import data as D  # noqa: E402
+from core.training import data as D  # noqa: E402
 from core.evaluate import music as MM  # noqa: E402
 from core.evaluate.tables import jsonable, print_table  # noqa: E402
 from core.evaluate.ngram import KneserNeyNGram  # noqa: E402
 from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, position_profile,  # noqa: E402
                                    torch_window_bits, uniform_window_bits)
 from core.evaluate.transformer import load_transformer, parameter_count  # noqa: E402
-from core.checkpoint import load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
-from core.model import ModelConfig, RWKV7  # noqa: E402
+from core.network.checkpoint import load_checkpoint, load_state_file, save_checkpoint  # noqa: E402
+from core.network.model import ModelConfig, RWKV7  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import run_training  # noqa: E402
-from core.train_config import DEFAULT_LR, RESUME_FILE, TrainConfig  # noqa: E402
+from core.training.train import run_training  # noqa: E402
+from core.training.train_config import DEFAULT_LR, RESUME_FILE, TrainConfig  # noqa: E402
 
 SECTIONS = (1, 2, 3, 4, 5, 6)
 DEFAULT_SECTIONS = (1, 3, 5, 6)  # the base model's evidence; 2 and 4 on request
@@ -330,7 +330,7 @@ def section_deepembed(run: Run) -> dict:
         out = run.work / f"de_{name}"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        torch.manual_seed(args.seed)  # the same seed as a from-scratch run of core.train
+        torch.manual_seed(args.seed)  # the same seed as a from-scratch run of core.training.train
         base = RWKV7(ModelConfig(n_layer=args.de_layers, n_embd=args.de_width, vocab_size=tok.vocab_size,
                                  deep_embed=deep))
         base_path = out / "init.pth"
@@ -737,7 +737,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--de-steps", type=int, default=300)
     g.add_argument("--de-ctx", type=int, default=256)
     g.add_argument("--de-batch", type=int, default=8)
-    g.add_argument("--lr", type=float, help="peak learning rate of section 2's runs (default: core.train's)")
+    g.add_argument("--lr", type=float, help="peak learning rate of section 2's runs (default: core.training.train's)")
     g = p.add_argument_group("sections 3 and 5")
     g.add_argument("--cont-collections", nargs="+", default=["pop909", "bach"],
                    help="collections whose test pieces give the prompts (and the generated infills)")

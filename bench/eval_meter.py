@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_bits:
         import torch
 
-        from core.checkpoint import load_checkpoint
+        from core.network.checkpoint import load_checkpoint
         from core.evaluate.files import sequence_nll_bits
         from core.paths import base_model
         from core.tokenizer import Tokenizer

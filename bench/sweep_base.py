@@ -3,7 +3,7 @@
     .venv/bin/python bench/sweep_base.py --corpus data/corpus --pretrain data/pretrain --work runs/sweep \
         --budget 200 --runs 6x128 6x192 8x256 6x128:noflag 6x128:infill0 tf6x128:1e-3 tf6x128:3e-3 tf6x128:6e-4
 
-A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.train.run_training` for --budget
+A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.training.train.run_training` for --budget
 seconds (the schedule fits the budget), with infill examples (--infill-share) and the Flat token of
 one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples).
 A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
@@ -35,10 +35,10 @@ from core.evaluate.tables import print_table  # noqa: E402
 from core.evaluate.scoring import PieceSet, infill_bits, torch_window_bits  # noqa: E402
 from core.evaluate.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
                                        save_transformer, train_causal_lm)
-from core import data as D  # noqa: E402
+from core.training import data as D  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
-from core.train import run_training  # noqa: E402
-from core.train_config import TrainConfig  # noqa: E402
+from core.training.train import run_training  # noqa: E402
+from core.training.train_config import TrainConfig  # noqa: E402
 
 
 def validation_sets(corpus: Corpus, tok: Tokenizer, work: Path, heldout: str, per_collection: int,

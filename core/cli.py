@@ -12,7 +12,7 @@ import sys
 
 from .cli_commands import (CliError, cmd_accompany, cmd_eval, cmd_generate, cmd_infill, cmd_inspect, cmd_jam,
                            cmd_live, cmd_ports, cmd_render, cmd_resave, cmd_roundtrip, cmd_tokens, cmd_train)
-from .train_options import add_train_arguments
+from .training.train_options import add_train_arguments
 
 MIDI_API_CHOICES = ("alsa", "jack", "coremidi", "winmm")  # core.live.MIDI_APIS (not imported here: mido)
 

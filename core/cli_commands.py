@@ -154,9 +154,9 @@ def cmd_resave(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import signal
 
-    from .train import run_training
-    from .train_config import TrainingError
-    from .train_options import config_from_args
+    from .training.train import run_training
+    from .training.train_config import TrainingError
+    from .training.train_options import config_from_args
 
     stop = {"asked": False}
 

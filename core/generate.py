@@ -15,14 +15,14 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .network.checkpoint import load_checkpoint
 from .copying import copy_share, folder_phrases
 from .memory import FolderMemory, MemoryMixer, PieceMemory
-from .model import RWKV7, State
+from .network.model import RWKV7, State
 from .sampling import Lane, StepCounter, new_seed, run_lanes, sample_tokens, torch_threads
 from .sampling_config import SamplingConfig
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score
-from .style import Style, StyledModel, load_style
+from .network.style import Style, StyledModel, load_style
 from .tokenizer import STEP_TICKS, GrammarState, StreamDecoder, Tokenizer
 from . import idiom, voices
 
@@ -72,9 +72,9 @@ class _Window:
 
 
 class Generator:
-    """A model, its tokenizer and an optional style (core.style, at a strength), ready to continue Scores.
+    """A model, its tokenizer and an optional style (core.network.style, at a strength), ready to continue Scores.
 
-    `model` is the network; `styled` (a core.style.StyledModel over it) owns the applied style and runs the
+    `model` is the network; `styled` (a core.network.style.StyledModel over it) owns the applied style and runs the
     network with it: every prefill and step goes through `styled`. Given a StyledModel, the generator shares
     it (its style, if one is applied, steers, and its folder memory is mixed in)."""
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .generate import TOKENS_PER_BAR_LIMIT, Generator, NoteStream, SamplingConfig, StreamedNote
-from .model import State
+from .network.model import State
 from .sampling import Lane, StepCounter, new_seed, run_lanes
 from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature, Track
 from . import idiom, infill_layout, voices

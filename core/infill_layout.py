@@ -1,5 +1,5 @@
 """The infill layout, written once: where each part of an infill sequence goes, for the examples training
-learns from (core.data) and the prompts the app gives the model (core.infill), so that both are the same
+learns from (core.training.data) and the prompts the app gives the model (core.infill), so that both are the same
 token sequence up to the middle's first notes (tests/test_infill_layout.py checks it).
 
     bars:  <before> Gap_k  Tempo Bar TimeSig <after>  Fill Tempo Bar TimeSig <k bars>  EOS

@@ -4,7 +4,7 @@ Headless (no torch, no Qt): it only looks at files and small JSON descriptions, 
 Layout of the user data folder (`default_user_dir()`, or whatever the GUI passes in):
 
     <user>/runs/<name>/run.json      written when a fine-tune starts: name, mode, base, created
-    <user>/runs/<name>/model.pth     the result of a full or LoRA fine-tune (core.train writes it)
+    <user>/runs/<name>/model.pth     the result of a full or LoRA fine-tune (core.training.train writes it)
     <user>/runs/<name>/style.pth     the result of style tuning: a style file for its base model
     <user>/models/*.pth              models copied in by hand
     <user>/styles/*.pth              style files copied in by hand (base model: the one in use)
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .paths import user_data_dir
-from .train_config import LOG_FILE, MODEL_FILE, RESUME_FILE, STYLE_FILE
+from .training.train_config import LOG_FILE, MODEL_FILE, RESUME_FILE, STYLE_FILE
 
 RUN_FILE = "run.json"
 KINDS = ("base", "finetuned", "style")

@@ -47,7 +47,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .score import TICKS_PER_BEAT, Note, TimeSignature
+from .notes import TICKS_PER_BEAT, Note, TimeSignature
 
 BEAT = TICKS_PER_BEAT
 SIXTEENTH = TICKS_PER_BEAT // 4  # the finest bar line the tokenizer's meters can place

@@ -4,7 +4,7 @@ data (fine-tuned models, styles, training runs) and the caches (compiled kernels
 In a checkout they are in <checkout>/resources. `pip install .` installs the same files as package
 data in <site-packages>/core/resources (pyproject.toml maps that package to resources/). Set
 RWKV_MUSIC_RESOURCES to use another folder. The C++ and CUDA sources that are built just in time
-sit beside the modules that build them (core/cpu_kernels.cpp, core/cuda/), in a checkout and installed.
+sit beside the modules that build them (core/network/cpu_kernels.cpp, core/network/cuda/), in a checkout and installed.
 
 The user's data and the caches are per user, in each platform's usual place (user_data_dir, cache_dir):
 the app, the command line and the builds all use these two.

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .memory import MemoryMixer
-from .model import State
+from .network.model import State
 from .sampling_config import SamplingConfig
 
 

@@ -3,7 +3,7 @@
 Rules (see the notes on Qt threading): results and progress travel to the GUI thread by signals;
 cancelling is a threading.Event set from the GUI thread (a queued slot would arrive after the job);
 owners stop every thread before they die with `stop_thread` (cancel, quit, wait). Heavy imports
-(torch, core.model, core.train, core.generate) happen inside `run`, on the worker's thread, so the
+(torch, core.network.model, core.training.train, core.generate) happen inside `run`, on the worker's thread, so the
 window opens fast and never waits on them.
 """
 from __future__ import annotations
@@ -161,7 +161,7 @@ class InfillWorker(GenerationWorker):
 # --- folder scan --------------------------------------------------------------------------------
 class ScanWorker(Worker):
     """Reads a training folder and reports which files are used and which are skipped, and why."""
-    scanned = Signal(object)    # core.data.ScanReport
+    scanned = Signal(object)    # core.training.data.ScanReport
     progress = Signal(int, int)
 
     def __init__(self, folder: str, cache_dir: str | None) -> None:
@@ -169,7 +169,7 @@ class ScanWorker(Worker):
         self.folder, self.cache_dir = folder, cache_dir
 
     def work(self) -> None:
-        from core import data
+        from core.training import data
         from core.tokenizer import Tokenizer
         _, report = data.scan_folder(self.folder, Tokenizer(), cache_dir=self.cache_dir, workers=1,
                                      progress=lambda done, total: self.progress.emit(done, total))
@@ -178,8 +178,8 @@ class ScanWorker(Worker):
 
 # --- training -----------------------------------------------------------------------------------
 class TrainWorker(Worker):
-    """Owns a core.train job (the compute runs in a child process) and relays its events."""
-    event = Signal(object)  # core.train_config.TrainEvent
+    """Owns a core.training.train job (the compute runs in a child process) and relays its events."""
+    event = Signal(object)  # core.training.train_config.TrainEvent
 
     POLL_S = 0.1
 
@@ -188,8 +188,8 @@ class TrainWorker(Worker):
         self.config = config
 
     def work(self) -> None:
-        from core.train_config import TrainConfig
-        from core.train_job import start_job
+        from core.training.train_config import TrainConfig
+        from core.training.train_job import start_job
         job = start_job(TrainConfig.from_dict(self.config))
         cancelled = False
         while job.running:

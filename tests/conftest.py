@@ -37,8 +37,8 @@ def tiny_checkpoint(tmp_path_factory):
     small random values, so the recurrent state and a style really shape what the model says."""
     import torch
 
-    from core.checkpoint import save_checkpoint
-    from core.model import ModelConfig, RWKV7
+    from core.network.checkpoint import save_checkpoint
+    from core.network.model import ModelConfig, RWKV7
     from core.tokenizer import Tokenizer
 
     tok = Tokenizer()
@@ -66,8 +66,8 @@ def style_base(tmp_path_factory):
     """A folder of three real pieces and a tiny base model pretrained on it (the style and fine-tuning mode
     tests). A few steps from scratch: a fresh RWKV-7 has zero output projections, so no gradient would reach
     a style."""
-    from core.train import run_training
-    from core.train_config import TrainConfig
+    from core.training.train import run_training
+    from core.training.train_config import TrainConfig
     from tests.folders import make_folder
     root = tmp_path_factory.mktemp("style")
     folder = make_folder(root, 3, broken=False)

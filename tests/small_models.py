@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from core.model import ModelConfig, RWKV7, State
-from core.step import CppStepper, TorchStepper, prepare, step_tokens
-from core.style import Style
-from core.style_tuning import small_parameter_names
-from core.train_config import TrainConfig
+from core.network.model import ModelConfig, RWKV7, State
+from core.network.step import CppStepper, TorchStepper, prepare, step_tokens
+from core.network.style import Style
+from core.training.style_tuning import small_parameter_names
+from core.training.train_config import TrainConfig
 
 
 def odd_sized_model(seed: int = 0) -> RWKV7:

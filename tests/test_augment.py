@@ -1,4 +1,4 @@
-"""Augmentations of a style's training windows: moved into keys the folder's own pieces use (core.keys), and
+"""Augmentations of a style's training windows: moved into keys the folder's own pieces use (core.training.keys), and
 cropped from a random bar of their piece."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from core import augment as A
-from core import data as D
-from core.keys import MAJOR_PROFILE, key_of_histogram, key_shift
+from core.training import augment as A
+from core.training import data as D
+from core.training.keys import MAJOR_PROFILE, key_of_histogram, key_shift
 from core.score import Note, Score, TempoChange, TimeSignature
 from core.tokenizer import Tokenizer
 
@@ -62,9 +62,9 @@ def test_a_key_shift_moves_pitched_notes_by_its_octave_that_fits():
 def training_set(style_base, tmp_path, **settings):
     """The conftest folder cut into windows as a style run on it cuts them (no model, no trainer): the set,
     the run's settings and its tokenizer."""
-    from core.train_config import TrainConfig
-    from core.train_data import TrainingSet
-    from core.train_model import base_tokenizer
+    from core.training.train_config import TrainConfig
+    from core.training.train_data import TrainingSet
+    from core.training.train_model import base_tokenizer
     folder, base = style_base
     cfg = TrainConfig(data=str(folder), out=str(tmp_path / "run"), base=base, mode="style", batch_size=2, steps=2,
                       workers=1, val_fraction=0.0, **settings)
@@ -76,7 +76,7 @@ def training_set(style_base, tmp_path, **settings):
 def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path):
     """With every window augmented, the keys training sees are those of the folder's pieces, each tune in
     several of them, and the same seed gives the same examples."""
-    from core.train_example import draw_example, example_seed
+    from core.training.train_example import draw_example, example_seed
     data, cfg, tok = training_set(style_base, tmp_path, ctx_len=32, key_augment=1.0, crop_share=0.0)
     folder_keys = {k[:2] for k in data.piece_keys if k is not None}
     assert len(folder_keys) >= 2
@@ -96,8 +96,8 @@ def test_training_windows_move_into_the_keys_of_the_folder(style_base, tmp_path)
 
 
 def test_a_share_outside_0_to_1_is_refused(tmp_path):
-    from core.train import _Trainer
-    from core.train_config import MODE_DEFAULTS, TrainConfig, TrainingError
+    from core.training.train import _Trainer
+    from core.training.train_config import MODE_DEFAULTS, TrainConfig, TrainingError
     with pytest.raises(TrainingError, match="key augment is a fraction from 0 to 1"):
         _Trainer(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), key_augment=1.5), lambda e: None,
                  lambda: False)

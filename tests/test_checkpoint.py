@@ -1,4 +1,4 @@
-"""Checkpoint and state files (core/checkpoint.py) on the real network: the RWKV-LM layout plus our
+"""Checkpoint and state files (core/network/checkpoint.py) on the real network: the RWKV-LM layout plus our
 metadata, plain RWKV-LM files, refusal of files that would run code (weights_only) or are damaged."""
 import os
 import pickle
@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from core.checkpoint import (META_KEY, CheckpointError, load_checkpoint, load_state_file, save_checkpoint,
+from core.network.checkpoint import (META_KEY, CheckpointError, load_checkpoint, load_state_file, save_checkpoint,
                              save_state_file)
 from tests.small_models import V, perturbed_model
 

@@ -1,4 +1,4 @@
-"""The C++ CPU kernels (core/cpu_kernels.cpp): the fused one-token step against the torch-op step, on
+"""The C++ CPU kernels (core/network/cpu_kernels.cpp): the fused one-token step against the torch-op step, on
 the bundled model and on odd shapes, its fallback when the compiler is broken, and the WKV recurrence:
 forward only (prefill) and forward with backward (training)."""
 import warnings
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import cpu_kernels, jit_build
-from core.checkpoint import load_checkpoint
-from core.model import ModelConfig, RWKV7
-from core.step import TorchStepper, cpp_applies, prepare, step_tokens
+from core.network import cpu_kernels, jit_build
+from core.network.checkpoint import load_checkpoint
+from core.network.model import ModelConfig, RWKV7
+from core.network.step import TorchStepper, cpp_applies, prepare, step_tokens
 from tests.small_models import odd_sized_model, run_both, run_with_grads
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
@@ -102,7 +102,7 @@ def rwkv_like(B, T, H, N, seed):
 
 @pytest.mark.parametrize("B, T, H, N, with_state", [(2, 37, 3, 64, True), (1, 5, 1, 16, False), (3, 130, 2, 64, True)])
 def test_forward_only_wkv_matches_the_float64_reference(B, T, H, N, with_state):
-    from core.wkv import wkv7, wkv7_reference
+    from core.network.wkv import wkv7, wkv7_reference
     r, w, k, v, a, b, s0 = rwkv_like(B, T, H, N, seed=T)
     start = s0 if with_state else None
     with torch.no_grad():
@@ -131,7 +131,7 @@ def test_training_wkv_and_its_backward_match_the_float64_reference(B, T, H, N):
     """The "train" backend on the CPU in float32 is the C++ loop and its C++ backward; every
     gradient, the initial state's included, agrees with autograd through the float64 reference.
     T 37 and 70 end inside a kept stretch of 16 tokens; T 16 ends on one."""
-    from core.wkv import _CpuWKV7, wkv7, wkv7_reference
+    from core.network.wkv import _CpuWKV7, wkv7, wkv7_reference
     inputs = rwkv_like(B, T, H, N, seed=T)
     seen = []
     real_apply = _CpuWKV7.apply
@@ -146,7 +146,7 @@ def test_training_wkv_and_its_backward_match_the_float64_reference(B, T, H, N):
 
 
 def test_training_wkv_without_a_state_or_a_final_state_gradient():
-    from core.wkv import wkv7, wkv7_reference
+    from core.network.wkv import wkv7, wkv7_reference
     r, w, k, v, a, b, _ = rwkv_like(2, 40, 2, 64, seed=4)
     leaves = [x.clone().requires_grad_() for x in (r, w, k, v, a, b)]
     y, _ = wkv7(*leaves, backend="train")
@@ -161,7 +161,7 @@ def test_training_wkv_without_a_state_or_a_final_state_gradient():
 def test_training_wkv_gives_the_same_bits_on_any_number_of_threads():
     """Each head is one sequential loop on one thread, so the thread count cannot change a sum's order
     (a resumed run must match an unbroken one bit for bit)."""
-    from core.wkv import wkv7
+    from core.network.wkv import wkv7
     inputs = rwkv_like(4, 50, 2, 64, seed=9)
     threads = torch.get_num_threads()
     try:
@@ -176,7 +176,7 @@ def test_training_wkv_gives_the_same_bits_on_any_number_of_threads():
 
 
 def test_training_wkv_keeps_the_inputs_and_one_state_per_16_tokens():
-    from core.wkv import wkv7
+    from core.network.wkv import wkv7
     leaves = [x.requires_grad_() for x in rwkv_like(2, 256, 2, 64, seed=2)]
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
@@ -188,7 +188,7 @@ def test_training_wkv_keeps_the_inputs_and_one_state_per_16_tokens():
 def test_training_wkv_falls_back_to_the_chunked_form():
     """A head size that the C++ backward's column blocks do not divide, and float64, take the chunked
     form; its gradients are those of the reference too."""
-    from core.wkv import _CpuWKV7, wkv7, wkv7_reference
+    from core.network.wkv import _CpuWKV7, wkv7, wkv7_reference
     for dtype, N in ((torch.float32, 12), (torch.float64, 64)):
         inputs = [x.to(dtype) for x in rwkv_like(1, 20, 2, N, seed=N)]
         with pytest.MonkeyPatch.context() as m:

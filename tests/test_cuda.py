@@ -1,4 +1,4 @@
-"""The WKV-7 CUDA backend (core/cuda): kernel maths, sources, build plumbing, and the GPU itself.
+"""The WKV-7 CUDA backend (core/network/cuda): kernel maths, sources, build plumbing, and the GPU itself.
 
 Without a GPU these still check: (a) a float64 transliteration of the kernel's algorithm (the
 same row-per-thread state, the same 16-token snapshots and the same backward by inverting the
@@ -21,8 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.cuda import build
-from core.wkv import wkv7_reference
+from core.network.cuda import build
+from core.network.wkv import wkv7_reference
 
 CUDA_DIR = Path(build.__file__).resolve().parent
 CHUNK = 16
@@ -290,7 +290,7 @@ def test_load_extension_without_cuda_warns_once_and_returns_none():
 
 def test_checkpointed_helper_recomputes_to_the_same_gradients():
     from tools.cuda_training import checkpointed, mixed_precision
-    from core.wkv import wkv7_chunked
+    from core.network.wkv import wkv7_chunked
     seqs, state = rwkv_like_inputs(1, 24, 1, seed=4)
 
     def grads(enabled):
@@ -326,7 +326,7 @@ def _gpu_case(B, T, H, dtype, seed):
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-3), (torch.bfloat16, 8e-3)])
 @pytest.mark.parametrize("T", [1, 16, 75, 600])
 def test_kernel_matches_reference_values_and_gradients(dtype, tol, T):
-    from core.cuda import wkv7_cuda
+    from core.network.cuda import wkv7_cuda
     leaves, s0, dy, dstate, (y_ref, s_ref, g_ref) = _gpu_case(2, T, 3, dtype, seed=T)
     y, s_end = wkv7_cuda(*(leaves[n] for n in SEQ_NAMES), s0)
     assert y.dtype == dtype and s_end.dtype == torch.float32 and y.shape == leaves["r"].shape
@@ -341,8 +341,8 @@ def test_kernel_matches_reference_values_and_gradients(dtype, tol, T):
 @needs_gpu
 @pytest.mark.gpu
 def test_kernel_without_initial_state_and_through_the_dispatch():
-    from core.cuda import wkv7_cuda
-    from core.wkv import wkv7
+    from core.network.cuda import wkv7_cuda
+    from core.network.wkv import wkv7
     seqs, _ = rwkv_like_inputs(1, 40, 2, seed=3)
     gpu = [seqs[n].to("cuda", torch.float32) for n in SEQ_NAMES]
     y, s_end = wkv7_cuda(*gpu)
@@ -364,7 +364,7 @@ def test_build_plan_uses_the_real_device():
 
 
 def _small_model(seed=0):
-    from core.model import ModelConfig, RWKV7
+    from core.network.model import ModelConfig, RWKV7
     torch.manual_seed(seed)
     model = RWKV7(ModelConfig(n_layer=2, n_embd=128, vocab_size=97))
     with torch.no_grad():  # init zeroes the output projections; give every path a gradient
@@ -424,7 +424,7 @@ def test_short_bf16_training_run_lowers_the_loss():
 def test_gradient_checkpointing_gives_the_same_gradients():
     from tools.cuda_training import checkpointed
     seqs, state = rwkv_like_inputs(1, 48, 2, seed=9)
-    from core.cuda import wkv7_cuda
+    from core.network.cuda import wkv7_cuda
 
     def run(use_checkpoint):
         leaves = [seqs[n].to("cuda", torch.float32).requires_grad_() for n in SEQ_NAMES]
@@ -442,7 +442,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 @needs_gpu
 @pytest.mark.gpu
 def test_broken_compiler_falls_back_with_a_warning(tmp_path, monkeypatch):
-    from core import wkv
+    from core.network import wkv
     monkeypatch.setenv("CXX", "/bin/false")
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))        # no cached build to reuse
     build.forget_builds()

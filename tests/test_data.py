@@ -1,4 +1,4 @@
-"""core.data: scanning real MIDI folders, windows that keep tempo and meter, aligned examples."""
+"""core.training.data: scanning real MIDI folders, windows that keep tempo and meter, aligned examples."""
 from __future__ import annotations
 
 import random
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import data as D
-from core.augment import augment_tokens
+from core.training import data as D
+from core.training.augment import augment_tokens
 from core.midi import read_midi
 from core.tokenizer import Tokenizer
 from tests.folders import CORPUS, corpus_files, make_folder
@@ -56,7 +56,7 @@ def test_completion_only_masks_the_header():
 def test_batch_of_every_case_runs_through_the_real_model(tok):
     """All-padding, one token, exact length and too long in one batch: shapes agree, loss is finite,
     and padding never changes a row's loss (the bug that crashed earlier versions on batch one)."""
-    from core.model import ModelConfig, RWKV7
+    from core.network.model import ModelConfig, RWKV7
     torch.manual_seed(0)
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=tok.vocab_size))
     ctx = 32

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
-from core.train import run_training
-from core.train_config import TrainConfig
+from core.network.checkpoint import load_checkpoint
+from core.training.train import run_training
+from core.training.train_config import TrainConfig
 from tests.folders import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     folder = make_folder(tmp_path, 4, broken=False)
     steps, batch = 3, 4
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "core.train", str(folder), "--out", str(tmp_path / "ddp"), "--layers", "2", "--width", "64",
+           "-m", "core.training.train", str(folder), "--out", str(tmp_path / "ddp"), "--layers", "2", "--width", "64",
            "--ctx", "32", "--batch", str(batch), "--steps", str(steps), "--lr", "3e-3", "--device", "cpu",
            "--threads", "1", "--eval-every", str(steps)]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

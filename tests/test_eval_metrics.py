@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import Piece
+from core.training.data import Piece
 from core.evaluate import music as MM
 from core.evaluate.bits import bits_per_note, nats_to_bits
 from core.evaluate.ngram import KneserNeyNGram
@@ -24,7 +24,7 @@ from core.evaluate.scoring import (PieceSet, infill_bits, ngram_window_bits, pos
 from core.evaluate.transformer import (CausalTransformer, Schedule, TransformerConfig, load_transformer,
                                        matched_config, parameter_count, save_transformer, train_causal_lm)
 from core.midi import read_midi
-from core.model import ModelConfig, RWKV7
+from core.network.model import ModelConfig, RWKV7
 from core.score import TICKS_PER_BEAT, Note
 from core.tokenizer import Tokenizer
 from core.evaluate.files import sequence_nll_bits
@@ -315,7 +315,7 @@ def test_transformer_is_causal_and_matched_in_size(tok):
 
 
 def test_transformer_training_lowers_the_loss(piece_ids, tok):
-    from core.data import Piece
+    from core.training.data import Piece
     torch.manual_seed(0)
     pieces = [Piece(f"p{i}", str(i), np.asarray(ids, dtype=np.int32), 0) for i, ids in enumerate(piece_ids)]
     model = CausalTransformer(TransformerConfig(tok.vocab_size, n_layer=1, n_embd=64, ctx_len=32))
@@ -346,8 +346,8 @@ def test_eval_base_runs_every_section_on_a_tiny_model(tmp_path, tok):
     """The bench/eval_base.py command on the test corpus: a tiny RWKV-7 trained 20 steps on its training split,
     today's bundled model, a sweep's results with one kept Transformer, and every section."""
     from tests.gui.models import make_tiny_checkpoint
-    from core.train import run_training
-    from core.train_config import TrainConfig
+    from core.training.train import run_training
+    from core.training.train_config import TrainConfig
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
     corpus = tmp_path / "corpus"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.generate import Generator, SamplingConfig, parse_instruments, sample_tokens
-from core.checkpoint import save_state_file
+from core.network.checkpoint import save_state_file
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature
 from tests.notes import note_key
 

@@ -207,7 +207,7 @@ def test_a_range_longer_than_16_bars_is_done_in_chunks(gen):
 
 
 def test_a_style_steers_the_infill(tiny_checkpoint, gen, piece, tmp_path):
-    from core.checkpoint import save_state_file
+    from core.network.checkpoint import save_state_file
 
     cfg = gen.model.config
     torch.manual_seed(0)
@@ -237,8 +237,8 @@ def test_ranges_widen_to_bar_lines_and_bad_ranges_are_refused(gen, piece):
 
 
 def test_a_model_without_infill_tokens_is_refused(tmp_path, piece):
-    from core.checkpoint import save_checkpoint
-    from core.model import ModelConfig, RWKV7
+    from core.network.checkpoint import save_checkpoint
+    from core.network.model import ModelConfig, RWKV7
 
     v1 = Tokenizer("rwkvmusic-tok-1")
     torch.manual_seed(0)
@@ -401,8 +401,8 @@ def test_cli_uses_the_bundled_model_by_default_and_refuses_a_v1_model(tiny_check
     import shutil
 
     from core.cli import main
-    from core.checkpoint import save_checkpoint
-    from core.model import ModelConfig, RWKV7
+    from core.network.checkpoint import save_checkpoint
+    from core.network.model import ModelConfig, RWKV7
 
     resources = tmp_path / "resources"
     resources.mkdir()

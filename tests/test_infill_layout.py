@@ -1,11 +1,11 @@
-"""The infill layout is written once (core.infill_layout): the example training cuts for a gap (core.data)
+"""The infill layout is written once (core.infill_layout): the example training cuts for a gap (core.training.data)
 and the prompt the app gives the model for the same gap (core.infill) are the same token sequence, up to
 where the middle's own tokens start: every gap of a piece, with the context cut to fit a budget too."""
 from __future__ import annotations
 
 import pytest
 
-from core import data
+from core.training import data
 from core.infill import AFTER_BARS, add_part, infill, token_bar_lines
 from core.infill_layout import middle_start
 from core.score import TICKS_PER_BEAT, Note, Score, TempoChange, TimeSignature

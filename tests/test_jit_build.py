@@ -1,4 +1,4 @@
-"""Just-in-time builds (core/jit_build.py): a killed process never makes later loads wait forever,
+"""Just-in-time builds (core/network/jit_build.py): a killed process never makes later loads wait forever,
 and builds that differ (another checkout, another Python, other flags) never share a folder.
 
 The lock tests build a one-function C++ library through the same compile_extension that loads
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import cpu_kernels, jit_build
-from core.cuda import build as cuda_build
+from core.network import cpu_kernels, jit_build
+from core.network.cuda import build as cuda_build
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SOURCE = 'extern "C" int tiny_answer() { return 42; }\n'
@@ -40,7 +40,7 @@ def tiny_kwargs(tmp_path: Path, folder: str = "src") -> dict:
 
 LOAD_TWICE = """
 import ctypes, json, sys, warnings
-from core import jit_build
+from core.network import jit_build
 kwargs = json.loads(sys.argv[1])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -77,7 +77,7 @@ def test_a_load_killed_inside_the_build_lock_does_not_hang_the_next_one(tmp_path
         """))
     hanging.chmod(0o755)
     child = subprocess.Popen(
-        [sys.executable, "-c", "import json, sys; from core import jit_build; "
+        [sys.executable, "-c", "import json, sys; from core.network import jit_build; "
          "print(jit_build.compile_extension(json.loads(sys.argv[1])))", json.dumps(kwargs)],
         cwd=ROOT, env={**os.environ, "CXX": str(hanging)}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,7 +129,7 @@ def test_a_live_builder_is_waited_for_and_its_lock_left_alone(tmp_path, monkeypa
 
 LOAD_ONCE = """
 import json, sys
-from core import jit_build
+from core.network import jit_build
 kwargs = json.loads(sys.argv[1])
 kwargs["name"], kwargs["build_directory"] = jit_build.build_location(
     "tiny", "rwkv_music_tiny", kwargs["sources"], kwargs["extra_cflags"])

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import torch
 
-from core.checkpoint import read_checkpoint_meta
-from core.style import load_style
-from core.train import run_training
+from core.network.checkpoint import read_checkpoint_meta
+from core.network.style import load_style
+from core.training.train import run_training
 from tests.small_models import style_config as _config
 
 STEPS = 7  # at a constant rate of 2e-2 the validation loss of this set-up is lowest at step 4
@@ -80,9 +80,9 @@ def test_a_run_that_never_beats_its_start_gives_back_the_start(style_base, tmp_p
 def test_averaged_weights_are_the_mean_of_every_step_since_the_start_and_survive_a_resume(style_base, tmp_path):
     """average_from: from that share of the steps on, validation scores the running mean of the trained
     weights (so the result is the best such mean) while training goes on from the current weights."""
-    from core.train import _Trainer
-    from core.train_loss import validation_loss
-    from core.train_weights import swapped_in
+    from core.training.train import _Trainer
+    from core.training.train_loss import validation_loss
+    from core.training.train_weights import swapped_in
     folder, base = style_base
     n_steps = 8
     config = replace(_config(folder, base, tmp_path / "run"), steps=n_steps, eval_every=100, average_from=0.5)
@@ -122,7 +122,7 @@ def test_keep_best_keeps_the_lowest_finite_loss_and_the_average_counts_from_its_
     """The two weight keepers on their own, on a one-layer module: no run, no data."""
     from torch import nn
 
-    from core.train_weights import KeepBest, RunningAverage, swapped_in
+    from core.training.train_weights import KeepBest, RunningAverage, swapped_in
     module = nn.Linear(3, 2)
     module.bias.requires_grad_(False)  # only the trained parameters are kept
     best = KeepBest(enabled=True)

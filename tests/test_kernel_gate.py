@@ -1,4 +1,4 @@
-"""The CUDA kernel's first-use self-test (core/cuda/op.py: compare_backends, KernelGate).
+"""The CUDA kernel's first-use self-test (core/network/cuda/op.py: compare_backends, KernelGate).
 
 The decision logic runs here on the CPU: the backend under test is injected (the sequential
 reference WKV, which is right, and versions of it with the bugs a kernel can have), the judge is
@@ -11,8 +11,8 @@ import warnings
 import pytest
 import torch
 
-from core.cuda import op
-from core.wkv import wkv7_chunked, wkv7_reference
+from core.network.cuda import op
+from core.network.wkv import wkv7_chunked, wkv7_reference
 
 CPU = torch.device("cpu")
 DTYPES = (torch.float32, torch.bfloat16)

@@ -47,12 +47,12 @@ def test_the_real_time_layer_never_loads_the_model_layer():
     imports core.generate, at that moment."""
     modules = [f"core.live.{m}" for m in ("ports", "timing", "scheduler", "process", "player", "capture", "clock",
                                           "jam")] + ["core.live", "core.channels"]
-    heavy = ("torch", "numpy", "core.model", "core.generate", "core.tokenizer", "core.wkv")
+    heavy = ("torch", "numpy", "core.network.model", "core.generate", "core.tokenizer", "core.network.wkv")
     assert _loaded_by_importing(modules, heavy) == []
 
 
 # What users run: the two commands pyproject.toml installs and the modules run with `python -m` (torchrun).
-ENTRY_POINTS = ("core.cli", "musicapp.__main__", "core.paths", "core.train")
+ENTRY_POINTS = ("core.cli", "musicapp.__main__", "core.paths", "core.training.train")
 LIBRARY_ONLY = ("core.evaluate",)  # model evaluation: used by tests and bench/ today, a module of the project
 
 
@@ -95,3 +95,92 @@ def test_what_users_install_is_what_the_product_runs():
             todo += _product_imports(m, modules[m], modules)
     unused = sorted(m for m in set(modules) - reached if not m.startswith(LIBRARY_ONLY))
     assert unused == [], f"installed but never run by the product: {unused}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every module of core and musicapp -> the project modules it imports anywhere (lazy imports too), less its
+    own packages (importing core.midi.pairing from core.midi.reader loads core.midi, which is already loading)."""
+    modules = {}
+    for package in ("core", "musicapp"):
+        for p in (ROOT / package).rglob("*.py"):
+            parts = p.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return {m: {d for d in _product_imports(m, p, modules) if d != m and not m.startswith(d + ".")}
+            for m, p in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    component.append(m)
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    """No import cycle in core or musicapp, counting the imports made inside functions: each package reads
+    from the bottom up."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_network_never_imports_training():
+    """core.network is the model and its files: inference loads it without the training code."""
+    graph = _import_graph()
+    assert {m: sorted(d for d in deps if d.startswith("core.training"))
+            for m, deps in graph.items() if m.startswith("core.network") and any(
+                d.startswith("core.training") for d in deps)} == {}
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in helper modules (tests/folders.py, tests/small_models.py...) or conftest: a
+    test module imported by another would run its tests twice and tie the two together."""
+    offenders = {}
+    for p in (ROOT / "tests").rglob("test_*.py"):
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):  # "from tests.test_x import y" and "from tests import test_x"
+                module = ("." * node.level) + (node.module or "")
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            bad = [n for n in names if n.rpartition(".")[2].startswith("test_")]
+            if bad:
+                offenders[str(p.relative_to(ROOT))] = bad
+    assert offenders == {}

@@ -103,7 +103,7 @@ def test_the_sampler_mixes_as_eval_does():
 
 @pytest.fixture(scope="module")
 def bundled():
-    from core.checkpoint import load_checkpoint
+    from core.network.checkpoint import load_checkpoint
     from core.paths import base_model
     from core.tokenizer import Tokenizer
     model, meta = load_checkpoint(str(base_model()))
@@ -153,7 +153,7 @@ def test_continuations_recall_the_prompts_motif_with_memory(bundled):
 
 
 def test_style_files_carry_the_folder_memory(bundled, tmp_path):
-    from core.style import Style, StyleError, load_style, save_style
+    from core.network.style import Style, StyleError, load_style, save_style
     model, tok = bundled
     pieces = [np.array([1, 5, 7, 9, 2]), np.array([1, 6, 8, 2])]
     path = tmp_path / "memory.pth"

@@ -102,7 +102,7 @@ def test_the_bundled_model_reads_the_inferred_meter_better(bundled):
     """rwkv-music eval (the model's view) against the same file read in its declared 1/4."""
     result = evaluate_files(bundled, [str(SONG)], device="cpu")
     inferred = result["bits_per_note"]
-    from core.checkpoint import load_checkpoint
+    from core.network.checkpoint import load_checkpoint
     model, meta = load_checkpoint(bundled, device="cpu")
     tok = Tokenizer.from_dict(meta["tokenizer"])
     ids = tok.encode(read_midi(SONG)[0].token_view(infer_meter=False))

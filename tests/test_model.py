@@ -3,8 +3,8 @@ into the initial state, the backend argument, the from-scratch initialisation.""
 import pytest
 import torch
 
-from core.model import ModelConfig, RWKV7, State
-from core.step import step_tokens
+from core.network.model import ModelConfig, RWKV7, State
+from core.network.step import step_tokens
 from tests.small_models import V, perturbed_model, random_state
 
 
@@ -165,7 +165,7 @@ def test_dropout_acts_in_training_passes_only():
 
 
 def test_dropout_drops_its_share_and_keeps_the_mean():
-    from core.model import dropout
+    from core.network.model import dropout
     x = torch.full((3, 1001), 2.0)  # an element count that 4 does not divide
     torch.manual_seed(5)
     y = dropout(x, 0.2)

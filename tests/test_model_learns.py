@@ -7,8 +7,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from core.model import ModelConfig, RWKV7
-from core.step import step_tokens
+from core.network.model import ModelConfig, RWKV7
+from core.network.step import step_tokens
 
 N_SYMBOLS, LENGTH = 8, 8
 DELIM = N_SYMBOLS  # symbols are 0..7, the delimiter 8

@@ -13,9 +13,9 @@ import textwrap
 import pytest
 import torch
 
-from core.checkpoint import save_checkpoint
-from core.model import ModelConfig, RWKV7
-from core.step import step_tokens
+from core.network.checkpoint import save_checkpoint
+from core.network.model import ModelConfig, RWKV7
+from core.network.step import step_tokens
 
 pytest.importorskip("rwkv")
 

@@ -69,9 +69,9 @@ def test_the_wheel_holds_every_module_the_native_sources_and_the_bundled_model(w
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = _modules_in_checkout() - names
     assert not missing, f"modules left out of the wheel: {sorted(missing)}"
-    assert "core/cpu_kernels.cpp" in names
+    assert "core/network/cpu_kernels.cpp" in names
     for source in ("wkv7.cu", "wkv7_bind.cpp"):
-        assert f"core/cuda/{source}" in names
+        assert f"core/network/cuda/{source}" in names
     for resource in (ROOT / "resources").glob("*.pth"):
         assert f"core/resources/{resource.name}" in names
         assert zipfile.ZipFile(wheel).getinfo(f"core/resources/{resource.name}").file_size == resource.stat().st_size
@@ -84,11 +84,11 @@ def test_the_wheel_holds_every_module_the_native_sources_and_the_bundled_model(w
 
 
 def test_the_installed_copy_finds_its_files_outside_the_checkout(installed, tmp_path):
-    probe = ("import json, core, core.paths, core.cpu_kernels, core.cuda.build\n"
+    probe = ("import json, core, core.paths, core.network.cpu_kernels, core.network.cuda.build\n"
              "from musicapp.settings import AppPaths\n"
              "print(json.dumps(dict(core=core.__file__, resources=str(core.paths.resources_dir()),"
-             " model=str(core.paths.base_model()), step=core.cpu_kernels.SOURCE,"
-             " cuda=core.cuda.build.source_paths(), app=str(AppPaths.default().resources))))")
+             " model=str(core.paths.base_model()), step=core.network.cpu_kernels.SOURCE,"
+             " cuda=core.network.cuda.build.source_paths(), app=str(AppPaths.default().resources))))")
     done = run_installed(installed, tmp_path, sys.executable, "-c", probe)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from core import jit_build, library, paths
+from core import library, paths
+from core.network import jit_build
 
 
 def test_the_app_the_library_and_the_builds_share_one_data_folder_and_one_cache(monkeypatch, tmp_path):
@@ -28,7 +29,7 @@ def test_on_windows_user_data_is_where_the_app_always_kept_it(monkeypatch, tmp_p
 
 
 def test_the_token_cache_is_in_the_one_cache_folder_where_it_always_was(monkeypatch, tmp_path):
-    from core import data
+    from core.training import data
 
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -1,4 +1,4 @@
-"""Styles (core/style.py) on the real RWKV-7 network: the state offset in every form of the model (parallel,
+"""Styles (core/network/style.py) on the real RWKV-7 network: the state offset in every form of the model (parallel,
 prefill + torch-op step, fused C++ step), strength 0 == the base model exactly, switching styles without a
 reload, the file's size limit and its refusal on another base model, and the style training mode end to end
 (pause, resume, export, CLI)."""
@@ -14,11 +14,11 @@ import torch
 
 from core import cli
 from core.generate import Generator, SamplingConfig
-from core.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
-from core.step import CppStepper, TorchStepper
-from core.style import MAX_STYLE_BYTES, StyledModel, StyleError, load_style, save_style
-from core.style_tuning import StyleTuner, plan_style
-from core.train import run_training
+from core.network.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint, save_state_file
+from core.network.step import CppStepper, TorchStepper
+from core.network.style import MAX_STYLE_BYTES, StyledModel, StyleError, load_style, save_style
+from core.training.style_tuning import StyleTuner, plan_style
+from core.training.train import run_training
 from tests.small_models import odd_sized_model, perturbed_model, random_state, random_style, run_both
 from tests.small_models import style_config as _config
 
@@ -99,11 +99,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_no_module_outside_the_styled_model_touches_a_models_style_state():
-    """A style's state has one owner, core.style.StyledModel: no other module reads or writes style state on the
-    network (the offset and the initial state reach it as arguments)."""
+    """A style's state has one owner, core.network.style.StyledModel: no other module reads or writes style state
+    on the network (the offset and the initial state reach it as arguments)."""
     sources = [p for folder in ("core", "musicapp", "bench", "tools") for p in sorted((ROOT / folder).rglob("*.py"))]
     assert len(sources) > 50
-    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sources if p != ROOT / "core" / "style.py"
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sources if p != ROOT / "core" / "network" / "style.py"
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if STYLE_STATE.search(line)]
     assert found == []
 
@@ -158,7 +158,7 @@ def test_offset_and_every_part_get_gradients_in_the_tuner():
     tuner(idx).logsumexp(-1).sum().backward()
     groups = tuner.optimizer_groups(1e-3, 0.01)
     assert [g["part"] for g in groups] == ["lora", "offset", "bias", "state"]
-    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2, 1e-3, 2e-2])  # core.train_config.PART_LR_SCALE
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2, 1e-3, 2e-2])  # core.training.train_config.PART_LR_SCALE
     for g in groups:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g["params"]), g["part"]
     # the tuner leaves the model as it found it: the offset and the state are passed as values
@@ -318,8 +318,8 @@ def gen_prompt():
 
 def test_a_large_folder_learns_a_style_at_the_higher_rate(style_base, tmp_path, monkeypatch):
     """STYLE_LARGE_FOLDER: the default rate doubles for a folder of enough tokens; a given --lr is kept."""
-    from core import train_config
-    from core.train_config import DEFAULT_LR
+    from core.training import train_config
+    from core.training.train_config import DEFAULT_LR
     folder, base = style_base
 
     def first_lr(out, threshold, **kw):
@@ -358,7 +358,7 @@ def test_style_mode_pauses_resumes_and_exports_what_it_trained(style_base, tmp_p
 
     # applied to the base, the file reproduces what training saw (up to LoRA's fp16 storage)
     tuned = _config(folder, base, tmp_path / "x")
-    from core.train_model import wrap
+    from core.training.train_model import wrap
     trainer_model, _ = load_checkpoint(base)
     tuner = wrap(trainer_model, tuned)
     tuner.load_state_dict(torch.load(Path(paths["resume"]), weights_only=True)["module"])

@@ -7,7 +7,7 @@ import pathlib
 from core import arrange
 from core.generate import Generator
 from core.midi import read_midi
-from core.model import ModelConfig, RWKV7
+from core.network.model import ModelConfig, RWKV7
 from core.score import MIN_NOTE_TICKS, Event, Note, Score, Track
 from core.tokenizer import Tokenizer
 

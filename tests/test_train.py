@@ -1,4 +1,4 @@
-"""core.train: the real RWKV-7 model (tiny) learning real pieces; every mode's file loads in eval."""
+"""core.training.train: the real RWKV-7 model (tiny) learning real pieces; every mode's file loads in eval."""
 from __future__ import annotations
 
 import json
@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from core import cli
-from core.lora import apply_lora, merge_lora
-from core.checkpoint import load_checkpoint, load_state_file
-from core.model import ModelConfig, RWKV7
+from core.training.lora import apply_lora, merge_lora
+from core.network.checkpoint import load_checkpoint, load_state_file
+from core.network.model import ModelConfig, RWKV7
 from core.tokenizer import Tokenizer
-from core.train import run_training
-from core.train_config import TrainConfig, TrainingError
-from core.train_data import BatchOrder
-from core.train_job import start_job
-from core.step import step_tokens
-from core.train_schedule import lr_at
+from core.training.train import run_training
+from core.training.train_config import TrainConfig, TrainingError
+from core.training.train_data import BatchOrder
+from core.training.train_job import start_job
+from core.network.step import step_tokens
+from core.training.train_schedule import lr_at
 from tests.folders import make_folder
 
 TINY = ["--layers", "1", "--width", "64", "--ctx", "32", "--batch", "4"]
@@ -52,7 +52,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_a_time_budget_sets_the_length_from_the_first_steps_and_ends_an_overshooting_run():
     """BudgetFit on a made-up clock: the first step (it warms up) is left out of the speed, the length is set
     at step 3, and a run 5% past its budget ends at once."""
-    from core.train_schedule import UNFITTED_STEPS, BudgetFit, Schedule
+    from core.training.train_schedule import UNFITTED_STEPS, BudgetFit, Schedule
     config = TrainConfig(data="d", out="o", time_budget_s=100.0, stop_at_step=60)
     schedule = Schedule.plan(config, steps_per_epoch=10)
     assert schedule.unfitted and schedule.total == UNFITTED_STEPS and schedule.stop_at == 60
@@ -239,7 +239,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
 
 def test_job_scans_a_real_folder_with_worker_processes(tmp_path):
     """The job's child process may start the tokenizer's worker pool (a daemonic child could not)."""
-    from core.data import PARALLEL_MIN_FILES
+    from core.training.data import PARALLEL_MIN_FILES
     folder = make_folder(tmp_path, PARALLEL_MIN_FILES + 2)
     job = start_job(TrainConfig(data=str(folder), out=str(tmp_path / "out"), n_layer=1, n_embd=64, steps=1,
                                 ctx_len=32, batch_size=2, workers=2, eval_every=10_000))

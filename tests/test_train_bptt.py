@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import data as D
-from core.train import _Trainer, run_training
-from core.train_config import TrainConfig, TrainingError
-from core.train_loss import span_nll
-from tests.test_data import make_folder
+from core.training import data as D
+from core.training.train import _Trainer, run_training
+from core.training.train_config import TrainConfig, TrainingError
+from core.training.train_loss import span_nll
+from tests.folders import make_folder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "rwkv7-music-base.pth"
 

@@ -1,4 +1,4 @@
-"""A training run's settings (core.train_config.TrainConfig): its defaults are written once and the command
+"""A training run's settings (core.training.train_config.TrainConfig): its defaults are written once and the command
 line reads them from there; a setting it does not have is refused by name, never silently dropped."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from core.train import run_training
-from core.train_config import DEFAULT_DROPOUT, DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
-from core.train_options import add_train_arguments, config_from_args
-from core.train_resume import RESUME_FORMAT
+from core.training.train import run_training
+from core.training.train_config import DEFAULT_DROPOUT, DEFAULT_STYLE_PARTS, RESUME_FILE, TrainConfig, TrainingError
+from core.training.train_options import add_train_arguments, config_from_args
+from core.training.train_resume import RESUME_FORMAT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,8 @@ def test_the_command_line_defaults_are_train_configs():
 @pytest.mark.parametrize("mode, given, expected", [("style", None, DEFAULT_DROPOUT["style"]), ("style", 0.0, 0.0),
                                                    ("full", None, 0.0), ("lora", 0.1, 0.1)])
 def test_the_trained_model_drops_out_by_the_mode_unless_told(mode, given, expected):
-    from core.model import ModelConfig, RWKV7
-    from core.train_model import wrap
+    from core.network.model import ModelConfig, RWKV7
+    from core.training.train_model import wrap
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=32, head_size=64))
     wrap(model, TrainConfig(data="midi", out="run", mode=mode, dropout=given))
     assert model.dropout == expected
@@ -61,15 +61,15 @@ def test_the_trained_model_drops_out_by_the_mode_unless_told(mode, given, expect
 
 def test_no_default_is_written_outside_train_config():
     """Every default= in the options module reads TrainConfig (or is a plain flag's False)."""
-    tree = ast.parse((ROOT / "core" / "train_options.py").read_text())
+    tree = ast.parse((ROOT / "core" / "training" / "train_options.py").read_text())
     written = [ast.unparse(k.value) for node in ast.walk(tree) if isinstance(node, ast.Call)
                for k in node.keywords if k.arg == "default" and isinstance(k.value, ast.Constant)]
     assert written == []
 
 
 def test_the_parser_and_the_job_side_of_training_load_no_torch():
-    code = ("import sys, core.cli, core.train_options, core.train_config, core.train_job\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy') or m == 'core.train'))")
+    code = ("import sys, core.cli, core.training.train_options, core.training.train_config, core.training.train_job\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy') or m == 'core.training.train'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""One training example from one window (core.train_example.draw_example), on its own: no trainer, no model.
+"""One training example from one window (core.training.train_example.draw_example), on its own: no trainer, no model.
 The same seed gives the same example; an infill example's layout and loss mask line up with its targets."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core import data as D
+from core.training import data as D
 from core.score import Note, Score, TempoChange, TimeSignature
 from core.tokenizer import Tokenizer
-from core.train_config import TrainConfig
-from core.train_data import TrainingSet
-from core.train_example import WindowSource, draw_example, example_seed
+from core.training.train_config import TrainConfig
+from core.training.train_data import TrainingSet
+from core.training.train_example import WindowSource, draw_example, example_seed
 from tests.folders import make_folder
 
 CTX = 128

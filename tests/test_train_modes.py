@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, load_state_file
-from core.train import run_training
-from core.train_config import TrainConfig
+from core.network.checkpoint import load_checkpoint, load_state_file
+from core.training.train import run_training
+from core.training.train_config import TrainConfig
 
 STEPS, EVERY, PAUSE = 8, 2, 4
 
@@ -67,9 +67,9 @@ def test_mode_trains_past_checkpoints_resumes_and_exports(style_base, tmp_path, 
                                           ("style", {"lora": 1.0, "offset": 10.0, "bias": 1.0, "state": 20.0})])
 def test_every_mode_gives_its_optimizer_groups_the_same_way(mode, scales):
     """wrap(model)'s module, whatever the mode, names its AdamW groups with optimizer_groups(peak_lr, weight_decay):
-    every trainable parameter once, each group at its multiple of the run's rate (core.train_config.PART_LR_SCALE)."""
-    from core.model import ModelConfig, RWKV7
-    from core.train_model import wrap
+    every trainable parameter once, each group at its multiple of the run's rate (core.training.train_config.PART_LR_SCALE)."""
+    from core.network.model import ModelConfig, RWKV7
+    from core.training.train_model import wrap
     model = RWKV7(ModelConfig(n_layer=1, n_embd=64, vocab_size=97))
     module = wrap(model, TrainConfig(data="d", out="o", mode=mode, lora_rank=4, style_rank=2, offset_rank=4))
     groups = module.optimizer_groups(2e-3, 0.05)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
-from core.train import run_training
-from core.train_config import TrainConfig
+from core.network.checkpoint import load_checkpoint
+from core.training.train import run_training
+from core.training.train_config import TrainConfig
 from tests.folders import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_threads_option_reaches_the_config_and_refuses_nonsense(capsys):
     import argparse
 
-    from core.train_options import add_train_arguments, config_from_args
+    from core.training.train_options import add_train_arguments, config_from_args
 
     p = argparse.ArgumentParser(prog="rwkv-music train")
     add_train_arguments(p)
@@ -106,7 +106,7 @@ def test_a_budget_run_paused_before_its_length_was_fitted_fits_it_when_resumed(t
     assert events[-1].kind == "done" and events[-1].step == totals[-1]
 
 
-# --- the file itself (core.train_resume.ResumeState) ---------------------------------------------------------------
+# --- the file itself (core.training.train_resume.ResumeState) ---------------------------------------------------------------
 # the entries of resume.pt since its first format: files written before keep resuming
 FIRST_FORMAT_KEYS = ["format", "config", "tokenizer", "step", "epoch", "index", "bad_steps", "total_steps", "data",
                      "meta", "module", "optimizer", "best", "average", "rng"]
@@ -126,7 +126,7 @@ def _equal(a, b) -> bool:
 def test_a_resume_file_round_trips_and_keeps_the_first_formats_entries(tmp_path):
     from dataclasses import fields
 
-    from core.train_resume import RESUME_FORMAT, ResumeState
+    from core.training.train_resume import RESUME_FORMAT, ResumeState
     folder = make_folder(tmp_path, 3)
     out = tmp_path / "run"
     run_training(_config(folder, out, stop_at_step=10, average_from=0.5, val_fraction=0.3, eval_every=1))
@@ -142,7 +142,7 @@ def test_a_resume_file_round_trips_and_keeps_the_first_formats_entries(tmp_path)
 
 
 def test_a_resume_file_of_an_earlier_version_without_best_or_average_reads(tmp_path):
-    from core.train_resume import ResumeState
+    from core.training.train_resume import ResumeState
     folder = make_folder(tmp_path, 3)
     out = tmp_path / "run"
     run_training(_config(folder, out, stop_at_step=2))
@@ -157,8 +157,8 @@ def test_a_resume_file_of_an_earlier_version_without_best_or_average_reads(tmp_p
 
 
 def test_what_is_not_a_resume_file_is_one_clear_error(tmp_path):
-    from core.train_config import TrainingError
-    from core.train_resume import ResumeState
+    from core.training.train_config import TrainingError
+    from core.training.train_resume import ResumeState
     with pytest.raises(TrainingError, match="nothing to resume"):
         ResumeState.from_file(tmp_path / "none.pt")
     (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 a few bytes of a zip")
@@ -176,8 +176,8 @@ def test_what_is_not_a_resume_file_is_one_clear_error(tmp_path):
 def test_a_resume_refuses_settings_that_shape_the_run(tmp_path):
     from dataclasses import replace
 
-    from core.train_config import TrainingError
-    from core.train_resume import ResumeState
+    from core.training.train_config import TrainingError
+    from core.training.train_resume import ResumeState
     folder = make_folder(tmp_path, 3)
     config = _config(folder, tmp_path / "run", stop_at_step=1)
     run_training(config)

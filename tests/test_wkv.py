@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from core import wkv
-from core.wkv import wkv7, wkv7_chunked, wkv7_reference
+from core.network import wkv
+from core.network.wkv import wkv7, wkv7_chunked, wkv7_reference
 from tests.small_models import run_with_grads
 
 NAMES = ("r", "w", "k", "v", "a", "b", "state")
@@ -163,7 +163,7 @@ def test_entry_point_falls_back_when_a_device_kernel_fails(caplog):
     tensors = rwkv_inputs(1, 9, 1, 4)
     wkv.register_backend("cpu", broken_kernel)
     try:
-        with caplog.at_level(logging.WARNING, logger="core.wkv"):
+        with caplog.at_level(logging.WARNING, logger="core.network.wkv"):
             y, s = wkv7(*tensors)
             y_again, _ = wkv7(*tensors)
     finally:

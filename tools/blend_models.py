@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 def blend(a_path: str, b_path: str, t: float, out: str) -> None:
     import torch
 
-    from core.checkpoint import load_checkpoint, save_checkpoint
+    from core.network.checkpoint import load_checkpoint, save_checkpoint
     if not 0.0 <= t <= 1.0:
         raise SystemExit(f"error: --t is from 0 (A) to 1 (B), not {t:g}")
     a, meta_a = load_checkpoint(a_path)

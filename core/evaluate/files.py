@@ -24,7 +24,7 @@ class EvaluationError(Exception):
 
 def sequence_nll_bits(model, ids: list[int], wkv: torch.Tensor | None = None) -> float:
     """Total bits of predicting ids[i+1] from ids[:i+1], for every i, from the zero state (or the
-    style's WKV state). `model`: a network or a core.style.StyledModel (see whole_piece_logits)."""
+    style's WKV state). `model`: a network or a core.network.style.StyledModel (see whole_piece_logits)."""
     return nats_to_bits(sum(float(F.cross_entropy(logits.float(), targets, reduction="sum").double())
                             for _, logits, targets in whole_piece_logits(model, ids, wkv)))
 
@@ -36,10 +36,10 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
 
     memory > 0: the model as generation uses it, the piece memory (and the style's folder memory) mixed in
     at that strength and the grammar masking every token (core.evaluate.memory_bits); "scored" says which."""
-    from core.checkpoint import CheckpointError, load_checkpoint
-    from core.data import find_midi_files
+    from core.network.checkpoint import CheckpointError, load_checkpoint
+    from core.training.data import find_midi_files
     from core.midi import MidiReadError, read_midi
-    from core.style import StyledModel, load_style
+    from core.network.style import StyledModel, load_style
     from core.tokenizer import Tokenizer
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

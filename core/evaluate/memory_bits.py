@@ -23,7 +23,7 @@ POSITION_BUCKETS = (0, 512, 1024, 2048, 4096, 8192)
 
 def network_probs(model, ids: list[int]) -> np.ndarray:
     """p(next | prefix) of the network for every prefix of ids[:-1]: [len(ids) - 1, V] (float64). `model`: a
-    network or a core.style.StyledModel (the network with its style)."""
+    network or a core.network.style.StyledModel (the network with its style)."""
     return np.concatenate([torch.softmax(logits.double(), -1).cpu().numpy()
                            for _, logits, _ in whole_piece_logits(model, ids)])
 

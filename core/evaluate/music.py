@@ -9,7 +9,7 @@ the sum of their bin-wise minimums (1: the same shape, 0: nothing in common; 0 w
   an octave in time (bin = round(3 * log2(gap in beats)), from 1/16 beat to 4 beats, the rest clamped);
 - velocities: bins of VELOCITY_BIN (pianissimo to fortissimo in 16 steps), drums included;
 - note density: notes per bar;
-- key: Krumhansl-Schmuckler on the duration-weighted pitch-class distribution (core/keys.py). Its scale
+- key: Krumhansl-Schmuckler on the duration-weighted pitch-class distribution (core/training/keys.py). Its scale
   is the major scale, or for minor the natural minor plus the raised 7th (harmonic/melodic leading tone).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..keys import key_of_histogram
+from ..training.keys import key_of_histogram
 from ..score import PITCH_CLASS_NAMES, Note, Score
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)

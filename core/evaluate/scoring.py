@@ -18,7 +18,7 @@ Bits per note = the sum over test pieces of -log2 p(token | window prefix) for e
 divided by the number of notes (Pitch tokens: each note has exactly one) in those pieces. A uniform guess
 over the vocabulary costs log2(vocabulary size) bits per scored token (uniform_window_bits).
 
-Infill (infill_bits): bar-infill examples cut from windows as training cuts them (core.data's
+Infill (infill_bits): bar-infill examples cut from windows as training cuts them (core.training.data's
 bar_infill_tokens: before, Gap_k, after, Fill, the k bars); only the middle after Fill is scored, once with
 the bars after the gap in the context and once without them (before, Gap_k, Fill, middle).
 """
@@ -42,7 +42,7 @@ EVAL_CHUNK = 1024  # tokens per parallel forward of a whole piece; the state car
 def whole_piece_logits(model, ids: Sequence[int], wkv: torch.Tensor | None = None):
     """The logits after every prefix of a whole piece, read in EVAL_CHUNK-token forwards with the recurrent
     state carried from its first token (or a style's WKV state): yields (first index, logits [n,V], the
-    tokens they predict [n]) chunk by chunk. `model`: a network (RWKV7) or a core.style.StyledModel (the
+    tokens they predict [n]) chunk by chunk. `model`: a network (RWKV7) or a core.network.style.StyledModel (the
     network with its style: its offset, and its initial state unless `wkv` is given)."""
     state = model.init_state(1, wkv=wkv)
     seq = torch.tensor(list(ids), dtype=torch.long, device=state.wkv[0].device)  # where the model is
@@ -181,10 +181,11 @@ def uniform_window_bits(windows: Sequence[ScoringWindow], vocab_size: int) -> np
 @torch.no_grad()
 def infill_bits(logits_fn: Callable[[torch.Tensor], torch.Tensor], pieces, tokenizer, ctx_len: int,
                 examples: int = 40, seed: int = 0, device: str | torch.device = "cpu") -> dict:
-    """Bits per note of the missing bars of bar-infill examples (pieces: core.data.Piece): with the bars
+    """Bits per note of the missing bars of bar-infill examples (pieces: core.training.data.Piece): with the bars
     after the gap in the context ("before_and_after") and with the bars before it only ("before_only"),
     the same middle tokens scored both ways; "middle_notes" and "examples" say how much was scored."""
-    from .. import data as D, infill_layout
+    from .. import infill_layout
+    from ..training import data as D
     rng = random.Random(seed)
     totals = {"before_and_after": 0.0, "before_only": 0.0}
     notes = done = 0

@@ -1,9 +1,9 @@
 """A causal Transformer baseline (pre-LayerNorm, learned positions, GELU MLP) and its training loop.
 
-The loop mirrors core.train's for a fair comparison: the same training windows (core.data.make_windows:
+The loop mirrors core.training.train's for a fair comparison: the same training windows (core.training.data.make_windows:
 pieces cut at bars with the tokenizer's header), the same examples and loss mask (build_example, collate),
 the loss summed over a batch's scored tokens divided by their count, AdamW with weight decay on 2-D
-weights only, gradient clipping, and core.train_schedule.lr_at's warm-up + cosine schedule.
+weights only, gradient clipping, and core.training.train_schedule.lr_at's warm-up + cosine schedule.
 save_transformer / load_transformer keep a trained baseline (its config and weights) for later scoring.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import data as D
-from ..train_schedule import lr_at
+from ..training import data as D
+from ..training.train_schedule import lr_at
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Fine-tuning from the GUI: scan a folder, start / cancel / resume a core.train job, and register the
+"""Fine-tuning from the GUI: scan a folder, start / cancel / resume a core.training.train job, and register the
 result in the model library so it appears in the picker."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class TrainingController(QObject):
         use), or None."""
         super().__init__(parent)
         self.panel, self.user_dir, self.base_checkpoint = panel, Path(user_dir), base_checkpoint
-        self.extra_config: dict = {}  # advanced settings (context length, batch...) passed to core.train
+        self.extra_config: dict = {}  # advanced settings (context length, batch...) passed to core.training.train
         self.run_dir: Path | None = None
         self.last_event = None
         self._scan = self._scan_thread = None
@@ -112,7 +112,7 @@ class TrainingController(QObject):
         self.last_event = event
         kind = event.kind
         if kind == "scan" and event.report:
-            from core.data import ScanReport
+            from core.training.data import ScanReport
             self.panel.show_report(ScanReport(**event.report))
         elif kind in ("step", "eval"):
             self.panel.show_progress(event)

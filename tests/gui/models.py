@@ -16,8 +16,8 @@ def make_tiny_checkpoint(path: Path, n_layer: int = 2, n_embd: int = 64, seed: i
     before infill."""
     import torch
 
-    from core.checkpoint import save_checkpoint
-    from core.model import ModelConfig, RWKV7
+    from core.network.checkpoint import save_checkpoint
+    from core.network.model import ModelConfig, RWKV7
     from core.tokenizer import Tokenizer
 
     torch.manual_seed(seed)

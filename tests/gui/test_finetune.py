@@ -1,4 +1,4 @@
-"""Fine-tuning from the window: a real core.train job in a child process on a small real corpus,
+"""Fine-tuning from the window: a real core.training.train job in a child process on a small real corpus,
 its scan report, progress, loss curve, the result in the model picker; cancel and resume; the GUI
 event loop never stalls meanwhile."""
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_a_style_run_offers_the_folders_memory_first(trained_window, corpus, qtb
     qtbot.waitUntil(lambda: any(m.name == "Bach memory" for m in w.models), timeout=120000)
     assert "memory: learnt 3 pieces" in w.messages.text and "model picker" in w.messages.text
     entry = next(m for m in w.models if m.name == "Bach memory")
-    from core.style import load_style
+    from core.network.style import load_style
     assert load_style(str(entry.path)).memory.pieces == 3
     with qtbot.waitSignal(w.training.finished, timeout=120000):
         panel.cancel_button.click()

@@ -12,7 +12,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import library
-from core.train_config import TrainEvent
+from core.training.train_config import TrainEvent
 from tests.folders import CORPUS
 from tests.gui.models import TINY_TRAINING, make_tiny_checkpoint
 

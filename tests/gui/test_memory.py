@@ -10,8 +10,8 @@ from tests.gui.models import make_tiny_checkpoint
 
 
 def test_memory_slider_and_a_folder_memory_style_in_continue(make_window, app_paths, qtbot):
-    from core.checkpoint import load_checkpoint
-    from core.style import Style, save_style
+    from core.network.checkpoint import load_checkpoint
+    from core.network.style import Style, save_style
     from core.tokenizer import Tokenizer
 
     base = make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")

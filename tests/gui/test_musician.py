@@ -363,8 +363,8 @@ def make_v1_checkpoint(path: Path) -> Path:
     """A small real RWKV-7 on the first vocabulary, as the bundled base model is."""
     import torch
 
-    from core.checkpoint import save_checkpoint
-    from core.model import ModelConfig, RWKV7
+    from core.network.checkpoint import save_checkpoint
+    from core.network.model import ModelConfig, RWKV7
     from core.tokenizer import Tokenizer
     tok = Tokenizer("rwkvmusic-tok-1")
     torch.manual_seed(0)

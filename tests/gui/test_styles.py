@@ -7,8 +7,8 @@ from tests.gui.models import make_tiny_checkpoint
 
 
 def test_styles_switch_on_the_loaded_base_model_and_take_a_strength(make_window, app_paths, qtbot):
-    from core.checkpoint import load_checkpoint
-    from core.style import save_style
+    from core.network.checkpoint import load_checkpoint
+    from core.network.style import save_style
     from tests.small_models import random_style
 
     base = make_tiny_checkpoint(app_paths.resources / "tiny-base.pth")

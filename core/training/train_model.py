@@ -1,10 +1,10 @@
 """What a training run trains and how its result is written.
 
 The model: the base checkpoint (with the tokenizer it was trained with) or a fresh model of the asked size,
-wrapped for the run's mode: `Plain` (pretraining, full fine-tune), core.lora.LoRATuner (LoRA) or a
-core.style_tuning.StyleTuner (style and state tuning). Each wrapper gives its AdamW groups the same way,
+wrapped for the run's mode: `Plain` (pretraining, full fine-tune), core.training.lora.LoRATuner (LoRA) or a
+core.training.style_tuning.StyleTuner (style and state tuning). Each wrapper gives its AdamW groups the same way,
 `optimizer_groups(peak_lr, weight_decay)`, every group's rate a multiple (`lr_scale`) of the run's. The result:
-model.pth (LoRA merged into the weights) or style.pth. The loop that trains it is core/train.py.
+model.pth (LoRA merged into the weights) or style.pth. The loop that trains it is core/training/train.py.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import model as M
-from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from core.train_config import MODEL_FILE, PART_LR_SCALE, STYLE_FILE, TrainConfig, TrainingError
+from core.network import model as M
+from core.network.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from core.training.train_config import MODEL_FILE, PART_LR_SCALE, STYLE_FILE, TrainConfig, TrainingError
 
 
 def _load_base(path: str):
@@ -46,7 +46,7 @@ def build_model(config: TrainConfig, tokenizer):
 
 def style_parts(config: TrainConfig) -> tuple[str, ...]:
     """The parts of the style a style/state run learns."""
-    from core.style import parse_parts
+    from core.network.style import parse_parts
     if config.mode == "state":
         return ("state",)
     try:
@@ -98,8 +98,8 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
         raise TrainingError(f"dropout must be at least 0 and below 1, not {dropout:g}")
     model.dropout = dropout
     if config.mode in ("state", "style"):
-        from core.style import StyleError
-        from core.style_tuning import StyleTuner, plan_style
+        from core.network.style import StyleError
+        from core.training.style_tuning import StyleTuner, plan_style
         parts = style_parts(config)
         try:
             lora_rank, offset_rank = plan_style(model, parts, config.style_rank, config.offset_rank)
@@ -107,7 +107,7 @@ def wrap(model: nn.Module, config: TrainConfig) -> nn.Module:
             raise TrainingError(str(e)) from None
         return StyleTuner(model, parts, lora_rank, offset_rank, lr_scale=PART_LR_SCALE[config.mode])
     if config.mode == "lora":
-        from core.lora import LoRATuner
+        from core.training.lora import LoRATuner
         return LoRATuner(model, config.lora_rank, config.lora_alpha)
     return Plain(model)
 
@@ -118,7 +118,7 @@ def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict,
     carries the folder's memory (`memory_pieces`: the token ids of every piece)."""
     # both writers are atomic (temp file + os.replace)
     if config.mode in ("state", "style"):
-        from core.style import save_style
+        from core.network.style import save_style
         path = out / STYLE_FILE
         base = (meta.get("training") or {}).get("base")
         style = module.export()
@@ -129,7 +129,7 @@ def export_result(module: nn.Module, config: TrainConfig, out: Path, meta: dict,
     else:
         model = module.model
         if config.mode == "lora":
-            from core.lora import merged_state_dict
+            from core.training.lora import merged_state_dict
             with torch.device("meta"):  # shapes only: the merged tensors become the parameters
                 plain = M.RWKV7(model.config, init=False)
             plain.load_state_dict(merged_state_dict(model), assign=True)
@@ -143,7 +143,7 @@ def write_memory_style(config: TrainConfig, pieces: list, tokenizer) -> Path:
     # pieces: the token ids of every piece
     """A style file that holds only the folder's memory (every piece's tokens), for `config.base`: the
     result of --mode memory, and the first result of a style run while its adapters train."""
-    from core.style import Style, save_style
+    from core.network.style import Style, save_style
     if not config.base:
         raise TrainingError("a folder memory belongs to a base model: give --base")
     base, _ = _load_base(config.base)

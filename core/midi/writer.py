@@ -3,7 +3,7 @@
 Every track keeps its name, channel, program, events (as their bytes) and notes; the tempo map and the
 declared meter go in a conductor track. What a first-in-first-out reader could not pair back the same way
 (notes of one key inside one another, or struck at one tick) goes on extra tracks on the same channel, and
-tracks without a channel get one by core.channels' rule. Reading is core.midi_reader; both are imported
+tracks without a channel get one by core.channels' rule. Reading is core.midi.reader; both are imported
 from core.midi.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections import defaultdict
 
 import mido
 
-from .atomic import atomic_write
-from .channels import track_channels
-from .midi_reader import decode_text  # a name event is kept as it is when it still reads as the track's name
-from .score import TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score, Track
+from ..atomic import atomic_write
+from ..channels import track_channels
+from .reader import decode_text  # a name event is kept as it is when it still reads as the track's name
+from ..score import TICKS_PER_BEAT, TRACK_NAME, Event, Note, Score, Track
 
 # Order within a tick: note-offs, other events (in their order), zero-length notes written as on then off
 # (see _layers), note-ons.

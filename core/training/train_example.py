@@ -4,7 +4,7 @@
 the draw's name (so that turning one augmentation on or off leaves the others' draws as they were): a crop
 from a random Bar of the piece (crop_share), transposition and tempo (augment), a move into the key of another
 piece of the folder (key_augment), and an infill layout (infill_share). Then the inputs, targets and loss mask
-come out of core.data.build_example. The same window, settings and seed give the same example, so a resumed
+come out of core.training.data.build_example. The same window, settings and seed give the same example, so a resumed
 run sees the examples the uninterrupted run saw.
 """
 from __future__ import annotations
@@ -13,15 +13,15 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from core import augment as A
-from core import data as D
-from core.train_config import TrainConfig
+from core.training import augment as A
+from core.training import data as D
+from core.training.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
 class WindowSource:
     """A training window and what its draws may take from its piece and from the folder."""
-    tokens: list[int]                 # the window, its restated header first (core.data.window_tokens)
+    tokens: list[int]                 # the window, its restated header first (core.training.data.window_tokens)
     head: int                         # the restated header's length
     piece_tokens: Sequence[int]       # the whole piece: a crop may start at any of its Bars
     piece_bars: list | None           # the piece's (Bar index, restated header)s; None: no crops

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .keys import Key, key_shift
-from .tokenizer import playable_range
+from ..tokenizer import playable_range
 
 
 def _pitched_positions(tokens: Sequence[int], tokenizer) -> list[tuple[int, int]]:
@@ -85,7 +85,7 @@ def _kind_code(tokenizer, name: str) -> int:
 def in_another_key(tokens: Sequence[int], tokenizer, source: Key | None, keys: Sequence[Key | None],
                    rng: random.Random) -> list[int]:
     """The window (of a piece in key `source`) moved into the key of a random entry of `keys` (the folder's
-    pieces), the mode kept (core.keys.key_shift); unchanged when either key is unknown."""
+    pieces), the mode kept (core.training.keys.key_shift); unchanged when either key is unknown."""
     target = keys[rng.randrange(len(keys))] if keys else None
     if source is None or target is None:
         return [int(t) for t in tokens]

@@ -16,8 +16,8 @@ Implementations:
   into chunks of CHUNK tokens; everything inside a chunk is batched matmuls over all chunks at once, and
   only a short loop of small matmuls carries the state from chunk to chunk. Its backward is written
   out (the reverse walk over chunks) and keeps only the inputs and the chunk-start states.
-- Device kernels (e.g. the CUDA one in core/cuda/) plug in with `register_backend("cuda", fn)`.
-- On the CPU in float32: the sequential loop in C++ of core/cpu_kernels.cpp, heads in parallel; it
+- Device kernels (e.g. the CUDA one in core/network/cuda/) plug in with `register_backend("cuda", fn)`.
+- On the CPU in float32: the sequential loop in C++ of core/network/cpu_kernels.cpp, heads in parallel; it
   needs no chunk algebra. For "prefill" it only runs forward; for "train" it keeps the state every
   16 tokens and its C++ backward recomputes from those (float64 and a failed build: the chunked form).
 
@@ -43,7 +43,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from core import cpu_kernels
+from core.network import cpu_kernels
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def register_backend(device_type: str, fn: Backend) -> None:
 
 
 def _cpu_kernel(r, w, k, v, a, b, state):
-    """The C++ loop of core/cpu_kernels.cpp where it applies (CPU, float32, built), else None."""
+    """The C++ loop of core/network/cpu_kernels.cpp where it applies (CPU, float32, built), else None."""
     if r.device.type != "cpu" or not all(t.dtype == torch.float32 for t in (r, w, k, v, a, b, state)
                                           if t is not None):
         return None

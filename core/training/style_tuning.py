@@ -1,6 +1,6 @@
 """Learning a style: which parameters each part trains, the ranks that fit the file's bound, and StyleTuner,
 the trainable module (a frozen base plus the parts at zero change) that the trainer optimises and exports as a
-core.style.Style."""
+core.network.style.Style."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,9 @@ import re
 import torch
 from torch import nn
 
-from core import model as M
-from core.checkpoint import model_fingerprint
-from core.style import MAX_STYLE_BYTES, Style, StyleError
+from core.network import model as M
+from core.network.checkpoint import model_fingerprint
+from core.network.style import MAX_STYLE_BYTES, Style, StyleError
 
 # The small always-applied parameters the "bias" part trains (layer 0's v0 is unused, k_k/k_a/r_k stay).
 SMALL_PARAMS = re.compile(r"(^|\.)(ln0|ln1|ln2|ln_out|ln_x)\.(weight|bias)$"
@@ -72,7 +72,7 @@ class StyleTuner(nn.Module):
                  base_fingerprint: str | None = None, lr_scale: dict[str, float] | None = None) -> None:
         super().__init__()
         self.model, self.parts = model, tuple(parts)
-        from core.train_config import PART_LR_SCALE
+        from core.training.train_config import PART_LR_SCALE
         # each part's learning rate / the run's: a style's by default, the state mode passes its own
         self.lr_scale = dict(lr_scale or PART_LR_SCALE["style"])
         self.lora_rank, self.offset_rank = lora_rank, offset_rank
@@ -82,7 +82,7 @@ class StyleTuner(nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
         if "lora" in parts:
-            from core.lora import apply_lora
+            from core.training.lora import apply_lora
             apply_lora(model, lora_rank, 2.0 * lora_rank, STYLE_TARGETS)  # scale 2, as the LoRA mode's 16/32
         self._small_base: dict[str, torch.Tensor] = {}
         if "bias" in parts:
@@ -112,7 +112,7 @@ class StyleTuner(nn.Module):
 
     def optimizer_groups(self, peak_lr: float, weight_decay: float) -> list[dict]:
         """AdamW groups, one per part, each at its own rate: `lr_scale` times the run's (`peak_lr` at the peak)."""
-        from core.lora import lora_parameters
+        from core.training.lora import lora_parameters
         named = {"lora": lora_parameters(self.model) if "lora" in self.parts else [],
                  "bias": [self.model.get_parameter(n) for n in self._small_base],
                  "offset": [p for n, p in self.named_parameters(recurse=False) if n.startswith("offset")],
@@ -128,7 +128,7 @@ class StyleTuner(nn.Module):
     @torch.no_grad()
     def export(self) -> Style:
         """The learnt style (CPU, float32; LoRA as (A, B * scale))."""
-        from core.lora import LoRADelta
+        from core.training.lora import LoRADelta
         style = Style(meta={"base_config": self.model.config.to_dict(), "base_fingerprint": self.base_fingerprint,
                             "lora_rank": self.lora_rank if "lora" in self.parts else None,
                             "offset_rank": self.offset_rank if "offset" in self.parts else None})

@@ -1,6 +1,6 @@
 """The loss a training run learns from and the numbers its validation reports.
 
-Both are the summed next-token NLL over the scored targets of a batch (core.data.build_example's mask): in one
+Both are the summed next-token NLL over the scored targets of a batch (core.training.data.build_example's mask): in one
 pass (`batch_nll`), or in spans of --bptt tokens with the recurrent state carried from span to span
 (`span_nll`), which also backpropagates span by span. `validation_loss` sums it over the validation windows:
 nats per scored token and bits per note (a note's one pitch token). `StepLosses` sums the training loss
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import data as D
+from core.training import data as D
 from core.evaluate.bits import bits_per_note, nats_to_bits
-from core.train_config import TrainConfig
+from core.training.train_config import TrainConfig
 
 
 def autocast(device: torch.device):

@@ -2,20 +2,20 @@
 checkpoints and exact resume.
 
 Here: DDP set-up, the loop itself (`run_training(config, emit, should_stop)`, in this process) and its torchrun
-entry: under `torchrun ... -m core.train` each rank takes a fixed slice of every global batch and gradients are
+entry: under `torchrun ... -m core.training.train` each rank takes a fixed slice of every global batch and gradients are
 summed, so N processes compute what one process computes on the whole batch. The loop composes the parts that
 live elsewhere, one job each:
-- the windows and their batch order: core/train_data.py; one example's random draws: core/train_example.py;
-- the loss, in one pass or in spans (--bptt), and validation: core/train_loss.py;
-- the length, warm-up, learning rate and time-budget fit: core/train_schedule.py;
-- the weights kept besides the trained ones (best point, running average): core/train_weights.py;
-- resume.pt: core/train_resume.py;
-- the module a run trains, its optimizer groups and its result file: core/train_model.py;
-- a run's settings, learning rates, events and errors: core/train_config.py; its options: core/train_options.py;
-- a run in a child process: core/train_job.py; scoring whole files with a trained model: core/evaluate/files.py.
+- the windows and their batch order: core/training/train_data.py; one example's random draws: core/training/train_example.py;
+- the loss, in one pass or in spans (--bptt), and validation: core/training/train_loss.py;
+- the length, warm-up, learning rate and time-budget fit: core/training/train_schedule.py;
+- the weights kept besides the trained ones (best point, running average): core/training/train_weights.py;
+- resume.pt: core/training/train_resume.py;
+- the module a run trains, its optimizer groups and its result file: core/training/train_model.py;
+- a run's settings, learning rates, events and errors: core/training/train_config.py; its options: core/training/train_options.py;
+- a run in a child process: core/training/train_job.py; scoring whole files with a trained model: core/evaluate/files.py.
 
 Output folder: resume.pt (exact resume), model.pth (full/LoRA; LoRA merged) or style.pth (style, and its
-variant state: see core/style.py), train_log.jsonl (one event per line), scan_report.json.
+variant state: see core/network/style.py), train_log.jsonl (one event per line), scan_report.json.
 """
 from __future__ import annotations
 
@@ -30,17 +30,17 @@ from typing import Callable
 
 import torch
 
-from core import data as D
-from core.train_config import (LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, TrainConfig, TrainEvent, TrainingError,
+from core.training import data as D
+from core.training.train_config import (LOG_FILE, MODES, RESUME_FILE, SCAN_FILE, TrainConfig, TrainEvent, TrainingError,
                                 peak_lr)
-from core.train_data import BatchOrder, TrainingSet
-from core.train_example import draw_example, example_seed
-from core.train_loss import StepLosses, batch_nll, span_nll, validation_loss
-from core.train_model import base_tokenizer, build_model, export_result, wrap, write_memory_style
-from core.train_options import add_train_arguments, config_from_args
-from core.train_resume import ResumeState, capture_rng, restore_rng
-from core.train_schedule import BudgetFit, Schedule, eval_interval
-from core.train_weights import KeepBest, RunningAverage, swapped_in
+from core.training.train_data import BatchOrder, TrainingSet
+from core.training.train_example import draw_example, example_seed
+from core.training.train_loss import StepLosses, batch_nll, span_nll, validation_loss
+from core.training.train_model import base_tokenizer, build_model, export_result, wrap, write_memory_style
+from core.training.train_options import add_train_arguments, config_from_args
+from core.training.train_resume import ResumeState, capture_rng, restore_rng
+from core.training.train_schedule import BudgetFit, Schedule, eval_interval
+from core.training.train_weights import KeepBest, RunningAverage, swapped_in
 
 
 # --- distributed -------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ class _Trainer:
                                 f"try a lower learning rate (now {self.peak_lr:g})")
 
     def _checkpoint(self) -> dict:
-        """resume.pt (core/train_resume.py) and the result file, both written atomically by rank 0. Returns
+        """resume.pt (core/training/train_resume.py) and the result file, both written atomically by rank 0. Returns
         their paths."""
         if self.rank != 0:
             return {}
@@ -415,7 +415,7 @@ def run_training(config: TrainConfig, emit: Callable[[TrainEvent], None] | None 
 def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
-    p = argparse.ArgumentParser(prog="python -m core.train", description="train (data-parallel under torchrun)")
+    p = argparse.ArgumentParser(prog="python -m core.training.train", description="train (data-parallel under torchrun)")
     add_train_arguments(p)
     args = p.parse_args(argv)
     init_distributed_from_env()

@@ -3,7 +3,7 @@
 The sources are addressed by absolute paths (the build works from any working directory), the
 architecture comes from the device's compute capability, and the result is cached under
 ~/.cache/rwkv-music/cuda/<key>, where the key hashes the sources (paths and bytes), the
-architecture, the Python ABI and the torch and CUDA versions (core/jit_build.py). Any failure
+architecture, the Python ABI and the torch and CUDA versions (core/network/jit_build.py). Any failure
 (no CUDA torch, no nvcc, no ninja, a compiler error) becomes one clear warning and
 `load_extension` returns None: callers then use the portable PyTorch path.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from core import jit_build
+from core.network import jit_build
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCE_NAMES = ("wkv7_bind.cpp", "wkv7.cu")

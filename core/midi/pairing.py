@@ -13,7 +13,7 @@ a real note. So a note-on right after a stray note-off opens a chain (continued 
 immediately followed by a note-on of the key at its tick), and the chain's notes become zero-length only
 if its last note is never released, or is struck again before any note-off.
 
-Files are paired here through core.midi_reader, and so is what a player plays (core.live.MidiCapture
+Files are paired here through core.midi.reader, and so is what a player plays (core.live.MidiCapture
 reads it as a file): one rule for both.
 """
 from __future__ import annotations

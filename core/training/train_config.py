@@ -2,8 +2,8 @@
 default is written), its learning rates (DEFAULT_LR by mode, PART_LR_SCALE for a style's parts, peak_lr), what
 it reports (TrainEvent, TrainingError) and the files it writes.
 
-No torch here: the command-line parser (core/train_options.py), the GUI and the parent side of a training
-job (core/train_job.py) read these without loading the training loop (core/train.py).
+No torch here: the command-line parser (core/training/train_options.py), the GUI and the parent side of a training
+job (core/training/train_job.py) read these without loading the training loop (core/training/train.py).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class TrainConfig:
     dropout: float | None = None       # on each block's outputs while training (default: DEFAULT_DROPOUT, else 0)
     lora_rank: int = 16
     lora_alpha: float = 32.0
-    style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.style.PARTS)
+    style_parts: str = DEFAULT_STYLE_PARTS  # style mode: what the style holds (core.network.style.PARTS)
     style_rank: int | None = None      # style mode: LoRA rank (None: the largest of 16..1 that fits 1 MB)
     offset_rank: int | None = None     # style mode: rank of the state offset per head (0: full; None: auto)
     n_layer: int = 6                   # model size when pretraining from scratch

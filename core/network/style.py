@@ -1,9 +1,9 @@
 """Styles: a small file, learnt on top of one base model, that steers every token it generates.
 
 A style holds any of four parts (all optional, all relative to the base model, so strength 0 is the base):
-- "lora":   low-rank adapters B @ A on the large matrices (core/lora.py targets) and on the low-rank
+- "lora":   low-rank adapters B @ A on the large matrices (core/training/lora.py targets) and on the low-rank
             projections that set each token's decay, in-context rate, value mix and gate
-            (core.style_tuning.STYLE_TARGETS), kept apart from the base and merged into the loaded model's
+            (core.training.style_tuning.STYLE_TARGETS), kept apart from the base and merged into the loaded model's
             weights only while the style is applied (fp16 in the file);
 - "offset": a state offset dS per layer and head, read with the WKV state at every token:
             o_t = r_t (S_t + dS) (after Kang et al., "State-offset tuning", ACL 2025); full or low rank;
@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core import model as M
+from core.network import model as M
 from core.memory import FolderMemory
 from core.atomic import atomic_write
-from core.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
+from core.network.checkpoint import (FORMAT_NAME, META_KEY, CheckpointError, json_tensor, model_fingerprint, safe_load,
                              tensor_json)
-from core.step import Stepper, prepare, step_tokens
+from core.network.step import Stepper, prepare, step_tokens
 
 STYLE_FORMAT = FORMAT_NAME + "/style"
 LEGACY_STATE_FORMAT = FORMAT_NAME + "/state"
@@ -282,7 +282,7 @@ class StyledModel:
     `apply(style, strength)` makes the network (`model`, an RWKV7) the base plus `strength` times the style:
     the weights the style changes are changed in place (their base values kept here, to restore them bit for
     bit), and the state offset dS and the initial WKV state are kept here, passed to the network as values
-    (`forward`/`prefill`'s `offset=`, core.step's `offset=`, `init_state(wkv=)`). `remove()` restores the
+    (`forward`/`prefill`'s `offset=`, core.network.step's `offset=`, `init_state(wkv=)`). `remove()` restores the
     base; switching styles never reloads it. Run a styled model through this object (`__call__`, `prefill`,
     `init_state`, `step`); `model_fingerprint(styled)` is the base model's (`base_weights`).
     """
@@ -330,7 +330,7 @@ class StyledModel:
 
     def base_weights(self) -> dict[str, torch.Tensor]:
         """The base model's weights by name (the network's own, with the base values of those the style
-        changed): what core.checkpoint.model_fingerprint hashes."""
+        changed): what core.network.checkpoint.model_fingerprint hashes."""
         return {**self.model.state_dict(), **self._backup}
 
     # -- applying
@@ -396,9 +396,9 @@ class StyledModel:
         return self.model.prefill(idx, self._start(idx, state), full_output, offset=self._offset)
 
     def prepare_step(self, backend: str = "step-cpp") -> Stepper:
-        """The one-token stepper (core.step.prepare) for the styled weights, made now if it must be."""
+        """The one-token stepper (core.network.step.prepare) for the styled weights, made now if it must be."""
         return prepare(self.model, backend, self._offset)
 
     def step(self, tokens: torch.Tensor, state: M.State, backend: str = "step-cpp") -> tuple[torch.Tensor, M.State]:
-        """One token for each of B streams with the style (core.step.step_tokens): tokens [B] -> (logits, State)."""
+        """One token for each of B streams with the style (core.network.step.step_tokens): tokens [B] -> (logits, State)."""
         return step_tokens(self.model, tokens, state, backend, offset=self._offset)

@@ -1,9 +1,9 @@
 """The windows a training run learns from and validates on, and the order it reads them in.
 
-`TrainingSet.split`: the scanned pieces split into training and validation pieces (core.data: by path hash,
+`TrainingSet.split`: the scanned pieces split into training and validation pieces (core.training.data: by path hash,
 validation capped at what it reads), both cut into windows of the context length, with what the example draws
 need of each training piece (its Bars for crops, its key for key moves); `source(i)` is training window i as
-core/train_example.py draws it. `BatchOrder`: which windows each batch holds, from (seed, epoch) alone, so a
+core/training/train_example.py draws it. `BatchOrder`: which windows each batch holds, from (seed, epoch) alone, so a
 resumed run reads the batches the uninterrupted one read.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Sequence
 
 import torch
 
-from core import augment as A
-from core import data as D
-from core.keys import key_of_histogram
-from core.train_config import TrainConfig
-from core.train_example import WindowSource
+from core.training import augment as A
+from core.training import data as D
+from core.training.keys import key_of_histogram
+from core.training.train_config import TrainConfig
+from core.training.train_example import WindowSource
 
 
 @dataclass

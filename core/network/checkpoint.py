@@ -1,11 +1,11 @@
-"""Checkpoint and state files: the RWKV-LM `.pth` layout of core/model.py's network plus our metadata.
+"""Checkpoint and state files: the RWKV-LM `.pth` layout of core/network/model.py's network plus our metadata.
 
 A checkpoint is a dict of tensors: the model's `state_dict()` (the names the RWKV tools read) and one key
 of ours, META_KEY, holding JSON (the format, the model config, the tokenizer, training facts) as a uint8
 tensor. Loading never runs code from the file: torch.load(weights_only=True) refuses anything but
 tensors and plain containers, and every failure to read is one CheckpointError. The configuration comes
 from tensor shapes alone, so plain RWKV-LM x070 files load too. A state file (the older form of a style,
-core/style.py) holds a learned initial WKV state tied to its base model by `model_fingerprint`.
+core/network/style.py) holds a learned initial WKV state tied to its base model by `model_fingerprint`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from core.atomic import atomic_write
-from core.model import RWKV7, UNUSED_PARAMETERS, ModelConfig
+from core.network.model import RWKV7, UNUSED_PARAMETERS, ModelConfig
 
 # The one key we add to the RWKV-LM layout: our metadata as UTF-8 JSON in a uint8 tensor.
 # The `rwkv` package loads every key; this one has no "blocks." and no "*.weight" suffix it
@@ -122,7 +122,7 @@ def read_checkpoint_meta(path: str) -> dict:
 
 def model_fingerprint(model) -> str:
     """A short hash of the config and every weight: the identity a style file is tied to. `model`: a network
-    (RWKV7), or a model with a style applied (core.style.StyledModel), which gives its base model's weights
+    (RWKV7), or a model with a style applied (core.network.style.StyledModel), which gives its base model's weights
     (`base_weights()`), so the fingerprint is its base model's."""
     h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     weights = model.state_dict() if isinstance(model, nn.Module) else model.base_weights()

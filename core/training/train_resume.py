@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from core.atomic import atomic_write
-from core.train_config import TrainConfig, TrainingError
+from core.training.train_config import TrainConfig, TrainingError
 
 RESUME_FORMAT = "rwkv-music-resume/1"
 # settings a run cannot change when it resumes: they shape the model, its data order or its tokens

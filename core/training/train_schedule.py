@@ -1,14 +1,14 @@
 """How long a training run is and how its learning rate moves: the warm-up + cosine schedule (`lr_at`), the run's
 length, where it pauses and its warm-up (`Schedule`), how often it validates (`eval_interval`), and the time
 budget's fit of the length to the speed of the first steps (`BudgetFit`). No model and no data here: the loop
-(core/train.py) asks these for numbers.
+(core/training/train.py) asks these for numbers.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from core.train_config import TrainConfig
+from core.training.train_config import TrainConfig
 
 # steps at which a time budget (re)sets the run's length; the late one because the first hundred steps ran
 # slower than the rest (600 s style runs ended after 554 s)

@@ -1,7 +1,7 @@
 """The RWKV-7 ("x070") network: parameters, from-scratch initialisation and the parallel forward.
 
 Parameter names are the checkpoint names (`blocks.0.att.receptance.weight`, ...), so `state_dict()` is
-the layout the RWKV tools read (the files: core/checkpoint.py). Per layer, with x the ln1 output and x'
+the layout the RWKV tools read (the files: core/network/checkpoint.py). Per layer, with x the ln1 output and x'
 the previous token's (zero, or the carried state, before the first token):
 
     x_m = lerp(x, x', mu_m) for m in r, w, k, v, a, g;   r, k, v = W_r x_r, W_k x_k, W_v x_v
@@ -9,16 +9,16 @@ the previous token's (zero, or the carried state, before the first token):
     a = sigmoid(a0 + x_a A1 A2);   g = sigmoid(x_g G1) G2
     v = lerp(v, v_first, sigmoid(v0 + x_v V1 V2))    (layer 0: v_first = v, the value residual)
     kk = normalise_per_head(k * k_k);   k = k * (1 + (a - 1) * k_a)
-    S_t = S_{t-1} diag(decay_t) - (S_{t-1} kk_t)(kk_t * a_t)^T + v_t k_t^T;   y_t = S_t r_t  (core/wkv.py)
+    S_t = S_{t-1} diag(decay_t) - (S_{t-1} kk_t)(kk_t * a_t)^T + v_t k_t^T;   y_t = S_t r_t  (core/network/wkv.py)
     out = W_o ((GroupNorm_H(y) + (sum_per_head r * k * r_k) v) * g)
 and the channel mix relu(W_k lerp(x, x', mu_k))^2 through W_v (optionally gated per token by
 DeepEmbed). Around the blocks: ln0 on the embedding, x += time mix(ln1 x), x += channel mix(ln2 x),
-logits = head(ln_out x). A style (core/style.py) may add a state offset dS, read as S_t + dS: it is an
-argument (`offset=`) of `forward` and `prefill` (and of core.step's step), never state of the network; its
-learned initial state is an ordinary `state` (`init_state(wkv=)`). core.style.StyledModel passes both.
+logits = head(ln_out x). A style (core/network/style.py) may add a state offset dS, read as S_t + dS: it is an
+argument (`offset=`) of `forward` and `prefill` (and of core.network.step's step), never state of the network; its
+learned initial state is an ordinary `state` (`init_state(wkv=)`). core.network.style.StyledModel passes both.
 
 Which code runs is chosen by an explicit `backend` argument (`forward(..., backend=)`, default by the
-module's train()/eval() mode; `core.step.step_tokens(model, ..., backend=)`):
+module's train()/eval() mode; `core.network.step.step_tokens(model, ..., backend=)`):
 
 | use                          | backend        | CPU, float32                      | CPU, other dtypes | CUDA                 |
 |------------------------------|----------------|-----------------------------------|-------------------|----------------------|
@@ -27,8 +27,8 @@ module's train()/eval() mode; `core.step.step_tokens(model, ..., backend=)`):
 | one-token step (live)        | "step-cpp"     | fused C++ step (not DeepEmbed)    | torch-op step     | torch-op step        |
 | one-token step, for checking | "step-torch"   | torch-op step                     | torch-op step     | torch-op step        |
 
-The WKV choice is made in core.wkv.wkv7, the step's in core.step.prepare; the C++ kernels are in
-core/cpu_kernels.cpp, the CUDA one in core/cuda/. Where a kernel declines the tensors (the CUDA one:
+The WKV choice is made in core.network.wkv.wkv7, the step's in core.network.step.prepare; the C++ kernels are in
+core/network/cpu_kernels.cpp, the CUDA one in core/network/cuda/. Where a kernel declines the tensors (the CUDA one:
 float64, a head size other than 64, or a failed self-test on the device; the C++ training loop: a head
 size not a multiple of 8, which the C++ forward-only loop takes) or its build fails (one warning), the
 chunked WKV or the torch-op step runs. `prefill` and `step` give the logits of `forward` (up to rounding).
@@ -43,8 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import core.cuda  # noqa: F401  (registers the CUDA WKV kernel with core.wkv)
-from core.wkv import WKV_BACKENDS, wkv7
+import core.network.cuda  # noqa: F401  (registers the CUDA WKV kernel with core.network.wkv)
+from core.network.wkv import WKV_BACKENDS, wkv7
 
 # decay = exp(-DECAY_SCALE * sigmoid(z)). The `rwkv` package (the oracle) uses this rounded
 # value of exp(-0.5); using the same constant keeps logits identical, not merely close.
@@ -199,7 +199,7 @@ class TimeMix(nn.Module):
     def forward(self, x, v_first, prev_x, wkv_state, offset=None, backend: str = "train"):
         """x [B,T,C] (ln1 output) -> (out [B,T,C], v_first, last x [B,C], final WKV state).
         `offset` [H,N,N] (a style's state offset dS): the state is read as S_t + dS at every token.
-        `backend` ("train" or "prefill") picks the WKV code (core.wkv.wkv7)."""
+        `backend` ("train" or "prefill") picks the WKV code (core.network.wkv.wkv7)."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         prev = _token_shift(x, prev_x)
@@ -394,7 +394,7 @@ class RWKV7(nn.Module):
         p = self.emb.weight
         B, C, H, N = batch_size, cfg.n_embd, cfg.n_head, cfg.head_size
         zeros = [torch.zeros(B, C, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
-        wkv_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32  # as core.wkv keeps it
+        wkv_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32  # as core.network.wkv keeps it
         if wkv is None:
             mats = [torch.zeros(B, H, N, N, dtype=wkv_dtype, device=p.device) for _ in range(cfg.n_layer)]
         else:

@@ -1,7 +1,7 @@
-"""The one-token step: RWKV7 (core/model.py) run for one token of B independent streams, without
+"""The one-token step: RWKV7 (core/network/model.py) run for one token of B independent streams, without
 autograd, for live generation. Two steppers compute the network's function, one token at a time:
 
-- CppStepper: the fused C++ step of core/cpu_kernels.cpp over one packed weight buffer. The torch-op
+- CppStepper: the fused C++ step of core/network/cpu_kernels.cpp over one packed weight buffer. The torch-op
   step costs about 45 small ops a layer, each with its own dispatch overhead; at one token per call
   that overhead, not the arithmetic, sets the latency. The C++ step does a layer in a few loops that
   read every weight once. Float32 models on the CPU without DeepEmbed.
@@ -9,7 +9,7 @@ autograd, for live generation. Two steppers compute the network's function, one 
 
 `prepare(model, backend, offset=)` is where the choice is made: "step-cpp" takes the C++ step where it
 applies (and builds), else the torch-op step; "step-torch" always takes the torch-op step. A style's state
-offset dS [L,H,N,N] is an argument, packed with the weights (core.style.StyledModel passes its own). The
+offset dS [L,H,N,N] is an argument, packed with the weights (core.network.style.StyledModel passes its own). The
 stepper is kept here for each model and made again when its weights change or another offset is given.
 `step_tokens(model, tokens, state, offset=)` runs one.
 """
@@ -23,8 +23,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from core import cpu_kernels
-from core.model import DECAY_SCALE, DEEP_EMBED_RANK, GROUP_NORM_EPS, RWKV7, State
+from core.network import cpu_kernels
+from core.network.model import DECAY_SCALE, DEEP_EMBED_RANK, GROUP_NORM_EPS, RWKV7, State
 
 STEP_BACKENDS = ("step-cpp", "step-torch")
 
@@ -62,7 +62,7 @@ def prepare(model: RWKV7, backend: str = "step-cpp", offset: torch.Tensor | None
 def step_tokens(model: RWKV7, tokens: torch.Tensor, state: State, backend: str = "step-cpp", *,
                 offset: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
     """One token for each of B streams: tokens [B] long -> (logits [B,V], new State), no autograd. The
-    given state is left unchanged (branch from it freely). `backend`: see core/model.py's table; `offset`:
+    given state is left unchanged (branch from it freely). `backend`: see core/network/model.py's table; `offset`:
     a style's state offset dS [L,H,N,N] (see `prepare`)."""
     return prepare(model, backend, offset).step(tokens, state)
 

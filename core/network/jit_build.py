@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Hashable, Iterable
 
-from . import paths
+from .. import paths
 
 CACHE_ENV = "RWKV_MUSIC_BUILD_CACHE"  # overrides <cache> (default ~/.cache/rwkv-music)
 WAIT_ENV = "RWKV_MUSIC_BUILD_WAIT_S"  # how long to wait for another process's build (default 30 min)

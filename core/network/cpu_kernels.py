@@ -1,10 +1,10 @@
 """The C++ CPU kernels (cpu_kernels.cpp, built just in time) and their build, float32 only: the fused
-one-token step (core/step.py packs the weights for it; models without DeepEmbed) and the WKV-7 recurrence
-that core/wkv.py runs on the CPU: forward only for prefill and scoring, forward and backward for training
+one-token step (core/network/step.py packs the weights for it; models without DeepEmbed) and the WKV-7 recurrence
+that core/network/wkv.py runs on the CPU: forward only for prefill and scoring, forward and backward for training
 (the backward recomputes from the state kept every 16 tokens, for head sizes a multiple of WKV_LANES = 8;
 other head sizes train through the chunked WKV).
 
-Build: `python -m core.cpu_kernels` (the Makefile runs it after installing), else on first use. It is
+Build: `python -m core.network.cpu_kernels` (the Makefile runs it after installing), else on first use. It is
 cached under <cache>/cpu-kernels/<key>, <cache> being $RWKV_MUSIC_BUILD_CACHE or else the user's cache
 folder (~/.cache/rwkv-music, core.paths); RWKV_MUSIC_NO_CPU_STEP=1 turns the kernels off (the torch-op
 step and the chunked WKV then run). A failed build is one warning, then the same fallbacks.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from core import jit_build
+from core.network import jit_build
 
 SOURCE = str(Path(__file__).resolve().with_name("cpu_kernels.cpp"))
 DISABLE_ENV = "RWKV_MUSIC_NO_CPU_STEP"

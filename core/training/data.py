@@ -25,9 +25,9 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write
-from . import infill_layout
-from . import paths
+from ..atomic import atomic_write
+from .. import infill_layout
+from .. import paths
 
 MIDI_SUFFIXES = (".mid", ".midi")
 PAD_MULTIPLE = 16  # the WKV training kernels need T to be a multiple of 16

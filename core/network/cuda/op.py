@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from core.cuda.build import load_extension
-from core.wkv import wkv7_chunked  # the self-test reference: the chunked PyTorch path
+from core.network.cuda.build import load_extension
+from core.network.wkv import wkv7_chunked  # the self-test reference: the chunked PyTorch path
 
 HEAD_SIZE = 64
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)

@@ -1,12 +1,12 @@
-"""The options of a training run, shared by `rwkv-music train` and `python -m core.train` (torchrun), and
-the TrainConfig they make. Their defaults are TrainConfig's (core/train_config.py), read from there.
-Kept apart from core/train.py so that building the CLI parser does not import torch."""
+"""The options of a training run, shared by `rwkv-music train` and `python -m core.training.train` (torchrun), and
+the TrainConfig they make. Their defaults are TrainConfig's (core/training/train_config.py), read from there.
+Kept apart from core/training/train.py so that building the CLI parser does not import torch."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 
-from core.train_config import DEFAULT_DROPOUT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER, TrainConfig
+from core.training.train_config import DEFAULT_DROPOUT, MODE_DEFAULTS, MODES, STYLE_LARGE_FOLDER, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 # each option's TrainConfig field (--no-dynamics-flag and --keep-last, the negated options, are handled apart)

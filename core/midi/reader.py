@@ -1,4 +1,4 @@
-"""MIDI file -> Score, with a report of what was dropped or changed and why (writing: core.midi_writer;
+"""MIDI file -> Score, with a report of what was dropped or changed and why (writing: core.midi.writer;
 both are imported from core.midi).
 
 Reading is tolerant of real-world files and strict about what cannot be trusted:
@@ -13,7 +13,7 @@ Reading is tolerant of real-world files and strict about what cannot be trusted:
   lyrics...), written back unchanged. A track whose notes use several channels (type 0) becomes one track
   per channel; its other events stay with the first. Tempo and time signature events become the tempo map
   and the meter. Folding the sustain pedal into durations happens only in the tokenizer's view (Score.notes).
-- Note pairing (core.midi_pairing): per track, channel and key, first in first out: a note-off ends the
+- Note pairing (core.midi.pairing): per track, channel and key, first in first out: a note-off ends the
   OLDEST sounding note of its key. A note-on with velocity 0 is a note-off; CC120/CC123 end every note on the
   channel. A note-off that finds no sounding note of its key is ignored (it never cuts a later note short).
 - Program changes act on a channel, whatever track they sit in (MIDI semantics): a note takes the program in
@@ -35,8 +35,8 @@ import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .midi_pairing import NotePairing
-from .score import (DEFAULT_BPM, DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event,
+from .pairing import NotePairing
+from ..score import (DEFAULT_BPM, DRUM_CHANNEL, MIN_NOTE_TICKS, PEDAL_CONTROLLER, TICKS_PER_BEAT, TRACK_NAME, Event,
                     Note, Score, TempoChange, TimeSignature, Track, tokenizer_notes)
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real score; larger files are almost surely not music
@@ -408,7 +408,7 @@ class _FileReader:
 
         r = self.report
         view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
-        from .meter import model_meter  # numpy: not at import (core.live's capture reads through this module)
+        from ..meter import model_meter  # numpy: not at import (core.live's capture reads through this module)
         guess = model_meter(score.time_signatures, view_notes)
         if guess is not None:  # what Score.token_view() does with this file
             r.add(guess.describe(), altered=False)

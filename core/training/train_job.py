@@ -1,6 +1,6 @@
 """A training run in a spawned child process, so that a GUI or a live MIDI stream in this process keeps
-its timing: `start_job(config)` hands back a `TrainingJob` whose events (core.train_config.TrainEvent)
-arrive over a queue. The child runs core.train.run_training; this side never imports torch.
+its timing: `start_job(config)` hands back a `TrainingJob` whose events (core.training.train_config.TrainEvent)
+arrive over a queue. The child runs core.training.train.run_training; this side never imports torch.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import queue as queue_mod
 import time
 from typing import Iterator
 
-from core.train_config import TrainConfig, TrainEvent, TrainingError
+from core.training.train_config import TrainConfig, TrainEvent, TrainingError
 
 
 def _child_main(config_dict: dict, events, cancel, parent_pid: int) -> None:
@@ -20,7 +20,7 @@ def _child_main(config_dict: dict, events, cancel, parent_pid: int) -> None:
         events.put(event)
 
     try:
-        from core.train import run_training  # torch and the loop: in the child only
+        from core.training.train import run_training  # torch and the loop: in the child only
         run_training(TrainConfig.from_dict(config_dict), emit, lambda: cancel.is_set() or parent_gone())
     except TrainingError as e:
         events.put(TrainEvent("error", message=str(e)))
