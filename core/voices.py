@@ -107,11 +107,9 @@ def _assign_onset(pitches: list[int], voices: list[_Track], chords: list[_Track]
     return out
 
 
-def place_notes(tracks: Sequence[Sequence[Note]], new: Sequence[Note], start: int,
-                end: int | None = None) -> list[int | None]:
-    """The track index for each of the `new` notes (None: no track of its instrument; the caller's default
-    applies). `tracks[i]` are the notes track i holds; `start`..`end` the ticks the new notes fill: what the
-    tracks play in the CONTEXT_BEATS before `start` (and after `end`, when given) decides."""
+def _context(tracks: Sequence[Sequence[Note]], start: int,
+             end: int | None) -> dict[tuple[int, bool], list[tuple[int, list[Note], list[Note]]]]:
+    """Per instrument, each track's (index, notes in the context before `start` and after `end`, those before)."""
     lo = start - CONTEXT_BEATS * TICKS_PER_BEAT
     hi = (end if end is not None else start) + CONTEXT_BEATS * TICKS_PER_BEAT // 2
     by_instrument: dict[tuple[int, bool], list[tuple[int, list[Note], list[Note]]]] = {}
@@ -120,6 +118,53 @@ def place_notes(tracks: Sequence[Sequence[Note]], new: Sequence[Note], start: in
             before = [n for n in notes if n.instrument == kind and lo <= n.start < start]
             after = [n for n in notes if n.instrument == kind and end is not None and end <= n.start < hi]
             by_instrument.setdefault(kind, []).append((i, before + after, before))
+    return by_instrument
+
+
+def _profiles(playing: list[tuple[int, list[Note], list[Note]]], end: int | None) -> dict[int, _Track]:
+    """The profile of each playing track, its `last` the pitch the new notes go on from."""
+    profiles = {}
+    for i, mine, before in playing:
+        p = _profile(i, mine)
+        if before:
+            last_start = max(n.start for n in before)
+            p.last = float(max(n.pitch for n in before if n.start == last_start))
+        elif end is not None:  # only notes after the range: lead into its first
+            first = min(n.start for n in mine)
+            p.last = float(max(n.pitch for n in mine if n.start == first))
+        else:
+            p.last = None
+        profiles[i] = p
+    return profiles
+
+
+def _place_pitched(new: Sequence[Note], members: list[int], profiles: dict[int, _Track],
+                   out: list[int | None]) -> None:
+    """Set out[k] for the `members` (new notes of one pitched instrument) onset by onset: voices take one note
+    each with voice leading carried along, chord tracks the rest."""
+    voices = sorted((t for t in profiles.values() if t.voice), key=lambda t: -t.mean)
+    chords = [t for t in profiles.values() if not t.voice]
+    onsets: dict[int, list[int]] = {}
+    for k in members:
+        onsets.setdefault(new[k].start, []).append(k)
+    for tick in sorted(onsets):
+        ks = sorted(onsets[tick], key=lambda k: -new[k].pitch)
+        if not voices:
+            chosen = [min(chords, key=lambda t: _chord_cost(t, new[k].pitch)).index for k in ks]
+        else:
+            chosen = _assign_onset([new[k].pitch for k in ks], voices, chords)
+        for k, i in zip(ks, chosen):
+            out[k] = i
+        for i in set(chosen):  # voice leading goes on from what each track just played
+            profiles[i].last = float(max(new[k].pitch for k, c in zip(ks, chosen) if c == i))
+
+
+def place_notes(tracks: Sequence[Sequence[Note]], new: Sequence[Note], start: int,
+                end: int | None = None) -> list[int | None]:
+    """The track index for each of the `new` notes (None: no track of its instrument; the caller's default
+    applies). `tracks[i]` are the notes track i holds; `start`..`end` the ticks the new notes fill: what the
+    tracks play in the CONTEXT_BEATS before `start` (and after `end`, when given) decides."""
+    by_instrument = _context(tracks, start, end)
     out: list[int | None] = [None] * len(new)
     groups: dict[tuple[int, bool], list[int]] = {}
     for k, n in enumerate(new):
@@ -136,38 +181,13 @@ def place_notes(tracks: Sequence[Sequence[Note]], new: Sequence[Note], start: in
             for k in members:
                 out[k] = playing[0][0]
             continue
-        profiles = {}
-        for i, mine, before in playing:
-            p = _profile(i, mine)
-            if before:
-                last_start = max(n.start for n in before)
-                p.last = float(max(n.pitch for n in before if n.start == last_start))
-            elif end is not None:  # only notes after the range: lead into its first
-                first = min(n.start for n in mine)
-                p.last = float(max(n.pitch for n in mine if n.start == first))
-            else:
-                p.last = None
-            profiles[i] = p
+        profiles = _profiles(playing, end)
         if kind[1]:  # drums: the track that played the key most (else the busiest)
             for k in members:
                 pitch = new[k].pitch
                 out[k] = max(profiles.values(), key=lambda t: (t.counts.get(pitch, 0), len(t.pitches))).index
             continue
-        voices = sorted((t for t in profiles.values() if t.voice), key=lambda t: -t.mean)
-        chords = [t for t in profiles.values() if not t.voice]
-        onsets: dict[int, list[int]] = {}
-        for k in members:
-            onsets.setdefault(new[k].start, []).append(k)
-        for tick in sorted(onsets):
-            ks = sorted(onsets[tick], key=lambda k: -new[k].pitch)
-            if not voices:
-                chosen = [min(chords, key=lambda t: _chord_cost(t, new[k].pitch)).index for k in ks]
-            else:
-                chosen = _assign_onset([new[k].pitch for k in ks], voices, chords)
-            for k, i in zip(ks, chosen):
-                out[k] = i
-            for i in set(chosen):  # voice leading goes on from what each track just played
-                profiles[i].last = float(max(new[k].pitch for k, c in zip(ks, chosen) if c == i))
+        _place_pitched(new, members, profiles, out)
     return out
 
 

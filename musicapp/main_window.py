@@ -65,44 +65,13 @@ class MainWindow(QMainWindow):
         self.doc = NoteDocument(self)
         self.clipboard: list[Note] = []
 
-        self.roll = PianoRoll(self.doc)
-        self.messages = MessageBar()
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.messages)
-        layout.addWidget(self.roll, 1)
-        self.setCentralWidget(central)
-
-        self.panels = QTabWidget()
-        self.panels.setDocumentMode(True)
-        self.panel_dock = QDockWidget("Assistant", self)
-        self.panel_dock.setObjectName("assistant")
-        # closable, so View > Assistant can hide and show it (Qt disables the toggle of an unclosable dock)
-        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
-                                    | QDockWidget.DockWidgetClosable)
-        self.panel_dock.setWidget(self.panels)
-        self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
-
+        self._build_central()
+        self._build_panel_dock()
         self.transport = Transport(self)
-        self.continue_panel = ContinuePanel(self.prefs)
-        self.finetune_panel = FinetunePanel(self.prefs)
-        self.midi_panel = MidiPanel(self.prefs)
-        self.tracks_panel = TracksPanel(self.doc, self.roll)
-        for panel, title in ((self.continue_panel, "Continue"), (self.finetune_panel, "Fine-tune"),
-                             (self.midi_panel, "MIDI"), (self.tracks_panel, "Tracks")):
-            self.panels.addTab(_scrolling(panel), title)
+        self._build_panels()
         self.models: list[library.ModelEntry] = []
-        self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
-        self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
-        self.jam = JamController(self.doc, self.roll, self.transport, self.midi_panel, self)
-        self.recorder = RecordController(self.doc, self.roll, self.transport, self.midi_panel, self)
-
-        self.device_label = QLabel("model: loading…")
-        self.position_label = QLabel()
-        self.statusBar().addPermanentWidget(self.position_label)
-        self.statusBar().addPermanentWidget(self.device_label)
+        self._build_controllers()
+        self._build_status_bar()
 
         self._build_actions()
         self._build_toolbars()
@@ -117,6 +86,54 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_tempo_meter()
         QTimer.singleShot(0, lambda: (self.roll.view.center_on_pitch(60), self.roll.view.setFocus()))
+
+    def _build_central(self) -> None:
+        """The message bar over the piano roll."""
+        self.roll = PianoRoll(self.doc)
+        self.messages = MessageBar()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.messages)
+        layout.addWidget(self.roll, 1)
+        self.setCentralWidget(central)
+
+    def _build_panel_dock(self) -> None:
+        """The "Assistant" dock on the right, holding the panels' tabs."""
+        self.panels = QTabWidget()
+        self.panels.setDocumentMode(True)
+        self.panel_dock = QDockWidget("Assistant", self)
+        self.panel_dock.setObjectName("assistant")
+        # closable, so View > Assistant can hide and show it (Qt disables the toggle of an unclosable dock)
+        self.panel_dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                                    | QDockWidget.DockWidgetClosable)
+        self.panel_dock.setWidget(self.panels)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
+
+    def _build_panels(self) -> None:
+        """The Continue, Fine-tune, MIDI and Tracks panels, each a scrolling tab of the dock."""
+        self.continue_panel = ContinuePanel(self.prefs)
+        self.finetune_panel = FinetunePanel(self.prefs)
+        self.midi_panel = MidiPanel(self.prefs)
+        self.tracks_panel = TracksPanel(self.doc, self.roll)
+        for panel, title in ((self.continue_panel, "Continue"), (self.finetune_panel, "Fine-tune"),
+                             (self.midi_panel, "MIDI"), (self.tracks_panel, "Tracks")):
+            self.panels.addTab(_scrolling(panel), title)
+
+    def _build_controllers(self) -> None:
+        """What runs generation, training, jamming and recording for the panels."""
+        self.generation = GenerationController(self.doc, self.roll, self.transport, self.continue_panel, self)
+        self.training = TrainingController(self.finetune_panel, self.paths.user_data, self.base_checkpoint, self)
+        self.jam = JamController(self.doc, self.roll, self.transport, self.midi_panel, self)
+        self.recorder = RecordController(self.doc, self.roll, self.transport, self.midi_panel, self)
+
+    def _build_status_bar(self) -> None:
+        """The playhead's position and the model's device, at the right of the status bar."""
+        self.device_label = QLabel("model: loading…")
+        self.position_label = QLabel()
+        self.statusBar().addPermanentWidget(self.position_label)
+        self.statusBar().addPermanentWidget(self.device_label)
 
     # --- actions --------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut=None, menu=None, checkable=False) -> QAction:
@@ -134,7 +151,14 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
+        """The File, Edit and View menus and their actions (Transport, Generate and Help: _build_menus)."""
         bar = self.menuBar()
+        self._build_file_menu(bar)
+        self._build_edit_menu(bar)
+        self._build_view_menu(bar)
+
+    def _build_file_menu(self, bar) -> None:
+        """New, open, open recent, save, save as, the two exports and quit."""
         file_menu = bar.addMenu("&File")
         self.act_new = self._action("&New", self.new_document, QKeySequence.New, file_menu)
         self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open, file_menu)
@@ -149,6 +173,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.Quit, file_menu)
 
+    def _build_edit_menu(self, bar) -> None:
+        """Undo and redo (kept off while a continuation streams in), the clipboard, selection, transposing and
+        quantizing."""
         edit_menu = bar.addMenu("&Edit")
         edit_menu.setObjectName("edit_menu")
         stack = self.doc.undo_stack
@@ -177,6 +204,8 @@ class MainWindow(QMainWindow):
         self._action("Octave down", lambda: self._transpose(-12), "Ctrl+Shift+Down", edit_menu)
         self._action("&Quantize to grid", self.quantize, "Q", edit_menu)
 
+    def _build_view_menu(self, bar) -> None:
+        """Zoom, and the Assistant dock's toggle (F9)."""
         view_menu = bar.addMenu("&View")
         self._action("Zoom in", lambda: self.roll.view.set_zoom(self.roll.view.px_per_tick * 1.25),
                      QKeySequence.ZoomIn, view_menu)
@@ -190,6 +219,16 @@ class MainWindow(QMainWindow):
         self.view_menu = view_menu
 
     def _build_toolbars(self) -> None:
+        """The transport and edit tools in one row, the model bar in the row under them."""
+        self._build_transport_bar()
+        # the model and what it writes: a row of their own, under the transport and edit tools
+        self._build_model_bar()
+        self._build_edit_bar()
+        self.addToolBarBreak()
+        self.addToolBar(self.model_bar)
+
+    def _build_transport_bar(self) -> None:
+        """Start, play, record, loop and metronome, then the tempo and meter."""
         self.transport_bar = QToolBar("Transport")
         self.transport_bar.setObjectName("transport")
         self.addToolBar(self.transport_bar)
@@ -218,7 +257,10 @@ class MainWindow(QMainWindow):
         self.tempo_meter.tempoEdited.connect(self.set_tempo)
         self.tempo_meter.meterEdited.connect(self.set_meter)
         bar.addWidget(self.tempo_meter)
-        # the model and what it writes: a row of their own, under the transport and edit tools
+
+    def _build_model_bar(self) -> None:
+        """The model picker, the style strength and memory sliders, Continue and the infill actions (the bar is
+        added to the window by _build_toolbars, after the edit bar)."""
         self.model_bar = QToolBar("Model")
         self.model_bar.setObjectName("model")
         self.model_bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
@@ -244,6 +286,9 @@ class MainWindow(QMainWindow):
         self.act_continue.setToolTip("Continue from the playhead or the selection (Ctrl+Return)")
         bar.addAction(self.act_continue)
         self._build_infill_actions(bar)
+
+    def _build_edit_bar(self) -> None:
+        """The draw and select tools, snap, undo and redo, drag-out and the keys' zoom."""
         edit_bar = QToolBar("Edit")
         edit_bar.setObjectName("edit")
         self.addToolBar(edit_bar)
@@ -275,8 +320,6 @@ class MainWindow(QMainWindow):
         edit_bar.addWidget(QLabel(" Keys "))
         edit_bar.addWidget(self.roll.row_zoom)
         self.edit_bar = edit_bar
-        self.addToolBarBreak()
-        self.addToolBar(self.model_bar)
 
     def _build_menus(self) -> None:
         """Every command with a key has a menu entry that shows it (not only a tooltip), and Help lists them."""

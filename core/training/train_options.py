@@ -45,7 +45,8 @@ def _duration(text: str) -> float:
     return value
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The data, where the result goes, what it starts from, the mode and the run's length and windows."""
     p.add_argument("folder")
     p.add_argument("--out", required=True)
     p.add_argument("--base")
@@ -62,8 +63,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "full and LoRA modes, one process)")
     p.add_argument("--batch", type=int, default=_DEFAULTS["batch_size"])
     p.add_argument("--resume", action="store_true")
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The size of a model pretrained from scratch (no --base)."""
     p.add_argument("--layers", type=int, default=_DEFAULTS["n_layer"], help="model depth when pretraining (no --base)")
     p.add_argument("--width", type=int, default=_DEFAULTS["n_embd"], help="model width when pretraining (no --base)")
+
+
+def _add_schedule_arguments(p: argparse.ArgumentParser) -> None:
+    """Learning rate, seed, validation and the weights kept, checkpoints, augmentation, device, logging, the time
+    budget and the token cache."""
     p.add_argument("--lr", type=float, help="peak learning rate (default by mode; a style from a folder of "
                    f"{STYLE_LARGE_FOLDER[0]:,} tokens or more learns {STYLE_LARGE_FOLDER[1]:g}x faster)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
@@ -85,6 +95,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="train for this long (e.g. 90s, 10m, 1.5h): the number of steps and the schedule are set "
                         "from the first steps' speed (with --steps: at most that many)")
     p.add_argument("--cache-dir", help="token cache folder (default: <out>/token_cache)")
+
+
+def _add_style_arguments(p: argparse.ArgumentParser) -> None:
+    """What a style learns, the infill examples, dropout, window augmentations, weight averaging and the Flat
+    token."""
     p.add_argument("--style-parts", metavar="PARTS",
                    help="style mode: what the style learns, joined by +: lora, offset (a state offset read at "
                         "every token), bias (LayerNorms, decay biases, token-shift mixes), state (the opening) "
@@ -110,6 +125,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {MODE_DEFAULTS['average_from'].get('style')} in style mode, else off)")
     p.add_argument("--no-dynamics-flag", action="store_true",
                    help="leave out the Flat token of one-velocity pieces (to measure what it is worth)")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `rwkv-music train`, in the order --help lists them."""
+    _add_run_arguments(p)
+    _add_model_arguments(p)
+    _add_schedule_arguments(p)
+    _add_style_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -31,6 +31,32 @@ class ContinuePanel(QWidget):
     def __init__(self, prefs=None, parent=None) -> None:
         super().__init__(parent)
         self.prefs = prefs
+        from_row = self._build_from_row()
+        self._build_sampling_fields()
+        self._build_placement_fields()
+        self._build_instrument_fields()
+        settings = self._build_settings_box(from_row)
+        inst_box = self._build_instrument_box()
+        run_row, result_row, pick_row = self._build_run_rows()
+        self.status = QLabel("Loading the model…")
+        self.status.setWordWrap(True)
+        self.infill = InfillBox(prefs)  # regenerate bars, add a part: the same settings, the same result rows
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings)
+        layout.addWidget(inst_box)
+        layout.addWidget(self.infill)
+        layout.addLayout(run_row)
+        layout.addLayout(pick_row)
+        layout.addLayout(result_row)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.set_state(model_ready=False, generating=False, has_preview=False)
+        self._restore_settings()
+        self._connect_settings()
+
+    def _build_from_row(self) -> QHBoxLayout:
+        """Continue from the playhead or from the end of the selection."""
         self.from_playhead = QRadioButton("Playhead")
         self.from_selection = QRadioButton("End of selection")
         self.from_playhead.setChecked(True)
@@ -41,7 +67,10 @@ class ContinuePanel(QWidget):
         from_row.addWidget(self.from_playhead)
         from_row.addWidget(self.from_selection)
         from_row.addStretch(1)
+        return from_row
 
+    def _build_sampling_fields(self) -> None:
+        """Length, temperature, top-p, variations and seed."""
         self.bars = QSpinBox()
         self.bars.setRange(1, 64)
         self.bars.setValue(4)
@@ -64,6 +93,9 @@ class ContinuePanel(QWidget):
         self.seed.setRange(0, 2_000_000_000)
         self.seed.setSpecialValueText("random")
         self.seed.setToolTip("The same seed and settings give the same continuation; 'random' picks a new one.")
+
+    def _build_placement_fields(self) -> None:
+        """What Accept does to the notes after the continuation (insert or replace), and its note in words."""
         self.placement = QComboBox()
         for label, mode in PLACEMENT_CHOICES:
             self.placement.addItem(label, mode)
@@ -73,6 +105,8 @@ class ContinuePanel(QWidget):
         self.placement_note.setWordWrap(True)
         self.placement_note.setStyleSheet("color: #9aa0aa;")
 
+    def _build_instrument_fields(self) -> None:
+        """The list of allowed instruments and the picker that adds one."""
         self.instruments = QListWidget()
         self.instruments.setMaximumHeight(110)
         self.instruments.setToolTip("Tick the instruments the continuation may use; none ticked: any.")
@@ -83,6 +117,8 @@ class ContinuePanel(QWidget):
             self.add_instrument.addItem(f"{program + 1}. {name}", (program, False))
         self.add_instrument.activated.connect(self._on_add_instrument)
 
+    def _build_settings_box(self, from_row: QHBoxLayout) -> QGroupBox:
+        """The "Continue" group: the settings in a form."""
         form = QFormLayout()
         form.addRow("From", from_row)
         form.addRow("Length", self.bars)
@@ -94,11 +130,18 @@ class ContinuePanel(QWidget):
         form.addRow(self.placement_note)
         settings = QGroupBox("Continue")
         settings.setLayout(form)
+        return settings
+
+    def _build_instrument_box(self) -> QGroupBox:
         inst_box = QGroupBox("Allowed instruments (none ticked: the piece's own)")
         inst_layout = QVBoxLayout(inst_box)
         inst_layout.addWidget(self.instruments)
         inst_layout.addWidget(self.add_instrument)
+        return inst_box
 
+    def _build_run_rows(self) -> tuple[QHBoxLayout, QHBoxLayout, QHBoxLayout]:
+        """The buttons, wired to the panel's signals, in rows: (continue/stop, accept/reject/regenerate,
+        the variation picker)."""
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Generate from the playhead or the selection (Ctrl+Return)")
         self.continue_button.setDefault(True)
@@ -123,21 +166,10 @@ class ContinuePanel(QWidget):
         pick_row = QHBoxLayout()
         pick_row.addWidget(QLabel("Variation"))
         pick_row.addWidget(self.variation_box, 1)
-        self.status = QLabel("Loading the model…")
-        self.status.setWordWrap(True)
-        self.infill = InfillBox(prefs)  # regenerate bars, add a part: the same settings, the same result rows
+        return run_row, result_row, pick_row
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(settings)
-        layout.addWidget(inst_box)
-        layout.addWidget(self.infill)
-        layout.addLayout(run_row)
-        layout.addLayout(pick_row)
-        layout.addLayout(result_row)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
-        self.set_state(model_ready=False, generating=False, has_preview=False)
-        self._restore_settings()
+    def _connect_settings(self) -> None:
+        """Announce the placement when it changes, and remember every setting when it changes."""
         self.placement.currentIndexChanged.connect(lambda _: self.placementChosen.emit(self.placement_mode()))
         for signal in (self.from_selection.toggled, self.bars.valueChanged, self.temperature.valueChanged,
                        self.top_p.valueChanged, self.variations.valueChanged, self.seed.valueChanged,

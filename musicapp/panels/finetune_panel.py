@@ -116,6 +116,26 @@ class FinetunePanel(QWidget):
     def __init__(self, prefs=None, parent=None) -> None:
         super().__init__(parent)
         self.prefs = prefs
+        folder_row = self._build_folder_row()
+        self._build_report()
+        self._build_base_and_mode()
+        length_row = self._build_length_row()
+        self._budget_s: float | None = None  # of the running job, when it was given a time
+        self._t0 = 0.0
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("name of the new model")
+        form = self._build_form(length_row)
+        buttons, resume_row = self._build_buttons()
+        self._build_progress()
+        self._lay_out(folder_row, form, buttons, resume_row)
+        self.set_running(False)
+        self._say_length()
+        self._say_base()
+        self._restore_folder()
+        self.folderChosen.connect(self.remember_folder)
+
+    def _build_folder_row(self) -> QHBoxLayout:
+        """The folder of MIDI files: typed (Enter reads it) or chosen."""
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("A folder of your MIDI files")
         self.folder.returnPressed.connect(lambda: self.folderChosen.emit(self.folder.text()))
@@ -124,7 +144,10 @@ class FinetunePanel(QWidget):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
         folder_row.addWidget(browse)
+        return folder_row
 
+    def _build_report(self) -> None:
+        """The folder's scan report: a summary and a tree of its files."""
         self.report_summary = QLabel("No folder chosen.")
         self.report_summary.setWordWrap(True)
         self.report = QTreeWidget()
@@ -133,6 +156,8 @@ class FinetunePanel(QWidget):
         self.report.setMaximumHeight(150)
         self.report.setColumnWidth(0, 170)
 
+    def _build_base_and_mode(self) -> None:
+        """The base model picker (with its note) and the mode."""
         self.base = QComboBox()
         self.base.setToolTip("The model the fine-tune starts from (a style belongs to this model). The bundled "
                              "base model unless you choose another here; the toolbar's picker does not change it.")
@@ -142,6 +167,9 @@ class FinetunePanel(QWidget):
         self.mode = QComboBox()
         for label, mode in MODES:
             self.mode.addItem(label, mode)
+
+    def _build_length_row(self) -> QHBoxLayout:
+        """The run's length: minutes or steps, as the unit beside them says; and the note under them."""
         # length: a time (the trainer fits its schedule to it, as `rwkv-music train --time-budget`) or steps
         self.length_unit = QComboBox()
         self.length_unit.addItem("Time", "time")
@@ -163,10 +191,9 @@ class FinetunePanel(QWidget):
         length_row.addWidget(self.length_stack, 1)
         length_row.addWidget(self.length_unit)
         self.length_note = QLabel("")
-        self._budget_s: float | None = None  # of the running job, when it was given a time
-        self._t0 = 0.0
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("name of the new model")
+        return length_row
+
+    def _build_form(self, length_row: QHBoxLayout) -> QFormLayout:
         form = QFormLayout()
         form.addRow("Base model", self.base)
         form.addRow("", self.base_note)
@@ -174,7 +201,10 @@ class FinetunePanel(QWidget):
         form.addRow("Length", length_row)
         form.addRow("", self.length_note)
         form.addRow("Name", self.name)
+        return form
 
+    def _build_buttons(self) -> tuple[QHBoxLayout, QHBoxLayout]:
+        """Start and cancel in a row; the run to resume and its button in another."""
         self.start_button = QPushButton("Start fine-tuning")
         self.cancel_button = QPushButton("Cancel")
         self.resume_box = QComboBox()
@@ -188,7 +218,10 @@ class FinetunePanel(QWidget):
         resume_row = QHBoxLayout()
         resume_row.addWidget(self.resume_box, 1)
         resume_row.addWidget(self.resume_button)
+        return buttons, resume_row
 
+    def _build_progress(self) -> None:
+        """The progress bar, the statistics line and the loss curve."""
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -197,6 +230,9 @@ class FinetunePanel(QWidget):
         self.stats.setWordWrap(True)
         self.curve = LossPlot()
 
+    def _lay_out(self, folder_row: QHBoxLayout, form: QFormLayout, buttons: QHBoxLayout,
+                 resume_row: QHBoxLayout) -> None:
+        """The "Your music" group over the "Training" group."""
         data_box = QGroupBox("Your music")
         data_layout = QVBoxLayout(data_box)
         data_layout.addLayout(folder_row)
@@ -213,13 +249,12 @@ class FinetunePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(data_box)
         layout.addWidget(train_box, 1)
-        self.set_running(False)
-        self._say_length()
-        self._say_base()
+
+    def _restore_folder(self) -> None:
+        """Show the folder used last time (not read again until the user asks)."""
         if self.prefs is not None and self.prefs.get("finetune/folder", ""):
             self.folder.setText(self.prefs.get("finetune/folder", ""))
             self.report_summary.setText("The folder you used last time; Choose… or Enter reads it again.")
-        self.folderChosen.connect(self.remember_folder)
 
     def remember_folder(self, folder: str) -> None:
         if self.prefs is not None and folder:

@@ -29,6 +29,16 @@ class MidiPanel(QWidget):
     def __init__(self, prefs, parent=None) -> None:
         super().__init__(parent)
         self.prefs = prefs
+        self._build_port_fields()
+        self._build_synth_fields()
+        self._build_jam_fields()
+        self._lay_out()
+        saved_clock = self.prefs.get("midi/clock", "internal")
+        self.clock.setCurrentIndex(max(0, self.clock.findData(saved_clock)))
+        self._connect_signals()
+
+    def _build_port_fields(self) -> None:
+        """The MIDI system, output, input and clock pickers, the refresh button and the ports' note."""
         self.system = QComboBox()
         self.system.setToolTip("Which MIDI system the ports below belong to. On Linux pick JACK when a JACK "
                                "server runs (a DAW on JACK sees the app's port there), else ALSA.")
@@ -42,6 +52,8 @@ class MidiPanel(QWidget):
         self.port_note = QLabel("")
         self.port_note.setWordWrap(True)
 
+    def _build_synth_fields(self) -> None:
+        """The built-in synth's audio device and volume (the volume as remembered)."""
         self.audio_device = QComboBox()
         self.audio_device.setToolTip("Where the built-in synth plays")
         self.volume = QSlider(Qt.Horizontal)
@@ -49,6 +61,8 @@ class MidiPanel(QWidget):
         self.volume.setValue(self.prefs.get("audio/volume", 80, int))
         self.volume.setToolTip("The built-in synth's volume")
 
+    def _build_jam_fields(self) -> None:
+        """The Jam toggle, the pause it answers after and the length of its answer (as remembered)."""
         self.jam = QCheckBox("Jam: answer when I pause")
         self.jam.setToolTip("Listen on the MIDI input; when you stop playing, the model answers and its notes "
                             "appear in the roll and play on the output.")
@@ -62,6 +76,8 @@ class MidiPanel(QWidget):
         self.jam_bars.setSuffix(" bars")
         self.jam_bars.setValue(self.prefs.get("jam/bars", 2, int))
 
+    def _lay_out(self) -> None:
+        """The Ports, Built-in synth and Jam groups, one under the other."""
         ports = QGroupBox("Ports")
         form = QFormLayout(ports)
         form.addRow("MIDI system", self.system)
@@ -85,8 +101,8 @@ class MidiPanel(QWidget):
         layout.addWidget(jam_box)
         layout.addStretch(1)
 
-        saved_clock = self.prefs.get("midi/clock", "internal")
-        self.clock.setCurrentIndex(max(0, self.clock.findData(saved_clock)))
+    def _connect_signals(self) -> None:
+        """The controls to their handlers and to the panel's signals."""
         self.system.activated.connect(self._on_system)
         self.output.activated.connect(self._on_output)
         self.input.activated.connect(self._on_input)
