@@ -74,7 +74,7 @@ def score(model_path: str, files: list[Path]) -> dict:
     skipped = 0
     for f in files:
         try:
-            ids = tok.encode(read_midi(str(f))[0])
+            ids = tok.encode(read_midi(str(f))[0].token_view())  # the model's view, as `rwkv-music eval` reads it
         except Exception:  # a file core.midi refuses is counted, not scored
             skipped += 1
             continue

@@ -14,11 +14,11 @@ Two tables:
    phase (the inferred phase within a 16th of the annotated beats').
 2. Bits per note of the model on the whole raw files, read as `rwkv-music eval --no-memory` reads a file
    (the bare network, one pass through the recurrent state): the declared meter (the model's view before core.meter), the inferred
-   one (today's view), the inferred one with every note moved by the beat's offset from the view's 16th grid
-   (MeterGuess.grid_offset, at most a 32nd: a view that core.generate and core.infill would have to undo on
-   what they write, not done), the annotated meter with its downbeats on the nearest 16th (the best a view that
-   moves no note can do), and the file as the corpus builder rewrites it for training (tools/make_pop909.py:
-   annotated meter, every event moved by under half a beat to put the beats on the grid).
+   one (today's view: its notes moved by MeterGuess.shift to put their own 16ths on the tokenizer's), the
+   inferred one with every note moved on by what is left between the beats and the view's 16th grid
+   (MeterGuess.grid_offset, at most a 32nd, not done by the view), the annotated meter with its downbeats on
+   the nearest 16th (a view that moves no note), and the file as the corpus builder rewrites it for training
+   (tools/make_pop909.py: annotated meter, every event moved by under half a beat to put the beats on the grid).
 """
 from __future__ import annotations
 
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         counts["inferred"] += guess is not None
         forced = guess or infer_meter(declared.notes)
         if forced is not None:
-            near = sum(1 for d in downs if circular(d - forced.downbeat, 0, forced.bar_ticks) <= SIXTEENTH)
+            # the annotations are in the file's ticks, the downbeat in the view's (the file's + shift)
+            near = sum(1 for d in downs
+                       if circular(d + forced.shift - forced.downbeat, 0, forced.bar_ticks) <= SIXTEENTH)
             row |= {"in_view": guess is not None, "bar": forced.beats, "downbeat": forced.downbeat,
                     "phase": round(forced.phase, 1), "contrast": round(forced.contrast, 3),
                     "downbeats_hit": round(near / max(len(downs), 1), 3)}
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                      "oracle16": Score(declared.notes, list(declared.tempos), oracle_meter(beats))}
             if guess is not None:  # what a view that moved the notes onto its beat grid would give
                 offset = round(guess.grid_offset)
-                moved = [replace(n, start=max(n.start - offset, 0)) for n in declared.notes]
+                moved = [replace(n, start=max(n.start + guess.shift - offset, 0)) for n in declared.notes]
                 views["moved"] = Score(moved, list(declared.tempos), guess.time_signatures())
             else:
                 views["moved"] = declared
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if scorer is not None:
         print("\nBits per note of the model on the whole raw files (as `rwkv-music eval --no-memory` reads them)")
         for k, label in (("declared", "declared meter (before core.meter)"),
-                         ("inferred", "inferred meter (core.meter, today)"),
+                         ("inferred", "inferred meter + grid shift (core.meter)"),
                          ("moved", "inferred meter, notes moved onto its beats"),
                          ("oracle16", "annotated meter, bar lines on 16ths"),
                          ("corpus", "corpus builder's file (training view)")):

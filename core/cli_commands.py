@@ -65,12 +65,13 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot read {args.file}: {e.strerror or e}") from e
     tok = Tokenizer()
-    ids, encode_report = tok.encode_with_report(score.token_view())  # the model's view (core.meter)
+    view = score.token_view()  # the model's view (core.meter: its meter, its notes on the grid)
+    ids, encode_report = tok.encode_with_report(view)
     notes = len(score.notes)
     per_note = round(len(ids) / notes, 4) if notes else None
     if args.json:
         print(json.dumps({"tokens": ids, "names": [tok.token_name(i) for i in ids], "notes": notes,
-                          "tokens_per_note": per_note, "tokenizer": tok.VERSION,
+                          "tokens_per_note": per_note, "tokenizer": tok.VERSION, "view_shift": view.view_shift,
                           "read_report": list(read_report.messages), "encode_report": encode_report}))
         return 0
     # One line per bar: the bar's tokens by name.
@@ -322,7 +323,7 @@ def _write_infill(args: argparse.Namespace, stream, what: str) -> int:
     for item in stream:
         notes[item.variation].append(item.note)
     root, ext = os.path.splitext(args.output)
-    first_bar, last_bar = stream.lines.index(stream.start_tick) + 1, stream.lines.index(stream.end_tick)
+    first_bar, last_bar = stream.bar_numbers
     for v, v_notes in enumerate(notes):
         path = args.output if stream.variations == 1 else f"{root}-{v + 1}{ext or '.mid'}"
         try:

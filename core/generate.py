@@ -35,7 +35,7 @@ TOKENS_PER_BAR_LIMIT = 400  # a runaway bar (a note flood) is cut here; the rema
 @dataclass(frozen=True)
 class StreamedNote:
     variation: int
-    note: Note  # absolute ticks in the prompt's time base
+    note: Note  # absolute ticks of the prompt's document
 
 
 def parse_instruments(specs: Iterable[str | int]) -> list[tuple[int, bool]]:
@@ -64,10 +64,11 @@ def parse_instruments(specs: Iterable[str | int]) -> list[tuple[int, bool]]:
 
 @dataclass
 class _Window:
-    """The prompt as the model sees it: at most ctx tokens, ending where the continuation starts."""
+    """The prompt as the model sees it: at most ctx tokens, ending where the continuation starts. Its ticks
+    are those of the prompt's token view (Score.token_view: the document's plus the view's shift)."""
     ids: list[int]
-    start_tick: int  # tick (prompt time base) of the window's first bar
-    continuation_tick: int  # the bar line where new notes begin
+    start_tick: int  # tick (the view's) of the window's first bar
+    continuation_tick: int  # the bar line where new notes begin (the view's)
     grammar: GrammarState  # after the last id: where sampling goes on
 
 
@@ -155,11 +156,13 @@ class Generator:
         to at most ctx tokens (3/4 ctx when cut afresh) with the tokenizer's header (tempo and meter in force).
 
         Only the tail of a long prompt is encoded (the last 8, 16, 32... bars until ctx is filled), and
-        where several cuts fit, the one that extends a window already prefilled is taken."""
-        return self.view_window(prompt.token_view(), at_tick)  # the pedal folded over the whole piece first
+        where several cuts fit, the one that extends a window already prefilled is taken. `at_tick` is the
+        document's; the window's ticks are the view's."""
+        view = prompt.token_view()  # the pedal folded over the whole piece first
+        return self.view_window(view, None if at_tick is None else view.from_document(max(0, int(at_tick))))
 
     def view_window(self, prompt: Score, at_tick: int | None = None) -> _Window:
-        """`window` of a prompt that is already a token view (Score.token_view)."""
+        """`window` of a prompt that is already a token view (Score.token_view), `at_tick` in its ticks."""
         at_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
         bar_lines = prompt.bar_starts(at_tick)
         n_bars = 8
@@ -319,6 +322,10 @@ class ContinuationStream(NoteStream, StepCounter):
     Known before iterating: `start_tick` (the bar line the continuation starts on), `end_tick` (where the
     N bars / beats end, None without a limit), `variations`. After: `tokens[v]` (sampled ids), `reasons[v]`,
     `prefill_seconds`, `steps`, `step_seconds`. `close()` stops it (also when the consumer breaks off).
+
+    The model works in the prompt's token view (`view`), whose ticks may lie `view.view_shift` after the
+    document's (core.meter); the requested tick, `start_tick`, `end_tick` and the notes yielded are the
+    document's, mapped by the view (Score.from_document / to_document).
     """
 
     def __init__(self, gen: Generator, prompt: Score, *, bars, beats, at_tick, variations, sampling,
@@ -333,8 +340,12 @@ class ContinuationStream(NoteStream, StepCounter):
         self.sampling = sampling
         self.requested_tick = prompt.end_tick if at_tick is None else max(0, int(at_tick))
         self.view = prompt.token_view()  # once: the window, the chord caps and the piece memory read it
-        self.window = gen.view_window(self.view, self.requested_tick)
-        self.start_tick = self.window.continuation_tick
+        view = self.view
+        self._view_request = view.from_document(self.requested_tick)
+        self.window = gen.view_window(view, self._view_request)
+        # The window opens on a bar line of the view at or after the request, so never before the document.
+        self._view_start = self.window.continuation_tick
+        self.start_tick = view.to_document(self._view_start)
         bar_ticks = prompt.time_signature_at(self.start_tick).bar_ticks
         ends = []
         if bars is not None:
@@ -342,13 +353,14 @@ class ContinuationStream(NoteStream, StepCounter):
         if beats is not None:
             ends.append(self.start_tick + round(beats * TICKS_PER_BEAT))
         self.end_tick = min(ends) if ends else None
+        self._view_end = None if self.end_tick is None else view.from_document(self.end_tick)
         self.bars = bars
+        before = [n for n in view.notes if n.start < self._view_request]
         if instruments is None:
-            instruments = {n.instrument for n in self.view.notes if n.start < self.requested_tick} or None
+            instruments = {n.instrument for n in before} or None
         self.instruments = None if instruments is None else sorted(set(instruments))
         # the prompt's texture: each instrument starts at most as many notes at once as in its last bars
-        before = [n for n in self.view.notes if n.start < self.requested_tick]
-        self.chord_caps = idiom.chord_caps(before, self.start_tick, instruments=self.instruments or ())
+        self.chord_caps = idiom.chord_caps(before, self._view_start, instruments=self.instruments or ())
         limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
         self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
         self.prefill_seconds = 0.0
@@ -392,9 +404,9 @@ class ContinuationStream(NoteStream, StepCounter):
         tok, g = self.gen.tokenizer, v.decoder.grammar
         if t == tok.eos_id:
             return "eos"
-        if self.end_tick is None:
+        if self._view_end is None:
             return ""
-        end_rel = self.end_tick - self.window.start_tick
+        end_rel = self._view_end - self.window.start_tick
         kind = tok.kind(t)
         if kind == "bar" and g.bar_start + g.bar_ticks >= end_rel:
             return "bars" if self.bars is not None else "beats"
@@ -403,17 +415,19 @@ class ContinuationStream(NoteStream, StepCounter):
         return ""
 
     def _emit(self, v: int, note: Note) -> StreamedNote:
+        """A decoded note (ticks from the window's start) as the document's note."""
         start = note.start + self.window.start_tick
         duration = note.duration
-        if self.end_tick is not None:
-            duration = max(1, min(duration, self.end_tick - start))  # the continuation ends at its last bar line
-        return StreamedNote(v, Note(start, duration, note.pitch, note.velocity, note.program, note.drum))
+        if self._view_end is not None:
+            duration = max(1, min(duration, self._view_end - start))  # the continuation ends at its last bar line
+        view_note = Note(start, duration, note.pitch, note.velocity, note.program, note.drum)
+        return StreamedNote(v, self.view.note_to_document(view_note))
 
     def _piece_ids(self) -> list[int]:
         """The piece up to the continuation point, from its first bar (the window may start later)."""
         if self.window.start_tick == 0:
             return self.window.ids
-        return self.gen._encode_tail(self.view, 0, self.requested_tick)[0]
+        return self.gen._encode_tail(self.view, 0, self._view_request)[0]
 
     def _run(self) -> Iterator[StreamedNote]:
         gen, cfg = self.gen, self.sampling

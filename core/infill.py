@@ -84,7 +84,8 @@ def parse_bar_range(text: str) -> tuple[int, int]:
 
 
 def _key(n: Note) -> tuple:
-    """What identifies a note across the document and the tokenizer's view (which may lengthen it)."""
+    """What identifies a note across the document and the tokenizer's view (which may lengthen it), once a
+    note of the document is placed in the view (Score.note_from_document: the view may move it later)."""
     return (n.start, n.pitch, n.instrument)
 
 
@@ -233,7 +234,7 @@ def _restruck(notes: list[Note]) -> list[Note]:
 
 @dataclass
 class Chunk:
-    """One prompt's worth of the range: at most MAX_GAP_BARS bars in its middle."""
+    """One prompt's worth of the range: at most MAX_GAP_BARS bars in its middle (ticks of the token view)."""
     start: int  # first tick the chunk regenerates (a bar line)
     end: int  # its end (a bar line)
     bars: int  # bars it regenerates
@@ -243,7 +244,7 @@ class Chunk:
 
 @dataclass
 class _Variation:
-    notes: list[Note] = field(default_factory=list)  # generated notes, absolute ticks
+    notes: list[Note] = field(default_factory=list)  # generated notes, absolute ticks of the token view
     tokens: list[list[int]] = field(default_factory=list)  # per chunk: the middle after the prompt
     prompts: list[list[int]] = field(default_factory=list)  # per chunk
     reasons: list[str] = field(default_factory=list)  # per chunk: "eos", "tokens", "closed"
@@ -256,7 +257,11 @@ class InfillStream(NoteStream, StepCounter):
     Known before iterating: `start_tick`, `end_tick` (bar lines), `variations`, `chunks`, `instruments`
     (what the model may write; None: any), `part`. After: `tokens[v][c]`, `prompts[v][c]`, `reasons[v][c]`,
     `prefill_seconds`, `steps`, `step_seconds`, `first_note_seconds`. `close()` stops it. `score(notes)`
-    is the piece with a variation's notes in place (a new note re-struck while it sounds ends there)."""
+    is the piece with a variation's notes in place (a new note re-struck while it sounds ends there).
+
+    The model works in the piece's token view (`view`, core.meter), whose ticks may lie `view.view_shift`
+    after the document's: `lines` and `chunks` are the view's; `start_tick`, `end_tick`, the notes yielded,
+    `locked`, `replaces` and `score` are the document's (mapped by Score.from_document / to_document)."""
 
     def __init__(self, gen: Generator, score: Score, start_tick: int, end_tick: int, *, part=None,
                  variations: int = 1, sampling: SamplingConfig | None = None, instruments=None, locked=(),
@@ -278,13 +283,16 @@ class InfillStream(NoteStream, StepCounter):
         self.max_tokens_per_bar = max_tokens_per_bar
         if int(end_tick) <= max(int(start_tick), 0):
             raise ValueError(f"the range from tick {start_tick} to {end_tick} is empty")
-        lines = token_bar_lines(self.view, tok, until=max(int(end_tick), self.view.end_tick) + 1)
-        start = max(line for line in lines if line <= max(int(start_tick), 0))  # widened to bar lines
-        end = min(line for line in lines if line >= int(end_tick))
-        self.lines, self.start_tick, self.end_tick = lines, start, end
+        view = self.view
+        view_start, view_end = view.from_document(max(int(start_tick), 0)), view.from_document(int(end_tick))
+        lines = token_bar_lines(view, tok, until=max(view_end, view.end_tick) + 1)
+        start = max(line for line in lines if line <= view_start)  # widened to the model's bar lines
+        end = min(line for line in lines if line >= view_end)
+        self.lines, self._start, self._end = lines, start, end
+        self.start_tick, self.end_tick = view.to_document(start), view.to_document(end)
         self.part = None if part is None else ((0, True) if part[1] else (int(part[0]), False))
         in_range = [n for n in self.notes if start <= n.start < end]
-        locked_keys = {_key(n) for n in locked}
+        locked_keys = {_key(view.note_from_document(n)) for n in locked}
         if self.part is not None:
             self.instruments = [self.part]
         elif instruments is not None:
@@ -296,7 +304,7 @@ class InfillStream(NoteStream, StepCounter):
                 or None
         regenerated = None if self.instruments is None else set(self.instruments)
 
-        def replaced(n: Note) -> bool:
+        def replaced(n: Note) -> bool:  # n: a note of the view
             return (self.part is None and start <= n.start < end and _key(n) not in locked_keys
                     and (regenerated is None or n.instrument in regenerated))
 
@@ -326,10 +334,15 @@ class InfillStream(NoteStream, StepCounter):
         return [v.reasons for v in self._vars]
 
     def replaces(self, note: Note) -> bool:
-        """Whether `note` (of the document or of its token view: matched by start, pitch and instrument)
-        gives way to a variation's notes: it starts in the range, is not locked, and is of an instrument the
-        model writes there. A part replaces nothing."""
-        return self._replaced(note)
+        """Whether `note` of the document (matched by start, pitch and instrument) gives way to a variation's
+        notes: it starts in the range, is not locked, and is of an instrument the model writes there. A part
+        replaces nothing."""
+        return self._replaced(self.view.note_from_document(note))
+
+    @property
+    def bar_numbers(self) -> tuple[int, int]:
+        """The range's first and last bar (from 1) as the model counts them (its bar lines, `lines`)."""
+        return self.lines.index(self._start) + 1, self.lines.index(self._end)
 
     def score(self, notes: Iterable[Note]) -> Score:
         """The document with `notes` in the range: in a bar range the replaced notes go and each new one joins
@@ -345,7 +358,7 @@ class InfillStream(NoteStream, StepCounter):
             return Score((), list(piece.tempos), list(piece.time_signatures), tracks=tracks)
         tracks = piece.tracks(include_empty=True)
         for t in tracks:
-            t.notes[:] = [n for n in t.notes if not self._replaced(n)]
+            t.notes[:] = [n for n in t.notes if not self.replaces(n)]
         piece.add_notes(voices.placed([t.notes for t in tracks], notes, self.start_tick, self.end_tick))
         return piece
 
@@ -359,7 +372,7 @@ class InfillStream(NoteStream, StepCounter):
     # --- prompts -------------------------------------------------------------------------------
     def _plan(self) -> list[Chunk]:
         lines = self.lines
-        first, last = lines.index(self.start_tick), lines.index(self.end_tick)
+        first, last = lines.index(self._start), lines.index(self._end)
         total = last - first
         chunks = []
         if self.part is None:  # chunks of about equal length
@@ -491,14 +504,15 @@ class InfillStream(NoteStream, StepCounter):
         return lanes
 
     def _emit(self, v: int, note: Note, origin: int) -> StreamedNote:
-        """A sampled note of variation v, in the piece's ticks and cut at the range's end; kept in the variation."""
+        """A sampled note of variation v, cut at the range's end: kept in the variation in the view's ticks
+        (later chunks read it), yielded in the document's."""
         start = note.start + origin
-        note = Note(start, max(1, min(note.duration, self.end_tick - start)), note.pitch, note.velocity,
+        note = Note(start, max(1, min(note.duration, self._end - start)), note.pitch, note.velocity,
                     note.program, note.drum)
         self._vars[v].notes.append(note)
         if self.first_note_seconds is None:
             self.first_note_seconds = time.perf_counter() - self._t_start
-        return StreamedNote(v, note)
+        return StreamedNote(v, self.view.note_to_document(note))
 
 
 class _InfillLane(Lane):
@@ -546,7 +560,8 @@ def add_part(gen: Generator, score: Score, instrument: tuple[int, bool], start_t
     the whole piece), written to go with every other instrument there; no existing note changes (notes
     the instrument already has in the range are kept, and the new part is written around them)."""
     if start_tick is None or end_tick is None:
-        end = score.token_view().end_tick
+        view = score.token_view()
+        end = view.to_document(view.end_tick)
         if end <= 0 and end_tick is None:
             raise ValueError("the piece has no notes: give the bars the part should cover")
         start_tick = 0 if start_tick is None else start_tick

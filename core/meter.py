@@ -5,13 +5,24 @@ beat), or no meter at all, or a 4/4 whose beats are not the performance's.
 The document and the saved file keep what the file says; only `Score.token_view()` (what the tokenizer, and
 so evaluation, training, continuation and infill, read) puts the inferred meter in place of the declared
 one, and `core.midi`'s read report says so ("meter 1/4 throughout looks like a beat, not a bar: the model
-reads it as 4/4 from beat 3"). The notes never move: only the bar lines of the view differ.
+reads it as 4/4 from beat 3").
+
+Where the meter is replaced and the notes are quantised to a 16th grid of their own, off the file's
+(POP909's raw files: every onset 62 ticks past a 16th, say; more onsets on that grid than on the file's
+16ths and triplets: `grid_shift`), the view also moves every note, every tempo change after tick 0 and the
+inferred bars later by one constant, `MeterGuess.shift` (0 <= shift < a 16th), so that the music's 16ths
+are the tokenizer's, as they were in training (tools/make_pop909.py moved the notes of the corpus onto the
+grid). A view carries its shift (`Score.view_shift`), and everything that
+maps between the view's ticks and the document's goes through `Score.to_document` / `from_document` (and
+their note forms): continuation and infill take the document's ticks in and give what the model wrote back in
+them, on the file's own grid. The read report tells the shift ("..., its notes 62 ticks later to fall on the
+grid"). A file on its grid gets shift 0 and the same tokens as before; the document never moves.
 
 When the declared meter is replaced (`model_meter`), one of:
 - bars of one beat or less (1/4, 1/8, 2/8, 3/16...) in force over more than MAX_SHORT_BARS bars in a row
   (`implausible_meter`);
 - no meter in the file (the reader's 4/4 is marked undeclared), and the notes say something else than 4/4
-  from tick 0;
+  from tick 0, or are quantised off the file's grid;
 - a quantised performance shifted off the file's grid: over half the onsets off its 16ths and 8th triplets
   but on a 16th grid of their own, and the beat's phase more than a 32nd from the file's beat
   (`off_grid_phase`; a notated file is always on its grid, a live one too unsteady to tell).
@@ -23,7 +34,7 @@ How the meter is inferred (`infer_meter`), from onsets, durations, pitches and v
    fraction of a beat off it). Every note votes for the phase of its onset within the beat, on the circle of
    one beat, weighted by how much it marks a beat (longer, louder and lower notes weigh more); the weighted
    circular mean is the phase. The model's bars can only start on a 16th (the shortest bar the vocabulary
-   has), so the downbeat is then rounded to the nearest 16th.
+   has), so the downbeat, in the view's ticks (after the shift), is then rounded to the nearest 16th.
 2. Three cues per beat, each normalised over the piece (z-scores): onsets (the weight of the notes struck
    within an eighth of the beat), bass (the lowest notes struck there, by their length: bass lines move on
    downbeats) and harmony (how much the pitch classes sounding in the beat differ from those of the beat
@@ -55,6 +66,9 @@ MAX_SHORT_BARS = 8  # more bars of a beat or less in a row than this: the declar
 MIN_NOTES = 16  # fewer notes than this: too little to go on, the declared meter stays
 GRID_SLACK = 10  # ticks: an onset this near a 16th or an 8th triplet of the file is on its grid
 MIN_GRID_AGREEMENT = 0.8  # see off_grid_phase (POP909's shifted files: 0.75-0.99; jitter of 20 ticks: 0.58)
+# see grid_shift: POP909's 1/4 files quantised off the grid agree 0.65-0.99 (their test split); a phrase
+# unsteady by 20 ticks around a grid of its own (0.58) would only be moved by its mean phase, no harm either
+MIN_SHIFT_AGREEMENT = 0.6
 BAR_BEATS = (2, 3, 4, 6)
 # Prior per bar length (added to the contrast, in z units): 4 first, then the others.
 BAR_PRIOR = {2: -0.25, 3: -0.15, 4: 0.0, 6: -0.2}
@@ -68,13 +82,15 @@ DOWNBEAT_CUES = (0.5, 1.0, 1.0)
 
 @dataclass(frozen=True)
 class MeterGuess:
-    """The inferred meter: bars of `beats` quarter notes, the first full one starting at tick `downbeat`
-    (0 <= downbeat < a bar; the music before it is a pickup)."""
+    """The inferred meter: bars of `beats` quarter notes, the first full one starting at tick `downbeat` of
+    the view (0 <= downbeat < a bar; the music before it is a pickup), whose notes lie `shift` ticks after
+    the file's."""
     beats: int
-    downbeat: int
-    phase: float  # the beat's phase in ticks (0 <= phase < a beat), before rounding to a 16th
+    downbeat: int  # in the view's ticks (the file's + shift)
+    phase: float  # the beat's phase in the file's ticks (0 <= phase < a beat), before rounding to a 16th
     contrast: float  # the winning contrast (z units): how clearly the downbeats stand out
     reason: str  # why the declared meter was replaced (the start of the report's line)
+    shift: int = 0  # ticks the view moves every note later to put the notes' own 16ths on the file's (grid_shift)
 
     @property
     def bar_ticks(self) -> int:
@@ -82,9 +98,9 @@ class MeterGuess:
 
     @property
     def grid_offset(self) -> float:
-        """Ticks from the view's beat grid (from `downbeat`, on 16ths) to the music's beats (|offset| <= a 32nd):
-        what the view cannot express without moving the notes (bench/eval_meter.py measures what it costs)."""
-        return (self.phase - self.downbeat + BEAT / 2) % BEAT - BEAT / 2
+        """Ticks from the view's beat grid (from `downbeat`, on 16ths) to the music's beats after the shift
+        (|offset| <= a 32nd): what is left off the grid (bench/eval_meter.py measures what it costs)."""
+        return (self.phase + self.shift - self.downbeat + BEAT / 2) % BEAT - BEAT / 2
 
     def time_signatures(self) -> list[TimeSignature]:
         """The meter map of the model's view: a pickup bar of the downbeat's length (if any), then n/4."""
@@ -95,11 +111,13 @@ class MeterGuess:
         return out
 
     def describe(self) -> str:
-        """One line for the read report."""
-        where = "from tick 0" if self.downbeat == 0 else (
-            f"from beat {1 + self.downbeat // BEAT}" if self.downbeat % BEAT == 0
-            else f"with a pickup of {self.downbeat / BEAT:g} beats")
-        return f"{self.reason}: the model reads it as {self.beats}/4 {where} (the piece keeps its meter)"
+        """One line for the read report. The downbeat is told in the file's beats (to their nearest 16th): the
+        user counts those, not the view's shifted ones."""
+        first = max(0, round((self.downbeat - self.shift) / SIXTEENTH)) * SIXTEENTH % self.bar_ticks
+        where = "from tick 0" if first == 0 else (
+            f"from beat {1 + first // BEAT}" if first % BEAT == 0 else f"with a pickup of {first / BEAT:g} beats")
+        moved = f", its notes {self.shift} ticks later to fall on the grid" if self.shift else ""
+        return f"{self.reason}: the model reads it as {self.beats}/4 {where}{moved} (the piece keeps its meter)"
 
 
 def _meter_of_ticks(ticks: int) -> tuple[int, int]:
@@ -239,8 +257,9 @@ def choose_bar(contrasts: dict[int, tuple[int, float]]) -> int:
     return best
 
 
-def infer_meter(notes: Iterable[Note], reason: str = "") -> MeterGuess | None:
-    """The meter and downbeat of the music (see the module doc); None with too few notes to tell."""
+def infer_meter(notes: Iterable[Note], reason: str = "", shift: int = 0) -> MeterGuess | None:
+    """The meter and downbeat of the music (see the module doc) in a view that moves the notes `shift`
+    ticks later; None with too few notes to tell."""
     notes = [n for n in notes if n.start >= 0]
     if len(notes) < MIN_NOTES:
         return None
@@ -249,10 +268,42 @@ def infer_meter(notes: Iterable[Note], reason: str = "") -> MeterGuess | None:
     cues = beat_cues(notes, origin)
     beats = choose_bar(bar_contrasts(np.asarray(BAR_CUES) @ np.nan_to_num(cues, nan=0.0), cues))
     offset, contrast = bar_contrasts(np.asarray(DOWNBEAT_CUES) @ np.nan_to_num(cues, nan=0.0), cues)[beats]
-    first = origin + offset * BEAT  # a downbeat
+    first = origin + offset * BEAT + shift  # a downbeat, in the view's ticks
     bar = beats * BEAT
     downbeat = int(round((first % bar) / SIXTEENTH)) * SIXTEENTH % bar
-    return MeterGuess(beats, downbeat, phase, contrast, reason)
+    return MeterGuess(beats, downbeat, phase, contrast, reason, shift)
+
+
+def _file_grid_share(starts: np.ndarray) -> float:
+    """The share of onsets on the file's grid: within GRID_SLACK ticks of its 16ths or 8th triplets."""
+    off = np.minimum.reduce([np.minimum(starts % unit, unit - starts % unit) for unit in (SIXTEENTH, BEAT // 3)])
+    return float(np.mean(off <= GRID_SLACK))
+
+
+def _sixteenth_phase(starts: np.ndarray) -> tuple[float, float]:
+    """The onsets' mean phase within a 16th, in ticks [0, SIXTEENTH), and how well they agree on it (the
+    resultant's length: 1 when every onset has that phase, near 0 for onsets anywhere)."""
+    resultant = np.mean(np.exp(2j * math.pi * starts / SIXTEENTH))
+    return float((np.angle(resultant) % (2 * math.pi)) * SIXTEENTH / (2 * math.pi)) % SIXTEENTH, float(abs(resultant))
+
+
+def grid_shift(notes: Sequence[Note]) -> int:
+    """Ticks (0 <= shift < a 16th) that move the notes' own 16th grid onto the file's, or 0. The notes have
+    a grid of their own when their onsets agree on a phase within the 16th (a resultant of at least
+    MIN_SHIFT_AGREEMENT), that phase is more than GRID_SLACK from the file's 16ths, and more onsets lie on it
+    than on the file's 16ths and 8th triplets (so that a notated piece whose triplets pull the mean phase
+    off its grid stays where it is). Always forward, so that no note moves before tick 0. Used where the
+    declared meter is replaced anyway (model_meter), so looser than off_grid_phase, which decides that."""
+    if len(notes) < MIN_NOTES:
+        return 0
+    starts = np.array([n.start for n in notes])
+    phase, agreement = _sixteenth_phase(starts)
+    if agreement < MIN_SHIFT_AGREEMENT or min(phase, SIXTEENTH - phase) <= GRID_SLACK:
+        return 0
+    from_own = (starts - phase) % SIXTEENTH
+    if np.mean(np.minimum(from_own, SIXTEENTH - from_own) <= GRID_SLACK) <= _file_grid_share(starts):
+        return 0
+    return int(round(-phase)) % SIXTEENTH
 
 
 def off_grid_phase(notes: Sequence[Note]) -> float | None:
@@ -265,28 +316,29 @@ def off_grid_phase(notes: Sequence[Note]) -> float | None:
     if len(notes) < MIN_NOTES:
         return None
     starts = np.array([n.start for n in notes])
-    on_grid = np.minimum.reduce([np.minimum(starts % unit, unit - starts % unit) for unit in (SIXTEENTH, BEAT // 3)])
-    if np.mean(on_grid <= GRID_SLACK) >= 0.5:
+    if _file_grid_share(starts) >= 0.5:
         return None
-    if abs(np.mean(np.exp(2j * math.pi * starts / SIXTEENTH))) < MIN_GRID_AGREEMENT:
+    if _sixteenth_phase(starts)[1] < MIN_GRID_AGREEMENT:
         return None
     phase = beat_phase(notes)
     return phase if min(phase, BEAT - phase) > BEAT / 8 else None
 
 
 def model_meter(time_signatures: Sequence[TimeSignature], notes: Sequence[Note]) -> MeterGuess | None:
-    """The meter the model should read in place of the declared one, or None to keep the declared one
-    (it is plausible, or the notes are too few to tell)."""
+    """The meter the model should read in place of the declared one, and the shift that puts the notes on
+    the grid (see the module doc), or None to keep the declared one and the notes where they are (it is
+    plausible, or the notes are too few to tell)."""
     notes = list(notes)
     end = max((n.end for n in notes), default=0)
     declared = declared_meter_text(time_signatures)
     if implausible_meter(time_signatures, end):
-        return infer_meter(notes, f"meter {declared} looks like a beat, not a bar")
+        return infer_meter(notes, f"meter {declared} looks like a beat, not a bar", grid_shift(notes))
     if not any(ts.declared for ts in time_signatures):
-        guess = infer_meter(notes, "no meter in the file")
-        return None if guess is None or guess.time_signatures() == [TimeSignature(0, 4, 4)] else guess
+        guess = infer_meter(notes, "no meter in the file", grid_shift(notes))
+        plain = guess is None or (guess.time_signatures() == [TimeSignature(0, 4, 4)] and not guess.shift)
+        return None if plain else guess
     phase = off_grid_phase(notes)
     if phase is not None:
         return infer_meter(notes, f"the beats fall {phase / BEAT:.2f} of a beat after those of the meter "
-                                  f"{declared}")
+                                  f"{declared}", grid_shift(notes))
     return None

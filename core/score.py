@@ -10,6 +10,8 @@ The document is the user's file: each `Track` keeps its name, channel, program, 
 aftertouch, text, markers, lyrics...) as MIDI bytes that are written back unchanged. `Score.notes` is
 the tokenizer's view: the notes of every track in one list (merged by instrument), with the sustain pedal
 folded into their durations and zero-length notes given MIN_NOTE_TICKS. Edit tracks, never that view.
+`Score.token_view()` is what the model reads; where core.meter moves its notes onto the tokenizer's grid,
+the view's ticks are the document's plus `view_shift`, and `to_document` / `from_document` map between them.
 """
 from __future__ import annotations
 
@@ -94,6 +96,9 @@ class Score:
     def __init__(self, notes: Iterable[Note] = (), tempos: list[TempoChange] | None = None,
                  time_signatures: list[TimeSignature] | None = None, *, tracks: list[Track] | None = None):
         self._tracks: list[Track] = list(tracks) if tracks is not None else []
+        # A token view's ticks are the document's plus this (core.meter: the music's grid put on the
+        # tokenizer's); 0 for a document and for a view of a file on its grid.
+        self.view_shift = 0
         self.tempos = list(tempos) if tempos is not None else [TempoChange(0, DEFAULT_BPM)]
         self.time_signatures = list(time_signatures) if time_signatures is not None else [TimeSignature(0, 4, 4)]
         self.add_notes(notes)
@@ -167,15 +172,42 @@ class Score:
         Where the declared meter cannot be the music's (a bar line on every beat as 1/4 or 1/8 throughout,
         no meter in the file, or a performance whose beats fall between the file's), the view has the meter
         and downbeat core.meter infers from the notes instead (`infer_meter=False`: the declared one, as
-        read). The notes never move; only the bar lines of the view differ."""
+        read). Where, besides, the notes are quantised to a 16th grid of their own off the file's, the view
+        moves every note and every tempo change after tick 0 later by `view_shift` (< a 16th) to put that
+        grid on the tokenizer's; map ticks back with `to_document`."""
         notes = [replace(n, track=None) for n in self.notes]
-        time_signatures = list(self.time_signatures)
+        time_signatures, shift = list(self.time_signatures), 0
         if infer_meter:
             from .meter import model_meter  # here, not above: it loads numpy, which the real-time layer avoids
             guess = model_meter(time_signatures, notes)
             if guess is not None:
-                time_signatures = guess.time_signatures()
-        return Score(notes, list(self.tempos), time_signatures)
+                time_signatures, shift = guess.time_signatures(), guess.shift
+        tempos = [replace(t, tick=t.tick + shift) if t.tick > 0 else t for t in self.tempos]
+        view = Score([replace(n, start=n.start + shift) for n in notes] if shift else notes, tempos, time_signatures)
+        view.view_shift = shift
+        return view
+
+    # --- a view's ticks and the document's: the one place that applies view_shift ----------------------
+    def from_document(self, tick: int) -> int:
+        """Where tick `tick` of the document lies in this view."""
+        return tick + self.view_shift
+
+    def to_document(self, tick: int) -> int:
+        """Where tick `tick` of this view lies in the document (the view's first `view_shift` ticks, before
+        the document's start, at its start)."""
+        return max(0, tick - self.view_shift)
+
+    def note_from_document(self, note: Note) -> Note:
+        """A note of the document as it lies in this view (the same object when the view is not shifted)."""
+        return replace(note, start=note.start + self.view_shift) if self.view_shift else note
+
+    def note_to_document(self, note: Note) -> Note:
+        """A note of this view (one the model wrote) placed in the document: it ends where it ended; one
+        that would start before the document's start begins there."""
+        if not self.view_shift:
+            return note
+        start = self.to_document(note.start)
+        return replace(note, start=start, duration=max(1, note.end - self.view_shift - start))
 
     # --- structure -----------------------------------------------------------------------
     def normalize(self) -> None:
@@ -194,7 +226,9 @@ class Score:
         return max((n.end for n in self.notes), default=0)
 
     def copy(self) -> "Score":
-        return Score((), list(self.tempos), list(self.time_signatures), tracks=[t.copy() for t in self._tracks])
+        out = Score((), list(self.tempos), list(self.time_signatures), tracks=[t.copy() for t in self._tracks])
+        out.view_shift = self.view_shift
+        return out
 
     def slice(self, start: int, end: int) -> "Score":
         """Notes starting in [start, end) and the events in it, shifted to begin at 0, with the tempo, meter,

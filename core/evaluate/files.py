@@ -66,7 +66,7 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             raise EvaluationError(f"no such file or folder: {path}")
         for f in find_midi_files(path):
             try:
-                ids = tokenizer.encode(read_midi(str(f))[0].token_view())  # the model's view (core.meter)
+                ids = tokenizer.encode(read_midi(str(f))[0].token_view())  # the model's view (its meter, its grid)
             except (MidiReadError, OSError) as e:
                 skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
                 continue

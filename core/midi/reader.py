@@ -23,7 +23,9 @@ Reading is tolerant of real-world files and strict about what cannot be trusted:
 - A file without a time signature is in 4/4 (the MIDI default) marked undeclared, and is written back without
   one. Where the meter cannot be the music's (none declared, a bar line on every beat as 1/4 or 1/8
   throughout, or the beats of a performance between the file's), the Score keeps what the file says and the
-  model's view (Score.token_view) reads the meter core.meter infers from the notes; the report says so.
+  model's view (Score.token_view) reads the meter core.meter infers from the notes, and notes quantised to a
+  grid of their own off the file's a constant number of ticks later, on the tokenizer's grid; the report
+  says so ("... the model reads it as 4/4 from beat 3, its notes 58 ticks later to fall on the grid").
 - Tempo 0 and absurd meters are ignored; stray system real-time/common bytes are dropped.
 """
 from __future__ import annotations
@@ -410,7 +412,7 @@ class _FileReader:
         view_notes, lengthened, zero_length = tokenizer_notes(score.tracks())
         from ..meter import model_meter  # numpy: not at import (core.live's capture reads through this module)
         guess = model_meter(score.time_signatures, view_notes)
-        if guess is not None:  # what Score.token_view() does with this file
+        if guess is not None:  # what Score.token_view() does with this file: its meter, and its shift if any
             r.add(guess.describe(), altered=False)
         if lengthened:
             r.add(f"sustain pedal: {lengthened} notes lengthened in the model's view (the piece keeps the pedal)",

@@ -77,7 +77,9 @@ def default_cache_dir() -> Path:
     return paths.cache_dir("tokens")
 
 
-VIEW_VERSION = 2  # of Score.token_view; 2: the inferred meter of files that declare a beat as the bar (core.meter)
+# of Score.token_view; 2: the inferred meter of files that declare a beat as the bar (core.meter);
+# 3: notes quantised off the file's grid moved onto it (core.meter.grid_shift)
+VIEW_VERSION = 3
 
 
 def _tokenizer_key(tokenizer) -> str:
