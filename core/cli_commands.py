@@ -14,15 +14,33 @@ class CliError(Exception):
     """A failure to report to the user as one line."""
 
 
-# --- issue 2: files and tokens ---------------------------------------------------------------
-def cmd_inspect(args: argparse.Namespace) -> int:
+def _read(path: str):
+    """read_midi(path): (Score, ReadReport), a file it cannot read as a CliError."""
     from .midi import MidiReadError, read_midi
-    from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, pitch_name
 
     try:
-        score, report = read_midi(args.file)
+        return read_midi(path)
     except MidiReadError as e:
         raise CliError(e) from None
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _write(score, path: str) -> None:
+    """write_midi(score, path), a file it cannot write as a CliError."""
+    from .midi import write_midi
+
+    try:
+        write_midi(score, path)
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# --- issue 2: files and tokens ---------------------------------------------------------------
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .score import GM_PROGRAM_NAMES, TICKS_PER_BEAT, pitch_name
+
+    score, report = _read(args.file)
 
     def where(tick: int) -> str:
         bar = score.bar_at(tick)
@@ -55,15 +73,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_tokens(args: argparse.Namespace) -> int:
     import json
 
-    from .midi import MidiReadError, read_midi
     from .tokenizer import Tokenizer
 
-    try:
-        score, read_report = read_midi(args.file)
-    except MidiReadError as e:
-        raise CliError(str(e)) from e
-    except OSError as e:
-        raise CliError(f"cannot read {args.file}: {e.strerror or e}") from e
+    score, read_report = _read(args.file)
     tok = Tokenizer()
     view = score.token_view()  # the model's view (core.meter: its meter, its notes on the grid)
     ids, encode_report = tok.encode_with_report(view)
@@ -92,20 +104,13 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 def cmd_roundtrip(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .midi import MidiReadError, read_midi, write_midi
     from .tokenizer import Tokenizer
 
-    try:
-        score, read_report = read_midi(args.input)
-    except MidiReadError as e:
-        raise CliError(e) from None
+    score, read_report = _read(args.input)
     tokenizer = Tokenizer()
     ids, encode_report = tokenizer.encode_with_report(score)
     decoded, stats = tokenizer.decode(ids)
-    try:
-        write_midi(decoded, args.output)
-    except OSError as e:
-        raise CliError(f"cannot write {args.output}: {e.strerror or e}") from None
+    _write(decoded, args.output)
 
     def common(fields: str) -> int:
         def keys(s):
@@ -127,21 +132,14 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 
 def cmd_resave(args: argparse.Namespace) -> int:
     """Open then save, as the app does: a check that a file survives the app unchanged."""
-    from .midi import MidiReadError, read_midi, write_midi
     from .score import Score
 
-    try:
-        score, report = read_midi(args.input)
-    except MidiReadError as e:
-        raise CliError(e) from None
+    score, report = _read(args.input)
     # The app's document holds the tracks without their notes, and the notes each naming its track
     # (musicapp/document.py load_score); saving puts them back together (to_score).
     document = Score(score.document_notes(), list(score.tempos), list(score.time_signatures),
                      tracks=score.skeleton())
-    try:
-        write_midi(document, args.output)
-    except OSError as e:
-        raise CliError(f"cannot write {args.output}: {e.strerror or e}") from None
+    _write(document, args.output)
     tracks = document.tracks(include_empty=True)
     print(f"read: {len(tracks)} tracks, {sum(len(t.notes) for t in tracks)} notes, "
           f"{sum(len(t.events) for t in tracks)} other events, {len(score.tempos)} tempo and "
@@ -266,7 +264,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import os
 
     from .generate import Generator, parse_instruments
-    from .midi import MidiReadError, read_midi, write_midi
+    from .midi import MidiReadError, read_midi
 
     try:
         prompt, _ = read_midi(args.prompt)
@@ -284,10 +282,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     root, ext = os.path.splitext(args.output)
     for v, v_notes in enumerate(notes):
         path = args.output if args.variations == 1 else f"{root}-{v + 1}{ext or '.mid'}"
-        try:
-            write_midi(stream.score(v_notes), path)
-        except OSError as e:
-            raise CliError(f"cannot write {path}: {e}") from None
+        _write(stream.score(v_notes), path)
         print(f"{path}: {len(v_notes)} notes in {args.bars} bars from bar {prompt.bar_at(stream.start_tick) + 1}")
     per_token = stream.step_seconds / max(stream.steps, 1) * 1000
     print(f"prompt {len(stream.window.ids)} tokens in {stream.prefill_seconds * 1000:.0f} ms; "
@@ -317,8 +312,6 @@ def _infill_generator(args: argparse.Namespace):
 def _write_infill(args: argparse.Namespace, stream, what: str) -> int:
     import os
 
-    from .midi import write_midi
-
     notes = [[] for _ in range(stream.variations)]
     for item in stream:
         notes[item.variation].append(item.note)
@@ -326,10 +319,7 @@ def _write_infill(args: argparse.Namespace, stream, what: str) -> int:
     first_bar, last_bar = stream.bar_numbers
     for v, v_notes in enumerate(notes):
         path = args.output if stream.variations == 1 else f"{root}-{v + 1}{ext or '.mid'}"
-        try:
-            write_midi(stream.score(v_notes), path)
-        except OSError as e:
-            raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+        _write(stream.score(v_notes), path)
         print(f"{path}: {len(v_notes)} new notes {what} in bars {first_bar}-{last_bar}")
     per_token = stream.step_seconds / max(stream.steps, 1) * 1000
     first = f"first note after {stream.first_note_seconds * 1000:.0f} ms; " if stream.first_note_seconds else ""
