@@ -138,12 +138,30 @@ def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLi
     root = Path(folder)
     files = find_midi_files(root)
     cache = _TokenCache(Path(cache_dir) if cache_dir else default_cache_dir(), tokenizer)
-    report = ScanReport(folder=str(root), tokenizer_version=str(tokenizer.VERSION))
-    rel = {f: (f.relative_to(root).as_posix() if root.is_dir() else f.name) for f in files}
+    results, todo = _read_or_recall(files, cache)
+    done = len(results)
+    if progress:
+        progress(done, len(files))
 
+    def record(f: Path, digest: str, out: tuple) -> None:
+        nonlocal done
+        cache.put(digest, *out)
+        results[f] = (digest, *out, False)
+        done += 1
+        if progress:
+            progress(done, len(files))
+
+    _tokenize_all(todo, tokenizer.to_dict(), workers, record)
+    report = ScanReport(folder=str(root), tokenizer_version=str(tokenizer.VERSION))
+    return _pieces_in_order(root, files, results, report), report
+
+
+def _read_or_recall(files: list[Path], cache: "_TokenCache") -> tuple[dict[Path, tuple], list[tuple[Path, str, bytes]]]:
+    """Each file's result from the cache or the reason it cannot be read ({file: (digest, tokens, notes,
+    reason, cached)}), and the files still to tokenize as (file, digest, bytes)."""
+    from core.midi import MAX_FILE_BYTES
     results: dict[Path, tuple] = {}
     todo: list[tuple[Path, str, bytes]] = []
-    from core.midi import MAX_FILE_BYTES
     for f in files:
         try:
             if f.stat().st_size > MAX_FILE_BYTES:  # not read into memory at all
@@ -159,21 +177,14 @@ def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLi
             results[f] = (digest, *hit, True)
         else:
             todo.append((f, digest, data))
+    return results, todo
 
-    done = len(results)
-    if progress:
-        progress(done, len(files))
 
-    def record(f: Path, digest: str, out: tuple) -> None:
-        nonlocal done
-        cache.put(digest, *out)
-        results[f] = (digest, *out, False)
-        done += 1
-        if progress:
-            progress(done, len(files))
-
-    tok_dict = tokenizer.to_dict()
+def _tokenize_all(todo: list[tuple[Path, str, bytes]], tok_dict: dict, workers: int | None,
+                  record: Callable[[Path, str, tuple], None]) -> None:
+    """Tokenize the files of `todo`, in worker processes when there are enough of them, recording each."""
     n_workers = min(workers if workers is not None else (os.cpu_count() or 1), len(todo))
+    recorded = set()
     if n_workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
         # spawn: safe from any thread of a GUI and after torch has started its own threads
         try:
@@ -181,25 +192,30 @@ def scan_folder(folder: str | os.PathLike, tokenizer, cache_dir: str | os.PathLi
                 outs = pool.map(_tokenize_bytes, [d for _, _, d in todo], [tok_dict] * len(todo), chunksize=4)
                 for (f, digest, _), out in zip(todo, outs):
                     record(f, digest, out)
+                    recorded.add(f)
         except BrokenProcessPool:
             pass  # a worker died (not an exception: those are caught): finish in this process
     for f, digest, data in todo:
-        if f not in results:
+        if f not in recorded:
             record(f, digest, _tokenize_bytes(data, tok_dict))
 
+
+def _pieces_in_order(root: Path, files: list[Path], results: dict[Path, tuple], report: ScanReport) -> list[Piece]:
+    """The usable pieces in the files' order, each used or skipped file written into `report`."""
     pieces = []
     for f in files:
+        name = f.relative_to(root).as_posix() if root.is_dir() else f.name
         digest, tokens, notes, reason, cached = results[f]
         if tokens is None:
-            report.skipped.append({"path": rel[f], "reason": reason})
+            report.skipped.append({"path": name, "reason": reason})
             continue
         tokens = np.asarray(tokens, dtype=np.int32)
-        pieces.append(Piece(rel[f], digest, tokens, notes))
-        report.used.append({"path": rel[f], "notes": notes, "tokens": int(len(tokens)), "cached": cached})
+        pieces.append(Piece(name, digest, tokens, notes))
+        report.used.append({"path": name, "notes": notes, "tokens": int(len(tokens)), "cached": cached})
         report.notes += notes
         report.tokens += int(len(tokens))
         report.from_cache += int(cached)
-    return pieces, report
+    return pieces
 
 
 # --- split -------------------------------------------------------------------------------------
