@@ -50,11 +50,7 @@ class JackServer:
     def _start(self, timeout: float, realtime: bool) -> "JackServer":
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         wait_us = int(round(self.period * 1e6 / self.rate))  # the dummy driver's cycle, else it waits 21 ms
-        # --sync: each cycle waits for every client. In jackd's default asynchronous mode a client that misses
-        # its cycle on a loaded machine leaves its MIDI buffer stale: the recorder then sees events repeated
-        # or lost (seen: four copies of one note-off, then a whole loop pass missing), which no receiver in
-        # the tests must mistake for the app's output.
-        cmd = ["jackd", "--sync", "--realtime" if realtime else "--no-realtime", "-n", self.name,
+        cmd = ["jackd", "--realtime" if realtime else "--no-realtime", "-n", self.name,
                "-d", "dummy", "-r", str(self.rate), "-p", str(self.period), "-w", str(wait_us)]
         self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)

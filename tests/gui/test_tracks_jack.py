@@ -10,7 +10,7 @@ import pytest
 from core.midi import read_midi
 from musicapp.panels.tracks_panel import MUTE, SOLO
 from tests.gui.helpers import arrived
-from tests.midi_checks import sounding
+from tests.midi_checks import sounding_at_a_synth
 
 pytestmark = pytest.mark.jack
 
@@ -65,7 +65,8 @@ def test_mute_and_solo_decide_what_the_output_receives(jack_window, qtbot):
     assert heard_while_looping(w, rx, melody, loop_s) == melody
     panel.table.cellWidget(0, SOLO).click()  # PIANO stays muted
     assert heard_while_looping(w, rx, melody | bridge, loop_s) == melody | bridge
-    assert sounding(rx.wait_for(lambda ms: not sounding(ms))) == {}  # the last note-offs may be in the pipe
+    # the last note-offs may be in the pipe
+    assert sounding_at_a_synth(rx.wait_for(lambda ms: not sounding_at_a_synth(ms))) == {}
 
 
 def test_muting_while_it_plays_silences_the_track_from_then_on(jack_window, qtbot):
@@ -90,7 +91,8 @@ def test_muting_while_it_plays_silences_the_track_from_then_on(jack_window, qtbo
                  and m.control == 123)
     heard = {m.note for _, m in messages[after:] if m.type == "note_on" and m.velocity}
     assert heard and heard <= others and not heard & (melody - others)
-    assert sounding(rx.wait_for(lambda ms: not sounding(ms))) == {}  # the last note-offs may be in the pipe
+    # the last note-offs may be in the pipe
+    assert sounding_at_a_synth(rx.wait_for(lambda ms: not sounding_at_a_synth(ms))) == {}
 
 
 def test_a_track_keeps_its_channel_when_another_is_muted(jack_window, qtbot, tmp_path):
