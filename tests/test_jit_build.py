@@ -72,7 +72,7 @@ def test_a_load_killed_inside_the_build_lock_does_not_hang_the_next_one(tmp_path
     hanging.write_text(textwrap.dedent(f"""\
         #!/bin/sh
         # compiles hang (until killed); other calls (version checks) go to the real compiler
-        case " $* " in *" -c "*) touch "{marker}"; exec sleep 600;; esac
+        case " $* " in *" -c "*) touch "{marker}"; while :; do sleep 0.1; done;; esac
         exec "{compiler}" "$@"
         """))
     hanging.chmod(0o755)
@@ -89,8 +89,10 @@ def test_a_load_killed_inside_the_build_lock_does_not_hang_the_next_one(tmp_path
             time.sleep(0.05)
         assert (Path(kwargs["build_directory"]) / jit_build.TORCH_LOCK_NAME).exists()
     finally:
-        os.killpg(child.pid, signal.SIGKILL)   # the child, ninja and the hanging compiler
+        os.killpg(child.pid, signal.SIGKILL)   # the child and ninja
         child.wait()
+        # ninja runs each command in a process group of its own: the hanging compiler goes by its unique path
+        subprocess.run(["pkill", "-KILL", "-f", str(hanging)], check=False)
     assert (Path(kwargs["build_directory"]) / jit_build.TORCH_LOCK_NAME).exists()  # left behind
 
     started = time.monotonic()
