@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import mido  # noqa: E402
 import torch  # noqa: E402
 
+from bench.background import sampling_thread  # noqa: E402
 from core.generate import Generator, SamplingConfig  # noqa: E402
 from tools.jack import JackServer, MidiRecorder, jackd_available  # noqa: E402
 from core.live import Player, Scheduler, SchedulerProcess  # noqa: E402
@@ -159,15 +160,7 @@ def idle_error(seconds: float):
 def while_generating(gen: Generator, prompt: Score, seconds: float, sched):
     """The scheduler's error while this process samples continuations non-stop in a thread."""
     stop = threading.Event()
-
-    def busy():
-        while not stop.is_set():
-            for _ in gen.stream(prompt, bars=64, sampling=SamplingConfig(seed=2), max_tokens=200):
-                if stop.is_set():
-                    break
-
-    thread = threading.Thread(target=busy, daemon=True)
-    thread.start()
+    thread = sampling_thread(gen, prompt, stop, max_tokens=200)
     time.sleep(0.5)
     try:
         return scheduler_error(sched, seconds)

@@ -152,8 +152,9 @@ def generating(stop: threading.Event, threads: int) -> threading.Thread:
     """A generator sampling non-stop in this process (as the app's Continue does), on a random 6 x 384 model."""
     import torch
 
+    from bench.background import sampling_thread
+    from core.generate import Generator
     from core.network.checkpoint import save_checkpoint
-    from core.generate import Generator, SamplingConfig
     from core.midi import read_midi
     from core.network.model import RWKV7, ModelConfig
     from core.tokenizer import Tokenizer
@@ -166,15 +167,7 @@ def generating(stop: threading.Event, threads: int) -> threading.Thread:
     gen = Generator.load(path, ctx=1024, threads=threads)
     prompt = read_midi(str(FILES[0]))[0]
     prompt = prompt.slice(0, prompt.bar_starts()[8])
-
-    def busy():
-        while not stop.is_set():
-            for _ in gen.stream(prompt, bars=64, sampling=SamplingConfig(seed=2), max_tokens=300):
-                if stop.is_set():
-                    break
-
-    thread = threading.Thread(target=busy, daemon=True)
-    thread.start()
+    thread = sampling_thread(gen, prompt, stop, max_tokens=300)
     time.sleep(2.0)  # prefill done, sampling steadily
     return thread
 

@@ -339,14 +339,13 @@ def _sampling(args: argparse.Namespace):
 def cmd_infill(args: argparse.Namespace) -> int:
     from .generate import parse_instruments
     from .infill import bar_range, infill, parse_bar_range
-    from .midi import MidiReadError, read_midi
 
     try:
         first, last = parse_bar_range(args.bars)
         instruments = parse_instruments(args.instruments) if args.instruments else None
-        score, _ = read_midi(args.input)
-    except (MidiReadError, OSError, ValueError) as e:
+    except ValueError as e:
         raise CliError(e) from None
+    score, _ = _read(args.input)
     sampling = _sampling(args)
     gen = _infill_generator(args)
     start, end = bar_range(score, gen.tokenizer, first, last)
@@ -361,14 +360,13 @@ def cmd_infill(args: argparse.Namespace) -> int:
 def cmd_accompany(args: argparse.Namespace) -> int:
     from .generate import parse_instruments
     from .infill import add_part, bar_range, parse_bar_range
-    from .midi import MidiReadError, read_midi
 
     try:
         instrument = parse_instruments([args.instrument])[0]
         bars = parse_bar_range(args.bars) if args.bars else None
-        score, _ = read_midi(args.input)
-    except (MidiReadError, OSError, ValueError) as e:
+    except ValueError as e:
         raise CliError(e) from None
+    score, _ = _read(args.input)
     sampling = _sampling(args)
     gen = _infill_generator(args)
     start, end = bar_range(score, gen.tokenizer, *bars) if bars else (None, None)

@@ -190,10 +190,7 @@ class Transport(QObject):
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
-        try:
-            self.port.close()
-        except Exception:  # a port that is already gone cannot be closed twice; nothing is lost
-            pass
+        live.close_port(self.port)
         self.port = SilentPort()
 
     def _say_if_silent(self) -> None:

@@ -27,3 +27,14 @@ def make_folder(root: Path, n: int, broken: bool = True) -> Path:
         (folder / "cut.midi").write_bytes(corpus_files(1)[0].read_bytes()[:60])
         (folder / "notes.txt").write_text("not music, and not a .mid: never looked at")
     return folder
+
+
+def chorale_folder(root: Path, name: str, n: int, not_midi: bool = False) -> Path:
+    """A flat folder `root/name` of the first `n` Bach chorales, with a file named .mid that is not MIDI."""
+    folder = root / name
+    folder.mkdir()
+    for f in sorted((CORPUS / "bach").glob("*.mid"))[:n]:
+        shutil.copy(f, folder / f.name)
+    if not_midi:
+        (folder / "not really.mid").write_bytes(b"this is not a MIDI file")
+    return folder

@@ -27,7 +27,7 @@ from .clock import CLOCKS_PER_BEAT, ClockFollower, ClockSender
 from .jam import JamConfig, JamSession
 from .player import Player
 from .ports import (APP_PORT_NAME, JACK_BACKEND, MIDI_APIS, NO_MIDI_SYSTEM, PortError, PortListing,
-                    choose_midi_api, default_midi_api, is_own_port, list_ports, midi_api_label, midi_apis,
+                    choose_midi_api, close_port, default_midi_api, is_own_port, list_ports, midi_api_label, midi_apis,
                     midi_backend, open_input, open_output, supports_virtual_ports)
 from .process import SchedulerProcess
 from .scheduler import Scheduler
@@ -36,7 +36,7 @@ from .timing import SPIN_SECONDS, Timeline, raise_thread_priority, sleep_until
 __all__ = [
     "APP_PORT_NAME", "CLOCKS_PER_BEAT", "ChannelMap", "ClockFollower", "ClockSender", "JACK_BACKEND",
     "JamConfig", "JamSession", "MIDI_APIS", "MidiCapture", "NO_MIDI_SYSTEM", "Player", "PortError", "PortListing",
-    "SPIN_SECONDS", "Scheduler", "SchedulerProcess", "Timeline", "choose_midi_api", "default_midi_api",
+    "SPIN_SECONDS", "Scheduler", "SchedulerProcess", "Timeline", "choose_midi_api", "close_port", "default_midi_api",
     "is_own_port", "list_ports", "midi_api_label", "midi_apis", "midi_backend", "open_input", "open_output",
     "raise_thread_priority", "sleep_until", "supports_virtual_ports",
 ]

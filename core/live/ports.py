@@ -182,6 +182,17 @@ def open_output(name: str | None = None, *, virtual: bool | None = None,
         raise PortError(said if said != str(e) else f"cannot open MIDI output {name or APP_PORT_NAME!r}: {e}") from e
 
 
+def close_port(port) -> None:
+    """Close a MIDI port (or the synth's handle) that may have vanished already (a device unplugged, a JACK
+    server gone): then it is closed as far as it can be, and nothing is lost."""
+    if port is None:
+        return
+    try:
+        port.close()
+    except Exception:
+        pass
+
+
 def open_input(name: str | None, callback: Callable[[mido.Message], None], *, virtual: bool = False,
                backend: mido.Backend | str | None = None):
     """An input port delivering each message to `callback` on rtmidi's thread (None: first input)."""

@@ -65,12 +65,8 @@ class JamController(QObject):
 
     def stop(self) -> None:
         session, self.session = self.session, None
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:  # a port that vanished is closed already
-                pass
-            self.port = None
+        live.close_port(self.port)
+        self.port = None
         if session is not None:
             session.close()
         self.stateChanged.emit("off")

@@ -85,12 +85,8 @@ class RecordController(QObject):
 
     def _close(self) -> live.MidiCapture:
         capture, self.capture = self.capture, None
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:  # a port that vanished is closed already
-                pass
-            self.port = None
+        live.close_port(self.port)
+        self.port = None
         self.transport.loop = self._loop
         self.recordingChanged.emit(False)
         return capture

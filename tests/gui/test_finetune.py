@@ -4,24 +4,27 @@ event loop never stalls meanwhile."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from core import library
-from tests.folders import CORPUS
+from tests.folders import chorale_folder
 from tests.gui.models import TINY_TRAINING, GapMeter, make_tiny_checkpoint
 
+
+def set_run(panel, folder, name: str, steps: int, mode: str | None = None) -> None:
+    """Fill the Fine-tune panel for a run of `steps` steps on `folder` (in `mode`, else the panel's default)."""
+    panel.folder.setText(str(folder))
+    if mode is not None:
+        panel.mode.setCurrentIndex(panel.mode.findData(mode))
+    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
+    panel.steps.setValue(steps)
+    panel.name.setText(name)
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    folder = tmp_path / "my music"
-    folder.mkdir()
-    for f in sorted((CORPUS / "bach").glob("*.mid"))[:3]:
-        shutil.copy(f, folder / f.name)
-    (folder / "not really.mid").write_bytes(b"this is not a MIDI file")
-    return folder
+    return chorale_folder(tmp_path, "my music", 3, not_midi=True)
 
 
 @pytest.fixture
@@ -51,11 +54,7 @@ def test_finetune_finishes_and_registers_its_model(trained_window, corpus, qtbot
     w = trained_window
     assert w.current_model().name == "tiny-base"
     panel = w.finetune_panel
-    panel.folder.setText(str(corpus))
-    panel.mode.setCurrentIndex(panel.mode.findData("full"))
-    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
-    panel.steps.setValue(4)
-    panel.name.setText("Bach chorales")
+    set_run(panel, corpus, "Bach chorales", 4, mode="full")
     gaps = GapMeter()
     gaps.start()
     with qtbot.waitSignal(w.training.finished, timeout=180000) as result:
@@ -77,11 +76,7 @@ def test_finetune_finishes_and_registers_its_model(trained_window, corpus, qtbot
 def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
     w = trained_window
     panel = w.finetune_panel
-    panel.folder.setText(str(corpus))
-    panel.mode.setCurrentIndex(panel.mode.findData("state"))
-    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
-    panel.steps.setValue(100_000)
-    panel.name.setText("long run")
+    set_run(panel, corpus, "long run", 100_000, mode="state")
     panel.start_button.click()
     qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
                     and w.training.last_event.step >= 1, timeout=120000)
@@ -112,10 +107,7 @@ def test_cancel_then_resume(trained_window, corpus, qtbot, app_paths):
 def test_closing_the_window_mid_training_stops_the_job_resumably(trained_window, corpus, qtbot, app_paths):
     w = trained_window
     panel = w.finetune_panel
-    panel.folder.setText(str(corpus))
-    panel.length_unit.setCurrentIndex(panel.length_unit.findData("steps"))
-    panel.steps.setValue(100_000)
-    panel.name.setText("interrupted")
+    set_run(panel, corpus, "interrupted", 100_000)
     panel.start_button.click()
     qtbot.waitUntil(lambda: w.training.last_event is not None and w.training.last_event.kind == "step"
                     and w.training.last_event.step >= 1, timeout=120000)

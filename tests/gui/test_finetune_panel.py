@@ -3,7 +3,6 @@ base model unless they choose another (and said), a question before a name in us
 (not "paused") for the run going on, and a wheel over the loss plot that scrolls the panel."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import library
 from core.training.train_config import TrainEvent
-from tests.folders import CORPUS
+from tests.folders import chorale_folder
 from tests.gui.models import TINY_TRAINING, make_tiny_checkpoint
-
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    folder = tmp_path / "chorales"
-    folder.mkdir()
-    for f in sorted((CORPUS / "bach").glob("*.mid"))[:2]:
-        shutil.copy(f, folder / f.name)
-    return folder
+    return chorale_folder(tmp_path, "chorales", 2)
 
 
 def test_length_is_ten_minutes_by_default_with_an_eta(make_window):
