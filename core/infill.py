@@ -560,8 +560,7 @@ def add_part(gen: Generator, score: Score, instrument: tuple[int, bool], start_t
     the whole piece), written to go with every other instrument there; no existing note changes (notes
     the instrument already has in the range are kept, and the new part is written around them)."""
     if start_tick is None or end_tick is None:
-        view = score.token_view()
-        end = view.to_document(view.end_tick)
+        end = score.end_tick  # where the tokenizer's view of the notes ends (pedal folded in), in the document
         if end <= 0 and end_tick is None:
             raise ValueError("the piece has no notes: give the bars the part should cover")
         start_tick = 0 if start_tick is None else start_tick
