@@ -40,6 +40,7 @@ from core.memory import FOLDER_GATE, PIECE_GATE, FolderMemory, MemoryMixer, Piec
 from core.midi import MidiReadError, read_midi  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
+from core.sampling_config import DEFAULT_MEMORY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpus"
 MANIFEST = ROOT / "resources" / "base-v2-corpus-manifest.json"
@@ -267,8 +268,12 @@ def cmd_continue(args) -> None:
     folder_tunes = encode_files(tok, oneills[:args.folder])
     folder = FolderMemory(folder_tunes)  # the style's folder memory, and its phrases for the copy meter
     reference = folder_phrases(folder_tunes, tok)
-    sets = {"folk (O'Neill's)": (oneills[args.folder:args.folder + 3 * args.prompts], 8, 4),
-            "pop (POP909 test, raw)": (pop909_files("test", 3 * args.prompts), 16, 4)}
+    if args.split == "test":
+        folk_prompts = oneills[args.folder:args.folder + 3 * args.prompts]
+    else:  # for choosing defaults: tunes the test prompts and the folder never use, POP909's validation songs
+        folk_prompts = oneills[-3 * args.prompts:]
+    sets = {"folk (O'Neill's)": (folk_prompts, 8, 4),
+            f"pop (POP909 {args.split}, raw)": (pop909_files(args.split, 3 * args.prompts), 16, 4)}
     summary = []
     for name, (files, k, m) in sets.items():
         rows = {"network": [], "memory": [], "memory + folder": [], "repeat last bars": [], "true": []}
@@ -298,7 +303,8 @@ def cmd_continue(args) -> None:
                                                  ("memory + folder", args.memory, folder)):
                 gen.folder_memory = folder_memory
                 stream = gen.stream(prompt, bars=m, at_tick=split,
-                                    sampling=SamplingConfig(seed=used, memory=memory))
+                                    sampling=SamplingConfig(seed=used, memory=memory,
+                                                            temperature=args.temperature, top_p=args.top_p))
                 outputs[label] = [item.note for item in stream]
             prompt_keys = set(phrase_keys(prompt_notes, score))
             for label, notes in outputs.items():
@@ -459,7 +465,11 @@ def main() -> None:
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--prompts", type=int, default=20)
     s.add_argument("--folder", type=int, default=20, help="O'Neill's tunes in the folder memory")
-    s.add_argument("--memory", type=float, default=1.0)
+    s.add_argument("--memory", type=float, default=DEFAULT_MEMORY)
+    s.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    s.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    s.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="validation: prompts kept apart from the test's, for choosing the defaults")
     s = sub.add_parser("style")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--sizes", type=int, nargs="+", default=[10])
