@@ -31,6 +31,32 @@ POSITION_EDGES = (0, 512, 1024, 2048, 4096, 8192)
 CHUNK = 2048  # tokens per parallel forward; the state carries across chunks
 
 
+class PositionTally:
+    """Bits and notes of whole pieces summed by the position of each scored token (POSITION_EDGES)."""
+
+    def __init__(self) -> None:
+        self.edges = [*POSITION_EDGES, 10 ** 9]
+        self.bits, self.notes, self.tokens = (np.zeros(len(self.edges) - 1) for _ in range(3))
+
+    def add(self, b: np.ndarray, target_is_note: np.ndarray) -> None:
+        """One piece: b[i] the bits of token i + 1 (the BOS is given), target_is_note[i] whether it is a Pitch."""
+        for k, (lo, hi) in enumerate(zip(self.edges, self.edges[1:])):
+            # position of a target = its index in the piece (the BOS is 0)
+            sl = slice(max(lo - 1, 0), max(hi - 1, 0))
+            self.bits[k] += b[sl].sum()
+            self.notes[k] += target_is_note[sl].sum()
+            self.tokens[k] += len(b[sl])
+
+    def summary(self) -> dict:
+        rows = []
+        for k, (lo, hi) in enumerate(zip(self.edges, self.edges[1:])):
+            if self.tokens[k]:
+                rows.append({"positions": f"{lo}-{hi}" if hi < 10 ** 9 else f"{lo}-", "tokens": int(self.tokens[k]),
+                             "notes": int(self.notes[k]), "bits_per_note": bits_per_note(self.bits[k], self.notes[k])})
+        return {"bits_per_note": bits_per_note(self.bits.sum(), self.notes.sum()), "notes": int(self.notes.sum()),
+                "by_position": rows}
+
+
 def set_files(path: str) -> list[Path]:
     from core.training.data import find_midi_files
     p = Path(path)
@@ -69,8 +95,7 @@ def score(model_path: str, files: list[Path]) -> dict:
     tok = Tokenizer.from_dict(meta["tokenizer"])
     is_note = np.zeros(tok.vocab_size, dtype=bool)
     is_note[list(tok.ids_of_kind("pitch"))] = True
-    edges = [*POSITION_EDGES, 10 ** 9]
-    bits, notes, tokens = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    tally = PositionTally()
     skipped = 0
     for f in files:
         try:
@@ -78,21 +103,8 @@ def score(model_path: str, files: list[Path]) -> dict:
         except Exception:  # a file core.midi refuses is counted, not scored
             skipped += 1
             continue
-        b = token_bits(model, ids)
-        target_is_note = is_note[np.asarray(ids[1:])]
-        for k, (lo, hi) in enumerate(zip(edges, edges[1:])):
-            # position of a target = its index in the piece (the BOS is 0)
-            sl = slice(max(lo - 1, 0), max(hi - 1, 0))
-            bits[k] += b[sl].sum()
-            notes[k] += target_is_note[sl].sum()
-            tokens[k] += len(b[sl])
-    rows = []
-    for k, (lo, hi) in enumerate(zip(edges, edges[1:])):
-        if tokens[k]:
-            rows.append({"positions": f"{lo}-{hi}" if hi < 10 ** 9 else f"{lo}-", "tokens": int(tokens[k]),
-                         "notes": int(notes[k]), "bits_per_note": bits_per_note(bits[k], notes[k])})
-    return {"model": model_path, "files": len(files) - skipped, "skipped": skipped,
-            "bits_per_note": bits_per_note(bits.sum(), notes.sum()), "notes": int(notes.sum()), "by_position": rows}
+        tally.add(token_bits(model, ids), is_note[np.asarray(ids[1:])])
+    return {"model": model_path, "files": len(files) - skipped, "skipped": skipped, **tally.summary()}
 
 
 def main(argv: list[str] | None = None) -> int:
