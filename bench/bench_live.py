@@ -121,7 +121,8 @@ def first_note(gen: Generator, prompt: Score, sched, recorder, seed: int) -> dic
         if recorder:
             ons = [t for t, m in recorder.messages()[before:] if m.type == "note_on"]
         else:
-            ons = [t for t, m in list(sched.port.sent) if m.type == "note_on"]
+            # the port's history holds earlier runs' notes too: only those sent after this press
+            ons = [t for t, m in list(sched.port.sent) if m.type == "note_on" and t >= pressed]
         first_on = ons[0] if ons else None
         time.sleep(0.0005)
     rest = (player.first_note_time - player.timeline.origin_time) if player.first_note_time else 0.0
