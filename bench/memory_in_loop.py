@@ -4,9 +4,9 @@ network learns what the memory cannot give").
 Two fine-tunes of one base model on one folder, alike in every draw (windows, augmentation, infill layouts,
 learning rate, steps), that differ in the loss only:
 - plain: the network's next-token NLL, as `rwkv-music train` learns;
-- memory: the NLL of the product's mixture, p = keep * p_net + w * m (core.memory: the piece memory of the
-  window's tokens so far, the fitted PIECE_GATE, its weight read from the network's entropy as generation
-  reads it), so the gradient asks the network only for what the memory does not already give.
+- memory: the NLL of the product's mixture (core/training/memory_loss.py, `rwkv-music train --memory-loss`: the
+  piece memory of the window's tokens so far with the fitted gate), so the gradient asks the network only for
+  what the memory does not already give.
 Then both (and the base) are scored on held-out pieces, the bare network and with the piece memory, as
 `bench_memory.py eval` scores them (core.evaluate.memory_bits.piece_bits: whole pieces, grammar-masked).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -36,45 +35,15 @@ import torch.nn.functional as F  # noqa: E402
 from bench.bench_memory import encode_files, groove_files, pop909_files  # noqa: E402
 from core.evaluate.bits import bits_per_note  # noqa: E402
 from core.evaluate.memory_bits import piece_bits  # noqa: E402
-from core.memory import MAX_ORDER, PIECE_GATE, MemoryMixer, PieceMemory  # noqa: E402
+from core.memory import MemoryMixer, PieceMemory  # noqa: E402
 from core.network.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.training import data as D  # noqa: E402
+from core.training.memory_loss import batch_memory_columns, mixture_nll  # noqa: E402
 from core.training.train_config import TrainConfig  # noqa: E402
 from core.training.train_data import BatchOrder, TrainingSet  # noqa: E402
 from core.training.train_example import draw_example, example_seed  # noqa: E402
-
-
-def memory_columns(inputs: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
-    """Per position i < n of one example: [mass at targets[i], escape, order/MAX, log1p(seen)/5, sure, top mass]
-    of the piece memory of inputs[:i + 1] (the gate's features but the network's entropy, read in the loss)."""
-    out = np.zeros((len(inputs), 6))
-    out[:, 1] = 1.0
-    memory = PieceMemory()
-    for i in range(n):
-        memory.append(int(inputs[i]))
-        r = memory.recall()
-        if r.empty:
-            continue
-        hit = np.flatnonzero(r.tokens == targets[i])
-        out[i] = (float(r.mass[hit[0]]) if len(hit) else 0.0, r.escape, r.order / MAX_ORDER,
-                  math.log1p(r.seen) / 5.0, r.seen / (r.seen + r.distinct), float(r.mass.max()))
-    return out
-
-
-def mixture_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Summed masked NLL of the mixture of the network and the piece memory (core.memory.MemoryMixer's rule)."""
-    logp = torch.log_softmax(logits.float(), -1)
-    logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1).detach() / math.log(2)  # bits, as the sampler reads it
-    mem_t, escape, order, seen, sure, top = cols.unbind(-1)
-    feats = torch.stack([torch.ones_like(order), order, seen, sure, entropy / 8.0, top], -1)
-    gate = torch.as_tensor(PIECE_GATE, dtype=feats.dtype)
-    w = torch.sigmoid(feats @ gate) * (order > 0)
-    keep = 1 - w + w * escape
-    p = keep * logp_t.exp() + w * mem_t
-    return -(torch.log(p.clamp_min(1e-30)) * mask).sum()
 
 
 def train(model, data: TrainingSet, config: TrainConfig, tok, steps: int, lr: float, with_memory: bool) -> list[float]:
@@ -91,9 +60,7 @@ def train(model, data: TrainingSet, config: TrainConfig, tok, steps: int, lr: fl
         count = float(mask.sum())
         logits = model(inputs)
         if with_memory:
-            cols = torch.as_tensor(np.stack([memory_columns(inputs[b].numpy(), targets[b].numpy(), int(mask[b].nonzero().max()) + 1
-                                                            if mask[b].any() else 0) for b in range(len(examples))]))
-            loss = mixture_nll(logits, targets, mask, cols)
+            loss = mixture_nll(logits, targets, mask, batch_memory_columns(inputs, targets, mask))
         else:
             loss = (F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none") * mask.flatten()).sum()
         (loss / count).backward()

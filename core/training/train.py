@@ -6,7 +6,8 @@ entry: under `torchrun ... -m core.training.train` each rank takes a fixed slice
 summed, so N processes compute what one process computes on the whole batch. The loop composes the parts that
 live elsewhere, one job each:
 - the windows and their batch order: core/training/train_data.py; one example's random draws: core/training/train_example.py;
-- the loss, in one pass or in spans (--bptt), and validation: core/training/train_loss.py;
+- the loss, in one pass or in spans (--bptt), and validation: core/training/train_loss.py; with the piece memory in
+  the loop (--memory-loss): core/training/memory_loss.py;
 - the length, warm-up, learning rate and time-budget fit: core/training/train_schedule.py;
 - the weights kept besides the trained ones (best point, running average): core/training/train_weights.py;
 - resume.pt: core/training/train_resume.py;
@@ -35,6 +36,7 @@ from core.training.train_config import (LOG_FILE, MODES, RESUME_FILE, SCAN_FILE,
                                 peak_lr)
 from core.training.train_data import BatchOrder, TrainingSet
 from core.training.train_example import draw_example, example_seed
+from core.training.memory_loss import batch_memory_columns
 from core.training.train_loss import StepLosses, batch_nll, span_nll, validation_loss
 from core.training.train_model import base_tokenizer, build_model, export_result, wrap, write_memory_style
 from core.training.train_options import add_train_arguments, config_from_args
@@ -281,8 +283,10 @@ class _Trainer:
                     for j, i in enumerate(ids)]
         global_count = max(1.0, float(sum(e.mask.sum() for e in examples)))
         local = examples[self.rank::self.world]
-        inputs, targets, mask = (t.to(self.device, non_blocking=True)
-                                 for t in D.collate(local, self.tokenizer.pad_id))
+        batch = D.collate(local, self.tokenizer.pad_id)
+        # what the piece memory says of each target: read from the tokens on the host, once per example
+        memory = batch_memory_columns(*batch).to(self.device) if cfg.memory_loss else None
+        inputs, targets, mask = (t.to(self.device, non_blocking=True) for t in batch)
         self.lr = self.schedule.lr(self.step, self.peak_lr, cfg.min_lr_ratio)
         for g in self.opt.param_groups:
             # each group learns at its multiple of the run's rate (a style's parts); a plain run's groups in a
@@ -290,9 +294,10 @@ class _Trainer:
             g["lr"] = self.lr * g.get("lr_scale", 1.0)
 
         if cfg.bptt is not None:
-            loss_sum = span_nll(self.module.model, inputs, targets, mask, cfg.bptt, backward_scale=1.0 / global_count)
+            loss_sum = span_nll(self.module.model, inputs, targets, mask, cfg.bptt, backward_scale=1.0 / global_count,
+                                memory=memory)
         else:
-            loss_sum = batch_nll(self.forward_module, inputs, targets, mask)
+            loss_sum = batch_nll(self.forward_module, inputs, targets, mask, memory)
             # the mean over the whole global batch: DDP averages gradients over ranks, hence * world
             (loss_sum * (self.world / global_count)).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)

@@ -100,6 +100,7 @@ class TrainConfig:
     tempo_jitter: float = 0.05
     crop_share: float | None = None    # windows that start at a random Bar of their piece instead (same length)
     key_augment: float | None = None   # share of windows moved into another training piece's key
+    memory_loss: bool = False          # learn the NLL of the network mixed with the piece memory (memory_loss.py)
     infill_share: float = 0.0          # training windows turned into infill examples (tokenizer v2)
     part_share: float = 0.5            # of those, part infills where the bars hold two instruments
     dynamics_flag: bool = True         # keep the Flat token of one-velocity pieces (False: an ablation)

@@ -1,6 +1,7 @@
 """The loss a training run learns from and the numbers its validation reports.
 
-Both are the summed next-token NLL over the scored targets of a batch (core.training.data.build_example's mask): in one
+Both are the summed next-token NLL (of the network, or with --memory-loss of its mixture with the piece
+memory: core/training/memory_loss.py) over the scored targets of a batch (core.training.data.build_example's mask): in one
 pass (`batch_nll`), or in spans of --bptt tokens with the recurrent state carried from span to span
 (`span_nll`), which also backpropagates span by span. `validation_loss` sums it over the validation windows:
 nats per scored token and bits per note (a note's one pitch token). `StepLosses` sums the training loss
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.training import data as D
+from core.training.memory_loss import mixture_nll
 from core.evaluate.bits import bits_per_note, nats_to_bits
 from core.training.train_config import TrainConfig
 
@@ -34,16 +36,26 @@ def note_token_table(tokenizer) -> np.ndarray:
     return is_note
 
 
-def batch_nll(module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The summed masked NLL of a batch in one pass."""
-    with autocast(inputs.device):
-        logits = module(inputs)
+def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+               memory: torch.Tensor | None = None) -> torch.Tensor:
+    """The summed NLL of the scored targets: of the network, or with `memory` (memory_loss.batch_memory_columns
+    of these positions) of the network mixed with the piece memory."""
+    if memory is not None:
+        return mixture_nll(logits, targets, mask, memory)
     nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
     return (nll * mask.flatten()).sum()
 
 
+def batch_nll(module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+              memory: torch.Tensor | None = None) -> torch.Tensor:
+    """The summed masked NLL of a batch in one pass."""
+    with autocast(inputs.device):
+        logits = module(inputs)
+    return masked_nll(logits, targets, mask, memory)
+
+
 def span_nll(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, span: int,
-             backward_scale: float | None = None) -> torch.Tensor:
+             backward_scale: float | None = None, memory: torch.Tensor | None = None) -> torch.Tensor:
     """The summed masked NLL of a batch run in spans of `span` tokens, the recurrent state carried from
     each span to the next: the logits are those of one pass over the whole window. With
     `backward_scale`, each span's loss (times it) is backpropagated at once and the state detached
@@ -65,8 +77,8 @@ def span_nll(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask
         stop = min(T, start + span)
         with autocast(inputs.device):
             logits, state = model(inputs[rows, start:stop], state, return_state=True)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), targets[rows, start:stop].flatten(), reduction="none")
-        part = (nll * mask[rows, start:stop].flatten()).sum()
+        part = masked_nll(logits, targets[rows, start:stop], mask[rows, start:stop],
+                          None if memory is None else memory[rows, start:stop])
         if backward_scale is not None:
             (part * backward_scale).backward()
             state = state.detach()
@@ -97,10 +109,7 @@ def validation_loss(module: nn.Module, pieces: Sequence[D.Piece], windows: Seque
             nll_sum = float(span_nll(module.model, inputs.to(device), targets.to(device), mask.to(device),
                                      config.bptt))
         else:
-            with autocast(device):
-                logits = module(inputs.to(device))
-            nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), reduction="none")
-            nll_sum = float((nll.cpu() * mask.flatten()).sum())
+            nll_sum = float(batch_nll(module, inputs.to(device), targets.to(device), mask.to(device)))
         totals += torch.tensor([nll_sum, float(mask.sum()), notes], dtype=torch.float64)
     if world > 1:
         import torch.distributed as dist

@@ -18,7 +18,7 @@ _FIELD_OF = {"folder": "data", "out": "out", "base": "base", "mode": "mode", "st
              "completion_only": "completion_only", "device": "device", "stop_at": "stop_at_step",
              "threads": "threads", "log_every": "log_every", "time_budget": "time_budget_s", "cache_dir": "cache_dir",
              "style_parts": "style_parts", "style_rank": "style_rank", "offset_rank": "offset_rank",
-             "infill_share": "infill_share", "part_share": "part_share", "dropout": "dropout",
+             "infill_share": "infill_share", "memory_loss": "memory_loss", "part_share": "part_share", "dropout": "dropout",
              "key_augment": "key_augment", "crop_share": "crop_share", "average_from": "average_from"}
 
 
@@ -86,6 +86,9 @@ def _add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int)
     p.add_argument("--augment", action="store_true", help="random transposition and small tempo changes")
     p.add_argument("--completion-only", action="store_true", help="no loss on a window's restated header")
+    p.add_argument("--memory-loss", action="store_true",
+                   help="learn the NLL of the network mixed with the piece memory, as the product samples, so that "
+                        "the network learns what the memory cannot give (validation still reads the network alone)")
     p.add_argument("--device", default=_DEFAULTS["device"])
     p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step, keeping the schedule")
     p.add_argument("--threads", type=_positive_int,
