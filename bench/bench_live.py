@@ -127,7 +127,7 @@ def first_note(gen: Generator, prompt: Score, sched, recorder, seed: int) -> dic
         time.sleep(0.0005)
     rest = (player.first_note_time - player.timeline.origin_time) if player.first_note_time else 0.0
     player.stop()
-    sched.wait_idle(5)
+    player.wait(10)  # the feeder ends its generator on its own after stop: no sampling thread outlives a run
     return {"prefill": stream.prefill_seconds, "ready": ready - pressed,
             "out": (first_on - pressed - rest) if first_on else float("nan"), "tokens": len(stream.window.ids)}
 
