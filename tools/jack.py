@@ -112,7 +112,8 @@ class MidiRecorder:
         self.client = client or f"rec{uuid.uuid4().hex[:8]}"
         self.port_name = f"{self.client}:in"
         self.process: subprocess.Popen | None = None
-        self._messages: list = []
+        self._messages: list = []  # (seconds since the first message arrived, message)
+        self._first = float("inf")  # perf_counter() time of the first arrival
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
@@ -135,13 +136,17 @@ class MidiRecorder:
             if line.startswith("ready"):
                 ready.set()
                 continue
-            stamp, data = line.split(" ", 1)
+            since_first, polled, data = line.split(" ", 2)
+            since_first, polled = float(since_first), float(polled)
             with self._lock:
-                self._messages.append((float(stamp), mido.Message.from_hex(data.strip())))
+                # a message arrived at (first arrival + since_first), and no later than it was polled: the
+                # earliest such bound over all messages is the first arrival's time, to within a poll
+                self._first = min(self._first, polled - since_first)
+                self._messages.append((since_first, mido.Message.from_hex(data.strip())))
 
     def messages(self) -> list:
         with self._lock:
-            return list(self._messages)
+            return [(self._first + since_first, m) for since_first, m in self._messages]
 
     def wait_for(self, predicate, timeout: float = 5.0) -> list:
         """The messages once `predicate(messages)` holds (or at the timeout): they arrive through a pipe."""
@@ -189,33 +194,36 @@ class MidiRecorder:
 
 
 def _record(client: str) -> None:
-    """Child process of MidiRecorder: print "<perf_counter> <hex bytes>" per message until terminated.
+    """Child process of MidiRecorder: print "<seconds since the first message> <perf_counter when polled>
+    <hex bytes>" per message until terminated.
 
-    The callback runs in JACK's process cycle: it only stamps and appends (a slow one would make the
-    cycle overrun and lose events); the main thread writes the lines out."""
-    import collections
-
+    No Python callback: rtmidi's JACK thread queues each message with its arrival time (JACK's clock, as
+    time since the previous message) without waiting for our GIL. A callback had to take the GIL inside
+    JACK's process cycle; when that made the cycle late, the server (asynchronous, as a user's is) had
+    moved on and the late cycle read a reused buffer: a note-off seen twice, a velocity from another
+    event. The main thread polls the queue and writes the lines out."""
     import rtmidi
 
-    received: collections.deque = collections.deque()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    port = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client)
+    port = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client, queue_size_limit=1 << 16)
     port.ignore_types(sysex=False, timing=False, active_sense=True)
-    port.set_callback(lambda event, _: received.append((time.perf_counter(), bytes(event[0]))))
     port.open_virtual_port("in")
     print("ready", flush=True)
+    since_first = 0.0
     try:
         while not stop.is_set():
-            stop.wait(0.005)
             lines = []
-            while received:
-                stamp, data = received.popleft()
-                lines.append(f"{stamp!r} {' '.join(f'{b:02X}' for b in data)}\n")
+            while (got := port.get_message()) is not None:
+                data, delta = got
+                since_first += delta
+                lines.append(f"{since_first!r} {time.perf_counter()!r} {' '.join(f'{b:02X}' for b in data)}\n")
             if lines:
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()
+            else:
+                stop.wait(0.0005)
     finally:
         port.close_port()
 
