@@ -223,7 +223,7 @@ def _record(client: str) -> None:
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()
             else:
-                stop.wait(0.0005)
+                stop.wait(0.002)  # the times are rtmidi's: polling more often would only take CPU
     finally:
         port.close_port()
 
