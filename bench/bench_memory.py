@@ -34,10 +34,11 @@ import torch  # noqa: E402
 
 from core.network.checkpoint import load_checkpoint  # noqa: E402
 from core.evaluate.bits import bits_per_note  # noqa: E402
+from core.evaluate.files import file_tokens  # noqa: E402
 from core.evaluate.memory_bits import (by_position, fit_gate, memory_trace, network_probs, piece_bits,  # noqa: E402
                                        trace_bits)
 from core.memory import FOLDER_GATE, PIECE_GATE, FolderMemory, MemoryMixer, PieceMemory  # noqa: E402
-from core.midi import MidiReadError, read_midi  # noqa: E402
+from core.midi import MidiReadError  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.sampling_config import DEFAULT_MEMORY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P  # noqa: E402
@@ -58,7 +59,7 @@ def encode_files(tok: Tokenizer, paths: list[Path]) -> list[list[int]]:
     out = []
     for p in paths:
         try:
-            out.append(tok.encode(read_midi(str(p))[0].token_view()))  # as `rwkv-music eval` reads a file
+            out.append(file_tokens(p, tok))
         except (MidiReadError, OSError) as e:
             print(f"skipped {p}: {e}", file=sys.stderr)
     return [ids for ids in out if len(ids) > 2]
@@ -284,7 +285,7 @@ def cmd_continue(args) -> None:
             if used >= args.prompts:
                 break
             # the piece as the model sees it (its grid, its meter), so that every output is compared on one grid
-            score, _ = tok.decode(tok.encode(read_midi(str(f))[0].token_view()))
+            score, _ = tok.decode(file_tokens(f, tok))
             bars = score.bar_starts(score.end_tick)
             if len(bars) < k + m + 1:
                 continue

@@ -88,7 +88,7 @@ def token_bits(model, ids: list[int]) -> np.ndarray:
 
 def score(model_path: str, files: list[Path]) -> dict:
     from core.network.checkpoint import load_checkpoint
-    from core.midi import read_midi
+    from core.evaluate.files import file_tokens
     from core.tokenizer import Tokenizer
     model, meta = load_checkpoint(model_path)
     model.eval()
@@ -99,7 +99,7 @@ def score(model_path: str, files: list[Path]) -> dict:
     skipped = 0
     for f in files:
         try:
-            ids = tok.encode(read_midi(str(f))[0].token_view())  # the model's view, as `rwkv-music eval` reads it
+            ids = file_tokens(f, tok)
         except Exception:  # a file core.midi refuses is counted, not scored
             skipped += 1
             continue

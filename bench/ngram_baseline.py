@@ -44,11 +44,11 @@ def named(spec: str, flag: str) -> tuple[str, str]:
 
 def tokenize(files: list[Path], tok) -> tuple[list[np.ndarray], int]:
     """Token ids of each file as bits_by_position reads it, and how many files core.midi refused."""
-    from core.midi import read_midi
+    from core.evaluate.files import file_tokens
     out, skipped = [], 0
     for f in files:
         try:
-            out.append(np.asarray(tok.encode(read_midi(str(f))[0].token_view()), dtype=np.int64))
+            out.append(np.asarray(file_tokens(f, tok), dtype=np.int64))
         except Exception:
             skipped += 1
     return out, skipped

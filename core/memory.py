@@ -240,11 +240,14 @@ class FolderMemory:
         return _ppm((k, self._index.row(spans[h])) for k, h in reversed(hashes) if h in spans)
 
 
+ENTROPY_FEATURE, ENTROPY_SCALE = 4, 8.0  # where the network's entropy (bits) sits among the features, and its scale
+
+
 def _features(r: Recall, net_entropy: float) -> np.ndarray:
     """What a gate reads: order of the match, how often and how surely it was followed, the network's and
     the memory's certainty. Scaled to about [0, 1]."""
     return np.array([1.0, r.order / MAX_ORDER, math.log1p(r.seen) / 5.0, r.seen / (r.seen + r.distinct),
-                     net_entropy / 8.0, float(r.mass.max()) if len(r.mass) else 0.0])
+                     net_entropy / ENTROPY_SCALE, float(r.mass.max()) if len(r.mass) else 0.0])
 
 
 # Fitted on validation pieces of the pretraining corpus by bench/fit_memory_gate.py (see the README).
@@ -317,5 +320,5 @@ class MemoryMixer:
         return p
 
 
-__all__ = ["CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "MAX_ORDER",
+__all__ = ["ENTROPY_FEATURE", "ENTROPY_SCALE", "CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "MAX_ORDER",
            "ORDERS"]

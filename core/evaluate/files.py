@@ -18,6 +18,12 @@ from .scoring import whole_piece_logits
 
 
 
+def file_tokens(path, tokenizer) -> list[int]:
+    """A MIDI file's token ids as `rwkv-music eval` reads it: the model's view (its meter, its grid)."""
+    from core.midi import read_midi
+    return tokenizer.encode(read_midi(str(path))[0].token_view())
+
+
 class EvaluationError(Exception):
     """A failure to tell the user as one line (a missing file, a model or style that does not load)."""
 
@@ -38,7 +44,7 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
     at that strength and the grammar masking every token (core.evaluate.memory_bits); "scored" says which."""
     from core.network.checkpoint import CheckpointError, load_checkpoint
     from core.training.data import find_midi_files
-    from core.midi import MidiReadError, read_midi
+    from core.midi import MidiReadError
     from core.network.style import StyledModel, load_style
     from core.tokenizer import Tokenizer
     if device == "auto":
@@ -66,7 +72,7 @@ def evaluate_files(model_path: str, paths: list[str], style_path: str | None = N
             raise EvaluationError(f"no such file or folder: {path}")
         for f in find_midi_files(path):
             try:
-                ids = tokenizer.encode(read_midi(str(f))[0].token_view())  # the model's view (its meter, its grid)
+                ids = file_tokens(f, tokenizer)
             except (MidiReadError, OSError) as e:
                 skipped.append({"path": str(f), "reason": str(e).splitlines()[0] if str(e) else type(e).__name__})
                 continue

@@ -14,14 +14,14 @@ import math
 import numpy as np
 import torch
 
-from core.memory import MAX_ORDER, PIECE_GATE, PieceMemory
+from core.memory import ENTROPY_FEATURE, ENTROPY_SCALE, N_FEATURES, PIECE_GATE, PieceMemory, _features
 
-N_COLUMNS = 6  # mass at the target, escape, then the gate's memory features (order, seen, sure, top mass)
+N_COLUMNS = 2 + N_FEATURES  # mass at the target, escape, then the gate's features (the entropy's filled in the loss)
 
 
 def memory_columns(inputs: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
     """[len(inputs), N_COLUMNS] for one example: at each position i < n, what the piece memory of inputs[:i + 1]
-    says of targets[i]. Positions without a match (and padding) have escape 1 and no weight."""
+    says of targets[i]. Positions without a match (and padding) have escape 1 and no weight (features 0)."""
     out = np.zeros((len(inputs), N_COLUMNS))
     out[:, 1] = 1.0
     memory = PieceMemory()
@@ -31,8 +31,9 @@ def memory_columns(inputs: np.ndarray, targets: np.ndarray, n: int) -> np.ndarra
         if r.empty:
             continue
         hit = np.flatnonzero(r.tokens == targets[i])
-        out[i] = (float(r.mass[hit[0]]) if len(hit) else 0.0, r.escape, r.order / MAX_ORDER,
-                  math.log1p(r.seen) / 5.0, r.seen / (r.seen + r.distinct), float(r.mass.max()))
+        out[i, 0] = float(r.mass[hit[0]]) if len(hit) else 0.0
+        out[i, 1] = r.escape
+        out[i, 2:] = _features(r, 0.0)
     return out
 
 
@@ -52,9 +53,10 @@ def mixture_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     logp_t = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     entropy_bits = -(logp.exp() * logp).sum(-1).detach() / math.log(2)
     columns = columns.to(logp.device, logp.dtype)
-    mem_t, escape, order, seen, sure, top = columns.unbind(-1)
-    features = torch.stack([torch.ones_like(order), order, seen, sure, entropy_bits / 8.0, top], -1)
-    w = torch.sigmoid(features @ torch.as_tensor(PIECE_GATE, dtype=logp.dtype, device=logp.device)) * (order > 0)
+    mem_t, escape, features = columns[..., 0], columns[..., 1], columns[..., 2:].clone()
+    matched = features[..., 0] > 0  # the constant feature is 1 where the memory matched, 0 elsewhere
+    features[..., ENTROPY_FEATURE] = entropy_bits / ENTROPY_SCALE
+    w = torch.sigmoid(features @ torch.as_tensor(PIECE_GATE, dtype=logp.dtype, device=logp.device)) * matched
     keep = 1 - w + w * escape
     # log(keep * p_net + w * m) without leaving log space for p_net (a confident miss stays finite)
     mixed = torch.logaddexp(torch.log(keep) + logp_t, torch.log((w * mem_t).clamp_min(1e-30)))
