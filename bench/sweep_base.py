@@ -7,12 +7,21 @@ A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.traini
 seconds (the schedule fits the budget), with infill examples (--infill-share) and the Flat token of
 one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples).
 A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
-for as many steps as the plain RWKV run of that size made (`tf` runs come after it), on plain windows;
+for as many steps as the plain RWKV run of that size made (`tf` runs come after it), or with --tf-by-time for
+--budget seconds like the RWKV runs; on plain windows;
 its weights go to --work/tfLxD_LR/transformer.pt (unless --no-save-tf), for bench/eval_base.py's test scores.
-Every model is scored on the validation split of each collection (bits per note, core/evaluate/scoring.py), and
+Every model is scored on the validation split of each collection (bits per note, core/evaluate/scoring.py),
+on each --test list of files (read as `rwkv-music eval` reads them, windows of --ctx tokens), and
 the RWKV models also on bar infill of the POP909 validation songs: bits per note of the missing bars given
 the bars before and after, against given the bars before only. Results go to --work/sweep.json and print as
 tables.
+
+A long budget on a 2-core machine: start one process per run at once, each with --threads 1 and its own
+--work, so that every run shares the CPU alike (`--tf-by-time` lets a Transformer run without its RWKV's):
+
+    for r in 6x128 6x192 tf6x128:2e-3; do nohup .venv/bin/python bench/sweep_base.py --budget 80m --threads 1 \
+        --corpus data/pop_stage data/m21_stage --pretrain data/pretrain --work runs/long/$r --runs $r \
+        --tf-by-time --test pop=lists/pop909_test_raw.txt & done
 """
 from __future__ import annotations
 
@@ -39,16 +48,42 @@ from core.training import data as D  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
 from core.training.train import run_training  # noqa: E402
 from core.training.train_config import TrainConfig  # noqa: E402
+from core.training.train_options import parse_duration  # noqa: E402
 
 
-def validation_sets(corpus: Corpus, tok: Tokenizer, work: Path, heldout: str, per_collection: int,
+def validation_sets(corpora: list[Corpus], tok: Tokenizer, work: Path, heldout: str, per_collection: int,
                     cache: Path) -> dict[str, list[D.Piece]]:
     out = {}
-    for collection in sorted(corpus.collections() - {heldout}):
-        files = corpus.files(("validation",), only=collection)[:per_collection]
-        folder = link_folder(corpus, files, work / "val" / collection)
-        out[collection], _ = D.scan_folder(folder, tok, cache_dir=cache)
+    for corpus in corpora:
+        for collection in sorted(corpus.collections() - {heldout}):
+            files = corpus.files(("validation",), only=collection)[:per_collection]
+            folder = link_folder(corpus, files, work / "val" / collection)
+            out[collection], _ = D.scan_folder(folder, tok, cache_dir=cache)
     return out
+
+
+def test_sets(specs: list[str], tok: Tokenizer) -> dict[str, tuple[list[str], list[list[int]]]]:
+    """NAME=LIST: the files a list names (one path a line), each read as `rwkv-music eval` reads it."""
+    from core.evaluate.files import file_tokens
+    out = {}
+    for spec in specs:
+        name, _, listing = spec.partition("=")
+        paths = [line.strip() for line in Path(listing).read_text().splitlines() if line.strip()]
+        out[name] = (paths, [file_tokens(path, tok) for path in paths])
+    return out
+
+
+def score_tests(logits_fn, tests: dict, tok: Tokenizer, ctx: int) -> dict[str, float]:
+    rows = {}
+    for name, (paths, ids) in tests.items():
+        ps = PieceSet.build(paths, ids, tok, ctx)
+        rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
+    return rows
+
+
+def rwkv_parameters(layers: int, width: int, vocab_size: int) -> int:
+    from core.network.model import ModelConfig, RWKV7
+    return sum(p.numel() for p in RWKV7(ModelConfig(vocab_size=vocab_size, n_layer=layers, n_embd=width)).parameters())
 
 
 def score(logits_fn, sets: dict[str, list[D.Piece]], tok: Tokenizer, ctx: int) -> dict[str, float]:
@@ -71,11 +106,17 @@ def parse_run(spec: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default="data/corpus")
+    p.add_argument("--corpus", nargs="*", default=["data/corpus"], help="corpora (tools/make_corpus.py) whose "
+                   "validation splits score the runs")
+    p.add_argument("--test", nargs="*", default=[], metavar="NAME=LIST",
+                   help="also score each run on the files a list names (one path a line)")
+    p.add_argument("--cache-dir", help="token cache (default: WORK/token_cache)")
+    p.add_argument("--tf-by-time", action="store_true",
+                   help="Transformer runs train for --budget seconds (default: the steps of their RWKV run)")
     p.add_argument("--pretrain", default="data/pretrain", help="folder of training pieces (links)")
     p.add_argument("--heldout", default="oneills1850")
     p.add_argument("--work", default="runs/sweep")
-    p.add_argument("--budget", type=float, default=200, help="seconds of training per run")
+    p.add_argument("--budget", type=parse_duration, default=200.0, help="training per run (200, 90s, 80m)")
     p.add_argument("--runs", nargs="+", required=True)
     p.add_argument("--ctx", type=int, default=512)
     p.add_argument("--batch", type=int, default=8)
@@ -89,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cache = work / "token_cache"
+    cache = Path(args.cache_dir) if args.cache_dir else work / "token_cache"
     tok = Tokenizer()
-    corpus = Corpus.load(args.corpus)
-    sets = validation_sets(corpus, tok, work, args.heldout, args.val_pieces, cache)
+    sets = validation_sets([Corpus.load(c) for c in args.corpus], tok, work, args.heldout, args.val_pieces, cache)
+    tests = test_sets(args.test, tok)
     results_path = work / "sweep.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for spec in args.runs:
@@ -115,24 +156,31 @@ def main(argv: list[str] | None = None) -> int:
                 k: [D.Piece(p.path, p.digest, np.asarray(D.without_flat(p.tokens, tok), dtype=np.int32), p.notes)
                     for p in v] for k, v in sets.items()}
             row["val"] = score(lambda x: model(x), seen, tok, args.ctx)
+            row["test"] = score_tests(lambda x: model(x), tests, tok, args.ctx)
             if "pop909" in sets:
                 row["infill"] = infill_bits(model, sets["pop909"], tok, args.ctx)
         else:
             base = results.get(f"{run['layers']}x{run['width']}")
-            if base is None:
+            if args.tf_by_time:
+                target, schedule = rwkv_parameters(run["layers"], run["width"], tok.vocab_size), Schedule(
+                    steps=10**9, batch_size=args.batch, ctx_len=args.ctx, lr=run["lr"], time_budget_s=args.budget)
+            elif base is None:
                 raise SystemExit(f"{spec}: run the RWKV {run['layers']}x{run['width']} first (its steps set the budget)")
+            else:
+                target, schedule = base["params"], Schedule(steps=base["steps"], batch_size=args.batch,
+                                                            ctx_len=args.ctx, lr=run["lr"])
             pieces, _ = D.scan_folder(args.pretrain, tok, cache_dir=cache)
             torch.manual_seed(0)
-            tcfg = matched_config(base["params"], tok.vocab_size, run["width"], args.ctx)
+            tcfg = matched_config(target, tok.vocab_size, run["width"], args.ctx)
             model = CausalTransformer(tcfg)
-            info = train_causal_lm(model, pieces, tok, Schedule(steps=base["steps"], batch_size=args.batch,
-                                                                ctx_len=args.ctx, lr=run["lr"]))
-            row = {"params": parameter_count(model), "steps": base["steps"], "train_seconds": round(info["seconds"]),
+            info = train_causal_lm(model, pieces, tok, schedule)
+            row = {"params": parameter_count(model), "steps": info["steps"], "train_seconds": round(info["seconds"]),
                    "layers_tf": tcfg.n_layer, **run}
             row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
+            row["test"] = score_tests(lambda x: model(x), tests, tok, args.ctx)
             if args.save_tf:  # so that the evaluation can score the best rate on the test split
                 out.mkdir(parents=True, exist_ok=True)
-                save_transformer(model, out / "transformer.pt", lr=run["lr"], steps=base["steps"],
+                save_transformer(model, out / "transformer.pt", lr=run["lr"], steps=info["steps"],
                                  tokenizer=tok.to_dict())
                 row["weights"] = str(out / "transformer.pt")
         results[spec] = row
@@ -141,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     collections = sorted(sets)
     rows = [{"run": k, "params": v["params"], "steps": v["steps"], "s": v["train_seconds"],
              **{c: v["val"].get(c) for c in collections},
+             **{f"test {t}": v.get("test", {}).get(t) for t in tests},
              "infill_ba": v.get("infill", {}).get("before_and_after"),
              "infill_b": v.get("infill", {}).get("before_only")} for k, v in results.items()]
     print_table(f"Validation bits per note after {args.budget:g} s of training (2-core CPU)", rows,
                 [("run", "run", "s"), ("params", "params", "d"), ("steps", "steps", "d"), ("train s", "s", "d")]
                 + [(c, c, ".3f") for c in collections]
+                + [(f"test: {t}", f"test {t}", ".3f") for t in tests]
                 + [("infill: before+after", "infill_ba", ".3f"), ("infill: before only", "infill_b", ".3f")])
     return 0
 

@@ -3,7 +3,7 @@
 The loop mirrors core.training.train's for a fair comparison: the same training windows (core.training.data.make_windows:
 pieces cut at bars with the tokenizer's header), the same examples and loss mask (build_example, collate),
 the loss summed over a batch's scored tokens divided by their count, AdamW with weight decay on 2-D
-weights only, gradient clipping, and core.training.train_schedule.lr_at's warm-up + cosine schedule.
+weights only, gradient clipping, and core.training.train_schedule's warm-up + cosine schedule (and its time budget).
 save_transformer / load_transformer keep a trained baseline (its config and weights) for later scoring.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import data as D
-from ..training.train_schedule import lr_at
 
 
 @dataclass
@@ -136,6 +135,8 @@ class Schedule:
     beta2: float = 0.99
     grad_clip: float = 1.0
     seed: int = 0
+    time_budget_s: float | None = None  # train this long instead (steps: at most that many), fitted as RWKV's runs are
+
 
     @property
     def warmup(self) -> int:
@@ -148,12 +149,22 @@ class Schedule:
 def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, schedule: Schedule,
                     device: str | torch.device = "cpu",
                     log: Callable[[int, float], None] | None = None) -> dict:
-    """Train `model` (idx [B,T] -> logits) on the pieces' windows for schedule.steps steps.
+    """Train `model` (idx [B,T] -> logits) on the pieces' windows for schedule.steps steps, or for
+    schedule.time_budget_s seconds: then the length and the cosine are fitted to the first steps' speed by
+    the RWKV loop's own BudgetFit, so that both architectures get a budget the same way.
     Returns {"steps", "tokens" (scored tokens seen), "seconds", "last_loss"}."""
+    from ..training.train_config import TrainConfig
+    from ..training.train_schedule import BudgetFit, Schedule as RunSchedule
     s = schedule
     windows = D.make_windows(pieces, tokenizer, s.ctx_len)
     if not windows:
         raise ValueError("no training windows")
+    per_epoch = max(1, len(windows) // s.batch_size)
+    plan_cfg = TrainConfig(data="", out="", batch_size=s.batch_size, warmup_steps=s.warmup_steps,
+                           steps=s.steps, time_budget_s=s.time_budget_s)
+    plan = RunSchedule.plan(plan_cfg, per_epoch)
+    if not s.time_budget_s:
+        plan.warmup = s.warmup
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
@@ -162,7 +173,9 @@ def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, sche
     gen = torch.Generator().manual_seed(s.seed)
     order: list[int] = []
     tokens_seen, last_loss, t0 = 0, float("nan"), time.perf_counter()
-    for step in range(s.steps):
+    budget = BudgetFit(plan_cfg, time.monotonic(), 0, 0, per_epoch) if s.time_budget_s else None
+    step = 0
+    while step < plan.stop_at:
         if len(order) < s.batch_size:  # a fresh permutation per epoch
             order += torch.randperm(len(windows), generator=gen).tolist()
         batch, order = order[:s.batch_size], order[s.batch_size:]
@@ -173,7 +186,7 @@ def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, sche
         inputs, targets, mask = (t.to(device) for t in D.collate(examples, tokenizer.pad_id))
         count = mask.sum().clamp_min(1.0)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, s.steps, s.warmup, s.lr, s.min_lr_ratio)
+            g["lr"] = plan.lr(step, s.lr, s.min_lr_ratio)
         logits = model(inputs)
         nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
         loss = (nll * mask.flatten()).sum() / count
@@ -183,7 +196,10 @@ def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, sche
         opt.zero_grad(set_to_none=True)
         tokens_seen += int(count.item())
         last_loss = float(loss.item())
+        step += 1
+        if budget:
+            budget.after_step(plan, step, time.monotonic())
         if log:
-            log(step + 1, last_loss)
+            log(step, last_loss)
     model.eval()
-    return {"steps": s.steps, "tokens": tokens_seen, "seconds": time.perf_counter() - t0, "last_loss": last_loss}
+    return {"steps": step, "tokens": tokens_seen, "seconds": time.perf_counter() - t0, "last_loss": last_loss}

@@ -32,7 +32,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _duration(text: str) -> float:
+def parse_duration(text: str) -> float:
     """Seconds of "90", "90s", "10m" or "1.5h"."""
     units = {"s": 1, "m": 60, "h": 3600}
     t = text.strip().lower()
@@ -94,7 +94,7 @@ def _add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int,
                    help="torch CPU threads (runs that must agree bit for bit need the same count)")
     p.add_argument("--log-every", type=int)
-    p.add_argument("--time-budget", type=_duration, metavar="TIME",
+    p.add_argument("--time-budget", type=parse_duration, metavar="TIME",
                    help="train for this long (e.g. 90s, 10m, 1.5h): the number of steps and the schedule are set "
                         "from the first steps' speed (with --steps: at most that many)")
     p.add_argument("--cache-dir", help="token cache folder (default: <out>/token_cache)")
