@@ -5,7 +5,8 @@
 
 A run `LxD[:variant]` trains an RWKV-7 of L layers and width D with `core.training.train.run_training` for --budget
 seconds (the schedule fits the budget), with infill examples (--infill-share) and the Flat token of
-one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples).
+one-velocity pieces; variants: `noflag` (the Flat token left out), `infill0` (no infill examples), `rosa` (a
+ROSA-style recall of the longest earlier match inside the network, bench/rosa.py).
 A run `tfLxD:LR` trains a causal Transformer with about the parameters of that RWKV size at learning rate LR
 for as many steps as the plain RWKV run of that size made (`tf` runs come after it), or with --tf-by-time for
 --budget seconds like the RWKV runs; on plain windows;
@@ -26,6 +27,7 @@ A long budget on a 2-core machine: start one process per run at once, each with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -40,6 +42,7 @@ import torch  # noqa: E402
 
 from bench.corpus import Corpus, link_folder  # noqa: E402
 from bench.eval_base import load_model, log  # noqa: E402
+from bench.rosa import load_recall_model, with_recall  # noqa: E402
 from core.evaluate.tables import print_table  # noqa: E402
 from core.evaluate.scoring import PieceSet, infill_bits, torch_window_bits  # noqa: E402
 from core.evaluate.transformer import (CausalTransformer, Schedule, matched_config, parameter_count,  # noqa: E402
@@ -92,6 +95,23 @@ def score(logits_fn, sets: dict[str, list[D.Piece]], tok: Tokenizer, ctx: int) -
         ps = PieceSet.build([p.path for p in pieces], [p.tokens for p in pieces], tok, ctx)
         rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
     return rows
+
+
+@contextlib.contextmanager
+def recall_models():
+    """run_training builds its fresh models with_recall (bench/rosa.py) meanwhile."""
+    from core.training import train
+    build = train.build_model
+
+    def build_with_recall(config, tokenizer):
+        model, meta = build(config, tokenizer)
+        return with_recall(model), meta
+
+    train.build_model = build_with_recall
+    try:
+        yield
+    finally:
+        train.build_model = build
 
 
 def parse_run(spec: str) -> dict:
@@ -147,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                               threads=args.threads, time_budget_s=args.budget, log_every=50,
                               infill_share=0.0 if run["variant"] == "infill0" else args.infill_share,
                               dynamics_flag=run["variant"] != "noflag")
-            run_training(cfg)
-            model, meta = load_model(str(out / "model.pth"), "cpu")
+            if run["variant"] == "rosa":
+                with recall_models():
+                    run_training(cfg)
+                model = load_recall_model(str(out / "model.pth"))
+            else:
+                run_training(cfg)
+                model, meta = load_model(str(out / "model.pth"), "cpu")
             steps = int(torch.load(out / "resume.pt", map_location="cpu", weights_only=True)["step"])
             row = {"params": sum(p.numel() for p in model.parameters()), "steps": steps,
                    "train_seconds": round(time.monotonic() - t0), **run}
