@@ -326,6 +326,28 @@ def test_transformer_training_lowers_the_loss(piece_ids, tok):
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 1.0
 
 
+def test_a_transformer_trains_for_a_time_budget_as_the_rwkv_loop_does(piece_ids, tok):
+    """sweep_base --tf-by-time: the steps are set from the first steps' speed (the RWKV loop's BudgetFit), and
+    the cosine is fitted to them: the last step runs at the schedule's floor, not cut off mid-decay."""
+    from core.training.data import Piece
+    torch.manual_seed(0)
+    pieces = [Piece(f"p{i}", str(i), np.asarray(ids, dtype=np.int32), 0) for i, ids in enumerate(piece_ids)]
+    model = CausalTransformer(TransformerConfig(tok.vocab_size, n_layer=1, n_embd=32, ctx_len=32))
+    rates = []
+    original_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        rates.append(self.param_groups[0]["lr"])
+        return original_step(self, *a, **k)
+    schedule = Schedule(steps=10**6, batch_size=2, ctx_len=32, lr=1e-3, time_budget_s=2.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", step)
+        stats = train_causal_lm(model, pieces, tok, schedule)
+    assert 30 <= stats["steps"] == len(rates) < 10**6
+    cut = stats["seconds"] > 1.05 * 2.0  # a machine that got busier ends the run there, mid-decay
+    assert cut or rates[-1] == pytest.approx(schedule.lr * schedule.min_lr_ratio, rel=0.05)
+
+
 def test_a_saved_transformer_loads_with_the_same_outputs(tmp_path, tok):
     torch.manual_seed(0)
     model = CausalTransformer(TransformerConfig(tok.vocab_size, n_layer=1, n_embd=64, ctx_len=32)).eval()
