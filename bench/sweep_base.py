@@ -76,23 +76,17 @@ def test_sets(specs: list[str], tok: Tokenizer) -> dict[str, tuple[list[str], li
     return out
 
 
-def score_tests(logits_fn, tests: dict, tok: Tokenizer, ctx: int) -> dict[str, float]:
-    rows = {}
-    for name, (paths, ids) in tests.items():
-        ps = PieceSet.build(paths, ids, tok, ctx)
-        rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
-    return rows
-
-
 def rwkv_parameters(layers: int, width: int, vocab_size: int) -> int:
     from core.network.model import ModelConfig, RWKV7
     return sum(p.numel() for p in RWKV7(ModelConfig(vocab_size=vocab_size, n_layer=layers, n_embd=width)).parameters())
 
 
-def score(logits_fn, sets: dict[str, list[D.Piece]], tok: Tokenizer, ctx: int) -> dict[str, float]:
+def score(logits_fn, sets: dict, tok: Tokenizer, ctx: int) -> dict[str, float]:
+    """Bits per note of each set: a list of D.Piece, or (names, token ids)."""
     rows = {}
     for name, pieces in sets.items():
-        ps = PieceSet.build([p.path for p in pieces], [p.tokens for p in pieces], tok, ctx)
+        names, ids = pieces if isinstance(pieces, tuple) else ([p.path for p in pieces], [p.tokens for p in pieces])
+        ps = PieceSet.build(names, ids, tok, ctx)
         rows[name] = ps.summary(torch_window_bits(logits_fn, ps.windows, tok.pad_id))["bits_per_note"]
     return rows
 
@@ -181,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 k: [D.Piece(p.path, p.digest, np.asarray(D.without_flat(p.tokens, tok), dtype=np.int32), p.notes)
                     for p in v] for k, v in sets.items()}
             row["val"] = score(lambda x: model(x), seen, tok, args.ctx)
-            row["test"] = score_tests(lambda x: model(x), tests, tok, args.ctx)
+            row["test"] = score(lambda x: model(x), tests, tok, args.ctx)
             if "pop909" in sets:
                 row["infill"] = infill_bits(model, sets["pop909"], tok, args.ctx)
         else:
@@ -202,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"params": parameter_count(model), "steps": info["steps"], "train_seconds": round(info["seconds"]),
                    "layers_tf": tcfg.n_layer, **run}
             row["val"] = score(lambda x: model(x), sets, tok, args.ctx)
-            row["test"] = score_tests(lambda x: model(x), tests, tok, args.ctx)
+            row["test"] = score(lambda x: model(x), tests, tok, args.ctx)
             if args.save_tf:  # so that the evaluation can score the best rate on the test split
                 out.mkdir(parents=True, exist_ok=True)
                 save_transformer(model, out / "transformer.pt", lr=run["lr"], steps=info["steps"],
