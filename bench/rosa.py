@@ -6,8 +6,13 @@ RWKV-8, on binarised hidden states) and what it returns enters the network at it
 recalled token and of the match's length are added to the token's own embedding. The network then learns
 when to trust the recall, where core.memory mixes the same kind of match in after the network, with a fitted gate.
 
-Only bench/sweep_base.py uses it (variant `LxD:rosa`): the lookup works within the window it is given, so
-these models are scored on windows, like the sweep's other runs.
+bench/sweep_base.py trains it (variant `LxD:rosa`); the lookup works within what one forward is given (a
+window, or a chunk of core.evaluate.scoring.EVAL_CHUNK tokens of a whole piece). Run as a script, this file scores
+a plain run and a recall run of the sweep beside the product's piece memory, whole files as `rwkv-music eval`
+reads them (the memory's gate as shipped):
+
+    .venv/bin/python bench/rosa.py runs/long/6x128/6x128/model.pth runs/long/6x128_rosa/6x128_rosa/model.pth \
+        --files oneills_test.txt
 """
 from __future__ import annotations
 
@@ -85,3 +90,41 @@ def load_recall_model(path: str):
     model = with_recall(RWKV7(config_from_state_dict(plain), init=False))
     model.load_state_dict(sd)
     return model.eval()
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.eval_base import load_model
+    from core.evaluate.bits import bits_per_note
+    from core.evaluate.files import file_tokens
+    from core.evaluate.memory_bits import piece_bits
+    from core.evaluate.tables import print_table
+    from core.memory import MemoryMixer, PieceMemory
+    from core.tokenizer import Tokenizer
+    ap = argparse.ArgumentParser(description="a recall run beside the piece memory")
+    ap.add_argument("plain")
+    ap.add_argument("recall")
+    ap.add_argument("--files", required=True, help="a list of MIDI files, one a line")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tok = Tokenizer()
+    pieces = [file_tokens(line.strip(), tok) for line in Path(args.files).read_text().splitlines() if line.strip()]
+    rows = []
+    for name, model in (("plain", load_model(args.plain, "cpu")[0]), ("with the recall", load_recall_model(args.recall))):
+        bits = [piece_bits(model, tok, ids, MemoryMixer(PieceMemory(), None)) for ids in pieces]
+        notes = sum(b.notes for b in bits)
+        rows.append({"run": name, "notes": notes,
+                     "network": bits_per_note(sum(float(b.network.sum()) for b in bits), notes),
+                     "mixed": bits_per_note(sum(float(b.mixed.sum()) for b in bits), notes)})
+    print_table(f"Bits per note of {len(pieces)} whole files", rows,
+                [("run", "run", "s"), ("notes", "notes", "d"), ("network (grammar-masked)", "network", ".3f"),
+                 ("+ piece memory (default)", "mixed", ".3f")])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
