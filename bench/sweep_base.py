@@ -20,9 +20,11 @@ tables.
 A long budget on a 2-core machine: start one process per run at once, each with --threads 1 and its own
 --work, so that every run shares the CPU alike (`--tf-by-time` lets a Transformer run without its RWKV's):
 
-    for r in 6x128 6x192 tf6x128:2e-3; do nohup .venv/bin/python bench/sweep_base.py --budget 80m --threads 1 \
-        --corpus data/pop_stage data/m21_stage --pretrain data/pretrain --work runs/long/$r --runs $r \
-        --tf-by-time --test pop=lists/pop909_test_raw.txt & done
+    for r in 6x128 6x192 6x128:rosa tf6x128:2e-3; do nohup .venv/bin/python bench/sweep_base.py --budget 75m \
+        --threads 1 --ctx 1024 --corpus data/pop_stage data/m21_stage --pretrain data/pretrain \
+        --work runs/long/${r/:/_} --runs $r --tf-by-time --test pop=pop909_test_raw.txt > runs/long/${r/:/_}.log & done
+
+(the README's "Base model" section has the run of 2026-12-06 and its exact command).
 """
 from __future__ import annotations
 
