@@ -80,7 +80,7 @@ def test_sets(specs: list[str], tok: Tokenizer) -> dict[str, tuple[list[str], li
 
 def rwkv_parameters(layers: int, width: int, vocab_size: int) -> int:
     from core.network.model import ModelConfig, RWKV7
-    return sum(p.numel() for p in RWKV7(ModelConfig(vocab_size=vocab_size, n_layer=layers, n_embd=width)).parameters())
+    return parameter_count(RWKV7(ModelConfig(vocab_size=vocab_size, n_layer=layers, n_embd=width)))
 
 
 def score(logits_fn, sets: dict, tok: Tokenizer, ctx: int) -> dict[str, float]:

@@ -320,5 +320,5 @@ class MemoryMixer:
         return p
 
 
-__all__ = ["ENTROPY_FEATURE", "ENTROPY_SCALE", "CountIndex", "FolderMemory", "MemoryMixer", "PieceMemory", "Recall", "context_hashes", "MAX_ORDER",
-           "ORDERS"]
+__all__ = ["CountIndex", "ENTROPY_FEATURE", "ENTROPY_SCALE", "FolderMemory", "MAX_ORDER", "MemoryMixer", "ORDERS",
+           "PieceMemory", "Recall", "context_hashes"]

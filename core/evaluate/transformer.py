@@ -137,11 +137,6 @@ class Schedule:
     seed: int = 0
     time_budget_s: float | None = None  # train this long instead (steps: at most that many), fitted as RWKV's runs are
 
-
-    @property
-    def warmup(self) -> int:
-        return self.warmup_steps if self.warmup_steps is not None else min(100, self.steps // 20)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -162,9 +157,7 @@ def train_causal_lm(model: nn.Module, pieces: Sequence[D.Piece], tokenizer, sche
     per_epoch = max(1, len(windows) // s.batch_size)
     plan_cfg = TrainConfig(data="", out="", batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                            steps=s.steps, time_budget_s=s.time_budget_s)
-    plan = RunSchedule.plan(plan_cfg, per_epoch)
-    if not s.time_budget_s:
-        plan.warmup = s.warmup
+    plan = RunSchedule.plan(plan_cfg, per_epoch)  # warm-up: warmup_steps, else the RWKV loop's default
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
