@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_panel_dock()
         self.transport = Transport(self)
+        self._advice = ""  # what to do when no MIDI system runs: said once the output has settled
         self._build_panels()
         self.models: list[library.ModelEntry] = []
         self._build_controllers()
@@ -376,6 +377,8 @@ class MainWindow(QMainWindow):
         t.positionChanged.connect(self._on_position)
         t.playingChanged.connect(self._on_playing)
         t.error.connect(self._on_transport_error)  # may come from the scheduler's thread: a bound slot is queued
+        t.notice.connect(self._on_transport_notice)
+        t.portChanged.connect(self._say_advice)  # after the synth's own failure, if it fails
         t.portChanged.connect(lambda name: self.statusBar().showMessage(f"Output: {name or 'none'}", 4000))
         # the synth's device and volume apply whenever it plays, also in place of a port that failed
         t.portChanged.connect(lambda _: self.midi_panel.sound_box.setEnabled(
@@ -416,6 +419,16 @@ class MainWindow(QMainWindow):
     def _on_transport_error(self, text: str) -> None:
         self.show_message(text, "warning")
 
+    def _on_transport_notice(self, text: str) -> None:
+        self.show_message(text, "info")
+
+    def _say_advice(self, *_) -> None:
+        """The start-up's advice, once the output has settled: the synth starts in the background, and its
+        failure (said when it comes) is one of the raw errors the advice stands for."""
+        if self._advice and not self.transport.starting:
+            self.show_message(self._advice, "warning")
+            self._advice = ""
+
     def show_message(self, text: str, level: str = "error") -> None:
         self.messages.show_message(text, level)
         self.statusBar().showMessage(text, 8000)
@@ -429,7 +442,8 @@ class MainWindow(QMainWindow):
         self.midi_panel.set_audio_devices(audio_devices())
         self.refresh_ports()
         if advice:  # nothing works: say what to do once, instead of each port's raw error
-            self.show_message(advice, "warning")
+            self._advice = advice
+            self._say_advice()
         self.refresh_models()
         # pyqtgraph takes ~0.5 s to import: pay it now, not in the middle of a fine-tune
         self.finetune_panel.curve.ensure_plot()

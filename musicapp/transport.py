@@ -2,10 +2,16 @@
 streaming of a continuation as it is generated, and auditioning single keys. Timing lives in core.live
 (a scheduler on its own thread, or for the synth in its own process with the audio); this object only
 decides what to play and reports the position to the GUI at 30 Hz.
+
+The synth's process takes about 0.6 s to answer (a fresh interpreter, the engine, the audio device): it is
+started on a thread of its own, never waited for on the GUI thread. Until it answers the output is
+"starting": Play waits for it (playing, silent, the playhead at rest) and sounds once it is ready; a key
+clicked meanwhile is not heard, and the user is told why once.
 """
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -43,6 +49,39 @@ class SynthHandle:
 
     def close(self) -> None:
         pass
+
+
+class SynthStarting(SynthHandle):
+    """The built-in synth while its process starts: nothing can sound yet."""
+    name = f"{SYNTH_OUTPUT} (starting…)"
+
+
+STARTING_NOTICE = "The built-in synth is starting: playback begins as soon as it is ready (a moment)."
+START_JOIN_S = 10.0  # shutdown waits this long at most for a cancelled start's thread (it ends in milliseconds)
+
+
+class _SynthStart:
+    """One start of the synth's process on a thread of its own (SchedulerProcess.start() waits for the
+    child's answer). `done(start, process or None, why it failed)` reaches the GUI thread as a queued signal.
+    `ready_text` is said once it plays; `failed_text(why)` when it cannot."""
+
+    def __init__(self, config: SynthConfig, done, ready_text: str, failed_text) -> None:
+        self.process = live.SchedulerProcess(synth=config)
+        self.ready_text, self.failed_text = ready_text, failed_text
+        self._done = done
+        self.thread = threading.Thread(target=self._run, name="synth-start", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.process.start()
+        except (live.PortError, OSError) as e:
+            self._done.emit(self, None, str(e))
+            return
+        self._done.emit(self, self.process, "")
+
+    def cancel(self) -> None:
+        """At once, from the GUI thread: a child that has not answered is ended (it has sounded nothing)."""
+        self.process.cancel()
 
 
 class NoteFeed:
@@ -86,6 +125,8 @@ class Transport(QObject):
     playingChanged = Signal(bool)
     portChanged = Signal(str)
     error = Signal(str)
+    notice = Signal(str)  # something to know, not a failure ("the synth is starting")
+    _synthDone = Signal(object, object, str)  # from a start's thread: queued to the GUI thread
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -106,6 +147,10 @@ class Transport(QObject):
         self._current: _Pass | None = None
         self._next: _Pass | None = None
         self._feed: NoteFeed | None = None
+        self._starting: _SynthStart | None = None  # the synth's process, until it answers
+        self._queued = None  # what Play asked for while the synth started: run once it is ready
+        self._notice_said = False
+        self._synthDone.connect(self._on_synth_done)
         self._timer = QTimer(self)
         self._timer.setInterval(33)
         self._timer.timeout.connect(self._tick)
@@ -127,16 +172,16 @@ class Transport(QObject):
             self.port_name = getattr(self.port, "name", name or live.APP_PORT_NAME)
             ok = True
         except (live.PortError, OSError, ImportError) as e:
-            self.port, self.port_name, ok = SilentPort(), "", False
-            failure = self._start_synth(None) if fallback_to_synth else "not tried"
-            if failure is None:
-                self.error.emit(f"No MIDI output ({e}). Playing through the built-in synth instead; "
-                                "choose another output in the MIDI tab.")
-                self.portChanged.emit(self.port_name)
+            self.port, self.port_name, ok, why = SilentPort(), "", False, str(e)
+            if fallback_to_synth:  # said at once, and again once the synth answers, either way
+                self.error.emit(f"No MIDI output ({why}). Starting the built-in synth instead…")
+                self._start_synth(None, f"No MIDI output ({why}). Playing through the built-in synth instead; "
+                                  "choose another output in the MIDI tab.",
+                                  lambda failure: f"No MIDI output ({why}), and the built-in synth cannot play "
+                                                  f"({failure}). Playback is silent; choose another output in "
+                                                  "the MIDI panel.")
                 return False
-            also = f", and the built-in synth cannot play ({failure})" if fallback_to_synth else ""
-            self.error.emit(f"No MIDI output ({e}){also}. Playback is silent; choose another output in the "
-                            "MIDI panel.")
+            self.error.emit(f"No MIDI output ({why}). Playback is silent; choose another output in the MIDI panel.")
         self.scheduler = live.Scheduler(self.port, on_error=lambda e: self.error.emit(f"MIDI output failed: {e}"))
         self.scheduler.start()
         self.channels = live.ChannelMap()
@@ -145,35 +190,74 @@ class Transport(QObject):
 
     @property
     def synth_on(self) -> bool:
-        return isinstance(self.port, SynthHandle)
+        """The built-in synth is the output and ready to sound."""
+        return isinstance(self.port, SynthHandle) and not self.starting
 
-    def open_synth(self, device: str | None = None, reopen: bool = False) -> bool:
+    @property
+    def starting(self) -> bool:
+        """The built-in synth's process is starting: nothing sounds until it answers."""
+        return self._starting is not None
+
+    def open_synth(self, device: str | None = None, reopen: bool = False) -> None:
         """Play through the built-in General MIDI synth on the audio `device` (None: the system's default).
         It runs in a child process with its scheduler, where neither the model nor the GUI can delay it.
-        On failure play silently and say why."""
-        if self.target == (SYNTH_OUTPUT, device) and self.synth_on and not reopen:
-            return True
+        Returns at once: portChanged says the synth is starting, then that it is ready; on failure playback
+        is silent and `error` says why."""
+        if self.target == (SYNTH_OUTPUT, device) and isinstance(self.port, SynthHandle) and not reopen:
+            return
         self.stop()
         self._close_port()
         self.target, self._silence_said = (SYNTH_OUTPUT, device), False
-        failure = self._start_synth(device)
-        if failure is not None:
-            self.error.emit(f"The built-in synth cannot play ({failure}). Playback is silent; choose another "
-                            "audio device or a MIDI output in the MIDI tab.")
-            self.scheduler = live.Scheduler(self.port).start()
-        self.portChanged.emit(self.port_name)
-        return failure is None
+        self._start_synth(device, "", lambda failure: f"The built-in synth cannot play ({failure}). Playback is "
+                                                      "silent; choose another audio device or a MIDI output in "
+                                                      "the MIDI tab.")
 
-    def _start_synth(self, device: str | None) -> str | None:
-        """Start the synth's process; None, or why it failed."""
-        try:
-            self.scheduler = live.SchedulerProcess(synth=SynthConfig(device=device, volume=self.volume)).start()
-        except (live.PortError, OSError) as e:
-            self.scheduler = None
-            return str(e)
-        self.port, self.port_name = SynthHandle(), SYNTH_OUTPUT
+    def _start_synth(self, device: str | None, ready_text: str, failed_text) -> None:
+        """Start the synth's process on a thread of its own; _on_synth_done takes the result."""
+        self.port, self.port_name = SynthStarting(), SynthStarting.name
+        self._starting = _SynthStart(SynthConfig(device=device, volume=self.volume), self._synthDone,
+                                     ready_text, failed_text)
+        self._notice_said = False
+        self._starting.thread.start()
+        self.portChanged.emit(self.port_name)
+
+    def _on_synth_done(self, start: _SynthStart, process, failure: str) -> None:
+        """On the GUI thread, once a start has ended: the synth plays, or playback is silent and the user
+        reads why; either way what Play asked for meanwhile starts now. A start cancelled meanwhile is
+        ended here."""
+        if start is not self._starting:  # another output was chosen meanwhile, or the app is closing
+            if process is not None:
+                process.close()
+            return
+        self._starting, queued, self._queued = None, self._queued, None
+        if self.scheduler is not None:  # one made meanwhile (ensure_scheduler), on no real output
+            self.scheduler.close()
         self.channels = live.ChannelMap()
-        return None
+        if process is None:  # silent, as any output that failed: the playhead still runs
+            self.port, self.port_name = SilentPort(), ""
+            self.scheduler = live.Scheduler(self.port).start()
+            self._silence_said = True  # said now, with the reason
+            self.error.emit(start.failed_text(failure))
+        else:
+            self.scheduler = process
+            process.set_volume(self.volume)  # it may have moved meanwhile
+            self.port, self.port_name = SynthHandle(), SYNTH_OUTPUT
+            if start.ready_text:
+                self.error.emit(start.ready_text)
+        self.portChanged.emit(self.port_name)
+        if queued is not None:
+            queued()
+
+    def _cancel_start(self, wait: bool = False) -> None:
+        """Give up a start in flight: its child is ended at once; `wait` (at shutdown) also waits for its
+        thread and ends a child that answered just before, so no process outlives the app."""
+        start, self._starting, self._queued = self._starting, None, None
+        if start is None:
+            return
+        start.cancel()
+        if wait:
+            start.thread.join(START_JOIN_S)
+            start.process.close()  # nothing left when it was cancelled in time; else released and ended
 
     def set_volume(self, volume: float) -> None:
         """The built-in synth's volume, 0..1 (remembered for the next time it opens)."""
@@ -187,11 +271,28 @@ class Transport(QObject):
         return self.scheduler
 
     def _close_port(self) -> None:
+        self._cancel_start()
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
         live.close_port(self.port)
         self.port = SilentPort()
+
+    def _wait_for_synth(self, request) -> bool:
+        """While the synth starts: keep `request` (the latest Play) for when it is ready and say so once.
+        False when the output is ready and the caller goes on now."""
+        if not self.starting:
+            return False
+        self._say_starting()
+        if request is not None:
+            self._queued = request
+            self._set_playing(True)  # Stop cancels it; the playhead rests until the synth sounds
+        return True
+
+    def _say_starting(self) -> None:
+        if not self._notice_said:
+            self._notice_said = True
+            self.notice.emit(STARTING_NOTICE)
 
     def _say_if_silent(self) -> None:
         """Once per port choice: playing with no output open is silent, and the user should know how to fix it."""
@@ -207,8 +308,15 @@ class Transport(QObject):
         """Play `score` from `start_tick`, or only the notes of `audible` (the piece without its muted tracks)
         on the channels `score` gives them, so that a track keeps its channel whatever else is muted.
         `count_in` beats of clicks come first; `until_stopped` goes on past the last note (recording).
-        Returns the perf_counter time at which `start_tick` sounds."""
+        Returns the perf_counter time at which `start_tick` sounds; None while the synth starts: it plays
+        once the synth is ready (a recording's count-in needs that time now: it asks `starting` first)."""
         self.stop()
+        if self._wait_for_synth(lambda: self._play(score, start_tick, audible, count_in, until_stopped)):
+            return None
+        return self._play(score, start_tick, audible, count_in, until_stopped)
+
+    def _play(self, score: Score, start_tick: int, audible: Score | None, count_in: int,
+              until_stopped: bool) -> float:
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
         notes = list((score if audible is None else audible).notes)
@@ -258,20 +366,25 @@ class Transport(QObject):
     def play_stream(self, piece: Score, start_tick: int, feed: NoteFeed) -> NoteFeed:
         """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()) in the
         tempo of `piece`, on the channels they will have once saved into it. `start_tick` is anchored just
-        after the first note arrives, so nothing plays late."""
+        after the first note arrives, so nothing plays late. While the synth starts the notes wait in `feed`."""
         self.stop()
+        self._feed = feed  # Stop stops it, also while it waits
+        if not self._wait_for_synth(lambda: self._play_stream(piece, start_tick, feed)):
+            self._play_stream(piece, start_tick, feed)
+        return feed
+
+    def _play_stream(self, piece: Score, start_tick: int, feed: NoteFeed) -> None:
         self._say_if_silent()
         self._tempo_map = Score([], list(piece.tempos), list(piece.time_signatures))
         self.channels.use(piece)
-        self._feed = feed
         player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)
         self._current = _Pass(player, start_tick, None, None)
         self._set_playing(True)
-        return feed
 
     def stop(self) -> None:
-        """Stop everything and release every sounding note."""
+        """Stop everything and release every sounding note (and forget a Play waiting for the synth)."""
+        self._queued = None
         if self._feed is not None:
             self._feed.stop()
             self._feed = None
@@ -287,7 +400,9 @@ class Transport(QObject):
         self._set_playing(False)
 
     def audition(self, pitch: int, velocity: int = 90, program: int = 0, drum: bool = False) -> None:
-        """Let the user hear one key (keyboard click, drawing a note)."""
+        """Let the user hear one key (keyboard click, drawing a note); not while the synth starts."""
+        if self._wait_for_synth(None):
+            return
         self._say_if_silent()
         self._sound(Note(0, 1, pitch, velocity, program, drum), time.perf_counter())
 
@@ -315,7 +430,9 @@ class Transport(QObject):
         now = time.perf_counter()
         p = self._current
         if p is None:
-            return self._set_playing(False)
+            if self._queued is None:  # else a Play waits for the synth
+                self._set_playing(False)
+            return
         if self.loop and p.end_time is not None:
             if self._next is None and now >= p.end_time - LOOP_PREPARE_S:
                 self._next = self._schedule(self.loop[0], self.loop[1], p.end_time)
@@ -337,4 +454,5 @@ class Transport(QObject):
 
     def shutdown(self) -> None:
         self.stop()
+        self._cancel_start(wait=True)
         self._close_port()

@@ -307,6 +307,46 @@ def test_scheduler_process_reports_a_port_it_cannot_open():
         SchedulerProcess("no such port anywhere").start()
 
 
+def test_a_scheduler_process_start_in_flight_can_be_cancelled_from_another_thread():
+    """The GUI starts the synth's process on a worker thread and may give it up (another output chosen, the
+    app closing) while the child has not answered: cancel() ends the child at once, start() raises, and no
+    process is left. The child is real and slowed (its config unpickles slowly), not a mock."""
+    from core.live import PortError, SchedulerProcess
+    from core.live.process import CANCELLED
+    from core.live.timing import wait_until
+    from tests.slow_start import SlowStartConfig
+
+    delay = 20.0
+    sched = SchedulerProcess(synth=SlowStartConfig(start_delay=delay))
+    raised: list[Exception] = []
+
+    def run():
+        try:
+            sched.start()
+        except PortError as e:
+            raised.append(e)
+
+    t0 = time.perf_counter()
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert wait_until(lambda: sched._process.pid is not None, 10.0)  # the child is running, not answering
+    time.sleep(0.3)
+    assert thread.is_alive()  # start() waits for its answer
+    sched.cancel()
+    thread.join(10.0)
+    elapsed = time.perf_counter() - t0
+    assert not thread.is_alive() and elapsed < delay / 4, elapsed  # it did not wait for the handshake
+    assert [str(e) for e in raised] == [CANCELLED]
+    assert not sched._process.is_alive() and sched._process.exitcode is not None  # ended and reaped
+    sched.close()  # harmless afterwards
+
+    never = SchedulerProcess(synth=SlowStartConfig(start_delay=delay))
+    never.cancel()  # before start(): nothing is spawned
+    with pytest.raises(PortError, match=CANCELLED):
+        never.start()
+    assert never._process.pid is None
+
+
 def test_jam_answers_on_a_controller_on_the_followed_clock_bar_grid(tiny_checkpoint):
     """Trigger by controller; with a DAW clock followed, the phrase (and so the answer) sits on its bars."""
     from core.generate import Generator, SamplingConfig

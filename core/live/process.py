@@ -11,6 +11,7 @@ from .scheduler import Scheduler
 from .timing import SPIN_SECONDS, raise_thread_priority, wait_until
 
 REPLY_TIMEOUT = 5.0  # seconds a child has to answer; it answers in microseconds unless stopped or hung
+CANCELLED = "the start was cancelled"
 
 
 class SchedulerProcess:
@@ -40,22 +41,49 @@ class SchedulerProcess:
         self.reply_timeout = reply_timeout
         self.error: Exception | None = None  # set once the child has gone: later requests do nothing
         self.port_name = ""
+        self._start_lock = threading.Lock()  # start() and cancel() on different threads
+        self._cancelled = False
+        self._ready = False
 
     def start(self, timeout: float = 30.0) -> "SchedulerProcess":
-        self._process.start()
+        """Start the child and wait for its port (the synth: its engine and audio device), up to `timeout`
+        seconds: this blocks, so a GUI calls it from a worker thread (cancel() ends the wait from another).
+        Raises PortError when the child cannot open its output, does not answer, or was cancelled."""
+        with self._start_lock:
+            if self._cancelled:
+                raise PortError(CANCELLED)
+            self._process.start()
         self._child_end.close()
-        if not self._conn.poll(timeout):
+        if not self._conn.poll(timeout):  # also true at EOF: a child that died, or was killed by cancel()
             self._process.kill()
+            self._process.join(5)
             raise PortError("the MIDI scheduler process did not start")
         try:
             kind, detail = self._conn.recv()
-        except EOFError:
-            kind, detail = "error", f"the MIDI scheduler process ended (exit code {self._process.exitcode})"
-        if kind == "error":
+        except (EOFError, OSError):
             self._process.join(5)
-            raise PortError(detail)
+            kind, detail = "error", f"the MIDI scheduler process ended (exit code {self._process.exitcode})"
+        with self._start_lock:
+            self._ready = kind == "ready"
+            cancelled = self._cancelled
+        if self._ready and cancelled:  # cancelled as it answered: released and ended as close() does
+            self.close()
+        elif kind == "error":
+            self._process.join(5)
+        if kind == "error" or cancelled:
+            raise PortError(CANCELLED if cancelled else detail)
         self.port_name = detail
         return self
+
+    def cancel(self) -> None:
+        """From any thread, while start() waits on another (or before it runs): the child is killed at once
+        if it has not answered yet (it has sounded nothing), and start() raises PortError. It waits at most
+        for the child's launch (milliseconds), never for its answer. A child whose answer start() is reading
+        is closed there before start() raises; once start() has returned, end the child with close()."""
+        with self._start_lock:
+            self._cancelled = True
+            if not self._ready and self._process.pid is not None:
+                self._process.kill()
 
     def _post(self, *command) -> None:
         with self._lock:

@@ -41,6 +41,9 @@ class JamController(QObject):
         if generator is None:
             self.message.emit("Jam needs a model: wait until it has loaded.", "warning")
             return False
+        if self.transport.starting:  # its answers go to the output's scheduler, which the synth does not have yet
+            self.message.emit("The built-in synth is still starting: switch Jam on again in a moment.", "warning")
+            return False
         input_name = self.panel.chosen_input()
         if not input_name:
             self.message.emit("Jam listens on a MIDI input: choose one in the MIDI panel.", "warning")

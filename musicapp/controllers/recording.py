@@ -40,6 +40,9 @@ class RecordController(QObject):
         if jam_active:
             self.message.emit("Jam is listening on the MIDI input: switch Jam off to record.", "warning")
             return False
+        if self.transport.starting:  # the count-in and the take's timing need the output playing now
+            self.message.emit("The built-in synth is still starting: press Record again in a moment.", "warning")
+            return False
         if not name:
             self.message.emit("Recording needs a MIDI input: choose your keyboard in the MIDI tab (Input).",
                               "warning")

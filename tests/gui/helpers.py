@@ -31,3 +31,10 @@ def arrived(rx, predicate, timeout: float, what: str) -> list:
     messages = rx.wait_for(predicate, timeout=timeout)
     assert predicate(messages), f"{what}: not heard within {timeout:g} s ({len(messages)} messages recorded)"
     return messages
+
+
+def output_settled(qtbot, w, timeout: int = 60_000):
+    """Wait until the window's output is no longer starting (the built-in synth starts in the background:
+    its process answers after ~0.6 s); returns the window."""
+    qtbot.waitUntil(lambda: not w.transport.starting, timeout=timeout)
+    return w

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def test_missing_output_port_is_reported_and_playback_stays_silent(make_window, prefs, qtbot):
-    w = make_window(start=True)
+    from tests.gui.helpers import output_settled
+    w = output_settled(qtbot, make_window(start=True))
     from core import live
     if live.choose_midi_api()[1]:  # no MIDI system runs here: what to start is said, once
         assert w.messages.text == live.NO_MIDI_SYSTEM

@@ -16,7 +16,7 @@ skip_without_synth_and_jack_client()
 
 from core.live import JACK_BACKEND  # noqa: E402
 from musicapp.panels.midi_panel import SYNTH, VIRTUAL  # noqa: E402
-from tests.gui.helpers import demo_score  # noqa: E402
+from tests.gui.helpers import demo_score, output_settled  # noqa: E402
 from tools.audio_capture import CaptureProcess  # noqa: E402
 
 pytestmark = pytest.mark.jack
@@ -51,7 +51,7 @@ def choose(panel, combo, data) -> None:
 
 
 def test_synth_is_the_default_plays_stops_and_quits_cleanly(capture, make_window, qtbot):
-    w = make_window(start=True)
+    w = output_settled(qtbot, make_window(start=True))
     assert w.midi_panel.chosen_output() == SYNTH and w.transport.synth_on
     assert w.midi_panel.sound_box.isEnabled()
     process = w.transport.scheduler._process
@@ -77,11 +77,13 @@ def test_synth_is_the_default_plays_stops_and_quits_cleanly(capture, make_window
 def test_choosing_outputs_in_the_midi_tab(capture, make_window, prefs, qtbot, monkeypatch):
     monkeypatch.setenv("MIDO_BACKEND", JACK_BACKEND)  # the virtual MIDI port, on the suite's JACK server
     prefs.set("midi/output", VIRTUAL)
-    w = make_window(start=True)
+    w = output_settled(qtbot, make_window(start=True))
     panel = w.midi_panel
     assert panel.output.itemText(0) == "Built-in synth (General MIDI)"
     assert not w.transport.synth_on and not panel.sound_box.isEnabled()
     choose(panel, panel.output, SYNTH)
+    assert w.transport.starting and panel.sound_box.isEnabled()  # at once: the window does not wait for it
+    output_settled(qtbot, w)
     assert w.transport.synth_on and panel.sound_box.isEnabled() and prefs.get("midi/output") == SYNTH
     capture = capture()
     panel.volume.setValue(30)
@@ -95,7 +97,7 @@ def test_choosing_outputs_in_the_midi_tab(capture, make_window, prefs, qtbot, mo
 
 def test_a_midi_port_that_cannot_open_gives_way_to_the_synth(capture, make_window, prefs, qtbot):
     prefs.set("midi/output", "No Such Synth:port 0")
-    w = make_window(start=True)
+    w = output_settled(qtbot, make_window(start=True))
     assert w.transport.synth_on and w.midi_panel.sound_box.isEnabled()  # its volume applies
     assert "No MIDI output" in w.messages.text and "built-in synth instead" in w.messages.text
 
@@ -117,7 +119,7 @@ def test_metronome_counts_in_one_bar_then_clicks(capture, make_window, prefs, qt
     from core.live.metronome import count_in
     from tests.audio_checks import first_sound_after
 
-    w = make_window(start=True)
+    w = output_settled(qtbot, make_window(start=True))
     capture = capture()
     w.act_metronome.trigger()
     assert w.transport.metronome and prefs.get("transport/metronome", False, bool)
