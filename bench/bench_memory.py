@@ -304,7 +304,7 @@ def cmd_continue(args) -> None:
                                                  ("memory + folder", args.memory, folder)):
                 gen.folder_memory = folder_memory
                 stream = gen.stream(prompt, bars=m, at_tick=split,
-                                    sampling=SamplingConfig(seed=used, memory=memory,
+                                    sampling=SamplingConfig(seed=used, memory=memory, grid=not args.no_grid,
                                                             temperature=args.temperature, top_p=args.top_p))
                 outputs[label] = [item.note for item in stream]
             prompt_keys = set(phrase_keys(prompt_notes, score))
@@ -469,6 +469,7 @@ def main() -> None:
     s.add_argument("--memory", type=float, default=DEFAULT_MEMORY)
     s.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     s.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    s.add_argument("--no-grid", action="store_true", help="onsets anywhere, not only on the prompt's grid")
     s.add_argument("--split", choices=["test", "validation"], default="test",
                    help="validation: prompts kept apart from the test's, for choosing the defaults")
     s = sub.add_parser("style")

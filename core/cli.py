@@ -43,6 +43,12 @@ def _add_memory(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-memory", dest="memory", action="store_const", const=0.0, help="the bare network (--memory 0)")
 
 
+def _add_grid(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--free-rhythm", action="store_true",
+                        help="new notes may start anywhere in the beat (default: only where the piece's own "
+                             "onsets do, when it keeps to a grid)")
+
+
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
     from .sampling_config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
     parser.add_argument("--variations", type=int, default=1)
@@ -51,6 +57,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--seed", type=int)
     _add_memory(parser)
+    _add_grid(parser)
 
 
 def _add_midi_api(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +159,7 @@ def _live_verbs(sub) -> None:
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
     _add_memory(s)
+    _add_grid(s)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--out-port")
     g.add_argument("--virtual", action="store_true")
@@ -164,6 +172,7 @@ def _live_verbs(sub) -> None:
     s.add_argument("--in-port", required=True)
     s.add_argument("--out-port", required=True)
     _add_memory(s)
+    _add_grid(s)
     _add_midi_api(s)
     s.set_defaults(func=cmd_jam)
 

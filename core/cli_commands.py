@@ -333,7 +333,7 @@ def _sampling(args: argparse.Namespace):
 
     if args.variations < 1:
         raise CliError("--variations must be at least 1")
-    return SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed, args.memory)
+    return SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed, args.memory, grid=not args.free_rhythm)
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
@@ -395,7 +395,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     print(f"playing on {scheduler.port_name}", flush=True)
     pressed = time.perf_counter()
     from .sampling_config import SamplingConfig
-    stream = gen.stream(prompt, bars=args.bars, sampling=SamplingConfig(memory=args.memory))
+    stream = gen.stream(prompt, bars=args.bars, sampling=SamplingConfig(memory=args.memory, grid=not args.free_rhythm))
     player = Player(scheduler).play((item.note for item in stream), prompt, start_tick=stream.start_tick)
     try:
         while not player.wait(0.1):
@@ -428,7 +428,8 @@ def cmd_jam(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, PortError) as e:
         raise CliError(e) from None
     from .sampling_config import SamplingConfig
-    jam = JamSession(gen, scheduler, JamConfig(sampling=SamplingConfig(memory=args.memory)), clock=ClockFollower(),
+    sampling = SamplingConfig(memory=args.memory, grid=not args.free_rhythm)
+    jam = JamSession(gen, scheduler, JamConfig(sampling=sampling), clock=ClockFollower(),
                      on_state=lambda state: print(state, flush=True))
     try:
         inp = open_input(args.in_port, jam.on_message, backend=args.midi_api)

@@ -361,6 +361,8 @@ class ContinuationStream(NoteStream, StepCounter):
         self.instruments = None if instruments is None else sorted(set(instruments))
         # the prompt's texture: each instrument starts at most as many notes at once as in its last bars
         self.chord_caps = idiom.chord_caps(before, self._view_start, instruments=self.instruments or ())
+        self.grid = idiom.onset_grid(before, view.bar_starts(self._view_start), self._view_start) \
+            if sampling.grid else None
         limit_bars = bars if bars is not None else (int(beats // 1) + 4 if beats is not None else 64)
         self.max_tokens = max_tokens or TOKENS_PER_BAR_LIMIT * limit_bars
         self.prefill_seconds = 0.0
@@ -397,6 +399,7 @@ class ContinuationStream(NoteStream, StepCounter):
         if self.instruments is not None:
             dec.grammar.restrict_instruments(self.instruments)
         dec.grammar.limit_onsets(self.chord_caps)
+        dec.grammar.limit_grid(self.grid)
         return dec
 
     def _stop_reason(self, v: _ContinuationLane, t: int) -> str:

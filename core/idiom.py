@@ -6,14 +6,19 @@ user's file, which may hold anything.
   winds, brass, solo strings' lines and voices monophonic (a solo string may double-stop), drums a few kit
   sounds at once, guitars and keyboards chords within their span;
 - a continuation or regenerated bars follow the piece: each instrument starts at most as many notes at
-  once as it does in the bars around them (`chord_caps`), so the texture stays the prompt's.
+  once as it does in the bars around them (`chord_caps`), so the texture stays the prompt's, and onsets
+  keep to the places within the beat that the piece's own onsets take (`onset_grid`): a piece in straight
+  16ths gets no stray 32nds or triplets, a swung or shifted one keeps its offsets.
 """
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .score import TICKS_PER_BEAT, Note
+from .tokenizer.vocabulary import GRID, STEP_TICKS
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,33 @@ def chord_caps(notes: Iterable[Note], start: int, end: int | None = None,
     return caps
 
 
+# A grid is read from at least this many onsets; a place within the beat is on it when it holds at least
+# GRID_SHARE of them (and 2): a performance's stray places stay off, a figure the piece uses twice stays on.
+# A piece keeps to no grid (a free performance) unless the places on it hold GRID_COVER of the onsets and
+# are at most half the places (32nds and 16th triplets together take 12 of the 24).
+GRID_MIN_ONSETS, GRID_SHARE, GRID_COVER = 16, 0.02, 0.9
+
+
+def onset_grid(notes: Iterable[Note], bar_starts: Sequence[int], start: int,
+               end: int | None = None) -> frozenset[int] | None:
+    """The places within the beat (tokenizer steps after the last quarter note of the onset's bar, 0..GRID-1)
+    that the onsets in the CONTEXT_BEATS before `start` (and after `end`, when given) take, for
+    GrammarState.limit_grid. None (no limit) with too few onsets there, or too few on recurring places."""
+    lo = start - CONTEXT_BEATS * TICKS_PER_BEAT
+    hi = (end if end is not None else start) + CONTEXT_BEATS * TICKS_PER_BEAT // 2
+    ticks = {n.start for n in notes if lo <= n.start < start or (end is not None and end <= n.start < hi)}
+    if len(ticks) < GRID_MIN_ONSETS:
+        return None
+    places: Counter = Counter()
+    for t in ticks:
+        bar = bar_starts[max(bisect.bisect_right(bar_starts, t) - 1, 0)]
+        places[(t - bar) % TICKS_PER_BEAT // STEP_TICKS] += 1
+    least = max(2, GRID_SHARE * len(ticks))
+    grid = frozenset(p for p, c in places.items() if c >= least)
+    kept = sum(places[p] for p in grid) >= GRID_COVER * len(ticks) and len(grid) <= GRID // 2
+    return grid if kept else None
+
+
 def shape_part(notes: list[Note], instrument: tuple[int, bool]) -> list[Note]:
     """A new part's notes as its instrument plays them: for a monophonic one, each note ends where the next
     starts (edited in place, returned)."""
@@ -129,4 +161,4 @@ def most_at_once(notes: Iterable[Note]) -> int:
     return top
 
 
-__all__ = ["DRUMS", "Idiom", "chord_caps", "idiom", "most_at_once", "part_limits", "shape_part"]
+__all__ = ["DRUMS", "Idiom", "chord_caps", "idiom", "most_at_once", "onset_grid", "part_limits", "shape_part"]

@@ -494,10 +494,14 @@ class InfillStream(NoteStream, StepCounter):
         lanes = []
         origin = chunk.context_start if self.part is not None else chunk.start
         caps, ranges = idiom.part_limits(self.part) if self.part is not None else (None, None)  # (core.idiom)
+        # regenerated bars keep to the grid of the bars around them; a new part's rhythm is its own
+        grid = idiom.onset_grid(self.kept, self.lines, chunk.start, chunk.end) \
+            if self.sampling.grid and self.part is None else None
         for v, (ids, middle) in enumerate(zip(prompts, middles)):
             dec = self.tok.stream_decoder()
             dec.grammar = self.tok.grammar(ids, instruments=self.instruments, playable=True)
             dec.grammar.limit_onsets(caps, ranges)
+            dec.grammar.limit_grid(grid)
             memory = self.gen.memory(ids, self.sampling.memory)
             lanes.append(_InfillLane(self, v, dec, _Forcing(self.tok, middle), origin - dec.grammar.gap_tick,
                                      self.max_tokens_per_bar * chunk.bars, memory.fork() if memory else None))

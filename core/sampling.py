@@ -3,8 +3,9 @@
 Each batch row is a `Lane`: a stream with its own grammar (in its decoder), its own stopping rule, maybe
 tokens it must take (infill's kept notes), and its memories (core.memory). Per step, for every live row:
 the token it is forced to, or one sampled from the network's distribution mixed with its memories, masked
-by what it allows; the lane takes the token (notes come out as they complete) and says whether it goes on;
-then one batched recurrent step for the rows that go on.
+by what it allows, its onset moved onto the piece's grid (GrammarState.snapped); the lane takes the token
+(notes come out as they complete) and says whether it goes on; then one batched recurrent step for the rows
+that go on.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 from .memory import MemoryMixer
 from .network.model import State
 from .sampling_config import SamplingConfig
+from .tokenizer.decoder import StreamDecoder
 
 
 def sample_tokens(logits: torch.Tensor, allowed: torch.Tensor, cfg: SamplingConfig,
@@ -85,8 +87,10 @@ def with_memories(logits: torch.Tensor, memories: Sequence[MemoryMixer | None]) 
 
 
 class Lane:
-    """One batch row's stream. Subclasses say what it may sample and what it does with a token."""
+    """One batch row's stream. Subclasses say what it may sample and what it does with a token; its decoder's
+    grammar (core.tokenizer) says what the stream may hold and puts sampled onsets on the piece's grid."""
     memory: MemoryMixer | None = None
+    decoder: StreamDecoder
 
     def forced(self) -> int | None:
         """A token this lane must take now (infill's kept notes), or None to sample."""
@@ -129,7 +133,8 @@ def run_lanes(gen, lanes: Sequence[Lane], logits: torch.Tensor, state: State, cf
                                            for v, f in zip(alive, forced)])
             with torch_threads(gen.threads):
                 sampled = sample_tokens(mixed, allowed.to(logits.device), cfg, rng).tolist()
-            toks = [f if f is not None else s for f, s in zip(forced, sampled)]
+            toks = [f if f is not None else lanes[v].decoder.grammar.snapped(s)
+                    for v, f, s in zip(alive, forced, sampled)]
         rows = []
         for row, (v, t) in enumerate(zip(alive, toks)):
             lane = lanes[v]

@@ -16,6 +16,7 @@ class SamplingConfig:
     top_k: int = 0  # 0: no limit
     seed: int | None = None  # None: a fresh random seed
     memory: float = DEFAULT_MEMORY  # how strongly the piece and folder memories steer (core.memory); 0: off
+    grid: bool = True  # onsets keep to the places within the beat that the piece's own take (core.idiom.onset_grid)
 
 
 __all__ = ["SamplingConfig", "DEFAULT_TEMPERATURE", "DEFAULT_TOP_P", "DEFAULT_MEMORY"]

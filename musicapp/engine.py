@@ -42,7 +42,7 @@ def open_infill(generator, score, start_tick: int, end_tick: int, params: dict, 
 def _sampling(params: dict):
     from core.sampling_config import DEFAULT_MEMORY, SamplingConfig
     return SamplingConfig(temperature=params["temperature"], top_p=params["top_p"], seed=params.get("seed"),
-                          memory=params.get("memory", DEFAULT_MEMORY))
+                          memory=params.get("memory", DEFAULT_MEMORY), grid=params.get("grid", True))
 
 
 def replaced_by(stream, note) -> bool:

@@ -11,9 +11,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .vocabulary import (BAR, BOS, DRUMS_ID, DURATION, EOS, FILL, FIRST_ID, FLAT, GAP, INSTRUMENT, KIND_OF,
-                         MAX_ONSET_NOTES, PART, PITCH, POS, STEP_TICKS, TEMPO, TIMESIG, VALUE_OF, VELOCITY,
-                         VELOCITY_LEVELS, Vocabulary, meter_steps, playable_range)
+from .vocabulary import (BAR, BOS, DRUMS_ID, DURATION, EOS, FILL, FIRST_ID, FLAT, GAP, GRID, INSTRUMENT, KIND_OF,
+                         MAX_BAR_STEPS, MAX_ONSET_NOTES, PART, PITCH, POS, STEP_TICKS, TEMPO, TIMESIG, VALUE_OF,
+                         VELOCITY, VELOCITY_LEVELS, Vocabulary, meter_steps, playable_range)
 
 # Grammar states: what was read last.
 (_S_START, _S_BOS, _S_HEAD_TEMPO, _S_BAR, _S_TIMESIG, _S_POS, _S_POS_TEMPO, _S_INSTRUMENT, _S_VELOCITY,
@@ -38,7 +38,7 @@ class GrammarState:
 
     __slots__ = ("tok", "state", "meter", "bar_steps", "bar_start", "pos", "instrument", "velocity", "pitch",
                  "duration", "tempo", "bars", "flat", "playable", "segment", "fill_bars", "fill_left",
-                 "gap_tick", "next_start", "_restriction", "_velocities", "_onset", "_caps", "_ranges")
+                 "gap_tick", "next_start", "_restriction", "_velocities", "_onset", "_caps", "_ranges", "_grid")
 
     def __init__(self, tokenizer: Vocabulary | None = None, instruments=None) -> None:
         self.tok = tokenizer if tokenizer is not None else _LATEST
@@ -65,6 +65,7 @@ class GrammarState:
         self._restriction: frozenset | None = None
         self._caps: dict | None = None  # sampling: instrument -> most notes it starts at one onset
         self._ranges: dict | None = None  # sampling: instrument -> (lowest, highest) pitch, for playable_range
+        self._grid: np.ndarray | None = None  # sampling: bool [MAX_BAR_STEPS], the steps of a bar onsets may take
         if instruments is not None:
             self.restrict_instruments(instruments)
 
@@ -124,6 +125,31 @@ class GrammarState:
         instrument is played, and how many notes the piece's instruments start together). None: no limit."""
         self._caps = dict(caps) if caps else None
         self._ranges = dict(ranges) if ranges else None
+
+    def limit_grid(self, offsets=None) -> None:
+        """While sampling (`playable`): `snapped` moves a sampled onset to the nearest step of the bar whose place
+        within the beat (step % GRID) is one of `offsets` (core.idiom.onset_grid: the places the piece's own
+        onsets take). None: no grid."""
+        if offsets is None:
+            self._grid = None
+            return
+        on = np.zeros(GRID, dtype=bool)
+        on[sorted(int(o) for o in offsets)] = True
+        self._grid = np.flatnonzero(np.resize(on, MAX_BAR_STEPS))
+
+    def snapped(self, t: int) -> int:
+        """A sampled token with its onset on the grid (limit_grid): a Pos token off it becomes the nearest step
+        on it later in the bar than the current onset (the earlier of two; `allowed` offers only steps less
+        than half a beat from one). Snapping, not masking: a masked onset would hand its probability to
+        leaving the bar empty."""
+        if self._grid is None or not self.playable or KIND_OF[t] != POS:
+            return t
+        step = VALUE_OF[t]
+        ahead = self._grid[(self._grid > self.pos) & (self._grid < self.bar_steps)]
+        if not len(ahead) or step in ahead:
+            return t
+        near = int(ahead[np.argmin(np.abs(ahead - step))])
+        return FIRST_ID[POS] + near if abs(near - step) < GRID // 2 else t
 
     @contextlib.contextmanager
     def unrestricted(self) -> Iterator["GrammarState"]:
@@ -249,12 +275,28 @@ class GrammarState:
             if inst == self.instrument:
                 mask[FIRST_ID[VELOCITY]:FIRST_ID[VELOCITY] + VELOCITY_LEVELS] = False
         if pos_range:
-            mask[FIRST_ID[POS] + self.pos + 1:FIRST_ID[POS] + self.bar_steps] = True
+            lo, hi = self._onset_steps()
+            mask[FIRST_ID[POS] + lo:FIRST_ID[POS] + hi] = True
         if pitches:
             lo, hi = self._pitch_range()
             if lo <= hi:
                 mask[FIRST_ID[PITCH] + lo:FIRST_ID[PITCH] + hi + 1] = True
+        if pos_range and not mask.any():  # the grid took the bar's last onsets and nothing else may follow
+            mask[FIRST_ID[POS] + self.pos + 1:FIRST_ID[POS] + self.bar_steps] = True
         return mask
+
+    def _onset_steps(self) -> tuple[int, int]:
+        """[lo, hi): the steps of the bar a new onset may take. On a grid, those that `snapped` can move onto
+        it: within half a beat of a step on it later in the bar (the grid has a place in every beat, so
+        every step between its first and last is). An onset past the bar's last place on the grid is the
+        next bar's to play."""
+        lo, hi = self.pos + 1, self.bar_steps
+        if self._grid is None or not self.playable:
+            return lo, hi
+        ahead = self._grid[(self._grid >= lo) & (self._grid < hi)]
+        if not len(ahead):
+            return lo, lo
+        return max(lo, int(ahead[0]) - GRID // 2 + 1), min(hi, int(ahead[-1]) + GRID // 2)
 
     def _class_mask(self, key: tuple) -> np.ndarray:
         """Allowed ids for a class of states (`key`), without the position and pitch tokens (added per state).

@@ -5,7 +5,7 @@ runs the generation."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QRadioButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
@@ -70,7 +70,7 @@ class ContinuePanel(QWidget):
         return from_row
 
     def _build_sampling_fields(self) -> None:
-        """Length, temperature, top-p, variations and seed."""
+        """Length, temperature, top-p, the grid, variations and seed."""
         self.bars = QSpinBox()
         self.bars.setRange(1, 64)
         self.bars.setValue(4)
@@ -86,6 +86,10 @@ class ContinuePanel(QWidget):
         self.top_p.setSingleStep(0.01)
         self.top_p.setValue(DEFAULT_TOP_P)
         self.top_p.setToolTip("Sample only from the most likely choices that together hold this probability.")
+        self.grid = QCheckBox("Keep to the piece's grid")
+        self.grid.setChecked(True)
+        self.grid.setToolTip("New notes start only where the notes around them do within the beat (straight "
+                             "16ths, triplets, a swing). Off: anywhere. A freely played piece has no grid.")
         self.variations = QSpinBox()
         self.variations.setRange(1, 8)
         self.variations.setValue(2)
@@ -124,6 +128,7 @@ class ContinuePanel(QWidget):
         form.addRow("Length", self.bars)
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-p", self.top_p)
+        form.addRow("Rhythm", self.grid)
         form.addRow("Variations", self.variations)
         form.addRow("Seed", self.seed)
         form.addRow("On accept", self.placement)
@@ -172,8 +177,8 @@ class ContinuePanel(QWidget):
         """Announce the placement when it changes, and remember every setting when it changes."""
         self.placement.currentIndexChanged.connect(lambda _: self.placementChosen.emit(self.placement_mode()))
         for signal in (self.from_selection.toggled, self.bars.valueChanged, self.temperature.valueChanged,
-                       self.top_p.valueChanged, self.variations.valueChanged, self.seed.valueChanged,
-                       self.placement.currentIndexChanged):
+                       self.top_p.valueChanged, self.grid.toggled, self.variations.valueChanged,
+                       self.seed.valueChanged, self.placement.currentIndexChanged):
             signal.connect(self._save_settings)
 
     # --- remembered between runs ------------------------------------------------------------
@@ -186,6 +191,7 @@ class ContinuePanel(QWidget):
         self.bars.setValue(p.get("continue/bars", self.bars.value(), int))
         self.temperature.setValue(p.get("continue/temperature", self.temperature.value(), float))
         self.top_p.setValue(p.get("continue/top_p", self.top_p.value(), float))
+        self.grid.setChecked(p.get("continue/grid", self.grid.isChecked(), bool))
         self.variations.setValue(p.get("continue/variations", self.variations.value(), int))
         self.seed.setValue(p.get("continue/seed", self.seed.value(), int))
         self.placement.setCurrentIndex(max(0, self.placement.findData(p.get("continue/placement", INSERT))))
@@ -195,8 +201,9 @@ class ContinuePanel(QWidget):
             return
         for key, value in (("from", "selection" if self.from_selection.isChecked() else "playhead"),
                            ("bars", self.bars.value()), ("temperature", self.temperature.value()),
-                           ("top_p", self.top_p.value()), ("variations", self.variations.value()),
-                           ("seed", self.seed.value()), ("placement", self.placement_mode())):
+                           ("top_p", self.top_p.value()), ("grid", self.grid.isChecked()),
+                           ("variations", self.variations.value()), ("seed", self.seed.value()),
+                           ("placement", self.placement_mode())):
             self.prefs.set(f"continue/{key}", value)
 
     def placement_mode(self) -> str:
@@ -243,7 +250,8 @@ class ContinuePanel(QWidget):
     # --- settings and state -----------------------------------------------------------------
     def params(self) -> dict:
         return {"bars": self.bars.value(), "temperature": self.temperature.value(), "top_p": self.top_p.value(),
-                "variations": self.variations.value(), "seed": self.seed.value() or None,
+                "grid": self.grid.isChecked(), "variations": self.variations.value(),
+                "seed": self.seed.value() or None,
                 "instruments": self.allowed_instruments()}
 
     def set_variations(self, count: int, current: int) -> None:

@@ -110,3 +110,24 @@ def test_stop_cancels_a_long_continuation(ready_window, qtbot):
         panel.stop_button.click()
     assert not w.transport.playing
     assert w.doc.preview.notes and max(n.start for n in w.doc.preview.notes) < 4 * 1920 + 64 * 1920
+
+
+def test_keep_to_the_pieces_grid_is_a_remembered_continue_setting(ready_window, make_window, qtbot):
+    """The piece is in eighths: with the setting on (the default) every new onset is on an eighth, even from
+    the untrained tiny model with the memory off (the memory alone would replay the piece's eighths)."""
+    from musicapp import engine
+    w = ready_window
+    panel = w.continue_panel
+    assert panel.grid.isChecked() and engine._sampling(panel.params()).grid
+    panel.bars.setValue(2)
+    panel.variations.setValue(2)
+    panel.seed.setValue(3)
+    w.memory.setValue(0)
+    w.seek(4 * 1920)
+    with qtbot.waitSignal(w.generation.busyChanged, timeout=120000, check_params_cb=lambda busy: not busy):
+        panel.continue_button.click()
+    notes = [n for v in w.doc.preview.variations.values() for n in v]
+    assert notes and all(n.start % 240 == 0 for n in notes)
+    panel.grid.setChecked(False)
+    assert not engine._sampling(panel.params()).grid
+    assert not make_window().continue_panel.grid.isChecked()  # remembered
