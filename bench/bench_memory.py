@@ -9,6 +9,8 @@ against folder size; their cost per token and to build; the gates fitted on vali
     .venv/bin/python bench/bench_memory.py folder --heldout data/heldout --sizes 5 10 20 50 --draws 3
     # the cost: lookups and mixing per token at the bundled size, building the memory of 50 pieces
     .venv/bin/python bench/bench_memory.py speed --heldout data/heldout
+    # a style trained on 10 O'Neill's tunes (the product's settings, or others: --train NAME=VALUE ...)
+    .venv/bin/python bench/bench_memory.py --threads 2 style --heldout data/heldout
 
 Held-out sets: POP909's test split read from the raw files as a user's file is read
 (../shared/corpus/pop909/midi; the split is the v2 manifest's), O'Neill's 1850 collection (never trained on;
@@ -353,8 +355,10 @@ def cmd_style(args) -> None:
             for f in pick[:n]:
                 (folder / f.name).symlink_to(f.resolve())
             t0 = time.perf_counter()
-            run_training(TrainConfig(data=str(folder), out=str(work / "run"), base=args.model or str(base_model()),
-                                     mode="style", time_budget_s=args.budget, threads=args.threads, workers=1))
+            settings = dict(data=str(folder), out=str(work / "run"), base=args.model or str(base_model()),
+                            mode="style", time_budget_s=args.budget, threads=args.threads, workers=1)
+            settings.update(dict(args.train))
+            run_training(TrainConfig(**settings))
             trained = time.perf_counter() - t0
             style = load_style(str(work / "run" / "style.pth"), model)
             steps = f"{style.meta.get('step', '?')} of {style.meta.get('last_step', style.meta.get('step', '?'))}"
@@ -435,6 +439,15 @@ def cmd_knn(args) -> None:
                  "network, grammar-masked", "+ suffix memory (fitted gate), masked"], rows)
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE, the value read as JSON where it is JSON (numbers, true/false, null), else as text."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="default: the bundled base model")
@@ -478,6 +491,9 @@ def main() -> None:
     s.add_argument("--draws", type=int, default=1)
     s.add_argument("--test", type=int, default=30)
     s.add_argument("--budget", type=float, default=120.0)
+    s.add_argument("--train", nargs="*", default=[], type=_setting, metavar="NAME=VALUE",
+                   help="TrainConfig settings over the product's (e.g. steps=40 time_budget_s=null keep_best=false "
+                        "lr=3e-4 style_parts=state; keep_best=false scores the last step's style)")
     s = sub.add_parser("knn")
     s.add_argument("--heldout", default="data/heldout")
     s.add_argument("--pieces", type=int, default=20)
