@@ -66,3 +66,21 @@ def jack_window(jack_server, monkeypatch, make_window, prefs):
         w = make_window(start=True)
         time.sleep(0.1)  # JACK makes the connection in its next process cycle
         yield w, rx
+
+
+@pytest.fixture
+def capture(jack_server, monkeypatch):
+    """capture(): a recorder of the built-in synth's JACK outputs, in its own process (one in this process
+    would deadlock with rtmidi's JACK calls here), started once the window's synth is up."""
+    from tools.audio_capture import CaptureProcess
+    monkeypatch.setenv("RWKV_MUSIC_AUDIO_BACKEND", "jack")  # no sound card here: the suite's JACK server
+    started = []
+
+    def start() -> CaptureProcess:
+        started.append(CaptureProcess("RWKV-Music"))
+        time.sleep(0.2)  # JACK connects it in a later cycle
+        return started[-1]
+
+    yield start
+    for cap in started:
+        cap.close()

@@ -17,26 +17,8 @@ skip_without_synth_and_jack_client()
 from core.live import JACK_BACKEND  # noqa: E402
 from musicapp.panels.midi_panel import SYNTH, VIRTUAL  # noqa: E402
 from tests.gui.helpers import demo_score, output_settled  # noqa: E402
-from tools.audio_capture import CaptureProcess  # noqa: E402
 
 pytestmark = pytest.mark.jack
-
-
-@pytest.fixture
-def capture(jack_server, monkeypatch):
-    """capture(): a recorder of the synth's JACK outputs, in its own process (one in this process would
-    deadlock with rtmidi's JACK calls here), started once the window's synth is up."""
-    monkeypatch.setenv("RWKV_MUSIC_AUDIO_BACKEND", "jack")  # no sound card here: the suite's JACK server
-    started = []
-
-    def start() -> CaptureProcess:
-        started.append(CaptureProcess("RWKV-Music"))
-        time.sleep(0.2)  # JACK connects it in a later cycle
-        return started[-1]
-
-    yield start
-    for cap in started:
-        cap.close()
 
 
 def level(cap, seconds: float) -> float:

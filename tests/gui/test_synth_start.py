@@ -22,7 +22,6 @@ from musicapp.panels.midi_panel import SYNTH  # noqa: E402
 from musicapp.transport import STARTING_NOTICE, SilentPort, SynthStarting  # noqa: E402
 from tests.gui.helpers import demo_score  # noqa: E402
 from tests.slow_start import SlowStartConfig  # noqa: E402
-from tools.audio_capture import CaptureProcess  # noqa: E402
 
 pytestmark = pytest.mark.jack
 
@@ -38,20 +37,6 @@ def slow_synth(jack_server, monkeypatch):
         monkeypatch.setattr(transport_module, "SynthConfig",
                             lambda **kw: SlowStartConfig(start_delay=delay, **{**kw, **config}))
     return slow
-
-
-@pytest.fixture
-def capture():
-    started = []
-
-    def start() -> CaptureProcess:
-        started.append(CaptureProcess("RWKV-Music"))
-        time.sleep(0.2)  # JACK connects it in a later cycle
-        return started[-1]
-
-    yield start
-    for cap in started:
-        cap.close()
 
 
 class Ticks:
