@@ -65,7 +65,7 @@ class GrammarState:
         self._restriction: frozenset | None = None
         self._caps: dict | None = None  # sampling: instrument -> most notes it starts at one onset
         self._ranges: dict | None = None  # sampling: instrument -> (lowest, highest) pitch, for playable_range
-        self._grid: np.ndarray | None = None  # sampling: bool [MAX_BAR_STEPS], the steps of a bar onsets may take
+        self._grid: np.ndarray | None = None  # sampling: the steps of a bar on the piece's grid, ascending
         if instruments is not None:
             self.restrict_instruments(instruments)
 
@@ -129,8 +129,8 @@ class GrammarState:
     def limit_grid(self, offsets=None) -> None:
         """While sampling (`playable`): `snapped` moves a sampled onset to the nearest step of the bar whose place
         within the beat (step % GRID) is one of `offsets` (core.idiom.onset_grid: the places the piece's own
-        onsets take). None: no grid."""
-        if offsets is None:
+        onsets take). None (or no places): no grid."""
+        if not offsets:
             self._grid = None
             return
         on = np.zeros(GRID, dtype=bool)
