@@ -115,9 +115,16 @@ class _Pass:
     """One scheduled stretch of playback: its timeline and where (in ticks and seconds) it ends."""
     player: live.Player
     start_tick: float
-    end_tick: float | None
-    end_time: float | None
+    end_tick: float | None  # None: a stream, which ends with its feed
     open: bool = False  # goes on past its last note until stopped (recording)
+
+    @property
+    def end_time(self) -> float | None:
+        # read from the timeline each time: a player fed late moves it on (Player._schedule), and the next
+        # loop pass must start where this one really ends, not over its last notes
+        if self.end_tick is None or self.player.timeline is None:
+            return None
+        return self.player.timeline.time_at(self.end_tick)
 
 
 class Transport(QObject):
@@ -361,7 +368,7 @@ class Transport(QObject):
         player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(notes, self._tempo_map, start_tick=int(start), timeline=timeline)
         last = end if end is not None else max((n.end for n in notes), default=start)
-        return _Pass(player, start, last, timeline.time_at(last))
+        return _Pass(player, start, last)
 
     def play_stream(self, piece: Score, start_tick: int, feed: NoteFeed) -> NoteFeed:
         """Play notes as a generator produces them (feed.put() from any thread, then feed.finish()) in the
@@ -379,7 +386,7 @@ class Transport(QObject):
         self.channels.use(piece)
         player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(feed, self._tempo_map, start_tick=start_tick, lookahead=0.15)
-        self._current = _Pass(player, start_tick, None, None)
+        self._current = _Pass(player, start_tick, None)
         self._set_playing(True)
 
     def stop(self) -> None:
@@ -434,7 +441,8 @@ class Transport(QObject):
                 self._set_playing(False)
             return
         if self.loop and p.end_time is not None:
-            if self._next is None and now >= p.end_time - LOOP_PREPARE_S:
+            # not while its player still feeds: a late note would still move the end this pass is anchored at
+            if self._next is None and now >= p.end_time - LOOP_PREPARE_S and not p.player.feeding:
                 self._next = self._schedule(self.loop[0], self.loop[1], p.end_time)
             if now >= p.end_time and self._next is not None:
                 self._current, self._next = self._next, None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from core.midi import write_midi
 from core.score import Note, Score, TempoChange, TimeSignature
@@ -38,3 +39,25 @@ def output_settled(qtbot, w, timeout: int = 60_000):
     its process answers after ~0.6 s); returns the window."""
     qtbot.waitUntil(lambda: not w.transport.starting, timeout=timeout)
     return w
+
+
+def onsets(notes) -> list[list[int]]:
+    """The pitches of each onset of `notes`, in time order (each onset's sorted)."""
+    return [sorted(n.pitch for n in notes if n.start == t) for t in sorted({n.start for n in notes})]
+
+
+def onsets_heard(heard: list[int], expected: list[list[int]]) -> int:
+    """How many onsets of `expected` the note-ons `heard` play, in order (one onset's notes in any order);
+    fails the test on anything else, the last onset cut short by a stop excepted."""
+    at = 0
+    for count, pitches in enumerate(expected):
+        if at == len(heard):
+            return count
+        got = heard[at:at + len(pitches)]
+        if len(got) < len(pitches):  # stopped while sending this onset
+            assert not Counter(got) - Counter(pitches), heard
+            return count
+        assert sorted(got) == pitches, heard
+        at += len(pitches)
+    assert at == len(heard), heard
+    return len(expected)

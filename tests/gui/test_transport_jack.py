@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 
 import pytest
 
 from core.live import JACK_BACKEND
-from tests.gui.helpers import arrived, demo_score
+from tests.gui.helpers import arrived, demo_score, onsets, onsets_heard
 from tests.midi_checks import sounding
 from tools.jack import MidiRecorder
 
 pytestmark = pytest.mark.jack
-
-
-def onsets(notes) -> list[list[int]]:
-    """The pitches of each onset of `notes`, in time order (each onset's sorted)."""
-    return [sorted(n.pitch for n in notes if n.start == t) for t in sorted({n.start for n in notes})]
-
-
-def onsets_heard(heard: list[int], expected: list[list[int]]) -> int:
-    """How many onsets of `expected` the note-ons `heard` play, in order (one onset's notes in any order);
-    fails the test on anything else, the last onset cut short by a stop excepted."""
-    at = 0
-    for count, pitches in enumerate(expected):
-        if at == len(heard):
-            return count
-        got = heard[at:at + len(pitches)]
-        if len(got) < len(pitches):  # stopped while sending this onset
-            assert not Counter(got) - Counter(pitches), heard
-            return count
-        assert sorted(got) == pitches, heard
-        at += len(pitches)
-    assert at == len(heard), heard
-    return len(expected)
 
 
 def test_play_then_stop_releases_every_note(jack_window, qtbot):
