@@ -3,7 +3,8 @@
     python bench/bench_tokenizer.py [--dir tests/data/corpus] [--repeat 3]
 
 Prints one row per file and a total: notes, tokens, tokens/note, encode and decode speed (notes/s), and the
-cost of the grammar per token (allowed() + advance(), as sampling uses it).
+cost of the grammar per token (allowed() + advance(), as sampling uses it), also with a sampling grammar on a
+grid of straight 16ths (allowed() + snapped() + advance(): what keeping to the piece's grid adds).
 """
 from __future__ import annotations
 
@@ -27,13 +28,19 @@ def best_time(fn, repeat: int) -> float:
     return best
 
 
-def grammar_seconds_per_token(tok: Tokenizer, ids: list[int]) -> float:
-    g = tok.grammar()
+def grammar_seconds_per_token(tok: Tokenizer, ids: list[int], grid: set[int] | None = None) -> float:
+    g = tok.grammar(playable=grid is not None)
+    g.limit_grid(grid)
     t0 = time.perf_counter()
     for t in ids:
         g.allowed()
+        if grid is not None:
+            g.snapped(t)
         g.advance(t)
     return (time.perf_counter() - t0) / len(ids)
+
+
+SIXTEENTHS = {0, 6, 12, 18}  # places within the beat, in tokenizer steps
 
 
 def main() -> int:
@@ -50,10 +57,10 @@ def main() -> int:
     grammar_seconds_per_token(tok, grammar_warm)
 
     header = f"{'file':<32} {'notes':>7} {'tokens':>8} {'tok/note':>8} {'enc notes/s':>12} {'dec notes/s':>12} " \
-             f"{'grammar us/tok':>14}"
+             f"{'grammar us/tok':>14} {'on a grid':>10}"
     print(header)
     print("-" * len(header))
-    total = {"notes": 0, "tokens": 0, "enc": 0.0, "dec": 0.0, "gram": 0.0}
+    total = {"notes": 0, "tokens": 0, "enc": 0.0, "dec": 0.0, "gram": 0.0, "grid": 0.0}
     files = 0
     for path in paths:
         try:
@@ -67,20 +74,22 @@ def main() -> int:
         enc = best_time(lambda: tok.encode(score), args.repeat)
         dec = best_time(lambda: tok.decode(ids), args.repeat)
         gram = grammar_seconds_per_token(tok, ids)
+        grid = grammar_seconds_per_token(tok, ids, SIXTEENTHS)
         n = len(score.notes)
         label = str(path.relative_to(args.dir))[-32:]
         print(f"{label:<32} {n:>7} {len(ids):>8} {len(ids) / n:>8.3f} {n / enc:>12,.0f} {n / dec:>12,.0f} "
-              f"{gram * 1e6:>14.2f}")
+              f"{gram * 1e6:>14.2f} {grid * 1e6:>10.2f}")
         files += 1
         total["notes"] += n
         total["tokens"] += len(ids)
         total["enc"] += enc
         total["dec"] += dec
         total["gram"] += gram * len(ids)
+        total["grid"] += grid * len(ids)
     print("-" * len(header))
     n, t = total["notes"], total["tokens"]
     print(f"{f'TOTAL ({files} files)':<32} {n:>7} {t:>8} {t / n:>8.3f} {n / total['enc']:>12,.0f} "
-          f"{n / total['dec']:>12,.0f} {total['gram'] / t * 1e6:>14.2f}")
+          f"{n / total['dec']:>12,.0f} {total['gram'] / t * 1e6:>14.2f} {total['grid'] / t * 1e6:>10.2f}")
     return 0
 
 

@@ -5,6 +5,7 @@ It is the one definition of a valid sequence: the encoder writes only what it ac
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import operator
 from typing import Iterable, Iterator
@@ -65,7 +66,7 @@ class GrammarState:
         self._restriction: frozenset | None = None
         self._caps: dict | None = None  # sampling: instrument -> most notes it starts at one onset
         self._ranges: dict | None = None  # sampling: instrument -> (lowest, highest) pitch, for playable_range
-        self._grid: np.ndarray | None = None  # sampling: the steps of a bar on the piece's grid, ascending
+        self._grid: list[int] | None = None  # sampling: the steps of a bar on the piece's grid, ascending
         if instruments is not None:
             self.restrict_instruments(instruments)
 
@@ -133,22 +134,23 @@ class GrammarState:
         if not offsets:
             self._grid = None
             return
-        on = np.zeros(GRID, dtype=bool)
-        on[sorted(int(o) for o in offsets)] = True
-        self._grid = np.flatnonzero(np.resize(on, MAX_BAR_STEPS))
+        places = {int(o) % GRID for o in offsets}
+        self._grid = [step for step in range(MAX_BAR_STEPS) if step % GRID in places]
 
     def snapped(self, t: int) -> int:
         """A sampled token with its onset on the grid (limit_grid): a Pos token off it becomes the nearest step
         on it later in the bar than the current onset (the earlier of two; `allowed` offers only steps less
         than half a beat from one). Snapping, not masking: a masked onset would hand its probability to
         leaving the bar empty."""
-        if self._grid is None or not self.playable or KIND_OF[t] != POS:
+        grid = self._grid
+        if grid is None or not self.playable or KIND_OF[t] != POS:
             return t
         step = VALUE_OF[t]
-        ahead = self._grid[(self._grid > self.pos) & (self._grid < self.bar_steps)]
-        if not len(ahead) or step in ahead:
+        first, end = bisect.bisect_left(grid, self.pos + 1), bisect.bisect_left(grid, self.bar_steps)
+        at = bisect.bisect_left(grid, step, first, end)  # the first place on the grid at or after the step
+        if first == end or at < end and grid[at] == step:
             return t
-        near = int(ahead[np.argmin(np.abs(ahead - step))])
+        near = min((grid[i] for i in (at - 1, at) if first <= i < end), key=lambda s: (abs(s - step), s))
         return FIRST_ID[POS] + near if abs(near - step) < GRID // 2 else t
 
     @contextlib.contextmanager
@@ -290,13 +292,13 @@ class GrammarState:
         it: within half a beat of a step on it later in the bar (the grid has a place in every beat, so
         every step between its first and last is). An onset past the bar's last place on the grid is the
         next bar's to play."""
-        lo, hi = self.pos + 1, self.bar_steps
-        if self._grid is None or not self.playable:
+        lo, hi, grid = self.pos + 1, self.bar_steps, self._grid
+        if grid is None or not self.playable:
             return lo, hi
-        ahead = self._grid[(self._grid >= lo) & (self._grid < hi)]
-        if not len(ahead):
+        first, end = bisect.bisect_left(grid, lo), bisect.bisect_left(grid, hi)
+        if first == end:
             return lo, lo
-        return max(lo, int(ahead[0]) - GRID // 2 + 1), min(hi, int(ahead[-1]) + GRID // 2)
+        return max(lo, grid[first] - GRID // 2 + 1), min(hi, grid[end - 1] + GRID // 2)
 
     def _class_mask(self, key: tuple) -> np.ndarray:
         """Allowed ids for a class of states (`key`), without the position and pitch tokens (added per state).
