@@ -567,9 +567,11 @@ class MainWindow(QMainWindow):
             self.act_record.setChecked(False)
 
     def _on_mix_changed(self) -> None:
-        """Mute or solo while the piece plays: go on from where it is with the new mix."""
+        """Mute or solo while the piece plays: go on with the new mix, seamlessly where the transport can."""
         if self.transport.playing and not self.generation.generating:
-            self.seek(int(self.transport.position() or self.roll.playhead_tick))
+            score = self.doc.to_score(include_preview=True)
+            if not self.transport.remix(score, self.tracks_panel.audible(score)):
+                self.seek(int(self.transport.position() or self.roll.playhead_tick))
 
     def seek(self, tick: int) -> None:
         was_playing = self.transport.playing

@@ -326,16 +326,12 @@ class Transport(QObject):
               until_stopped: bool) -> float:
         self._say_if_silent()
         self._tempo_map = Score([], list(score.tempos), list(score.time_signatures))
-        notes = list((score if audible is None else audible).notes)
         self.channels.use(score)  # the channels and programs the piece's file has
         if self.loop and not self.loop[0] <= start_tick < self.loop[1]:
             start_tick = self.loop[0]
         end = self.loop[1] if self.loop else None
         at = time.perf_counter() + LOOKAHEAD_S
-        if self.metronome:
-            last = end if end is not None else max((n.end for n in notes), default=start_tick)
-            notes += metronome.clicks(self._tempo_map, 0, max(last, start_tick + 1))
-        self._notes = sorted(notes, key=lambda n: n.start)
+        self._notes = self._what_plays(score, audible, start_tick, end)
         if count_in:  # a recording's own count-in, in beats
             at = self._count_in(start_tick, count_in, at)
         elif self.metronome:  # the piece starts after one bar of clicks
@@ -350,6 +346,55 @@ class Transport(QObject):
         self._set_playing(True)
         return at
 
+    def _what_plays(self, score: Score, audible: Score | None, start_tick: float, end: float | None) -> list[Note]:
+        notes = list((score if audible is None else audible).notes)
+        if self.metronome:
+            last = end if end is not None else max((n.end for n in notes), default=start_tick)
+            notes += metronome.clicks(self._tempo_map, 0, max(last, int(start_tick) + 1))
+        return sorted(notes, key=lambda n: n.start)
+
+    def remix(self, score: Score, audible: Score | None) -> bool:
+        """Mute or solo while it plays: from LOOKAHEAD_S on only the notes of `audible` start, in time, and
+        the muted tracks are silent at once; notes that go on sounding are not cut or struck again. Unlike a
+        restart, no note due meanwhile is lost or doubled. False when this playback cannot (a stream, a
+        count-in, the synth starting): the caller restarts it instead."""
+        p = self._current
+        if p is None or p.end_tick is None or self.scheduler is None or self.starting:
+            return False
+        passes = [q for q in (p, self._next) if q is not None]
+        for q in passes:  # under the player's lock: once this returns nothing more is fed
+            q.player.stop(release=False)
+        now = time.perf_counter()
+        at = now + LOOKAHEAD_S
+        if p.player.timeline is None or at < p.player.timeline.time_at(p.start_tick):
+            for q in passes:  # still counting in (its clicks lie outside the pass): restart
+                q.player.stop()
+            self._current = self._next = None
+            return False
+        self.channels.use(score)
+        self._notes = self._what_plays(score, audible, p.start_tick, p.end_tick if self.loop else None)
+        kept = {(n.start, n.pitch, n.instrument) for n in self._notes}
+        timeline = p.player.timeline
+        keep, silence, held = set(), set(), timeline.tick_at(now)
+        for q in passes:
+            for (on, off, ch), (_, n) in zip(q.player.keys, q.player.scheduled):
+                if off > now and on < at:  # sounding now, or starting before the new mix does
+                    if (n.start, n.pitch, n.instrument) in kept:
+                        keep.add((ch, n.pitch))
+                        held = max(held, n.end) if q is p else held
+                    else:
+                        silence.add((ch, n.pitch))
+        self.scheduler.cut(at, silence - keep)  # a key both kept and muted sounds as one: it stays
+        self._current = self._schedule(p.start_tick, p.end_tick if self.loop else None, timeline.origin_time,
+                                       timeline=timeline, not_before=at)
+        self._current.open = p.open
+        if not self.loop:  # it ends with its last note, as a Play of this mix would
+            self._current.end_tick = max(self._current.end_tick, held)
+        self._next = None
+        if len(passes) == 2:  # the next loop pass was scheduled: again, in the new mix
+            self._next = self._schedule(self.loop[0], self.loop[1], p.end_time, not_before=at)
+        return True
+
     def _count_in(self, start_tick: int, beats: int, at: float) -> float:
         """Clicks on the beats before `at`, in the tempo and beat value at `start_tick`; returns when they end."""
         beat_s = 60.0 / self._tempo_map.tempo_at(start_tick) * 4 / self._tempo_map.time_signature_at(
@@ -360,11 +405,15 @@ class Transport(QObject):
             scheduler.note(9, pitch, velocity, at + k * beat_s, at + k * beat_s + min(0.1, beat_s / 2))
         return at + beats * beat_s
 
-    def _schedule(self, start: float, end: float | None, at: float) -> _Pass:
+    def _schedule(self, start: float, end: float | None, at: float, timeline: live.Timeline | None = None,
+                  not_before: float | None = None) -> _Pass:
+        """A pass from `start` (sounding at `at`) to `end`; with `not_before`, only its notes from that time on."""
         notes = [n for n in self._notes if n.start >= start and (end is None or n.start < end)]
         if end is not None:  # a note crossing the loop end is cut there, so the pass ends clean
             notes = [replace(n, duration=min(n.duration, int(end) - n.start)) for n in notes]
-        timeline = live.Timeline(self._tempo_map, start, at)
+        timeline = timeline or live.Timeline(self._tempo_map, start, at)
+        if not_before is not None:
+            notes = [n for n in notes if timeline.time_at(n.start) >= not_before]
         player = live.Player(self.ensure_scheduler(), self.channels)
         player.play(notes, self._tempo_map, start_tick=int(start), timeline=timeline)
         last = end if end is not None else max((n.end for n in notes), default=start)

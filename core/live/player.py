@@ -33,6 +33,7 @@ class Player:
         self.timeline: Timeline | None = None
         self.first_note_time: float | None = None  # when the first note-on was scheduled to sound
         self.scheduled: list[tuple[float, Note]] = []  # (note-on time, note) of every note fed so far
+        self.keys: list[tuple[float, float, int]] = []  # (on, off, channel) of each, in the same order
         self.underruns = 0
         self.cancel = threading.Event()
         self.error: Exception | None = None
@@ -79,6 +80,7 @@ class Player:
             self.scheduler.send_at(on, mido.Message("program_change", channel=ch, program=note.program))
         self.scheduler.note(ch, note.pitch, note.velocity, on, off)
         self.scheduled.append((on, note))
+        self.keys.append((on, off, ch))
         if self.first_note_time is None:
             self.first_note_time = on
 
@@ -95,9 +97,11 @@ class Player:
                 return False
         return self.scheduler.wait_idle(None if end is None else max(0.0, end - time.perf_counter()))
 
-    def stop(self) -> None:
+    def stop(self, release: bool = True) -> None:
         """Stop feeding and release every sounding note of the scheduler now. Returns at once: a feeder
-        busy in the generator ends on its own and schedules nothing more."""
+        busy in the generator ends on its own and schedules nothing more. With `release` False only the
+        feeding stops: what it scheduled stays (Transport.remix cuts it itself)."""
         with self._lock:
             self.cancel.set()
-        self.scheduler.stop()
+        if release:
+            self.scheduler.stop()

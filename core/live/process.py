@@ -122,6 +122,9 @@ class SchedulerProcess:
     def stop(self) -> None:
         self._post("stop")
 
+    def cut(self, at: float, silence=()) -> None:
+        self._post("cut", at, [tuple(k) for k in silence])
+
     def set_volume(self, volume: float) -> None:
         """The synth's volume, 0..1 (a MIDI port ignores it)."""
         self._post("volume", float(volume))
@@ -203,6 +206,8 @@ def _scheduler_process_main(conn, port_name, virtual, backend, history, synth) -
                 scheduler.send_at(command[1], mido.Message.from_bytes(command[2]))
             elif op == "stop":
                 scheduler.stop()
+            elif op == "cut":
+                scheduler.cut(command[1], [tuple(k) for k in command[2]])
             elif op == "status":
                 reply = (scheduler.pending, scheduler.sounding)
             elif op == "lateness":

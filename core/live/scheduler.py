@@ -111,6 +111,24 @@ class Scheduler:
             self._release_all_locked()
             self._cond.notify_all()
 
+    def cut(self, at: float, silence=()) -> None:
+        """A new mix from `at` on: drop every pending note that starts at or after `at`, and every pending
+        note of the keys (channel, pitch) in `silence`, which are also released now if they sound. Notes
+        before `at` of the other keys still sound, late ones included, and sounding ones end when they
+        would: so nothing due is lost, and the notes that go on are not cut."""
+        silence = set(silence)
+        with self._cond:
+            dropped = {ev.note_id for ev in self._heap
+                       if ev.note_id >= 0 and ev.message.type == "note_on"
+                       and (ev.deadline >= at or (ev.message.channel, ev.message.note) in silence)}
+            self._heap = [ev for ev in self._heap if ev.note_id not in dropped]
+            heapq.heapify(self._heap)
+            now = time.perf_counter()
+            for key in sorted(silence & self._sounding.keys()):
+                del self._sounding[key]  # its own note-off, still pending, then finds the key free and is skipped
+                self._send(mido.Message("note_off", channel=key[0], note=key[1], velocity=0), now)
+            self._cond.notify_all()
+
     @property
     def pending(self) -> int:
         with self._cond:
