@@ -312,3 +312,43 @@ def test_a_child_that_stops_answering_is_gone_within_the_reply_timeout(jack_serv
         msgs = rx.wait_for(lambda m: any(x.type == "control_change" and x.control == 123 for _, x in m))
     assert sched._process.exitcode == 0  # it ended by itself, releasing what it played
     assert [m.note for _, m in msgs if m.type == "note_on" and m.velocity] == [60] and sounding(msgs) == {}
+
+
+@pytest.mark.parametrize("in_child", [False, True], ids=["thread", "process"])
+def test_a_cut_keeps_what_is_due_and_silences_the_muted_keys(jack_server, in_child):
+    """Scheduler.cut, a new mix while playing (the child process is the built-in synth's scheduler): notes
+    that start after the cut are dropped; the muted key is released at once and never struck again; a note
+    of another key that sounds on ends at its own time; one due before the cut still plays."""
+    from core.live import SchedulerProcess
+    with MidiRecorder() as rx:
+        if in_child:
+            sched = SchedulerProcess(rx.port_name, backend="jack").start()
+        else:
+            out = open_output(rx.port_name, backend=midi_backend("jack"))
+            rx.wait_connected(out)
+            sched = Scheduler(out).start()
+        try:
+            t0 = time.perf_counter() + 0.05
+            sched.note(0, 60, 90, t0, t0 + 0.6)  # kept, sounding through the cut
+            sched.note(1, 48, 90, t0, t0 + 0.6)  # muted while it sounds
+            sched.note(1, 50, 90, t0 + 0.5, t0 + 0.7)  # muted, still to come
+            sched.note(0, 62, 90, t0 + 0.35, t0 + 0.45)  # due just before the cut
+            sched.note(0, 64, 90, t0 + 0.8, t0 + 0.9)  # after the cut: the new mix schedules it again
+            time.sleep(max(0.0, t0 + 0.2 - time.perf_counter()))
+            sched.cut(time.perf_counter() + 0.2, [(1, 48), (1, 50)])
+            rx.wait_for(lambda m: 60 in note_offs(m), timeout=5)
+            time.sleep(0.4)  # past where the dropped notes were due
+            msgs = rx.messages()
+        finally:
+            sched.close()
+    on = {m.note: t for t, m in msgs if m.type == "note_on" and m.velocity > 0}
+    assert sorted(on) == [48, 60, 62]  # nothing after the cut, nothing more of the muted keys
+    off = note_offs(msgs)
+    assert off[48] < t0 + 0.4  # released at the cut (t0 + 0.2), not at its own end (t0 + 0.6)
+    assert off[60] - on[60] > 0.5  # the note that goes on is not cut: it plays its 0.6 s
+
+
+def note_offs(messages) -> dict[int, float]:
+    """When each pitch was last released."""
+    return {m.note: t for t, m in messages
+            if m.type == "note_off" or m.type == "note_on" and m.velocity == 0}
