@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import Counter
 
 from core.midi import write_midi
@@ -61,3 +63,19 @@ def onsets_heard(heard: list[int], expected: list[list[int]]) -> int:
         at += len(pitches)
     assert at == len(heard), heard
     return len(expected)
+
+
+class RecordingPort:
+    """Stands in for a mido output: keeps (perf_counter, message) for each send."""
+    name = "recording"
+
+    def __init__(self):
+        self.messages: list = []
+        self.lock = threading.Lock()
+
+    def send(self, msg):
+        with self.lock:
+            self.messages.append((time.perf_counter(), msg))
+
+    def close(self):
+        pass

@@ -3,30 +3,14 @@ mix goes on from where it is: no note due meanwhile is lost or doubled, the mute
 and hangs no note, and a note still sounding on another track is not cut."""
 from __future__ import annotations
 
-import threading
 import time
 
 from core import live
 from core.score import Note, Score, TempoChange, TimeSignature
+from tests.gui.helpers import RecordingPort
 from tests.midi_checks import sounding
 
 BASS = 32  # program
-
-
-class RecordingPort:
-    """Stands in for a mido output: keeps (perf_counter, message) for each send."""
-    name = "recording"
-
-    def __init__(self):
-        self.messages: list = []
-        self.lock = threading.Lock()
-
-    def send(self, msg):
-        with self.lock:
-            self.messages.append((time.perf_counter(), msg))
-
-    def close(self):
-        pass
 
 
 def two_tracks() -> Score:

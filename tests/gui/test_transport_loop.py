@@ -1,28 +1,11 @@
 """Loop playback's timing, without a MIDI system: the transport plays into a recording port object."""
 from __future__ import annotations
 
-import threading
 import time
 
 from core import live
 from musicapp.transport import Transport
-from tests.gui.helpers import demo_score, onsets, onsets_heard
-
-
-class RecordingPort:
-    """Stands in for a mido output: keeps (perf_counter, message) for each send."""
-    name = "recording"
-
-    def __init__(self):
-        self.messages: list = []
-        self.lock = threading.Lock()
-
-    def send(self, msg):
-        with self.lock:
-            self.messages.append((time.perf_counter(), msg))
-
-    def close(self):
-        pass
+from tests.gui.helpers import RecordingPort, demo_score, onsets, onsets_heard
 
 
 def test_a_late_loop_pass_does_not_play_over_the_next(qtbot, monkeypatch):
