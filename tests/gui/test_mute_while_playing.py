@@ -7,6 +7,7 @@ import time
 
 from core import live
 from core.score import Note, Score, TempoChange, TimeSignature
+from musicapp.transport import LOOKAHEAD_S
 from tests.gui.helpers import RecordingPort
 from tests.midi_checks import sounding
 
@@ -20,7 +21,7 @@ def two_tracks() -> Score:
     return Score(melody + bass, [TempoChange(0, 240)], [TimeSignature(0, 4, 4)])
 
 
-def window_playing_into(make_window, qtbot, scheduler_started: bool):
+def window_playing_into(make_window, qtbot, scheduler_started: bool, loop: tuple[int, int] | None = None):
     w = make_window()
     w.transport._close_port()
     port = RecordingPort()
@@ -31,6 +32,8 @@ def window_playing_into(make_window, qtbot, scheduler_started: bool):
     w.doc.load_score(score)
     w.tracks_panel.refresh()
     rows = {r.track.program: k for k, r in enumerate(w.tracks_panel.rows)}
+    if loop is not None:
+        w._set_loop(*loop, True)
     w.toggle_play()
     return w, port, score, rows, w.transport._current.player.timeline
 
@@ -80,3 +83,26 @@ def test_muting_goes_on_in_time_and_leaves_the_other_tracks_notes_sounding(make_
         (36, "note_on", True), (36, "note_off", False), (37, "note_on", True), (37, "note_off", False)]
     assert abs(bass[1][0] - timeline.time_at(1800)) < 0.05
     assert abs(bass[2][0] - timeline.time_at(1920)) < 0.05  # a restart put it LOOKAHEAD_S (80 ms) late
+
+
+def test_muting_while_the_next_loop_pass_is_queued_keeps_the_loop(make_window, qtbot):
+    """The loop's next pass is scheduled 0.4 s before the wrap: a mute then must reach it too (no bass after
+    the click, in this pass or the next) and the melody must go round the wrap each note once, in order."""
+    w, port, score, rows, timeline = window_playing_into(make_window, qtbot, scheduler_started=True,
+                                                         loop=(0, 1920))
+    try:
+        qtbot.waitUntil(lambda: w.transport._next is not None, timeout=3000)
+        clicked = time.perf_counter()
+        w.tracks_panel.set_muted(rows[BASS], True)
+        assert w.transport.playing and w.transport._next is not None
+        qtbot.waitUntil(lambda: time.perf_counter() > timeline.time_at(1920) + 1.3, timeout=5000)  # round again
+        w.toggle_play()
+    finally:
+        w.transport.shutdown()
+    messages = port.messages
+    assert sounding(messages) == {}
+    assert not [m for t, m in messages if t > clicked + LOOKAHEAD_S and m.type == "note_on" and m.velocity
+                and m.note == 36]
+    bar = [n.pitch for n in score.notes if n.program != BASS and n.start < 1920]
+    heard = [m.note for _, m in messages if m.type == "note_on" and m.velocity and m.note != 36]
+    assert len(heard) >= len(bar) + 8 and heard == (bar * 4)[:len(heard)]  # past the wrap, none lost or doubled
