@@ -40,7 +40,8 @@ from bench.bench_memory import corpus_files, encode_files, pop909_files, print_t
 from core.evaluate.bits import bits_per_note  # noqa: E402
 from core.evaluate.memory_bits import Trace, fit_gate, network_probs, trace_bits  # noqa: E402
 from core.memory import (FOLDER_GATE, MAX_ORDER, N_FEATURES, NO_RECALL, PIECE_GATE,  # noqa: E402
-                         FolderMemory, PieceMemory, Recall, _features, _ppm, context_hashes, entropy_bits)
+                         FolderMemory, PieceMemory, Recall, _features, _ppm, context_hashes, entropy_bits,
+                         gate_weight)
 from core.network.checkpoint import load_checkpoint  # noqa: E402
 from core.paths import base_model  # noqa: E402
 from core.tokenizer import Tokenizer  # noqa: E402
@@ -136,7 +137,7 @@ def _mix(p: np.ndarray, r: Recall, gate: np.ndarray, entropy: float) -> tuple[np
     m = np.zeros_like(p)
     if r.empty:
         return p, 0.0, m
-    w = 1.0 / (1.0 + math.exp(-float(gate @ _features(r, entropy))))
+    w = gate_weight(gate, r, entropy)
     m[r.tokens] = r.mass
     return (1 - w + w * r.escape) * p + w * m, w, m
 

@@ -377,7 +377,7 @@ class Transport(QObject):
         timeline = p.player.timeline
         keep, silence, held = set(), set(), timeline.tick_at(now)
         for q in passes:
-            for (on, off, ch), (_, n) in zip(q.player.keys, q.player.scheduled):
+            for (on, n), (off, ch) in zip(q.player.scheduled, q.player.releases):
                 if off > now and on < at:  # sounding now, or starting before the new mix does
                     if (n.start, n.pitch, n.instrument) in kept:
                         keep.add((ch, n.pitch))

@@ -33,7 +33,7 @@ class Player:
         self.timeline: Timeline | None = None
         self.first_note_time: float | None = None  # when the first note-on was scheduled to sound
         self.scheduled: list[tuple[float, Note]] = []  # (note-on time, note) of every note fed so far
-        self.keys: list[tuple[float, float, int]] = []  # (on, off, channel) of each, in the same order
+        self.releases: list[tuple[float, int]] = []  # (note-off time, channel) of each, in the same order
         self.underruns = 0
         self.cancel = threading.Event()
         self.error: Exception | None = None
@@ -80,7 +80,7 @@ class Player:
             self.scheduler.send_at(on, mido.Message("program_change", channel=ch, program=note.program))
         self.scheduler.note(ch, note.pitch, note.velocity, on, off)
         self.scheduled.append((on, note))
-        self.keys.append((on, off, ch))
+        self.releases.append((off, ch))
         if self.first_note_time is None:
             self.first_note_time = on
 

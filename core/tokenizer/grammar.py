@@ -146,7 +146,7 @@ class GrammarState:
         if grid is None or not self.playable or KIND_OF[t] != POS:
             return t
         step = VALUE_OF[t]
-        first, end = bisect.bisect_left(grid, self.pos + 1), bisect.bisect_left(grid, self.bar_steps)
+        first, end = self._grid_ahead()
         at = bisect.bisect_left(grid, step, first, end)  # the first place on the grid at or after the step
         if first == end or at < end and grid[at] == step:
             return t
@@ -295,10 +295,14 @@ class GrammarState:
         lo, hi, grid = self.pos + 1, self.bar_steps, self._grid
         if grid is None or not self.playable:
             return lo, hi
-        first, end = bisect.bisect_left(grid, lo), bisect.bisect_left(grid, hi)
+        first, end = self._grid_ahead()
         if first == end:
             return lo, lo
         return max(lo, grid[first] - GRID // 2 + 1), min(hi, grid[end - 1] + GRID // 2)
+
+    def _grid_ahead(self) -> tuple[int, int]:
+        """[first, end): the indices in the grid of its steps after the current onset, within the bar."""
+        return bisect.bisect_left(self._grid, self.pos + 1), bisect.bisect_left(self._grid, self.bar_steps)
 
     def _class_mask(self, key: tuple) -> np.ndarray:
         """Allowed ids for a class of states (`key`), without the position and pitch tokens (added per state).
