@@ -158,6 +158,7 @@ def _live_verbs(sub) -> None:
     _add_style(s)
     s.add_argument("--prompt", required=True)
     s.add_argument("--bars", type=int, default=8)
+    s.add_argument("--seed", type=int, help="the same seed and prompt play the same continuation")
     _add_memory(s)
     _add_grid(s)
     g = s.add_mutually_exclusive_group(required=True)

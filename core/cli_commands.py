@@ -395,7 +395,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     print(f"playing on {scheduler.port_name}", flush=True)
     pressed = time.perf_counter()
     from .sampling_config import SamplingConfig
-    stream = gen.stream(prompt, bars=args.bars, sampling=SamplingConfig(memory=args.memory, grid=not args.free_rhythm))
+    sampling = SamplingConfig(seed=args.seed, memory=args.memory, grid=not args.free_rhythm)
+    stream = gen.stream(prompt, bars=args.bars, sampling=sampling)
     player = Player(scheduler).play((item.note for item in stream), prompt, start_tick=stream.start_tick)
     try:
         while not player.wait(0.1):
